@@ -1,0 +1,19 @@
+"""interp: which components of a network trained on noisy modular arithmetic memorise the noise,
+and which carry the generalising circuit."""
+
+__version__ = "0.1.0"
+
+from .checkpoint import CheckpointError, Run, load_run, save_run
+from .metrics import subset_metrics
+from .nets import TwoLayerNet, build_model, logits
+from .presets import PRESETS, get_preset
+from .specs import NoiseSpec, RunSpec, SpecError, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
+from .tasks import SUBSETS, Dataset, make_dataset
+from .train import TrainingDiverged, evaluate, train
+
+__all__ = [
+    "CheckpointError", "Dataset", "NoiseSpec", "PRESETS", "Run", "RunSpec", "SUBSETS", "SpecError",
+    "TaskSpec", "TrainSpec", "TrainingDiverged", "TransformerSpec", "TwoLayerNet", "TwoLayerSpec",
+    "build_model", "evaluate", "get_preset", "load_run", "logits", "make_dataset", "save_run",
+    "subset_metrics", "train",
+]

@@ -1,0 +1,259 @@
+"""Run directories: safetensors weights + JSON, written atomically, loaded without unpickling.
+
+    RUN_DIR/
+      config.json          spec (task, noise + seeds, model, training), parameter shapes,
+                           TransformerLens config (transformers), library versions
+      model.safetensors    final weights
+      history.json         metric rows, one per evaluation
+      checkpoints/step_N/  model.safetensors, optimizer.safetensors, state.json, history.json
+
+A trajectory checkpoint holds everything needed to resume; the format is in docs/checkpoints.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import tl_adapter
+from .nets import build_model
+from .specs import RunSpec, SpecError
+from .tasks import Dataset, make_dataset
+
+FORMAT = "interp.run"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A run directory or checkpoint is missing, truncated, corrupted or does not match its config."""
+
+
+# --- atomic files -------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same directory, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON (truncated or corrupted?): {err}") from None
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupted?): {err}") from None
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "python": platform.python_version(),
+        **{name: installed(name) for name in ("interp", "torch", "transformer-lens", "safetensors")},
+    }
+
+
+def model_config(spec: RunSpec, model: nn.Module) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec": spec.to_dict(),
+        "parameters": {k: list(v.shape) for k, v in model.state_dict().items()},
+        "versions": library_versions(),
+    }
+    if tl_adapter.is_transformer(model):
+        config["transformer_lens_config"] = tl_adapter.bridge_config(spec.model, spec.task.p)
+    return config
+
+
+def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Load `tensors` into `model` after naming every missing, unexpected or misshapen tensor."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    problems = [f"missing {k} {expected[k]}" for k in expected.keys() - found.keys()]
+    problems += [f"unexpected {k} {found[k]}" for k in found.keys() - expected.keys()]
+    problems += [
+        f"{k} has shape {found[k]}, config says {expected[k]}"
+        for k in expected.keys() & found.keys()
+        if expected[k] != found[k]
+    ]
+    if problems:
+        raise CheckpointError(f"{source} does not match its config: " + "; ".join(sorted(problems)))
+    model.load_state_dict(tensors, strict=True)
+
+
+def read_spec(run_dir: Path) -> RunSpec:
+    config = read_json(Path(run_dir) / "config.json")
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{run_dir}/config.json is not an {FORMAT} config")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{run_dir} was written by a newer interp (format {config['format_version']})"
+        )
+    try:
+        return RunSpec.from_dict(config["spec"])
+    except (SpecError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{run_dir}/config.json has an invalid spec: {err}") from None
+
+
+@dataclass
+class Run:
+    """A trained (or partly trained) model with the spec that made it and its metric history."""
+
+    spec: RunSpec
+    model: nn.Module
+    history: list[dict[str, Any]]
+    step: int
+    path: Path | None = None
+
+    @property
+    def dataset(self) -> Dataset:
+        return make_dataset(self.spec.task, self.spec.noise)
+
+    @property
+    def final_metrics(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+def save_run(run_dir: Path, run: Run) -> None:
+    """Write the final model, config and history of `run` into `run_dir`."""
+    run_dir = Path(run_dir)
+    write_tensors(run_dir / "model.safetensors", run.model.state_dict())
+    write_json(run_dir / "history.json", run.history)
+    write_json(run_dir / "config.json", {**model_config(run.spec, run.model), "step": run.step})
+
+
+def load_run(run_dir: Path | str, step: int | None = None) -> Run:
+    """Load a run directory's final model, or its trajectory checkpoint at `step`."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a run directory")
+    spec = read_spec(run_dir)
+    source = run_dir if step is None else checkpoint_dir(run_dir, step)
+    model = build_model(spec.model, spec.task.p)
+    load_state(model, read_tensors(source / "model.safetensors"), source / "model.safetensors")
+    history = read_json(source / "history.json")
+    if step is None:
+        step = int(read_json(run_dir / "config.json").get("step", history[-1]["step"] if history else 0))
+    return Run(spec, model.eval(), history, step, run_dir)
+
+
+# --- trajectory ---------------------------------------------------------------------------
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step_{step}"
+
+
+def trajectory_steps(run_dir: Path) -> list[int]:
+    """Steps of the complete trajectory checkpoints in `run_dir`, ascending."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    steps = []
+    for d in root.iterdir():
+        if d.name.startswith("step_") and d.name[5:].isdigit() and (d / "state.json").exists():
+            steps.append(int(d.name[5:]))
+    return sorted(steps)
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    history: list[dict[str, Any]],
+) -> Path:
+    """Everything needed to resume at `step`. Built in a scratch folder, then renamed into place,
+    so a checkpoint directory is either complete or absent."""
+    final = checkpoint_dir(run_dir, step)
+    scratch = final.with_name(final.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    write_tensors(scratch / "model.safetensors", model.state_dict())
+    opt_state = optimizer.state_dict()["state"]
+    write_tensors(
+        scratch / "optimizer.safetensors",
+        {f"{i}.{k}": v for i, s in opt_state.items() for k, v in s.items() if torch.is_tensor(v)},
+    )
+    scalars = {
+        str(i): {k: v for k, v in s.items() if not torch.is_tensor(v)} for i, s in opt_state.items()
+    }
+    write_json(scratch / "history.json", history)
+    write_json(scratch / "state.json", {"step": step, "optimizer_scalars": scalars})
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(scratch, final)
+    return final
+
+
+def load_checkpoint(
+    run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> list[dict[str, Any]]:
+    """Restore model and optimizer in place from the checkpoint at `step`; return its history."""
+    source = checkpoint_dir(run_dir, step)
+    load_state(model, read_tensors(source / "model.safetensors"), source / "model.safetensors")
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in read_tensors(source / "optimizer.safetensors").items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, scalars in read_json(source / "state.json")["optimizer_scalars"].items():
+        state.setdefault(int(index), {}).update(scalars)
+    groups = optimizer.state_dict()["param_groups"]
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError) as err:
+        raise CheckpointError(f"{source} optimizer state does not match the config: {err}") from None
+    return read_json(source / "history.json")

@@ -1,0 +1,81 @@
+"""`interp` console script: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .checkpoint import CheckpointError
+from .presets import PRESETS, get_preset
+from .specs import SpecError
+from .tasks import SUBSETS
+from .train import RunDirectoryInUse, TrainingDiverged, train
+
+
+def format_metrics(row: dict) -> str:
+    """The four subsets' accuracies as a small table."""
+    lines = [f"{'subset':<16}{'accuracy':>10}{'loss':>12}"]
+    for name in SUBSETS:
+        acc, loss = row.get(f"{name}_acc"), row.get(f"{name}_loss")
+        if acc is None:
+            lines.append(f"{name:<16}{'(empty)':>10}")
+        else:
+            lines.append(f"{name:<16}{acc:>10.2%}{loss:>12.4f}")
+    return "\n".join(lines)
+
+
+def _cmd_presets(args) -> int:
+    for preset in PRESETS.values():
+        print(f"{preset.name}\n    {preset.description}\n")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    preset = get_preset(args.preset)
+    spec = preset.spec.with_overrides(args.set or [])
+    out = Path(args.out or f"runs/{preset.name}")
+    print(f"training {preset.name} -> {out}")
+    start = time.perf_counter()
+    run = train(spec, out, resume=args.resume, progress=not args.no_progress, device=args.device)
+    seconds = time.perf_counter() - start
+    print(f"\nstep {run.step} ({seconds:.1f} s)\n{format_metrics(run.final_metrics)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("presets", help="list the presets and what each reproduces").set_defaults(
+        func=_cmd_presets
+    )
+    p = sub.add_parser("train", help="train a preset and write its run directory")
+    p.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--out", help="run directory (default runs/PRESET)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec field (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SpecError, KeyError, CheckpointError, RunDirectoryInUse) as err:
+        message = err.args[0] if isinstance(err, KeyError) else err
+        print(f"interp: error: {message}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"interp: training diverged: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:
+        print(f"\ninterp: {err or 'interrupted'}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

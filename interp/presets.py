@@ -1,0 +1,96 @@
+"""Named run specs, each reproducing one published setting (or a CPU-sized stand-in for it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    spec: RunSpec
+    description: str
+
+
+_DOSHI = RunSpec(
+    task=TaskSpec(op="add", p=97, train_fraction=0.5),
+    noise=NoiseSpec(kind="uniform", rate=0.35),
+    model=TwoLayerSpec(width=500, act="quadratic", bias=False, init="doshi"),
+    train=TrainSpec(
+        steps=1000, optimizer="adamw", lr=0.01, beta1=0.9, beta2=0.98, weight_decay=0.0,
+        loss="mse", eval_every=10, checkpoint_every=100,
+    ),
+)
+
+_NANDA = RunSpec(
+    task=TaskSpec(op="add", p=113, train_fraction=0.3),
+    noise=NoiseSpec(kind="wrong", rate=0.0),
+    model=TransformerSpec(),
+    train=TrainSpec(
+        steps=20000, optimizer="adamw", lr=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
+        warmup_steps=10, loss="ce", eval_every=100, checkpoint_every=1000,
+    ),
+)
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "doshi-coexistence",
+            _DOSHI,
+            "Doshi et al. 2024 (arXiv 2310.13061), coexistence phase: p=97, M=500 quadratic "
+            "two-layer net without bias, MSE, full-batch AdamW lr 0.01, wd 0, half the pairs for "
+            "training, 35% uniform label noise, 1000 steps. Expect ≥95% on all training labels "
+            "(corrupted ones too) and ≥95% test.",
+        ),
+        Preset(
+            "doshi-full-inversion",
+            replace(_DOSHI, train=replace(_DOSHI.train, weight_decay=15.0, steps=500)),
+            "Doshi et al. 2024, full-inversion phase: as doshi-coexistence with weight decay 15 "
+            "and 500 steps. Expect test ≥99%, and on the corrupted examples accuracy near chance "
+            "against their observed labels but ≥95% against their true labels.",
+        ),
+        Preset(
+            "liu-lu-80",
+            RunSpec(
+                task=TaskSpec(op="add", p=59, train_fraction=0.8),
+                noise=NoiseSpec(kind="wrong", rate=0.8),
+                model=TwoLayerSpec(width=513, act="relu", bias=True, init="standard"),
+                train=TrainSpec(
+                    steps=20000, optimizer="adamw", lr=1e-3, weight_decay=0.1, loss="ce",
+                    eval_every=200, checkpoint_every=1000,
+                ),
+            ),
+            "Liu & Lu 2026 (arXiv 2605.18022) at 80% wrong-label noise, CPU-sized: the paper uses "
+            "p=113 and 200k full-batch steps; this stand-in uses p=59, width 2^9+1=513, ReLU with "
+            "output bias, CE, full-batch AdamW lr 1e-3 wd 0.1, 80% of pairs for training and "
+            "20k steps. Expect every training label fitted (clean and noisy) with test near "
+            "chance: the starting point for frequency-based extraction.",
+        ),
+        Preset(
+            "nanda-grokking",
+            _NANDA,
+            "Nanda et al. 2023 (arXiv 2301.05217): one-layer transformer (d_model 128, 4 heads, "
+            "d_mlp 512, ReLU, no LayerNorm) on a+b mod 113 with 30% of pairs for training, "
+            "full-batch AdamW lr 1e-3 wd 1.0 betas (0.9, 0.98), 10-step warmup, clean labels, "
+            "20k steps. It groks: test accuracy jumps long after training accuracy.",
+        ),
+        Preset(
+            "nanda-noisy",
+            replace(_NANDA, noise=NoiseSpec(kind="wrong", rate=0.2)),
+            "nanda-grokking with 20% wrong labels. Why 20%: at a 30% train split there are 3,830 "
+            "training pairs, and the transformer groks add mod 113 from about 25-30% of all "
+            "pairs; 20% noise leaves 3,064 clean pairs (24% of all pairs), close to what the rule "
+            "needs, while 766 wrong labels give the model real noise to memorise. Higher rates "
+            "leave too few clean pairs for the rule to form at this split.",
+        ),
+    ]
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,259 @@
+"""Frozen specs that fully describe a run: task, label noise, model and training.
+
+Every run is reproducible from its `RunSpec` alone (each random choice has its own seed), and the
+spec round-trips exactly through JSON. `RunSpec.with_overrides` implements the CLI's
+`--set key=value`: a key is either `section.field` (`noise.rate`) or a bare field name when it is
+unique across sections (`p`, `steps`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Union
+
+OPS = ("add", "sub", "mul", "div", "x2y2")
+NOISE_KINDS = ("wrong", "uniform", "symmetric")
+ACTIVATIONS = ("relu", "quadratic", "gelu", "abs")
+INITS = ("standard", "doshi")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+LOSSES = ("ce", "mse")
+SCHEDULES = ("constant", "cosine")
+
+
+class SpecError(ValueError):
+    """A spec field has a value the library cannot use; the message says which and why."""
+
+
+def is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise SpecError(f"{name}={value!r} is not one of {', '.join(choices)}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise SpecError(f"{name} must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """a ∘ b mod p over all pairs (b ≠ 0 for div), split into train/test by `train_fraction`."""
+
+    op: str = "add"
+    p: int = 113
+    train_fraction: float = 0.3
+    seed: int = 0  # train/test split
+
+    def __post_init__(self) -> None:
+        _choice("task.op", self.op, OPS)
+        if not isinstance(self.p, int) or self.p < 2:
+            raise SpecError(f"task.p must be an integer ≥ 2, got {self.p!r}")
+        if self.op == "div" and not is_prime(self.p):
+            raise SpecError(
+                f"task.p={self.p} is not prime: division mod p needs every b ≠ 0 to be invertible"
+            )
+        if not 0 < self.train_fraction < 1:
+            raise SpecError(f"task.train_fraction must lie in (0, 1), got {self.train_fraction!r}")
+
+    @property
+    def commutative(self) -> bool:
+        return self.op in ("add", "mul", "x2y2")
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """Label noise on training examples only; test labels stay clean.
+
+    kind: `wrong` — a fraction `rate` of training examples gets a label drawn uniformly from the
+    p−1 wrong classes (Liu & Lu); `uniform` — drawn from all p classes, so about 1/p of them stay
+    correct (Doshi et al.); `symmetric` — like `wrong`, but (a, b) and (b, a) share the corrupted
+    label (commutative ops only).
+    """
+
+    kind: str = "wrong"
+    rate: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _choice("noise.kind", self.kind, NOISE_KINDS)
+        if not 0 <= self.rate < 1:
+            raise SpecError(f"noise.rate must lie in [0, 1), got {self.rate!r}")
+
+
+@dataclass(frozen=True)
+class TwoLayerSpec:
+    """f(a, b) = W·φ(U e_a + V e_b) + μ with U, V ∈ R^{width×p}, W ∈ R^{p×width}.
+
+    init: `standard` — nn.Linear's scaling for a layer on the concatenated one-hot input
+    (U, V ~ Unif(±1/√(2p)), W, μ ~ Unif(±1/√width)); `doshi` — N(0, σ²), σ = 0.5/(2·width)^{1/3}.
+    """
+
+    arch = "two_layer"
+    width: int = 513
+    act: str = "relu"
+    tied: bool = False  # U = V
+    bias: bool = True  # output bias μ
+    init: str = "standard"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("model.width", self.width)
+        _choice("model.act", self.act, ACTIVATIONS)
+        _choice("model.init", self.init, INITS)
+
+
+@dataclass(frozen=True)
+class TransformerSpec:
+    """Nanda et al.'s transformer on tokens `a b =`: no LayerNorm, d_vocab p+1, d_vocab_out p."""
+
+    arch = "transformer"
+    n_layers: int = 1
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+    act: str = "relu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp"):
+            _positive(f"model.{name}", getattr(self, name))
+        _choice("model.act", self.act, ("relu", "gelu"))
+
+
+ModelSpec = Union[TwoLayerSpec, TransformerSpec]
+MODEL_SPECS: dict[str, type] = {"two_layer": TwoLayerSpec, "transformer": TransformerSpec}
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Optimisation. batch_size 0 means full batch; `seed` orders minibatches."""
+
+    steps: int = 1000
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.98
+    momentum: float = 0.0  # SGD only
+    loss: str = "ce"
+    batch_size: int = 0
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    eval_every: int = 100
+    checkpoint_every: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("train.steps", self.steps)
+        _positive("train.lr", self.lr)
+        _positive("train.eval_every", self.eval_every)
+        _positive("train.checkpoint_every", self.checkpoint_every)
+        _choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        _choice("train.loss", self.loss, LOSSES)
+        _choice("train.schedule", self.schedule, SCHEDULES)
+        if self.weight_decay < 0 or self.batch_size < 0 or self.warmup_steps < 0:
+            raise SpecError("train.weight_decay, train.batch_size and train.warmup_steps must be ≥ 0")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise SpecError(f"train.{name} must lie in [0, 1), got {getattr(self, name)!r}")
+
+
+SECTIONS = ("task", "noise", "model", "train")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    task: TaskSpec = field(default_factory=TaskSpec)
+    noise: NoiseSpec = field(default_factory=NoiseSpec)
+    model: ModelSpec = field(default_factory=TwoLayerSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+    def __post_init__(self) -> None:
+        if self.noise.kind == "symmetric" and self.noise.rate > 0 and not self.task.commutative:
+            raise SpecError(
+                f"symmetric noise needs a commutative operation (add, mul, x2y2), not {self.task.op!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        out["model"] = {"arch": self.model.arch, **out["model"]}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
+        unknown = set(data) - set(SECTIONS)
+        if unknown:
+            raise SpecError(f"unknown spec sections {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
+        model = dict(data.get("model", {}))
+        arch = model.pop("arch", "two_layer")
+        if arch not in MODEL_SPECS:
+            raise SpecError(f"model.arch={arch!r} is not one of {', '.join(MODEL_SPECS)}")
+        kinds = {"task": TaskSpec, "noise": NoiseSpec, "model": MODEL_SPECS[arch], "train": TrainSpec}
+        parts = {}
+        for name, kind in kinds.items():
+            values = model if name == "model" else data.get(name, {})
+            valid = {f.name for f in fields(kind)}
+            bad = set(values) - valid
+            if bad:
+                raise SpecError(
+                    f"unknown {name} keys {sorted(bad)}; valid: {', '.join(sorted(valid))}"
+                )
+            parts[name] = kind(**values)
+        return cls(**parts)
+
+    def settable_keys(self) -> dict[str, tuple[str, str]]:
+        """Every key `--set` accepts, mapped to (section, field)."""
+        qualified = {
+            f"{section}.{f.name}": (section, f.name)
+            for section in SECTIONS
+            for f in fields(getattr(self, section))
+        }
+        bare: dict[str, list[tuple[str, str]]] = {}
+        for target in qualified.values():
+            bare.setdefault(target[1], []).append(target)
+        return {**qualified, **{k: v[0] for k, v in bare.items() if len(v) == 1}}
+
+    def with_overrides(self, overrides: dict[str, str] | list[str]) -> "RunSpec":
+        """Apply `key=value` overrides (strings, parsed by each field's type)."""
+        if isinstance(overrides, list):
+            pairs = {}
+            for item in overrides:
+                if "=" not in item:
+                    raise SpecError(f"override {item!r} is not of the form key=value")
+                key, value = item.split("=", 1)
+                pairs[key.strip()] = value.strip()
+            overrides = pairs
+        keys = self.settable_keys()
+        data = self.to_dict()
+        for key, raw in overrides.items():
+            if key not in keys:
+                ambiguous = [k for k in keys if k.endswith("." + key)]
+                if ambiguous:
+                    raise SpecError(f"ambiguous key {key!r}: use one of {', '.join(ambiguous)}")
+                raise SpecError(f"unknown key {key!r}; valid keys: {', '.join(sorted(keys))}")
+            section, name = keys[key]
+            current = data[section][name]
+            data[section][name] = _parse_like(key, raw, current)
+        return RunSpec.from_dict(data)
+
+
+def _parse_like(key: str, raw: str, current: Any) -> Any:
+    """Parse a `--set` string as the type of the field's current value."""
+    try:
+        if isinstance(current, bool):
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return raw.lower() in ("true", "1", "yes")
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+    except ValueError:
+        raise SpecError(f"{key}={raw!r} is not a valid {type(current).__name__}") from None
+    return raw

@@ -1,0 +1,152 @@
+"""Modular-arithmetic tasks over Z_p, the train/test split and the label-noise models.
+
+A `Dataset` holds every pair (a, b) of the task once, in the order a·p + b (pairs with b = 0 are
+absent for division), with its true label, its observed label and the masks that say which pairs
+are clean training examples, noisy training examples and test examples. Analyses ask it
+"on which examples, against which labels" through `Dataset.subsets()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from .specs import NoiseSpec, TaskSpec
+
+#: The four subsets every metric is reported on. Accuracy on the noisy training examples is
+#: reported twice — against the observed labels (memorisation) and the true labels (recovery).
+SUBSETS = ("clean", "noisy_observed", "noisy_true", "test")
+
+
+def apply_op(op: str, a: Tensor, b: Tensor, p: int) -> Tensor:
+    """The true label of each pair; `div` uses b^(p−2) = b⁻¹ (p prime, b ≠ 0)."""
+    if op == "add":
+        return (a + b) % p
+    if op == "sub":
+        return (a - b) % p
+    if op == "mul":
+        return (a * b) % p
+    if op == "x2y2":
+        return (a * a + b * b) % p
+    if op == "div":
+        inverse = torch.tensor([pow(int(x), p - 2, p) for x in range(p)])
+        return (a * inverse[b]) % p
+    raise ValueError(f"unknown op {op!r}")
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    task: TaskSpec
+    noise: NoiseSpec
+    inputs: Int[Tensor, "pair 2"]
+    true_labels: Int[Tensor, " pair"]
+    labels: Int[Tensor, " pair"]  # observed: equal to true_labels except on noisy examples
+    train_mask: Bool[Tensor, " pair"]
+    noisy_mask: Bool[Tensor, " pair"]  # training examples whose observed label is wrong
+
+    @property
+    def p(self) -> int:
+        return self.task.p
+
+    @property
+    def test_mask(self) -> Bool[Tensor, " pair"]:
+        return ~self.train_mask
+
+    @property
+    def clean_mask(self) -> Bool[Tensor, " pair"]:
+        return self.train_mask & ~self.noisy_mask
+
+    def subsets(self) -> dict[str, tuple[Bool[Tensor, " pair"], Int[Tensor, " pair"]]]:
+        """Each named subset as (mask over pairs, labels to score against)."""
+        return {
+            "clean": (self.clean_mask, self.labels),
+            "noisy_observed": (self.noisy_mask, self.labels),
+            "noisy_true": (self.noisy_mask, self.true_labels),
+            "test": (self.test_mask, self.true_labels),
+        }
+
+    def __repr__(self) -> str:
+        n = len(self.inputs)
+        return (
+            f"Dataset({self.task.op} mod {self.p}: {n} pairs, {int(self.train_mask.sum())} train "
+            f"({int(self.noisy_mask.sum())} noisy, {self.noise.kind} @ {self.noise.rate}), "
+            f"{int(self.test_mask.sum())} test)"
+        )
+
+
+def all_pairs(task: TaskSpec) -> Int[Tensor, "pair 2"]:
+    p = task.p
+    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+    pairs = torch.stack([a.flatten(), b.flatten()], dim=1)
+    return pairs[pairs[:, 1] != 0] if task.op == "div" else pairs
+
+
+def make_dataset(task: TaskSpec, noise: NoiseSpec | None = None) -> Dataset:
+    """All pairs of `task`, split by `task.seed`, with noise drawn by `noise.seed`."""
+    noise = noise or NoiseSpec()
+    if noise.kind == "symmetric" and noise.rate > 0 and not task.commutative:
+        raise ValueError(f"symmetric noise needs a commutative op, not {task.op!r}")
+    inputs = all_pairs(task)
+    true_labels = apply_op(task.op, inputs[:, 0], inputs[:, 1], task.p)
+    n = len(inputs)
+    n_train = round(task.train_fraction * n)
+    if not 0 < n_train < n:
+        raise ValueError(f"train_fraction {task.train_fraction} leaves an empty train or test set")
+    order = torch.randperm(n, generator=_generator(task.seed))
+    train_mask = torch.zeros(n, dtype=torch.bool)
+    train_mask[order[:n_train]] = True
+    labels = _corrupt(task, noise, inputs, true_labels, train_mask)
+    return Dataset(task, noise, inputs, true_labels, labels, train_mask, labels != true_labels)
+
+
+def _corrupt(
+    task: TaskSpec,
+    noise: NoiseSpec,
+    inputs: Tensor,
+    true_labels: Tensor,
+    train_mask: Tensor,
+) -> Tensor:
+    """Observed labels: exactly round(rate · n_train) training examples are corrupted."""
+    labels = true_labels.clone()
+    train_idx = train_mask.nonzero().squeeze(1)
+    n_corrupt = round(noise.rate * len(train_idx))
+    if n_corrupt == 0:
+        return labels
+    gen = _generator(noise.seed)
+    p = task.p
+    if noise.kind == "symmetric":
+        return _corrupt_symmetric(p, inputs, labels, train_idx, n_corrupt, gen)
+    chosen = train_idx[torch.randperm(len(train_idx), generator=gen)[:n_corrupt]]
+    if noise.kind == "wrong":
+        shift = torch.randint(1, p, (n_corrupt,), generator=gen)  # never 0: always wrong
+        labels[chosen] = (true_labels[chosen] + shift) % p
+    else:  # uniform over all p classes
+        labels[chosen] = torch.randint(0, p, (n_corrupt,), generator=gen)
+    return labels
+
+
+def _corrupt_symmetric(
+    p: int, inputs: Tensor, labels: Tensor, train_idx: Tensor, n_corrupt: int, gen: torch.Generator
+) -> Tensor:
+    """Corrupt unordered pairs {a, b}: every training ordering of a chosen pair gets one shared
+    wrong label. Pairs are taken in random order until n_corrupt examples are reached."""
+    a, b = inputs[train_idx, 0], inputs[train_idx, 1]
+    key = torch.minimum(a, b) * p + torch.maximum(a, b)
+    groups, group_of = torch.unique(key, return_inverse=True)
+    order = torch.randperm(len(groups), generator=gen)
+    sizes = torch.bincount(group_of, minlength=len(groups))[order]
+    n_groups = int((sizes.cumsum(0) < n_corrupt).sum()) + 1
+    chosen_groups = order[:n_groups]
+    shift = torch.randint(1, p, (len(groups),), generator=gen)
+    picked = torch.isin(group_of, chosen_groups)
+    idx = train_idx[picked]
+    # (a, b) and (b, a) share a true label (commutative op), so one shift gives one wrong label.
+    labels[idx] = (labels[idx] + shift[group_of[picked]]) % p
+    return labels

@@ -1,0 +1,208 @@
+"""The training loop: full batch or minibatch, per-subset metrics, checkpoint trajectory, resume.
+
+`train(spec, out)` builds the dataset and model from `spec` alone, so a run is reproducible from
+its config. With `out` set, it writes `config.json` at once, a trajectory checkpoint every
+`train.checkpoint_every` steps (and at the end), and the final model; `resume=True` continues
+from the last complete checkpoint and ends with the same weights and history as an
+uninterrupted run. Ctrl-C stops at the next step boundary after writing a checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .checkpoint import Run
+from .metrics import loss_fn, subset_metrics
+from .nets import build_model, logits
+from .specs import RunSpec, TrainSpec
+from .tasks import Dataset, make_dataset
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; checkpoints already written are kept."""
+
+
+class RunDirectoryInUse(RuntimeError):
+    """`out` already holds a different run (or the same one, without `resume`)."""
+
+
+def make_optimizer(train: TrainSpec, params) -> torch.optim.Optimizer:
+    if train.optimizer == "adamw":
+        return torch.optim.AdamW(
+            params, lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
+        )
+    if train.optimizer == "adam":  # L2 penalty coupled into the gradient, as in torch.optim.Adam
+        return torch.optim.Adam(
+            params, lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
+        )
+    return torch.optim.SGD(params, lr=train.lr, weight_decay=train.weight_decay, momentum=train.momentum)
+
+
+def lr_at(train: TrainSpec, step: int) -> float:
+    """Learning rate for the update that takes the model from `step` to `step + 1`."""
+    if step < train.warmup_steps:
+        return train.lr * (step + 1) / train.warmup_steps
+    if train.schedule == "cosine":
+        span = max(1, train.steps - train.warmup_steps)
+        return train.lr * 0.5 * (1 + math.cos(math.pi * (step - train.warmup_steps) / span))
+    return train.lr
+
+
+def batch_indices(train: TrainSpec, train_idx: torch.Tensor, step: int) -> torch.Tensor:
+    """Training examples used at `step`: all of them, or a minibatch from a per-epoch
+    permutation seeded by (train.seed, epoch) — stateless, so resuming needs no RNG state."""
+    n = len(train_idx)
+    if train.batch_size == 0 or train.batch_size >= n:
+        return train_idx
+    per_epoch = math.ceil(n / train.batch_size)
+    epoch, k = divmod(step, per_epoch)
+    gen = torch.Generator().manual_seed(train.seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=gen)
+    return train_idx[perm[k * train.batch_size : (k + 1) * train.batch_size]]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, loss: str) -> dict[str, float | None]:
+    """Per-subset accuracy and loss on every pair of the task."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        return subset_metrics(logits(model, dataset.inputs.to(device)), dataset, loss)
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt() -> Iterator[threading.Event]:
+    """Turn Ctrl-C into a flag checked between steps, so the state saved is consistent."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if requested.is_set():  # a second Ctrl-C stops at once
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        requested.set()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _flush_denormals() -> Iterator[None]:
+    # Saturated softmax gradients underflow to denormals, which slow CPU matmuls several-fold.
+    previous = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if previous:
+            torch.set_flush_denormal(False)
+
+
+def _prepare_out(out: Path, spec: RunSpec, resume: bool) -> None:
+    config_path = out / "config.json"
+    if config_path.exists():
+        existing = checkpoint.read_spec(out)
+        if existing != spec:
+            raise RunDirectoryInUse(f"{out} holds a run with a different spec; choose another --out")
+        if not resume:
+            raise RunDirectoryInUse(f"{out} already holds this run; pass resume=True (--resume) to continue it")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def train(
+    spec: RunSpec,
+    out: Path | str | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> Run:
+    """Train a model for `spec`; write its run directory to `out` when given."""
+    out = Path(out) if out is not None else None
+    dataset = make_dataset(spec.task, spec.noise)
+    model = build_model(spec.model, spec.task.p).to(device)
+    optimizer = make_optimizer(spec.train, model.parameters())
+    history: list[dict[str, Any]] = []
+    start = 0
+    if out is not None:
+        _prepare_out(out, spec, resume)
+        steps = checkpoint.trajectory_steps(out) if resume else []
+        if steps:
+            start = steps[-1]
+            history = checkpoint.load_checkpoint(out, start, model, optimizer)
+        else:
+            config = checkpoint.model_config(spec, model)
+            checkpoint.write_json(out / "config.json", {**config, "step": 0})
+
+    cfg = spec.train
+    inputs = dataset.inputs.to(device)
+    labels = dataset.labels.to(device)
+    train_idx = dataset.train_mask.nonzero().squeeze(1).to(device)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train", unit="step")
+
+    def record(step: int) -> None:
+        row = {"step": step, "lr": lr_at(cfg, max(step - 1, 0)), **evaluate(model, dataset, cfg.loss)}
+        history.append(row)
+        bar.set_postfix_str(
+            " ".join(f"{label}={row[k]:.3f}" for k, label in _ACC_LABELS.items() if row[k] is not None)
+        )
+
+    model.train()
+    with _flush_denormals(), _stop_on_interrupt() as interrupted:
+        if start == 0:
+            record(0)
+        for step in range(start, cfg.steps):
+            if interrupted.is_set():
+                if out is not None:
+                    checkpoint.save_checkpoint(out, step, model, optimizer, history)
+                bar.close()
+                where = f"; resume with --resume from {checkpoint.checkpoint_dir(out, step)}" if out else ""
+                raise KeyboardInterrupt(f"training interrupted at step {step}{where}")
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, step)
+            idx = batch_indices(cfg, train_idx, step)
+            loss = loss_fn(cfg.loss, logits(model, inputs[idx]), labels[idx])
+            if not torch.isfinite(loss):
+                bar.close()
+                if out is not None:
+                    checkpoint.write_json(out / "history.json", history)
+                last = checkpoint.trajectory_steps(out) if out is not None else []
+                kept = f"; the last good checkpoint is step {last[-1]}" if last else ""
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at step {step} (lr {lr_at(cfg, step):g}){kept}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            done = step + 1
+            bar.update(1)
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                record(done)
+            if out is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                checkpoint.save_checkpoint(out, done, model, optimizer, history)
+    bar.close()
+    run = Run(spec, model.eval(), history, cfg.steps, out)
+    if out is not None:
+        checkpoint.save_run(out, run)
+    return run
+
+
+_ACC_LABELS = {"clean_acc": "clean", "noisy_observed_acc": "noisy/obs", "noisy_true_acc": "noisy/true", "test_acc": "test"}

@@ -1,0 +1,129 @@
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import small_transformer, small_two_layer
+from safetensors.torch import load_file
+
+import interp
+from interp import CheckpointError, load_run, train
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "checkpoints.md"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return {
+        "two_layer": train(small_two_layer(steps=20), root / "two_layer", progress=False),
+        "transformer": train(small_transformer(steps=4), root / "transformer", progress=False),
+    }
+
+
+@pytest.mark.parametrize("kind", ["two_layer", "transformer"])
+def test_round_trip_exact(runs, kind):
+    run = runs[kind]
+    loaded = load_run(run.path)
+    assert loaded.spec == run.spec and loaded.step == run.step and loaded.history == run.history
+    for k, v in run.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k], v)
+    x = run.dataset.inputs
+    assert torch.equal(interp.logits(loaded.model, x), interp.logits(run.model, x))
+
+
+def test_trajectory_checkpoints_load(runs):
+    run = runs["two_layer"]
+    early = load_run(run.path, step=10)
+    assert early.step == 10 and early.history[-1]["step"] == 10
+    assert not torch.equal(early.model.U, run.model.U)
+
+
+def test_config_is_plain_json_with_versions(runs):
+    config = json.loads((runs["transformer"].path / "config.json").read_text())
+    assert config["format"] == "interp.run"
+    assert config["spec"]["model"]["arch"] == "transformer"
+    assert set(config["versions"]) >= {"torch", "transformer-lens", "interp"}
+    assert config["transformer_lens_config"]["normalization_type"] is None
+
+
+def copy_run(run, tmp_path):
+    import shutil
+    dest = tmp_path / "copy"
+    shutil.copytree(run.path, dest)
+    return dest
+
+
+def test_truncated_weights_refused(runs, tmp_path):
+    d = copy_run(runs["two_layer"], tmp_path)
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        load_run(d)
+
+
+def test_garbage_weights_refused(runs, tmp_path):
+    d = copy_run(runs["transformer"], tmp_path)
+    (d / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_run(d)
+
+
+def test_truncated_config_refused(runs, tmp_path):
+    d = copy_run(runs["two_layer"], tmp_path)
+    text = (d / "config.json").read_text()
+    (d / "config.json").write_text(text[: len(text) // 2])
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_run(d)
+
+
+def test_config_that_does_not_match_weights_names_the_tensors(runs, tmp_path):
+    d = copy_run(runs["two_layer"], tmp_path)
+    config = json.loads((d / "config.json").read_text())
+    config["spec"]["model"]["width"] += 1
+    config["spec"]["model"]["tied"] = True
+    (d / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as err:
+        load_run(d)
+    for fragment in ["unexpected V (65, 17)", "U has shape (65, 17), config says (66, 17)",
+                     "W has shape (17, 65), config says (17, 66)"]:
+        assert fragment in str(err.value)
+
+
+def test_missing_run_dir(tmp_path):
+    with pytest.raises(CheckpointError, match="not a run directory"):
+        load_run(tmp_path / "nothing")
+
+
+def test_weights_load_with_weights_only_torch_tools(runs):
+    # safetensors all the way down: no pickle anywhere in the run directory
+    for path in runs["two_layer"].path.rglob("*"):
+        if path.is_file():
+            assert path.suffix in (".json", ".safetensors"), path
+
+
+def snippet(name: str) -> str:
+    text = DOCS.read_text()
+    match = re.search(rf"<!-- snippet: {name} -->\n```python\n(.*?)```", text, re.S)
+    assert match, f"snippet {name} missing from {DOCS}"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("kind", ["two_layer", "transformer"])
+def test_docs_snippet_loads_without_interp(runs, kind, tmp_path):
+    run = runs[kind]
+    code = re.sub(r'run_dir = "[^"]*"', f'run_dir = "{run.path}"', snippet(kind))
+    out = tmp_path / "logits.safetensors"
+    code += (
+        "\nimport sys\nassert not any(m == 'interp' or m.startswith('interp.') for m in sys.modules)\n"
+        f"from safetensors.torch import save_file\nsave_file({{'logits': logits.contiguous()}}, '{out}')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+    theirs = load_file(out)["logits"]
+    p = run.spec.task.p
+    a, b = torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)
+    ours = interp.logits(run.model, torch.stack([a, b], 1))
+    torch.testing.assert_close(theirs, ours, rtol=1e-6, atol=1e-6)

@@ -1,0 +1,86 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from interp import TwoLayerNet, TwoLayerSpec, build_model, logits
+from interp.specs import TransformerSpec
+
+P = 17
+
+
+@pytest.mark.parametrize("act", ["relu", "quadratic", "gelu", "abs"])
+@pytest.mark.parametrize("tied,bias", [(False, True), (True, False)])
+def test_two_layer_matches_one_hot_formula(act, tied, bias):
+    net = TwoLayerNet(TwoLayerSpec(width=40, act=act, tied=tied, bias=bias), P)
+    inputs = torch.cartesian_prod(torch.arange(P), torch.arange(P))
+    e_a, e_b = F.one_hot(inputs[:, 0], P).float(), F.one_hot(inputs[:, 1], P).float()
+    V = net.U if tied else net.V
+    phi = {"relu": torch.relu, "quadratic": torch.square, "gelu": F.gelu, "abs": torch.abs}[act]
+    expected = phi(e_a @ net.U.T + e_b @ V.T) @ net.W.T
+    if bias:
+        expected = expected + net.mu
+    torch.testing.assert_close(net(inputs), expected)
+    assert ("V" in dict(net.named_parameters())) == (not tied)
+    assert ("mu" in dict(net.named_parameters())) == bias
+
+
+def test_two_layer_hooks_in_run_with_cache():
+    net = TwoLayerNet(TwoLayerSpec(width=24), P)
+    inputs = torch.tensor([[1, 2], [3, 4]])
+    out, cache = net.run_with_cache(inputs)
+    assert set(cache.keys()) == {"hook_embed_a", "hook_embed_b", "hook_pre", "hook_post", "hook_logits"}
+    assert cache["hook_pre"].shape == (2, 24) and cache["hook_logits"].shape == (2, P)
+    torch.testing.assert_close(cache["hook_post"], torch.relu(cache["hook_pre"]))
+    torch.testing.assert_close(cache["hook_logits"], out)
+
+
+def test_two_layer_run_with_hooks_changes_output():
+    net = TwoLayerNet(TwoLayerSpec(width=24, bias=True), P)
+    inputs = torch.tensor([[1, 2]])
+
+    def zero(post, hook):
+        return torch.zeros_like(post)
+
+    out = net.run_with_hooks(inputs, fwd_hooks=[("hook_post", zero)])
+    torch.testing.assert_close(out[0], net.mu)
+
+
+def test_doshi_init_scale():
+    width = 500
+    net = TwoLayerNet(TwoLayerSpec(width=width, init="doshi", bias=False, act="quadratic"), 97)
+    sigma = 0.5 / (2 * width) ** (1 / 3)
+    for w in (net.U.detach(), net.V.detach(), net.W.detach()):
+        assert abs(float(w.std()) / sigma - 1) < 0.02
+        assert abs(float(w.mean())) < 0.05 * sigma
+
+
+def test_init_is_seeded():
+    a = TwoLayerNet(TwoLayerSpec(width=8, seed=1), P)
+    b = TwoLayerNet(TwoLayerSpec(width=8, seed=1), P)
+    c = TwoLayerNet(TwoLayerSpec(width=8, seed=2), P)
+    assert torch.equal(a.U, b.U) and not torch.equal(a.U, c.U)
+
+
+def test_transformer_shapes_hooks_and_seed():
+    spec = TransformerSpec(d_model=32, n_heads=2, d_head=16, d_mlp=64)
+    model = build_model(spec, P)
+    assert model.cfg.normalization_type is None
+    assert (model.cfg.d_vocab, model.cfg.d_vocab_out, model.cfg.n_ctx) == (P + 1, P, 3)
+    inputs = torch.tensor([[1, 2], [5, 9]])
+    out = logits(model, inputs)
+    assert out.shape == (2, P)
+    tokens = torch.tensor([[1, 2, P], [5, 9, P]])
+    full, cache = model.run_with_cache(tokens)
+    torch.testing.assert_close(full[:, -1], out)
+    for name in ["hook_embed", "hook_pos_embed", "blocks.0.attn.hook_pattern", "blocks.0.mlp.hook_post",
+                 "blocks.0.hook_resid_post"]:
+        assert name in cache
+    assert cache["blocks.0.mlp.hook_post"].shape == (2, 3, 64)
+    again = build_model(spec, P)
+    torch.testing.assert_close(logits(again, inputs), out)
+
+
+def test_transformer_n_layers():
+    model = build_model(TransformerSpec(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64), P)
+    _, cache = model.run_with_cache(torch.tensor([[1, 2, P]]))
+    assert "blocks.1.mlp.hook_post" in cache
