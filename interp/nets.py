@@ -103,3 +103,11 @@ def logits(model: nn.Module, inputs: Int[Tensor, "batch 2"]) -> Float[Tensor, "b
     if tl_adapter.is_transformer(model):
         return model(to_tokens(model, inputs))[:, -1]
     return model(inputs)
+
+
+def training_logits(model: nn.Module, inputs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
+    """The values of `logits`, computed by the cheapest path and without hook points (the
+    transformer computes only the last position). For training; analyses use `logits`."""
+    if tl_adapter.is_transformer(model):
+        return tl_adapter.last_position_logits(model, to_tokens(model, inputs))
+    return model(inputs)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from torch import Tensor
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from .specs import TransformerSpec
 
 N_CTX = 3  # tokens `a b =`
+_ACTS = {"relu": F.relu, "gelu": F.gelu}
 
 
 def bridge_config(spec: TransformerSpec, p: int) -> dict[str, Any]:
@@ -45,3 +49,59 @@ def is_transformer(model: object) -> bool:
 
 def equals_token(model: TransformerBridge) -> int:
     return model.cfg.d_vocab - 1
+
+
+def last_position_logits(model: TransformerBridge, tokens: Tensor) -> Tensor:
+    """The bridge's logits at the last position, computed from its own parameters in plain
+    PyTorch: no hook points, and the last layer computes attention queries and the MLP for the
+    last position only. For training; analyses use the hooked forward. Same function as the
+    bridge for this model family (no LayerNorm, causal attention, learned positions)."""
+    cfg = model.cfg
+    w = model.state_dict(keep_vars=True)
+    n_heads, d_head = cfg.n_heads, cfg.d_head
+    scale = cfg.attn_scale if cfg.use_attn_scale and cfg.attn_scale > 0 else d_head**0.5
+    batch, seq = tokens.shape
+    x = F.embedding(tokens, w["embed.weight"]) + w["pos_embed.weight"][:seq]
+    causal = torch.triu(torch.ones(seq, seq, dtype=torch.bool, device=tokens.device), diagonal=1)
+    for layer in range(cfg.n_layers):
+        prefix = f"blocks.{layer}."
+        last = layer == cfg.n_layers - 1
+        query_in = x[:, -1:] if last else x
+
+        def heads(t: Tensor) -> Tensor:  # [batch, pos, n_heads·d_head] -> [batch, head, pos, d_head]
+            return t.view(batch, -1, n_heads, d_head).transpose(1, 2)
+
+        def linear(name: str, t: Tensor) -> Tensor:
+            return F.linear(t, w[prefix + name + ".weight"], w[prefix + name + ".bias"])
+
+        if layer == 0:  # inputs are token+position embeddings: project the p+1 rows, then gather
+            q, k, v = (
+                heads(project_embeddings(w, prefix + name, tokens[:, -1:] if name == "attn.q" and last else tokens, seq))
+                for name in ("attn.q", "attn.k", "attn.v")
+            )
+        else:
+            q, k, v = heads(linear("attn.q", query_in)), heads(linear("attn.k", x)), heads(linear("attn.v", x))
+        if last:  # one query, which sees every position: broadcast products beat tiny bmm's
+            pattern = ((q * k).sum(-1, keepdim=True) / scale).softmax(-2)  # [batch, head, pos, 1]
+            z = (pattern * v).sum(-2, keepdim=True)
+        else:
+            scores = (q @ k.transpose(-1, -2) / scale).masked_fill(causal, float("-inf"))
+            z = scores.softmax(-1) @ v
+        z = z.transpose(1, 2).reshape(batch, -1, n_heads * d_head)
+        resid = query_in + linear("attn.o", z)
+        hidden = _ACTS[cfg.act_fn](linear("mlp.in", resid))
+        x = resid + linear("mlp.out", hidden)
+    logits = x[:, -1] @ w["unembed.weight"].T
+    bias = w.get("unembed.bias")
+    return logits if bias is None else logits + bias
+
+
+def project_embeddings(w: dict[str, Tensor], name: str, tokens: Tensor, seq: int) -> Tensor:
+    """F.linear(embed[tokens] + pos_embed[positions], W, b) where `tokens` fill the last
+    positions of a length-`seq` sequence: computed on the [positions, d_vocab] table, then
+    gathered, since d_vocab is far smaller than the batch."""
+    embed, pos = w["embed.weight"], w["pos_embed.weight"]
+    n = tokens.shape[1]
+    table = F.linear(embed[None] + pos[seq - n : seq, None], w[name + ".weight"], w[name + ".bias"])
+    offsets = torch.arange(n, device=tokens.device) * embed.shape[0]
+    return F.embedding(tokens + offsets, table.reshape(-1, table.shape[-1]))

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .checkpoint import Run
 from .metrics import loss_fn, subset_metrics
-from .nets import build_model, logits
+from .nets import build_model, logits, training_logits
 from .specs import RunSpec, TrainSpec
 from .tasks import Dataset, make_dataset
 
@@ -179,7 +179,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
             idx = batch_indices(cfg, train_idx, step)
-            loss = loss_fn(cfg.loss, logits(model, inputs[idx]), labels[idx])
+            loss = loss_fn(cfg.loss, training_logits(model, inputs[idx]), labels[idx])
             if not torch.isfinite(loss):
                 bar.close()
                 if out is not None:

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from interp import TwoLayerNet, TwoLayerSpec, build_model, logits
+from interp.nets import training_logits
 from interp.specs import TransformerSpec
 
 P = 17
@@ -84,3 +85,16 @@ def test_transformer_n_layers():
     model = build_model(TransformerSpec(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64), P)
     _, cache = model.run_with_cache(torch.tensor([[1, 2, P]]))
     assert "blocks.1.mlp.hook_post" in cache
+
+
+@pytest.mark.parametrize("n_layers,act", [(1, "relu"), (2, "gelu")])
+def test_transformer_training_path_matches_hooked_forward(n_layers, act):
+    model = build_model(TransformerSpec(n_layers=n_layers, act=act, d_model=32, n_heads=4, d_head=8, d_mlp=64), P)
+    with torch.no_grad():  # nonzero biases, so every term of the forward is exercised
+        for name, value in model.state_dict(keep_vars=True).items():
+            if name.endswith("bias") and value.requires_grad:
+                value.normal_(0, 0.1)
+    inputs = torch.cartesian_prod(torch.arange(P), torch.arange(P))
+    torch.testing.assert_close(training_logits(model, inputs), logits(model, inputs), rtol=1e-5, atol=1e-5)
+    two_layer = build_model(TwoLayerSpec(width=16), P)
+    torch.testing.assert_close(training_logits(two_layer, inputs), logits(two_layer, inputs))
