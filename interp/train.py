@@ -138,7 +138,9 @@ def train(
     """Train a model for `spec`; write its run directory to `out` when given."""
     out = Path(out) if out is not None else None
     dataset = make_dataset(spec.task, spec.noise)
-    model = build_model(spec.model, spec.task.p).to(device)
+    model = build_model(spec.model, spec.task.p)
+    if next(model.parameters()).device != torch.device(device):
+        model = model.to(device)
     optimizer = make_optimizer(spec.train, model.parameters())
     history: list[dict[str, Any]] = []
     start = 0

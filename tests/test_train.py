@@ -59,25 +59,20 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches(tmp_path, monkeypatch, mak
     straight = train(spec, tmp_path / "a", progress=False)
 
     calls = {"n": 0}
-    real_build = train_module.build_model
+    real_logits = train_module.training_logits
 
-    def build_with_interrupt(*args):
-        model = real_build(*args)
+    def logits_then_ctrl_c(model, inputs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # as if the user pressed Ctrl-C during step 5
+            signal.raise_signal(signal.SIGINT)
+        return real_logits(model, inputs)
 
-        def hook(module, inputs):
-            calls["n"] += 1
-            if calls["n"] == 7 + 2:  # mid-run (evaluations also call forward)
-                signal.raise_signal(signal.SIGINT)
-
-        model.register_forward_pre_hook(hook)
-        return model
-
-    monkeypatch.setattr(train_module, "build_model", build_with_interrupt)
-    with pytest.raises(KeyboardInterrupt, match="interrupted at step"):
+    monkeypatch.setattr(train_module, "training_logits", logits_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt, match="interrupted at step 5"):
         train(spec, tmp_path / "b", progress=False)
-    monkeypatch.setattr(train_module, "build_model", real_build)
+    monkeypatch.setattr(train_module, "training_logits", real_logits)
     saved = trajectory_steps(tmp_path / "b")
-    assert len(saved) == 1 and 0 < saved[0] < 12
+    assert saved == [5]  # the step in flight finished, then its state was saved
     resumed = train(spec, tmp_path / "b", resume=True, progress=False)
     assert_same_run(straight, resumed)
 
