@@ -44,6 +44,21 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_analyze(args) -> int:
+    from .checkpoint import load_run
+    from .report import analyze, summary, write_analysis
+
+    run = load_run(args.run_dir, step=args.step)
+    out_dir = Path(args.out) if args.out else None
+    if args.step is not None and out_dir is None:
+        out_dir = Path(args.run_dir) / "analysis" / f"step_{args.step}"
+    for name in args.analysis:
+        result = analyze(run, name)
+        paths = write_analysis(run, name, result, out_dir)
+        print(f"{name}: {summary(name, result)}\n  wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.set_defaults(func=_cmd_train)
+    a = sub.add_parser("analyze", help="run analyses on a run directory; writes RUN_DIR/analysis/")
+    a.add_argument("run_dir")
+    a.add_argument("--analysis", action="append", choices=["fourier", "filtration"], required=True,
+                   help="analysis to run (repeatable)")
+    a.add_argument("--step", type=int, help="analyse the trajectory checkpoint at this step")
+    a.add_argument("--out", help="output folder (default RUN_DIR/analysis)")
+    a.set_defaults(func=_cmd_analyze)
     return parser
 
 

@@ -28,6 +28,7 @@ ACT_FNS: dict[str, Callable[[Tensor], Tensor]] = {
     "quadratic": torch.square,
     "gelu": F.gelu,
     "abs": torch.abs,
+    "reverse_relu": lambda x: F.relu(-x),  # inference-time swaps only (filtration)
 }
 
 
@@ -111,3 +112,26 @@ def training_logits(model: nn.Module, inputs: Int[Tensor, "batch 2"]) -> Float[T
     if tl_adapter.is_transformer(model):
         return tl_adapter.last_position_logits(model, to_tokens(model, inputs))
     return model(inputs)
+
+
+def gromov_solution(
+    p: int, width: int, n_freqs: int = 0, seed: int = 0, op: str = "add"
+) -> tuple[TwoLayerNet, dict[str, Tensor]]:
+    """Gromov's analytic solution of a ± b mod p: a quadratic two-layer net, neuron m with
+    u(x) = cos(2πk x/p + φ_u), v(x) = cos(2πk x/p + φ_v), w(c) = cos(2πk c/p + φ_u ± φ_v),
+    random phases, frequencies assigned round-robin from a random set of `n_freqs` (default
+    all). It classifies every pair without training. Returns the net and its true frequency
+    and phases per neuron, which a Fourier analysis must read back exactly."""
+    gen = torch.Generator().manual_seed(seed)
+    n = n_freqs or p // 2
+    freqs = (torch.randperm(p // 2, generator=gen)[:n] + 1)[torch.arange(width) % n]
+    phase_u, phase_v = (torch.rand(2, width, generator=gen, dtype=torch.float64) * 2 - 1) * math.pi
+    phase_w = phase_u + (-phase_v if op == "sub" else phase_v)
+    x = torch.arange(p, dtype=torch.float64)
+    theta = 2 * math.pi * freqs[:, None].double() * x / p
+    net = TwoLayerNet(TwoLayerSpec(width=width, act="quadratic", bias=False, init="doshi"), p)
+    with torch.no_grad():
+        net.U.copy_(torch.cos(theta + phase_u[:, None]))
+        net.V.copy_(torch.cos(theta + phase_v[:, None]))
+        net.W.copy_(torch.cos(theta + phase_w[:, None]).T * (2 / width))
+    return net, {"freq": freqs, "phase_u": phase_u, "phase_v": phase_v, "phase_w": phase_w}

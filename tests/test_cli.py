@@ -36,3 +36,33 @@ def test_bad_input_is_refused_with_a_message(tmp_path, capsys, args, message):
     assert main(["train", "--out", str(tmp_path / "x"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_analyze_writes_json_and_figures(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    assert main(["train", "--preset", "liu-lu-80", "--out", str(out_dir), "--no-progress",
+                 "--set", "p=17", "--set", "width=33", "--set", "steps=20", "--set", "checkpoint_every=10"]) == 0
+    assert main(["analyze", str(out_dir), "--analysis", "fourier", "--analysis", "filtration"]) == 0
+    for name in ["fourier.json", "fourier.png", "filtration.json", "filtration.png", "filtration.md"]:
+        assert (out_dir / "analysis" / name).stat().st_size > 0
+    data = json.loads((out_dir / "analysis" / "filtration.json").read_text())
+    assert data["result"]["rows"]["raw"]["test_acc"] is not None
+    assert "auroc" in data["result"]["noise_detection"]
+    spectra = json.loads((out_dir / "analysis" / "fourier.json").read_text())["result"]
+    assert len(spectra["freq"]) == 33
+    assert main(["analyze", str(out_dir), "--analysis", "fourier", "--step", "10"]) == 0
+    assert (out_dir / "analysis" / "step_10" / "fourier.json").exists()
+
+
+def test_analyze_a_transformer_run(tmp_path):
+    out_dir = tmp_path / "t"
+    assert main(["train", "--preset", "nanda-noisy", "--out", str(out_dir), "--no-progress",
+                 "--set", "p=17", "--set", "d_model=32", "--set", "d_mlp=64", "--set", "steps=5"]) == 0
+    assert main(["analyze", str(out_dir), "--analysis", "fourier", "--analysis", "filtration"]) == 0
+    rows = json.loads((out_dir / "analysis" / "filtration.json").read_text())["result"]["rows"]
+    assert {"raw", "restricted", "excluded"} <= set(rows)
+
+
+def test_analyze_missing_run_dir(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "none"), "--analysis", "fourier"]) == 2
+    assert "not a run directory" in capsys.readouterr().err

@@ -1,0 +1,283 @@
+"""Frequency-based extraction of the clean rule from a network that memorised noisy labels.
+
+Each extraction builds a new network of the same family from the model's weights (so it can be
+hooked, ablated and probed like any other) and is scored on the four subsets:
+
+- `dominant_split` (Liu & Lu): each neuron's u, v, w keep only their dominant frequency (f^G);
+  the rest of each vector forms f^R.
+- `key_frequency_filter`: every neuron keeps the same global set of key frequencies.
+- `resynthesize`: each neuron rebuilt as a pure cosine from its dominant frequency, amplitudes
+  and the phases of u and v, with the output phase set by the rule (φ_w = φ_u ± φ_v).
+- `swap_activation`: the same weights under another activation at inference.
+- transformers: `restricted_logits` / `excluded_logits` over key frequencies (Nanda et al.).
+
+For mul/div the projections act in the discrete-log index (spectra.residue_order); the column of
+residue 0, which has no place in that index, stays with f^G unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from . import fourier
+from .metrics import subset_metrics
+from .nets import ACT_FNS, TwoLayerNet, logits
+from .spectra import neuron_spectra, residue_order
+from .tasks import Dataset
+
+
+def _with_vectors(model: TwoLayerNet, u: Tensor, v: Tensor, w: Tensor, act: str | None = None) -> TwoLayerNet:
+    """A copy of `model` with neuron vectors u, v, w ([width, p] each) and optionally another
+    activation; a tied model becomes untied when u ≠ v."""
+    net = TwoLayerNet(replace(model.spec, tied=model.spec.tied and torch.equal(u, v)), model.p)
+    with torch.no_grad():
+        net.U.copy_(u)
+        if not net.spec.tied:
+            net.V.copy_(v)
+        net.W.copy_(w.T)
+        if net.spec.bias:
+            net.mu.copy_(model.mu)
+    if act is not None:
+        net.act_fn = ACT_FNS[act]
+    return net.eval()
+
+
+def _project_per_neuron(x: Tensor, keep: Tensor, order: Tensor) -> Tensor:
+    """Project each row of x ([width, p]) onto the frequencies in keep ([width, n_freq+1])
+    along the residue axis read in `order`; entries outside `order` are left unchanged."""
+    out = x.detach().clone().double()
+    out[:, order] = fourier.project_frequencies(out[:, order], keep)
+    return out.to(x.dtype)
+
+
+def _neuron_vectors(model: TwoLayerNet) -> tuple[Tensor, Tensor, Tensor]:
+    return model.U.detach(), model.V_in.detach(), model.W.detach().T
+
+
+def dominant_split(model: TwoLayerNet, op: str) -> tuple[TwoLayerNet, TwoLayerNet]:
+    """(f^G, f^R): each neuron's dominant-frequency part and the remainder, same activation."""
+    order = residue_order(op, model.p)
+    spectra = neuron_spectra(model, op)
+    n_freq = spectra.power.shape[1]
+    keep = torch.zeros(len(spectra.freq), n_freq, dtype=torch.bool)
+    keep[torch.arange(len(spectra.freq)), spectra.freq] = True
+    vecs = _neuron_vectors(model)
+    g = [_project_per_neuron(x, keep, order) for x in vecs]
+    r = [x - xg for x, xg in zip(vecs, g)]
+    if op in ("mul", "div"):  # residue 0 stays with f^G
+        zero = torch.ones(model.p, dtype=torch.bool)
+        zero[order] = False
+        for x in r:
+            x[:, zero] = 0
+    return _with_vectors(model, *g), _with_vectors(model, *r)
+
+
+def key_frequency_filter(model: TwoLayerNet, op: str, freqs: list[int]) -> TwoLayerNet:
+    """Every neuron keeps only the components at `freqs` (k ≥ 1) in u, v and w."""
+    order = residue_order(op, model.p)
+    n_freq = len(order) // 2 + 1
+    keep = torch.zeros(model.spec.width, n_freq, dtype=torch.bool)
+    keep[:, list(freqs)] = True
+    return _with_vectors(model, *(_project_per_neuron(x, keep, order) for x in _neuron_vectors(model)))
+
+
+def resynthesize(model: TwoLayerNet, op: str) -> TwoLayerNet:
+    """Each neuron as pure cosines at its dominant frequency k: u = A_u cos(θx + φ_u),
+    v = A_v cos(θx + φ_v), w = A_w cos(θc + φ_u ± φ_v) — the phase relation enforced."""
+    s = neuron_spectra(model, op)
+    order = residue_order(op, model.p)
+    n = len(order)
+    x = torch.arange(n, dtype=torch.float64)
+    theta = 2 * math.pi * s.freq[:, None].double() * x / n
+    sign = -1 if op in ("sub", "div") else 1
+    phase_w = s.phase_u + sign * s.phase_v
+    vecs = []
+    for amp, phase in ((s.amp_u, s.phase_u), (s.amp_v, s.phase_v), (s.amp_w, phase_w)):
+        full = torch.zeros(model.spec.width, model.p, dtype=torch.float64)
+        full[:, order] = amp[:, None] * torch.cos(theta + phase[:, None])
+        vecs.append(full.float())
+    return _with_vectors(model, *vecs)
+
+
+def swap_activation(model: TwoLayerNet, act: str) -> TwoLayerNet:
+    """The same weights evaluated with activation `act` (a key of nets.ACT_FNS)."""
+    return _with_vectors(model, *_neuron_vectors(model), act=act)
+
+
+# --- transformers -------------------------------------------------------------------------
+
+
+def rule_directions(dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair direction"]:
+    """Orthonormal directions over all pairs spanned by cos(2πk·c/p), sin(2πk·c/p), with c the
+    true label a∘b — for addition, Nanda et al.'s cos(w_k(a+b)), sin(w_k(a+b))."""
+    c = dataset.true_labels.double()
+    if not freqs:
+        return torch.zeros(len(c), 0, dtype=torch.float64)
+    cols = []
+    for k in freqs:
+        angle = 2 * math.pi * k * c / dataset.p
+        cols += [torch.cos(angle), torch.sin(angle)]
+    q, _ = torch.linalg.qr(torch.stack(cols, 1))
+    return q
+
+
+def _mlp_weights(model: nn.Module) -> tuple[str, Tensor]:
+    layer = model.cfg.n_layers - 1
+    w = model.state_dict()
+    return f"blocks.{layer}.mlp.hook_post", w[f"blocks.{layer}.mlp.out.weight"].T @ w["unembed.weight"].T
+
+
+@torch.no_grad()
+def restricted_logits(model: nn.Module, dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair p"]:
+    """Logits with the last layer's MLP activations (last position) replaced by their projection
+    onto the constant and the key-frequency rule directions over all pairs (Nanda et al.)."""
+    from .nets import to_tokens
+
+    hook, neuron_to_logit = _mlp_weights(model)
+    out, cache = model.run_with_cache(to_tokens(model, dataset.inputs), names_filter=hook)
+    acts = cache[hook][:, -1].double()
+    basis = torch.cat([torch.full((len(acts), 1), len(acts) ** -0.5, dtype=torch.float64),
+                       rule_directions(dataset, freqs)], 1)
+    dropped = acts - basis @ (basis.T @ acts)
+    return (out[:, -1].double() - dropped @ neuron_to_logit.double()).float()
+
+
+@torch.no_grad()
+def excluded_logits(model: nn.Module, dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair p"]:
+    """Logits with their components along the key-frequency rule directions removed."""
+    out = logits(model, dataset.inputs).double()
+    q = rule_directions(dataset, freqs)
+    return (out - q @ (q.T @ out)).float()
+
+
+def filter_transformer(model: nn.Module, op: str, freqs: list[int], weights=("W_E", "W_U")) -> nn.Module:
+    """A copy of the transformer whose embedding (residue rows) and/or unembedding keep only the
+    constant and the frequencies `freqs` along the residue axis."""
+    order = residue_order(op, model.cfg.d_vocab_out)
+    keep = torch.zeros(len(order) // 2 + 1, dtype=torch.bool)
+    keep[0] = True
+    keep[list(freqs)] = True
+    new = copy.deepcopy(model)
+    state = new.state_dict()
+    with torch.no_grad():
+        for name, key in (("W_E", "embed.weight"), ("W_U", "unembed.weight")):
+            if name in weights:
+                w = state[key]  # rows are residues (W_E also has the `=` row, left as is)
+                w[order] = fourier.project_frequencies(w[order].double(), keep, dim=0).to(w.dtype)
+    return new
+
+
+# --- comparison and noise detection -------------------------------------------------------
+
+
+@dataclass
+class Extraction:
+    """Per-subset metrics of the raw model and of every extracted network, side by side."""
+
+    family: str
+    key_frequencies: list[int]
+    rows: dict[str, dict[str, float | None]]  # method -> subset metrics
+    descriptions: dict[str, str]
+    noise_detection: dict[str, float] | None = None
+
+    def best(self, subset: str = "test_acc") -> tuple[str, float]:
+        name = max((n for n in self.rows if n != "raw"), key=lambda n: self.rows[n][subset] or -1)
+        return name, self.rows[name][subset]
+
+    def table(self) -> str:
+        """A Markdown table: one row per method, the four subsets' accuracies."""
+        cols = ["clean_acc", "noisy_observed_acc", "noisy_true_acc", "test_acc"]
+        lines = ["| method | clean | noisy vs observed | noisy vs true | test |", "|---|---|---|---|---|"]
+        for name, m in self.rows.items():
+            cells = ["—" if m[c] is None else f"{m[c]:.1%}" for c in cols]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None = None) -> Extraction:
+    """Every extraction method for the model's family, scored on the four subsets.
+
+    Two-layer: f^G and f^R, re-synthesis, the global key-frequency filter (top `key_top`
+    frequencies by neuron energy, default: those dominant in ≥ 5% of it), activation swaps of
+    the raw model and of f^G. Transformer: restricted and excluded logits, embedding and
+    unembedding filters over the key frequencies of W_E. Noise detection (`detect_noise`) runs
+    on a method fixed in advance, so it uses no labels beyond the observed ones: the
+    re-synthesized network (two-layer) or the restricted logits (transformer).
+    """
+    op = dataset.task.op
+    loss = "ce"
+    rows, notes = {}, {}
+
+    detector = "resynthesized" if isinstance(model, TwoLayerNet) else "restricted"
+    outputs = {}
+
+    def score(name: str, out: Tensor, note: str) -> None:
+        rows[name], notes[name] = subset_metrics(out, dataset, loss), note
+        if name == detector:
+            outputs[name] = out
+
+    score("raw", logits(model, dataset.inputs), "the trained model")
+    if isinstance(model, TwoLayerNet):
+        spectra = neuron_spectra(model, op)
+        ranked = spectra.key_frequencies(0.0)
+        keys = ranked[:key_top] if key_top else spectra.key_frequencies()
+        g, r = dominant_split(model, op)
+        score("f^G", logits(g, dataset.inputs), "each neuron's dominant frequency (Liu & Lu)")
+        score("f^R", logits(r, dataset.inputs), "each neuron without its dominant frequency")
+        score("resynthesized", logits(resynthesize(model, op), dataset.inputs),
+              "pure cosines at the dominant frequency, phase relation enforced")
+        score(f"key-frequency filter ({len(keys)})", logits(key_frequency_filter(model, op, keys), dataset.inputs),
+              f"all neurons keep frequencies {keys}")
+        for act in ("quadratic", "abs", "reverse_relu"):
+            if act != model.spec.act:
+                score(f"raw, {act}", logits(swap_activation(model, act), dataset.inputs), f"raw weights, φ = {act}")
+                score(f"f^G, {act}", logits(swap_activation(g, act), dataset.inputs), f"f^G weights, φ = {act}")
+        family = "two_layer"
+    else:
+        from .spectra import transformer_key_frequencies
+
+        keys = transformer_key_frequencies(model, op, top=key_top)
+        score("restricted", restricted_logits(model, dataset, keys), "MLP activations projected on key-frequency rule directions")
+        score("excluded", excluded_logits(model, dataset, keys), "logits without the key-frequency rule directions")
+        for which in (("W_U",), ("W_E",), ("W_E", "W_U")):
+            name = "+".join(which) + " filter"
+            score(name, logits(filter_transformer(model, op, keys, which), dataset.inputs),
+                  f"{' and '.join(which)} keep frequencies {keys}")
+        family = "transformer"
+    detection = detect_noise(outputs[detector], dataset) if dataset.noisy_mask.any() else None
+    if detection is not None:
+        detection["method"] = detector
+    return Extraction(family, keys, rows, notes, detection)
+
+
+def detect_noise(extracted: Float[Tensor, "pair p"], dataset: Dataset) -> dict:
+    """Rank training examples by how much the extracted network disagrees with their observed
+    label (log-probability of its top class minus that of the observed label) and score the
+    ranking against the planted noise mask: AUROC, and precision/recall of flagging every
+    example whose observed label is not the extracted network's top class."""
+    from sklearn.metrics import roc_auc_score
+
+    train = dataset.train_mask
+    logp = torch.log_softmax(extracted.detach().double()[train], -1)
+    observed = dataset.labels[train]
+    score = logp.max(-1).values - logp.gather(1, observed[:, None]).squeeze(1)
+    truth = dataset.noisy_mask[train]
+    flagged = logp.argmax(-1) != observed
+    hits = int((flagged & truth).sum())
+    return {
+        "auroc": float(roc_auc_score(truth.numpy(), score.numpy())),
+        "precision": hits / max(int(flagged.sum()), 1),
+        "recall": hits / max(int(truth.sum()), 1),
+        "n_flagged": int(flagged.sum()),
+        "n_noisy": int(truth.sum()),
+    }

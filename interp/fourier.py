@@ -1,0 +1,117 @@
+"""The Fourier basis of Z_p and spectra of everything indexed by a residue.
+
+Conventions (docs/concepts.md):
+- Real orthonormal basis, rows `Const, cos 1, sin 1, …, cos ⌊p/2⌋, sin ⌊p/2⌋`, each of unit norm;
+  for even p the row `sin p/2` is identically zero and left out, so there are always p rows.
+- Frequency k means the functions cos(2πkx/p), sin(2πkx/p); k = 0 is the constant.
+- A vector u(x) = A cos(2πkx/p + φ) has amplitude A and phase φ at frequency k; both are read
+  from the complex DFT û(k) = Σ_x u(x) e^{−2πikx/p} = (A p / 2) e^{iφ}.
+- IPR (Doshi et al.): with D the |rfft| of a vector (k = 0 … ⌊p/2⌋),
+  IPR = Σ_k D_k⁴ / (Σ_k D_k²)²  (r = 2); 1 for a single frequency, 1/(⌊p/2⌋+1) for a flat
+  spectrum. A neuron's IPR is the mean over its vectors (u, v, w).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+
+@lru_cache(maxsize=16)
+def _basis(p: int) -> tuple[Tensor, tuple[str, ...]]:
+    x = torch.arange(p, dtype=torch.float64)
+    rows, names = [torch.ones(p, dtype=torch.float64)], ["Const"]
+    for k in range(1, p // 2 + 1):
+        rows.append(torch.cos(2 * math.pi * k * x / p))
+        names.append(f"cos {k}")
+        if 2 * k != p:
+            rows.append(torch.sin(2 * math.pi * k * x / p))
+            names.append(f"sin {k}")
+    basis = torch.stack(rows)
+    return basis / basis.norm(dim=1, keepdim=True), tuple(names)
+
+
+def fourier_basis(p: int, dtype: torch.dtype = torch.float32) -> tuple[Float[Tensor, "component p"], list[str]]:
+    """The orthonormal Fourier basis of Z_p (rows) and the name of each row."""
+    basis, names = _basis(p)
+    return basis.to(dtype), list(names)
+
+
+def component_frequencies(p: int) -> Tensor:
+    """The frequency k of each basis row (0 for Const)."""
+    _, names = _basis(p)
+    return torch.tensor([0 if n == "Const" else int(n.split()[1]) for n in names])
+
+
+def n_frequencies(p: int) -> int:
+    """Number of non-constant frequencies, 1 … ⌊p/2⌋."""
+    return p // 2
+
+
+def transform(x: Tensor, dim: int = -1) -> Tensor:
+    """Coefficients of `x` in the Fourier basis along `dim` (which must have length p)."""
+    p = x.shape[dim]
+    basis, _ = fourier_basis(p, x.dtype)
+    return torch.movedim(torch.movedim(x, dim, -1) @ basis.to(x.device).T, -1, dim)
+
+
+def inverse_transform(coeffs: Tensor, dim: int = -1) -> Tensor:
+    p = coeffs.shape[dim]
+    basis, _ = fourier_basis(p, coeffs.dtype)
+    return torch.movedim(torch.movedim(coeffs, dim, -1) @ basis.to(coeffs.device), -1, dim)
+
+
+def transform_2d(x: Float[Tensor, "... p p"]) -> Float[Tensor, "... p p"]:
+    """Coefficients over both input axes (a along dim −2, b along dim −1), as in Nanda et al."""
+    return transform(transform(x, -1), -2)
+
+
+def frequency_power(x: Tensor, dim: int = -1) -> Tensor:
+    """Energy ‖·‖² per frequency k = 0 … ⌊p/2⌋ along `dim` (Parseval: sums to ‖x‖²)."""
+    p = x.shape[dim]
+    coeffs = torch.movedim(transform(x, dim), dim, -1) ** 2
+    freqs = component_frequencies(p).to(x.device)
+    power = torch.zeros(*coeffs.shape[:-1], n_frequencies(p) + 1, dtype=x.dtype, device=x.device)
+    power.index_add_(-1, freqs, coeffs)
+    return torch.movedim(power, -1, dim)
+
+
+def project_frequencies(x: Tensor, keep: Tensor, dim: int = -1) -> Tensor:
+    """Keep only the components of `x` at the frequencies where `keep` is True.
+
+    `keep` is a bool tensor over frequencies 0 … ⌊p/2⌋, either one mask for all of `x` or one
+    per vector (shape `x.shape` with `dim` replaced by ⌊p/2⌋+1)."""
+    p = x.shape[dim]
+    freqs = component_frequencies(p).to(x.device)
+    coeffs = torch.movedim(transform(x, dim), dim, -1)
+    mask = torch.movedim(keep, dim, -1)[..., freqs] if keep.dim() > 1 else keep[freqs]
+    return inverse_transform(torch.movedim(coeffs * mask, -1, dim), dim)
+
+
+def dft(x: Tensor, dim: int = -1) -> Tensor:
+    """Complex DFT û(k) for k = 0 … ⌊p/2⌋ (the rfft)."""
+    return torch.fft.rfft(x.double(), dim=dim)
+
+
+def amplitude_phase(x: Tensor, k: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
+    """Amplitude A and phase φ of each vector at its frequency k, for x ≈ A cos(2πk·/p + φ).
+    `x` is [n, p] along `dim` = −1 and `k` is [n]."""
+    p = x.shape[dim]
+    coeff = dft(x, dim).gather(-1, k[:, None].long()).squeeze(-1)
+    scale = torch.where((k == 0) | (2 * k == p), float(p), p / 2)
+    return coeff.abs() / scale, coeff.angle()
+
+
+def ipr(x: Tensor, dim: int = -1, r: int = 2) -> Tensor:
+    """Inverse participation ratio of |rfft(x)| along `dim`: Σ D^{2r} / (Σ D²)^r."""
+    d = dft(x, dim).abs()
+    return (d ** (2 * r)).sum(dim) / (d**2).sum(dim).clamp_min(1e-30) ** r
+
+
+def wrap_phase(phi: Tensor) -> Tensor:
+    """Angles wrapped into (−π, π]."""
+    return phi - 2 * math.pi * torch.ceil((phi - math.pi) / (2 * math.pi))

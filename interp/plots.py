@@ -1,0 +1,97 @@
+"""Figures for results. One colour per subset everywhere; every axis labelled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+SUBSET_COLORS = {
+    "clean": "#1f77b4",
+    "noisy_observed": "#d62728",
+    "noisy_true": "#2ca02c",
+    "test": "#9467bd",
+}
+SUBSET_LABELS = {
+    "clean": "clean train",
+    "noisy_observed": "noisy train vs observed (memorised)",
+    "noisy_true": "noisy train vs true (recovered)",
+    "test": "test",
+}
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
+    steps = [row["step"] for row in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, color in SUBSET_COLORS.items():
+        values = [row.get(f"{name}_acc") for row in history]
+        if any(v is not None for v in values):
+            ax.plot(steps, [v if v is not None else float("nan") for v in values], color=color,
+                    label=SUBSET_LABELS[name])
+    ax.set(xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02), title=title or "training curves")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_neuron_spectra(spectra, path: Path) -> Path:
+    """Per-neuron power over frequencies (sorted by dominant frequency), the count of neurons
+    per dominant frequency, and the IPR histogram."""
+    power = spectra.power[:, 1:]
+    order = torch.argsort(spectra.freq * 10 + (1 - spectra.energy_frac))
+    normed = power[order] / power[order].sum(1, keepdim=True).clamp_min(1e-30)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    im = axes[0].imshow(normed.T.numpy(), aspect="auto", origin="lower", cmap="viridis",
+                        extent=(0, len(order), 0.5, power.shape[1] + 0.5))
+    axes[0].set(xlabel="neuron (sorted by dominant frequency)", ylabel="frequency k",
+                title="share of each neuron's power (u+v+w)")
+    fig.colorbar(im, ax=axes[0])
+    counts = torch.bincount(spectra.freq, minlength=power.shape[1] + 1)[1:]
+    axes[1].bar(range(1, len(counts) + 1), counts.numpy(), color="#555555")
+    axes[1].set(xlabel="dominant frequency k", ylabel="neurons", title="dominant frequencies")
+    axes[2].hist(spectra.ipr.numpy(), bins=40, color="#555555")
+    axes[2].set(xlabel="IPR (mean over u, v, w; r = 2)", ylabel="neurons", title="neuron IPR")
+    return _save(fig, path)
+
+
+def plot_transformer_spectra(spectra, path: Path) -> Path:
+    names = [n for n in spectra.power if n in ("W_E", "W_U")]
+    layers = [n for n in spectra.power if n.endswith("W_out_U")]
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(5 * (len(names) + 1), 4))
+    for ax, name in zip(axes, names):
+        total = spectra.power[name].sum(0)
+        ax.bar(range(len(total)), total.numpy(), color="#555555")
+        ax.set(xlabel="frequency k (0 = constant)", ylabel="power", title=f"{name} power per frequency")
+    last = spectra.power[layers[-1]]
+    normed = last / last.sum(1, keepdim=True).clamp_min(1e-30)
+    order = torch.argsort(normed[:, 1:].argmax(1))
+    axes[-1].imshow(normed[order].T.numpy(), aspect="auto", origin="lower", cmap="viridis")
+    axes[-1].set(xlabel="neuron (sorted)", ylabel="frequency k", title=f"{layers[-1]}: neuron-to-logit power")
+    return _save(fig, path)
+
+
+def plot_extraction(extraction, path: Path) -> Path:
+    """Accuracy of each extraction method on the four subsets, as grouped bars."""
+    methods = list(extraction.rows)
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(methods)), 4.5))
+    width = 0.2
+    for i, (name, color) in enumerate(SUBSET_COLORS.items()):
+        values = [extraction.rows[m][f"{name}_acc"] or 0 for m in methods]
+        ax.bar([j + (i - 1.5) * width for j in range(len(methods))], values, width, color=color,
+               label=SUBSET_LABELS[name])
+    ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="accuracy", ylim=(0, 1.05), title="extracted networks on the four subsets")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path)

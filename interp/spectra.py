@@ -1,0 +1,161 @@
+"""Fourier spectra of trained models: per-neuron frequencies, phases, IPR; key frequencies.
+
+Analyses are pure functions `(model, ...) -> Result`. The residue axis of every weight is read
+through `residue_order`, which is the identity for add/sub/x²+y² and the discrete-log order
+g⁰, g¹, …, g^{p−2} (residue 0 left out) for mul/div, where the structure is periodic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from . import fourier, tl_adapter
+from .nets import TwoLayerNet
+
+
+def primitive_root(p: int) -> int:
+    """The smallest generator of Z_p^× (p prime)."""
+    phi = p - 1
+    factors = {q for q in range(2, phi + 1) if phi % q == 0 and all(q % r for r in range(2, q))}
+    for g in range(2, p):
+        if all(pow(g, phi // q, p) != 1 for q in factors):
+            return g
+    return 1  # p = 2
+
+
+def residue_order(op: str, p: int) -> Tensor:
+    """Residues in the order the analysis reads them: 0…p−1, or gⁱ for mul/div (no 0)."""
+    if op in ("mul", "div"):
+        g = primitive_root(p)
+        return torch.tensor([pow(g, i, p) for i in range(p - 1)])
+    return torch.arange(p)
+
+
+def neuron_vectors(model: TwoLayerNet) -> dict[str, Float[Tensor, "neuron p"]]:
+    """Each neuron's input map of a (u), of b (v) and output map (w), indexed by residue."""
+    return {"u": model.U.detach(), "v": model.V_in.detach(), "w": model.W.detach().T}
+
+
+@dataclass
+class NeuronSpectra:
+    """Per-neuron Fourier summary of a two-layer network (tensors of length width).
+
+    freq: dominant frequency (argmax over k ≥ 1 of the summed power of u, v, w);
+    amp_*/phase_*: amplitude and phase of u, v, w at that frequency (fourier.amplitude_phase);
+    energy_frac: share of ‖u‖²+‖v‖²+‖w‖² at that frequency; ipr: mean IPR of u, v, w;
+    phase_error: φ_u + φ_v − φ_w (add, x²+y², mul in log index) or φ_u − φ_v − φ_w (sub, div),
+    wrapped to (−π, π]: 0 for a neuron that implements the rule exactly;
+    power: [width, ⌊n/2⌋+1] summed power per frequency, n the length of the residue axis.
+    """
+
+    op: str
+    p: int
+    freq: Tensor
+    amp_u: Tensor
+    amp_v: Tensor
+    amp_w: Tensor
+    phase_u: Tensor
+    phase_v: Tensor
+    phase_w: Tensor
+    energy_frac: Tensor
+    ipr: Tensor
+    phase_error: Tensor
+    power: Tensor
+
+    def key_frequencies(self, min_share: float = 0.05) -> list[int]:
+        """Frequencies that are dominant in at least `min_share` of the energy-weighted neurons."""
+        weight = self.power.sum(1)
+        share = torch.zeros(self.power.shape[1], dtype=torch.float64)
+        share.index_add_(0, self.freq, weight.double())
+        share /= share.sum()
+        return [int(k) for k in torch.argsort(share, descending=True) if share[k] >= min_share]
+
+    def to_dict(self) -> dict:
+        return {k: v.tolist() if torch.is_tensor(v) else v for k, v in asdict(self).items()}
+
+
+def neuron_spectra(model: TwoLayerNet, op: str) -> NeuronSpectra:
+    """Dominant frequency, amplitudes, phases, energy share and IPR of every neuron."""
+    order = residue_order(op, model.p)
+    vecs = {name: x[:, order].double() for name, x in neuron_vectors(model).items()}
+    power = sum(fourier.frequency_power(x) for x in vecs.values())
+    freq = power[:, 1:].argmax(1) + 1
+    amp, phase = {}, {}
+    for name, x in vecs.items():
+        amp[name], phase[name] = fourier.amplitude_phase(x, freq)
+    sign = -1 if op in ("sub", "div") else 1
+    error = fourier.wrap_phase(phase["u"] + sign * phase["v"] - phase["w"])
+    total = sum((x**2).sum(1) for x in vecs.values())
+    return NeuronSpectra(
+        op=op,
+        p=model.p,
+        freq=freq,
+        amp_u=amp["u"], amp_v=amp["v"], amp_w=amp["w"],
+        phase_u=phase["u"], phase_v=phase["v"], phase_w=phase["w"],
+        energy_frac=power.gather(1, freq[:, None]).squeeze(1) / total.clamp_min(1e-30),
+        ipr=sum(fourier.ipr(x) for x in vecs.values()) / 3,
+        phase_error=error,
+        power=power,
+    )
+
+
+def embedding_spectra(model: nn.Module, op: str = "add") -> dict[str, Tensor]:
+    """Power per frequency of every residue-indexed weight of a transformer: W_E (token axis),
+    W_U (output axis) and each layer's neuron-to-logit map W_out·W_U — [.., ⌊n/2⌋+1] each."""
+    if not tl_adapter.is_transformer(model):
+        raise TypeError("embedding_spectra is for transformers; use neuron_spectra for a TwoLayerNet")
+    w = model.state_dict()
+    p = model.cfg.d_vocab_out
+    order = residue_order(op, p)
+    out = {
+        "W_E": fourier.frequency_power(w["embed.weight"][:p][order].double().T),
+        "W_U": fourier.frequency_power(w["unembed.weight"][order].double().T),
+    }
+    for layer in range(model.cfg.n_layers):
+        neuron_logit = w[f"blocks.{layer}.mlp.out.weight"].T @ w["unembed.weight"].T  # [d_mlp, p]
+        out[f"blocks.{layer}.W_out_U"] = fourier.frequency_power(neuron_logit[:, order].double())
+    return out
+
+
+def transformer_key_frequencies(model: nn.Module, op: str = "add", top: int | None = None,
+                                min_share: float = 0.02) -> list[int]:
+    """Key frequencies of a transformer: ranked by the share of W_E's non-constant power,
+    keeping those with at least `min_share` of it (or the `top` largest)."""
+    power = embedding_spectra(model, op)["W_E"].sum(0)[1:]
+    share = power / power.sum()
+    ranked = torch.argsort(share, descending=True)
+    keep = ranked[:top] if top else ranked[share[ranked] >= min_share]
+    return [int(k) + 1 for k in keep]
+
+
+def activation_spectrum_2d(acts: Float[Tensor, "p p neuron"]) -> Float[Tensor, "neuron p p"]:
+    """2-D Fourier coefficients over (a, b) of each neuron's activation on all p² inputs."""
+    return fourier.transform_2d(acts.permute(2, 0, 1).double())
+
+
+@dataclass
+class TransformerSpectra:
+    """Power per frequency of a transformer's residue-indexed weights (see embedding_spectra)
+    and its key frequencies (largest shares of W_E's non-constant power)."""
+
+    op: str
+    p: int
+    key_frequencies: list[int]
+    power: dict[str, Tensor]
+
+    def to_dict(self) -> dict:
+        return {"op": self.op, "p": self.p, "key_frequencies": self.key_frequencies,
+                "power": {k: v.tolist() for k, v in self.power.items()}}
+
+
+def fourier_analysis(model: nn.Module, op: str) -> NeuronSpectra | TransformerSpectra:
+    """The Fourier summary for either model family."""
+    if isinstance(model, TwoLayerNet):
+        return neuron_spectra(model, op)
+    return TransformerSpectra(op, model.cfg.d_vocab_out, transformer_key_frequencies(model, op),
+                              embedding_spectra(model, op))

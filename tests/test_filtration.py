@@ -1,0 +1,100 @@
+import pytest
+import torch
+from conftest import small_transformer
+
+from interp import NoiseSpec, TaskSpec, build_model, logits, make_dataset
+from interp.filtration import (compare_extractions, detect_noise, dominant_split, excluded_logits,
+                               filter_transformer, key_frequency_filter, restricted_logits,
+                               resynthesize, rule_directions, swap_activation)
+from interp.nets import gromov_solution
+
+P = 31
+
+
+def planted_memoriser(seed=0, noise_scale=0.3):
+    """Gromov's generalising solution plus dense random weights: the structure f^G must find."""
+    net, truth = gromov_solution(P, 200, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for w in (net.U, net.V, net.W):
+            w.add_(torch.randn(w.shape, generator=gen) * noise_scale * w.abs().max())
+    return net, truth
+
+
+def grid():
+    return make_dataset(TaskSpec(p=P, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.5, seed=2))
+
+
+def test_split_of_a_pure_solution_is_the_solution():
+    net, _ = gromov_solution(P, 100, seed=3)
+    g, r = dominant_split(net, "add")
+    x = grid().inputs
+    torch.testing.assert_close(logits(g, x), logits(net, x), atol=1e-5, rtol=1e-4)
+    assert max(float(w.detach().abs().max()) for w in (r.U, r.V, r.W)) < 1e-5
+
+
+def test_split_parts_add_up_and_f_g_recovers_the_planted_rule():
+    net, truth = planted_memoriser()
+    g, r = dominant_split(net, "add")
+    for name in ("U", "V", "W"):
+        torch.testing.assert_close(getattr(g, name) + getattr(r, name), getattr(net, name))
+    ds = grid()
+    assert (logits(g, ds.inputs).argmax(-1) == ds.true_labels).double().mean() > 0.99
+
+
+def test_resynthesis_of_a_pure_solution_is_exact():
+    net, _ = gromov_solution(P, 100, seed=4)
+    x = grid().inputs
+    torch.testing.assert_close(logits(resynthesize(net, "add"), x), logits(net, x), atol=1e-5, rtol=1e-4)
+
+
+def test_key_frequency_filter():
+    net, truth = gromov_solution(P, 90, n_freqs=3, seed=5)
+    freqs = sorted(set(truth["freq"].tolist()))
+    x = grid().inputs
+    torch.testing.assert_close(logits(key_frequency_filter(net, "add", freqs), x), logits(net, x),
+                               atol=1e-5, rtol=1e-4)
+    removed = key_frequency_filter(net, "add", freqs[:1])
+    assert float(removed.U.detach()[truth["freq"] != freqs[0]].abs().max()) < 1e-5
+
+
+def test_swap_activation():
+    net, _ = gromov_solution(P, 50, seed=6)
+    x = grid().inputs
+    torch.testing.assert_close(logits(swap_activation(net, "quadratic"), x), logits(net, x))
+    assert not torch.allclose(logits(swap_activation(net, "abs"), x), logits(net, x))
+
+
+def test_detect_noise_finds_a_planted_mask():
+    ds = grid()
+    perfect = torch.nn.functional.one_hot(ds.true_labels, P).float() * 10
+    found = detect_noise(perfect, ds)
+    assert found["auroc"] == 1.0 and found["precision"] == 1.0 and found["recall"] == 1.0
+    assert found["n_noisy"] == int(ds.noisy_mask.sum())
+    random = detect_noise(torch.randn(len(ds.inputs), P, generator=torch.Generator().manual_seed(0)), ds)
+    assert 0.4 < random["auroc"] < 0.6
+
+
+def test_compare_extractions_on_a_planted_two_layer_net():
+    net, _ = planted_memoriser(seed=1)
+    result = compare_extractions(net, grid())
+    assert {"raw", "f^G", "f^R", "resynthesized"} <= set(result.rows)
+    assert result.rows["resynthesized"]["test_acc"] == 1.0
+    assert result.noise_detection["auroc"] == 1.0
+    assert "| f^G |" in result.table()
+
+
+def test_transformer_restricted_and_excluded(transformer_spec):
+    model = build_model(transformer_spec.model, transformer_spec.task.p)
+    ds = make_dataset(transformer_spec.task, transformer_spec.noise)
+    q = rule_directions(ds, [1, 2])
+    excluded = excluded_logits(model, ds, [1, 2]).double()
+    assert (q.T @ excluded).abs().max() < 1e-4
+    every = list(range(1, ds.p // 2 + 1))
+    torch.testing.assert_close(excluded_logits(model, ds, []), logits(model, ds.inputs))  # nothing excluded
+    restricted = restricted_logits(model, ds, every)
+    assert restricted.shape == (len(ds.inputs), ds.p)
+    filtered = filter_transformer(model, "add", every, ("W_E", "W_U"))  # every frequency: unchanged
+    torch.testing.assert_close(logits(filtered, ds.inputs), logits(model, ds.inputs), atol=1e-5, rtol=1e-4)
+    result = compare_extractions(model, ds)
+    assert {"raw", "restricted", "excluded", "W_U filter"} <= set(result.rows)

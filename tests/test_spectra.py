@@ -1,0 +1,69 @@
+import math
+
+import pytest
+import torch
+
+from interp import TaskSpec, build_model, logits, make_dataset
+from interp.fourier import wrap_phase
+from interp.nets import TwoLayerNet, gromov_solution
+from interp.spectra import (embedding_spectra, neuron_spectra, primitive_root, residue_order,
+                            transformer_key_frequencies)
+from interp.specs import TransformerSpec, TwoLayerSpec
+
+
+@pytest.mark.parametrize("op", ["add", "sub"])
+def test_gromov_solution_is_correct_and_read_back_exactly(op):
+    p, width = 97, 500
+    net, truth = gromov_solution(p, width, seed=1, op=op)
+    ds = make_dataset(TaskSpec(op=op, p=p, train_fraction=0.5))
+    assert bool((net(ds.inputs).argmax(-1) == ds.true_labels).all()), "classifies every pair untrained"
+    s = neuron_spectra(net, op)
+    assert torch.equal(s.freq, truth["freq"])
+    for name in ("phase_u", "phase_v", "phase_w"):
+        assert wrap_phase(getattr(s, name) - truth[name]).abs().max() < 1e-5
+    assert s.phase_error.abs().max() < 1e-5
+    torch.testing.assert_close(s.amp_u, torch.ones(width, dtype=torch.float64))
+    torch.testing.assert_close(s.amp_w, torch.full((width,), 2 / width, dtype=torch.float64))
+    assert s.energy_frac.min() > 1 - 1e-6 and s.ipr.min() > 1 - 1e-6
+
+
+def test_key_frequencies_of_a_sparse_solution():
+    net, truth = gromov_solution(31, 60, n_freqs=3, seed=0)
+    s = neuron_spectra(net, "add")
+    assert sorted(s.key_frequencies()) == sorted(set(truth["freq"].tolist()))
+
+
+@pytest.mark.parametrize("p", [7, 31, 97])
+def test_primitive_root_generates_the_group(p):
+    assert sorted(residue_order("mul", p).tolist()) == list(range(1, p))
+
+
+def test_multiplication_read_in_discrete_log_index():
+    p, width, k = 31, 12, 4
+    order = residue_order("mul", p)
+    net = TwoLayerNet(TwoLayerSpec(width=width, act="quadratic", bias=False), p)
+    i = torch.arange(p - 1, dtype=torch.float64)
+    phases = torch.linspace(-3, 3, width, dtype=torch.float64)
+    with torch.no_grad():
+        for param, shift in ((net.U, 0.0), (net.V, 0.5), (net.W, 0.5)):
+            vec = torch.zeros(width, p, dtype=torch.float64)
+            vec[:, order] = torch.cos(2 * math.pi * k * i / (p - 1) + phases[:, None] * (1 + shift))
+            param.copy_(vec.T if param is net.W else vec)
+    s = neuron_spectra(net, "mul")
+    assert (s.freq == k).all() and s.energy_frac.min() > 1 - 1e-6
+    assert neuron_spectra(net, "add").energy_frac.max() < 0.9  # not periodic in the residue order
+
+
+def test_transformer_spectra_find_planted_embedding_frequencies():
+    p = 23
+    model = build_model(TransformerSpec(d_model=32, n_heads=2, d_head=16, d_mlp=64), p)
+    x = torch.arange(p, dtype=torch.float64)
+    planted = torch.stack([torch.cos(2 * math.pi * k * x / p + j) for j, k in enumerate([3, 3, 7, 7])], 1)
+    with torch.no_grad():
+        w_e = model.state_dict()["embed.weight"]
+        w_e[:p] = 0
+        w_e[:p, :4] = planted.float()
+    spectra = embedding_spectra(model)
+    assert spectra["W_E"].shape == (32, p // 2 + 1) and "blocks.0.W_out_U" in spectra
+    assert sorted(transformer_key_frequencies(model)) == [3, 7]
+    assert logits(model, torch.tensor([[1, 2]])).shape == (1, p)
