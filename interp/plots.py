@@ -69,7 +69,14 @@ def plot_neuron_spectra(spectra, path: Path) -> Path:
 def plot_transformer_spectra(spectra, path: Path) -> Path:
     names = [n for n in spectra.power if n in ("W_E", "W_U")]
     layers = [n for n in spectra.power if n.endswith("W_out_U")]
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(5 * (len(names) + 1), 4))
+    extra = spectra.neuron_freq is not None
+    fig, axes = plt.subplots(1, len(names) + 1 + extra, figsize=(5 * (len(names) + 1 + extra), 4))
+    if extra:
+        counts = torch.bincount(spectra.neuron_freq[spectra.neuron_share > 0.5], minlength=spectra.p // 2 + 1)
+        axes[-1].bar(range(len(counts)), counts.numpy(), color="#555555")
+        axes[-1].set(xlabel="frequency k", ylabel="MLP neurons",
+                     title="neurons with > 50% of their activation power at k")
+        axes = axes[:-1]
     for ax, name in zip(axes, names):
         total = spectra.power[name].sum(0)
         ax.bar(range(len(total)), total.numpy(), color="#555555")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import plots
 from .checkpoint import Run, write_json
 from .filtration import Extraction, compare_extractions
@@ -51,7 +53,14 @@ def summary(name: str, result: Any) -> str:
                 f"frequency {float(result.energy_frac.median()):.3f}; median IPR {float(result.ipr.median()):.3f}; "
                 f"median |phase error| {float(result.phase_error.abs().median()):.3f} rad")
     if isinstance(result, TransformerSpectra):
-        return f"key frequencies {result.key_frequencies}"
+        line = f"key frequencies {result.key_frequencies}"
+        if result.neuron_freq is not None:
+            clustered = result.neuron_share > 0.5
+            line += (f"; {int(clustered.sum())}/{len(clustered)} MLP neurons have > 50% of their activation "
+                     f"power at one frequency, of these "
+                     f"{float(torch.isin(result.neuron_freq[clustered], torch.tensor(result.key_frequencies)).double().mean()):.0%}"
+                     f" at a key frequency")
+        return line
     if isinstance(result, Extraction):
         lines = [result.table()]
         if result.noise_detection:

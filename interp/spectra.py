@@ -138,6 +138,25 @@ def activation_spectrum_2d(acts: Float[Tensor, "p p neuron"]) -> Float[Tensor, "
     return fourier.transform_2d(acts.permute(2, 0, 1).double())
 
 
+def neuron_frequencies_2d(acts: Float[Tensor, "p p neuron"]) -> tuple[Tensor, Tensor]:
+    """Each neuron's frequency from its activations over the (a, b) grid: the k whose 2-D terms
+    (Const or k) × (Const or k), less the constant, hold the most of the non-constant power;
+    returns (k, that share) per neuron (Nanda et al.'s neuron clusters)."""
+    coeffs = activation_spectrum_2d(acts) ** 2
+    coeffs[:, 0, 0] = 0
+    freq_of = fourier.component_frequencies(acts.shape[0])
+    n_freq = acts.shape[0] // 2 + 1
+    # power[n, i, j] summed into blocks by (frequency of row, frequency of column)
+    blocks = torch.zeros(coeffs.shape[0], n_freq, n_freq, dtype=torch.float64)
+    index = freq_of[:, None] * n_freq + freq_of[None, :]
+    blocks.view(coeffs.shape[0], -1).index_add_(1, index.flatten(), coeffs.flatten(1))
+    k = torch.arange(1, n_freq)
+    per_k = blocks[:, k, k] + blocks[:, k, 0] + blocks[:, 0, k]
+    best = per_k.argmax(1)
+    share = per_k.gather(1, best[:, None]).squeeze(1) / coeffs.sum((1, 2)).clamp_min(1e-30)
+    return best + 1, share
+
+
 @dataclass
 class TransformerSpectra:
     """Power per frequency of a transformer's residue-indexed weights (see embedding_spectra)
@@ -147,15 +166,26 @@ class TransformerSpectra:
     p: int
     key_frequencies: list[int]
     power: dict[str, Tensor]
+    neuron_freq: Tensor | None = None  # last layer's MLP neurons, from activations (add/sub only)
+    neuron_share: Tensor | None = None
 
     def to_dict(self) -> dict:
-        return {"op": self.op, "p": self.p, "key_frequencies": self.key_frequencies,
-                "power": {k: v.tolist() for k, v in self.power.items()}}
+        return {k: (v.tolist() if torch.is_tensor(v) else {n: t.tolist() for n, t in v.items()}
+                    if isinstance(v, dict) else v) for k, v in asdict(self).items()}
 
 
+@torch.no_grad()
 def fourier_analysis(model: nn.Module, op: str) -> NeuronSpectra | TransformerSpectra:
     """The Fourier summary for either model family."""
     if isinstance(model, TwoLayerNet):
         return neuron_spectra(model, op)
-    return TransformerSpectra(op, model.cfg.d_vocab_out, transformer_key_frequencies(model, op),
-                              embedding_spectra(model, op))
+    p = model.cfg.d_vocab_out
+    result = TransformerSpectra(op, p, transformer_key_frequencies(model, op), embedding_spectra(model, op))
+    if op in ("add", "sub"):  # the (a, b) grid is periodic in the residues themselves
+        from .nets import to_tokens
+
+        hook = f"blocks.{model.cfg.n_layers - 1}.mlp.hook_post"
+        pairs = torch.cartesian_prod(torch.arange(p), torch.arange(p))
+        _, cache = model.run_with_cache(to_tokens(model, pairs), names_filter=hook)
+        result.neuron_freq, result.neuron_share = neuron_frequencies_2d(cache[hook][:, -1].reshape(p, p, -1))
+    return result

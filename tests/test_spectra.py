@@ -67,3 +67,20 @@ def test_transformer_spectra_find_planted_embedding_frequencies():
     assert spectra["W_E"].shape == (32, p // 2 + 1) and "blocks.0.W_out_U" in spectra
     assert sorted(transformer_key_frequencies(model)) == [3, 7]
     assert logits(model, torch.tensor([[1, 2]])).shape == (1, p)
+
+
+def test_neuron_frequencies_2d_of_planted_activations():
+    from interp.spectra import neuron_frequencies_2d
+
+    p = 19
+    a = torch.arange(p, dtype=torch.float64)
+    grid_a, grid_b = a[:, None], a[None, :]
+    acts = torch.stack([
+        torch.cos(2 * math.pi * 3 * (grid_a + grid_b) / p) + 0.5,       # k = 3, with a constant
+        torch.cos(2 * math.pi * 7 * grid_a / p) * torch.sin(2 * math.pi * 7 * grid_b / p),  # k = 7
+        torch.cos(2 * math.pi * 2 * grid_a / p) + 0.1 * torch.cos(2 * math.pi * 5 * grid_b / p),
+    ], -1)
+    freq, share = neuron_frequencies_2d(acts)
+    assert freq.tolist() == [3, 7, 2]
+    torch.testing.assert_close(share[:2], torch.ones(2, dtype=torch.float64))
+    assert 0.9 < share[2] < 1
