@@ -192,10 +192,11 @@ class Extraction:
 
     def table(self) -> str:
         """A Markdown table: one row per method, the four subsets' accuracies."""
-        cols = ["clean_acc", "noisy_observed_acc", "noisy_true_acc", "test_acc"]
-        lines = ["| method | clean | noisy vs observed | noisy vs true | test |", "|---|---|---|---|---|"]
+        cols = ["clean_acc", "noisy_observed_acc", "noisy_true_acc", "test_acc", "train_loss", "test_loss"]
+        lines = ["| method | clean | noisy vs observed | noisy vs true | test | train loss | test loss |",
+                 "|---|---|---|---|---|---|---|"]
         for name, m in self.rows.items():
-            cells = ["—" if m[c] is None else f"{m[c]:.1%}" for c in cols]
+            cells = ["—" if m[c] is None else f"{m[c]:.4g}" if c.endswith("loss") else f"{m[c]:.1%}" for c in cols]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 

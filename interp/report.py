@@ -54,7 +54,7 @@ def summary(name: str, result: Any) -> str:
                 f"median |phase error| {float(result.phase_error.abs().median()):.3f} rad")
     if isinstance(result, TransformerSpectra):
         line = f"key frequencies {result.key_frequencies}"
-        if result.neuron_freq is not None:
+        if result.neuron_freq is not None and bool((result.neuron_share > 0.5).any()):
             clustered = result.neuron_share > 0.5
             line += (f"; {int(clustered.sum())}/{len(clustered)} MLP neurons have > 50% of their activation "
                      f"power at one frequency, of these "
