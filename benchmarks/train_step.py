@@ -1,0 +1,68 @@
+"""Wall time per full-batch training step of each preset, through `interp.train` itself.
+
+    python benchmarks/train_step.py [PRESET ...] [--steps N]
+
+For transformers it also times the same step through the TransformerBridge's hooked forward
+(all positions), the path the training loop avoids. Run on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+import interp
+from interp.metrics import loss_fn
+from interp.nets import to_tokens
+from interp.train import make_optimizer
+
+
+def time_train(spec: interp.RunSpec, steps: int) -> float:
+    """Seconds per step of interp.train (one evaluation at the end, no files)."""
+    spec = spec.with_overrides({"steps": str(steps), "eval_every": str(steps)})
+    start = time.perf_counter()
+    interp.train(spec, None, progress=False)
+    return (time.perf_counter() - start) / steps
+
+
+def time_bridge_loop(spec: interp.RunSpec, steps: int) -> float:
+    """Seconds per step of a plain loop on the TransformerBridge forward."""
+    ds = interp.make_dataset(spec.task, spec.noise)
+    model = interp.build_model(spec.model, spec.task.p)
+    opt = make_optimizer(spec.train, model.parameters())
+    tokens, labels = to_tokens(model, ds.inputs[ds.train_mask]), ds.labels[ds.train_mask]
+    previous = torch.set_flush_denormal(True)
+    for i in range(steps + 2):
+        if i == 2:
+            start = time.perf_counter()
+        loss = loss_fn("ce", model(tokens)[:, -1], labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.set_flush_denormal(previous)
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("presets", nargs="*", default=["liu-lu-80", "doshi-coexistence", "nanda-grokking"])
+    parser.add_argument("--steps", type=int, default=200)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(f"{'preset':<22}{'train examples':>15}{'ms/step':>10}{'full run (s)':>14}")
+    for name in args.presets:
+        spec = interp.get_preset(name).spec
+        n = int(interp.make_dataset(spec.task, spec.noise).train_mask.sum())
+        per_step = time_train(spec, args.steps)
+        print(f"{name:<22}{n:>15}{per_step * 1e3:>10.1f}{per_step * spec.train.steps:>14.0f}")
+        if spec.model.arch == "transformer":
+            bridge = time_bridge_loop(spec, max(10, args.steps // 10))
+            print(f"{'  TransformerBridge loop':<22}{n:>15}{bridge * 1e3:>10.1f}"
+                  f"   ({bridge / per_step:.1f}x slower than interp.train)")
+
+
+if __name__ == "__main__":
+    main()

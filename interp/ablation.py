@@ -1,0 +1,165 @@
+"""Ablations through hook names: zero, mean and resample; batched single-unit scans; pruning.
+
+A *unit* is an index along a hook's unit axis: the last axis for neuron hooks
+(`hook_post`, `blocks.0.mlp.hook_post`, `hook_embed`…), the head axis for `attn.hook_z`
+([batch, pos, head, d_head]). `ablated_logits` runs the hooked forward with units replaced;
+`scan_units` and `pruning_curve` compute the same numbers for every unit or every prefix of a
+ranking in batched form where the model makes that exact (units whose contribution to the logits
+is linear: the two-layer net's hidden neurons, the last MLP layer's neurons of a transformer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from . import tl_adapter
+from .metrics import subset_metrics
+from .nets import TwoLayerNet, logits, to_tokens
+from .tasks import Dataset
+
+MODES = ("zero", "mean", "resample")
+
+
+def _unit_axis(hook_name: str) -> int:
+    return -2 if hook_name.endswith("hook_z") else -1
+
+
+def _replacement(acts: Tensor, units: Tensor, axis: int, mode: str, seed: int) -> Tensor:
+    """Values that replace `acts` on `units`: 0, the mean over the batch, or the activations of
+    randomly drawn other examples (resample)."""
+    picked = acts.index_select(axis, units)
+    if mode == "zero":
+        return torch.zeros_like(picked)
+    if mode == "mean":
+        return picked.mean(0, keepdim=True).expand_as(picked)
+    if mode == "resample":
+        perm = torch.randperm(acts.shape[0], generator=torch.Generator().manual_seed(seed)).to(acts.device)
+        return picked[perm]
+    raise ValueError(f"unknown ablation mode {mode!r}; valid: {', '.join(MODES)}")
+
+
+@torch.no_grad()
+def ablated_logits(
+    model: nn.Module,
+    inputs: Int[Tensor, "batch 2"],
+    hook_name: str,
+    units: list[int] | Tensor,
+    mode: str = "zero",
+    seed: int = 0,
+) -> Float[Tensor, "batch p"]:
+    """Mod-p logits with `units` of `hook_name` ablated (mean and resample draw from `inputs`)."""
+    units = torch.as_tensor(units, dtype=torch.long)
+    axis = _unit_axis(hook_name)
+
+    def hook(acts: Tensor, hook) -> Tensor:
+        acts = acts.clone()
+        acts.index_copy_(axis, units.to(acts.device), _replacement(acts, units.to(acts.device), axis, mode, seed))
+        return acts
+
+    if tl_adapter.is_transformer(model):
+        return model.run_with_hooks(to_tokens(model, inputs), fwd_hooks=[(hook_name, hook)])[:, -1]
+    return model.run_with_hooks(inputs, fwd_hooks=[(hook_name, hook)])
+
+
+# --- batched scans -----------------------------------------------------------------------
+
+
+def _linear_units(model: nn.Module, inputs: Tensor) -> tuple[str, Tensor, Tensor, Tensor]:
+    """(hook name, activations [batch, unit], unit-to-logit map [unit, p], full logits) for the
+    units whose effect on the logits is linear, so ablating any set of them is exact in closed
+    form: the two-layer net's hidden neurons; the last-position neurons of the last MLP layer."""
+    if isinstance(model, TwoLayerNet):
+        out, cache = model.run_with_cache(inputs, names_filter="hook_post")
+        return "hook_post", cache["hook_post"], model.W.detach().T, out
+    if tl_adapter.is_transformer(model):
+        layer = model.cfg.n_layers - 1
+        name = f"blocks.{layer}.mlp.hook_post"
+        out, cache = model.run_with_cache(to_tokens(model, inputs), names_filter=name)
+        w = model.state_dict()
+        to_logit = w[f"blocks.{layer}.mlp.out.weight"].T @ w["unembed.weight"].T
+        return name, cache[name][:, -1], to_logit, out[:, -1]
+    raise TypeError(f"no batched ablation for {type(model).__name__}")
+
+
+@dataclass
+class UnitScan:
+    """Metrics after ablating each unit alone. `metrics[name][i]` is subset metric `name`
+    (e.g. `test_acc`) with unit i ablated; `baseline[name]` is the unablated value."""
+
+    hook_name: str
+    mode: str
+    baseline: dict[str, float | None]
+    metrics: dict[str, list[float | None]]
+
+    def effect(self, name: str) -> Tensor:
+        """Change of metric `name` caused by ablating each unit (ablated − baseline)."""
+        return torch.tensor(self.metrics[name], dtype=torch.float64) - self.baseline[name]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _collect(rows: list[dict]) -> dict[str, list]:
+    return {k: [row[k] for row in rows] for k in rows[0]}
+
+
+@torch.no_grad()
+def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str = "ce",
+               seed: int = 0, chunk: int = 32) -> UnitScan:
+    """Ablate every neuron of the model's linear-readout layer alone, all in batched form:
+    the logits with unit m replaced are logits + (replacement_m − act_m) ⊗ to_logit_m."""
+    name, acts, to_logit, full = _linear_units(model, dataset.inputs)
+    all_units = torch.arange(acts.shape[1])
+    delta = _replacement(acts, all_units, -1, mode, seed) - acts  # [batch, unit]
+    rows = []
+    for start in range(0, acts.shape[1], chunk):
+        units = all_units[start : start + chunk]
+        batched = full[None] + delta[:, units].T[:, :, None] * to_logit[units][:, None, :]
+        rows += [subset_metrics(out, dataset, loss) for out in batched]
+    return UnitScan(name, mode, subset_metrics(full, dataset, loss), _collect(rows))
+
+
+@torch.no_grad()
+def scan_units_hooked(model: nn.Module, dataset: Dataset, hook_name: str, n_units: int,
+                      mode: str = "zero", loss: str = "ce", seed: int = 0) -> UnitScan:
+    """The same scan, one hooked forward pass per unit: any hook (e.g. attention heads)."""
+    rows = [subset_metrics(ablated_logits(model, dataset.inputs, hook_name, [u], mode, seed), dataset, loss)
+            for u in range(n_units)]
+    return UnitScan(hook_name, mode, subset_metrics(logits(model, dataset.inputs), dataset, loss), _collect(rows))
+
+
+@dataclass
+class PruningCurve:
+    """Metrics as units are removed in `order` (first = removed first). `fractions[j]` of the
+    units removed gives `metrics[name][j]`."""
+
+    label: str
+    mode: str
+    fractions: list[float]
+    metrics: dict[str, list[float | None]]
+    order: list[int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def pruning_curve(model: nn.Module, dataset: Dataset, order: Tensor | list[int], label: str = "",
+                  fractions: list[float] | None = None, mode: str = "zero", loss: str = "ce",
+                  seed: int = 0) -> PruningCurve:
+    """Ablate the first ⌈f·n⌉ units of `order` for each fraction f (exact, batched)."""
+    _, acts, to_logit, full = _linear_units(model, dataset.inputs)
+    order = torch.as_tensor(order, dtype=torch.long)
+    n = acts.shape[1]
+    fractions = fractions if fractions is not None else [i / 20 for i in range(21)]
+    delta = _replacement(acts, torch.arange(n), -1, mode, seed) - acts
+    rows = []
+    for f in fractions:
+        removed = order[: round(f * n)]
+        out = full + delta[:, removed] @ to_logit[removed]
+        rows.append(subset_metrics(out, dataset, loss))
+    return PruningCurve(label, mode, list(fractions), _collect(rows), order.tolist())
