@@ -17,7 +17,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from . import tl_adapter
-from .metrics import subset_metrics
+from .metrics import subset_metrics, subset_metrics_batched
 from .nets import TwoLayerNet, logits, to_tokens
 from .tasks import Dataset
 
@@ -68,7 +68,7 @@ def ablated_logits(
 # --- batched scans -----------------------------------------------------------------------
 
 
-def _linear_units(model: nn.Module, inputs: Tensor) -> tuple[str, Tensor, Tensor, Tensor]:
+def linear_readout(model: nn.Module, inputs: Tensor) -> tuple[str, Tensor, Tensor, Tensor]:
     """(hook name, activations [batch, unit], unit-to-logit map [unit, p], full logits) for the
     units whose effect on the logits is linear, so ablating any set of them is exact in closed
     form: the two-layer net's hidden neurons; the last-position neurons of the last MLP layer."""
@@ -112,15 +112,18 @@ def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str
                seed: int = 0, chunk: int = 32) -> UnitScan:
     """Ablate every neuron of the model's linear-readout layer alone, all in batched form:
     the logits with unit m replaced are logits + (replacement_m − act_m) ⊗ to_logit_m."""
-    name, acts, to_logit, full = _linear_units(model, dataset.inputs)
+    name, acts, to_logit, full = linear_readout(model, dataset.inputs)
     all_units = torch.arange(acts.shape[1])
     delta = _replacement(acts, all_units, -1, mode, seed) - acts  # [batch, unit]
-    rows = []
+    parts = []
     for start in range(0, acts.shape[1], chunk):
         units = all_units[start : start + chunk]
         batched = full[None] + delta[:, units].T[:, :, None] * to_logit[units][:, None, :]
-        rows += [subset_metrics(out, dataset, loss) for out in batched]
-    return UnitScan(name, mode, subset_metrics(full, dataset, loss), _collect(rows))
+        parts.append(subset_metrics_batched(batched, dataset, loss))
+    metrics = {k: None if parts[0][k] is None else torch.cat([part[k] for part in parts]).tolist()
+               for k in parts[0]}
+    metrics = {k: v if v is not None else [None] * acts.shape[1] for k, v in metrics.items()}
+    return UnitScan(name, mode, subset_metrics(full, dataset, loss), metrics)
 
 
 @torch.no_grad()
@@ -152,7 +155,7 @@ def pruning_curve(model: nn.Module, dataset: Dataset, order: Tensor | list[int],
                   fractions: list[float] | None = None, mode: str = "zero", loss: str = "ce",
                   seed: int = 0) -> PruningCurve:
     """Ablate the first ⌈f·n⌉ units of `order` for each fraction f (exact, batched)."""
-    _, acts, to_logit, full = _linear_units(model, dataset.inputs)
+    _, acts, to_logit, full = linear_readout(model, dataset.inputs)
     order = torch.as_tensor(order, dtype=torch.long)
     n = acts.shape[1]
     fractions = fractions if fractions is not None else [i / 20 for i in range(21)]

@@ -32,7 +32,7 @@ from .spectra import neuron_spectra, residue_order
 from .tasks import Dataset
 
 
-def _with_vectors(model: TwoLayerNet, u: Tensor, v: Tensor, w: Tensor, act: str | None = None) -> TwoLayerNet:
+def with_neuron_vectors(model: TwoLayerNet, u: Tensor, v: Tensor, w: Tensor, act: str | None = None) -> TwoLayerNet:
     """A copy of `model` with neuron vectors u, v, w ([width, p] each) and optionally another
     activation; a tied model becomes untied when u ≠ v."""
     net = TwoLayerNet(replace(model.spec, tied=model.spec.tied and torch.equal(u, v)), model.p)
@@ -75,7 +75,7 @@ def dominant_split(model: TwoLayerNet, op: str) -> tuple[TwoLayerNet, TwoLayerNe
         zero[order] = False
         for x in r:
             x[:, zero] = 0
-    return _with_vectors(model, *g), _with_vectors(model, *r)
+    return with_neuron_vectors(model, *g), with_neuron_vectors(model, *r)
 
 
 def key_frequency_filter(model: TwoLayerNet, op: str, freqs: list[int]) -> TwoLayerNet:
@@ -84,7 +84,7 @@ def key_frequency_filter(model: TwoLayerNet, op: str, freqs: list[int]) -> TwoLa
     n_freq = len(order) // 2 + 1
     keep = torch.zeros(model.spec.width, n_freq, dtype=torch.bool)
     keep[:, list(freqs)] = True
-    return _with_vectors(model, *(_project_per_neuron(x, keep, order) for x in _neuron_vectors(model)))
+    return with_neuron_vectors(model, *(_project_per_neuron(x, keep, order) for x in _neuron_vectors(model)))
 
 
 def resynthesize(model: TwoLayerNet, op: str) -> TwoLayerNet:
@@ -102,12 +102,12 @@ def resynthesize(model: TwoLayerNet, op: str) -> TwoLayerNet:
         full = torch.zeros(model.spec.width, model.p, dtype=torch.float64)
         full[:, order] = amp[:, None] * torch.cos(theta + phase[:, None])
         vecs.append(full.float())
-    return _with_vectors(model, *vecs)
+    return with_neuron_vectors(model, *vecs)
 
 
 def swap_activation(model: TwoLayerNet, act: str) -> TwoLayerNet:
     """The same weights evaluated with activation `act` (a key of nets.ACT_FNS)."""
-    return _with_vectors(model, *_neuron_vectors(model), act=act)
+    return with_neuron_vectors(model, *_neuron_vectors(model), act=act)
 
 
 # --- transformers -------------------------------------------------------------------------
@@ -205,7 +205,7 @@ class Extraction:
 
 
 @torch.no_grad()
-def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None = None) -> Extraction:
+def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None = None, loss: str = "ce") -> Extraction:
     """Every extraction method for the model's family, scored on the four subsets.
 
     Two-layer: f^G and f^R, re-synthesis, the global key-frequency filter (top `key_top`
@@ -216,7 +216,6 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     re-synthesized network (two-layer) or the restricted logits (transformer).
     """
     op = dataset.task.op
-    loss = "ce"
     rows, notes = {}, {}
 
     detector = "resynthesized" if isinstance(model, TwoLayerNet) else "restricted"

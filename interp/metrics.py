@@ -29,16 +29,49 @@ def accuracy(logits: Float[Tensor, "batch p"], labels: Int[Tensor, " batch"]) ->
     return float((logits.argmax(-1) == labels).double().mean())
 
 
+def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str) -> dict[str, tuple[Tensor, Tensor]]:
+    """For each named label vector: (correct, loss) of every example, logits [..., pair, p].
+    The normaliser (log-sum-exp or ‖x‖²) and the argmax are computed once for all of them."""
+    top = logits.argmax(-1)
+    if loss == "ce":
+        norm = torch.logsumexp(logits, -1)
+    elif loss == "mse":  # ‖x − e_y‖² = ‖x‖² − 2 x_y + 1
+        norm = logits.square().sum(-1) + 1
+    else:
+        raise ValueError(f"unknown loss {loss!r}; valid: ce, mse")
+    out = {}
+    for name, y in labels.items():
+        picked = logits.gather(-1, y.expand(logits.shape[:-1])[..., None])[..., 0]
+        out[name] = (top == y, norm - picked if loss == "ce" else norm - 2 * picked)
+    return out
+
+
+def subset_metrics_batched(
+    logits: Float[Tensor, "... pair p"], dataset: Dataset, loss: str = "ce"
+) -> dict[str, Tensor | None]:
+    """`subset_metrics` for a stack of logits: each value is a float64 tensor over the leading
+    dimensions (None where a subset is empty)."""
+    logits = logits.detach().double().cpu()
+    scored = _per_example(logits, {"observed": dataset.labels, "true": dataset.true_labels}, loss)
+    named = {
+        "clean": (dataset.clean_mask, "observed"),
+        "noisy_observed": (dataset.noisy_mask, "observed"),
+        "noisy_true": (dataset.noisy_mask, "true"),
+        "test": (dataset.test_mask, "true"),
+        "train": (dataset.train_mask, "observed"),
+    }
+    out: dict[str, Tensor | None] = {}
+    for name, (mask, against) in named.items():
+        correct, per = scored[against]
+        empty = not bool(mask.any())
+        out[f"{name}_acc"] = None if empty else correct[..., mask].double().mean(-1)
+        out[f"{name}_loss"] = None if empty else per[..., mask].mean(-1)
+    return out
+
+
 def subset_metrics(
     logits: Float[Tensor, "pair p"], dataset: Dataset, loss: str = "ce"
 ) -> dict[str, float | None]:
     """`{subset}_acc` and `{subset}_loss` for each subset (None where a subset is empty), plus
     `train_acc`/`train_loss` on all training examples against the labels the model was given."""
-    logits = logits.detach().double().cpu()
-    out: dict[str, float | None] = {}
-    named = dict(dataset.subsets(), train=(dataset.train_mask, dataset.labels))
-    for name, (mask, labels) in named.items():
-        empty = not bool(mask.any())
-        out[f"{name}_acc"] = None if empty else accuracy(logits[mask], labels[mask])
-        out[f"{name}_loss"] = None if empty else float(loss_fn(loss, logits[mask], labels[mask]))
-    return out
+    return {k: None if v is None else float(v) for k, v in subset_metrics_batched(logits, dataset, loss).items()}

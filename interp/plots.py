@@ -102,3 +102,54 @@ def plot_extraction(extraction, path: Path) -> Path:
     ax.set(ylabel="accuracy", ylim=(0, 1.05), title="extracted networks on the four subsets")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
+
+
+def plot_pruning(curves, path: Path) -> Path:
+    """Test and memorised accuracy as units are removed, one line per order."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    for ax, (key, title) in zip(axes, [("test_acc", "test"), ("noisy_observed_acc", "noisy train vs observed (memorised)")]):
+        for i, curve in enumerate(curves):
+            random = curve.label.startswith("random")
+            ax.plot(curve.fractions, [v if v is not None else float("nan") for v in curve.metrics[key]],
+                    color="#999999" if random else f"C{i}", lw=1 if random else 2,
+                    label=None if random and not curve.label.endswith("0)") else
+                    ("random order (each seed)" if random else curve.label))
+        ax.set(xlabel="fraction of neurons removed", title=title, ylim=(-0.02, 1.02))
+    axes[0].set_ylabel("accuracy")
+    axes[1].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_partition(sweeps, path: Path) -> Path:
+    """Per score: test accuracy of f^G_part, of its frequency filtration, and the memorised
+    accuracy of the memorisation part, against the fraction of neurons kept."""
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 4), sharey=True, squeeze=False)
+    for ax, sweep in zip(axes[0], sweeps):
+        ax.plot(sweep.fractions, sweep.generalisation["test_acc"], color=SUBSET_COLORS["test"], label="f^G_part: test")
+        ax.plot(sweep.fractions, sweep.filtered_generalisation["test_acc"], color=SUBSET_COLORS["test"], ls="--",
+                label="f^G_part filtered: test")
+        ax.plot(sweep.fractions, sweep.memorisation["noisy_observed_acc"], color=SUBSET_COLORS["noisy_observed"],
+                label="rest: memorised")
+        ax.axhline(sweep.filtered_whole["test_acc"], color="#555555", lw=1, ls=":", label="whole net filtered: test")
+        ax.set(xlabel="γ_G (fraction of neurons kept, top by score)", title=f"score: {sweep.score}", ylim=(-0.02, 1.02))
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_localization(loc, path: Path) -> Path:
+    """Each component's ablation effect on the clean loss against its effect on the memorised loss."""
+    colors = {"generalising": SUBSET_COLORS["test"], "memorising": SUBSET_COLORS["noisy_observed"],
+              "mixed": "#ff7f0e", "inert": "#bbbbbb"}
+    kinds = sorted({r["kind"] for r in loc.rows})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 4.2), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        rows = [r for r in loc.rows if r["kind"] == kind]
+        for name, color in colors.items():
+            pts = [(r["gen_effect"], r["mem_effect"]) for r in rows if r["label"] == name]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.scatter(xs, ys, s=12, color=color, label=f"{name} ({len(pts)})")
+        ax.set(xlabel="clean-loss rise when ablated", ylabel="memorised-loss rise when ablated", title=f"{kind}s")
+        ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -6,17 +6,55 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import plots
+from .ablation import PruningCurve, UnitScan, pruning_curve, scan_units, scan_units_hooked
 from .checkpoint import Run, write_json
 from .filtration import Extraction, compare_extractions
+from .localize import Localization, localize
+from .nets import TwoLayerNet
+from .partition import SCORES, PartitionSweep, neuron_scores, partition_sweep
 from .spectra import NeuronSpectra, TransformerSpectra, fourier_analysis
 
-ANALYSES = ("fourier", "filtration")
+ANALYSES = ("fourier", "filtration", "ablation", "partition", "localize")
+
+
+@dataclass
+class AblationReport:
+    """Single-unit scans (readout neurons; heads for transformers) and pruning curves in
+    several orders, with random orders over `len(seeds)` seeds as the control."""
+
+    scans: dict[str, UnitScan]
+    curves: list[PruningCurve]
+
+    def to_dict(self) -> dict:
+        return {"scans": {k: v.to_dict() for k, v in self.scans.items()},
+                "curves": [c.to_dict() for c in self.curves]}
+
+
+def ablation_report(run: Run, seeds: tuple[int, ...] = (0, 1, 2)) -> AblationReport:
+    model, ds = run.model, run.dataset
+    loss = run.spec.train.loss
+    scans = {"neurons": scan_units(model, ds, loss=loss)}
+    if not isinstance(model, TwoLayerNet):
+        for layer in range(model.cfg.n_layers):
+            name = f"blocks.{layer}.attn.hook_z"
+            scans[name] = scan_units_hooked(model, ds, name, model.cfg.n_heads, loss=loss)
+    scores = neuron_scores(model, ds)
+    n = len(next(iter(scores.values())))
+    orders = {}
+    for score, values in scores.items():
+        orders[f"{score} ascending"] = torch.argsort(values)
+        orders[f"{score} descending"] = torch.argsort(values, descending=True)
+    for seed in seeds:
+        orders[f"random (seed {seed})"] = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    curves = [pruning_curve(model, ds, order, label, loss=loss) for label, order in orders.items()]
+    return AblationReport(scans, curves)
 
 
 def analyze(run: Run, name: str) -> Any:
@@ -24,7 +62,15 @@ def analyze(run: Run, name: str) -> Any:
     if name == "fourier":
         return fourier_analysis(run.model, run.spec.task.op)
     if name == "filtration":
-        return compare_extractions(run.model, run.dataset)
+        return compare_extractions(run.model, run.dataset, loss=run.spec.train.loss)
+    if name == "ablation":
+        return ablation_report(run)
+    if name == "partition":
+        if not isinstance(run.model, TwoLayerNet):
+            raise ValueError("the partition analysis is for two-layer networks; use --analysis ablation")
+        return {score: partition_sweep(run.model, run.dataset, score) for score in SCORES}
+    if name == "localize":
+        return localize(run.model, run.dataset, loss=run.spec.train.loss)
     raise ValueError(f"unknown analysis {name!r}; available: {', '.join(ANALYSES)}")
 
 
@@ -32,7 +78,8 @@ def write_analysis(run: Run, name: str, result: Any, out_dir: Path | None = None
     """Write `result` as `<name>.json` plus its figure (and table) into `out_dir`
     (default RUN_DIR/analysis). Returns the paths written."""
     out_dir = Path(out_dir or Path(run.path) / "analysis")
-    data = {"run": str(run.path), "step": run.step, "analysis": name, "result": result.to_dict()}
+    as_dict = {k: v.to_dict() for k, v in result.items()} if isinstance(result, dict) else result.to_dict()
+    data = {"run": str(run.path), "step": run.step, "analysis": name, "result": as_dict}
     paths = [out_dir / f"{name}.json"]
     write_json(paths[0], data)
     if isinstance(result, NeuronSpectra):
@@ -41,6 +88,14 @@ def write_analysis(run: Run, name: str, result: Any, out_dir: Path | None = None
         paths.append(plots.plot_transformer_spectra(result, out_dir / f"{name}.png"))
     elif isinstance(result, Extraction):
         paths.append(plots.plot_extraction(result, out_dir / f"{name}.png"))
+        (out_dir / f"{name}.md").write_text(result.table() + "\n")
+        paths.append(out_dir / f"{name}.md")
+    elif isinstance(result, AblationReport):
+        paths.append(plots.plot_pruning(result.curves, out_dir / f"{name}.png"))
+    elif isinstance(result, dict):  # partition sweeps by score
+        paths.append(plots.plot_partition(list(result.values()), out_dir / f"{name}.png"))
+    elif isinstance(result, Localization):
+        paths.append(plots.plot_localization(result, out_dir / f"{name}.png"))
         (out_dir / f"{name}.md").write_text(result.table() + "\n")
         paths.append(out_dir / f"{name}.md")
     return paths
@@ -68,4 +123,28 @@ def summary(name: str, result: Any) -> str:
             lines.append(f"noise detection ({d['method']}): AUROC {d['auroc']:.4f}, precision "
                          f"{d['precision']:.3f}, recall {d['recall']:.3f}")
         return "\n".join(lines)
+    if isinstance(result, AblationReport):
+        lines = []
+        for curve in result.curves:
+            at = {f: i for i, f in enumerate(curve.fractions)}
+            pick = [f for f in (0.3, 0.6) if f in at]
+            lines.append(f"{curve.label:<24}" + "  ".join(
+                f"{f:.0%} removed: test {curve.metrics['test_acc'][at[f]]:.1%}, memorised "
+                f"{_pct(curve.metrics['noisy_observed_acc'][at[f]])}" for f in pick))
+        return "\n".join(lines)
+    if isinstance(result, dict):
+        lines = []
+        for score, sweep in result.items():
+            best = max(range(len(sweep.fractions)), key=lambda i: sweep.filtered_generalisation["test_acc"][i])
+            lines.append(f"{score:<12} best filtered f^G_part test {sweep.filtered_generalisation['test_acc'][best]:.1%} "
+                         f"at γ_G={sweep.fractions[best]}; f^G_part alone "
+                         f"{max(sweep.generalisation['test_acc']):.1%} at best; whole-net filtration "
+                         f"{sweep.filtered_whole['test_acc']:.1%}")
+        return "\n".join(lines)
+    if isinstance(result, Localization):
+        return str(result.counts())
     return str(result)
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"

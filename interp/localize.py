@@ -1,0 +1,123 @@
+"""One table that says, component by component, what memorises and what generalises.
+
+A row per component — each neuron of the readout layer, each attention head (transformers),
+each embedding frequency (transformers) — with the numbers behind its label:
+- `gen_effect`: rise of the clean-training loss when the component is zero-ablated;
+- `mem_effect`: rise of the loss on noisy examples against their observed labels;
+- `test_effect`: rise of the test loss; plus dominant frequency, IPR and strength where defined.
+
+Labels (thresholds relative to the largest effect of any component of the same kind, so they
+do not depend on the loss scale): with r_gen = gen_effect / max gen_effect and
+r_mem = mem_effect / max mem_effect (negative effects count as 0),
+`inert` if max(r_gen, r_mem) < INERT; `generalising` if r_gen ≥ RATIO · r_mem;
+`memorising` if r_mem ≥ RATIO · r_gen; otherwise `mixed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .ablation import scan_units, scan_units_hooked
+from .filtration import filter_transformer
+from .metrics import subset_metrics
+from .nets import TwoLayerNet, logits
+from .partition import neuron_ipr, strength
+from .spectra import neuron_spectra
+from .tasks import Dataset
+
+INERT = 0.1
+RATIO = 2.0
+
+
+def label(gen: Tensor, mem: Tensor) -> list[str]:
+    """Labels from effects of one kind of component (see module docstring)."""
+    gen, mem = gen.clamp_min(0), mem.clamp_min(0)
+    r_gen = gen / gen.max().clamp_min(1e-12)
+    r_mem = mem / mem.max().clamp_min(1e-12)
+    out = []
+    for g, m in zip(r_gen.tolist(), r_mem.tolist()):
+        if max(g, m) < INERT:
+            out.append("inert")
+        elif g >= RATIO * m:
+            out.append("generalising")
+        elif m >= RATIO * g:
+            out.append("memorising")
+        else:
+            out.append("mixed")
+    return out
+
+
+@dataclass
+class Localization:
+    rows: list[dict] = field(default_factory=list)
+    thresholds: dict = field(default_factory=lambda: {"inert": INERT, "ratio": RATIO})
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Number of components per (kind, label)."""
+        out: dict[str, dict[str, int]] = {}
+        for row in self.rows:
+            kind = out.setdefault(row["kind"], {})
+            kind[row["label"]] = kind.get(row["label"], 0) + 1
+        return out
+
+    def table(self, kinds: tuple[str, ...] = ("head", "frequency"), top: int = 10) -> str:
+        """Markdown: every head and embedding frequency, and the `top` neurons by largest effect."""
+        cols = ["kind", "index", "label", "gen_effect", "mem_effect", "test_effect", "freq", "ipr"]
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        neurons = sorted((r for r in self.rows if r["kind"] == "neuron"),
+                         key=lambda r: -max(r["gen_effect"], r["mem_effect"]))[:top]
+        for row in [r for r in self.rows if r["kind"] in kinds] + neurons:
+            cells = [f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c, "—")) for c in cols]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "thresholds": self.thresholds, "counts": self.counts()}
+
+
+def _rows(kind: str, baseline: dict, metrics: dict[str, list], extra: dict[str, list] | None = None) -> list[dict]:
+    gen = torch.tensor(metrics["clean_loss"], dtype=torch.float64) - baseline["clean_loss"]
+    mem = torch.tensor(metrics["noisy_observed_loss"], dtype=torch.float64) - baseline["noisy_observed_loss"] \
+        if baseline["noisy_observed_loss"] is not None else torch.zeros_like(gen)
+    test = torch.tensor(metrics["test_loss"], dtype=torch.float64) - baseline["test_loss"]
+    labels = label(gen, mem)
+    rows = []
+    for i in range(len(gen)):
+        row = {"kind": kind, "index": i, "label": labels[i], "gen_effect": float(gen[i]),
+               "mem_effect": float(mem[i]), "test_effect": float(test[i])}
+        for name, values in (extra or {}).items():
+            row[name] = values[i]
+        rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def localize(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Localization:
+    """Ablation effects and labels for every neuron, head and embedding frequency."""
+    op = dataset.task.op
+    scan = scan_units(model, dataset, loss=loss)
+    result = Localization()
+    if isinstance(model, TwoLayerNet):
+        spectra = neuron_spectra(model, op)
+        extra = {"freq": spectra.freq.tolist(), "ipr": neuron_ipr(model).tolist(),
+                 "strength": strength(model).tolist()}
+        result.rows += _rows("neuron", scan.baseline, scan.metrics, extra)
+        return result
+    result.rows += _rows("neuron", scan.baseline, scan.metrics)
+    for layer in range(model.cfg.n_layers):
+        heads = scan_units_hooked(model, dataset, f"blocks.{layer}.attn.hook_z", model.cfg.n_heads, loss=loss)
+        for row in _rows("head", heads.baseline, heads.metrics):
+            row["index"] = f"{layer}.{row['index']}"
+            result.rows.append(row)
+    p = dataset.p
+    everything = list(range(1, p // 2 + 1))
+    freq_rows = [subset_metrics(logits(filter_transformer(model, op, [j for j in everything if j != k], ("W_E",)),
+                                       dataset.inputs), dataset, loss) for k in everything]
+    metrics = {key: [row[key] for row in freq_rows] for key in freq_rows[0]}
+    for row in _rows("frequency", scan.baseline, metrics):
+        row["index"] = row["freq"] = everything[row["index"]]
+        result.rows.append(row)
+    return result
