@@ -153,3 +153,17 @@ def plot_localization(loc, path: Path) -> Path:
         ax.set(xlabel="clean-loss rise when ablated", ylabel="memorised-loss rise when ablated", title=f"{kind}s")
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_probe_curves(curves: dict, path: Path) -> Path:
+    """Probe accuracy (test, noisy vs true) against the number of clean probe-training examples."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (source, curve) in enumerate(curves.items()):
+        sizes = sorted(curve)
+        ax.plot(sizes, [curve[n]["test"] for n in sizes], color=f"C{i}", marker="o", label=f"{source}: test")
+        ax.plot(sizes, [curve[n]["noisy_true"] or 0 for n in sizes], color=f"C{i}", ls="--", marker="x",
+                label=f"{source}: noisy vs true")
+    ax.set(xscale="log", xlabel="clean probe-training examples", ylabel="probe accuracy", ylim=(-0.02, 1.02),
+           title="linear probes for the true label")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

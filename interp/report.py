@@ -18,10 +18,56 @@ from .checkpoint import Run, write_json
 from .filtration import Extraction, compare_extractions
 from .localize import Localization, localize
 from .nets import TwoLayerNet
+from .probes import ProbeResult, learning_curve, probe
 from .partition import SCORES, PartitionSweep, neuron_scores, partition_sweep
 from .spectra import NeuronSpectra, TransformerSpectra, fourier_analysis
 
-ANALYSES = ("fourier", "filtration", "ablation", "partition", "localize")
+ANALYSES = ("fourier", "filtration", "ablation", "partition", "localize", "probes")
+
+
+@dataclass
+class ProbeReport:
+    """Probes per hook and feature source, with controls on raw features, and a learning
+    curve (accuracy against probe-training examples) per feature source at the main hook."""
+
+    probes: list[ProbeResult]
+    curves: dict[str, dict[int, dict]]
+
+    def to_dict(self) -> dict:
+        return {"probes": [p.to_dict() for p in self.probes],
+                "curves": {k: {str(n): v for n, v in c.items()} for k, c in self.curves.items()}}
+
+    def table(self) -> str:
+        lines = ["| hook | features | probe: test | probe: noisy vs true | model: test | model: noisy vs true "
+                 "| shuffled-label control: test | random-feature control: test |", "|---|---|---|---|---|---|---|---|"]
+        for r in self.probes:
+            ctl = r.controls
+            lines.append(f"| {r.hook} | {r.features} | {_pct(r.accuracy['test'])} | {_pct(r.accuracy['noisy_true'])} | "
+                         f"{_pct(r.model_accuracy['test'])} | {_pct(r.model_accuracy['noisy_true'])} | "
+                         f"{_pct(ctl['shuffled labels']['test']) if ctl else '—'} | "
+                         f"{_pct(ctl['random features']['test']) if ctl else '—'} |")
+        return "\n".join(lines)
+
+
+def probe_report(run: Run) -> ProbeReport:
+    model, ds = run.model, run.dataset
+    op = ds.task.op
+    keys = fourier_analysis(model, op)
+    keys = keys.key_frequencies() if isinstance(keys, NeuronSpectra) else keys.key_frequencies
+    if isinstance(model, TwoLayerNet):
+        hooks, sources, main = ["hook_pre", "hook_post"], ["raw", "fourier", "f^G"], "hook_post"
+    else:
+        last = model.cfg.n_layers - 1
+        hooks = [f"blocks.{last}.hook_resid_post", f"blocks.{last}.hook_attn_out", f"blocks.{last}.mlp.hook_post"]
+        sources, main = ["raw", "fourier"], hooks[0]
+    if op not in ("add", "sub"):
+        sources = [s for s in sources if s != "fourier"]
+    results = [probe(model, ds, hook, source, key_frequencies=keys, controls=source == "raw")
+               for hook in hooks for source in sources]
+    n_clean = int(ds.clean_mask.sum())
+    sizes = sorted({n for n in (50, 100, 200, 400, 800, 1600, n_clean) if n <= n_clean})
+    curves = {source: learning_curve(model, ds, main, sizes, source, keys) for source in sources}
+    return ProbeReport(results, curves)
 
 
 @dataclass
@@ -71,6 +117,8 @@ def analyze(run: Run, name: str) -> Any:
         return {score: partition_sweep(run.model, run.dataset, score) for score in SCORES}
     if name == "localize":
         return localize(run.model, run.dataset, loss=run.spec.train.loss)
+    if name == "probes":
+        return probe_report(run)
     raise ValueError(f"unknown analysis {name!r}; available: {', '.join(ANALYSES)}")
 
 
@@ -94,6 +142,10 @@ def write_analysis(run: Run, name: str, result: Any, out_dir: Path | None = None
         paths.append(plots.plot_pruning(result.curves, out_dir / f"{name}.png"))
     elif isinstance(result, dict):  # partition sweeps by score
         paths.append(plots.plot_partition(list(result.values()), out_dir / f"{name}.png"))
+    elif isinstance(result, ProbeReport):
+        paths.append(plots.plot_probe_curves(result.curves, out_dir / f"{name}.png"))
+        (out_dir / f"{name}.md").write_text(result.table() + "\n")
+        paths.append(out_dir / f"{name}.md")
     elif isinstance(result, Localization):
         paths.append(plots.plot_localization(result, out_dir / f"{name}.png"))
         (out_dir / f"{name}.md").write_text(result.table() + "\n")
@@ -143,6 +195,8 @@ def summary(name: str, result: Any) -> str:
         return "\n".join(lines)
     if isinstance(result, Localization):
         return str(result.counts())
+    if isinstance(result, ProbeReport):
+        return result.table()
     return str(result)
 
 

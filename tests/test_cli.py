@@ -66,3 +66,14 @@ def test_analyze_a_transformer_run(tmp_path):
 def test_analyze_missing_run_dir(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "none"), "--analysis", "fourier"]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_analyze_issue_four_analyses(tmp_path):
+    out_dir = tmp_path / "run"
+    assert main(["train", "--preset", "liu-lu-80", "--out", str(out_dir), "--no-progress",
+                 "--set", "p=17", "--set", "width=33", "--set", "steps=30"]) == 0
+    assert main(["analyze", str(out_dir), "--analysis", "ablation", "--analysis", "partition",
+                 "--analysis", "localize", "--analysis", "probes"]) == 0
+    for name in ["ablation", "partition", "localize", "probes"]:
+        assert json.loads((out_dir / "analysis" / f"{name}.json").read_text())["analysis"] == name
+        assert (out_dir / "analysis" / f"{name}.png").stat().st_size > 0

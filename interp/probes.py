@@ -1,0 +1,154 @@
+"""Linear probes (scikit-learn) on cached activations: is the true label linearly decodable?
+
+A probe is a multinomial logistic regression fitted on the activations of clean training
+examples to predict their label, then scored on the test examples and on the noisy training
+examples against their true labels — next to the model's own output accuracy on the same
+examples. Controls: the same probe fitted on shuffled labels (structure vs. capacity), on the
+activations of a freshly initialised model of the same architecture (random features), and a
+probe for the observed (noisy) label fitted on a random half of the training examples and
+scored on the other half (is the memorised label itself linearly readable?).
+
+Feature sources (`features`):
+- `raw`: the activations at the hook (last position for transformers);
+- `fourier`: each unit's activation over the full (a, b) grid projected onto the 2-D Fourier
+  terms of the key frequencies (Const or k) × (Const or k), k key — only add/sub;
+- `f^G`: the activations of the dominant-frequency subnetwork (two-layer nets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch import Tensor, nn
+
+from . import fourier, tl_adapter
+from .nets import TwoLayerNet, build_model, logits, to_tokens
+from .tasks import Dataset
+
+FEATURES = ("raw", "fourier", "f^G")
+
+
+@torch.no_grad()
+def cache_activations(model: nn.Module, inputs: Tensor, hook: str) -> Float[Tensor, "batch d"]:
+    """Activations at `hook` for each pair (the last position's, for transformers), flattened."""
+    if tl_adapter.is_transformer(model):
+        _, cache = model.run_with_cache(to_tokens(model, inputs), names_filter=hook)
+        acts = cache[hook][:, -1]
+    else:
+        _, cache = model.run_with_cache(inputs, names_filter=hook)
+        acts = cache[hook]
+    return acts.reshape(len(inputs), -1).float()
+
+
+def grid_fourier_projection(acts: Tensor, dataset: Dataset, freqs: list[int]) -> Tensor:
+    """Project each unit's activation over the (a, b) grid onto the 2-D Fourier terms
+    (Const or k) × (Const or k) for k in `freqs`; rows stay in dataset order."""
+    p = dataset.p
+    if len(dataset.inputs) != p * p:
+        raise ValueError("fourier features need the full p×p grid (not available for div)")
+    basis, _ = fourier.fourier_basis(p, torch.float64)
+    comp_freq = fourier.component_frequencies(p)
+    keep_1d = (comp_freq == 0) | torch.isin(comp_freq, torch.tensor(freqs))
+    keep = keep_1d[:, None] & keep_1d[None, :]
+    keep[0, 0] = True
+    grid = acts.double().T.reshape(-1, p, p)  # [unit, a, b] in a·p + b order
+    coeffs = basis @ grid @ basis.T
+    return (basis.T @ (coeffs * keep) @ basis).reshape(acts.shape[1], -1).T.float()
+
+
+@dataclass
+class ProbeResult:
+    hook: str
+    features: str
+    n_train: int
+    accuracy: dict[str, float | None]  # test (true), noisy_true, noisy_observed
+    model_accuracy: dict[str, float | None]
+    controls: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fit_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, evals: dict[str, tuple[np.ndarray, np.ndarray]],
+               seed: int) -> dict[str, float | None]:
+    scaler = StandardScaler().fit(x[train])
+    clf = LogisticRegression(max_iter=300, C=1.0, random_state=seed)
+    clf.fit(scaler.transform(x[train]), y[train])
+    out = {}
+    for name, (mask, labels) in evals.items():
+        out[name] = None if not mask.any() else float((clf.predict(scaler.transform(x[mask])) == labels[mask]).mean())
+    return out
+
+
+def probe(model: nn.Module, dataset: Dataset, hook: str, features: str = "raw", n_train: int | None = None,
+          key_frequencies: list[int] | None = None, controls: bool = True, seed: int = 0) -> ProbeResult:
+    """Fit a probe for the true label on (up to `n_train`) clean training examples at `hook`."""
+    if features not in FEATURES:
+        raise ValueError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
+    source = model
+    if features == "f^G":
+        if not isinstance(model, TwoLayerNet):
+            raise ValueError("f^G features are for two-layer nets")
+        from .filtration import dominant_split
+
+        source = dominant_split(model, dataset.task.op)[0]
+    acts = cache_activations(source, dataset.inputs, hook)
+    if features == "fourier":
+        if key_frequencies is None:
+            raise ValueError("fourier features need key_frequencies")
+        acts = grid_fourier_projection(acts, dataset, key_frequencies)
+    x = acts.numpy()
+    rng = np.random.default_rng(seed)
+    clean = dataset.clean_mask.numpy().copy()
+    if n_train is not None and n_train < clean.sum():
+        idx = np.flatnonzero(clean)
+        clean[:] = False
+        clean[rng.choice(idx, n_train, replace=False)] = True
+    true, observed = dataset.true_labels.numpy(), dataset.labels.numpy()
+    noisy, test = dataset.noisy_mask.numpy(), dataset.test_mask.numpy()
+    evals = {"test": (test, true), "noisy_true": (noisy, true), "noisy_observed": (noisy, observed)}
+    accuracy = _fit_score(x, true, clean, evals, seed)
+    with torch.no_grad():
+        pred = logits(model, dataset.inputs).argmax(-1).numpy()
+    model_accuracy = {name: None if not m.any() else float((pred[m] == y[m]).mean()) for name, (m, y) in evals.items()}
+    result = ProbeResult(hook, features, int(clean.sum()), accuracy, model_accuracy)
+    if controls:
+        shuffled = true.copy()
+        shuffled[clean] = rng.permutation(true[clean])
+        result.controls["shuffled labels"] = _fit_score(x, shuffled, clean, evals, seed)
+        fresh = build_model(_respec(model), dataset.p)
+        random_acts = cache_activations(fresh, dataset.inputs, hook).numpy()
+        result.controls["random features"] = _fit_score(random_acts, true, clean, evals, seed)
+        # observed labels are only learnable by memorising each pair: fit on half of the
+        # training examples and score the noisy examples of the other, held-out half
+        half = dataset.train_mask.numpy() & (rng.random(len(x)) < 0.5)
+        held_out = dataset.train_mask.numpy() & ~half
+        result.controls["observed-label probe (held-out half)"] = _fit_score(
+            x, observed, half, {"noisy_observed": (held_out & noisy, observed), "clean": (held_out & ~noisy, observed)},
+            seed)
+    return result
+
+
+def _respec(model: nn.Module):
+    """The model's spec with another init seed (for the random-feature control)."""
+    from dataclasses import replace
+
+    from .specs import TransformerSpec
+
+    if isinstance(model, TwoLayerNet):
+        return replace(model.spec, seed=model.spec.seed + 1)
+    cfg = model.cfg
+    return TransformerSpec(n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=cfg.d_head,
+                           d_mlp=cfg.d_mlp, act=cfg.act_fn, seed=(cfg.seed or 0) + 1)
+
+
+def learning_curve(model: nn.Module, dataset: Dataset, hook: str, sizes: list[int], features: str = "raw",
+                   key_frequencies: list[int] | None = None, seed: int = 0) -> dict[int, dict[str, float | None]]:
+    """Probe accuracy against the number of probe-training (clean) examples."""
+    return {n: probe(model, dataset, hook, features, n, key_frequencies, controls=False, seed=seed).accuracy
+            for n in sizes}
