@@ -17,11 +17,13 @@ Feature sources (`features`):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from jaxtyping import Float
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
@@ -78,7 +80,10 @@ def _fit_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, evals: dict[str,
                seed: int) -> dict[str, float | None]:
     scaler = StandardScaler().fit(x[train])
     clf = LogisticRegression(max_iter=300, C=1.0, random_state=seed)
-    clf.fit(scaler.transform(x[train]), y[train])
+    with warnings.catch_warnings():  # lbfgs may stop at max_iter on undecodable targets: that is the finding
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        clf.fit(scaler.transform(x[train]), y[train])
     out = {}
     for name, (mask, labels) in evals.items():
         out[name] = None if not mask.any() else float((clf.predict(scaler.transform(x[mask])) == labels[mask]).mean())
