@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .checkpoint import CheckpointError
+from .report import ANALYSES
 from .presets import PRESETS, get_preset
 from .specs import SpecError
 from .tasks import SUBSETS
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
     a = sub.add_parser("analyze", help="run analyses on a run directory; writes RUN_DIR/analysis/")
     a.add_argument("run_dir")
-    a.add_argument("--analysis", action="append", choices=["fourier", "filtration", "ablation", "partition", "localize", "probes"], required=True,
+    a.add_argument("--analysis", action="append", choices=list(ANALYSES), required=True,
                    help="analysis to run (repeatable)")
     a.add_argument("--step", type=int, help="analyse the trajectory checkpoint at this step")
     a.add_argument("--out", help="output folder (default RUN_DIR/analysis)")

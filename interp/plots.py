@@ -167,3 +167,15 @@ def plot_probe_curves(curves: dict, path: Path) -> Path:
            title="linear probes for the true label")
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_fit_speed(speed, path: Path) -> Path:
+    """Fraction of clean and of noisy examples fitted (against the labels trained on) per step."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(speed.steps, speed.clean_acc, color=SUBSET_COLORS["clean"], label=SUBSET_LABELS["clean"])
+    if any(v is not None for v in speed.noisy_acc):
+        ax.plot(speed.steps, [v if v is not None else float("nan") for v in speed.noisy_acc],
+                color=SUBSET_COLORS["noisy_observed"], label=SUBSET_LABELS["noisy_observed"])
+    ax.set(xscale="symlog", xlabel="step", ylabel="fraction fitted", ylim=(-0.02, 1.02), title="which labels are fitted first")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -15,6 +15,7 @@ import torch
 from . import plots
 from .ablation import PruningCurve, UnitScan, pruning_curve, scan_units, scan_units_hooked
 from .checkpoint import Run, write_json
+from .dynamics import FitSpeed, fit_speed
 from .filtration import Extraction, compare_extractions
 from .localize import Localization, localize
 from .nets import TwoLayerNet
@@ -22,7 +23,7 @@ from .probes import ProbeResult, learning_curve, probe
 from .partition import SCORES, PartitionSweep, neuron_scores, partition_sweep
 from .spectra import NeuronSpectra, TransformerSpectra, fourier_analysis
 
-ANALYSES = ("fourier", "filtration", "ablation", "partition", "localize", "probes")
+ANALYSES = ("fourier", "filtration", "ablation", "partition", "localize", "probes", "dynamics")
 
 
 @dataclass
@@ -119,6 +120,8 @@ def analyze(run: Run, name: str) -> Any:
         return localize(run.model, run.dataset, loss=run.spec.train.loss)
     if name == "probes":
         return probe_report(run)
+    if name == "dynamics":
+        return fit_speed(run)
     raise ValueError(f"unknown analysis {name!r}; available: {', '.join(ANALYSES)}")
 
 
@@ -146,6 +149,8 @@ def write_analysis(run: Run, name: str, result: Any, out_dir: Path | None = None
         paths.append(plots.plot_probe_curves(result.curves, out_dir / f"{name}.png"))
         (out_dir / f"{name}.md").write_text(result.table() + "\n")
         paths.append(out_dir / f"{name}.md")
+    elif isinstance(result, FitSpeed):
+        paths.append(plots.plot_fit_speed(result, out_dir / f"{name}.png"))
     elif isinstance(result, Localization):
         paths.append(plots.plot_localization(result, out_dir / f"{name}.png"))
         (out_dir / f"{name}.md").write_text(result.table() + "\n")
@@ -197,6 +202,9 @@ def summary(name: str, result: Any) -> str:
         return str(result.counts())
     if isinstance(result, ProbeReport):
         return result.table()
+    if isinstance(result, FitSpeed):
+        return (f"≥50% fitted first at step: clean {result.half_fitted['clean']}, noisy {result.half_fitted['noisy']}; "
+                f"median first-fit checkpoint: {result.median_first_fit()}")
     return str(result)
 
 

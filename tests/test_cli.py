@@ -77,3 +77,18 @@ def test_analyze_issue_four_analyses(tmp_path):
     for name in ["ablation", "partition", "localize", "probes"]:
         assert json.loads((out_dir / "analysis" / f"{name}.json").read_text())["analysis"] == name
         assert (out_dir / "analysis" / f"{name}.png").stat().st_size > 0
+
+
+def test_dynamics_reads_history_and_trajectory(tmp_path):
+    from interp import load_run
+    from interp.dynamics import fit_speed
+
+    out_dir = tmp_path / "run"
+    assert main(["train", "--preset", "liu-lu-80", "--out", str(out_dir), "--no-progress", "--set", "p=17",
+                 "--set", "width=65", "--set", "steps=200", "--set", "eval_every=10", "--set", "checkpoint_every=20",
+                 "--set", "lr=0.003"]) == 0
+    speed = fit_speed(load_run(out_dir))
+    assert speed.checkpoint_steps == list(range(20, 201, 20))
+    assert len(speed.first_fit_noisy) == len(load_run(out_dir).dataset.noisy_mask.nonzero())
+    assert speed.half_fitted["noisy"] is not None and speed.clean_acc[-1] == 1.0
+    assert main(["analyze", str(out_dir), "--analysis", "dynamics"]) == 0

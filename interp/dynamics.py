@@ -1,0 +1,57 @@
+"""Memorisation speed: when clean and noisy training examples are fitted.
+
+`fit_speed(run)` reads the run's metric history (every `eval_every` steps) for the fraction of
+clean examples and of noisy examples (against their observed labels) fitted at each step, and —
+when the run has a trajectory — the first checkpoint step at which each training example is
+fitted. Liu & Lu report noisy labels fitted before clean ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .checkpoint import Run, load_run, trajectory_steps
+from .nets import logits
+
+
+@dataclass
+class FitSpeed:
+    steps: list[int]
+    clean_acc: list[float | None]
+    noisy_acc: list[float | None]  # noisy examples against their observed labels
+    half_fitted: dict[str, int | None]  # first step with ≥ 50% of the subset fitted
+    checkpoint_steps: list[int]
+    first_fit_clean: list[int]  # per clean example: first checkpoint step fitted (−1: never)
+    first_fit_noisy: list[int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def median_first_fit(self) -> dict[str, float | None]:
+        def median(values: list[int]) -> float | None:
+            fitted = [v for v in values if v >= 0]
+            return float(torch.tensor(fitted, dtype=torch.float64).median()) if fitted else None
+
+        return {"clean": median(self.first_fit_clean), "noisy": median(self.first_fit_noisy)}
+
+
+def _first_reaching(steps: list[int], values: list[float | None], level: float) -> int | None:
+    return next((s for s, v in zip(steps, values) if v is not None and v >= level), None)
+
+
+@torch.no_grad()
+def fit_speed(run: Run) -> FitSpeed:
+    steps = [row["step"] for row in run.history]
+    clean = [row["clean_acc"] for row in run.history]
+    noisy = [row["noisy_observed_acc"] for row in run.history]
+    half = {"clean": _first_reaching(steps, clean, 0.5), "noisy": _first_reaching(steps, noisy, 0.5)}
+    ds = run.dataset
+    first = torch.full((len(ds.inputs),), -1, dtype=torch.long)
+    ckpts = trajectory_steps(run.path) if run.path is not None else []
+    for step in ckpts:
+        fitted = logits(load_run(run.path, step).model, ds.inputs).argmax(-1) == ds.labels
+        first[(first < 0) & fitted] = step
+    return FitSpeed(steps, clean, noisy, half, ckpts,
+                    first[ds.clean_mask].tolist() if ckpts else [], first[ds.noisy_mask].tolist() if ckpts else [])
