@@ -109,7 +109,7 @@ def _collect(rows: list[dict]) -> dict[str, list]:
 
 @torch.no_grad()
 def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str = "ce",
-               seed: int = 0, chunk: int = 32) -> UnitScan:
+               seed: int = 0, chunk: int = 128) -> UnitScan:
     """Ablate every neuron of the model's linear-readout layer alone, all in batched form:
     the logits with unit m replaced are logits + (replacement_m − act_m) ⊗ to_logit_m."""
     name, acts, to_logit, full = linear_readout(model, dataset.inputs)
@@ -119,7 +119,7 @@ def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str
     for start in range(0, acts.shape[1], chunk):
         units = all_units[start : start + chunk]
         batched = full[None] + delta[:, units].T[:, :, None] * to_logit[units][:, None, :]
-        parts.append(subset_metrics_batched(batched, dataset, loss))
+        parts.append(subset_metrics_batched(batched, dataset, loss, dtype=torch.float32))
     metrics = {k: None if parts[0][k] is None else torch.cat([part[k] for part in parts]).tolist()
                for k in parts[0]}
     metrics = {k: v if v is not None else [None] * acts.shape[1] for k, v in metrics.items()}

@@ -47,11 +47,13 @@ def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str) -> dict[s
 
 
 def subset_metrics_batched(
-    logits: Float[Tensor, "... pair p"], dataset: Dataset, loss: str = "ce"
+    logits: Float[Tensor, "... pair p"], dataset: Dataset, loss: str = "ce", dtype: torch.dtype = torch.float64
 ) -> dict[str, Tensor | None]:
     """`subset_metrics` for a stack of logits: each value is a float64 tensor over the leading
-    dimensions (None where a subset is empty)."""
-    logits = logits.detach().double().cpu()
+    dimensions (None where a subset is empty). Scans of many units pass dtype=float32: the
+    per-example losses are then computed in float32 (relative error ~1e-7) and averaged in
+    float64."""
+    logits = logits.detach().to(dtype).cpu()
     scored = _per_example(logits, {"observed": dataset.labels, "true": dataset.true_labels}, loss)
     named = {
         "clean": (dataset.clean_mask, "observed"),
@@ -65,7 +67,7 @@ def subset_metrics_batched(
         correct, per = scored[against]
         empty = not bool(mask.any())
         out[f"{name}_acc"] = None if empty else correct[..., mask].double().mean(-1)
-        out[f"{name}_loss"] = None if empty else per[..., mask].mean(-1)
+        out[f"{name}_loss"] = None if empty else per[..., mask].double().mean(-1)
     return out
 
 
