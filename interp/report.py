@@ -84,6 +84,16 @@ class AblationReport:
                 "curves": [c.to_dict() for c in self.curves]}
 
 
+@dataclass
+class PartitionReport:
+    """One partition sweep per score."""
+
+    sweeps: dict[str, PartitionSweep]
+
+    def to_dict(self) -> dict:
+        return {score: sweep.to_dict() for score, sweep in self.sweeps.items()}
+
+
 def ablation_report(run: Run, seeds: tuple[int, ...] = (0, 1, 2)) -> AblationReport:
     model, ds = run.model, run.dataset
     loss = run.spec.train.loss
@@ -115,7 +125,7 @@ def analyze(run: Run, name: str) -> Any:
     if name == "partition":
         if not isinstance(run.model, TwoLayerNet):
             raise ValueError("the partition analysis is for two-layer networks; use --analysis ablation")
-        return {score: partition_sweep(run.model, run.dataset, score) for score in SCORES}
+        return PartitionReport({score: partition_sweep(run.model, run.dataset, score) for score in SCORES})
     if name == "localize":
         return localize(run.model, run.dataset, loss=run.spec.train.loss)
     if name == "probes":
@@ -129,33 +139,26 @@ def write_analysis(run: Run, name: str, result: Any, out_dir: Path | None = None
     """Write `result` as `<name>.json` plus its figure (and table) into `out_dir`
     (default RUN_DIR/analysis). Returns the paths written."""
     out_dir = Path(out_dir or Path(run.path) / "analysis")
-    as_dict = {k: v.to_dict() for k, v in result.items()} if isinstance(result, dict) else result.to_dict()
-    data = {"run": str(run.path), "step": run.step, "analysis": name, "result": as_dict}
+    data = {"run": str(run.path), "step": run.step, "analysis": name, "result": result.to_dict()}
     paths = [out_dir / f"{name}.json"]
     write_json(paths[0], data)
-    if isinstance(result, NeuronSpectra):
-        paths.append(plots.plot_neuron_spectra(result, out_dir / f"{name}.png"))
-    elif isinstance(result, TransformerSpectra):
-        paths.append(plots.plot_transformer_spectra(result, out_dir / f"{name}.png"))
-    elif isinstance(result, Extraction):
-        paths.append(plots.plot_extraction(result, out_dir / f"{name}.png"))
-        (out_dir / f"{name}.md").write_text(result.table() + "\n")
+    paths.append(_FIGURES[type(result)](result, out_dir / f"{name}.png"))
+    if hasattr(result, "table"):
         paths.append(out_dir / f"{name}.md")
-    elif isinstance(result, AblationReport):
-        paths.append(plots.plot_pruning(result.curves, out_dir / f"{name}.png"))
-    elif isinstance(result, dict):  # partition sweeps by score
-        paths.append(plots.plot_partition(list(result.values()), out_dir / f"{name}.png"))
-    elif isinstance(result, ProbeReport):
-        paths.append(plots.plot_probe_curves(result.curves, out_dir / f"{name}.png"))
-        (out_dir / f"{name}.md").write_text(result.table() + "\n")
-        paths.append(out_dir / f"{name}.md")
-    elif isinstance(result, FitSpeed):
-        paths.append(plots.plot_fit_speed(result, out_dir / f"{name}.png"))
-    elif isinstance(result, Localization):
-        paths.append(plots.plot_localization(result, out_dir / f"{name}.png"))
-        (out_dir / f"{name}.md").write_text(result.table() + "\n")
-        paths.append(out_dir / f"{name}.md")
+        paths[-1].write_text(result.table() + "\n")
     return paths
+
+
+_FIGURES = {
+    NeuronSpectra: plots.plot_neuron_spectra,
+    TransformerSpectra: plots.plot_transformer_spectra,
+    Extraction: plots.plot_extraction,
+    AblationReport: lambda result, path: plots.plot_pruning(result.curves, path),
+    PartitionReport: lambda result, path: plots.plot_partition(list(result.sweeps.values()), path),
+    ProbeReport: lambda result, path: plots.plot_probe_curves(result.curves, path),
+    FitSpeed: plots.plot_fit_speed,
+    Localization: plots.plot_localization,
+}
 
 
 def summary(name: str, result: Any) -> str:
@@ -189,9 +192,9 @@ def summary(name: str, result: Any) -> str:
                 f"{f:.0%} removed: test {curve.metrics['test_acc'][at[f]]:.1%}, memorised "
                 f"{_pct(curve.metrics['noisy_observed_acc'][at[f]])}" for f in pick))
         return "\n".join(lines)
-    if isinstance(result, dict):
+    if isinstance(result, PartitionReport):
         lines = []
-        for score, sweep in result.items():
+        for score, sweep in result.sweeps.items():
             best = max(range(len(sweep.fractions)), key=lambda i: sweep.filtered_generalisation["test_acc"][i])
             lines.append(f"{score:<12} best filtered f^G_part test {sweep.filtered_generalisation['test_acc'][best]:.1%} "
                          f"at γ_G={sweep.fractions[best]}; f^G_part alone "
