@@ -7,6 +7,7 @@ from .checkpoint import CheckpointError, Run, load_run, save_run
 from .metrics import subset_metrics
 from .nets import TwoLayerNet, build_model, logits
 from .presets import PRESETS, get_preset
+from .release import load
 from .specs import NoiseSpec, RunSpec, SpecError, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
 from .tasks import SUBSETS, Dataset, make_dataset
 from .train import TrainingDiverged, evaluate, train
@@ -14,6 +15,6 @@ from .train import TrainingDiverged, evaluate, train
 __all__ = [
     "CheckpointError", "Dataset", "NoiseSpec", "PRESETS", "Run", "RunSpec", "SUBSETS", "SpecError",
     "TaskSpec", "TrainSpec", "TrainingDiverged", "TransformerSpec", "TwoLayerNet", "TwoLayerSpec",
-    "build_model", "evaluate", "get_preset", "load_run", "logits", "make_dataset", "save_run",
+    "build_model", "evaluate", "get_preset", "load", "load_run", "logits", "make_dataset", "save_run",
     "subset_metrics", "train",
 ]

@@ -60,6 +60,14 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from .release import export
+
+    dest = export(Path(args.run_dir), Path(args.to), args.command or "")
+    print(f"exported {args.run_dir} -> {dest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--step", type=int, help="analyse the trajectory checkpoint at this step")
     a.add_argument("--out", help="output folder (default RUN_DIR/analysis)")
     a.set_defaults(func=_cmd_analyze)
+    e = sub.add_parser("export", help="copy a run's final model to a release folder with a model card")
+    e.add_argument("run_dir")
+    e.add_argument("--to", required=True, help="release folder, e.g. models/liu-lu-80")
+    e.add_argument("--command", help="the command that trained it, for the model card")
+    e.set_defaults(func=_cmd_export)
     return parser
 
 

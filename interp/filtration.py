@@ -209,7 +209,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     """Every extraction method for the model's family, scored on the four subsets.
 
     Two-layer: f^G and f^R, re-synthesis, the global key-frequency filter (top `key_top`
-    frequencies by neuron energy, default: those dominant in ≥ 5% of it), activation swaps of
+    frequencies by neuron energy; default: the fewest that hold half of it), activation swaps of
     the raw model and of f^G. Transformer: restricted and excluded logits, embedding and
     unembedding filters over the key frequencies of W_E. Noise detection (`detect_noise`) runs
     on a method fixed in advance, so it uses no labels beyond the observed ones: the
@@ -229,8 +229,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     score("raw", logits(model, dataset.inputs), "the trained model")
     if isinstance(model, TwoLayerNet):
         spectra = neuron_spectra(model, op)
-        ranked = spectra.key_frequencies(0.0)
-        keys = ranked[:key_top] if key_top else spectra.key_frequencies()
+        keys = spectra.key_frequencies(0.0)[:key_top] if key_top else spectra.frequencies_covering(0.5)
         g, r = dominant_split(model, op)
         score("f^G", logits(g, dataset.inputs), "each neuron's dominant frequency (Liu & Lu)")
         score("f^R", logits(r, dataset.inputs), "each neuron without its dominant frequency")

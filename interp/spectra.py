@@ -67,13 +67,23 @@ class NeuronSpectra:
     phase_error: Tensor
     power: Tensor
 
-    def key_frequencies(self, min_share: float = 0.05) -> list[int]:
-        """Frequencies that are dominant in at least `min_share` of the energy-weighted neurons."""
-        weight = self.power.sum(1)
+    def frequency_shares(self) -> Tensor:
+        """Share of the neurons' total energy held by neurons dominant at each frequency."""
         share = torch.zeros(self.power.shape[1], dtype=torch.float64)
-        share.index_add_(0, self.freq, weight.double())
-        share /= share.sum()
+        share.index_add_(0, self.freq, self.power.sum(1).double())
+        return share / share.sum()
+
+    def key_frequencies(self, min_share: float = 0.05) -> list[int]:
+        """Frequencies whose neurons hold at least `min_share` of the energy, largest first."""
+        share = self.frequency_shares()
         return [int(k) for k in torch.argsort(share, descending=True) if share[k] >= min_share]
+
+    def frequencies_covering(self, fraction: float) -> list[int]:
+        """The fewest frequencies (largest shares first) whose neurons hold `fraction` of the energy."""
+        share = self.frequency_shares()
+        order = torch.argsort(share, descending=True)
+        n = int((share[order].cumsum(0) < fraction).sum()) + 1
+        return [int(k) for k in order[:n]]
 
     def to_dict(self) -> dict:
         return {k: v.tolist() if torch.is_tensor(v) else v for k, v in asdict(self).items()}

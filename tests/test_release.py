@@ -1,0 +1,41 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+from test_checkpoint import snippet
+
+import interp
+from interp.release import MODELS_DIR, available
+
+RELEASED = available()
+
+
+def test_releases_are_present():
+    assert {"liu-lu-80", "doshi-coexistence", "nanda-grokking"} <= set(RELEASED)
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_released_model_loads_and_matches_its_card(name):
+    run = interp.load(name)
+    card = (MODELS_DIR / name / "MODEL_CARD.md").read_text()
+    metrics = interp.subset_metrics(interp.logits(run.model, run.dataset.inputs), run.dataset, run.spec.train.loss)
+    assert f"| test | {metrics['test_acc']:.2%} |" in card
+    assert metrics["test_acc"] == pytest.approx(run.final_metrics["test_acc"])
+
+
+@pytest.mark.parametrize("name", [n for n in RELEASED if interp.load(n).spec.model.arch == "transformer"])
+def test_released_transformer_in_transformer_lens_without_interp(name, tmp_path):
+    code = snippet("transformer").replace('run_dir = "runs/nanda-grokking"', f'run_dir = "{MODELS_DIR / name}"')
+    out = tmp_path / "logits.pt"
+    code += f"\nimport sys\nassert 'interp' not in sys.modules\ntorch.save(logits, '{out}')\n"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+    run = interp.load(name)
+    p = run.spec.task.p
+    pairs = torch.stack([torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)], 1)
+    torch.testing.assert_close(torch.load(out, weights_only=True), interp.logits(run.model, pairs))
+
+
+def test_unknown_name():
+    with pytest.raises(interp.CheckpointError, match="released: .*liu-lu-80"):
+        interp.load("no-such-model")
