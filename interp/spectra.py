@@ -7,7 +7,6 @@ g⁰, g¹, …, g^{p−2} (residue 0 left out) for mul/div, where the structure 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch

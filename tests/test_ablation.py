@@ -2,7 +2,7 @@ import pytest
 import torch
 from conftest import small_transformer, small_two_layer
 
-from interp import build_model, logits, make_dataset, train
+from interp import logits, train
 from interp.ablation import ablated_logits, pruning_curve, scan_units, scan_units_hooked
 
 

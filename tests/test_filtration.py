@@ -1,6 +1,4 @@
-import pytest
 import torch
-from conftest import small_transformer
 
 from interp import NoiseSpec, TaskSpec, build_model, logits, make_dataset
 from interp.filtration import (compare_extractions, detect_noise, dominant_split, excluded_logits,

@@ -1,6 +1,5 @@
 import pytest
 import torch
-from conftest import small_transformer
 
 from interp import NoiseSpec, TaskSpec, build_model, make_dataset
 from interp.nets import gromov_solution

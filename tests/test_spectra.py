@@ -6,7 +6,7 @@ import torch
 from interp import TaskSpec, build_model, logits, make_dataset
 from interp.fourier import wrap_phase
 from interp.nets import TwoLayerNet, gromov_solution
-from interp.spectra import (embedding_spectra, neuron_spectra, primitive_root, residue_order,
+from interp.spectra import (embedding_spectra, neuron_spectra, residue_order,
                             transformer_key_frequencies)
 from interp.specs import TransformerSpec, TwoLayerSpec
 
