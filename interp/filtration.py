@@ -29,7 +29,7 @@ from . import fourier
 from .metrics import subset_metrics
 from .nets import ACT_FNS, TwoLayerNet, logits
 from .spectra import neuron_spectra, residue_order
-from .tasks import Dataset
+from .tasks import Dataset, apply_op
 
 
 def with_neuron_vectors(model: TwoLayerNet, u: Tensor, v: Tensor, w: Tensor, act: str | None = None) -> TwoLayerNet:
@@ -114,9 +114,10 @@ def swap_activation(model: TwoLayerNet, act: str) -> TwoLayerNet:
 
 
 def rule_directions(dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair direction"]:
-    """Orthonormal directions over all pairs spanned by cos(2πk·c/p), sin(2πk·c/p), with c the
-    true label a∘b — for addition, Nanda et al.'s cos(w_k(a+b)), sin(w_k(a+b))."""
-    c = dataset.true_labels.double()
+    """Orthonormal directions over all pairs spanned by cos(2πk·c/p), sin(2πk·c/p) with
+    c = a∘b computed from the task's operation — for addition, Nanda et al.'s cos(w_k(a+b)),
+    sin(w_k(a+b)). They encode knowledge of the task (not of any label)."""
+    c = apply_op(dataset.task.op, dataset.inputs[:, 0], dataset.inputs[:, 1], dataset.p).double()
     if not freqs:
         return torch.zeros(len(c), 0, dtype=torch.float64)
     cols = []
@@ -211,14 +212,16 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     Two-layer: f^G and f^R, re-synthesis, the global key-frequency filter (top `key_top`
     frequencies by neuron energy; default: the fewest that hold half of it), activation swaps of
     the raw model and of f^G. Transformer: restricted and excluded logits, embedding and
-    unembedding filters over the key frequencies of W_E. Noise detection (`detect_noise`) runs
-    on a method fixed in advance, so it uses no labels beyond the observed ones: the
-    re-synthesized network (two-layer) or the restricted logits (transformer).
+    unembedding filters over the key frequencies of W_E. Restricted and excluded logits use the
+    task's rule directions (they know the operation, as in Nanda et al.), so they measure the
+    circuit rather than extract it. Noise detection (`detect_noise`) runs on a method fixed in
+    advance that reads only the weights: the re-synthesized network (two-layer) or the W_E
+    filter (transformer).
     """
     op = dataset.task.op
     rows, notes = {}, {}
 
-    detector = "resynthesized" if isinstance(model, TwoLayerNet) else "restricted"
+    detector = "resynthesized" if isinstance(model, TwoLayerNet) else "W_E filter"
     outputs = {}
 
     def score(name: str, out: Tensor, note: str) -> None:
