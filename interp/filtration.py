@@ -27,15 +27,16 @@ from torch import Tensor, nn
 
 from . import fourier
 from .metrics import subset_metrics
-from .nets import ACT_FNS, TwoLayerNet, logits
-from .spectra import neuron_spectra, residue_order
+from .nets import TwoLayerNet, logits
+from .spectra import neuron_spectra, neuron_vectors, residue_order
 from .tasks import Dataset, apply_op
 
 
 def with_neuron_vectors(model: TwoLayerNet, u: Tensor, v: Tensor, w: Tensor, act: str | None = None) -> TwoLayerNet:
     """A copy of `model` with neuron vectors u, v, w ([width, p] each) and optionally another
     activation; a tied model becomes untied when u ≠ v."""
-    net = TwoLayerNet(replace(model.spec, tied=model.spec.tied and torch.equal(u, v)), model.p)
+    spec = replace(model.spec, tied=model.spec.tied and torch.equal(u, v), act=act or model.spec.act)
+    net = TwoLayerNet(spec, model.p)
     with torch.no_grad():
         net.U.copy_(u)
         if not net.spec.tied:
@@ -43,8 +44,6 @@ def with_neuron_vectors(model: TwoLayerNet, u: Tensor, v: Tensor, w: Tensor, act
         net.W.copy_(w.T)
         if net.spec.bias:
             net.mu.copy_(model.mu)
-    if act is not None:
-        net.act_fn = ACT_FNS[act]
     return net.eval()
 
 
@@ -57,7 +56,7 @@ def _project_per_neuron(x: Tensor, keep: Tensor, order: Tensor) -> Tensor:
 
 
 def _neuron_vectors(model: TwoLayerNet) -> tuple[Tensor, Tensor, Tensor]:
-    return model.U.detach(), model.V_in.detach(), model.W.detach().T
+    return tuple(neuron_vectors(model).values())
 
 
 def dominant_split(model: TwoLayerNet, op: str) -> tuple[TwoLayerNet, TwoLayerNet]:
@@ -106,7 +105,7 @@ def resynthesize(model: TwoLayerNet, op: str) -> TwoLayerNet:
 
 
 def swap_activation(model: TwoLayerNet, act: str) -> TwoLayerNet:
-    """The same weights evaluated with activation `act` (a key of nets.ACT_FNS)."""
+    """The same weights evaluated with activation `act` (one of specs.ACTIVATIONS)."""
     return with_neuron_vectors(model, *_neuron_vectors(model), act=act)
 
 

@@ -28,7 +28,7 @@ ACT_FNS: dict[str, Callable[[Tensor], Tensor]] = {
     "quadratic": torch.square,
     "gelu": F.gelu,
     "abs": torch.abs,
-    "reverse_relu": lambda x: F.relu(-x),  # inference-time swaps only (filtration)
+    "reverse_relu": lambda x: F.relu(-x),
 }
 
 

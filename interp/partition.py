@@ -26,19 +26,20 @@ from .ablation import linear_readout
 from .filtration import with_neuron_vectors, dominant_split
 from .metrics import subset_metrics
 from .nets import TwoLayerNet, logits
+from .spectra import neuron_vectors
 from .tasks import Dataset
 
 SCORES = ("strength", "ipr", "attribution")
 
 
 def strength(model: TwoLayerNet) -> Tensor:
-    u, v, w = model.U.detach(), model.V_in.detach(), model.W.detach().T
+    u, v, w = neuron_vectors(model).values()
     inner = u.abs().amax(1) + v.abs().amax(1)
     return w.abs().amax(1) * model.act_fn(inner)
 
 
 def neuron_ipr(model: TwoLayerNet) -> Tensor:
-    return sum(fourier.ipr(x) for x in (model.U.detach(), model.V_in.detach(), model.W.detach().T)) / 3
+    return sum(fourier.ipr(x) for x in neuron_vectors(model).values()) / 3
 
 
 @torch.no_grad()
@@ -69,7 +70,7 @@ def neuron_scores(model: nn.Module, dataset: Dataset) -> dict[str, Tensor]:
 def subnetwork(model: TwoLayerNet, keep: Tensor) -> TwoLayerNet:
     """The network with only the neurons where `keep` is True (the others' weights zeroed)."""
     mask = keep.to(model.U.dtype)[:, None]
-    return with_neuron_vectors(model, model.U.detach() * mask, model.V_in.detach() * mask, model.W.detach().T * mask)
+    return with_neuron_vectors(model, *(x * mask for x in neuron_vectors(model).values()))
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any, Union
 
 OPS = ("add", "sub", "mul", "div", "x2y2")
 NOISE_KINDS = ("wrong", "uniform", "symmetric")
-ACTIVATIONS = ("relu", "quadratic", "gelu", "abs")
+ACTIVATIONS = ("relu", "quadratic", "gelu", "abs", "reverse_relu")
 INITS = ("standard", "doshi")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LOSSES = ("ce", "mse")
