@@ -118,7 +118,9 @@ def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str
     parts = []
     for start in range(0, acts.shape[1], chunk):
         units = all_units[start : start + chunk]
-        batched = full[None] + delta[:, units].T[:, :, None] * to_logit[units][:, None, :]
+        # full + delta_m ⊗ to_logit_m for each unit m, as one batched rank-1 update
+        batched = torch.baddbmm(full.expand(len(units), *full.shape), delta[:, units].T[:, :, None],
+                                to_logit[units][:, None, :])
         parts.append(subset_metrics_batched(batched, dataset, loss, dtype=torch.float32))
     metrics = {k: None if parts[0][k] is None else torch.cat([part[k] for part in parts]).tolist()
                for k in parts[0]}

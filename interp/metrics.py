@@ -51,7 +51,7 @@ def subset_metrics_batched(
 ) -> dict[str, Tensor | None]:
     """`subset_metrics` for a stack of logits: each value is a float64 tensor over the leading
     dimensions (None where a subset is empty). Scans of many units pass dtype=float32: the
-    per-example losses are then computed in float32 (relative error ~1e-7) and averaged in
+    per-example losses are then computed in float32 (relative error ~1e-7) and summed in
     float64."""
     logits = logits.detach().to(dtype).cpu()
     scored = _per_example(logits, {"observed": dataset.labels, "true": dataset.true_labels}, loss)
@@ -63,12 +63,17 @@ def subset_metrics_batched(
         "train": (dataset.train_mask, "observed"),
     }
     out: dict[str, Tensor | None] = {}
-    for name, (mask, against) in named.items():
+    for against in ("observed", "true"):
+        names = [name for name, (mask, a) in named.items() if a == against and mask.any()]
+        # subset sums as one product with the 0/1 masks (no copies of masked rows); counts of
+        # correct examples are exact integers, divided in float64
+        masks = torch.stack([named[n][0] for n in names], 1).double()
+        sizes = masks.sum(0)
         correct, per = scored[against]
-        empty = not bool(mask.any())
-        out[f"{name}_acc"] = None if empty else correct[..., mask].double().mean(-1)
-        out[f"{name}_loss"] = None if empty else per[..., mask].double().mean(-1)
-    return out
+        hits, total_loss = correct.double() @ masks, per.double() @ masks
+        for j, name in enumerate(names):
+            out[f"{name}_acc"], out[f"{name}_loss"] = hits[..., j] / sizes[j], total_loss[..., j] / sizes[j]
+    return {key: out.get(key) for name in named for key in (f"{name}_acc", f"{name}_loss")}
 
 
 def subset_metrics(
