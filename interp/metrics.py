@@ -32,9 +32,9 @@ def accuracy(logits: Float[Tensor, "batch p"], labels: Int[Tensor, " batch"]) ->
 def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str) -> dict[str, tuple[Tensor, Tensor]]:
     """For each named label vector: (correct, loss) of every example, logits [..., pair, p].
     The normaliser (log-sum-exp or ‖x‖²) and the argmax are computed once for all of them."""
-    top = logits.argmax(-1)
+    biggest, top = logits.max(-1)  # one pass gives the argmax and log-sum-exp's shift
     if loss == "ce":
-        norm = torch.logsumexp(logits, -1)
+        norm = biggest + (logits - biggest[..., None]).exp_().sum(-1).log_()
     elif loss == "mse":  # ‖x − e_y‖² = ‖x‖² − 2 x_y + 1
         norm = logits.square().sum(-1) + 1
     else:
