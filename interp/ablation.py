@@ -17,7 +17,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from . import tl_adapter
-from .metrics import subset_metrics, subset_metrics_batched
+from .metrics import collect_rows, subset_metrics, subset_metrics_batched
 from .nets import TwoLayerNet, logits, to_tokens
 from .tasks import Dataset
 
@@ -103,10 +103,6 @@ class UnitScan:
         return asdict(self)
 
 
-def _collect(rows: list[dict]) -> dict[str, list]:
-    return {k: [row[k] for row in rows] for k in rows[0]}
-
-
 @torch.no_grad()
 def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str = "ce",
                seed: int = 0, chunk: int = 128) -> UnitScan:
@@ -134,7 +130,7 @@ def scan_units_hooked(model: nn.Module, dataset: Dataset, hook_name: str, n_unit
     """The same scan, one hooked forward pass per unit: any hook (e.g. attention heads)."""
     rows = [subset_metrics(ablated_logits(model, dataset.inputs, hook_name, [u], mode, seed), dataset, loss)
             for u in range(n_units)]
-    return UnitScan(hook_name, mode, subset_metrics(logits(model, dataset.inputs), dataset, loss), _collect(rows))
+    return UnitScan(hook_name, mode, subset_metrics(logits(model, dataset.inputs), dataset, loss), collect_rows(rows))
 
 
 @dataclass
@@ -167,4 +163,4 @@ def pruning_curve(model: nn.Module, dataset: Dataset, order: Tensor | list[int],
         removed = order[: round(f * n)]
         out = full + delta[:, removed] @ to_logit[removed]
         rows.append(subset_metrics(out, dataset, loss))
-    return PruningCurve(label, mode, list(fractions), _collect(rows), order.tolist())
+    return PruningCurve(label, mode, list(fractions), collect_rows(rows), order.tolist())

@@ -186,10 +186,6 @@ class Extraction:
     descriptions: dict[str, str]
     noise_detection: dict[str, float] | None = None
 
-    def best(self, subset: str = "test_acc") -> tuple[str, float]:
-        name = max((n for n in self.rows if n != "raw"), key=lambda n: self.rows[n][subset] or -1)
-        return name, self.rows[name][subset]
-
     def table(self) -> str:
         """A Markdown table: one row per method, the four subsets' accuracies."""
         cols = ["clean_acc", "noisy_observed_acc", "noisy_true_acc", "test_acc", "train_loss", "test_loss"]

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .ablation import scan_units, scan_units_hooked
 from .filtration import filter_transformer
-from .metrics import subset_metrics
+from .metrics import collect_rows, subset_metrics
 from .nets import TwoLayerNet, logits
 from .partition import neuron_ipr, strength
 from .spectra import neuron_spectra
@@ -116,8 +116,7 @@ def localize(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Localizati
     everything = list(range(1, p // 2 + 1))
     freq_rows = [subset_metrics(logits(filter_transformer(model, op, [j for j in everything if j != k], ("W_E",)),
                                        dataset.inputs), dataset, loss) for k in everything]
-    metrics = {key: [row[key] for row in freq_rows] for key in freq_rows[0]}
-    for row in _rows("frequency", scan.baseline, metrics):
+    for row in _rows("frequency", scan.baseline, collect_rows(freq_rows)):
         row["index"] = row["freq"] = everything[row["index"]]
         result.rows.append(row)
     return result

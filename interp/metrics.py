@@ -25,10 +25,6 @@ def loss_fn(kind: str, logits: Float[Tensor, "batch p"], labels: Int[Tensor, " b
     raise ValueError(f"unknown loss {kind!r}; valid: ce, mse")
 
 
-def accuracy(logits: Float[Tensor, "batch p"], labels: Int[Tensor, " batch"]) -> float:
-    return float((logits.argmax(-1) == labels).double().mean())
-
-
 def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str) -> dict[str, tuple[Tensor, Tensor]]:
     """For each named label vector: (correct, loss) of every example, logits [..., pair, p].
     The normaliser (log-sum-exp or ‖x‖²) and the argmax are computed once for all of them."""
@@ -82,3 +78,8 @@ def subset_metrics(
     """`{subset}_acc` and `{subset}_loss` for each subset (None where a subset is empty), plus
     `train_acc`/`train_loss` on all training examples against the labels the model was given."""
     return {k: None if v is None else float(v) for k, v in subset_metrics_batched(logits, dataset, loss).items()}
+
+
+def collect_rows(rows: list[dict]) -> dict[str, list]:
+    """Metric rows (one dict per unit, fraction, …) as one list per metric."""
+    return {k: [row[k] for row in rows] for k in rows[0]}

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from . import fourier
 from .ablation import linear_readout
 from .filtration import with_neuron_vectors, dominant_split
-from .metrics import subset_metrics
+from .metrics import collect_rows, subset_metrics
 from .nets import TwoLayerNet, logits
 from .spectra import neuron_vectors
 from .tasks import Dataset
@@ -110,9 +110,6 @@ def partition_sweep(model: TwoLayerNet, dataset: Dataset, score: str = "strength
         parts["r"].append(subset_metrics(logits(subnetwork(model, ~keep), dataset.inputs), dataset))
         parts["gf"].append(subset_metrics(logits(dominant_split(g, op)[0], dataset.inputs), dataset))
 
-    def collect(rows: list[dict]) -> dict[str, list]:
-        return {k: [row[k] for row in rows] for k in rows[0]}
-
     whole = subset_metrics(logits(dominant_split(model, op)[0], dataset.inputs), dataset)
-    return PartitionSweep(score, list(fractions), collect(parts["g"]), collect(parts["r"]),
-                          collect(parts["gf"]), whole)
+    return PartitionSweep(score, list(fractions), collect_rows(parts["g"]), collect_rows(parts["r"]),
+                          collect_rows(parts["gf"]), whole)
