@@ -60,6 +60,57 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
+def format_headline(data: dict) -> str:
+    """The first screen of a report: raw vs. extracted accuracy and which components memorise."""
+    from .localize import plural
+
+    h = data["headline"]
+    pct = lambda x: "—" if x is None else f"{x:.1%}"  # noqa: E731
+    lines = [h["model"].replace("`", ""), f"phase: {h['phase']}", "",
+             f"{'raw model, test accuracy':<52}{pct(h['raw_test_acc']):>8}",
+             f"{'noisy training labels memorised':<52}{pct(h['memorised_acc']):>8}",
+             f"{'extracted from the weights (' + h['label_free_method'] + '), test':<52}{pct(h['label_free_test_acc']):>8}",
+             f"{'best extraction (' + str(h['best_method']) + '), test':<52}{pct(h['best_test_acc']):>8}"]
+    if h["noise_auroc"] is not None:
+        lines.append(f"{'noisy labels found from the weights, AUROC':<52}{h['noise_auroc']:>8.4f}")
+    lines.append("")
+    for kind, counts in h["components"].items():
+        lines.append(f"{plural(kind):<12}" + ", ".join(f"{n} {label}" for label, n in sorted(counts.items())))
+    return "\n".join(lines)
+
+
+def _report(run, out: Path, progress: bool) -> None:
+    from .report import write_report
+
+    data = write_report(run, out, progress=progress)
+    print(f"\n{format_headline(data)}\n\nwrote {out / 'report.html'}, {out / 'report.md'}, {out / 'results.json'}")
+
+
+def _cmd_report(args) -> int:
+    from .checkpoint import load_run
+    from .release import load
+
+    run = load(args.run_dir) if args.step is None else load_run(args.run_dir, step=args.step)
+    _report(run, Path(args.out or Path(args.run_dir) / "report"), not args.no_progress)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .release import load
+
+    if args.train:
+        preset = get_preset(args.model)
+        out = Path(f"runs/{preset.name}")
+        resume = (out / "config.json").exists()
+        print(f"training {preset.name} -> {out}" + (" (resuming)" if resume else ""))
+        run = train(preset.spec, out, resume=resume, progress=not args.no_progress)
+    else:
+        run = load(args.model)
+        print(f"released model {args.model} ({run.path}); --train retrains it")
+    _report(run, Path(args.out or f"reports/{args.model}"), not args.no_progress)
+    return 0
+
+
 def _cmd_export(args) -> int:
     from .release import export
 
@@ -89,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--step", type=int, help="analyse the trajectory checkpoint at this step")
     a.add_argument("--out", help="output folder (default RUN_DIR/analysis)")
     a.set_defaults(func=_cmd_analyze)
+    r = sub.add_parser("report", help="every analysis as report.html, report.md and results.json")
+    r.add_argument("run_dir", help="a run directory or a released model's name")
+    r.add_argument("--out", help="output folder (default RUN_DIR/report)")
+    r.add_argument("--step", type=int, help="report on the trajectory checkpoint at this step")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_report)
+    d = sub.add_parser("demo", help="the full report on a network trained with 80%% wrong labels")
+    d.add_argument("--model", default="liu-lu-80", help="released model (or, with --train, preset) to report on")
+    d.add_argument("--train", action="store_true", help="retrain it (runs/MODEL, resumed if interrupted)")
+    d.add_argument("--out", help="output folder (default reports/MODEL)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.set_defaults(func=_cmd_demo)
     e = sub.add_parser("export", help="copy a run's final model to a release folder with a model card")
     e.add_argument("run_dir")
     e.add_argument("--to", required=True, help="release folder, e.g. models/liu-lu-80")

@@ -32,6 +32,11 @@ INERT = 0.1
 RATIO = 2.0
 
 
+def plural(kind: str) -> str:
+    """`neurons`, `heads`, `frequencies`: the row kinds as a heading."""
+    return "frequencies" if kind == "frequency" else kind + "s"
+
+
 def label(gen: Tensor, mem: Tensor) -> list[str]:
     """Labels from effects of one kind of component (see module docstring)."""
     gen, mem = gen.clamp_min(0), mem.clamp_min(0)

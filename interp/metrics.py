@@ -83,3 +83,26 @@ def subset_metrics(
 def collect_rows(rows: list[dict]) -> dict[str, list]:
     """Metric rows (one dict per unit, fraction, …) as one list per metric."""
     return {k: [row[k] for row in rows] for k in rows[0]}
+
+
+#: Thresholds of `phase`: a subset counts as high at ≥ HIGH accuracy and low at ≤ LOW.
+PHASE_HIGH, PHASE_LOW = 0.9, 0.1
+
+
+def phase(metrics: dict[str, float | None]) -> str:
+    """Doshi et al.'s phase of a noisy run from its test accuracy and its accuracy on the noisy
+    training examples against their observed labels (memorisation):
+    test ≥ HIGH and memorised ≥ HIGH: `coexistence`; test ≥ HIGH and memorised ≤ LOW: `full
+    inversion`; test ≥ HIGH otherwise: `partial inversion`; test < HIGH and memorised ≥ HIGH:
+    `memorisation`; otherwise `forgetting`. Runs without noisy labels: `generalisation` or
+    `no generalisation`."""
+    test, memorised = metrics.get("test_acc"), metrics.get("noisy_observed_acc")
+    if test is None:
+        return "no test set"
+    if memorised is None:
+        return "generalisation" if test >= PHASE_HIGH else "no generalisation"
+    if test >= PHASE_HIGH:
+        if memorised >= PHASE_HIGH:
+            return "coexistence"
+        return "full inversion" if memorised <= PHASE_LOW else "partial inversion"
+    return "memorisation" if memorised >= PHASE_HIGH else "forgetting"

@@ -79,7 +79,7 @@ class ProbeResult:
 def _fit_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, evals: dict[str, tuple[np.ndarray, np.ndarray]],
                seed: int) -> dict[str, float | None]:
     scaler = StandardScaler().fit(x[train])
-    clf = LogisticRegression(max_iter=300, C=1.0, random_state=seed)
+    clf = LogisticRegression(solver="newton-cg", max_iter=100, C=1.0, random_state=seed)
     with warnings.catch_warnings():  # lbfgs may stop at max_iter on undecodable targets: that is the finding
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)

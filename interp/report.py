@@ -17,7 +17,7 @@ from .ablation import PruningCurve, UnitScan, pruning_curve, scan_units, scan_un
 from .checkpoint import Run, write_json
 from .dynamics import FitSpeed, fit_speed
 from .filtration import Extraction, compare_extractions
-from .localize import Localization, localize
+from .localize import Localization, localize, plural
 from .nets import TwoLayerNet
 from .probes import ProbeResult, learning_curve, probe
 from .partition import SCORES, PartitionSweep, neuron_scores, partition_sweep
@@ -213,3 +213,118 @@ def summary(name: str, result: Any) -> str:
 
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.1%}"
+
+
+# --- the full report ------------------------------------------------------------------------
+
+
+def _extraction_headline(extraction: Extraction) -> dict[str, Any]:
+    detector = extraction.noise_detection["method"] if extraction.noise_detection else (
+        "resynthesized" if extraction.family == "two_layer" else "W_E filter")
+    tested = {k: v["test_acc"] for k, v in extraction.rows.items() if k != "raw" and v["test_acc"] is not None}
+    best = max(tested, key=tested.get) if tested else None
+    return {"label_free_method": detector, "label_free_test_acc": extraction.rows[detector]["test_acc"],
+            "best_method": best, "best_test_acc": tested.get(best),
+            "noise_auroc": extraction.noise_detection["auroc"] if extraction.noise_detection else None}
+
+
+def _components_line(loc: Localization) -> str:
+    parts = []
+    for kind, counts in loc.counts().items():
+        order = ("memorising", "generalising", "mixed", "inert")
+        parts.append(f"{plural(kind)}: " + ", ".join(f"{counts[k]} {k}" for k in order if k in counts))
+    return "; ".join(parts)
+
+
+def write_report(run: Run, out_dir: Path | str, progress: bool = True) -> dict[str, Any]:
+    """Run every analysis that applies to `run` and write `report.html` (self-contained),
+    `report.md` with its PNG figures, and `results.json` with every number into `out_dir`.
+    Returns the contents of `results.json`. Sections that need something the run lacks (a
+    trajectory for per-example fitting, a two-layer net for the partition) say so."""
+    from tqdm.auto import tqdm
+
+    from .document import Figure, Section, Table, write
+    from .metrics import PHASE_HIGH, PHASE_LOW, phase
+    from .tasks import SUBSETS
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec, final = run.spec, run.final_metrics
+    two_layer = isinstance(run.model, TwoLayerNet)
+    names = [n for n in ANALYSES if two_layer or n != "partition"]
+    skipped = {} if two_layer else {"partition": "the task-agnostic partition is defined for two-layer networks"}
+    results: dict[str, Any] = {}
+    for name in tqdm(names, desc="report", disable=not progress):
+        results[name] = analyze(run, name)
+        write_analysis(run, name, results[name], out_dir)
+    has_trajectory = bool(results["dynamics"].checkpoint_steps)
+    if not has_trajectory:
+        skipped["per-example fitting"] = "the run has no checkpoint trajectory (released models keep only final weights)"
+
+    label = phase(final)
+    plots.plot_history(run.history, out_dir / "training.png", title=f"training curves — phase: {label}")
+    extraction = _extraction_headline(results["filtration"])
+    components = _components_line(results["localize"])
+    pct = _pct
+    model_line = (f"{spec.model.arch} network" + (f", width {spec.model.width}, {spec.model.act}" if two_layer else "")
+                  + f", `{spec.task.op}` mod {spec.task.p}, {spec.noise.kind} label noise at {spec.noise.rate:.0%}, "
+                  f"{run.step} steps")
+    headline = {
+        "model": model_line, "phase": label, "raw_test_acc": final["test_acc"],
+        "memorised_acc": final["noisy_observed_acc"], **extraction, "components": results["localize"].counts(),
+    }
+    data = {"run": str(run.path), "step": run.step, "spec": spec.to_dict(), "final_metrics": final,
+            "headline": headline, "skipped": skipped,
+            "analyses": {name: result.to_dict() for name, result in results.items()}}
+    write_json(out_dir / "results.json", data)
+
+    fig = lambda name, caption: Figure(out_dir / f"{name}.png", caption)  # noqa: E731
+    sections = [
+        Section("Headline", [
+            f"**Model:** {model_line}. **Phase:** {label}.",
+            Table(["", "test accuracy"], [
+                ["raw model", pct(final["test_acc"])],
+                [f"extracted from the weights ({extraction['label_free_method']}, label-free)",
+                 pct(extraction["label_free_test_acc"])],
+                [f"best extraction ({extraction['best_method']})", pct(extraction["best_test_acc"])]]),
+            f"**Memorised:** {pct(final['noisy_observed_acc'])} of the noisy training labels are fitted. "
+            + (f"Noise detection from the extracted network: AUROC {extraction['noise_auroc']:.4f}. "
+               if extraction["noise_auroc"] is not None else ""),
+            f"**Which components memorise:** {components} (see Localisation).",
+        ]),
+        Section("Training", [
+            Table(["subset", "accuracy", "loss"], [[s, pct(final.get(f"{s}_acc")),
+                  "—" if final.get(f"{s}_loss") is None else f"{final[f'{s}_loss']:.4g}"] for s in SUBSETS]),
+            f"Phase rule (after Doshi et al.): test ≥ {PHASE_HIGH:.0%} with memorised ≥ {PHASE_HIGH:.0%} is "
+            f"coexistence, with memorised ≤ {PHASE_LOW:.0%} full inversion, otherwise partial inversion; "
+            f"test < {PHASE_HIGH:.0%} with memorised ≥ {PHASE_HIGH:.0%} is memorisation, otherwise forgetting.",
+            fig("training", "accuracy per subset during training (one colour per subset throughout)"),
+        ]),
+        Section("Fourier spectra", [summary("fourier", results["fourier"]),
+                                    fig("fourier", "Fourier spectra of the weights")]),
+        Section("Extraction", [Table.from_markdown(results["filtration"].table()),
+                               fig("filtration", "accuracy per subset of each extracted network")]),
+        Section("Pruning", [summary("ablation", results["ablation"]),
+                            fig("ablation", "accuracy per subset as units are removed in each order")]),
+    ]
+    if "partition" in results:
+        sections.append(Section("Task-agnostic partition", [summary("partition", results["partition"]),
+                                                           fig("partition", "partition sweeps")]))
+    else:
+        sections.append(Section("Task-agnostic partition", [f"Skipped: {skipped['partition']}."]))
+    sections += [
+        Section("Linear probes", [Table.from_markdown(results["probes"].table()),
+                                  fig("probes", "probe accuracy against the number of probe-training examples")]),
+        Section("Localisation", [
+            f"Counts: {components}. A component is inert when neither of its ablation effects reaches "
+            f"{results['localize'].thresholds['inert']:.0%} of the largest of its kind, generalising or memorising "
+            f"when one effect is {results['localize'].thresholds['ratio']:g}× the other, mixed otherwise.",
+            Table.from_markdown(results["localize"].table()),
+            fig("localize", "ablation effect on memorised vs. clean labels per component")]),
+        Section("Which labels are fitted first", [
+            summary("dynamics", results["dynamics"]),
+            *([] if has_trajectory else [f"Per-example first-fit steps skipped: {skipped['per-example fitting']}."]),
+            fig("dynamics", "fraction of clean and noisy training examples fitted over training")]),
+    ]
+    write(out_dir, f"interp report: {Path(str(run.path)).name}", sections)
+    return data
