@@ -111,6 +111,16 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from .sweep import Grid, run_sweep
+
+    out = Path(args.out)
+    summary = run_sweep(Grid.from_toml(args.grid), out, backend=args.backend, ray_address=args.ray_address,
+                        progress=not args.no_progress)
+    print(f"{summary.table()}\n\nwrote {out / 'summary.md'}, {out / 'summary.json'}, {out / 'summary.png'}")
+    return 0
+
+
 def _cmd_export(args) -> int:
     from .release import export
 
@@ -152,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="output folder (default reports/MODEL)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_demo)
+    w = sub.add_parser("sweep", help="train a grid of runs (skipping finished ones) and summarise them")
+    w.add_argument("grid", help="grid file (TOML): preset, set = {...}, [grid] axes")
+    w.add_argument("--out", required=True, help="sweep folder: one run directory per grid point")
+    w.add_argument("--backend", default="local", choices=["local", "ray"], help="where runs train")
+    w.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w.set_defaults(func=_cmd_sweep)
     e = sub.add_parser("export", help="copy a run's final model to a release folder with a model card")
     e.add_argument("run_dir")
     e.add_argument("--to", required=True, help="release folder, e.g. models/liu-lu-80")

@@ -199,6 +199,15 @@ class Extraction:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def label_free(self) -> tuple[str, float | None]:
+        """The method fixed in advance that reads only the weights, and its test accuracy."""
+        method = LABEL_FREE[self.family]
+        return method, self.rows[method]["test_acc"]
+
+
+#: Per family, the extraction that reads only the weights (no labels, no knowledge of the op).
+LABEL_FREE = {"two_layer": "resynthesized", "transformer": "W_E filter"}
+
 
 @torch.no_grad()
 def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None = None, loss: str = "ce") -> Extraction:
@@ -216,7 +225,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     op = dataset.task.op
     rows, notes = {}, {}
 
-    detector = "resynthesized" if isinstance(model, TwoLayerNet) else "W_E filter"
+    detector = LABEL_FREE["two_layer" if isinstance(model, TwoLayerNet) else "transformer"]
     outputs = {}
 
     def score(name: str, out: Tensor, note: str) -> None:

@@ -179,3 +179,30 @@ def plot_fit_speed(speed, path: Path) -> Path:
     ax.set(xscale="symlog", xlabel="step", ylabel="fraction fitted", ylim=(-0.02, 1.02), title="which labels are fitted first")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_sweep(summary, path: Path) -> Path:
+    """Test, memorised and extracted accuracy against the first grid axis, one line per value
+    of the other axes."""
+    first, rest = summary.axes[0], summary.axes[1:]
+    lines: dict[tuple, list[dict]] = {}
+    for row in summary.rows:
+        lines.setdefault(tuple(row[a] for a in rest), []).append(row)
+    panels = [("test_acc", "test accuracy (raw model)"), ("noisy_observed_acc", "noisy labels memorised"),
+              ("extracted_test_acc", "test accuracy, extracted (label-free)")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    for ax, (key, title) in zip(axes, panels):
+        for values, rows in lines.items():
+            xs = [r[first] for r in rows]
+            ys = [float("nan") if r[key] is None else r[key] for r in rows]
+            label = ", ".join(f"{a}={v}" for a, v in zip(rest, values)) or None
+            ax.plot(xs, ys, marker="o", label=label)
+        numeric = all(isinstance(r[first], (int, float)) for r in summary.rows)
+        if numeric and min(r[first] for r in summary.rows) > 0 and max(r[first] for r in summary.rows) / min(
+                r[first] for r in summary.rows) > 8:
+            ax.set_xscale("log", base=2)
+        ax.set(xlabel=first, title=title, ylim=(-0.02, 1.02))
+    axes[0].set_ylabel("accuracy")
+    if rest:
+        axes[-1].legend(fontsize=8)
+    return _save(fig, path)

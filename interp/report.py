@@ -219,11 +219,10 @@ def _pct(x: float | None) -> str:
 
 
 def _extraction_headline(extraction: Extraction) -> dict[str, Any]:
-    detector = extraction.noise_detection["method"] if extraction.noise_detection else (
-        "resynthesized" if extraction.family == "two_layer" else "W_E filter")
+    detector, detector_acc = extraction.label_free()
     tested = {k: v["test_acc"] for k, v in extraction.rows.items() if k != "raw" and v["test_acc"] is not None}
     best = max(tested, key=tested.get) if tested else None
-    return {"label_free_method": detector, "label_free_test_acc": extraction.rows[detector]["test_acc"],
+    return {"label_free_method": detector, "label_free_test_acc": detector_acc,
             "best_method": best, "best_test_acc": tested.get(best),
             "noise_auroc": extraction.noise_detection["auroc"] if extraction.noise_detection else None}
 

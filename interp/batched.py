@@ -1,0 +1,204 @@
+"""Train many two-layer networks of the same shapes in one batched computation.
+
+Sweeps are made of runs that differ only in seeds, noise and weight decay. `train_many(specs,
+outs)` stacks K such networks into [K, …] parameters, runs one forward and backward pass for all
+of them (batched gathers and `baddbmm`), and steps one optimizer over the stacked tensors. The
+update is elementwise, so each network follows its own run: the loss is the sum of the K mean
+losses, and weight decay — the one optimizer setting allowed to differ — is applied per network
+by hand with the optimizer's own rule. Every network keeps a plain `TwoLayerNet` whose
+parameters are views into the stack, so evaluation, checkpoints and the run directories are
+exactly those of `train`: each can be loaded, analysed or resumed on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .checkpoint import Run
+from .nets import ACT_FNS, TwoLayerNet, build_model
+from .specs import RunSpec, TwoLayerSpec
+from .tasks import make_dataset
+from .train import (
+    TrainingDiverged, _flush_denormals, _prepare_out, _stop_on_interrupt, evaluate, lr_at, make_optimizer,
+)
+
+
+def batch_key(spec: RunSpec) -> RunSpec | None:
+    """Specs with equal keys train together; None when `spec` cannot be batched (transformers,
+    minibatches). Seeds, the noise model and weight decay may differ."""
+    if not isinstance(spec.model, TwoLayerSpec) or spec.train.batch_size != 0:
+        return None
+    return replace(spec, task=replace(spec.task, seed=0), noise=replace(spec.noise, rate=0.0, seed=0, kind="wrong"),
+                   model=replace(spec.model, seed=0), train=replace(spec.train, weight_decay=0.0))
+
+
+def _decay(optimizer: str, params: list[Tensor], decay: Tensor, lr: float) -> None:
+    """Per-network weight decay, as torch applies it: AdamW shrinks the weights before its
+    update; Adam and SGD add `wd · θ` to the gradient."""
+    with torch.no_grad():
+        for param in params:
+            wd = decay.view(-1, *[1] * (param.dim() - 1))
+            if optimizer == "adamw":
+                param.mul_(1 - lr * wd)
+            else:
+                param.grad.add_(param * wd)
+
+
+def stacked_logits(params: dict[str, Tensor], spec: TwoLayerSpec, p: int, inputs: Tensor) -> Tensor:
+    """Logits [K, batch, p] of K stacked networks for inputs [K, batch, 2]."""
+    k = len(params["U"])
+    offsets = (torch.arange(k, device=inputs.device) * p)[:, None]
+    # one gather per input from the [K·p, width] table of every network's embedding vectors
+    table_a = params["U"].transpose(1, 2).reshape(k * p, -1)
+    table_b = params["U" if spec.tied else "V"].transpose(1, 2).reshape(k * p, -1)
+    pre = F.embedding(inputs[..., 0] + offsets, table_a) + F.embedding(inputs[..., 1] + offsets, table_b)
+    post = ACT_FNS[spec.act](pre)
+    w = params["W"].transpose(1, 2)
+    if spec.bias:
+        return torch.baddbmm(params["mu"][:, None, :], post, w)
+    return torch.bmm(post, w)
+
+
+def _stacked_loss(kind: str, logits: Tensor, labels: Tensor) -> Tensor:
+    """Sum over networks of each network's mean loss (so each gets its own gradient)."""
+    k, n, p = logits.shape
+    if kind == "ce":
+        return F.cross_entropy(logits.reshape(k * n, p), labels.reshape(-1), reduction="sum") / n
+    target = F.one_hot(labels, p).to(logits.dtype)
+    return (logits - target).square().sum() / n
+
+
+def train_many(
+    specs: Sequence[RunSpec],
+    outs: Sequence[Path | str | None] | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> list[Run]:
+    """Train the networks of `specs` together (all must share one `batch_key`); write each run
+    directory to its entry of `outs` as `train` would. Returns one `Run` per spec."""
+    specs = list(specs)
+    outs = [Path(o) if o is not None else None for o in (outs or [None] * len(specs))]
+    keys = {batch_key(s) for s in specs}
+    if None in keys or len(keys) != 1:
+        raise ValueError("train_many needs full-batch two-layer specs that differ only in seeds, noise and "
+                         "weight decay; train the others one by one with interp.train")
+    if len(outs) != len(specs):
+        raise ValueError(f"{len(specs)} specs but {len(outs)} output folders")
+    cfg, model_spec, p = specs[0].train, specs[0].model, specs[0].task.p
+    datasets = [make_dataset(s.task, s.noise) for s in specs]
+    models = [build_model(s.model, p).to(device) for s in specs]
+    optimizers = [make_optimizer(s.train, m.parameters()) for s, m in zip(specs, models)]
+    histories: list[list[dict[str, Any]]] = [[] for _ in specs]
+    start = 0
+    for i, (spec, out) in enumerate(zip(specs, outs)):
+        if out is None:
+            continue
+        _prepare_out(out, spec, resume)
+        steps = checkpoint.trajectory_steps(out) if resume else []
+        if steps:
+            histories[i] = checkpoint.load_checkpoint(out, steps[-1], models[i], optimizers[i])
+            start = steps[-1] if i == 0 else start
+            if steps[-1] != start:
+                raise ValueError(f"{out} stopped at step {steps[-1]}, the others at {start}; resume it with interp.train")
+        else:
+            checkpoint.write_json(out / "config.json", {**checkpoint.model_config(spec, models[i]), "step": 0})
+
+    names = [name for name, _ in models[0].named_parameters()]
+    stacked = {name: torch.stack([getattr(m, name).detach() for m in models]).requires_grad_() for name in names}
+    for k, m in enumerate(models):  # each network's parameters become views into the stack
+        for name in names:
+            getattr(m, name).data = stacked[name].data[k]
+    optimizer = _stacked_optimizer(cfg, stacked, optimizers)
+    decay = torch.tensor([s.train.weight_decay for s in specs], device=device)
+
+    train_idx = [ds.train_mask.nonzero().squeeze(1) for ds in datasets]
+    if len({len(t) for t in train_idx}) != 1:
+        raise ValueError("the specs have different numbers of training examples")
+    inputs = torch.stack([ds.inputs[t] for ds, t in zip(datasets, train_idx)]).to(device)
+    labels = torch.stack([ds.labels[t] for ds, t in zip(datasets, train_idx)]).to(device)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=f"train ×{len(specs)}", unit="step")
+
+    def record(step: int) -> None:
+        for k, m in enumerate(models):
+            histories[k].append({"step": step, "lr": lr_at(cfg, max(step - 1, 0)),
+                                 **evaluate(m, datasets[k], cfg.loss)})
+
+    def save(step: int) -> None:
+        for k, out in enumerate(outs):
+            if out is not None:
+                checkpoint.save_checkpoint(out, step, models[k], _view_optimizer(optimizer, stacked, optimizers[k], models[k], k),
+                                           histories[k])
+
+    for m in models:
+        m.train()
+    with _flush_denormals(), _stop_on_interrupt() as interrupted:
+        if start == 0:
+            record(0)
+        for step in range(start, cfg.steps):
+            if interrupted.is_set():
+                save(step)
+                bar.close()
+                raise KeyboardInterrupt(f"training interrupted at step {step}; resume with resume=True")
+            lr = lr_at(cfg, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            per_net = _stacked_loss(cfg.loss, stacked_logits(stacked, model_spec, p, inputs), labels)
+            if not torch.isfinite(per_net):
+                bar.close()
+                raise TrainingDiverged(f"loss became {per_net.item()} at step {step} (lr {lr:g}) in one of the networks")
+            optimizer.zero_grad(set_to_none=True)
+            per_net.backward()
+            _decay(cfg.optimizer, list(stacked.values()), decay, lr)
+            optimizer.step()
+            done = step + 1
+            bar.update(1)
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                record(done)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                save(done)
+    bar.close()
+    runs = []
+    for k, (spec, m, out) in enumerate(zip(specs, models, outs)):
+        own = build_model(spec.model, p).to(device)  # detach from the stack
+        own.load_state_dict({name: t.clone() for name, t in m.state_dict().items()})
+        run = Run(spec, own.eval(), histories[k], cfg.steps, out)
+        if out is not None:
+            checkpoint.save_run(out, run)
+        runs.append(run)
+    return runs
+
+
+def _stacked_optimizer(cfg, stacked: dict[str, Tensor], optimizers: list) -> torch.optim.Optimizer:
+    """One optimizer over the stacked parameters, weight decay off (applied per network), its
+    state stacked from the per-network optimizers (non-empty when resuming)."""
+    optimizer = make_optimizer(replace(cfg, weight_decay=0.0), list(stacked.values()))
+    params = list(stacked.values())
+    states = [[opt.state.get(p_, {}) for p_ in opt.param_groups[0]["params"]] for opt in optimizers]
+    for j, param in enumerate(params):
+        per_net = [s[j] for s in states]
+        if per_net[0]:
+            optimizer.state[param] = {
+                key: torch.stack([s[key] for s in per_net]) if per_net[0][key].dim() else per_net[0][key].clone()
+                for key in per_net[0]
+            }
+    return optimizer
+
+
+def _view_optimizer(optimizer, stacked: dict[str, Tensor], own, model: TwoLayerNet, k: int):
+    """Network k's optimizer, its state a slice of the stacked state (for its checkpoint)."""
+    for param, mine in zip(stacked.values(), model.parameters()):
+        state = optimizer.state.get(param, {})
+        own.state[mine] = {key: value[k] if torch.is_tensor(value) and value.dim() else value
+                           for key, value in state.items()}
+    return own
+

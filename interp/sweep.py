@@ -1,0 +1,171 @@
+"""Sweeps: a grid of specs, each result a normal run directory, resumable, with a summary.
+
+A grid file (TOML) names a preset, overrides applied to every run, and the axes:
+
+    preset = "liu-lu-80"
+    set = { p = 31, steps = 3000 }
+    [grid]
+    width = [17, 33, 65, 129, 257]
+    "noise.rate" = [0.2, 0.8]
+
+`run_sweep(grid, out)` trains every run not already finished under `out/<name>/` (names are
+`width=17,noise.rate=0.2`), then writes `summary.json`, `summary.md` and `summary.png`: test,
+memorised and extracted accuracy per run. Work is cut into units — runs that `batched.train_many`
+can train together, else single runs — and sent to a backend: `local` (in this process) or
+`ray` (tasks on a Ray cluster, `pip install interp[ray]`; every worker must see `out`). Both
+backends run the same units through the same code, so they give the same table.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .batched import batch_key, train_many
+from .checkpoint import CheckpointError, load_run, read_json, write_json
+from .presets import get_preset
+from .specs import RunSpec
+from .train import train
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Grid:
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_toml(cls, path: Path | str) -> "Grid":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        data = tomllib.loads(Path(path).read_text())
+        unknown = set(data) - {"preset", "set", "grid"}
+        if unknown or "preset" not in data:
+            raise ValueError(f"{path}: a grid file has `preset`, optional `set` and `grid` tables"
+                             + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+        axes = data.get("grid", {})
+        for key, values in axes.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{path}: grid.{key} must be a non-empty list")
+        return cls(data["preset"], data.get("set", {}), axes)
+
+    def runs(self) -> list[tuple[str, dict[str, Any], RunSpec]]:
+        """(name, grid values, spec) of every point, in grid order; bad keys or values raise."""
+        base = get_preset(self.preset).spec.with_overrides([f"{k}={v}" for k, v in self.overrides.items()])
+        out = []
+        for values in itertools.product(*self.axes.values()):
+            point = dict(zip(self.axes, values))
+            name = ",".join(f"{k}={v}" for k, v in point.items()) or "base"
+            out.append((name, point, base.with_overrides([f"{k}={v}" for k, v in point.items()])))
+        return out
+
+
+def finished(run_dir: Path, spec: RunSpec) -> bool:
+    """A complete run of `spec` is in `run_dir`."""
+    try:
+        return ((run_dir / "model.safetensors").exists() and (run_dir / "history.json").exists()
+                and read_json(run_dir / "config.json").get("step") == spec.train.steps
+                and load_run(run_dir).spec == spec)
+    except CheckpointError:
+        return False
+
+
+def work_units(runs: list[tuple[str, dict, RunSpec]], out: Path) -> list[list[tuple[str, RunSpec]]]:
+    """Unfinished runs cut into units: runs with one `batch_key` together, others alone."""
+    groups: dict[Any, list] = {}
+    for name, _, spec in runs:
+        if finished(out / name, spec):
+            continue
+        key = batch_key(spec)
+        groups.setdefault(key if key is not None else name, []).append((name, spec))
+    return list(groups.values())
+
+
+def train_unit(unit: list[tuple[str, RunSpec]], out: str, progress: bool = False) -> list[str]:
+    """Train one unit into `out/<name>` (resuming what an interrupted sweep left); names done."""
+    out_path = Path(out)
+    resume = [(out_path / name / "config.json").exists() for name, _ in unit]
+    if len(unit) > 1 and not any(resume):
+        train_many([s for _, s in unit], [out_path / n for n, _ in unit], progress=progress)
+    else:
+        for (name, spec), again in zip(unit, resume):
+            train(spec, out_path / name, resume=again, progress=progress)
+    return [name for name, _ in unit]
+
+
+def run_sweep(grid: Grid, out: Path | str, backend: str = "local", ray_address: str | None = None,
+              progress: bool = True) -> "Summary":
+    """Train the grid's unfinished runs on `backend`, then summarise every run."""
+    out = Path(out)
+    runs = grid.runs()
+    units = work_units(runs, out)
+    if backend == "local":
+        from tqdm.auto import tqdm
+
+        for unit in tqdm(units, desc="sweep", unit="unit", disable=not progress):
+            train_unit(unit, str(out), progress=progress)
+    elif backend == "ray":
+        _run_on_ray(units, out, ray_address)
+    else:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    summary = summarise(grid, out)
+    summary.write(out)
+    return summary
+
+
+def _run_on_ray(units: list, out: Path, address: str | None) -> None:
+    try:
+        import ray
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("the ray backend needs Ray: pip install 'interp[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1)(train_unit)
+        ray.get([remote.remote(unit, str(out.resolve())) for unit in units])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@dataclass
+class Summary:
+    axes: list[str]
+    rows: list[dict[str, Any]]
+
+    def table(self) -> str:
+        cols = ["test_acc", "noisy_observed_acc", "extracted_test_acc"]
+        head = self.axes + ["test", "memorised", "extracted (label-free), test"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in self.rows:
+            cells = [str(row[a]) for a in self.axes] + ["—" if row[c] is None else f"{row[c]:.1%}" for c in cols]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def write(self, out: Path) -> None:
+        from .plots import plot_sweep
+
+        write_json(out / "summary.json", {"axes": self.axes, "rows": self.rows})
+        (out / "summary.md").write_text(self.table() + "\n")
+        plot_sweep(self, out / "summary.png")
+
+
+def summarise(grid: Grid, out: Path) -> Summary:
+    """One row per run: its grid values, final accuracies and the label-free extraction."""
+    from .filtration import compare_extractions
+
+    rows = []
+    for name, point, spec in grid.runs():
+        run = load_run(out / name)
+        method, extracted = compare_extractions(run.model, run.dataset, loss=spec.train.loss).label_free()
+        rows.append({**point, "name": name, "test_acc": run.final_metrics["test_acc"],
+                     "noisy_observed_acc": run.final_metrics.get("noisy_observed_acc"),
+                     "extracted_method": method, "extracted_test_acc": extracted})
+    return Summary(list(grid.axes), rows)

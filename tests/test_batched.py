@@ -1,0 +1,56 @@
+from dataclasses import replace
+
+import pytest
+import torch
+from conftest import small_transformer, small_two_layer
+
+import interp
+from interp.batched import batch_key, train_many
+
+
+def variants():
+    base = small_two_layer(steps=30)
+    return [
+        base,
+        replace(base, model=replace(base.model, seed=5), noise=replace(base.noise, rate=0.2, seed=9)),
+        replace(base, train=replace(base.train, weight_decay=1.0), task=replace(base.task, seed=4)),
+    ]
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
+def test_batched_networks_follow_their_own_runs(optimizer):
+    specs = [replace(s, train=replace(s.train, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 3e-3))
+             for s in variants()]
+    batched = train_many(specs, progress=False)
+    for spec, run in zip(specs, batched):
+        alone = interp.train(spec, None, progress=False)
+        init = interp.build_model(spec.model, spec.task.p)
+        for name, value in alone.model.state_dict().items():
+            torch.testing.assert_close(run.model.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+            assert not torch.allclose(value, init.state_dict()[name])  # it did train
+        for mine, theirs in zip(run.history, alone.history, strict=True):
+            assert mine == pytest.approx(theirs)
+
+
+def test_batched_run_directories_resume_alone(tmp_path):
+    """Each run directory holds its own slice of the optimizer state: deleting the last
+    checkpoint and resuming one run with plain train() ends where the batched run ended."""
+    import shutil
+
+    specs = variants()
+    outs = [tmp_path / str(i) for i in range(len(specs))]
+    runs = train_many(specs, outs, progress=False)
+    assert interp.load_run(outs[2], step=10).step == 10
+    shutil.rmtree(outs[1] / "checkpoints" / "step_30")
+    resumed = interp.train(specs[1], outs[1], resume=True, progress=False)
+    for name, value in runs[1].model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_only_compatible_specs_batch():
+    base = small_two_layer()
+    assert batch_key(base) == batch_key(replace(base, noise=replace(base.noise, rate=0.1)))
+    assert batch_key(base) != batch_key(replace(base, model=replace(base.model, width=33)))
+    assert batch_key(small_transformer()) is None
+    with pytest.raises(ValueError, match="differ only in seeds, noise and weight decay"):
+        train_many([base, replace(base, model=replace(base.model, width=33))], progress=False)
