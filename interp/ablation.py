@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from . import tl_adapter
 from .metrics import collect_rows, subset_metrics, subset_metrics_batched
 from .nets import TwoLayerNet, logits, to_tokens
+from .runtime import keep_freed_memory
 from .tasks import Dataset
 
 MODES = ("zero", "mean", "resample")
@@ -108,6 +109,7 @@ def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str
                seed: int = 0, chunk: int = 128) -> UnitScan:
     """Ablate every neuron of the model's linear-readout layer alone, all in batched form:
     the logits with unit m replaced are logits + (replacement_m − act_m) ⊗ to_logit_m."""
+    keep_freed_memory()  # each chunk's ~100 MB of logits reuses the last one's memory
     name, acts, to_logit, full = linear_readout(model, dataset.inputs)
     all_units = torch.arange(acts.shape[1])
     delta = _replacement(acts, all_units, -1, mode, seed) - acts  # [batch, unit]

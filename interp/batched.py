@@ -24,10 +24,11 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .checkpoint import Run
 from .nets import ACT_FNS, TwoLayerNet, build_model
+from .runtime import flush_denormals
 from .specs import RunSpec, TwoLayerSpec
 from .tasks import make_dataset
 from .train import (
-    TrainingDiverged, _flush_denormals, _prepare_out, _stop_on_interrupt, evaluate, lr_at, make_optimizer,
+    TrainingDiverged, _prepare_out, _stop_on_interrupt, evaluate, lr_at, make_optimizer,
 )
 
 
@@ -141,7 +142,7 @@ def train_many(
 
     for m in models:
         m.train()
-    with _flush_denormals(), _stop_on_interrupt() as interrupted:
+    with flush_denormals(), _stop_on_interrupt() as interrupted:
         if start == 0:
             record(0)
         for step in range(start, cfg.steps):

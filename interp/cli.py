@@ -91,7 +91,8 @@ def _cmd_report(args) -> int:
     from .release import load
 
     run = load(args.run_dir) if args.step is None else load_run(args.run_dir, step=args.step)
-    _report(run, Path(args.out or Path(args.run_dir) / "report"), not args.no_progress)
+    default = Path(args.run_dir) / "report" if Path(args.run_dir).is_dir() else Path("reports") / args.run_dir
+    _report(run, Path(args.out or default), not args.no_progress)
     return 0
 
 
@@ -152,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=_cmd_analyze)
     r = sub.add_parser("report", help="every analysis as report.html, report.md and results.json")
     r.add_argument("run_dir", help="a run directory or a released model's name")
-    r.add_argument("--out", help="output folder (default RUN_DIR/report)")
+    r.add_argument("--out", help="output folder (default RUN_DIR/report, or reports/NAME for a released model)")
     r.add_argument("--step", type=int, help="report on the trajectory checkpoint at this step")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_report)

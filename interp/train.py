@@ -10,8 +10,6 @@ uninterrupted run. Ctrl-C stops at the next step boundary after writing a checkp
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import math
 import signal
 import threading
@@ -26,6 +24,7 @@ from . import checkpoint
 from .checkpoint import Run
 from .metrics import loss_fn, subset_metrics
 from .nets import build_model, logits, training_logits
+from .runtime import flush_denormals
 from .specs import RunSpec, TrainSpec
 from .tasks import Dataset, make_dataset
 
@@ -107,35 +106,6 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def keep_freed_memory() -> None:
-    """Let glibc keep freed blocks for reuse instead of returning each large temporary to the
-    OS: otherwise every step page-faults its activations in afresh, which made elementwise ops on
-    tens of MB 3-4x slower here. Process-wide, idempotent; a no-op where glibc is absent."""
-    global _KEPT
-    if _KEPT:
-        return
-    _KEPT = True
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: allocate blocks below 1 GiB from the heap
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap
-
-
-_KEPT = False
-
-
-@contextlib.contextmanager
-def _flush_denormals() -> Iterator[None]:
-    # Saturated softmax gradients underflow to denormals, which slow CPU matmuls several-fold.
-    keep_freed_memory()
-    previous = torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        if previous:
-            torch.set_flush_denormal(False)
-
-
 def _prepare_out(out: Path, spec: RunSpec, resume: bool) -> None:
     config_path = out / "config.json"
     if config_path.exists():
@@ -188,7 +158,7 @@ def train(
         )
 
     model.train()
-    with _flush_denormals(), _stop_on_interrupt() as interrupted:
+    with flush_denormals(), _stop_on_interrupt() as interrupted:
         if start == 0:
             record(0)
         for step in range(start, cfg.steps):
