@@ -117,7 +117,7 @@ def _cmd_sweep(args) -> int:
 
     out = Path(args.out)
     summary = run_sweep(Grid.from_toml(args.grid), out, backend=args.backend, ray_address=args.ray_address,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, device=args.device)
     print(f"{summary.table()}\n\nwrote {out / 'summary.md'}, {out / 'summary.json'}, {out / 'summary.png'}")
     return 0
 
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--backend", default="local", choices=["local", "ray"], help="where runs train")
     w.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
     w.set_defaults(func=_cmd_sweep)
     e = sub.add_parser("export", help="copy a run's final model to a release folder with a model card")
     e.add_argument("run_dir")

@@ -87,20 +87,20 @@ def work_units(runs: list[tuple[str, dict, RunSpec]], out: Path) -> list[list[tu
     return list(groups.values())
 
 
-def train_unit(unit: list[tuple[str, RunSpec]], out: str, progress: bool = False) -> list[str]:
+def train_unit(unit: list[tuple[str, RunSpec]], out: str, progress: bool = False, device: str = "cpu") -> list[str]:
     """Train one unit into `out/<name>` (resuming what an interrupted sweep left); names done."""
     out_path = Path(out)
     resume = [(out_path / name / "config.json").exists() for name, _ in unit]
     if len(unit) > 1 and not any(resume):
-        train_many([s for _, s in unit], [out_path / n for n, _ in unit], progress=progress)
+        train_many([s for _, s in unit], [out_path / n for n, _ in unit], progress=progress, device=device)
     else:
         for (name, spec), again in zip(unit, resume):
-            train(spec, out_path / name, resume=again, progress=progress)
+            train(spec, out_path / name, resume=again, progress=progress, device=device)
     return [name for name, _ in unit]
 
 
 def run_sweep(grid: Grid, out: Path | str, backend: str = "local", ray_address: str | None = None,
-              progress: bool = True) -> "Summary":
+              progress: bool = True, device: str = "cpu") -> "Summary":
     """Train the grid's unfinished runs on `backend`, then summarise every run."""
     out = Path(out)
     runs = grid.runs()
@@ -109,9 +109,9 @@ def run_sweep(grid: Grid, out: Path | str, backend: str = "local", ray_address: 
         from tqdm.auto import tqdm
 
         for unit in tqdm(units, desc="sweep", unit="unit", disable=not progress):
-            train_unit(unit, str(out), progress=progress)
+            train_unit(unit, str(out), progress=progress, device=device)
     elif backend == "ray":
-        _run_on_ray(units, out, ray_address)
+        _run_on_ray(units, out, ray_address, device)
     else:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     summary = summarise(grid, out)
@@ -119,7 +119,7 @@ def run_sweep(grid: Grid, out: Path | str, backend: str = "local", ray_address: 
     return summary
 
 
-def _run_on_ray(units: list, out: Path, address: str | None) -> None:
+def _run_on_ray(units: list, out: Path, address: str | None, device: str) -> None:
     try:
         import ray
     except ModuleNotFoundError:
@@ -128,8 +128,9 @@ def _run_on_ray(units: list, out: Path, address: str | None) -> None:
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
-        remote = ray.remote(num_cpus=1)(train_unit)
-        ray.get([remote.remote(unit, str(out.resolve())) for unit in units])
+        gpus = 1 if str(device).startswith("cuda") else 0
+        remote = ray.remote(num_cpus=1, num_gpus=gpus)(train_unit)
+        ray.get([remote.remote(unit, str(out.resolve()), False, device) for unit in units])
     finally:
         if started:
             ray.shutdown()

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .checkpoint import Run
 from .metrics import loss_fn, subset_metrics
-from .nets import build_model, logits, training_logits
+from .nets import build_model, training_logits
 from .runtime import flush_denormals
 from .specs import RunSpec, TrainSpec
 from .tasks import Dataset, make_dataset
@@ -74,12 +74,13 @@ def batch_indices(train: TrainSpec, train_idx: torch.Tensor, step: int) -> torch
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, loss: str) -> dict[str, float | None]:
-    """Per-subset accuracy and loss on every pair of the task."""
+    """Per-subset accuracy and loss on every pair of the task (through the training path:
+    the transformer's last position only, equal to the hooked logits to 1e-5)."""
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
-        return subset_metrics(logits(model, dataset.inputs.to(device)), dataset, loss)
+        return subset_metrics(training_logits(model, dataset.inputs.to(device)), dataset, loss)
     finally:
         model.train(was_training)
 

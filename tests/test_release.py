@@ -39,3 +39,16 @@ def test_released_transformer_in_transformer_lens_without_interp(name, tmp_path)
 def test_unknown_name():
     with pytest.raises(interp.CheckpointError, match="released: .*liu-lu-80"):
         interp.load("no-such-model")
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_model_card_extraction_matches_the_analysis(name):
+    """The card's label-free extraction row is what compare_extractions computes today, so the
+    card, `interp demo` and `results.json` agree."""
+    from interp.filtration import compare_extractions
+
+    run = interp.load(name)
+    method, test_acc = compare_extractions(run.model, run.dataset, loss=run.spec.train.loss).label_free()
+    row = next(line for line in (MODELS_DIR / name / "MODEL_CARD.md").read_text().splitlines()
+               if line.startswith(f"| {method} |"))
+    assert row.rstrip(" |").endswith(f"{test_acc:.1%}")
