@@ -156,16 +156,18 @@ def plot_localization(loc, path: Path) -> Path:
 
 
 def plot_probe_curves(curves: dict, path: Path) -> Path:
-    """Probe accuracy (test, noisy vs true) against the number of clean probe-training examples."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for i, (source, curve) in enumerate(curves.items()):
+    """Probe accuracy against the number of clean probe-training examples: one panel per
+    feature source, the subsets in their usual colours (test; noisy examples vs true labels)."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.8), sharey=True, squeeze=False)
+    for ax, (source, curve) in zip(axes[0], curves.items()):
         sizes = sorted(curve)
-        ax.plot(sizes, [curve[n]["test"] for n in sizes], color=f"C{i}", marker="o", label=f"{source}: test")
-        ax.plot(sizes, [curve[n]["noisy_true"] or 0 for n in sizes], color=f"C{i}", ls="--", marker="x",
-                label=f"{source}: noisy vs true")
-    ax.set(xscale="log", xlabel="clean probe-training examples", ylabel="probe accuracy", ylim=(-0.02, 1.02),
-           title="linear probes for the true label")
-    ax.legend(fontsize=7)
+        for subset in ("test", "noisy_true"):
+            values = [curve[n][subset] for n in sizes]
+            ax.plot(sizes, [float("nan") if v is None else v for v in values], color=SUBSET_COLORS[subset],
+                    marker="o", label=SUBSET_LABELS[subset])
+        ax.set(xscale="log", xlabel="clean probe-training examples", ylim=(-0.02, 1.02), title=f"features: {source}")
+    axes[0][0].set_ylabel("probe accuracy (true label)")
+    axes[0][0].legend(fontsize=7)
     return _save(fig, path)
 
 

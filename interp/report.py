@@ -235,6 +235,34 @@ def _components_line(loc: Localization) -> str:
     return "; ".join(parts)
 
 
+def _pruning_table(report: AblationReport):
+    from .document import Table
+
+    rows = []
+    for curve in report.curves:
+        at = {f: i for i, f in enumerate(curve.fractions)}
+        cells = [curve.label]
+        for f in (0.3, 0.6):
+            i = at.get(f)
+            cells += ["—", "—"] if i is None else [_pct(curve.metrics["test_acc"][i]),
+                                                   _pct(curve.metrics["noisy_observed_acc"][i])]
+        rows.append(cells)
+    return Table(["order", "30% removed: test", "30%: memorised", "60% removed: test", "60%: memorised"], rows)
+
+
+def _partition_table(report: PartitionReport):
+    from .document import Table
+
+    rows = []
+    for score, sweep in report.sweeps.items():
+        best = max(range(len(sweep.fractions)), key=lambda i: sweep.filtered_generalisation["test_acc"][i])
+        rows.append([score, _pct(max(sweep.generalisation["test_acc"])),
+                     f"{_pct(sweep.filtered_generalisation['test_acc'][best])} (γ_G = {sweep.fractions[best]})",
+                     _pct(sweep.filtered_whole["test_acc"])])
+    return Table(["score", "f^G_part alone: best test", "f^G_part filtered: best test", "whole net filtered: test"],
+                 rows)
+
+
 def write_report(run: Run, out_dir: Path | str, progress: bool = True) -> dict[str, Any]:
     """Run every analysis that applies to `run` and write `report.html` (self-contained),
     `report.md` with its PNG figures, and `results.json` with every number into `out_dir`.
@@ -303,12 +331,14 @@ def write_report(run: Run, out_dir: Path | str, progress: bool = True) -> dict[s
                                     fig("fourier", "Fourier spectra of the weights")]),
         Section("Extraction", [Table.from_markdown(results["filtration"].table()),
                                fig("filtration", "accuracy per subset of each extracted network")]),
-        Section("Pruning", [summary("ablation", results["ablation"]),
+        Section("Pruning", [_pruning_table(results["ablation"]),
                             fig("ablation", "accuracy per subset as units are removed in each order")]),
     ]
     if "partition" in results:
-        sections.append(Section("Task-agnostic partition", [summary("partition", results["partition"]),
-                                                           fig("partition", "partition sweeps")]))
+        sections.append(Section("Task-agnostic partition", [
+            "f^G_part keeps the top γ_G of neurons by a score; it is compared with frequency filtration "
+            "(each neuron's dominant frequency) of f^G_part and of the whole network.",
+            _partition_table(results["partition"]), fig("partition", "partition sweeps")]))
     else:
         sections.append(Section("Task-agnostic partition", [f"Skipped: {skipped['partition']}."]))
     sections += [
