@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, KeyError, ValueError, TypeError, CheckpointError, RunDirectoryInUse) as err:
+    except (SpecError, KeyError, ValueError, TypeError, CheckpointError, RunDirectoryInUse, ImportError) as err:
         message = err.args[0] if isinstance(err, KeyError) else err
         print(f"interp: error: {message}", file=sys.stderr)
         return 2
