@@ -100,19 +100,22 @@ def train_many(
     models = [build_model(s.model, p).to(device) for s in specs]
     optimizers = [make_optimizer(s.train, m.parameters()) for s, m in zip(specs, models)]
     histories: list[list[dict[str, Any]]] = [[] for _ in specs]
-    start = 0
+    resumed_at = []
     for i, (spec, out) in enumerate(zip(specs, outs)):
-        if out is None:
-            continue
-        _prepare_out(out, spec, resume)
-        steps = checkpoint.trajectory_steps(out) if resume else []
-        if steps:
-            histories[i] = checkpoint.load_checkpoint(out, steps[-1], models[i], optimizers[i])
-            start = steps[-1] if i == 0 else start
-            if steps[-1] != start:
-                raise ValueError(f"{out} stopped at step {steps[-1]}, the others at {start}; resume it with interp.train")
-        else:
-            checkpoint.write_json(out / "config.json", {**checkpoint.model_config(spec, models[i]), "step": 0})
+        last = 0
+        if out is not None:
+            _prepare_out(out, spec, resume)
+            steps = checkpoint.trajectory_steps(out) if resume else []
+            if steps:
+                last = steps[-1]
+                histories[i] = checkpoint.load_checkpoint(out, last, models[i], optimizers[i])
+            else:
+                checkpoint.write_json(out / "config.json", {**checkpoint.model_config(spec, models[i]), "step": 0})
+        resumed_at.append(last)
+    if len(set(resumed_at)) > 1:
+        raise ValueError(f"the runs stopped at different steps ({', '.join(map(str, resumed_at))}); "
+                         "resume them one by one with interp.train")
+    start = resumed_at[0]
 
     names = [name for name, _ in models[0].named_parameters()]
     stacked = {name: torch.stack([getattr(m, name).detach() for m in models]).requires_grad_() for name in names}

@@ -54,3 +54,19 @@ def test_only_compatible_specs_batch():
     assert batch_key(small_transformer()) is None
     with pytest.raises(ValueError, match="differ only in seeds, noise and weight decay"):
         train_many([base, replace(base, model=replace(base.model, width=33))], progress=False)
+
+
+def test_batched_resume_continues_together_or_refuses(tmp_path):
+    import shutil
+
+    specs = variants()
+    outs = [tmp_path / str(i) for i in range(len(specs))]
+    finished = train_many(specs, outs, progress=False)
+    for out in outs:  # as if interrupted after step 20
+        shutil.rmtree(out / "checkpoints" / "step_30")
+    resumed = train_many(specs, outs, resume=True, progress=False)
+    for a, b in zip(finished, resumed):
+        torch.testing.assert_close(a.model.state_dict()["W"], b.model.state_dict()["W"], rtol=1e-5, atol=1e-6)
+    shutil.rmtree(outs[0] / "checkpoints" / "step_30")
+    with pytest.raises(ValueError, match="stopped at different steps"):
+        train_many(specs, outs, resume=True, progress=False)
