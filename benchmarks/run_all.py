@@ -105,13 +105,13 @@ def main() -> None:
     print()
 
     print("K = 8 networks (seeds), same shapes         batched (s)   8 sequential (s)   throughput ratio")
-    for width in (513, 65):
-        base = interp.get_preset("liu-lu-80").spec.with_overrides([f"width={width}", f"steps={args.steps}",
+    for p, width in ((59, 513), (59, 65), (31, 65)):  # liu-lu-80; narrower; the width sweep's p
+        base = interp.get_preset("liu-lu-80").spec.with_overrides([f"p={p}", f"width={width}", f"steps={args.steps}",
                                                                    f"eval_every={args.steps}"])
         specs = [replace(base, model=replace(base.model, seed=k)) for k in range(8)]
         batched = _seconds(lambda: train_many(specs, progress=False))
         sequential = _seconds(lambda: [interp.train(s, None, progress=False) for s in specs])
-        print(f"liu-lu-80, width {width:<4} ({args.steps} steps)          {batched:8.2f}        {sequential:8.2f}"
+        print(f"liu-lu-80, p={p}, width {width:<4} ({args.steps} steps)   {batched:8.2f}        {sequential:8.2f}"
               f"            {sequential / batched:5.2f}x")
     print()
 
