@@ -28,7 +28,7 @@ from .runtime import flush_denormals
 from .specs import RunSpec, TwoLayerSpec
 from .tasks import make_dataset
 from .train import (
-    TrainingDiverged, _prepare_out, _stop_on_interrupt, evaluate, lr_at, make_optimizer,
+    TrainingDiverged, _stop_on_interrupt, evaluate, lr_at, make_optimizer, open_run_dir,
 )
 
 
@@ -104,13 +104,7 @@ def train_many(
     for i, (spec, out) in enumerate(zip(specs, outs)):
         last = 0
         if out is not None:
-            _prepare_out(out, spec, resume)
-            steps = checkpoint.trajectory_steps(out) if resume else []
-            if steps:
-                last = steps[-1]
-                histories[i] = checkpoint.load_checkpoint(out, last, models[i], optimizers[i])
-            else:
-                checkpoint.write_json(out / "config.json", {**checkpoint.model_config(spec, models[i]), "step": 0})
+            last, histories[i] = open_run_dir(out, spec, models[i], optimizers[i], resume)
         resumed_at.append(last)
     if len(set(resumed_at)) > 1:
         raise ValueError(f"the runs stopped at different steps ({', '.join(map(str, resumed_at))}); "

@@ -107,6 +107,18 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+def open_run_dir(out: Path, spec: RunSpec, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 resume: bool) -> tuple[int, list[dict[str, Any]]]:
+    """Start `out` for `spec` (writing its config), or with `resume` restore model and optimizer
+    from its last checkpoint. Returns the step to continue from and the history so far."""
+    _prepare_out(out, spec, resume)
+    steps = checkpoint.trajectory_steps(out) if resume else []
+    if steps:
+        return steps[-1], checkpoint.load_checkpoint(out, steps[-1], model, optimizer)
+    checkpoint.write_json(out / "config.json", {**checkpoint.model_config(spec, model), "step": 0})
+    return 0, []
+
+
 def _prepare_out(out: Path, spec: RunSpec, resume: bool) -> None:
     config_path = out / "config.json"
     if config_path.exists():
@@ -133,17 +145,7 @@ def train(
     if next(model.parameters()).device != torch.device(device):
         model = model.to(device)
     optimizer = make_optimizer(spec.train, model.parameters())
-    history: list[dict[str, Any]] = []
-    start = 0
-    if out is not None:
-        _prepare_out(out, spec, resume)
-        steps = checkpoint.trajectory_steps(out) if resume else []
-        if steps:
-            start = steps[-1]
-            history = checkpoint.load_checkpoint(out, start, model, optimizer)
-        else:
-            config = checkpoint.model_config(spec, model)
-            checkpoint.write_json(out / "config.json", {**config, "step": 0})
+    start, history = open_run_dir(out, spec, model, optimizer, resume) if out is not None else (0, [])
 
     cfg = spec.train
     inputs = dataset.inputs.to(device)
