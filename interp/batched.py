@@ -53,14 +53,33 @@ def _decay(optimizer: str, params: list[Tensor], decay: Tensor, lr: float) -> No
                 param.grad.add_(param * wd)
 
 
+class _GatherSum(torch.autograd.Function):
+    """table[index[:, 0]] + table[index[:, 1]] in one pass (`embedding_bag`), with an
+    `index_add` backward. For K = 8 networks of liu-lu-80's size, forward and backward took
+    9.1–9.3 ms per network here against 10.7–12.1 ms with two `F.embedding` and an add."""
+
+    @staticmethod
+    def forward(ctx, table: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.rows = table.shape[0]
+        return F.embedding_bag(index, table, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (index,) = ctx.saved_tensors
+        table_grad = grad.new_zeros(ctx.rows, grad.shape[1])
+        table_grad.index_add_(0, index[:, 0], grad).index_add_(0, index[:, 1], grad)
+        return table_grad, None
+
+
 def stacked_logits(params: dict[str, Tensor], spec: TwoLayerSpec, p: int, inputs: Tensor) -> Tensor:
     """Logits [K, batch, p] of K stacked networks for inputs [K, batch, 2]."""
-    k = len(params["U"])
-    offsets = (torch.arange(k, device=inputs.device) * p)[:, None]
-    # one gather per input from the [K·p, width] table of every network's embedding vectors
-    table_a = params["U"].transpose(1, 2).reshape(k * p, -1)
-    table_b = params["U" if spec.tied else "V"].transpose(1, 2).reshape(k * p, -1)
-    pre = F.embedding(inputs[..., 0] + offsets, table_a) + F.embedding(inputs[..., 1] + offsets, table_b)
+    k, batch = inputs.shape[:2]
+    # one [K·2p, width] table: network j's U columns at rows 2pj…, its V columns at 2pj + p…
+    table = torch.cat([params["U"], params["U" if spec.tied else "V"]], 2).transpose(1, 2).reshape(2 * k * p, -1)
+    base = (torch.arange(k, device=inputs.device) * 2 * p)[:, None, None]
+    index = (inputs + base + torch.tensor([0, p], device=inputs.device)).reshape(-1, 2)
+    pre = _GatherSum.apply(table, index).view(k, batch, -1)
     post = ACT_FNS[spec.act](pre)
     w = params["W"].transpose(1, 2)
     if spec.bias:
