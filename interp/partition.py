@@ -89,6 +89,10 @@ class PartitionSweep:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def best_filtered(self) -> int:
+        """Index of the fraction at which filtration of f^G_part scores best on test."""
+        return max(range(len(self.fractions)), key=lambda i: self.filtered_generalisation["test_acc"][i])
+
 
 @torch.no_grad()
 def partition_sweep(model: TwoLayerNet, dataset: Dataset, score: str = "strength",

@@ -195,7 +195,7 @@ def summary(name: str, result: Any) -> str:
     if isinstance(result, PartitionReport):
         lines = []
         for score, sweep in result.sweeps.items():
-            best = max(range(len(sweep.fractions)), key=lambda i: sweep.filtered_generalisation["test_acc"][i])
+            best = sweep.best_filtered()
             lines.append(f"{score:<12} best filtered f^G_part test {sweep.filtered_generalisation['test_acc'][best]:.1%} "
                          f"at γ_G={sweep.fractions[best]}; f^G_part alone "
                          f"{max(sweep.generalisation['test_acc']):.1%} at best; whole-net filtration "
@@ -255,7 +255,7 @@ def _partition_table(report: PartitionReport):
 
     rows = []
     for score, sweep in report.sweeps.items():
-        best = max(range(len(sweep.fractions)), key=lambda i: sweep.filtered_generalisation["test_acc"][i])
+        best = sweep.best_filtered()
         rows.append([score, _pct(max(sweep.generalisation["test_acc"])),
                      f"{_pct(sweep.filtered_generalisation['test_acc'][best])} (γ_G = {sweep.fractions[best]})",
                      _pct(sweep.filtered_whole["test_acc"])])
