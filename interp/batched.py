@@ -2,10 +2,10 @@
 
 Sweeps are made of runs that differ only in seeds, noise and weight decay. `train_many(specs,
 outs)` stacks K such networks into [K, …] parameters, runs one forward and backward pass for all
-of them (batched gathers and `baddbmm`), and steps one optimizer over the stacked tensors. The
-update is elementwise, so each network follows its own run: the loss is the sum of the K mean
-losses, and weight decay — the one optimizer setting allowed to differ — is applied per network
-by hand with the optimizer's own rule. Every network keeps a plain `TwoLayerNet` whose
+of them (`interp.stacked`: one gather, batched products), and steps one optimizer over the stacked
+tensors. The update is elementwise, so each network follows its own run: each gets the gradient
+of its own mean loss, and weight decay — the one optimizer setting allowed to differ — is
+applied per network by hand with the optimizer's own rule. Every network keeps a plain `TwoLayerNet` whose
 parameters are views into the stack, so evaluation, checkpoints and the run directories are
 exactly those of `train`: each can be loaded, analysed or resumed on its own.
 """
@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint
 from .checkpoint import Run
-from .nets import ACT_FNS, TwoLayerNet, build_model
+from .nets import TwoLayerNet, build_model
 from .runtime import flush_denormals
 from .specs import RunSpec, TwoLayerSpec
+from .stacked import loss_and_grads
 from .tasks import make_dataset
 from .train import (
     TrainingDiverged, _stop_on_interrupt, evaluate, lr_at, make_optimizer, open_run_dir,
@@ -51,49 +51,6 @@ def _decay(optimizer: str, params: list[Tensor], decay: Tensor, lr: float) -> No
                 param.mul_(1 - lr * wd)
             else:
                 param.grad.add_(param * wd)
-
-
-class _GatherSum(torch.autograd.Function):
-    """table[index[:, 0]] + table[index[:, 1]] in one pass (`embedding_bag`), with an
-    `index_add` backward. For K = 8 networks of liu-lu-80's size, forward and backward took
-    9.1–9.3 ms per network here against 10.7–12.1 ms with two `F.embedding` and an add."""
-
-    @staticmethod
-    def forward(ctx, table: Tensor, index: Tensor) -> Tensor:
-        ctx.save_for_backward(index)
-        ctx.rows = table.shape[0]
-        return F.embedding_bag(index, table, mode="sum")
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (index,) = ctx.saved_tensors
-        table_grad = grad.new_zeros(ctx.rows, grad.shape[1])
-        table_grad.index_add_(0, index[:, 0], grad).index_add_(0, index[:, 1], grad)
-        return table_grad, None
-
-
-def stacked_logits(params: dict[str, Tensor], spec: TwoLayerSpec, p: int, inputs: Tensor) -> Tensor:
-    """Logits [K, batch, p] of K stacked networks for inputs [K, batch, 2]."""
-    k, batch = inputs.shape[:2]
-    # one [K·2p, width] table: network j's U columns at rows 2pj…, its V columns at 2pj + p…
-    table = torch.cat([params["U"], params["U" if spec.tied else "V"]], 2).transpose(1, 2).reshape(2 * k * p, -1)
-    base = (torch.arange(k, device=inputs.device) * 2 * p)[:, None, None]
-    index = (inputs + base + torch.tensor([0, p], device=inputs.device)).reshape(-1, 2)
-    pre = _GatherSum.apply(table, index).view(k, batch, -1)
-    post = ACT_FNS[spec.act](pre)
-    w = params["W"].transpose(1, 2)
-    if spec.bias:
-        return torch.baddbmm(params["mu"][:, None, :], post, w)
-    return torch.bmm(post, w)
-
-
-def _stacked_loss(kind: str, logits: Tensor, labels: Tensor) -> Tensor:
-    """Sum over networks of each network's mean loss (so each gets its own gradient)."""
-    k, n, p = logits.shape
-    if kind == "ce":
-        return F.cross_entropy(logits.reshape(k * n, p), labels.reshape(-1), reduction="sum") / n
-    target = F.one_hot(labels, p).to(logits.dtype)
-    return (logits - target).square().sum() / n
 
 
 def train_many(
@@ -169,12 +126,13 @@ def train_many(
             lr = lr_at(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            per_net = _stacked_loss(cfg.loss, stacked_logits(stacked, model_spec, p, inputs), labels)
-            if not torch.isfinite(per_net):
+            losses, grads = loss_and_grads(stacked, model_spec, p, inputs, labels, cfg.loss)
+            if not torch.isfinite(losses).all():
                 bar.close()
-                raise TrainingDiverged(f"loss became {per_net.item()} at step {step} (lr {lr:g}) in one of the networks")
-            optimizer.zero_grad(set_to_none=True)
-            per_net.backward()
+                bad = [f"{outs[k] or k}: {losses[k].item()}" for k in range(len(specs)) if not torch.isfinite(losses[k])]
+                raise TrainingDiverged(f"loss became non-finite at step {step} (lr {lr:g}) in {', '.join(bad)}")
+            for name, param in stacked.items():
+                param.grad = grads[name]
             _decay(cfg.optimizer, list(stacked.values()), decay, lr)
             optimizer.step()
             done = step + 1

@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .checkpoint import Run
 from .metrics import loss_fn, subset_metrics
-from .nets import build_model, training_logits
+from .nets import TwoLayerNet, build_model, training_logits
 from .runtime import flush_denormals
 from .specs import RunSpec, TrainSpec
+from .stacked import loss_and_grads
 from .tasks import Dataset, make_dataset
 
 
@@ -38,15 +39,14 @@ class RunDirectoryInUse(RuntimeError):
 
 
 def make_optimizer(train: TrainSpec, params) -> torch.optim.Optimizer:
+    """The optimizer of `train`, in torch's fused form (one kernel for all parameters: on
+    liu-lu-80 the AdamW step took 0.6 ms instead of 1.4 ms)."""
+    betas = (train.beta1, train.beta2)
     if train.optimizer == "adamw":
-        return torch.optim.AdamW(
-            params, lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
-        )
+        return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay, betas=betas, fused=True)
     if train.optimizer == "adam":  # L2 penalty coupled into the gradient, as in torch.optim.Adam
-        return torch.optim.Adam(
-            params, lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
-        )
-    return torch.optim.SGD(params, lr=train.lr, weight_decay=train.weight_decay, momentum=train.momentum)
+        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay, betas=betas, fused=True)
+    return torch.optim.SGD(params, lr=train.lr, weight_decay=train.weight_decay, momentum=train.momentum, fused=True)
 
 
 def lr_at(train: TrainSpec, step: int) -> float:
@@ -174,7 +174,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
             idx = batch_indices(cfg, train_idx, step)
-            loss = loss_fn(cfg.loss, training_logits(model, inputs[idx]), labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss = _loss_and_backward(model, cfg.loss, inputs[idx], labels[idx])
             if not torch.isfinite(loss):
                 bar.close()
                 if out is not None:
@@ -184,8 +185,6 @@ def train(
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at step {step} (lr {lr_at(cfg, step):g}){kept}"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             optimizer.step()
             done = step + 1
             bar.update(1)
@@ -198,6 +197,21 @@ def train(
     if out is not None:
         checkpoint.save_run(out, run)
     return run
+
+
+def _loss_and_backward(model: nn.Module, loss: str, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The mean loss on (inputs, labels), with the gradients left in the parameters' `.grad`.
+    Two-layer nets take the hand-written path of `interp.stacked`; transformers autograd
+    through the last-position forward."""
+    if isinstance(model, TwoLayerNet):
+        params = {name: param.detach()[None] for name, param in model.named_parameters()}
+        losses, grads = loss_and_grads(params, model.spec, model.p, inputs[None], labels[None], loss)
+        for name, param in model.named_parameters():
+            param.grad = grads[name][0]
+        return losses[0]
+    value = loss_fn(loss, training_logits(model, inputs), labels)
+    value.backward()
+    return value.detach()
 
 
 _ACC_LABELS = {"clean_acc": "clean", "noisy_observed_acc": "noisy/obs", "noisy_true_acc": "noisy/true", "test_acc": "test"}

@@ -59,18 +59,18 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches(tmp_path, monkeypatch, mak
     straight = train(spec, tmp_path / "a", progress=False)
 
     calls = {"n": 0}
-    real_loss = train_module.loss_fn
+    real_loss = train_module._loss_and_backward
 
-    def loss_then_ctrl_c(*args):  # the training loss, computed once per step
+    def loss_then_ctrl_c(*args):  # the training loss and gradients, computed once per step
         calls["n"] += 1
         if calls["n"] == 5:  # as if the user pressed Ctrl-C during step 5
             signal.raise_signal(signal.SIGINT)
         return real_loss(*args)
 
-    monkeypatch.setattr(train_module, "loss_fn", loss_then_ctrl_c)
+    monkeypatch.setattr(train_module, "_loss_and_backward", loss_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt, match="interrupted at step 5"):
         train(spec, tmp_path / "b", progress=False)
-    monkeypatch.setattr(train_module, "loss_fn", real_loss)
+    monkeypatch.setattr(train_module, "_loss_and_backward", real_loss)
     saved = trajectory_steps(tmp_path / "b")
     assert saved == [5]  # the step in flight finished, then its state was saved
     resumed = train(spec, tmp_path / "b", resume=True, progress=False)
