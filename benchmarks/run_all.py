@@ -117,6 +117,7 @@ def main() -> None:
 
     run = interp.load("liu-lu-80")
     units = 64
+    scan_units(run.model, run.dataset)  # warm-up, as the hooked passes are warm after the first
     batched = _seconds(lambda: scan_units(run.model, run.dataset))
     hooked = _seconds(lambda: scan_units_hooked(run.model, run.dataset, "hook_post", units)) / units * run.model.spec.width
     print(f"single-neuron scan, liu-lu-80 (513 units): batched {batched:.2f} s, one hooked pass per unit "

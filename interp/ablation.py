@@ -106,20 +106,21 @@ class UnitScan:
 
 @torch.no_grad()
 def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str = "ce",
-               seed: int = 0, chunk: int = 128) -> UnitScan:
+               seed: int = 0, chunk: int = 16) -> UnitScan:
     """Ablate every neuron of the model's linear-readout layer alone, all in batched form:
     the logits with unit m replaced are logits + (replacement_m − act_m) ⊗ to_logit_m."""
-    keep_freed_memory()  # each chunk's ~100 MB of logits reuses the last one's memory
+    keep_freed_memory()  # each chunk's logits (13 MB on liu-lu-80) reuse the last one's memory
     name, acts, to_logit, full = linear_readout(model, dataset.inputs)
     all_units = torch.arange(acts.shape[1])
-    delta = _replacement(acts, all_units, -1, mode, seed) - acts  # [batch, unit]
+    delta = (_replacement(acts, all_units, -1, mode, seed) - acts).T.contiguous()  # [unit, batch]
+    # classes before pairs: every reduction over the classes then runs along contiguous memory
+    full_t = full.T.contiguous()
     parts = []
     for start in range(0, acts.shape[1], chunk):
         units = all_units[start : start + chunk]
-        # full + delta_m ⊗ to_logit_m for each unit m, as one batched rank-1 update
-        batched = torch.baddbmm(full.expand(len(units), *full.shape), delta[:, units].T[:, :, None],
-                                to_logit[units][:, None, :])
-        parts.append(subset_metrics_batched(batched, dataset, loss, dtype=torch.float32))
+        # full + to_logit_m ⊗ delta_m for each unit m, as a broadcast multiply-add
+        batched = torch.addcmul(full_t, to_logit[units][:, :, None], delta[units][:, None, :])
+        parts.append(subset_metrics_batched(batched, dataset, loss, dtype=torch.float32, class_dim=-2))
     metrics = {k: None if parts[0][k] is None else torch.cat([part[k] for part in parts]).tolist()
                for k in parts[0]}
     metrics = {k: v if v is not None else [None] * acts.shape[1] for k, v in metrics.items()}

@@ -25,32 +25,45 @@ def loss_fn(kind: str, logits: Float[Tensor, "batch p"], labels: Int[Tensor, " b
     raise ValueError(f"unknown loss {kind!r}; valid: ce, mse")
 
 
-def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str) -> dict[str, tuple[Tensor, Tensor]]:
-    """For each named label vector: (correct, loss) of every example, logits [..., pair, p].
-    The normaliser (log-sum-exp or ‖x‖²) and the argmax are computed once for all of them."""
-    biggest, top = logits.max(-1)  # one pass gives the argmax and log-sum-exp's shift
-    if loss == "ce":
-        norm = biggest + (logits - biggest[..., None]).exp_().sum(-1).log_()
-    elif loss == "mse":  # ‖x − e_y‖² = ‖x‖² − 2 x_y + 1
-        norm = logits.square().sum(-1) + 1
-    else:
+def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim: int = -1
+                 ) -> dict[str, tuple[Tensor, Tensor]]:
+    """For each named label vector: (correct, loss) of every example. The classes lie along
+    `class_dim` (-1: [..., pair, p]; -2: [..., p, pair], the fast layout for big stacks, where
+    every reduction over classes runs along contiguous memory). The maximum, the normaliser
+    (log-sum-exp or ‖x‖²) and the labels' logits are computed once for all label vectors."""
+    if loss not in ("ce", "mse"):
         raise ValueError(f"unknown loss {loss!r}; valid: ce, mse")
+    biggest = logits.amax(class_dim, keepdim=True)
+    sum_exp = (logits - biggest).exp_().sum(class_dim)
+    # ‖x − e_y‖² = ‖x‖² − 2 x_y + 1
+    norm = biggest.squeeze(class_dim) + sum_exp.log() if loss == "ce" else logits.square().sum(class_dim) + 1
+    ys = torch.stack([y.expand(sum_exp.shape) for y in labels.values()], class_dim)
+    picked = logits.gather(class_dim, ys)
+    correct = picked == biggest
+    # Correct means the label is argmax's pick, and argmax breaks ties by the first index. A
+    # label at a tied maximum needs argmax itself; a tie adds exp(0) = 1 at least twice to
+    # sum_exp, so only rows with sum_exp ≥ 2 and a label at the maximum are checked (few rows:
+    # the full argmax over a big stack cost more than the rest of the scoring here).
+    check = ((sum_exp >= 2) & correct.any(class_dim)).nonzero(as_tuple=True)
+    top = logits.movedim(class_dim, -1)[check].argmax(-1)
+    correct.movedim(class_dim, -1)[check] = top[:, None] == ys.movedim(class_dim, -1)[check]
     out = {}
-    for name, y in labels.items():
-        picked = logits.gather(-1, y.expand(logits.shape[:-1])[..., None])[..., 0]
-        out[name] = (top == y, norm - picked if loss == "ce" else norm - 2 * picked)
+    for j, name in enumerate(labels):
+        mine = picked.select(class_dim, j)
+        out[name] = (correct.select(class_dim, j), norm - mine if loss == "ce" else norm - 2 * mine)
     return out
 
 
 def subset_metrics_batched(
-    logits: Float[Tensor, "... pair p"], dataset: Dataset, loss: str = "ce", dtype: torch.dtype = torch.float64
+    logits: Float[Tensor, "... pair p"], dataset: Dataset, loss: str = "ce", dtype: torch.dtype = torch.float64,
+    class_dim: int = -1,
 ) -> dict[str, Tensor | None]:
     """`subset_metrics` for a stack of logits: each value is a float64 tensor over the leading
     dimensions (None where a subset is empty). Scans of many units pass dtype=float32: the
     per-example losses are then computed in float32 (relative error ~1e-7) and summed in
-    float64."""
+    float64. `class_dim=-2` takes logits laid out as [..., p, pair]."""
     logits = logits.detach().to(dtype).cpu()
-    scored = _per_example(logits, {"observed": dataset.labels, "true": dataset.true_labels}, loss)
+    scored = _per_example(logits, {"observed": dataset.labels, "true": dataset.true_labels}, loss, class_dim)
     named = {
         "clean": (dataset.clean_mask, "observed"),
         "noisy_observed": (dataset.noisy_mask, "observed"),

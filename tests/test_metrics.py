@@ -1,0 +1,46 @@
+"""Per-subset scoring against plain PyTorch references, in both logit layouts and with ties."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from interp.metrics import subset_metrics_batched
+from interp.tasks import make_dataset
+from interp.specs import NoiseSpec, TaskSpec
+
+
+def reference(logits, dataset, loss):
+    """Subset metrics of a stack of [..., pair, p] logits, computed the obvious way."""
+    out = {}
+    subsets = {"clean": (dataset.clean_mask, dataset.labels), "noisy_observed": (dataset.noisy_mask, dataset.labels),
+               "noisy_true": (dataset.noisy_mask, dataset.true_labels), "test": (dataset.test_mask, dataset.true_labels),
+               "train": (dataset.train_mask, dataset.labels)}
+    for name, (mask, y) in subsets.items():
+        x = logits[..., mask, :].double()
+        yy = y[mask].expand(x.shape[:-1])
+        out[f"{name}_acc"] = (x.argmax(-1) == yy).double().mean(-1)
+        if loss == "ce":
+            per = F.cross_entropy(x.flatten(0, -2), yy.flatten(), reduction="none").view(yy.shape)
+        else:
+            per = (x - F.one_hot(yy, x.shape[-1])).square().sum(-1)
+        out[f"{name}_loss"] = per.mean(-1)
+    return out
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+@pytest.mark.parametrize("class_dim", [-1, -2])
+def test_scores_match_reference_with_ties(loss, class_dim):
+    ds = make_dataset(TaskSpec(op="add", p=13, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.3, seed=2))
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, len(ds.inputs), 13, generator=gen)
+    logits[0] = 0.0  # all tied: argmax picks class 0, so only label-0 examples count as correct
+    logits[1, :, 5] = logits[1, :, 2] = logits[1].amax(-1) + 1  # tied between 2 and 5: 2 wins
+    logits[2] = logits[2].round()  # many ties among integers
+    logits[3] *= 20  # peaked rows
+    laid_out = logits if class_dim == -1 else logits.transpose(-1, -2).contiguous()
+    ours = subset_metrics_batched(laid_out, ds, loss, dtype=torch.float32, class_dim=class_dim)
+    expected = reference(logits, ds, loss)
+    for key, value in expected.items():
+        torch.testing.assert_close(ours[key], value, rtol=1e-5, atol=1e-6)
+    assert ours["test_acc"][0] == pytest.approx((ds.true_labels[ds.test_mask] == 0).double().mean())
+    assert ours["clean_acc"][1] == pytest.approx((ds.labels[ds.clean_mask] == 2).double().mean())
