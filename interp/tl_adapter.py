@@ -18,7 +18,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from .specs import TransformerSpec
 
 N_CTX = 3  # tokens `a b =`
-_ACTS = {"relu": F.relu, "gelu": F.gelu}
+_ACTS = {"relu": F.relu_, "gelu": F.gelu}  # in place: the product feeding it is not needed again
 
 
 def bridge_config(spec: TransformerSpec, p: int) -> dict[str, Any]:
@@ -60,38 +60,37 @@ def last_position_logits(model: TransformerBridge, tokens: Tensor) -> Tensor:
     w = model.state_dict(keep_vars=True)
     n_heads, d_head = cfg.n_heads, cfg.d_head
     scale = cfg.attn_scale if cfg.use_attn_scale and cfg.attn_scale > 0 else d_head**0.5
-    batch, seq = tokens.shape
-    x = F.embedding(tokens, w["embed.weight"]) + w["pos_embed.weight"][:seq]
+    seq = tokens.shape[1]
+    # The first layer reads tokens through projected tables (`project_embeddings`), so the
+    # residual stream needs every position only when a later layer attends over it.
+    first = 0 if cfg.n_layers > 1 else seq - 1
+    x = _gather_rows(w["embed.weight"], tokens[:, first:]) + w["pos_embed.weight"][first:seq]
     causal = torch.triu(torch.ones(seq, seq, dtype=torch.bool, device=tokens.device), diagonal=1)
     for layer in range(cfg.n_layers):
         prefix = f"blocks.{layer}."
         last = layer == cfg.n_layers - 1
-        query_in = x[:, -1:] if last else x
-
-        def heads(t: Tensor) -> Tensor:  # [batch, pos, n_heads·d_head] -> [batch, head, pos, d_head]
-            return t.view(batch, -1, n_heads, d_head).transpose(1, 2)
 
         def linear(name: str, t: Tensor) -> Tensor:
             return F.linear(t, w[prefix + name + ".weight"], w[prefix + name + ".bias"])
 
         if layer == 0:  # inputs are token+position embeddings: project the p+1 rows, then gather
-            q, k, v = (
-                heads(project_embeddings(w, prefix + name, tokens[:, -1:] if name == "attn.q" and last else tokens, seq))
-                for name in ("attn.q", "attn.k", "attn.v")
-            )
+            q = project_embeddings(w, prefix + "attn.q", tokens[:, -1:] if last else tokens, seq)
+            k, v = (project_embeddings(w, prefix + name, tokens, seq) for name in ("attn.k", "attn.v"))
         else:
-            q, k, v = heads(linear("attn.q", query_in)), heads(linear("attn.k", x)), heads(linear("attn.v", x))
+            q, k, v = linear("attn.q", x[:, -1:] if last else x), linear("attn.k", x), linear("attn.v", x)
+        # [batch, pos, n_heads·d_head] -> [batch, pos, head, d_head], a view
+        q, k, v = (t.unflatten(-1, (n_heads, d_head)) for t in (q, k, v))
         if last:  # one query, which sees every position: broadcast products beat tiny bmm's
-            pattern = ((q * k).sum(-1, keepdim=True) / scale).softmax(-2)  # [batch, head, pos, 1]
-            z = (pattern * v).sum(-2, keepdim=True)
+            pattern = ((q * k).sum(-1, keepdim=True) / scale).softmax(1)  # [batch, pos, head, 1]
+            z = (pattern * v).sum(1)
+            x = x[:, -1]  # from here on [batch, d_model]: the last position alone
         else:
-            scores = (q @ k.transpose(-1, -2) / scale).masked_fill(causal, float("-inf"))
-            z = scores.softmax(-1) @ v
-        z = z.transpose(1, 2).reshape(batch, -1, n_heads * d_head)
-        resid = query_in + linear("attn.o", z)
+            scores = (q.transpose(1, 2) @ k.permute(0, 2, 3, 1) / scale).masked_fill(causal, float("-inf"))
+            z = (scores.softmax(-1) @ v.transpose(1, 2)).transpose(1, 2)
+        resid = x + linear("attn.o", z.flatten(-2))
         hidden = _ACTS[cfg.act_fn](linear("mlp.in", resid))
         x = resid + linear("mlp.out", hidden)
-    logits = x[:, -1] @ w["unembed.weight"].T
+    logits = x @ w["unembed.weight"].T
     bias = w.get("unembed.bias")
     return logits if bias is None else logits + bias
 
@@ -104,4 +103,23 @@ def project_embeddings(w: dict[str, Tensor], name: str, tokens: Tensor, seq: int
     n = tokens.shape[1]
     table = F.linear(embed[None] + pos[seq - n : seq, None], w[name + ".weight"], w[name + ".bias"])
     offsets = torch.arange(n, device=tokens.device) * embed.shape[0]
-    return F.embedding(tokens + offsets, table.reshape(-1, table.shape[-1]))
+    return _gather_rows(table.flatten(0, 1), tokens + offsets)
+
+
+def _gather_rows(table: Tensor, index: Tensor) -> Tensor:
+    """table[index], whose backward is an `index_add_` (faster here than F.embedding's)."""
+    return _GatherRows.apply(table, index)
+
+
+class _GatherRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, table: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.rows = table.shape[0]
+        return table.index_select(0, index.flatten()).view(*index.shape, table.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (index,) = ctx.saved_tensors
+        table_grad = grad.new_zeros(ctx.rows, grad.shape[-1])
+        return table_grad.index_add_(0, index.flatten(), grad.reshape(-1, grad.shape[-1])), None
