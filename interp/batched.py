@@ -25,7 +25,7 @@ from .checkpoint import Run
 from .nets import TwoLayerNet, build_model
 from .runtime import flush_denormals
 from .specs import RunSpec, TwoLayerSpec
-from .stacked import loss_and_grads
+from .stacked import gather_index, loss_and_grads
 from .tasks import make_dataset
 from .train import (
     TrainingDiverged, _stop_on_interrupt, evaluate, lr_at, make_optimizer, open_run_dir,
@@ -92,13 +92,15 @@ def train_many(
     for k, m in enumerate(models):  # each network's parameters become views into the stack
         for name in names:
             getattr(m, name).data = stacked[name].data[k]
-    optimizer = _stacked_optimizer(cfg, stacked, optimizers)
-    decay = torch.tensor([s.train.weight_decay for s in specs], device=device)
+    decays = [s.train.weight_decay for s in specs]
+    shared_decay = decays[0] if len(set(decays)) == 1 else None  # then the optimizer applies it
+    optimizer = _stacked_optimizer(cfg, shared_decay or 0.0, stacked, optimizers)
+    decay = torch.tensor(decays, device=device)
 
     train_idx = [ds.train_mask.nonzero().squeeze(1) for ds in datasets]
     if len({len(t) for t in train_idx}) != 1:
         raise ValueError("the specs have different numbers of training examples")
-    inputs = torch.stack([ds.inputs[t] for ds, t in zip(datasets, train_idx)]).to(device)
+    index = gather_index(torch.stack([ds.inputs[t] for ds, t in zip(datasets, train_idx)]).to(device), p)
     labels = torch.stack([ds.labels[t] for ds, t in zip(datasets, train_idx)]).to(device)
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=f"train ×{len(specs)}", unit="step")
 
@@ -126,14 +128,15 @@ def train_many(
             lr = lr_at(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            losses, grads = loss_and_grads(stacked, model_spec, p, inputs, labels, cfg.loss)
+            losses, grads = loss_and_grads(stacked, model_spec, p, index, labels, cfg.loss)
             if not torch.isfinite(losses).all():
                 bar.close()
                 bad = [f"{outs[k] or k}: {losses[k].item()}" for k in range(len(specs)) if not torch.isfinite(losses[k])]
                 raise TrainingDiverged(f"loss became non-finite at step {step} (lr {lr:g}) in {', '.join(bad)}")
             for name, param in stacked.items():
                 param.grad = grads[name]
-            _decay(cfg.optimizer, list(stacked.values()), decay, lr)
+            if shared_decay is None:
+                _decay(cfg.optimizer, list(stacked.values()), decay, lr)
             optimizer.step()
             done = step + 1
             bar.update(1)
@@ -153,10 +156,12 @@ def train_many(
     return runs
 
 
-def _stacked_optimizer(cfg, stacked: dict[str, Tensor], optimizers: list) -> torch.optim.Optimizer:
-    """One optimizer over the stacked parameters, weight decay off (applied per network), its
-    state stacked from the per-network optimizers (non-empty when resuming)."""
-    optimizer = make_optimizer(replace(cfg, weight_decay=0.0), list(stacked.values()))
+def _stacked_optimizer(cfg, weight_decay: float, stacked: dict[str, Tensor], optimizers: list
+                       ) -> torch.optim.Optimizer:
+    """One optimizer over the stacked parameters with `weight_decay` (0 when it differs between
+    networks and is applied per network), its state stacked from the per-network optimizers
+    (non-empty when resuming)."""
+    optimizer = make_optimizer(replace(cfg, weight_decay=weight_decay), list(stacked.values()))
     params = list(stacked.values())
     states = [[opt.state.get(p_, {}) for p_ in opt.param_groups[0]["params"]] for opt in optimizers]
     for j, param in enumerate(params):

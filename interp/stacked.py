@@ -33,7 +33,9 @@ def _table(params: dict[str, Tensor], tied: bool) -> Tensor:
     return torch.cat([u, u if tied else params["V"].transpose(1, 2)], 1).flatten(0, 1)
 
 
-def _gather_index(inputs: Int[Tensor, "K batch 2"], p: int) -> Int[Tensor, "K*batch 2"]:
+def gather_index(inputs: Int[Tensor, "K batch 2"], p: int) -> Int[Tensor, "K*batch 2"]:
+    """Rows of the stacked [K·2p, width] first-layer table that each pair reads: network j's
+    a at 2pj + a, its b at 2pj + p + b. Computed once per batch of inputs."""
     k = inputs.shape[0]
     offsets = torch.arange(k, device=inputs.device)[:, None, None] * 2 * p
     return (inputs + offsets + torch.tensor([0, p], device=inputs.device)).flatten(0, 1)
@@ -43,18 +45,17 @@ def loss_and_grads(
     params: dict[str, Float[Tensor, "K ..."]],
     spec: TwoLayerSpec,
     p: int,
-    inputs: Int[Tensor, "K batch 2"],
+    index: Int[Tensor, "K*batch 2"],
     labels: Int[Tensor, "K batch"],
     loss: str,
 ) -> tuple[Float[Tensor, " K"], dict[str, Tensor]]:
-    """Each network's mean loss (`metrics.loss_fn`: "ce" or "mse") on its own examples, and
-    the gradients of those losses for every entry of `params` (U, V unless tied, W, mu when
-    `spec.bias`), each shaped like its parameter."""
+    """Each network's mean loss (`metrics.loss_fn`: "ce" or "mse") on its own examples (given
+    as `gather_index(inputs, p)`), and the gradients of those losses for every entry of
+    `params` (U, V unless tied, W, mu when `spec.bias`), each shaped like its parameter."""
     if loss not in ("ce", "mse"):
         raise ValueError(f"unknown loss {loss!r}; valid: ce, mse")
     k, n = labels.shape
     width = params["U"].shape[1]
-    index = _gather_index(inputs, p)
     pre = F.embedding_bag(index, _table(params, spec.tied).detach(), mode="sum").view(k, n, width)
     if spec.act == "relu":
         hidden = pre.relu_()

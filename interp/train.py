@@ -26,7 +26,7 @@ from .metrics import loss_fn, subset_metrics
 from .nets import TwoLayerNet, build_model, training_logits
 from .runtime import flush_denormals
 from .specs import RunSpec, TrainSpec
-from .stacked import loss_and_grads
+from .stacked import gather_index, loss_and_grads
 from .tasks import Dataset, make_dataset
 
 
@@ -205,7 +205,8 @@ def _loss_and_backward(model: nn.Module, loss: str, inputs: torch.Tensor, labels
     through the last-position forward."""
     if isinstance(model, TwoLayerNet):
         params = {name: param.detach()[None] for name, param in model.named_parameters()}
-        losses, grads = loss_and_grads(params, model.spec, model.p, inputs[None], labels[None], loss)
+        index = gather_index(inputs[None], model.p)
+        losses, grads = loss_and_grads(params, model.spec, model.p, index, labels[None], loss)
         for name, param in model.named_parameters():
             param.grad = grads[name][0]
         return losses[0]

@@ -18,8 +18,10 @@ def variants():
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
-def test_batched_networks_follow_their_own_runs(optimizer):
-    specs = [replace(s, train=replace(s.train, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 3e-3))
+@pytest.mark.parametrize("shared_decay", [False, True])  # decay per network by hand, or by the optimizer
+def test_batched_networks_follow_their_own_runs(optimizer, shared_decay):
+    specs = [replace(s, train=replace(s.train, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 3e-3,
+                                      weight_decay=0.3 if shared_decay else s.train.weight_decay))
              for s in variants()]
     batched = train_many(specs, progress=False)
     for spec, run in zip(specs, batched):

@@ -6,7 +6,7 @@ import torch
 from interp.metrics import loss_fn
 from interp.nets import TwoLayerNet
 from interp.specs import TwoLayerSpec
-from interp.stacked import loss_and_grads
+from interp.stacked import gather_index, loss_and_grads
 
 
 def autograd_reference(net: TwoLayerNet, inputs, labels, loss):
@@ -28,7 +28,7 @@ def test_loss_and_grads_match_autograd(act, tied, bias, loss):
     labels = torch.randint(0, p, (k, n), generator=gen)
     params = {name: torch.stack([dict(net.named_parameters())[name].detach() for net in nets])
               for name, _ in nets[0].named_parameters()}
-    losses, grads = loss_and_grads(params, nets[0].spec, p, inputs, labels, loss)
+    losses, grads = loss_and_grads(params, nets[0].spec, p, gather_index(inputs, p), labels, loss)
     assert set(grads) == set(params)
     for j, net in enumerate(nets):
         value, expected = autograd_reference(net, inputs[j], labels[j], loss)
@@ -44,7 +44,7 @@ def test_repeated_pairs_accumulate():
     inputs = torch.tensor([[1, 1], [1, 2], [1, 1], [3, 1]])
     labels = torch.tensor([2, 3, 2, 4])
     params = {name: t.detach()[None] for name, t in net.named_parameters()}
-    _, grads = loss_and_grads(params, net.spec, 7, inputs[None], labels[None], "ce")
+    _, grads = loss_and_grads(params, net.spec, 7, gather_index(inputs[None], 7), labels[None], "ce")
     _, expected = autograd_reference(net, inputs, labels, "ce")
     torch.testing.assert_close(grads["U"][0], expected["U"])
 
@@ -53,4 +53,4 @@ def test_unknown_loss_is_refused():
     net = TwoLayerNet(TwoLayerSpec(width=8), 5)
     params = {name: t.detach()[None] for name, t in net.named_parameters()}
     with pytest.raises(ValueError, match="unknown loss"):
-        loss_and_grads(params, net.spec, 5, torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long), "l1")
+        loss_and_grads(params, net.spec, 5, torch.zeros(2, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long), "l1")
