@@ -90,9 +90,10 @@ def _fit_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, evals: dict[str,
     return out
 
 
-def probe(model: nn.Module, dataset: Dataset, hook: str, features: str = "raw", n_train: int | None = None,
-          key_frequencies: list[int] | None = None, controls: bool = True, seed: int = 0) -> ProbeResult:
-    """Fit a probe for the true label on (up to `n_train`) clean training examples at `hook`."""
+def probe_features(model: nn.Module, dataset: Dataset, hook: str, features: str = "raw",
+                   key_frequencies: list[int] | None = None) -> np.ndarray:
+    """The probe's inputs for every pair: activations at `hook` from the feature source
+    `features` (see FEATURES)."""
     if features not in FEATURES:
         raise ValueError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
     source = model
@@ -107,16 +108,33 @@ def probe(model: nn.Module, dataset: Dataset, hook: str, features: str = "raw", 
         if key_frequencies is None:
             raise ValueError("fourier features need key_frequencies")
         acts = grid_fourier_projection(acts, dataset, key_frequencies)
-    x = acts.numpy()
-    rng = np.random.default_rng(seed)
+    return acts.numpy()
+
+
+def _evals(dataset: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    true, observed = dataset.true_labels.numpy(), dataset.labels.numpy()
+    noisy, test = dataset.noisy_mask.numpy(), dataset.test_mask.numpy()
+    return {"test": (test, true), "noisy_true": (noisy, true), "noisy_observed": (noisy, observed)}
+
+
+def _clean_subset(dataset: Dataset, n_train: int | None, rng: np.random.Generator) -> np.ndarray:
+    """A mask of (up to `n_train`) clean training examples, drawn by `rng`."""
     clean = dataset.clean_mask.numpy().copy()
     if n_train is not None and n_train < clean.sum():
         idx = np.flatnonzero(clean)
         clean[:] = False
         clean[rng.choice(idx, n_train, replace=False)] = True
+    return clean
+
+
+def probe(model: nn.Module, dataset: Dataset, hook: str, features: str = "raw", n_train: int | None = None,
+          key_frequencies: list[int] | None = None, controls: bool = True, seed: int = 0) -> ProbeResult:
+    """Fit a probe for the true label on (up to `n_train`) clean training examples at `hook`."""
+    x = probe_features(model, dataset, hook, features, key_frequencies)
+    rng = np.random.default_rng(seed)
+    clean = _clean_subset(dataset, n_train, rng)
     true, observed = dataset.true_labels.numpy(), dataset.labels.numpy()
-    noisy, test = dataset.noisy_mask.numpy(), dataset.test_mask.numpy()
-    evals = {"test": (test, true), "noisy_true": (noisy, true), "noisy_observed": (noisy, observed)}
+    evals = _evals(dataset)
     accuracy = _fit_score(x, true, clean, evals, seed)
     with torch.no_grad():
         pred = logits(model, dataset.inputs).argmax(-1).numpy()
@@ -131,6 +149,7 @@ def probe(model: nn.Module, dataset: Dataset, hook: str, features: str = "raw", 
         result.controls["random features"] = _fit_score(random_acts, true, clean, evals, seed)
         # observed labels are only learnable by memorising each pair: fit on half of the
         # training examples and score the noisy examples of the other, held-out half
+        noisy = dataset.noisy_mask.numpy()
         half = dataset.train_mask.numpy() & (rng.random(len(x)) < 0.5)
         held_out = dataset.train_mask.numpy() & ~half
         result.controls["observed-label probe (held-out half)"] = _fit_score(
@@ -154,6 +173,9 @@ def _respec(model: nn.Module):
 
 def learning_curve(model: nn.Module, dataset: Dataset, hook: str, sizes: list[int], features: str = "raw",
                    key_frequencies: list[int] | None = None, seed: int = 0) -> dict[int, dict[str, float | None]]:
-    """Probe accuracy against the number of probe-training (clean) examples."""
-    return {n: probe(model, dataset, hook, features, n, key_frequencies, controls=False, seed=seed).accuracy
+    """Probe accuracy against the number of probe-training (clean) examples: the probe of
+    `probe(..., n_train=n, controls=False)` for each n, the features computed once."""
+    x = probe_features(model, dataset, hook, features, key_frequencies)
+    true, evals = dataset.true_labels.numpy(), _evals(dataset)
+    return {n: _fit_score(x, true, _clean_subset(dataset, n, np.random.default_rng(seed)), evals, seed)
             for n in sizes}

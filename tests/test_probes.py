@@ -29,6 +29,8 @@ def test_learning_curve_grows(gromov):
     net, ds = gromov
     curve = learning_curve(net, ds, "hook_post", [30, 300])
     assert curve[300]["test"] > curve[30]["test"]
+    # each point is the probe fitted on that many clean examples
+    assert curve[30] == probe(net, ds, "hook_post", n_train=30, controls=False).accuracy
 
 
 def test_fourier_projection_keeps_rule_features(gromov):
