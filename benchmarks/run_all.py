@@ -6,7 +6,8 @@ Prints, as ratios: training steps of `liu-lu-80` and `nanda-grokking` against a 
 one-hot two-layer net in plain PyTorch; the TransformerBridge forward) and against the
 arithmetic floor (the step's matmul FLOPs at the measured dense matmul peak); K = 8 batched
 networks against 8 sequential runs; the batched ablation scan against one hooked pass per
-neuron; and the analyses and full report on the released `liu-lu-80`. Run it on an idle machine.
+neuron; and the analyses and full report on the released `liu-lu-80`. Every time is the best
+of a few repeats (the VM's speed drifts by ±20%). Run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from train_step import time_bridge_loop, time_train
+from train_step import best_block, time_bridge_loop, time_train
 
 import interp
 from interp.ablation import scan_units, scan_units_hooked
@@ -33,15 +34,18 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     """Dense float32 matmul throughput in FLOP/s (best of `repeats`)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best
+    return 2 * n**3 / _best(lambda: a @ b, repeats)
 
 
-def _seconds(fn, repeats: int = 1) -> float:
+def _seconds(fn) -> float:
     start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
+    fn()
+    return time.perf_counter() - start
+
+
+def _best(fn, repeats: int) -> float:
+    """Seconds of the fastest of `repeats` calls (every timing here is best-of, like the peak)."""
+    return min(_seconds(fn) for _ in range(repeats))
 
 
 def two_layer_flops(spec: interp.RunSpec, n: int) -> float:
@@ -76,7 +80,7 @@ def time_plain_two_layer(spec: interp.RunSpec, steps: int) -> float:
 
     with flush_denormals():
         step()
-        return _seconds(step, steps)
+        return best_block(step, steps)
 
 
 def main() -> None:
@@ -109,8 +113,8 @@ def main() -> None:
         base = interp.get_preset("liu-lu-80").spec.with_overrides([f"p={p}", f"width={width}", f"steps={args.steps}",
                                                                    f"eval_every={args.steps}"])
         specs = [replace(base, model=replace(base.model, seed=k)) for k in range(8)]
-        batched = _seconds(lambda: train_many(specs, progress=False))
-        sequential = _seconds(lambda: [interp.train(s, None, progress=False) for s in specs])
+        batched = _best(lambda: train_many(specs, progress=False), 2)
+        sequential = _best(lambda: [interp.train(s, None, progress=False) for s in specs], 2)
         print(f"liu-lu-80, p={p}, width {width:<4} ({args.steps} steps)   {batched:8.2f}        {sequential:8.2f}"
               f"            {sequential / batched:5.2f}x")
     print()
@@ -118,8 +122,8 @@ def main() -> None:
     run = interp.load("liu-lu-80")
     units = 64
     scan_units(run.model, run.dataset)  # warm-up, as the hooked passes are warm after the first
-    batched = _seconds(lambda: scan_units(run.model, run.dataset))
-    hooked = _seconds(lambda: scan_units_hooked(run.model, run.dataset, "hook_post", units)) / units * run.model.spec.width
+    batched = _best(lambda: scan_units(run.model, run.dataset), 3)
+    hooked = _best(lambda: scan_units_hooked(run.model, run.dataset, "hook_post", units), 2) / units * run.model.spec.width
     print(f"single-neuron scan, liu-lu-80 (513 units): batched {batched:.2f} s, one hooked pass per unit "
           f"{hooked:.2f} s (from {units} units): {hooked / batched:.1f}x")
     extraction = _seconds(lambda: compare_extractions(run.model, run.dataset))
