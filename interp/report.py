@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,9 +19,11 @@ from .dynamics import FitSpeed, fit_speed
 from .filtration import Extraction, compare_extractions
 from .localize import Localization, localize, plural
 from .nets import TwoLayerNet
-from .probes import ProbeResult, learning_curve, probe
 from .partition import SCORES, PartitionSweep, neuron_scores, partition_sweep
 from .spectra import NeuronSpectra, TransformerSpectra, fourier_analysis
+
+if TYPE_CHECKING:
+    from .probes import ProbeResult
 
 ANALYSES = ("fourier", "filtration", "ablation", "partition", "localize", "probes", "dynamics")
 
@@ -51,6 +53,8 @@ class ProbeReport:
 
 
 def probe_report(run: Run) -> ProbeReport:
+    from .probes import learning_curve, probe  # scikit-learn: 1.5 s of imports, only for probes
+
     model, ds = run.model, run.dataset
     op = ds.task.op
     keys = fourier_analysis(model, op)

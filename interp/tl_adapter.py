@@ -7,13 +7,19 @@ a checkpoint's `config.json` can rebuild the model without importing `interp`.
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from transformer_lens.config import TransformerBridgeConfig
-from transformer_lens.model_bridge import TransformerBridge
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+# `transformer_lens.model_bridge` pulls in Hugging Face's model zoo (about 3 s of imports): it is
+# imported when a transformer is first built, so two-layer work and the CLI start without it.
+_BRIDGE_MODULE = "transformer_lens.model_bridge"
 
 from .specs import TransformerSpec
 
@@ -40,11 +46,15 @@ def bridge_config(spec: TransformerSpec, p: int) -> dict[str, Any]:
 
 def boot(config: dict[str, Any]) -> TransformerBridge:
     """A randomly initialised (seeded) native TransformerBridge built from `bridge_config`."""
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
     return TransformerBridge.boot_native(TransformerBridgeConfig(**config))
 
 
 def is_transformer(model: object) -> bool:
-    return isinstance(model, TransformerBridge)
+    bridge = sys.modules.get(_BRIDGE_MODULE)  # not imported yet: no bridge can exist
+    return bridge is not None and isinstance(model, bridge.TransformerBridge)
 
 
 def equals_token(model: TransformerBridge) -> int:
