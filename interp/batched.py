@@ -5,9 +5,10 @@ outs)` stacks K such networks into [K, …] parameters, runs one forward and bac
 of them (`interp.stacked`: one gather, batched products), and steps one optimizer over the stacked
 tensors. The update is elementwise, so each network follows its own run: each gets the gradient
 of its own mean loss, and weight decay — the one optimizer setting allowed to differ — is
-applied per network by hand with the optimizer's own rule. Every network keeps a plain `TwoLayerNet` whose
-parameters are views into the stack, so evaluation, checkpoints and the run directories are
-exactly those of `train`: each can be loaded, analysed or resumed on its own.
+applied per network by hand with the optimizer's own rule (by the optimizer itself when all
+networks share it). Every network keeps a plain `TwoLayerNet` whose parameters are views into
+the stack, so evaluation, checkpoints and the run directories are exactly those of `train`:
+each can be loaded, analysed or resumed on its own.
 """
 
 from __future__ import annotations

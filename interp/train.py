@@ -39,8 +39,8 @@ class RunDirectoryInUse(RuntimeError):
 
 
 def make_optimizer(train: TrainSpec, params) -> torch.optim.Optimizer:
-    """The optimizer of `train`, in torch's fused form (one kernel for all parameters: on
-    liu-lu-80 the AdamW step took 0.6 ms instead of 1.4 ms)."""
+    """The optimizer of `train`, in torch's fused form (one kernel for all parameters: AdamW's
+    step on liu-lu-80, timed alone, took 0.17 ms instead of 0.63 ms)."""
     betas = (train.beta1, train.beta2)
     if train.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay, betas=betas, fused=True)
