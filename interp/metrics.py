@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .runtime import exp_floored_
 from .tasks import Dataset
 
 
@@ -34,7 +35,7 @@ def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim
     if loss not in ("ce", "mse"):
         raise ValueError(f"unknown loss {loss!r}; valid: ce, mse")
     biggest = logits.amax(class_dim, keepdim=True)
-    sum_exp = (logits - biggest).exp_().sum(class_dim)
+    sum_exp = exp_floored_(logits - biggest).sum(class_dim)
     # ‖x − e_y‖² = ‖x‖² − 2 x_y + 1
     norm = biggest.squeeze(class_dim) + sum_exp.log() if loss == "ce" else logits.square().sum(class_dim) + 1
     ys = torch.stack([y.expand(sum_exp.shape) for y in labels.values()], class_dim)

@@ -1,4 +1,5 @@
-"""CPU runtime settings for speed: flush-to-zero for denormal floats, and reuse of freed memory.
+"""CPU runtime settings and pitfalls for speed: flush-to-zero for denormal floats, reuse of freed
+memory, and an exp that stays off the slow path for underflowing inputs.
 
 Importing `interp` turns flush-to-zero on (set INTERP_KEEP_DENORMALS=1 to opt out). It has to
 happen before torch starts its intra-op worker threads, which copy the setting when they are
@@ -17,6 +18,7 @@ import os
 from typing import Iterator
 
 import torch
+from torch import Tensor
 
 if not os.environ.get("INTERP_KEEP_DENORMALS"):
     torch.set_flush_denormal(True)
@@ -49,3 +51,15 @@ def flush_denormals() -> Iterator[None]:
     finally:
         if previous:
             torch.set_flush_denormal(False)
+
+
+#: Below this, exp(x) falls under float32's normal range (1.2e-38).
+EXP_FLOOR = -87.0
+
+
+def exp_floored_(t: Tensor) -> Tensor:
+    """`t.exp_()` with `t` first raised to at least EXP_FLOOR, in place. torch's elementwise exp
+    takes a slow path for inputs whose exp underflows, flush-to-zero or not: 197k values at
+    -88…-104 took 8 ms against 72 µs at -87, and -inf 1 ms. The floor changes results only
+    below 1.6e-38, which vanish next to the 1 that every softmax normaliser holds."""
+    return t.clamp_min_(EXP_FLOOR).exp_()

@@ -22,6 +22,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .nets import ACT_FNS
+from .runtime import exp_floored_
 from .specs import TwoLayerSpec
 
 _CLASS_MULTIPLE = 16
@@ -74,7 +75,7 @@ def loss_and_grads(
     if loss == "ce":
         log_probs = logits.log_softmax(-1)
         losses = -log_probs.gather(-1, picked).squeeze(-1).mean(-1)
-        grad = log_probs.exp_().scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=logits.dtype))
+        grad = exp_floored_(log_probs).scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=logits.dtype))
     else:  # padded classes have logit 0 and target 0: no loss, no gradient
         grad = logits.scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=logits.dtype))
         losses = grad.square().sum(-1).mean(-1)
