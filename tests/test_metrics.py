@@ -44,3 +44,10 @@ def test_scores_match_reference_with_ties(loss, class_dim):
         torch.testing.assert_close(ours[key], value, rtol=1e-5, atol=1e-6)
     assert ours["test_acc"][0] == pytest.approx((ds.true_labels[ds.test_mask] == 0).double().mean())
     assert ours["clean_acc"][1] == pytest.approx((ds.labels[ds.clean_mask] == 2).double().mean())
+
+
+def test_exp_floored_equals_exp_above_the_normal_range():
+    from interp.runtime import exp_floored_
+
+    x = torch.tensor([3.0, 0.0, -10.0, -87.0, -88.0, -100.0, float("-inf")])
+    torch.testing.assert_close(exp_floored_(x.clone()), x.exp(), rtol=1e-6, atol=2e-38)
