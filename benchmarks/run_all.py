@@ -126,7 +126,7 @@ def main() -> None:
     hooked = _best(lambda: scan_units_hooked(run.model, run.dataset, "hook_post", units), 2) / units * run.model.spec.width
     print(f"single-neuron scan, liu-lu-80 (513 units): batched {batched:.2f} s, one hooked pass per unit "
           f"{hooked:.2f} s (from {units} units): {hooked / batched:.1f}x")
-    extraction = _seconds(lambda: compare_extractions(run.model, run.dataset))
+    extraction = _best(lambda: compare_extractions(run.model, run.dataset), 3)
     probes = _seconds(lambda: analyze(run, "probes"))
     import tempfile
 
