@@ -100,4 +100,6 @@ def loss_and_grads(
     else:
         grads["U"] = grad_u.transpose(1, 2).contiguous()
         grads["V"] = grad_v.transpose(1, 2).contiguous()
+    # contiguous, like the parameters: torch's fused optimizers assume a gradient laid out like
+    # its parameter, and silently compute wrong updates otherwise
     return losses, {name: g.contiguous() for name, g in grads.items()}

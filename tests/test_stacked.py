@@ -35,6 +35,7 @@ def test_loss_and_grads_match_autograd(act, tied, bias, loss):
         torch.testing.assert_close(losses[j], value, rtol=1e-5, atol=1e-6)
         for name, grad in expected.items():
             assert grads[name][j].shape == grad.shape
+            assert grads[name].is_contiguous()  # fused optimizers assume the parameter's layout
             torch.testing.assert_close(grads[name][j], grad, rtol=1e-4, atol=1e-6)
 
 
