@@ -59,7 +59,8 @@ EXP_FLOOR = -87.0
 
 def exp_floored_(t: Tensor) -> Tensor:
     """`t.exp_()` with `t` first raised to at least EXP_FLOOR, in place. torch's elementwise exp
-    takes a slow path for inputs whose exp underflows, flush-to-zero or not: 197k values at
-    -88…-104 took 8 ms against 72 µs at -87, and -inf 1 ms. The floor changes results only
-    below 1.6e-38, which vanish next to the 1 that every softmax normaliser holds."""
+    takes a slow path for inputs whose exp underflows, flush-to-zero or not: 197k values at -100
+    took 8.9 ms against 0.07 ms floored, at -inf 1.2 ms (benchmarks/kernels.py). The floor
+    changes results only below 1.6e-38, which vanish next to the 1 that every softmax
+    normaliser holds."""
     return t.clamp_min_(EXP_FLOOR).exp_()

@@ -1,0 +1,80 @@
+"""The single-operation timings behind the design choices in docs/performance.md, each beside
+its alternative, at liu-lu-80's shapes (2,785 training pairs, 3,481 pairs in all, width 513,
+p = 59).
+
+    python benchmarks/kernels.py
+
+Each time is the best of five blocks. Run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+import interp
+from interp.runtime import exp_floored_, keep_freed_memory
+
+
+def best_ms(fn, calls: int = 50, blocks: int = 5) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(blocks):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best * 1e3
+
+
+def row(label: str, ours: float, theirs: float, what: str) -> None:
+    print(f"{label:<44}{ours:9.3f} ms   {what:<28}{theirs:9.3f} ms")
+
+
+@torch.no_grad()
+def main() -> None:
+    keep_freed_memory()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}\n")
+    print(f"{'operation (ours)':<44}{'time':>12}   {'alternative':<28}{'time':>12}")
+    run = interp.load("liu-lu-80")
+    model, pairs = run.model, run.dataset.inputs
+    train = pairs[run.dataset.train_mask]
+    n, width, p = len(train), model.spec.width, model.p
+
+    row("gather of U's rows, contiguous table", best_ms(lambda: F.embedding(pairs[:, 0], model.U.T.contiguous())),
+        best_ms(lambda: F.embedding(pairs[:, 0], model.U.T)), "strided (transposed view)")
+
+    hidden, grad = torch.rand(n, width), torch.randn(n, 64)
+    w64, w59 = torch.randn(64, width), torch.randn(p, width)
+    row("readout product, classes padded to 64", best_ms(lambda: hidden @ w64.T),
+        best_ms(lambda: hidden @ w59.T), "p = 59 classes")
+    row("W gradient, classes padded to 64", best_ms(lambda: grad.T @ hidden),
+        best_ms(lambda: grad[:, :p].T @ hidden), "p = 59 classes")
+
+    low = torch.full((8, 769, 32), -100.0)
+    row("exp of values at -100, floored first", best_ms(lambda: exp_floored_(low.clone())),
+        best_ms(lambda: low.clone().exp_()), "plain exp_")
+    at_inf = torch.full((8, 769, 32), float("-inf"))
+    row("exp of -inf, floored first", best_ms(lambda: exp_floored_(at_inf.clone())),
+        best_ms(lambda: at_inf.clone().exp_()), "plain exp_")
+
+    def adamw_step(**kind):
+        params = [torch.nn.Parameter(t.detach().clone()) for t in model.parameters()]
+        for param in params:
+            param.grad = torch.randn_like(param) * 1e-3
+        opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.1, **kind)
+        return lambda: opt.step()
+
+    row("AdamW step, fused", best_ms(adamw_step(fused=True)), best_ms(adamw_step(foreach=False)), "for-loop")
+
+    classes_first = torch.randn(16, p, len(pairs))  # one chunk of the scan: 16 units
+    classes_last = classes_first.transpose(1, 2).contiguous()
+    row("scan: max over classes, [unit, class, pair]", best_ms(lambda: classes_first.amax(1), 10),
+        best_ms(lambda: classes_last.max(-1), 10), "[unit, pair, class], argmax")
+
+
+if __name__ == "__main__":
+    main()
