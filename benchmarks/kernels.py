@@ -10,24 +10,18 @@ Each time is the best of five blocks. Run it on an idle machine.
 from __future__ import annotations
 
 import platform
-import time
 
 import torch
 import torch.nn.functional as F
+from train_step import best_block
 
 import interp
 from interp.runtime import exp_floored_, keep_freed_memory
 
 
-def best_ms(fn, calls: int = 50, blocks: int = 5) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(blocks):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best * 1e3
+def best_ms(fn, calls: int = 50) -> float:
+    fn()  # warm-up
+    return best_block(fn, calls, repeats=5) * 1e3
 
 
 def row(label: str, ours: float, theirs: float, what: str) -> None:
