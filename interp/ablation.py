@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from . import tl_adapter
 from .metrics import collect_rows, subset_metrics, subset_metrics_batched
 from .nets import TwoLayerNet, logits, to_tokens
-from .runtime import keep_freed_memory
+from .runtime import EXP_FLOOR, keep_freed_memory
 from .tasks import Dataset
 
 MODES = ("zero", "mean", "resample")
@@ -86,6 +86,10 @@ def linear_readout(model: nn.Module, inputs: Tensor) -> tuple[str, Tensor, Tenso
     raise TypeError(f"no batched ablation for {type(model).__name__}")
 
 
+def _spread(rows: Tensor) -> Tensor:
+    return rows.amax(-1) - rows.amin(-1)
+
+
 @dataclass
 class UnitScan:
     """Metrics after ablating each unit alone. `metrics[name][i]` is subset metric `name`
@@ -106,21 +110,26 @@ class UnitScan:
 
 @torch.no_grad()
 def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str = "ce",
-               seed: int = 0, chunk: int = 16) -> UnitScan:
+               seed: int = 0, chunk: int = 8) -> UnitScan:
     """Ablate every neuron of the model's linear-readout layer alone, all in batched form:
     the logits with unit m replaced are logits + (replacement_m − act_m) ⊗ to_logit_m."""
-    keep_freed_memory()  # each chunk's logits (13 MB on liu-lu-80) reuse the last one's memory
+    keep_freed_memory()  # each chunk's logits (6.6 MB on liu-lu-80) reuse the last one's memory
     name, acts, to_logit, full = linear_readout(model, dataset.inputs)
     all_units = torch.arange(acts.shape[1])
     delta = (_replacement(acts, all_units, -1, mode, seed) - acts).T.contiguous()  # [unit, batch]
     # classes before pairs: every reduction over the classes then runs along contiguous memory
     full_t = full.T.contiguous()
+    # a bound on how far any ablated example's logits spread: below exp's floor, scoring can
+    # skip the pass that guards against exp's slow path (runtime.exp_floored_)
+    spread = _spread(full).max() + _spread(to_logit).max() * delta.abs().max()
+    floor_exp = bool(spread >= -EXP_FLOOR)
     parts = []
     for start in range(0, acts.shape[1], chunk):
         units = all_units[start : start + chunk]
         # full + to_logit_m ⊗ delta_m for each unit m, as a broadcast multiply-add
         batched = torch.addcmul(full_t, to_logit[units][:, :, None], delta[units][:, None, :])
-        parts.append(subset_metrics_batched(batched, dataset, loss, dtype=torch.float32, class_dim=-2))
+        parts.append(subset_metrics_batched(batched, dataset, loss, dtype=torch.float32, class_dim=-2,
+                                            floor_exp=floor_exp))
     metrics = {k: None if parts[0][k] is None else torch.cat([part[k] for part in parts]).tolist()
                for k in parts[0]}
     metrics = {k: v if v is not None else [None] * acts.shape[1] for k, v in metrics.items()}

@@ -26,16 +26,18 @@ def loss_fn(kind: str, logits: Float[Tensor, "batch p"], labels: Int[Tensor, " b
     raise ValueError(f"unknown loss {kind!r}; valid: ce, mse")
 
 
-def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim: int = -1
-                 ) -> dict[str, tuple[Tensor, Tensor]]:
+def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim: int = -1,
+                 floor_exp: bool = True) -> dict[str, tuple[Tensor, Tensor]]:
     """For each named label vector: (correct, loss) of every example. The classes lie along
     `class_dim` (-1: [..., pair, p]; -2: [..., p, pair], the fast layout for big stacks, where
     every reduction over classes runs along contiguous memory). The maximum, the normaliser
-    (log-sum-exp or ‖x‖²) and the labels' logits are computed once for all label vectors."""
+    (log-sum-exp or ‖x‖²) and the labels' logits are computed once for all label vectors.
+    `floor_exp=False` skips `exp_floored_`'s pass where no row spreads past its floor."""
     if loss not in ("ce", "mse"):
         raise ValueError(f"unknown loss {loss!r}; valid: ce, mse")
     biggest = logits.amax(class_dim, keepdim=True)
-    sum_exp = exp_floored_(logits - biggest).sum(class_dim)
+    shifted = logits - biggest
+    sum_exp = (exp_floored_(shifted) if floor_exp else shifted.exp_()).sum(class_dim)
     # ‖x − e_y‖² = ‖x‖² − 2 x_y + 1
     norm = biggest.squeeze(class_dim) + sum_exp.log() if loss == "ce" else logits.square().sum(class_dim) + 1
     ys = torch.stack([y.expand(sum_exp.shape) for y in labels.values()], class_dim)
@@ -57,14 +59,15 @@ def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim
 
 def subset_metrics_batched(
     logits: Float[Tensor, "... pair p"], dataset: Dataset, loss: str = "ce", dtype: torch.dtype = torch.float64,
-    class_dim: int = -1,
+    class_dim: int = -1, floor_exp: bool = True,
 ) -> dict[str, Tensor | None]:
     """`subset_metrics` for a stack of logits: each value is a float64 tensor over the leading
     dimensions (None where a subset is empty). Scans of many units pass dtype=float32: the
     per-example losses are then computed in float32 (relative error ~1e-7) and summed in
-    float64. `class_dim=-2` takes logits laid out as [..., p, pair]."""
+    float64. `class_dim=-2` takes logits laid out as [..., p, pair]. `floor_exp=False` is for
+    callers that know no example's logits spread by more than -runtime.EXP_FLOOR."""
     logits = logits.detach().to(dtype).cpu()
-    scored = _per_example(logits, {"observed": dataset.labels, "true": dataset.true_labels}, loss, class_dim)
+    scored = _per_example(logits, {"observed": dataset.labels, "true": dataset.true_labels}, loss, class_dim, floor_exp)
     named = {
         "clean": (dataset.clean_mask, "observed"),
         "noisy_observed": (dataset.noisy_mask, "observed"),

@@ -61,3 +61,19 @@ def test_head_ablation_through_hook_z(trained_transformer):
     assert len(scan.metrics["test_acc"]) == n_heads
     with pytest.raises(ValueError, match="unknown ablation mode"):
         ablated_logits(model, ds.inputs, "blocks.0.attn.hook_z", [0], mode="half")
+
+
+def test_batched_scan_with_logits_spread_past_the_exp_floor(trained_two_layer):
+    """Logits spread by more than 87 make scoring floor exp's inputs (the other branch of the
+    scan's bound); the numbers must still match the hooked passes."""
+    import copy
+
+    net, ds = copy.deepcopy(trained_two_layer.model), trained_two_layer.dataset
+    with torch.no_grad():
+        net.W.mul_(60.0)
+    spread = logits(net, ds.inputs)
+    assert (spread.amax(-1) - spread.amin(-1)).max() > 87
+    batched = scan_units(net, ds, chunk=5)
+    hooked = scan_units_hooked(net, ds, "hook_post", net.spec.width)
+    for key in ("clean_acc", "test_acc", "clean_loss", "test_loss"):
+        assert batched.metrics[key] == pytest.approx(hooked.metrics[key], rel=1e-5, abs=1e-6), key
