@@ -17,7 +17,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from . import tl_adapter
-from .metrics import collect_rows, subset_metrics, subset_metrics_batched
+from .metrics import aggregate_subsets, collect_rows, score_labels, subset_metrics
 from .nets import TwoLayerNet, logits, to_tokens
 from .runtime import EXP_FLOOR, keep_freed_memory
 from .tasks import Dataset
@@ -114,25 +114,26 @@ def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str
     """Ablate every neuron of the model's linear-readout layer alone, all in batched form:
     the logits with unit m replaced are logits + (replacement_m − act_m) ⊗ to_logit_m."""
     keep_freed_memory()  # each chunk's logits (6.6 MB on liu-lu-80) reuse the last one's memory
-    name, acts, to_logit, full = linear_readout(model, dataset.inputs)
+    name, *tensors = linear_readout(model, dataset.inputs)
+    acts, to_logit, full = (t.cpu() for t in tensors)  # scored on the CPU, like the dataset's labels
     all_units = torch.arange(acts.shape[1])
     delta = (_replacement(acts, all_units, -1, mode, seed) - acts).T.contiguous()  # [unit, batch]
+    # Shifting each pair's logits by a constant changes no score. Shifted by the unablated
+    # maximum, ablated logits stay within ±bound of [-spread, 0]; if that is inside exp's
+    # normal range, scoring can exp them as they are (metrics._per_example's exp_ready).
+    bound = _spread(full).max() + (to_logit.abs().amax(1) * delta.abs().amax(1)).max()
+    exp_ready = loss == "ce" and bool(bound < -EXP_FLOOR)
     # classes before pairs: every reduction over the classes then runs along contiguous memory
-    full_t = full.T.contiguous()
-    # a bound on how far any ablated example's logits spread: below exp's floor, scoring can
-    # skip the pass that guards against exp's slow path (runtime.exp_floored_)
-    spread = _spread(full).max() + _spread(to_logit).max() * delta.abs().max()
-    floor_exp = bool(spread >= -EXP_FLOOR)
+    full_t = (full - full.amax(-1, keepdim=True) if exp_ready else full).T.contiguous()
     parts = []
     for start in range(0, acts.shape[1], chunk):
         units = all_units[start : start + chunk]
         # full + to_logit_m ⊗ delta_m for each unit m, as a broadcast multiply-add
         batched = torch.addcmul(full_t, to_logit[units][:, :, None], delta[units][:, None, :])
-        parts.append(subset_metrics_batched(batched, dataset, loss, dtype=torch.float32, class_dim=-2,
-                                            floor_exp=floor_exp))
-    metrics = {k: None if parts[0][k] is None else torch.cat([part[k] for part in parts]).tolist()
-               for k in parts[0]}
-    metrics = {k: v if v is not None else [None] * acts.shape[1] for k, v in metrics.items()}
+        parts.append(score_labels(batched, dataset, loss, class_dim=-2, exp_ready=exp_ready))
+    scored = {label: tuple(torch.cat([part[label][i] for part in parts]) for i in range(2)) for label in parts[0]}
+    metrics = {k: [None] * acts.shape[1] if v is None else v.tolist()
+               for k, v in aggregate_subsets(scored, dataset).items()}
     return UnitScan(name, mode, subset_metrics(full, dataset, loss), metrics)
 
 

@@ -27,27 +27,39 @@ def loss_fn(kind: str, logits: Float[Tensor, "batch p"], labels: Int[Tensor, " b
 
 
 def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim: int = -1,
-                 floor_exp: bool = True) -> dict[str, tuple[Tensor, Tensor]]:
+                 floor_exp: bool = True, exp_ready: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
     """For each named label vector: (correct, loss) of every example. The classes lie along
     `class_dim` (-1: [..., pair, p]; -2: [..., p, pair], the fast layout for big stacks, where
     every reduction over classes runs along contiguous memory). The maximum, the normaliser
     (log-sum-exp or ‖x‖²) and the labels' logits are computed once for all label vectors.
-    `floor_exp=False` skips `exp_floored_`'s pass where no row spreads past its floor."""
+    `floor_exp=False` skips `exp_floored_`'s pass where no row spreads past its floor.
+    `exp_ready=True` (cross-entropy) is for callers that have shifted each example's logits by a
+    constant, which changes no score, into [EXP_FLOOR, -EXP_FLOOR]: exp then needs neither the
+    maximum subtracted nor a floor, which saves a pass over the logits."""
     if loss not in ("ce", "mse"):
         raise ValueError(f"unknown loss {loss!r}; valid: ce, mse")
     biggest = logits.amax(class_dim, keepdim=True)
-    shifted = logits - biggest
-    sum_exp = (exp_floored_(shifted) if floor_exp else shifted.exp_()).sum(class_dim)
-    # ‖x − e_y‖² = ‖x‖² − 2 x_y + 1
-    norm = biggest.squeeze(class_dim) + sum_exp.log() if loss == "ce" else logits.square().sum(class_dim) + 1
-    ys = torch.stack([y.expand(sum_exp.shape) for y in labels.values()], class_dim)
+    ys = torch.stack([y.expand(biggest.squeeze(class_dim).shape) for y in labels.values()], class_dim)
     picked = logits.gather(class_dim, ys)
     correct = picked == biggest
+    if loss == "mse":
+        norm = logits.square().sum(class_dim) + 1  # ‖x − e_y‖² = ‖x‖² − 2 x_y + 1
+        tied = (logits == biggest).sum(class_dim) >= 2
+    elif exp_ready:
+        sum_exp = logits.exp().sum(class_dim)
+        norm = sum_exp.log()
+        # a tie at the maximum puts exp(max) in the sum twice; the margin covers exp's rounding
+        tied = sum_exp >= 1.999 * biggest.squeeze(class_dim).exp()
+    else:
+        sum_exp = exp_floored_(logits - biggest) if floor_exp else (logits - biggest).exp_()
+        sum_exp = sum_exp.sum(class_dim)
+        norm = biggest.squeeze(class_dim) + sum_exp.log()
+        tied = sum_exp >= 2  # a tie at the maximum adds exp(0) = 1 twice
     # Correct means the label is argmax's pick, and argmax breaks ties by the first index. A
-    # label at a tied maximum needs argmax itself; a tie adds exp(0) = 1 at least twice to
-    # sum_exp, so only rows with sum_exp ≥ 2 and a label at the maximum are checked (few rows:
-    # the full argmax over a big stack cost more than the rest of the scoring here).
-    check = ((sum_exp >= 2) & correct.any(class_dim)).nonzero(as_tuple=True)
+    # label at a tied maximum needs argmax itself; only rows that may hold a tie and have a
+    # label at the maximum are checked (few rows: the full argmax over a big stack cost more
+    # than the rest of the scoring here).
+    check = (tied & correct.any(class_dim)).nonzero(as_tuple=True)
     top = logits.movedim(class_dim, -1)[check].argmax(-1)
     correct.movedim(class_dim, -1)[check] = top[:, None] == ys.movedim(class_dim, -1)[check]
     out = {}
@@ -55,6 +67,40 @@ def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim
         mine = picked.select(class_dim, j)
         out[name] = (correct.select(class_dim, j), norm - mine if loss == "ce" else norm - 2 * mine)
     return out
+
+
+_SUBSETS = {  # subset: (mask attribute of Dataset, the labels it is scored against)
+    "clean": ("clean_mask", "observed"),
+    "noisy_observed": ("noisy_mask", "observed"),
+    "noisy_true": ("noisy_mask", "true"),
+    "test": ("test_mask", "true"),
+    "train": ("train_mask", "observed"),
+}
+
+
+def score_labels(logits: Tensor, dataset: Dataset, loss: str, class_dim: int = -1, floor_exp: bool = True,
+                 exp_ready: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
+    """(correct, loss) of every example against its observed and its true label: the part of
+    `subset_metrics_batched` that reads the logits; `aggregate_subsets` turns it into metrics."""
+    return _per_example(logits, {"observed": dataset.labels, "true": dataset.true_labels}, loss, class_dim,
+                        floor_exp, exp_ready)
+
+
+def aggregate_subsets(scored: dict[str, tuple[Tensor, Tensor]], dataset: Dataset) -> dict[str, Tensor | None]:
+    """Per-subset accuracy and mean loss (float64, over the leading dimensions) from
+    `score_labels`; None where a subset is empty."""
+    out: dict[str, Tensor | None] = {}
+    for against in ("observed", "true"):
+        names = [name for name, (mask, a) in _SUBSETS.items() if a == against and getattr(dataset, mask).any()]
+        # subset sums as one product with the 0/1 masks (no copies of masked rows); counts of
+        # correct examples are exact integers, divided in float64
+        masks = torch.stack([getattr(dataset, _SUBSETS[n][0]) for n in names], 1).double()
+        sizes = masks.sum(0)
+        correct, per = scored[against]
+        hits, total_loss = correct.double() @ masks, per.double() @ masks
+        for j, name in enumerate(names):
+            out[f"{name}_acc"], out[f"{name}_loss"] = hits[..., j] / sizes[j], total_loss[..., j] / sizes[j]
+    return {key: out.get(key) for name in _SUBSETS for key in (f"{name}_acc", f"{name}_loss")}
 
 
 def subset_metrics_batched(
@@ -67,26 +113,7 @@ def subset_metrics_batched(
     float64. `class_dim=-2` takes logits laid out as [..., p, pair]. `floor_exp=False` is for
     callers that know no example's logits spread by more than -runtime.EXP_FLOOR."""
     logits = logits.detach().to(dtype).cpu()
-    scored = _per_example(logits, {"observed": dataset.labels, "true": dataset.true_labels}, loss, class_dim, floor_exp)
-    named = {
-        "clean": (dataset.clean_mask, "observed"),
-        "noisy_observed": (dataset.noisy_mask, "observed"),
-        "noisy_true": (dataset.noisy_mask, "true"),
-        "test": (dataset.test_mask, "true"),
-        "train": (dataset.train_mask, "observed"),
-    }
-    out: dict[str, Tensor | None] = {}
-    for against in ("observed", "true"):
-        names = [name for name, (mask, a) in named.items() if a == against and mask.any()]
-        # subset sums as one product with the 0/1 masks (no copies of masked rows); counts of
-        # correct examples are exact integers, divided in float64
-        masks = torch.stack([named[n][0] for n in names], 1).double()
-        sizes = masks.sum(0)
-        correct, per = scored[against]
-        hits, total_loss = correct.double() @ masks, per.double() @ masks
-        for j, name in enumerate(names):
-            out[f"{name}_acc"], out[f"{name}_loss"] = hits[..., j] / sizes[j], total_loss[..., j] / sizes[j]
-    return {key: out.get(key) for name in named for key in (f"{name}_acc", f"{name}_loss")}
+    return aggregate_subsets(score_labels(logits, dataset, loss, class_dim, floor_exp), dataset)
 
 
 def subset_metrics(

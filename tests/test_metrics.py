@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from interp.metrics import subset_metrics_batched
+from interp.metrics import aggregate_subsets, score_labels, subset_metrics_batched
 from interp.tasks import make_dataset
 from interp.specs import NoiseSpec, TaskSpec
 
@@ -27,22 +27,42 @@ def reference(logits, dataset, loss):
     return out
 
 
-@pytest.mark.parametrize("loss", ["ce", "mse"])
-@pytest.mark.parametrize("class_dim", [-1, -2])
-def test_scores_match_reference_with_ties(loss, class_dim):
-    ds = make_dataset(TaskSpec(op="add", p=13, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.3, seed=2))
+def tied_logits(ds):
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(4, len(ds.inputs), 13, generator=gen)
     logits[0] = 0.0  # all tied: argmax picks class 0, so only label-0 examples count as correct
     logits[1, :, 5] = logits[1, :, 2] = logits[1].amax(-1) + 1  # tied between 2 and 5: 2 wins
     logits[2] = logits[2].round()  # many ties among integers
     logits[3] *= 20  # peaked rows
+    return logits
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+@pytest.mark.parametrize("class_dim", [-1, -2])
+def test_scores_match_reference_with_ties(loss, class_dim):
+    ds = make_dataset(TaskSpec(op="add", p=13, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.3, seed=2))
+    logits = tied_logits(ds)
     laid_out = logits if class_dim == -1 else logits.transpose(-1, -2).contiguous()
     ours = subset_metrics_batched(laid_out, ds, loss, dtype=torch.float32, class_dim=class_dim)
     expected = reference(logits, ds, loss)
     for key, value in expected.items():
         torch.testing.assert_close(ours[key], value, rtol=1e-5, atol=1e-6)
     assert ours["test_acc"][0] == pytest.approx((ds.true_labels[ds.test_mask] == 0).double().mean())
+    assert ours["clean_acc"][1] == pytest.approx((ds.labels[ds.clean_mask] == 2).double().mean())
+
+
+@pytest.mark.parametrize("class_dim", [-1, -2])
+def test_exp_ready_scores_match_reference_with_ties(class_dim):
+    """Logits shifted per example (not to a maximum of 0, so tied maxima have exp ≠ 1) and
+    exp'd as they are: the same cross-entropy scores, ties broken as argmax does."""
+    ds = make_dataset(TaskSpec(op="add", p=13, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.3, seed=2))
+    logits = tied_logits(ds)
+    logits[3] /= 4  # keep every shifted logit inside exp's normal range, as the contract asks
+    shifted = logits - logits.amax(-1, keepdim=True) - 3
+    laid_out = shifted if class_dim == -1 else shifted.transpose(-1, -2).contiguous()
+    ours = aggregate_subsets(score_labels(laid_out, ds, "ce", class_dim, exp_ready=True), ds)
+    for key, value in reference(logits, ds, "ce").items():
+        torch.testing.assert_close(ours[key], value, rtol=1e-5, atol=1e-6)
     assert ours["clean_acc"][1] == pytest.approx((ds.labels[ds.clean_mask] == 2).double().mean())
 
 
