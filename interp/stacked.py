@@ -87,7 +87,8 @@ def loss_and_grads(
         grads["mu"] = grad.sum(1)[:, :p]
     grad_hidden = torch.bmm(grad, w)
     if spec.act == "relu":
-        grad_pre = torch.ops.aten.threshold_backward(grad_hidden, hidden, 0.0)
+        # in place: a fresh [examples × width] buffer costs more than the pass itself
+        grad_pre = torch.ops.aten.threshold_backward.grad_input(grad_hidden, hidden, 0.0, grad_input=grad_hidden)
     else:
         (grad_pre,) = torch.autograd.grad(hidden, pre, grad_hidden)
     grad_pre = grad_pre.flatten(0, 1)
