@@ -20,7 +20,9 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-if not os.environ.get("INTERP_KEEP_DENORMALS"):
+#: Whether denormals are flushed outside `flush_denormals` (the setting made at import).
+FLUSH_BY_DEFAULT = not os.environ.get("INTERP_KEEP_DENORMALS")
+if FLUSH_BY_DEFAULT:
     torch.set_flush_denormal(True)
 
 
@@ -45,12 +47,13 @@ _KEPT = False
 def flush_denormals() -> Iterator[None]:
     # Saturated softmax gradients underflow to denormals, which slow CPU matmuls several-fold.
     keep_freed_memory()
-    previous = torch.set_flush_denormal(True)
+    torch.set_flush_denormal(True)
     try:
         yield
     finally:
-        if previous:
-            torch.set_flush_denormal(False)
+        # torch cannot report the mode it replaced (set_flush_denormal returns whether the CPU
+        # supports it), so this goes back to the import-time default, not to "off"
+        torch.set_flush_denormal(FLUSH_BY_DEFAULT)
 
 
 #: Below this, exp(x) falls under float32's normal range (1.2e-38).
