@@ -26,7 +26,7 @@ from .checkpoint import Run
 from .nets import TwoLayerNet, build_model
 from .runtime import flush_denormals
 from .specs import RunSpec, TwoLayerSpec
-from .stacked import gather_index, loss_and_grads
+from .stacked import lookup, loss_and_grads
 from .tasks import make_dataset
 from .train import (
     TrainingDiverged, _stop_on_interrupt, evaluate, lr_at, make_optimizer, open_run_dir,
@@ -101,7 +101,7 @@ def train_many(
     train_idx = [ds.train_mask.nonzero().squeeze(1) for ds in datasets]
     if len({len(t) for t in train_idx}) != 1:
         raise ValueError("the specs have different numbers of training examples")
-    index = gather_index(torch.stack([ds.inputs[t] for ds, t in zip(datasets, train_idx)]).to(device), p)
+    rows = lookup(torch.stack([ds.inputs[t] for ds, t in zip(datasets, train_idx)]).to(device), p)
     labels = torch.stack([ds.labels[t] for ds, t in zip(datasets, train_idx)]).to(device)
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=f"train ×{len(specs)}", unit="step")
 
@@ -129,7 +129,7 @@ def train_many(
             lr = lr_at(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            losses, grads = loss_and_grads(stacked, model_spec, p, index, labels, cfg.loss)
+            losses, grads = loss_and_grads(stacked, model_spec, p, rows, labels, cfg.loss)
             if not torch.isfinite(losses).all():
                 bar.close()
                 bad = [f"{outs[k] or k}: {losses[k].item()}" for k in range(len(specs)) if not torch.isfinite(losses[k])]

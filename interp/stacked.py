@@ -5,7 +5,9 @@ of the same shapes stacked along a leading dimension (K = 1 for `train`, K > 1 f
 Autograd through `TwoLayerNet.forward` gives the same numbers (tests/test_stacked.py); this
 path is shaped for the CPU, where the step is bound by passes over the [examples × width]
 hidden layer and by skinny products (one side is p):
-- both first-layer lookups are one `embedding_bag` over a [2p, width] table (one pass);
+- both first-layer lookups are one `embedding_bag` over a [2p, width] table (one pass), and
+  the table's gradient is one sparse (CSR) product: each table row sums the gradients of the
+  examples that read it (`Lookup`, built once per batch);
 - ReLU runs in place, and its backward is one `threshold_backward` on the saved output;
 - the readout is padded to a multiple of 16 classes (zero rows of W; for cross-entropy a −∞
   bias, so the padded classes get probability 0): at p = 59, padding to 64 made the readout
@@ -15,6 +17,9 @@ Other activations differentiate through autograd on the hidden layer alone.
 """
 
 from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -34,30 +39,51 @@ def _table(params: dict[str, Tensor], tied: bool) -> Tensor:
     return torch.cat([u, u if tied else params["V"].transpose(1, 2)], 1).flatten(0, 1)
 
 
-def gather_index(inputs: Int[Tensor, "K batch 2"], p: int) -> Int[Tensor, "K*batch 2"]:
-    """Rows of the stacked [K·2p, width] first-layer table that each pair reads: network j's
-    a at 2pj + a, its b at 2pj + p + b. Computed once per batch of inputs."""
+@dataclass(frozen=True)
+class Lookup:
+    """Which rows of the stacked [K·2p, width] first-layer table each example reads (network
+    j's a at row 2pj + a, its b at 2pj + p + b), in the two forms the step uses: `index`
+    [K·batch, 2] for the gather, and `scatter`, the sparse (CSR) [K·2p, K·batch] 0/1 matrix
+    whose product with the pre-activations' gradient is the table's gradient. Build it once per
+    batch with `lookup`."""
+
+    index: Int[Tensor, "K*batch 2"]
+    scatter: Tensor
+
+
+def lookup(inputs: Int[Tensor, "K batch 2"], p: int, dtype: torch.dtype = torch.float32) -> Lookup:
     k = inputs.shape[0]
     offsets = torch.arange(k, device=inputs.device)[:, None, None] * 2 * p
-    return (inputs + offsets + torch.tensor([0, p], device=inputs.device)).flatten(0, 1)
+    index = (inputs + offsets + torch.tensor([0, p], device=inputs.device)).flatten(0, 1)
+    rows = index.flatten()
+    # CSR by table row; a stable sort keeps each row's examples in order, so every row sums its
+    # examples in the order index_add_ would (the same numbers, bit for bit)
+    order = torch.argsort(rows, stable=True)
+    counts = torch.bincount(rows, minlength=k * 2 * p)
+    crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    with warnings.catch_warnings():  # torch calls its sparse CSR support beta; these products are tested
+        warnings.simplefilter("ignore", UserWarning)
+        scatter = torch.sparse_csr_tensor(crow, order // 2, torch.ones(len(rows), dtype=dtype, device=inputs.device),
+                                          size=(k * 2 * p, len(index)))
+    return Lookup(index, scatter)
 
 
 def loss_and_grads(
     params: dict[str, Float[Tensor, "K ..."]],
     spec: TwoLayerSpec,
     p: int,
-    index: Int[Tensor, "K*batch 2"],
+    rows: Lookup,
     labels: Int[Tensor, "K batch"],
     loss: str,
 ) -> tuple[Float[Tensor, " K"], dict[str, Tensor]]:
     """Each network's mean loss (`metrics.loss_fn`: "ce" or "mse") on its own examples (given
-    as `gather_index(inputs, p)`), and the gradients of those losses for every entry of
+    as `lookup(inputs, p)`), and the gradients of those losses for every entry of
     `params` (U, V unless tied, W, mu when `spec.bias`), each shaped like its parameter."""
     if loss not in ("ce", "mse"):
         raise ValueError(f"unknown loss {loss!r}; valid: ce, mse")
     k, n = labels.shape
     width = params["U"].shape[1]
-    pre = F.embedding_bag(index, _table(params, spec.tied).detach(), mode="sum").view(k, n, width)
+    pre = F.embedding_bag(rows.index, _table(params, spec.tied).detach(), mode="sum").view(k, n, width)
     if spec.act == "relu":
         hidden = pre.relu_()
     else:
@@ -92,9 +118,7 @@ def loss_and_grads(
     else:
         (grad_pre,) = torch.autograd.grad(hidden, pre, grad_hidden)
     grad_pre = grad_pre.flatten(0, 1)
-    grad_table = grad_pre.new_zeros(k * 2 * p, width)
-    grad_table.index_add_(0, index[:, 0], grad_pre).index_add_(0, index[:, 1], grad_pre)
-    grad_table = grad_table.view(k, 2 * p, width)
+    grad_table = (rows.scatter @ grad_pre).view(k, 2 * p, width)
     grad_u, grad_v = grad_table[:, :p], grad_table[:, p:]
     if spec.tied:
         grads["U"] = (grad_u + grad_v).transpose(1, 2).contiguous()

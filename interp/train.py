@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import checkpoint
@@ -26,7 +26,7 @@ from .metrics import loss_fn, subset_metrics
 from .nets import TwoLayerNet, build_model, training_logits
 from .runtime import flush_denormals
 from .specs import RunSpec, TrainSpec
-from .stacked import gather_index, loss_and_grads
+from .stacked import Lookup, lookup, loss_and_grads
 from .tasks import Dataset, make_dataset
 
 
@@ -151,6 +151,8 @@ def train(
     inputs = dataset.inputs.to(device)
     labels = dataset.labels.to(device)
     train_idx = dataset.train_mask.nonzero().squeeze(1).to(device)
+    # full-batch training reads the same batch every step: prepare it once
+    whole = _batch(model, inputs, labels, train_idx) if batch_indices(cfg, train_idx, 0) is train_idx else None
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train", unit="step")
 
     def record(step: int) -> None:
@@ -173,9 +175,9 @@ def train(
                 raise KeyboardInterrupt(f"training interrupted at step {step}{where}")
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
-            idx = batch_indices(cfg, train_idx, step)
             optimizer.zero_grad(set_to_none=True)
-            loss = _loss_and_backward(model, cfg.loss, inputs[idx], labels[idx])
+            batch = whole or _batch(model, inputs, labels, batch_indices(cfg, train_idx, step))
+            loss = _loss_and_backward(model, cfg.loss, *batch)
             if not torch.isfinite(loss):
                 bar.close()
                 if out is not None:
@@ -199,14 +201,20 @@ def train(
     return run
 
 
-def _loss_and_backward(model: nn.Module, loss: str, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _batch(model: nn.Module, inputs: Tensor, labels: Tensor, idx: Tensor) -> tuple[Tensor, Tensor, Lookup | None]:
+    """The examples `idx` as `_loss_and_backward` takes them: inputs, labels and, for two-layer
+    nets, their first-layer `Lookup`."""
+    x = inputs[idx]
+    return x, labels[idx], lookup(x[None], model.p) if isinstance(model, TwoLayerNet) else None
+
+
+def _loss_and_backward(model: nn.Module, loss: str, inputs: Tensor, labels: Tensor, rows: Lookup | None) -> Tensor:
     """The mean loss on (inputs, labels), with the gradients left in the parameters' `.grad`.
-    Two-layer nets take the hand-written path of `interp.stacked`; transformers autograd
-    through the last-position forward."""
+    Two-layer nets take the hand-written path of `interp.stacked` (`rows` from `_batch`);
+    transformers autograd through the last-position forward."""
     if isinstance(model, TwoLayerNet):
         params = {name: param.detach()[None] for name, param in model.named_parameters()}
-        index = gather_index(inputs[None], model.p)
-        losses, grads = loss_and_grads(params, model.spec, model.p, index, labels[None], loss)
+        losses, grads = loss_and_grads(params, model.spec, model.p, rows, labels[None], loss)
         for name, param in model.named_parameters():
             param.grad = grads[name][0]
         return losses[0]

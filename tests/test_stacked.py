@@ -6,7 +6,7 @@ import torch
 from interp.metrics import loss_fn
 from interp.nets import TwoLayerNet
 from interp.specs import TwoLayerSpec
-from interp.stacked import gather_index, loss_and_grads
+from interp.stacked import lookup, loss_and_grads
 
 
 def autograd_reference(net: TwoLayerNet, inputs, labels, loss):
@@ -28,7 +28,7 @@ def test_loss_and_grads_match_autograd(act, tied, bias, loss):
     labels = torch.randint(0, p, (k, n), generator=gen)
     params = {name: torch.stack([dict(net.named_parameters())[name].detach() for net in nets])
               for name, _ in nets[0].named_parameters()}
-    losses, grads = loss_and_grads(params, nets[0].spec, p, gather_index(inputs, p), labels, loss)
+    losses, grads = loss_and_grads(params, nets[0].spec, p, lookup(inputs, p), labels, loss)
     assert set(grads) == set(params)
     for j, net in enumerate(nets):
         value, expected = autograd_reference(net, inputs[j], labels[j], loss)
@@ -45,7 +45,7 @@ def test_repeated_pairs_accumulate():
     inputs = torch.tensor([[1, 1], [1, 2], [1, 1], [3, 1]])
     labels = torch.tensor([2, 3, 2, 4])
     params = {name: t.detach()[None] for name, t in net.named_parameters()}
-    _, grads = loss_and_grads(params, net.spec, 7, gather_index(inputs[None], 7), labels[None], "ce")
+    _, grads = loss_and_grads(params, net.spec, 7, lookup(inputs[None], 7), labels[None], "ce")
     _, expected = autograd_reference(net, inputs, labels, "ce")
     torch.testing.assert_close(grads["U"][0], expected["U"])
 
@@ -55,3 +55,15 @@ def test_unknown_loss_is_refused():
     params = {name: t.detach()[None] for name, t in net.named_parameters()}
     with pytest.raises(ValueError, match="unknown loss"):
         loss_and_grads(params, net.spec, 5, torch.zeros(2, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long), "l1")
+
+
+def test_lookup_scatter_sums_each_rows_examples_in_order():
+    """The sparse product that forms the table's gradient equals index_add_ bit for bit (each
+    row sums its examples in order), for K stacked networks with repeated pairs."""
+    k, p, n = 3, 11, 40
+    inputs = torch.randint(0, p, (k, n, 2), generator=torch.Generator().manual_seed(1))
+    rows = lookup(inputs, p)
+    grad = torch.randn(k * n, 9, generator=torch.Generator().manual_seed(2))
+    expected = grad.new_zeros(k * 2 * p, 9).index_add_(0, rows.index[:, 0], grad).index_add_(0, rows.index[:, 1], grad)
+    assert torch.equal(rows.scatter @ grad, expected)
+    assert rows.index[:, 0].max() < k * 2 * p and (rows.index[:, 1] % (2 * p) >= p).all()
