@@ -70,8 +70,11 @@ def probe_report(run: Run) -> ProbeReport:
     results = [probe(model, ds, hook, source, key_frequencies=keys, controls=source == "raw")
                for hook in hooks for source in sources]
     n_clean = int(ds.clean_mask.sum())
-    sizes = sorted({n for n in (50, 100, 200, 400, 800, 1600, n_clean) if n <= n_clean})
-    curves = {source: learning_curve(model, ds, main, sizes, source, keys) for source in sources}
+    sizes = [n for n in (50, 100, 200, 400, 800, 1600) if n < n_clean]
+    # each curve ends at all clean examples: the probe fitted above, not fitted again
+    on_all = {r.features: r.accuracy for r in results if r.hook == main}
+    curves = {source: {**learning_curve(model, ds, main, sizes, source, keys), n_clean: on_all[source]}
+              for source in sources}
     return ProbeReport(results, curves)
 
 
