@@ -170,10 +170,12 @@ def pruning_curve(model: nn.Module, dataset: Dataset, order: Tensor | list[int],
     order = torch.as_tensor(order, dtype=torch.long)
     n = acts.shape[1]
     fractions = fractions if fractions is not None else [i / 20 for i in range(21)]
-    delta = _replacement(acts, torch.arange(n), -1, mode, seed) - acts
+    # units in removal order, gathered once: each fraction then reads a prefix of columns
+    delta = (_replacement(acts, torch.arange(n), -1, mode, seed) - acts)[:, order]
+    to_logit = to_logit[order]
     rows = []
     for f in fractions:
-        removed = order[: round(f * n)]
-        out = full + delta[:, removed] @ to_logit[removed]
+        removed = round(f * n)
+        out = full + delta[:, :removed] @ to_logit[:removed]
         rows.append(subset_metrics(out, dataset, loss))
     return PruningCurve(label, mode, list(fractions), collect_rows(rows), order.tolist())
