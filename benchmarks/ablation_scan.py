@@ -3,13 +3,15 @@
     python benchmarks/ablation_scan.py RUN_DIR [--units N]
 
 The hooked scan is timed on the first N units (default 64) and scaled to all of them; both
-scans' numbers are checked to agree on those units.
+scans' numbers are checked to agree on those units. Times are the best of three batched and
+two hooked scans, as in run_all.py: this VM's speed drifts between seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+
+from train_step import best_block
 
 import interp
 from interp.ablation import scan_units, scan_units_hooked
@@ -22,14 +24,12 @@ def main() -> None:
     args = parser.parse_args()
     run = interp.load_run(args.run_dir)
     loss = run.spec.train.loss
-    scan_units(run.model, run.dataset, loss=loss)  # warm-up: both timings below are of warm code
-    start = time.perf_counter()
-    batched = scan_units(run.model, run.dataset, loss=loss)
-    t_batched = time.perf_counter() - start
+    batched = scan_units(run.model, run.dataset, loss=loss)  # warm-up: both timings below are of warm code
+    t_batched = best_block(lambda: scan_units(run.model, run.dataset, loss=loss), 1, 3)
     n = len(batched.metrics["test_acc"])
-    start = time.perf_counter()
     hooked = scan_units_hooked(run.model, run.dataset, batched.hook_name, args.units, loss=loss)
-    t_hooked = (time.perf_counter() - start) / args.units * n
+    t_hooked = best_block(lambda: scan_units_hooked(run.model, run.dataset, batched.hook_name, args.units, loss=loss),
+                          1, 2) / args.units * n
     worst = max(abs(a - b) for key in ("test_acc", "noisy_observed_acc", "clean_loss")
                 for a, b in zip(batched.metrics[key][: args.units], hooked.metrics[key]))
     print(f"{args.run_dir}: {n} units, {len(run.dataset.inputs)} pairs")

@@ -114,9 +114,8 @@ def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str
     """Ablate every neuron of the model's linear-readout layer alone, all in batched form:
     the logits with unit m replaced are logits + (replacement_m − act_m) ⊗ to_logit_m."""
     keep_freed_memory()  # each chunk's logits (6.6 MB on liu-lu-80) reuse the last one's memory
-    name, *tensors = linear_readout(model, dataset.inputs)
-    acts, to_logit, full = (t.cpu() for t in tensors)  # scored on the CPU, like the dataset's labels
-    all_units = torch.arange(acts.shape[1])
+    name, acts, to_logit, full = linear_readout(model, dataset.inputs)
+    all_units = torch.arange(acts.shape[1], device=acts.device)
     delta = (_replacement(acts, all_units, -1, mode, seed) - acts).T.contiguous()  # [unit, batch]
     # Shifting each pair's logits by a constant changes no score. Shifted by the unablated
     # maximum, ablated logits stay within ±bound of [-spread, 0]; if that is inside exp's

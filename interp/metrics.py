@@ -39,7 +39,8 @@ def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim
     if loss not in ("ce", "mse"):
         raise ValueError(f"unknown loss {loss!r}; valid: ce, mse")
     biggest = logits.amax(class_dim, keepdim=True)
-    ys = torch.stack([y.expand(biggest.squeeze(class_dim).shape) for y in labels.values()], class_dim)
+    ys = torch.stack([y.to(logits.device).expand(biggest.squeeze(class_dim).shape) for y in labels.values()],
+                     class_dim)
     picked = logits.gather(class_dim, ys)
     correct = picked == biggest
     if loss == "mse":
@@ -94,9 +95,9 @@ def aggregate_subsets(scored: dict[str, tuple[Tensor, Tensor]], dataset: Dataset
         names = [name for name, (mask, a) in _SUBSETS.items() if a == against and getattr(dataset, mask).any()]
         # subset sums as one product with the 0/1 masks (no copies of masked rows); counts of
         # correct examples are exact integers, divided in float64
-        masks = torch.stack([getattr(dataset, _SUBSETS[n][0]) for n in names], 1).double()
-        sizes = masks.sum(0)
         correct, per = scored[against]
+        masks = torch.stack([getattr(dataset, _SUBSETS[n][0]) for n in names], 1).to(correct.device, torch.float64)
+        sizes = masks.sum(0)
         hits, total_loss = correct.double() @ masks, per.double() @ masks
         for j, name in enumerate(names):
             out[f"{name}_acc"], out[f"{name}_loss"] = hits[..., j] / sizes[j], total_loss[..., j] / sizes[j]
