@@ -17,6 +17,7 @@ from train_step import best_block
 
 import interp
 from interp.runtime import exp_floored_, keep_freed_memory
+from interp.stacked import lookup
 
 
 def best_ms(fn, calls: int = 50) -> float:
@@ -49,6 +50,25 @@ def main() -> None:
         best_ms(lambda: grad[:, :p].T @ hidden), "p = 59 classes")
 
     low = torch.full((8, 769, 32), -100.0)
+    rows = lookup(train[None], p)
+    grad_pre = torch.randn(n, width)
+
+    def two_index_adds():
+        table = grad_pre.new_zeros(2 * p, width)
+        return table.index_add_(0, rows.index[:, 0], grad_pre).index_add_(0, rows.index[:, 1], grad_pre)
+
+    row("U, V gradient table, sparse product", best_ms(lambda: rows.scatter @ grad_pre),
+        best_ms(two_index_adds), "two index_add_")
+    stack = lookup(torch.randint(0, 31, (8, 770, 2)), 31)  # K = 8 nets of the width sweep's size
+    grad_stack = torch.randn(8 * 770, 65)
+
+    def two_index_adds_stack():
+        table = grad_stack.new_zeros(8 * 62, 65)
+        return table.index_add_(0, stack.index[:, 0], grad_stack).index_add_(0, stack.index[:, 1], grad_stack)
+
+    row("  same, 8 nets, p = 31, width 65", best_ms(lambda: stack.scatter @ grad_stack),
+        best_ms(two_index_adds_stack), "two index_add_")
+
     row("exp of values at -100, floored first", best_ms(lambda: exp_floored_(low.clone())),
         best_ms(lambda: low.clone().exp_()), "plain exp_")
     at_inf = torch.full((8, 769, 32), float("-inf"))
