@@ -42,6 +42,8 @@ def _cmd_train(args) -> int:
     run = train(spec, out, resume=args.resume, progress=not args.no_progress, device=args.device)
     seconds = time.perf_counter() - start
     print(f"\nstep {run.step} ({seconds:.1f} s)\n{format_metrics(run.final_metrics)}")
+    if args.report:
+        _report(run, out / "report", not args.no_progress)
     return 0
 
 
@@ -142,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec field (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--report", action="store_true",
+                   help="then write the full report to OUT/report, as `interp report OUT` would")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.set_defaults(func=_cmd_train)
     a = sub.add_parser("analyze", help="run analyses on a run directory; writes RUN_DIR/analysis/")

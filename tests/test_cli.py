@@ -37,6 +37,16 @@ def test_train_with_overrides_prints_subsets(tmp_path, capsys):
     assert config["spec"]["task"]["p"] == 17 and config["step"] == 30
 
 
+def test_train_with_report_writes_what_report_writes(tmp_path):
+    out_dir = tmp_path / "run"
+    assert main(["train", "--preset", "liu-lu-80", "--out", str(out_dir), "--no-progress", "--report",
+                 "--set", "p=17", "--set", "width=33", "--set", "steps=30", "--set", "checkpoint_every=10"]) == 0
+    assert main(["report", str(out_dir), "--out", str(tmp_path / "again"), "--no-progress"]) == 0
+    written = json.loads((out_dir / "report" / "results.json").read_text())
+    assert written == json.loads((tmp_path / "again" / "results.json").read_text())
+    assert written["headline"]["memorised_acc"] is not None
+
+
 @pytest.mark.parametrize("args,message", [
     (["--preset", "nope"], "unknown preset 'nope'"),
     (["--preset", "liu-lu-80", "--set", "bogus=1"], "unknown key 'bogus'; valid keys:"),
