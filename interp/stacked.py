@@ -52,6 +52,8 @@ class Lookup:
 
 
 def lookup(inputs: Int[Tensor, "K batch 2"], p: int, dtype: torch.dtype = torch.float32) -> Lookup:
+    """The `Lookup` of a batch of (a, b) pairs per network; `dtype` is the parameters' (the
+    sparse product takes operands of one dtype)."""
     k = inputs.shape[0]
     offsets = torch.arange(k, device=inputs.device)[:, None, None] * 2 * p
     index = (inputs + offsets + torch.tensor([0, p], device=inputs.device)).flatten(0, 1)
