@@ -153,6 +153,7 @@ def train(
     train_idx = dataset.train_mask.nonzero().squeeze(1).to(device)
     # full-batch training reads the same batch every step: prepare it once
     whole = _batch(model, inputs, labels, train_idx) if batch_indices(cfg, train_idx, 0) is train_idx else None
+    params = {name: param for name, param in model.named_parameters() if param.requires_grad}
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train", unit="step")
 
     def record(step: int) -> None:
@@ -175,18 +176,15 @@ def train(
                 raise KeyboardInterrupt(f"training interrupted at step {step}{where}")
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
-            optimizer.zero_grad(set_to_none=True)
             batch = whole or _batch(model, inputs, labels, batch_indices(cfg, train_idx, step))
-            loss = _loss_and_backward(model, cfg.loss, *batch)
-            if not torch.isfinite(loss):
+            loss = _loss_and_backward(model, params, cfg.loss, *batch)
+            if not math.isfinite(loss):
                 bar.close()
                 if out is not None:
                     checkpoint.write_json(out / "history.json", history)
                 last = checkpoint.trajectory_steps(out) if out is not None else []
                 kept = f"; the last good checkpoint is step {last[-1]}" if last else ""
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at step {step} (lr {lr_at(cfg, step):g}){kept}"
-                )
+                raise TrainingDiverged(f"loss became {loss} at step {step} (lr {lr_at(cfg, step):g}){kept}")
             optimizer.step()
             done = step + 1
             bar.update(1)
@@ -208,19 +206,25 @@ def _batch(model: nn.Module, inputs: Tensor, labels: Tensor, idx: Tensor) -> tup
     return x, labels[idx], lookup(x[None], model.p) if isinstance(model, TwoLayerNet) else None
 
 
-def _loss_and_backward(model: nn.Module, loss: str, inputs: Tensor, labels: Tensor, rows: Lookup | None) -> Tensor:
-    """The mean loss on (inputs, labels), with the gradients left in the parameters' `.grad`.
-    Two-layer nets take the hand-written path of `interp.stacked` (`rows` from `_batch`);
-    transformers autograd through the last-position forward."""
+def _loss_and_backward(
+    model: nn.Module, params: dict[str, nn.Parameter], loss: str, inputs: Tensor, labels: Tensor, rows: Lookup | None
+) -> float:
+    """The mean loss on (inputs, labels); the gradients of `params` (the model's trainable
+    parameters, by name) replace their `.grad`, so no zero_grad is needed. Two-layer nets take
+    the hand-written path of `interp.stacked` (`rows` from `_batch`); transformers autograd
+    through the last-position forward."""
     if isinstance(model, TwoLayerNet):
-        params = {name: param.detach()[None] for name, param in model.named_parameters()}
-        losses, grads = loss_and_grads(params, model.spec, model.p, rows, labels[None], loss)
-        for name, param in model.named_parameters():
+        losses, grads = loss_and_grads({name: p.detach()[None] for name, p in params.items()},
+                                       model.spec, model.p, rows, labels[None], loss)
+        for name, param in params.items():
             param.grad = grads[name][0]
-        return losses[0]
+        return losses.item()
     value = loss_fn(loss, training_logits(model, inputs), labels)
-    value.backward()
-    return value.detach()
+    # parameters the loss does not reach keep no gradient, as after zero_grad and backward
+    grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
+    for param, grad in zip(params.values(), grads):
+        param.grad = grad
+    return value.item()
 
 
 _ACC_LABELS = {"clean_acc": "clean", "noisy_observed_acc": "noisy/obs", "noisy_true_acc": "noisy/true", "test_acc": "test"}
