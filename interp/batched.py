@@ -13,6 +13,7 @@ each can be loaded, analysed or resumed on its own.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -130,7 +131,7 @@ def train_many(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             losses, grads = loss_and_grads(stacked, model_spec, p, rows, labels, cfg.loss)
-            if not torch.isfinite(losses).all():
+            if not math.isfinite(losses.sum().item()):  # finite iff every network's loss is
                 bar.close()
                 bad = [f"{outs[k] or k}: {losses[k].item()}" for k in range(len(specs)) if not torch.isfinite(losses[k])]
                 raise TrainingDiverged(f"loss became non-finite at step {step} (lr {lr:g}) in {', '.join(bad)}")

@@ -100,19 +100,20 @@ def loss_and_grads(
     logits = torch.baddbmm(bias[:, None, :], hidden.detach(), w.transpose(1, 2))
 
     picked = labels[..., None]
+    minus_one = logits.new_tensor(-1.0).expand(picked.shape)
     if loss == "ce":
         log_probs = logits.log_softmax(-1)
         losses = -log_probs.gather(-1, picked).squeeze(-1).mean(-1)
-        grad = exp_floored_(log_probs).scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=logits.dtype))
+        grad = exp_floored_(log_probs).scatter_add_(-1, picked, minus_one)
     else:  # padded classes have logit 0 and target 0: no loss, no gradient
-        grad = logits.scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=logits.dtype))
+        grad = logits.scatter_add_(-1, picked, minus_one)
         losses = grad.square().sum(-1).mean(-1)
         grad.mul_(2)
     grad.div_(n)
 
-    grads = {"W": torch.bmm(grad.transpose(1, 2), hidden.detach())[:, :p]}
+    grads = {"W": torch.bmm(grad.transpose(1, 2), hidden.detach())[:, :p].contiguous()}
     if spec.bias:
-        grads["mu"] = grad.sum(1)[:, :p]
+        grads["mu"] = grad.sum(1)[:, :p].contiguous()
     grad_hidden = torch.bmm(grad, w)
     if spec.act == "relu":
         # in place: a fresh [examples × width] buffer costs more than the pass itself
@@ -122,11 +123,11 @@ def loss_and_grads(
     grad_pre = grad_pre.flatten(0, 1)
     grad_table = (rows.scatter @ grad_pre).view(k, 2 * p, width)
     grad_u, grad_v = grad_table[:, :p], grad_table[:, p:]
+    # every gradient is contiguous, like its parameter: torch's fused optimizers assume a
+    # gradient laid out like its parameter, and silently compute wrong updates otherwise
     if spec.tied:
         grads["U"] = (grad_u + grad_v).transpose(1, 2).contiguous()
     else:
         grads["U"] = grad_u.transpose(1, 2).contiguous()
         grads["V"] = grad_v.transpose(1, 2).contiguous()
-    # contiguous, like the parameters: torch's fused optimizers assume a gradient laid out like
-    # its parameter, and silently compute wrong updates otherwise
-    return losses, {name: g.contiguous() for name, g in grads.items()}
+    return losses, grads
