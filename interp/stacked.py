@@ -43,11 +43,14 @@ def _table(params: dict[str, Tensor], tied: bool) -> Tensor:
 class Lookup:
     """Which rows of the stacked [K·2p, width] first-layer table each example reads (network
     j's a at row 2pj + a, its b at 2pj + p + b), in the two forms the step uses: `index`
-    [K·batch, 2] for the gather, and `scatter`, the sparse (CSR) [K·2p, K·batch] 0/1 matrix
-    whose product with the pre-activations' gradient is the table's gradient. Build it once per
-    batch with `lookup`."""
+    [K·batch, 2] for the gather, with `offsets`, where each example's pair starts in
+    `index.flatten()` (both int32, as `embedding_bag` takes them without building offsets or
+    converting on every call), and `scatter`, the sparse (CSR) [K·2p, K·batch] 0/1 matrix whose
+    product with the pre-activations' gradient is the table's gradient. Build it once per batch
+    with `lookup`."""
 
     index: Int[Tensor, "K*batch 2"]
+    offsets: Int[Tensor, " K*batch"]
     scatter: Tensor
 
 
@@ -55,8 +58,8 @@ def lookup(inputs: Int[Tensor, "K batch 2"], p: int, dtype: torch.dtype = torch.
     """The `Lookup` of a batch of (a, b) pairs per network; `dtype` is the parameters' (the
     sparse product takes operands of one dtype)."""
     k = inputs.shape[0]
-    offsets = torch.arange(k, device=inputs.device)[:, None, None] * 2 * p
-    index = (inputs + offsets + torch.tensor([0, p], device=inputs.device)).flatten(0, 1)
+    nets = torch.arange(k, device=inputs.device)[:, None, None] * 2 * p
+    index = (inputs + nets + torch.tensor([0, p], device=inputs.device)).flatten(0, 1)
     rows = index.flatten()
     # CSR by table row; a stable sort keeps each row's examples in order, so every row sums its
     # examples in the order index_add_ would (the same numbers, bit for bit)
@@ -70,7 +73,8 @@ def lookup(inputs: Int[Tensor, "K batch 2"], p: int, dtype: torch.dtype = torch.
         scatter = torch.sparse_csr_tensor(crow.int(), (order // 2).int(),
                                           torch.ones(len(rows), dtype=dtype, device=inputs.device),
                                           size=(k * 2 * p, len(index)))
-    return Lookup(index, scatter)
+    offsets = torch.arange(0, len(rows), 2, dtype=torch.int32, device=inputs.device)
+    return Lookup(index.int(), offsets, scatter)
 
 
 def loss_and_grads(
@@ -88,7 +92,8 @@ def loss_and_grads(
         raise ValueError(f"unknown loss {loss!r}; valid: ce, mse")
     k, n = labels.shape
     width = params["U"].shape[1]
-    pre = F.embedding_bag(rows.index, _table(params, spec.tied).detach(), mode="sum").view(k, n, width)
+    table = _table(params, spec.tied).detach()
+    pre = F.embedding_bag(rows.index.flatten(), table, rows.offsets, mode="sum").view(k, n, width)
     if spec.act == "relu":
         hidden = pre.relu_()
     else:
