@@ -52,22 +52,33 @@ def main() -> None:
     low = torch.full((8, 769, 32), -100.0)
     rows = lookup(train[None], p)
     grad_pre = torch.randn(n, width)
+    index = rows.index.long()  # index_add_'s usual index dtype
 
     def two_index_adds():
         table = grad_pre.new_zeros(2 * p, width)
-        return table.index_add_(0, rows.index[:, 0], grad_pre).index_add_(0, rows.index[:, 1], grad_pre)
+        return table.index_add_(0, index[:, 0], grad_pre).index_add_(0, index[:, 1], grad_pre)
 
     row("U, V gradient table, sparse product", best_ms(lambda: rows.scatter @ grad_pre),
         best_ms(two_index_adds), "two index_add_")
     stack = lookup(torch.randint(0, 31, (8, 770, 2)), 31)  # K = 8 nets of the width sweep's size
     grad_stack = torch.randn(8 * 770, 65)
+    index_stack = stack.index.long()
 
     def two_index_adds_stack():
         table = grad_stack.new_zeros(8 * 62, 65)
-        return table.index_add_(0, stack.index[:, 0], grad_stack).index_add_(0, stack.index[:, 1], grad_stack)
+        return table.index_add_(0, index_stack[:, 0], grad_stack).index_add_(0, index_stack[:, 1], grad_stack)
 
     row("  same, 8 nets, p = 31, width 65", best_ms(lambda: stack.scatter @ grad_stack),
         best_ms(two_index_adds_stack), "two index_add_")
+    scatter = rows.scatter
+    scatter64 = torch.sparse_csr_tensor(scatter.crow_indices().long(), scatter.col_indices().long(), scatter.values(),
+                                        scatter.shape)
+    row("  same, int32 indices", best_ms(lambda: scatter @ grad_pre),
+        best_ms(lambda: scatter64 @ grad_pre), "int64 indices")
+    table = torch.randn(8 * 62, 65)
+    row("pre-activations, 8 nets: int32 and offsets", best_ms(
+        lambda: F.embedding_bag(stack.index.flatten(), table, stack.offsets, mode="sum")),
+        best_ms(lambda: F.embedding_bag(index_stack, table, mode="sum")), "[pairs, 2] int64 index")
 
     row("exp of values at -100, floored first", best_ms(lambda: exp_floored_(low.clone())),
         best_ms(lambda: low.clone().exp_()), "plain exp_")

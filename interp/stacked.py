@@ -68,8 +68,8 @@ def lookup(inputs: Int[Tensor, "K batch 2"], p: int, dtype: torch.dtype = torch.
     crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
     with warnings.catch_warnings():  # torch calls its sparse CSR support beta; these products are tested
         warnings.simplefilter("ignore", UserWarning)
-        # int32 indices, which MKL's sparse product takes as they are (int64 ones it converts
-        # on every call: 0.34 → 0.29 ms per product at liu-lu-80's size)
+        # int32 indices, which MKL's sparse product takes as they are: int64 ones it converts on
+        # every call (benchmarks/kernels.py)
         scatter = torch.sparse_csr_tensor(crow.int(), (order // 2).int(),
                                           torch.ones(len(rows), dtype=dtype, device=inputs.device),
                                           size=(k * 2 * p, len(index)))
