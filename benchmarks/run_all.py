@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from train_step import best_block, time_bridge_loop, time_train
+from train_step import best_block, best_interleaved, time_bridge_loop, time_train
 
 import interp
 from interp.ablation import scan_units, scan_units_hooked
@@ -109,12 +109,13 @@ def main() -> None:
     print()
 
     print("K = 8 networks (seeds), same shapes         batched (s)   8 sequential (s)   throughput ratio")
-    for p, width in ((59, 513), (59, 65), (31, 65)):  # liu-lu-80; narrower; the width sweep's p
+    # liu-lu-80's size, then the widths of analyses/width_noise.toml at its p = 31
+    for p, width in ((59, 513), (31, 33), (31, 65), (31, 129), (31, 257), (31, 513)):
         base = interp.get_preset("liu-lu-80").spec.with_overrides([f"p={p}", f"width={width}", f"steps={args.steps}",
                                                                    f"eval_every={args.steps}"])
         specs = [replace(base, model=replace(base.model, seed=k)) for k in range(8)]
-        batched = _best(lambda: train_many(specs, progress=False), 2)
-        sequential = _best(lambda: [interp.train(s, None, progress=False) for s in specs], 2)
+        batched, sequential = best_interleaved(
+            [lambda: train_many(specs, progress=False), lambda: [interp.train(s, None, progress=False) for s in specs]], 2)
         print(f"liu-lu-80, p={p}, width {width:<4} ({args.steps} steps)   {batched:8.2f}        {sequential:8.2f}"
               f"            {sequential / batched:5.2f}x")
     print()

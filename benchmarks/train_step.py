@@ -23,14 +23,27 @@ from interp.train import make_optimizer
 def time_train(spec: interp.RunSpec, steps: int, repeats: int = 3) -> float:
     """Seconds per step of interp.train: the time of `2·steps` steps minus that of `steps`, so
     building the model and the evaluations at the start and end cancel out. Each run length
-    is timed `repeats` times and the fastest kept, as for the matmul peak: the VM's speed
-    drifts by ±20%, and the best time is the machine's, not its neighbours'."""
+    is timed `repeats` times, the two in turn, and the fastest kept, as for the matmul peak:
+    the VM's speed drifts by ±20%, and the best time is the machine's, not its neighbours'."""
     def run(n: int) -> float:
         start = time.perf_counter()
         interp.train(spec.with_overrides({"steps": str(n), "eval_every": str(n)}), None, progress=False)
         return time.perf_counter() - start
 
-    return (min(run(2 * steps) for _ in range(repeats)) - min(run(steps) for _ in range(repeats))) / steps
+    short, long = best_interleaved([lambda: run(steps), lambda: run(2 * steps)], repeats)
+    return (long - short) / steps
+
+
+def best_interleaved(fns, repeats: int) -> list[float]:
+    """Seconds of the fastest call of each of `fns`, called in turn `repeats` times: a slow
+    spell of the VM then falls on all of them alike, not on whichever ran during it."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 def time_bridge_loop(spec: interp.RunSpec, steps: int, repeats: int = 3) -> float:
