@@ -4,7 +4,8 @@ p = 59).
 
     python benchmarks/kernels.py
 
-Each time is the best of five blocks. Run it on an idle machine.
+Each time is the best of five blocks, ours and its alternative timed in turn. Run it on an
+idle machine.
 """
 
 from __future__ import annotations
@@ -13,20 +14,23 @@ import platform
 
 import torch
 import torch.nn.functional as F
-from train_step import best_block
+from train_step import best_interleaved
 
 import interp
 from interp.runtime import exp_floored_, keep_freed_memory
 from interp.stacked import lookup
 
 
-def best_ms(fn, calls: int = 50) -> float:
-    fn()  # warm-up
-    return best_block(fn, calls, repeats=5) * 1e3
+def row(label: str, ours, theirs, what: str, calls: int = 50) -> None:
+    """Print the milliseconds per call of `ours` and of its alternative `theirs`: the best of
+    five blocks of `calls` calls each, the two timed in turn."""
+    ours(), theirs()  # warm-up
 
+    def block(fn):
+        return lambda: [fn() for _ in range(calls)]
 
-def row(label: str, ours: float, theirs: float, what: str) -> None:
-    print(f"{label:<44}{ours:9.3f} ms   {what:<28}{theirs:9.3f} ms")
+    mine, other = (t / calls * 1e3 for t in best_interleaved([block(ours), block(theirs)], repeats=5))
+    print(f"{label:<44}{mine:9.3f} ms   {what:<28}{other:9.3f} ms")
 
 
 @torch.no_grad()
@@ -39,15 +43,15 @@ def main() -> None:
     train = pairs[run.dataset.train_mask]
     n, width, p = len(train), model.spec.width, model.p
 
-    row("gather of U's rows, contiguous table", best_ms(lambda: F.embedding(pairs[:, 0], model.U.T.contiguous())),
-        best_ms(lambda: F.embedding(pairs[:, 0], model.U.T)), "strided (transposed view)")
+    row("gather of U's rows, contiguous table", lambda: F.embedding(pairs[:, 0], model.U.T.contiguous()),
+        lambda: F.embedding(pairs[:, 0], model.U.T), "strided (transposed view)")
 
     hidden, grad = torch.rand(n, width), torch.randn(n, 64)
     w64, w59 = torch.randn(64, width), torch.randn(p, width)
-    row("readout product, classes padded to 64", best_ms(lambda: hidden @ w64.T),
-        best_ms(lambda: hidden @ w59.T), "p = 59 classes")
-    row("W gradient, classes padded to 64", best_ms(lambda: grad.T @ hidden),
-        best_ms(lambda: grad[:, :p].T @ hidden), "p = 59 classes")
+    row("readout product, classes padded to 64", lambda: hidden @ w64.T,
+        lambda: hidden @ w59.T, "p = 59 classes")
+    row("W gradient, classes padded to 64", lambda: grad.T @ hidden,
+        lambda: grad[:, :p].T @ hidden, "p = 59 classes")
 
     low = torch.full((8, 769, 32), -100.0)
     rows = lookup(train[None], p)
@@ -58,8 +62,8 @@ def main() -> None:
         table = grad_pre.new_zeros(2 * p, width)
         return table.index_add_(0, index[:, 0], grad_pre).index_add_(0, index[:, 1], grad_pre)
 
-    row("U, V gradient table, sparse product", best_ms(lambda: rows.scatter @ grad_pre),
-        best_ms(two_index_adds), "two index_add_")
+    row("U, V gradient table, sparse product", lambda: rows.scatter @ grad_pre,
+        two_index_adds, "two index_add_")
     stack = lookup(torch.randint(0, 31, (8, 770, 2)), 31)  # K = 8 nets of the width sweep's size
     grad_stack = torch.randn(8 * 770, 65)
     index_stack = stack.index.long()
@@ -68,23 +72,23 @@ def main() -> None:
         table = grad_stack.new_zeros(8 * 62, 65)
         return table.index_add_(0, index_stack[:, 0], grad_stack).index_add_(0, index_stack[:, 1], grad_stack)
 
-    row("  same, 8 nets, p = 31, width 65", best_ms(lambda: stack.scatter @ grad_stack),
-        best_ms(two_index_adds_stack), "two index_add_")
+    row("  same, 8 nets, p = 31, width 65", lambda: stack.scatter @ grad_stack,
+        two_index_adds_stack, "two index_add_")
     scatter = rows.scatter
     scatter64 = torch.sparse_csr_tensor(scatter.crow_indices().long(), scatter.col_indices().long(), scatter.values(),
                                         scatter.shape)
-    row("  same, int32 indices", best_ms(lambda: scatter @ grad_pre),
-        best_ms(lambda: scatter64 @ grad_pre), "int64 indices")
+    row("  same, int32 indices", lambda: scatter @ grad_pre,
+        lambda: scatter64 @ grad_pre, "int64 indices")
     table = torch.randn(8 * 62, 65)
-    row("pre-activations, 8 nets: int32 and offsets", best_ms(
-        lambda: F.embedding_bag(stack.index.flatten(), table, stack.offsets, mode="sum")),
-        best_ms(lambda: F.embedding_bag(index_stack, table, mode="sum")), "[pairs, 2] int64 index")
+    row("pre-activations, 8 nets: int32 and offsets",
+        lambda: F.embedding_bag(stack.index.flatten(), table, stack.offsets, mode="sum"),
+        lambda: F.embedding_bag(index_stack, table, mode="sum"), "[pairs, 2] int64 index")
 
-    row("exp of values at -100, floored first", best_ms(lambda: exp_floored_(low.clone())),
-        best_ms(lambda: low.clone().exp_()), "plain exp_")
+    row("exp of values at -100, floored first", lambda: exp_floored_(low.clone()),
+        lambda: low.clone().exp_(), "plain exp_")
     at_inf = torch.full((8, 769, 32), float("-inf"))
-    row("exp of -inf, floored first", best_ms(lambda: exp_floored_(at_inf.clone())),
-        best_ms(lambda: at_inf.clone().exp_()), "plain exp_")
+    row("exp of -inf, floored first", lambda: exp_floored_(at_inf.clone()),
+        lambda: at_inf.clone().exp_(), "plain exp_")
 
     def adamw_step(**kind):
         params = [torch.nn.Parameter(t.detach().clone()) for t in model.parameters()]
@@ -93,12 +97,12 @@ def main() -> None:
         opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.1, **kind)
         return lambda: opt.step()
 
-    row("AdamW step, fused", best_ms(adamw_step(fused=True)), best_ms(adamw_step(foreach=False)), "for-loop")
+    row("AdamW step, fused", adamw_step(fused=True), adamw_step(foreach=False), "for-loop")
 
     classes_first = torch.randn(16, p, len(pairs))  # one chunk of the scan: 16 units
     classes_last = classes_first.transpose(1, 2).contiguous()
-    row("scan: max over classes, [unit, class, pair]", best_ms(lambda: classes_first.amax(1), 10),
-        best_ms(lambda: classes_last.max(-1), 10), "[unit, pair, class], argmax")
+    row("scan: max over classes, [unit, class, pair]", lambda: classes_first.amax(1),
+        lambda: classes_last.max(-1), "[unit, pair, class], argmax", calls=10)
 
 
 if __name__ == "__main__":
