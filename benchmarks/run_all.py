@@ -6,8 +6,10 @@ Prints, as ratios: training steps of `liu-lu-80` and `nanda-grokking` against a 
 one-hot two-layer net in plain PyTorch; the TransformerBridge forward) and against the
 arithmetic floor (the step's matmul FLOPs at the measured dense matmul peak); K = 8 batched
 networks against 8 sequential runs; the batched ablation scan against one hooked pass per
-neuron; and the analyses and full report on the released `liu-lu-80`. Every time is the best
-of a few repeats (the VM's speed drifts by ±20%). Run it on an idle machine.
+neuron; and the analyses and full report on the released `liu-lu-80`. Step times are the best
+of five repeats, like the matmul peak; the K = 8 rows, the batched scan and the extraction table
+of three, the hooked scan of two; probes and the report are timed once (the VM's speed drifts
+by ±20%). Run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from train_step import best_block, best_interleaved, time_bridge_loop, time_train
+from train_step import REPEATS, best_block, best_interleaved, time_bridge_loop, time_train
 
 import interp
 from interp.ablation import scan_units, scan_units_hooked
@@ -30,7 +32,7 @@ from interp.runtime import flush_denormals
 from interp.train import make_optimizer
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+def matmul_peak(n: int = 2048, repeats: int = REPEATS) -> float:
     """Dense float32 matmul throughput in FLOP/s (best of `repeats`)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
@@ -115,7 +117,7 @@ def main() -> None:
                                                                    f"eval_every={args.steps}"])
         specs = [replace(base, model=replace(base.model, seed=k)) for k in range(8)]
         batched, sequential = best_interleaved(
-            [lambda: train_many(specs, progress=False), lambda: [interp.train(s, None, progress=False) for s in specs]], 2)
+            [lambda: train_many(specs, progress=False), lambda: [interp.train(s, None, progress=False) for s in specs]], 3)
         print(f"liu-lu-80, p={p}, width {width:<4} ({args.steps} steps)   {batched:8.2f}        {sequential:8.2f}"
               f"            {sequential / batched:5.2f}x")
     print()

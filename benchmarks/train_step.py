@@ -20,7 +20,12 @@ from interp.nets import to_tokens
 from interp.train import make_optimizer
 
 
-def time_train(spec: interp.RunSpec, steps: int, repeats: int = 3) -> float:
+#: Repeats of every step timing, as many as of the matmul peak that the floor divides by: the
+#: fastest of them is the machine's speed, and the VM's slow spells last seconds.
+REPEATS = 5
+
+
+def time_train(spec: interp.RunSpec, steps: int, repeats: int = REPEATS) -> float:
     """Seconds per step of interp.train: the time of `2·steps` steps minus that of `steps`, so
     building the model and the evaluations at the start and end cancel out. Each run length
     is timed `repeats` times, the two in turn, and the fastest kept, as for the matmul peak:
@@ -46,7 +51,7 @@ def best_interleaved(fns, repeats: int) -> list[float]:
     return best
 
 
-def time_bridge_loop(spec: interp.RunSpec, steps: int, repeats: int = 3) -> float:
+def time_bridge_loop(spec: interp.RunSpec, steps: int, repeats: int = REPEATS) -> float:
     """Seconds per step of a plain loop on the TransformerBridge forward (fastest of `repeats`
     blocks of `steps` steps)."""
     ds = interp.make_dataset(spec.task, spec.noise)
@@ -64,7 +69,7 @@ def time_bridge_loop(spec: interp.RunSpec, steps: int, repeats: int = 3) -> floa
     return best_block(step, steps, repeats)
 
 
-def best_block(step, steps: int, repeats: int = 3) -> float:
+def best_block(step, steps: int, repeats: int = REPEATS) -> float:
     """Seconds per call of `step`: the fastest of `repeats` blocks of `steps` calls."""
     best = float("inf")
     for _ in range(repeats):
