@@ -129,3 +129,26 @@ def test_other_optimizers_and_losses_reduce_loss(optimizer, loss):
                            momentum=0.9 if optimizer == "sgd" else 0.0, weight_decay=0.0)
     run = train(spec, None, progress=False)
     assert run.history[-1]["train_loss"] < 0.8 * run.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize("make", [small_two_layer, small_transformer])
+def test_training_matches_a_plain_loop(make):
+    """`train` sets each step's gradients instead of zeroing and accumulating them, and the
+    two-layer step computes them by hand: the result must be what the textbook loop
+    (zero_grad, backward through the hooked forward, step) gives, up to float rounding. SGD
+    with large steps, so that a gradient kept from an earlier step shows; Adam would also
+    blow rounding in near-zero gradients up to whole steps."""
+    spec = make(steps=6, eval_every=6, optimizer="sgd", lr=0.5, momentum=0.9)
+    trained = train(spec, None, progress=False).model
+    data = interp.make_dataset(spec.task, spec.noise)
+    model = interp.build_model(spec.model, spec.task.p)
+    optimizer = train_module.make_optimizer(spec.train, model.parameters())
+    x, y = data.inputs[data.train_mask], data.labels[data.train_mask]
+    for step in range(spec.train.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(spec.train, step)
+        optimizer.zero_grad()
+        interp.metrics.loss_fn(spec.train.loss, interp.nets.logits(model, x), y).backward()
+        optimizer.step()
+    for name, param in model.state_dict().items():
+        torch.testing.assert_close(trained.state_dict()[name], param, rtol=1e-5, atol=1e-6, msg=name)
