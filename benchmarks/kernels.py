@@ -64,6 +64,11 @@ def main() -> None:
 
     row("U, V gradient table, sparse product", lambda: rows.scatter @ grad_pre,
         two_index_adds, "two index_add_")
+    scatter = rows.scatter
+    scatter64 = torch.sparse_csr_tensor(scatter.crow_indices().long(), scatter.col_indices().long(), scatter.values(),
+                                        scatter.shape)
+    row("  same, int32 indices", lambda: scatter @ grad_pre,
+        lambda: scatter64 @ grad_pre, "int64 indices")
     stack = lookup(torch.randint(0, 31, (8, 770, 2)), 31)  # K = 8 nets of the width sweep's size
     grad_stack = torch.randn(8 * 770, 65)
     index_stack = stack.index.long()
@@ -74,11 +79,6 @@ def main() -> None:
 
     row("  same, 8 nets, p = 31, width 65", lambda: stack.scatter @ grad_stack,
         two_index_adds_stack, "two index_add_")
-    scatter = rows.scatter
-    scatter64 = torch.sparse_csr_tensor(scatter.crow_indices().long(), scatter.col_indices().long(), scatter.values(),
-                                        scatter.shape)
-    row("  same, int32 indices", lambda: scatter @ grad_pre,
-        lambda: scatter64 @ grad_pre, "int64 indices")
     table = torch.randn(8 * 62, 65)
     row("pre-activations, 8 nets: int32 and offsets",
         lambda: F.embedding_bag(stack.index.flatten(), table, stack.offsets, mode="sum"),
