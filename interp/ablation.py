@@ -86,10 +86,6 @@ def linear_readout(model: nn.Module, inputs: Tensor) -> tuple[str, Tensor, Tenso
     raise TypeError(f"no batched ablation for {type(model).__name__}")
 
 
-def _spread(rows: Tensor) -> Tensor:
-    return rows.amax(-1) - rows.amin(-1)
-
-
 @dataclass
 class UnitScan:
     """Metrics after ablating each unit alone. `metrics[name][i]` is subset metric `name`
@@ -120,7 +116,7 @@ def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str
     # Shifting each pair's logits by a constant changes no score. Shifted by the unablated
     # maximum, ablated logits stay within ±bound of [-spread, 0]; if that is inside exp's
     # normal range, scoring can exp them as they are (metrics._per_example's exp_ready).
-    bound = _spread(full).max() + (to_logit.abs().amax(1) * delta.abs().amax(1)).max()
+    bound = (full.amax(-1) - full.amin(-1)).max() + (to_logit.abs().amax(1) * delta.abs().amax(1)).max()
     exp_ready = loss == "ce" and bool(bound < -EXP_FLOOR)
     # classes before pairs: every reduction over the classes then runs along contiguous memory
     full_t = (full - full.amax(-1, keepdim=True) if exp_ready else full).T.contiguous()

@@ -27,12 +27,11 @@ def loss_fn(kind: str, logits: Float[Tensor, "batch p"], labels: Int[Tensor, " b
 
 
 def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim: int = -1,
-                 floor_exp: bool = True, exp_ready: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
+                 exp_ready: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
     """For each named label vector: (correct, loss) of every example. The classes lie along
     `class_dim` (-1: [..., pair, p]; -2: [..., p, pair], the fast layout for big stacks, where
     every reduction over classes runs along contiguous memory). The maximum, the normaliser
     (log-sum-exp or ‖x‖²) and the labels' logits are computed once for all label vectors.
-    `floor_exp=False` skips `exp_floored_`'s pass where no row spreads past its floor.
     `exp_ready=True` (cross-entropy) is for callers that have shifted each example's logits by a
     constant, which changes no score, into [EXP_FLOOR, -EXP_FLOOR]: exp then needs neither the
     maximum subtracted nor a floor, which saves a pass over the logits."""
@@ -52,8 +51,7 @@ def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim
         # a tie at the maximum puts exp(max) in the sum twice; the margin covers exp's rounding
         tied = sum_exp >= 1.999 * biggest.squeeze(class_dim).exp()
     else:
-        sum_exp = exp_floored_(logits - biggest) if floor_exp else (logits - biggest).exp_()
-        sum_exp = sum_exp.sum(class_dim)
+        sum_exp = exp_floored_(logits - biggest).sum(class_dim)
         norm = biggest.squeeze(class_dim) + sum_exp.log()
         tied = sum_exp >= 2  # a tie at the maximum adds exp(0) = 1 twice
     # Correct means the label is argmax's pick, and argmax breaks ties by the first index. A
@@ -79,12 +77,11 @@ _SUBSETS = {  # subset: (mask attribute of Dataset, the labels it is scored agai
 }
 
 
-def score_labels(logits: Tensor, dataset: Dataset, loss: str, class_dim: int = -1, floor_exp: bool = True,
+def score_labels(logits: Tensor, dataset: Dataset, loss: str, class_dim: int = -1,
                  exp_ready: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
     """(correct, loss) of every example against its observed and its true label: the part of
     `subset_metrics_batched` that reads the logits; `aggregate_subsets` turns it into metrics."""
-    return _per_example(logits, {"observed": dataset.labels, "true": dataset.true_labels}, loss, class_dim,
-                        floor_exp, exp_ready)
+    return _per_example(logits, {"observed": dataset.labels, "true": dataset.true_labels}, loss, class_dim, exp_ready)
 
 
 def aggregate_subsets(scored: dict[str, tuple[Tensor, Tensor]], dataset: Dataset) -> dict[str, Tensor | None]:
@@ -106,15 +103,14 @@ def aggregate_subsets(scored: dict[str, tuple[Tensor, Tensor]], dataset: Dataset
 
 def subset_metrics_batched(
     logits: Float[Tensor, "... pair p"], dataset: Dataset, loss: str = "ce", dtype: torch.dtype = torch.float64,
-    class_dim: int = -1, floor_exp: bool = True,
+    class_dim: int = -1,
 ) -> dict[str, Tensor | None]:
     """`subset_metrics` for a stack of logits: each value is a float64 tensor over the leading
     dimensions (None where a subset is empty). Scans of many units pass dtype=float32: the
     per-example losses are then computed in float32 (relative error ~1e-7) and summed in
-    float64. `class_dim=-2` takes logits laid out as [..., p, pair]. `floor_exp=False` is for
-    callers that know no example's logits spread by more than -runtime.EXP_FLOOR."""
+    float64. `class_dim=-2` takes logits laid out as [..., p, pair]."""
     logits = logits.detach().to(dtype).cpu()
-    return aggregate_subsets(score_labels(logits, dataset, loss, class_dim, floor_exp), dataset)
+    return aggregate_subsets(score_labels(logits, dataset, loss, class_dim), dataset)
 
 
 def subset_metrics(
