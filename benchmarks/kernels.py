@@ -84,6 +84,24 @@ def main() -> None:
         lambda: F.embedding_bag(stack.index.flatten(), table, stack.offsets, mode="sum"),
         lambda: F.embedding_bag(index_stack, table, mode="sum"), "[pairs, 2] int64 index")
 
+    logits = torch.randn(8, 769, 32) * 5  # K = 8 nets, p = 31 padded to 32 classes
+    labels = torch.randint(0, 31, (8, 769))
+    flat = torch.arange(0, logits.numel(), 32) + labels.flatten()
+    minus_one = torch.tensor(-1.0)
+
+    def cross_entropy_flat():  # as interp.stacked.loss_and_grads
+        log_probs = logits.log_softmax(-1)
+        loss = -log_probs.take(flat)
+        return loss, exp_floored_(log_probs).view(-1).index_add_(0, flat, minus_one.expand(flat.shape))
+
+    def cross_entropy_along_classes():
+        log_probs = logits.log_softmax(-1)
+        loss = -log_probs.gather(-1, labels[..., None])
+        return loss, exp_floored_(log_probs).scatter_add_(-1, labels[..., None], minus_one.expand(labels[..., None].shape))
+
+    row("cross-entropy gradient, 8 nets: labels flat", cross_entropy_flat, cross_entropy_along_classes,
+        "gather, scatter_add_ on classes")
+
     row("exp of values at -100, floored first", lambda: exp_floored_(low.clone()),
         lambda: low.clone().exp_(), "plain exp_")
     at_inf = torch.full((8, 769, 32), float("-inf"))
