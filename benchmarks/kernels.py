@@ -100,7 +100,7 @@ def main() -> None:
         return loss, exp_floored_(log_probs).scatter_add_(-1, labels[..., None], minus_one.expand(labels[..., None].shape))
 
     row("cross-entropy gradient, 8 nets: labels flat", cross_entropy_flat, cross_entropy_along_classes,
-        "gather, scatter_add_ on classes")
+        "gather, scatter_add_")
 
     row("exp of values at -100, floored first", lambda: exp_floored_(low.clone()),
         lambda: low.clone().exp_(), "plain exp_")
