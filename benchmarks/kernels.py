@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from train_step import best_interleaved
 
 import interp
-from interp.runtime import exp_floored_, keep_freed_memory
+from interp.runtime import exp_floored_, fast_cpu_process
 from interp.stacked import lookup
 
 
@@ -35,7 +35,7 @@ def row(label: str, ours, theirs, what: str, calls: int = 50) -> None:
 
 @torch.no_grad()
 def main() -> None:
-    keep_freed_memory()
+    fast_cpu_process()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}\n")
     print(f"{'operation (ours)':<44}{'time':>12}   {'alternative':<28}{'time':>12}")
     run = interp.load("liu-lu-80")

@@ -3,8 +3,6 @@ and which carry the generalising circuit."""
 
 __version__ = "0.1.0"
 
-from . import runtime  # noqa: F401  (first: flush-to-zero before torch starts its threads)
-
 from .checkpoint import CheckpointError, Run, load_run, save_run
 from .metrics import subset_metrics
 from .nets import TwoLayerNet, build_model, logits

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from . import tl_adapter
 from .metrics import aggregate_subsets, collect_rows, score_labels, subset_metrics
 from .nets import TwoLayerNet, logits, to_tokens
-from .runtime import EXP_FLOOR, keep_freed_memory
+from .runtime import EXP_FLOOR
 from .tasks import Dataset
 
 MODES = ("zero", "mean", "resample")
@@ -109,7 +109,6 @@ def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str
                seed: int = 0, chunk: int = 8) -> UnitScan:
     """Ablate every neuron of the model's linear-readout layer alone, all in batched form:
     the logits with unit m replaced are logits + (replacement_m − act_m) ⊗ to_logit_m."""
-    keep_freed_memory()  # each chunk's logits (6.6 MB on liu-lu-80) reuse the last one's memory
     name, acts, to_logit, full = linear_readout(model, dataset.inputs)
     all_units = torch.arange(acts.shape[1], device=acts.device)
     delta = (_replacement(acts, all_units, -1, mode, seed) - acts).T.contiguous()  # [unit, batch]

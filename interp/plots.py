@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import torch
+from matplotlib.figure import Figure
 
 SUBSET_COLORS = {
     "clean": "#1f77b4",
@@ -29,13 +26,19 @@ def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
+
+
+def _subplots(*grid: int, figsize: tuple[float, float], **kwargs):
+    """A figure and its axes without pyplot: no global backend is chosen or changed, and
+    nothing is kept in pyplot's figure registry (the caller's notebook stays as it was)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kwargs)
 
 
 def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
     steps = [row["step"] for row in history]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _subplots(figsize=(7, 4))
     for name, color in SUBSET_COLORS.items():
         values = [row.get(f"{name}_acc") for row in history]
         if any(v is not None for v in values):
@@ -52,7 +55,7 @@ def plot_neuron_spectra(spectra, path: Path) -> Path:
     power = spectra.power[:, 1:]
     order = torch.argsort(spectra.freq * 10 + (1 - spectra.energy_frac))
     normed = power[order] / power[order].sum(1, keepdim=True).clamp_min(1e-30)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = _subplots(1, 3, figsize=(15, 4.2))
     im = axes[0].imshow(normed.T.numpy(), aspect="auto", origin="lower", cmap="viridis",
                         extent=(0, len(order), 0.5, power.shape[1] + 0.5))
     axes[0].set(xlabel="neuron (sorted by dominant frequency)", ylabel="frequency k",
@@ -70,7 +73,7 @@ def plot_transformer_spectra(spectra, path: Path) -> Path:
     names = [n for n in spectra.power if n in ("W_E", "W_U")]
     layers = [n for n in spectra.power if n.endswith("W_out_U")]
     extra = spectra.neuron_freq is not None
-    fig, axes = plt.subplots(1, len(names) + 1 + extra, figsize=(5 * (len(names) + 1 + extra), 4))
+    fig, axes = _subplots(1, len(names) + 1 + extra, figsize=(5 * (len(names) + 1 + extra), 4))
     if extra:
         counts = torch.bincount(spectra.neuron_freq[spectra.neuron_share > 0.5], minlength=spectra.p // 2 + 1)
         axes[-1].bar(range(len(counts)), counts.numpy(), color="#555555")
@@ -92,7 +95,7 @@ def plot_transformer_spectra(spectra, path: Path) -> Path:
 def plot_extraction(extraction, path: Path) -> Path:
     """Accuracy of each extraction method on the four subsets, as grouped bars."""
     methods = list(extraction.rows)
-    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(methods)), 4.5))
+    fig, ax = _subplots(figsize=(max(8, 1.1 * len(methods)), 4.5))
     width = 0.2
     for i, (name, color) in enumerate(SUBSET_COLORS.items()):
         values = [extraction.rows[m][f"{name}_acc"] or 0 for m in methods]
@@ -106,7 +109,7 @@ def plot_extraction(extraction, path: Path) -> Path:
 
 def plot_pruning(curves, path: Path) -> Path:
     """Test and memorised accuracy as units are removed, one line per order."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    fig, axes = _subplots(1, 2, figsize=(12, 4.2), sharey=True)
     for ax, (key, title) in zip(axes, [("test_acc", "test"), ("noisy_observed_acc", "noisy train vs observed (memorised)")]):
         for i, curve in enumerate(curves):
             random = curve.label.startswith("random")
@@ -123,7 +126,7 @@ def plot_pruning(curves, path: Path) -> Path:
 def plot_partition(sweeps, path: Path) -> Path:
     """Per score: test accuracy of f^G_part, of its frequency filtration, and the memorised
     accuracy of the memorisation part, against the fraction of neurons kept."""
-    fig, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 4), sharey=True, squeeze=False)
+    fig, axes = _subplots(1, len(sweeps), figsize=(5 * len(sweeps), 4), sharey=True, squeeze=False)
     for ax, sweep in zip(axes[0], sweeps):
         ax.plot(sweep.fractions, sweep.generalisation["test_acc"], color=SUBSET_COLORS["test"], label="f^G_part: test")
         ax.plot(sweep.fractions, sweep.filtered_generalisation["test_acc"], color=SUBSET_COLORS["test"], ls="--",
@@ -142,7 +145,7 @@ def plot_localization(loc, path: Path) -> Path:
     colors = {"generalising": SUBSET_COLORS["test"], "memorising": SUBSET_COLORS["noisy_observed"],
               "mixed": "#ff7f0e", "inert": "#bbbbbb"}
     kinds = sorted({r["kind"] for r in loc.rows})
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 4.2), squeeze=False)
+    fig, axes = _subplots(1, len(kinds), figsize=(5 * len(kinds), 4.2), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
         rows = [r for r in loc.rows if r["kind"] == kind]
         for name, color in colors.items():
@@ -158,7 +161,7 @@ def plot_localization(loc, path: Path) -> Path:
 def plot_probe_curves(curves: dict, path: Path) -> Path:
     """Probe accuracy against the number of clean probe-training examples: one panel per
     feature source, the subsets in their usual colours (test; noisy examples vs true labels)."""
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.8), sharey=True, squeeze=False)
+    fig, axes = _subplots(1, len(curves), figsize=(4.5 * len(curves), 3.8), sharey=True, squeeze=False)
     for ax, (source, curve) in zip(axes[0], curves.items()):
         sizes = sorted(curve)
         for subset in ("test", "noisy_true"):
@@ -173,7 +176,7 @@ def plot_probe_curves(curves: dict, path: Path) -> Path:
 
 def plot_fit_speed(speed, path: Path) -> Path:
     """Fraction of clean and of noisy examples fitted (against the labels trained on) per step."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _subplots(figsize=(7, 4))
     ax.plot(speed.steps, speed.clean_acc, color=SUBSET_COLORS["clean"], label=SUBSET_LABELS["clean"])
     if any(v is not None for v in speed.noisy_acc):
         ax.plot(speed.steps, [v if v is not None else float("nan") for v in speed.noisy_acc],
@@ -192,7 +195,7 @@ def plot_sweep(summary, path: Path) -> Path:
         lines.setdefault(tuple(row[a] for a in rest), []).append(row)
     panels = [("test_acc", "test accuracy (raw model)"), ("noisy_observed_acc", "noisy labels memorised"),
               ("extracted_test_acc", "test accuracy, extracted (label-free)")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    fig, axes = _subplots(1, 3, figsize=(15, 4.2), sharey=True)
     for ax, (key, title) in zip(axes, panels):
         for values, rows in lines.items():
             xs = [r[first] for r in rows]

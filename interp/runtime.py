@@ -1,12 +1,17 @@
-"""CPU runtime settings and pitfalls for speed: flush-to-zero for denormal floats, reuse of freed
-memory, and an exp that stays off the slow path for underflowing inputs.
+"""CPU speed settings, none of them made by importing `interp` or calling its analyses.
 
-Importing `interp` turns flush-to-zero on (set INTERP_KEEP_DENORMALS=1 to opt out). It has to
-happen before torch starts its intra-op worker threads, which copy the setting when they are
-created: `torch.set_flush_denormal` later reaches only the calling thread, and denormal
-products inside multithreaded matmuls made the step of a network decayed to ~1e-8 weights 20×
-slower (a 1000² matmul of 1e-20 values: 2.2 s without, 12 ms with). Values below 1.2e-38 are
-far under anything these models compute with.
+- `flush_denormals()`: flush-to-zero on the calling thread for a block (training), restored to
+  what it was afterwards. Saturated softmax gradients underflow to denormals, which slow CPU
+  matmuls several-fold.
+- `fast_cpu_process()`: opt-in, process-wide, for programs that own their process (the `interp`
+  console script, `benchmarks/`): flush-to-zero before torch starts its intra-op worker threads,
+  which copy the setting when they are created (`torch.set_flush_denormal` later reaches only the
+  calling thread; denormal products inside multithreaded matmuls made the step of a network
+  decayed to ~1e-8 weights 20× slower: a 1000² matmul of 1e-20 values, 2.2 s without, 12 ms
+  with), and glibc's reuse of freed memory (elementwise ops on tens of MB were 3-4× slower when
+  every step page-faulted its activations in afresh). A library imported into someone's notebook
+  must not do either: they change what the caller's own code computes and allocates.
+- `exp_floored_`: an exp that stays off torch's slow path for underflowing inputs.
 """
 
 from __future__ import annotations
@@ -14,46 +19,36 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import os
 from typing import Iterator
 
 import torch
 from torch import Tensor
 
-#: Whether denormals are flushed outside `flush_denormals` (the setting made at import).
-FLUSH_BY_DEFAULT = not os.environ.get("INTERP_KEEP_DENORMALS")
-if FLUSH_BY_DEFAULT:
-    torch.set_flush_denormal(True)
 
-
-def keep_freed_memory() -> None:
-    """Let glibc keep freed blocks for reuse instead of returning each large temporary to the
-    OS: otherwise every step page-faults its activations in afresh, which made elementwise ops on
-    tens of MB 3-4x slower here. Process-wide, idempotent; a no-op where glibc is absent."""
-    global _KEPT
-    if _KEPT:
-        return
-    _KEPT = True
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: allocate blocks below 1 GiB from the heap
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap
-
-
-_KEPT = False
+def denormals_flushed() -> bool:
+    """Whether the calling thread flushes denormal floats to zero (1e-30·1e-10 → 0)."""
+    return (torch.tensor(1e-30, dtype=torch.float32) * 1e-10).item() == 0.0
 
 
 @contextlib.contextmanager
 def flush_denormals() -> Iterator[None]:
-    # Saturated softmax gradients underflow to denormals, which slow CPU matmuls several-fold.
-    keep_freed_memory()
+    """Flush denormals on the calling thread inside the block; the previous mode afterwards."""
+    before = denormals_flushed()
     torch.set_flush_denormal(True)
     try:
         yield
     finally:
-        # torch cannot report the mode it replaced (set_flush_denormal returns whether the CPU
-        # supports it), so this goes back to the import-time default, not to "off"
-        torch.set_flush_denormal(FLUSH_BY_DEFAULT)
+        torch.set_flush_denormal(before)
+
+
+def fast_cpu_process() -> None:
+    """Process-wide speed settings for a program that owns its process; call it first thing,
+    before torch runs any parallel op. Idempotent; the glibc part is a no-op without glibc."""
+    torch.set_flush_denormal(True)
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: allocate blocks below 1 GiB from the heap
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap
 
 
 #: Below this, exp(x) falls under float32's normal range (1.2e-38).
