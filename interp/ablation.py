@@ -16,9 +16,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from . import tl_adapter
 from .metrics import aggregate_subsets, collect_rows, score_labels, subset_metrics
-from .nets import TwoLayerNet, logits, to_tokens
+from .families import family_of
+from .nets import logits
 from .runtime import EXP_FLOOR
 from .tasks import Dataset
 
@@ -61,9 +61,7 @@ def ablated_logits(
         acts.index_copy_(axis, units.to(acts.device), _replacement(acts, units.to(acts.device), axis, mode, seed))
         return acts
 
-    if tl_adapter.is_transformer(model):
-        return model.run_with_hooks(to_tokens(model, inputs), fwd_hooks=[(hook_name, hook)])[:, -1]
-    return model.run_with_hooks(inputs, fwd_hooks=[(hook_name, hook)])
+    return family_of(model).forward(model, inputs, fwd_hooks=[(hook_name, hook)])
 
 
 # --- batched scans -----------------------------------------------------------------------
@@ -71,19 +69,13 @@ def ablated_logits(
 
 def linear_readout(model: nn.Module, inputs: Tensor) -> tuple[str, Tensor, Tensor, Tensor]:
     """(hook name, activations [batch, unit], unit-to-logit map [unit, p], full logits) for the
-    units whose effect on the logits is linear, so ablating any set of them is exact in closed
-    form: the two-layer net's hidden neurons; the last-position neurons of the last MLP layer."""
-    if isinstance(model, TwoLayerNet):
-        out, cache = model.run_with_cache(inputs, names_filter="hook_post")
-        return "hook_post", cache["hook_post"], model.W.detach().T, out
-    if tl_adapter.is_transformer(model):
-        layer = model.cfg.n_layers - 1
-        name = f"blocks.{layer}.mlp.hook_post"
-        out, cache = model.run_with_cache(to_tokens(model, inputs), names_filter=name)
-        w = model.state_dict()
-        to_logit = w[f"blocks.{layer}.mlp.out.weight"].T @ w["unembed.weight"].T
-        return name, cache[name][:, -1], to_logit, out[:, -1]
-    raise TypeError(f"no batched ablation for {type(model).__name__}")
+    family's readout units, whose effect on the logits is linear, so ablating any set of them is
+    exact in closed form (the two-layer net's hidden neurons; the last-position neurons of a
+    transformer's last MLP layer)."""
+    family = family_of(model)
+    name = family.readout_hook(model)
+    out, cache = family.run_with_cache(model, inputs, names_filter=name)
+    return name, cache[name], family.unit_to_logit(model), out
 
 
 @dataclass

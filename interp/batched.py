@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from .checkpoint import Run
-from .nets import TwoLayerNet, build_model
+from .families import build_model, family_for_spec
+from .families.two_layer import TwoLayerNet
 from .runtime import flush_denormals
-from .specs import RunSpec, TwoLayerSpec
+from .specs import RunSpec
 from .stacked import lookup, loss_and_grads
 from .tasks import make_dataset
 from .train import (
@@ -37,7 +38,7 @@ from .train import (
 def batch_key(spec: RunSpec) -> RunSpec | None:
     """Specs with equal keys train together; None when `spec` cannot be batched (transformers,
     minibatches). Seeds, the noise model and weight decay may differ."""
-    if not isinstance(spec.model, TwoLayerSpec) or spec.train.batch_size != 0:
+    if not family_for_spec(spec.model).batchable or spec.train.batch_size != 0:
         return None
     return replace(spec, task=replace(spec.task, seed=0), noise=replace(spec.noise, rate=0.0, seed=0, kind="wrong"),
                    model=replace(spec.model, seed=0), train=replace(spec.train, weight_decay=0.0))

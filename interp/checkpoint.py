@@ -26,8 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import tl_adapter
-from .nets import build_model
+from .families import build_model, family_of
 from .specs import RunSpec, SpecError
 from .tasks import Dataset, make_dataset
 
@@ -114,9 +113,7 @@ def model_config(spec: RunSpec, model: nn.Module) -> dict[str, Any]:
         "parameters": {k: list(v.shape) for k, v in model.state_dict().items()},
         "versions": library_versions(),
     }
-    if tl_adapter.is_transformer(model):
-        config["transformer_lens_config"] = tl_adapter.bridge_config(spec.model, spec.task.p)
-    return config
+    return {**config, **family_of(model).config(model)}
 
 
 def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:

@@ -17,7 +17,6 @@ residue 0, which has no place in that index, stays with f^G unchanged.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import asdict, dataclass, replace
 
@@ -27,24 +26,11 @@ from torch import Tensor, nn
 
 from . import fourier
 from .metrics import subset_metrics
-from .nets import TwoLayerNet, logits
+from .families import family_of
+from .families.two_layer import TwoLayerNet, with_neuron_vectors
+from .nets import logits
 from .spectra import neuron_spectra, neuron_vectors, residue_order
 from .tasks import Dataset, apply_op
-
-
-def with_neuron_vectors(model: TwoLayerNet, u: Tensor, v: Tensor, w: Tensor, act: str | None = None) -> TwoLayerNet:
-    """A copy of `model` with neuron vectors u, v, w ([width, p] each) and optionally another
-    activation; a tied model becomes untied when u ≠ v."""
-    spec = replace(model.spec, tied=model.spec.tied and torch.equal(u, v), act=act or model.spec.act)
-    net = TwoLayerNet(spec, model.p)
-    with torch.no_grad():
-        net.U.copy_(u)
-        if not net.spec.tied:
-            net.V.copy_(v)
-        net.W.copy_(w.T)
-        if net.spec.bias:
-            net.mu.copy_(model.mu)
-    return net.eval()
 
 
 def _project_per_neuron(x: Tensor, keep: Tensor, order: Tensor) -> Tensor:
@@ -127,25 +113,19 @@ def rule_directions(dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair d
     return q
 
 
-def _mlp_weights(model: nn.Module) -> tuple[str, Tensor]:
-    layer = model.cfg.n_layers - 1
-    w = model.state_dict()
-    return f"blocks.{layer}.mlp.hook_post", w[f"blocks.{layer}.mlp.out.weight"].T @ w["unembed.weight"].T
-
-
 @torch.no_grad()
 def restricted_logits(model: nn.Module, dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair p"]:
-    """Logits with the last layer's MLP activations (last position) replaced by their projection
-    onto the constant and the key-frequency rule directions over all pairs (Nanda et al.)."""
-    from .nets import to_tokens
-
-    hook, neuron_to_logit = _mlp_weights(model)
-    out, cache = model.run_with_cache(to_tokens(model, dataset.inputs), names_filter=hook)
-    acts = cache[hook][:, -1].double()
+    """Logits with the readout units' activations (a transformer's last MLP layer, last position)
+    replaced by their projection onto the constant and the key-frequency rule directions over
+    all pairs (Nanda et al.)."""
+    family = family_of(model)
+    hook, neuron_to_logit = family.readout_hook(model), family.unit_to_logit(model)
+    out, cache = family.run_with_cache(model, dataset.inputs, names_filter=hook)
+    acts = cache[hook].double()
     basis = torch.cat([torch.full((len(acts), 1), len(acts) ** -0.5, dtype=torch.float64),
                        rule_directions(dataset, freqs)], 1)
     dropped = acts - basis @ (basis.T @ acts)
-    return (out[:, -1].double() - dropped @ neuron_to_logit.double()).float()
+    return (out.double() - dropped @ neuron_to_logit.double()).float()
 
 
 @torch.no_grad()
@@ -156,21 +136,26 @@ def excluded_logits(model: nn.Module, dataset: Dataset, freqs: list[int]) -> Flo
     return (out - q @ (q.T @ out)).float()
 
 
-def filter_transformer(model: nn.Module, op: str, freqs: list[int], weights=("W_E", "W_U")) -> nn.Module:
-    """A copy of the transformer whose embedding (residue rows) and/or unembedding keep only the
-    constant and the frequencies `freqs` along the residue axis."""
-    order = residue_order(op, model.cfg.d_vocab_out)
+def filter_residue_weights(model: nn.Module, op: str, freqs: list[int], weights=("W_E", "W_U")) -> nn.Module:
+    """A copy of the model whose embedding (residue rows) and/or unembedding (class columns)
+    keep only the constant and the frequencies `freqs` along the residue axis."""
+    family = family_of(model)
+    embed, unembed = family.embedding(model), family.unembedding(model)
+    order = residue_order(op, embed.shape[0])
     keep = torch.zeros(len(order) // 2 + 1, dtype=torch.bool)
     keep[0] = True
     keep[list(freqs)] = True
-    new = copy.deepcopy(model)
-    state = new.state_dict()
+
+    def filtered(w: Tensor, dim: int) -> Tensor:
+        w = w.detach().clone()
+        w.index_copy_(dim, order, fourier.project_frequencies(w.index_select(dim, order).double(), keep,
+                                                              dim=dim).to(w.dtype))
+        return w
+
     with torch.no_grad():
-        for name, key in (("W_E", "embed.weight"), ("W_U", "unembed.weight")):
-            if name in weights:
-                w = state[key]  # rows are residues (W_E also has the `=` row, left as is)
-                w[order] = fourier.project_frequencies(w[order].double(), keep, dim=0).to(w.dtype)
-    return new
+        return family.with_residue_weights(
+            model, embedding=filtered(embed, 0) if "W_E" in weights else None,
+            unembedding=filtered(unembed, 1) if "W_U" in weights else None)
 
 
 # --- comparison and noise detection -------------------------------------------------------
@@ -201,12 +186,12 @@ class Extraction:
 
     def label_free(self) -> tuple[str, float | None]:
         """The method fixed in advance that reads only the weights, and its test accuracy."""
-        method = LABEL_FREE[self.family]
+        method = next(m for m in LABEL_FREE.values() if m in self.rows)
         return method, self.rows[method]["test_acc"]
 
 
 #: Per family, the extraction that reads only the weights (no labels, no knowledge of the op).
-LABEL_FREE = {"two_layer": "resynthesized", "transformer": "W_E filter"}
+LABEL_FREE = {"per-neuron": "resynthesized", "residue weights": "W_E filter"}
 
 
 @torch.no_grad()
@@ -225,7 +210,8 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     op = dataset.task.op
     rows, notes = {}, {}
 
-    detector = LABEL_FREE["two_layer" if isinstance(model, TwoLayerNet) else "transformer"]
+    per_neuron = family_of(model).neuron_maps(model) is not None
+    detector = LABEL_FREE["per-neuron" if per_neuron else "residue weights"]
     outputs = {}
 
     def score(name: str, out: Tensor, note: str) -> None:
@@ -234,7 +220,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
             outputs[name] = out
 
     score("raw", logits(model, dataset.inputs), "the trained model")
-    if isinstance(model, TwoLayerNet):
+    if per_neuron:
         spectra = neuron_spectra(model, op)
         keys = spectra.key_frequencies(0.0)[:key_top] if key_top else spectra.frequencies_covering(0.5)
         g, r = dominant_split(model, op)
@@ -248,7 +234,6 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
             if act != model.spec.act:
                 score(f"raw, {act}", logits(swap_activation(model, act), dataset.inputs), f"raw weights, φ = {act}")
                 score(f"f^G, {act}", logits(swap_activation(g, act), dataset.inputs), f"f^G weights, φ = {act}")
-        family = "two_layer"
     else:
         from .spectra import transformer_key_frequencies
 
@@ -257,13 +242,12 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
         score("excluded", excluded_logits(model, dataset, keys), "logits without the key-frequency rule directions")
         for which in (("W_U",), ("W_E",), ("W_E", "W_U")):
             name = "+".join(which) + " filter"
-            score(name, logits(filter_transformer(model, op, keys, which), dataset.inputs),
+            score(name, logits(filter_residue_weights(model, op, keys, which), dataset.inputs),
                   f"{' and '.join(which)} keep frequencies {keys}")
-        family = "transformer"
     detection = detect_noise(outputs[detector], dataset) if dataset.noisy_mask.any() else None
     if detection is not None:
         detection["method"] = detector
-    return Extraction(family, keys, rows, notes, detection)
+    return Extraction(family_of(model).name, keys, rows, notes, detection)
 
 
 def detect_noise(extracted: Float[Tensor, "pair p"], dataset: Dataset) -> dict:

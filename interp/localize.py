@@ -21,9 +21,10 @@ import torch
 from torch import Tensor, nn
 
 from .ablation import scan_units, scan_units_hooked
-from .filtration import filter_transformer
+from .filtration import filter_residue_weights
 from .metrics import collect_rows, subset_metrics
-from .nets import TwoLayerNet, logits
+from .families import family_of
+from .nets import logits
 from .partition import neuron_ipr, strength
 from .spectra import neuron_spectra
 from .tasks import Dataset
@@ -105,21 +106,22 @@ def localize(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Localizati
     op = dataset.task.op
     scan = scan_units(model, dataset, loss=loss)
     result = Localization()
-    if isinstance(model, TwoLayerNet):
+    family = family_of(model)
+    if family.neuron_maps(model) is not None:
         spectra = neuron_spectra(model, op)
         extra = {"freq": spectra.freq.tolist(), "ipr": neuron_ipr(model).tolist(),
                  "strength": strength(model).tolist()}
         result.rows += _rows("neuron", scan.baseline, scan.metrics, extra)
         return result
     result.rows += _rows("neuron", scan.baseline, scan.metrics)
-    for layer in range(model.cfg.n_layers):
-        heads = scan_units_hooked(model, dataset, f"blocks.{layer}.attn.hook_z", model.cfg.n_heads, loss=loss)
+    for layer, (hook, n_heads) in enumerate(family.head_hooks(model).items()):
+        heads = scan_units_hooked(model, dataset, hook, n_heads, loss=loss)
         for row in _rows("head", heads.baseline, heads.metrics):
             row["index"] = f"{layer}.{row['index']}"
             result.rows.append(row)
     p = dataset.p
     everything = list(range(1, p // 2 + 1))
-    freq_rows = [subset_metrics(logits(filter_transformer(model, op, [j for j in everything if j != k], ("W_E",)),
+    freq_rows = [subset_metrics(logits(filter_residue_weights(model, op, [j for j in everything if j != k], ("W_E",)),
                                        dataset.inputs), dataset, loss) for k in everything]
     for row in _rows("frequency", scan.baseline, collect_rows(freq_rows)):
         row["index"] = row["freq"] = everything[row["index"]]

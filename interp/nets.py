@@ -1,119 +1,45 @@
-"""Model families, all hooked with TransformerLens hook points.
+"""Models as the rest of the library and its users call them: built from a spec, run on (a, b)
+pairs, whatever their family (`interp.families`).
 
-- `TwoLayerNet`: f(a, b) = W·φ(U e_a + V e_b) + μ, a `HookedRootModule` with hook points
-  `hook_embed_a` (U e_a), `hook_embed_b` (V e_b), `hook_pre`, `hook_post` and `hook_logits`.
-- The transformer of Nanda et al., a `TransformerBridge` built through `tl_adapter`.
+- `TwoLayerNet` (`interp.families.two_layer`): f(a, b) = W·φ(U e_a + V e_b) + μ, hook points
+  `hook_embed_a`, `hook_embed_b`, `hook_pre`, `hook_post`, `hook_logits`; it takes the pairs.
+- Nanda et al.'s transformer (`interp.families.transformer`), a `TransformerBridge` on tokens
+  `a b =`: `tokens(model, pairs)` makes them; its own forward refuses bare pairs.
 
-Both take inputs as (a, b) pairs through `logits(model, inputs)`, which returns the mod-p logits
-(the last position's, for the transformer).
+`logits(model, pairs)` returns the mod-p logits of either (the last position's, for the
+transformer); `gromov_solution` builds the analytic network that Fourier analyses must read back.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
-from transformer_lens import HookedRootModule
-from transformer_lens.hook_points import HookPoint
 
-from . import tl_adapter
-from .specs import ModelSpec, TransformerSpec, TwoLayerSpec
+from .families import build_model, family_of
+from .families.two_layer import TwoLayerNet
+from .specs import TwoLayerSpec
 
-ACT_FNS: dict[str, Callable[[Tensor], Tensor]] = {
-    "relu": F.relu,
-    "quadratic": torch.square,
-    "gelu": F.gelu,
-    "abs": torch.abs,
-    "reverse_relu": lambda x: F.relu(-x),
-}
+__all__ = ["TwoLayerNet", "build_model", "gromov_solution", "logits", "tokens", "training_logits"]
 
 
-class TwoLayerNet(HookedRootModule):
-    """The two-layer network of Liu & Lu and Doshi et al. Parameters: U, V: [width, p],
-    W: [p, width], mu: [p] (only when `spec.bias`); tied nets store U alone and use it as V."""
-
-    def __init__(self, spec: TwoLayerSpec, p: int):
-        super().__init__()
-        self.spec, self.p = spec, p
-        gen = torch.Generator().manual_seed(spec.seed)
-        shapes = {"U": (spec.width, p), "W": (p, spec.width)}
-        if not spec.tied:
-            shapes["V"] = (spec.width, p)
-        if spec.bias:
-            shapes["mu"] = (p,)
-        for name in ("U", "V", "W", "mu"):
-            if name in shapes:
-                scale = self._init_scale(name)
-                if spec.init == "doshi":
-                    value = torch.randn(shapes[name], generator=gen) * scale
-                else:
-                    value = (torch.rand(shapes[name], generator=gen) * 2 - 1) * scale
-                self.register_parameter(name, nn.Parameter(value))
-        self.act_fn = ACT_FNS[spec.act]
-        self.hook_embed_a = HookPoint()
-        self.hook_embed_b = HookPoint()
-        self.hook_pre = HookPoint()
-        self.hook_post = HookPoint()
-        self.hook_logits = HookPoint()
-        self.setup()
-
-    def _init_scale(self, name: str) -> float:
-        if self.spec.init == "doshi":
-            return 0.5 / (2 * self.spec.width) ** (1 / 3)
-        fan_in = 2 * self.p if name in ("U", "V") else self.spec.width
-        return 1 / math.sqrt(fan_in)
-
-    @property
-    def V_in(self) -> Tensor:
-        """The input map of b (U itself when tied)."""
-        return self.U if self.spec.tied else self.V
-
-    def forward(self, inputs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
-        # Embedding lookups, not one-hot products: a gather is exact and avoids skinny matmuls.
-        # The tables are made contiguous first: gathering rows of the transposed view reads
-        # strided memory (benchmarks/kernels.py: 1.7 ms per lookup, 0.35 ms with the copy).
-        embed_a = self.hook_embed_a(F.embedding(inputs[:, 0], self.U.T.contiguous()))
-        embed_b = self.hook_embed_b(F.embedding(inputs[:, 1], self.V_in.T.contiguous()))
-        pre = self.hook_pre(embed_a + embed_b)
-        post = self.hook_post(self.act_fn(pre))
-        out = post @ self.W.T
-        if self.spec.bias:
-            out = out + self.mu
-        return self.hook_logits(out)
+def tokens(model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Tensor:
+    """What `model`'s own forward takes for each (a, b) pair: the pairs themselves for the
+    two-layer net, the token rows `a b =` for the transformer."""
+    return family_of(model).tokens(model, pairs)
 
 
-def build_model(spec: ModelSpec, p: int) -> nn.Module:
-    """A freshly initialised model for `spec` over Z_p (seeded by `spec.seed`)."""
-    if isinstance(spec, TwoLayerSpec):
-        return TwoLayerNet(spec, p)
-    if isinstance(spec, TransformerSpec):
-        return tl_adapter.boot(tl_adapter.bridge_config(spec, p))
-    raise TypeError(f"no model family for spec {spec!r}")
+def logits(model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
+    """Mod-p logits for each pair (a, b), for any model family (hooked forward)."""
+    return family_of(model).forward(model, pairs)
 
 
-def to_tokens(model: nn.Module, inputs: Int[Tensor, "batch 2"]) -> Int[Tensor, "batch 3"]:
-    """Transformer tokens `a b =` for each pair."""
-    eq = torch.full_like(inputs[:, :1], tl_adapter.equals_token(model))
-    return torch.cat([inputs, eq], dim=1)
-
-
-def logits(model: nn.Module, inputs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
-    """Mod-p logits for each pair (a, b), for either model family."""
-    if tl_adapter.is_transformer(model):
-        return model(to_tokens(model, inputs))[:, -1]
-    return model(inputs)
-
-
-def training_logits(model: nn.Module, inputs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
+def training_logits(model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
     """The values of `logits`, computed by the cheapest path and without hook points (the
     transformer computes only the last position). For training; analyses use `logits`."""
-    if tl_adapter.is_transformer(model):
-        return tl_adapter.last_position_logits(model, to_tokens(model, inputs))
-    return model(inputs)
+    return family_of(model).training_logits(model, pairs)
 
 
 def gromov_solution(

@@ -25,7 +25,9 @@ from . import fourier
 from .ablation import linear_readout
 from .filtration import with_neuron_vectors, dominant_split
 from .metrics import collect_rows, subset_metrics
-from .nets import TwoLayerNet, logits
+from .families import family_of
+from .families.two_layer import ACT_FNS, TwoLayerNet
+from .nets import logits
 from .spectra import neuron_vectors
 from .tasks import Dataset
 
@@ -35,7 +37,7 @@ SCORES = ("strength", "ipr", "attribution")
 def strength(model: TwoLayerNet) -> Tensor:
     u, v, w = neuron_vectors(model).values()
     inner = u.abs().amax(1) + v.abs().amax(1)
-    return w.abs().amax(1) * model.act_fn(inner)
+    return w.abs().amax(1) * ACT_FNS[model.spec.act](inner)
 
 
 def neuron_ipr(model: TwoLayerNet) -> Tensor:
@@ -62,7 +64,7 @@ def attribution(model: nn.Module, dataset: Dataset) -> Tensor:
 def neuron_scores(model: nn.Module, dataset: Dataset) -> dict[str, Tensor]:
     """Every score that applies to the model's family."""
     scores = {"attribution": attribution(model, dataset)}
-    if isinstance(model, TwoLayerNet):
+    if family_of(model).neuron_maps(model) is not None:
         scores = {"strength": strength(model), "ipr": neuron_ipr(model), **scores}
     return scores
 
@@ -99,8 +101,9 @@ def partition_sweep(model: TwoLayerNet, dataset: Dataset, score: str = "strength
                     fractions: list[float] | None = None) -> PartitionSweep:
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; valid: {', '.join(SCORES)}")
-    if not isinstance(model, TwoLayerNet):
-        raise TypeError("partition_sweep builds two-layer subnetworks; for transformers use ablation.pruning_curve")
+    if family_of(model).neuron_maps(model) is None:
+        raise TypeError("partition_sweep builds subnetworks of per-neuron residue maps (two-layer nets); "
+                        "for other families use ablation.pruning_curve")
     op = dataset.task.op
     values = neuron_scores(model, dataset)[score]
     order = torch.argsort(values, descending=True)

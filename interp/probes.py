@@ -28,8 +28,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
-from . import fourier, tl_adapter
-from .nets import TwoLayerNet, build_model, logits, to_tokens
+from . import fourier
+from .families import build_model, family_of
+from .nets import logits
 from .tasks import Dataset
 
 FEATURES = ("raw", "fourier", "f^G")
@@ -38,13 +39,8 @@ FEATURES = ("raw", "fourier", "f^G")
 @torch.no_grad()
 def cache_activations(model: nn.Module, inputs: Tensor, hook: str) -> Float[Tensor, "batch d"]:
     """Activations at `hook` for each pair (the last position's, for transformers), flattened."""
-    if tl_adapter.is_transformer(model):
-        _, cache = model.run_with_cache(to_tokens(model, inputs), names_filter=hook)
-        acts = cache[hook][:, -1]
-    else:
-        _, cache = model.run_with_cache(inputs, names_filter=hook)
-        acts = cache[hook]
-    return acts.reshape(len(inputs), -1).float()
+    _, cache = family_of(model).run_with_cache(model, inputs, names_filter=hook)
+    return cache[hook].reshape(len(inputs), -1).float()
 
 
 def grid_fourier_projection(acts: Tensor, dataset: Dataset, freqs: list[int]) -> Tensor:
@@ -98,8 +94,8 @@ def probe_features(model: nn.Module, dataset: Dataset, hook: str, features: str 
         raise ValueError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
     source = model
     if features == "f^G":
-        if not isinstance(model, TwoLayerNet):
-            raise ValueError("f^G features are for two-layer nets")
+        if family_of(model).neuron_maps(model) is None:
+            raise ValueError("f^G features need per-neuron residue maps (two-layer nets)")
         from .filtration import dominant_split
 
         source = dominant_split(model, dataset.task.op)[0]
@@ -162,13 +158,8 @@ def _respec(model: nn.Module):
     """The model's spec with another init seed (for the random-feature control)."""
     from dataclasses import replace
 
-    from .specs import TransformerSpec
-
-    if isinstance(model, TwoLayerNet):
-        return replace(model.spec, seed=model.spec.seed + 1)
-    cfg = model.cfg
-    return TransformerSpec(n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=cfg.d_head,
-                           d_mlp=cfg.d_mlp, act=cfg.act_fn, seed=(cfg.seed or 0) + 1)
+    spec = family_of(model).spec(model)
+    return replace(spec, seed=spec.seed + 1)
 
 
 def learning_curve(model: nn.Module, dataset: Dataset, hook: str, sizes: list[int], features: str = "raw",

@@ -18,7 +18,7 @@ from .checkpoint import Run, write_json
 from .dynamics import FitSpeed, fit_speed
 from .filtration import Extraction, compare_extractions
 from .localize import Localization, localize, plural
-from .nets import TwoLayerNet
+from .families.two_layer import TwoLayerNet
 from .partition import SCORES, PartitionSweep, neuron_scores, partition_sweep
 from .spectra import NeuronSpectra, TransformerSpectra, fourier_analysis
 

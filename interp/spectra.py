@@ -13,8 +13,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from . import fourier, tl_adapter
-from .nets import TwoLayerNet
+from . import fourier
+from .families import family_of
 
 
 def primitive_root(p: int) -> int:
@@ -35,9 +35,14 @@ def residue_order(op: str, p: int) -> Tensor:
     return torch.arange(p)
 
 
-def neuron_vectors(model: TwoLayerNet) -> dict[str, Float[Tensor, "neuron p"]]:
-    """Each neuron's input map of a (u), of b (v) and output map (w), indexed by residue."""
-    return {"u": model.U.detach(), "v": model.V_in.detach(), "w": model.W.detach().T}
+def neuron_vectors(model: nn.Module) -> dict[str, Float[Tensor, "neuron p"]]:
+    """Each neuron's input map of a (u), of b (v) and output map (w), indexed by residue, for
+    families whose neurons read the residues directly (`ModelFamily.neuron_maps`)."""
+    maps = family_of(model).neuron_maps(model)
+    if maps is None:
+        raise TypeError(f"the {family_of(model).name} family has no per-neuron residue maps; "
+                        "use embedding_spectra")
+    return maps
 
 
 @dataclass
@@ -88,10 +93,12 @@ class NeuronSpectra:
         return {k: v.tolist() if torch.is_tensor(v) else v for k, v in asdict(self).items()}
 
 
-def neuron_spectra(model: TwoLayerNet, op: str) -> NeuronSpectra:
+def neuron_spectra(model: nn.Module, op: str) -> NeuronSpectra:
     """Dominant frequency, amplitudes, phases, energy share and IPR of every neuron."""
-    order = residue_order(op, model.p)
-    vecs = {name: x[:, order].double() for name, x in neuron_vectors(model).items()}
+    maps = neuron_vectors(model)
+    p = maps["u"].shape[1]
+    order = residue_order(op, p)
+    vecs = {name: x[:, order].double() for name, x in maps.items()}
     power = sum(fourier.frequency_power(x) for x in vecs.values())
     freq = power[:, 1:].argmax(1) + 1
     amp, phase = {}, {}
@@ -102,7 +109,7 @@ def neuron_spectra(model: TwoLayerNet, op: str) -> NeuronSpectra:
     total = sum((x**2).sum(1) for x in vecs.values())
     return NeuronSpectra(
         op=op,
-        p=model.p,
+        p=p,
         freq=freq,
         amp_u=amp["u"], amp_v=amp["v"], amp_w=amp["w"],
         phase_u=phase["u"], phase_v=phase["v"], phase_w=phase["w"],
@@ -114,21 +121,18 @@ def neuron_spectra(model: TwoLayerNet, op: str) -> NeuronSpectra:
 
 
 def embedding_spectra(model: nn.Module, op: str = "add") -> dict[str, Tensor]:
-    """Power per frequency of every residue-indexed weight of a transformer: W_E (token axis),
-    W_U (output axis) and each layer's neuron-to-logit map W_out·W_U — [.., ⌊n/2⌋+1] each."""
-    if not tl_adapter.is_transformer(model):
-        raise TypeError("embedding_spectra is for transformers; use neuron_spectra for a TwoLayerNet")
-    w = model.state_dict()
-    p = model.cfg.d_vocab_out
-    order = residue_order(op, p)
-    out = {
-        "W_E": fourier.frequency_power(w["embed.weight"][:p][order].double().T),
-        "W_U": fourier.frequency_power(w["unembed.weight"][order].double().T),
+    """Power per frequency of every residue-indexed weight, for any family: the embedding W_E
+    (residue axis), the unembedding W_U (class axis) and the readout units' unit-to-logit map
+    (`<readout hook>.W_out_U`, e.g. W_out·W_U of a transformer's last MLP) — [.., ⌊n/2⌋+1] each."""
+    family = family_of(model)
+    with torch.no_grad():
+        embed, unembed, to_logit = family.embedding(model), family.unembedding(model), family.unit_to_logit(model)
+    order = residue_order(op, embed.shape[0])
+    return {
+        "W_E": fourier.frequency_power(embed[order].double().T),
+        "W_U": fourier.frequency_power(unembed[:, order].double()),
+        f"{family.readout_hook(model)}.W_out_U": fourier.frequency_power(to_logit[:, order].double()),
     }
-    for layer in range(model.cfg.n_layers):
-        neuron_logit = w[f"blocks.{layer}.mlp.out.weight"].T @ w["unembed.weight"].T  # [d_mlp, p]
-        out[f"blocks.{layer}.W_out_U"] = fourier.frequency_power(neuron_logit[:, order].double())
-    return out
 
 
 def transformer_key_frequencies(model: nn.Module, op: str = "add", top: int | None = None,
@@ -186,15 +190,14 @@ class TransformerSpectra:
 @torch.no_grad()
 def fourier_analysis(model: nn.Module, op: str) -> NeuronSpectra | TransformerSpectra:
     """The Fourier summary for either model family."""
-    if isinstance(model, TwoLayerNet):
+    family = family_of(model)
+    if family.neuron_maps(model) is not None:
         return neuron_spectra(model, op)
-    p = model.cfg.d_vocab_out
+    p = family.embedding(model).shape[0]
     result = TransformerSpectra(op, p, transformer_key_frequencies(model, op), embedding_spectra(model, op))
     if op in ("add", "sub"):  # the (a, b) grid is periodic in the residues themselves
-        from .nets import to_tokens
-
-        hook = f"blocks.{model.cfg.n_layers - 1}.mlp.hook_post"
+        hook = family.readout_hook(model)
         pairs = torch.cartesian_prod(torch.arange(p), torch.arange(p))
-        _, cache = model.run_with_cache(to_tokens(model, pairs), names_filter=hook)
-        result.neuron_freq, result.neuron_share = neuron_frequencies_2d(cache[hook][:, -1].reshape(p, p, -1))
+        _, cache = family.run_with_cache(model, pairs, names_filter=hook)
+        result.neuron_freq, result.neuron_share = neuron_frequencies_2d(cache[hook].reshape(p, p, -1))
     return result

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .nets import ACT_FNS
+from .families.two_layer import ACT_FNS
 from .runtime import exp_floored_
 from .specs import TwoLayerSpec
 

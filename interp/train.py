@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from .checkpoint import Run
-from .metrics import loss_fn, subset_metrics
-from .nets import TwoLayerNet, build_model, training_logits
+from .families import build_model, family_of
+from .metrics import subset_metrics
+from .nets import training_logits
 from .runtime import flush_denormals
 from .specs import RunSpec, TrainSpec
-from .stacked import Lookup, lookup, loss_and_grads
 from .tasks import Dataset, make_dataset
 
 
@@ -152,7 +152,12 @@ def train(
     labels = dataset.labels.to(device)
     train_idx = dataset.train_mask.nonzero().squeeze(1).to(device)
     # full-batch training reads the same batch every step: prepare it once
-    whole = _batch(model, inputs, labels, train_idx) if batch_indices(cfg, train_idx, 0) is train_idx else None
+    family = family_of(model)
+
+    def batch_at(idx: Tensor) -> Any:
+        return family.training_batch(model, inputs[idx], labels[idx])
+
+    whole = batch_at(train_idx) if batch_indices(cfg, train_idx, 0) is train_idx else None
     params = {name: param for name, param in model.named_parameters() if param.requires_grad}
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train", unit="step")
 
@@ -176,8 +181,8 @@ def train(
                 raise KeyboardInterrupt(f"training interrupted at step {step}{where}")
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
-            batch = whole or _batch(model, inputs, labels, batch_indices(cfg, train_idx, step))
-            loss = _loss_and_backward(model, params, cfg.loss, *batch)
+            batch = whole if whole is not None else batch_at(batch_indices(cfg, train_idx, step))
+            loss = family.loss_and_backward(model, params, cfg.loss, batch)
             if not math.isfinite(loss):
                 bar.close()
                 if out is not None:
@@ -197,34 +202,6 @@ def train(
     if out is not None:
         checkpoint.save_run(out, run)
     return run
-
-
-def _batch(model: nn.Module, inputs: Tensor, labels: Tensor, idx: Tensor) -> tuple[Tensor, Tensor, Lookup | None]:
-    """The examples `idx` as `_loss_and_backward` takes them: inputs, labels and, for two-layer
-    nets, their first-layer `Lookup`."""
-    x = inputs[idx]
-    return x, labels[idx], lookup(x[None], model.p) if isinstance(model, TwoLayerNet) else None
-
-
-def _loss_and_backward(
-    model: nn.Module, params: dict[str, nn.Parameter], loss: str, inputs: Tensor, labels: Tensor, rows: Lookup | None
-) -> float:
-    """The mean loss on (inputs, labels); the gradients of `params` (the model's trainable
-    parameters, by name) replace their `.grad`, so no zero_grad is needed. Two-layer nets take
-    the hand-written path of `interp.stacked` (`rows` from `_batch`); transformers autograd
-    through the last-position forward."""
-    if isinstance(model, TwoLayerNet):
-        losses, grads = loss_and_grads({name: p.detach()[None] for name, p in params.items()},
-                                       model.spec, model.p, rows, labels[None], loss)
-        for name, param in params.items():
-            param.grad = grads[name][0]
-        return losses.item()
-    value = loss_fn(loss, training_logits(model, inputs), labels)
-    # parameters the loss does not reach keep no gradient, as after zero_grad and backward
-    grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
-    for param, grad in zip(params.values(), grads):
-        param.grad = grad
-    return value.item()
 
 
 _ACC_LABELS = {"clean_acc": "clean", "noisy_observed_acc": "noisy/obs", "noisy_true_acc": "noisy/true", "test_acc": "test"}

@@ -2,7 +2,7 @@ import torch
 
 from interp import NoiseSpec, TaskSpec, build_model, logits, make_dataset
 from interp.filtration import (compare_extractions, detect_noise, dominant_split, excluded_logits,
-                               filter_transformer, key_frequency_filter, restricted_logits,
+                               filter_residue_weights, key_frequency_filter, restricted_logits,
                                resynthesize, rule_directions, swap_activation)
 from interp.nets import gromov_solution
 
@@ -92,7 +92,7 @@ def test_transformer_restricted_and_excluded(transformer_spec):
     torch.testing.assert_close(excluded_logits(model, ds, []), logits(model, ds.inputs))  # nothing excluded
     restricted = restricted_logits(model, ds, every)
     assert restricted.shape == (len(ds.inputs), ds.p)
-    filtered = filter_transformer(model, "add", every, ("W_E", "W_U"))  # every frequency: unchanged
+    filtered = filter_residue_weights(model, "add", every, ("W_E", "W_U"))  # every frequency: unchanged
     torch.testing.assert_close(logits(filtered, ds.inputs), logits(model, ds.inputs), atol=1e-5, rtol=1e-4)
     result = compare_extractions(model, ds)
     assert {"raw", "restricted", "excluded", "W_U filter"} <= set(result.rows)

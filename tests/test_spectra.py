@@ -64,7 +64,7 @@ def test_transformer_spectra_find_planted_embedding_frequencies():
         w_e[:p] = 0
         w_e[:p, :4] = planted.float()
     spectra = embedding_spectra(model)
-    assert spectra["W_E"].shape == (32, p // 2 + 1) and "blocks.0.W_out_U" in spectra
+    assert spectra["W_E"].shape == (32, p // 2 + 1) and "blocks.0.mlp.hook_post.W_out_U" in spectra
     assert sorted(transformer_key_frequencies(model)) == [3, 7]
     assert logits(model, torch.tensor([[1, 2]])).shape == (1, p)
 

@@ -10,6 +10,7 @@ import torch
 from conftest import small_transformer, small_two_layer
 
 import interp
+from interp.families import family_for_spec
 
 train_module = sys.modules["interp.train"]  # `interp.train` is the function
 from interp import TrainingDiverged, load_run, train
@@ -59,7 +60,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches(tmp_path, monkeypatch, mak
     straight = train(spec, tmp_path / "a", progress=False)
 
     calls = {"n": 0}
-    real_loss = train_module._loss_and_backward
+    family = family_for_spec(spec.model)
+    real_loss = family.loss_and_backward
 
     def loss_then_ctrl_c(*args):  # the training loss and gradients, computed once per step
         calls["n"] += 1
@@ -67,10 +69,10 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches(tmp_path, monkeypatch, mak
             signal.raise_signal(signal.SIGINT)
         return real_loss(*args)
 
-    monkeypatch.setattr(train_module, "_loss_and_backward", loss_then_ctrl_c)
+    monkeypatch.setattr(family, "loss_and_backward", loss_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt, match="interrupted at step 5"):
         train(spec, tmp_path / "b", progress=False)
-    monkeypatch.setattr(train_module, "_loss_and_backward", real_loss)
+    monkeypatch.undo()
     saved = trajectory_steps(tmp_path / "b")
     assert saved == [5]  # the step in flight finished, then its state was saved
     resumed = train(spec, tmp_path / "b", resume=True, progress=False)

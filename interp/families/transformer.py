@@ -1,8 +1,14 @@
-"""The one place that touches TransformerLens's model-building API (TransformerLens 4.x).
+"""Nanda et al.'s one-layer transformer on tokens `a b =`, a TransformerLens 4.x `TransformerBridge`.
 
-A release of TransformerLens that renames `boot_native` or its config fields changes this file
-and nothing else. The config is kept as a JSON-safe dict (`cfg.to_dict()` is not JSON-safe), so
-a checkpoint's `config.json` can rebuild the model without importing `interp`.
+The one module that knows TransformerLens's model-building API, its weight names
+(`embed.weight`, `blocks.0.mlp.out.weight`, …), its hook names and its `cfg` fields: a release
+of TransformerLens that renames any of them changes this file and nothing else. The config is
+kept as a JSON-safe dict (`cfg.to_dict()` is not JSON-safe), so a checkpoint's `config.json` can
+rebuild the model without importing `interp`.
+
+Models built here refuse inputs that are not `a b =` token rows (a forward given the bare pairs
+would silently compute logits for the wrong positions): use `FAMILY.tokens(model, pairs)`,
+`interp.tokens(model, pairs)` or the pair-taking API (`interp.logits`, `Run.run_with_cache`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ if TYPE_CHECKING:
 # imported when a transformer is first built, so two-layer work and the CLI start without it.
 _BRIDGE_MODULE = "transformer_lens.model_bridge"
 
-from .specs import TransformerSpec
+from ..specs import TransformerSpec
+from . import ModelFamily, register, replaced_parameters
 
 N_CTX = 3  # tokens `a b =`
 _ACTS = {"relu": F.relu_, "gelu": F.gelu}  # in place: the product feeding it is not needed again
@@ -45,11 +52,43 @@ def bridge_config(spec: TransformerSpec, p: int) -> dict[str, Any]:
 
 
 def boot(config: dict[str, Any]) -> TransformerBridge:
-    """A randomly initialised (seeded) native TransformerBridge built from `bridge_config`."""
+    """A randomly initialised (seeded) native TransformerBridge built from `bridge_config`,
+    which refuses inputs other than `a b =` token rows."""
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
-    return TransformerBridge.boot_native(TransformerBridgeConfig(**config))
+    model = TransformerBridge.boot_native(TransformerBridgeConfig(**config))
+    model.__class__ = _guarded_class(TransformerBridge)
+    return model
+
+
+_GUARDED: dict[type, type] = {}
+
+
+def _guarded_class(bridge: type) -> type:
+    """A subclass of the bridge whose forward checks its tokens. A subclass, not a wrapper or a
+    hook: `run_with_cache` and `run_with_hooks` call `self.forward` directly, and deep copies
+    (the filtered models of the analyses) keep the check."""
+    if bridge not in _GUARDED:
+        def forward(self, input, *args, **kwargs):
+            if torch.is_tensor(input):
+                check_tokens(input, self.cfg.d_vocab - 1)
+            return bridge.forward(self, input, *args, **kwargs)
+
+        _GUARDED[bridge] = type("ModularArithmeticBridge", (bridge,), {"forward": forward, "__module__": __name__})
+    return _GUARDED[bridge]
+
+
+def check_tokens(tokens: Tensor, equals: int) -> None:
+    """Raise unless `tokens` are rows `a b =` (a, b residues, `=` the token `equals`)."""
+    ok = (tokens.dim() == 2 and tokens.shape[1] == N_CTX and not tokens.is_floating_point()
+          and bool((tokens[:, -1] == equals).all()) and bool((tokens[:, :-1] < equals).all()))
+    if not ok:
+        shape = tuple(tokens.shape)
+        raise ValueError(
+            f"this transformer reads token rows `a b =` of shape [batch, {N_CTX}] ending in the `=` token "
+            f"{equals}; got shape {shape}. For (a, b) pairs use interp.tokens(model, pairs), or the API that "
+            "takes pairs: interp.logits(model, pairs), run.run_with_cache(pairs)")
 
 
 def is_transformer(model: object) -> bool:
@@ -133,3 +172,67 @@ class _GatherRows(torch.autograd.Function):
         (index,) = ctx.saved_tensors
         table_grad = grad.new_zeros(ctx.rows, grad.shape[-1])
         return table_grad.index_add_(0, index.flatten(), grad.reshape(-1, grad.shape[-1])), None
+
+
+class TransformerFamily(ModelFamily):
+    name = "transformer"
+    spec_type = TransformerSpec
+
+    def owns(self, model) -> bool:
+        return is_transformer(model)
+
+    def build(self, spec: TransformerSpec, p: int) -> TransformerBridge:
+        return boot(bridge_config(spec, p))
+
+    def spec(self, model: TransformerBridge) -> TransformerSpec:
+        cfg = model.cfg
+        return TransformerSpec(n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=cfg.d_head,
+                               d_mlp=cfg.d_mlp, act=cfg.act_fn, seed=cfg.seed or 0)
+
+    def config(self, model: TransformerBridge) -> dict[str, Any]:
+        return {"transformer_lens_config": bridge_config(self.spec(model), model.cfg.d_vocab_out)}
+
+    def tokens(self, model: TransformerBridge, pairs: Tensor) -> Tensor:
+        if pairs.dim() != 2 or pairs.shape[1] != 2:
+            raise ValueError(f"expected (a, b) pairs of shape [batch, 2], got {tuple(pairs.shape)}")
+        return torch.cat([pairs, torch.full_like(pairs[:, :1], equals_token(model))], dim=1)
+
+    def predicting(self, value: Tensor) -> Tensor:
+        return value[:, -1]
+
+    def training_logits(self, model: TransformerBridge, pairs: Tensor) -> Tensor:
+        return last_position_logits(model, self.tokens(model, pairs))
+
+    def readout_hook(self, model: TransformerBridge) -> str:
+        return f"blocks.{model.cfg.n_layers - 1}.mlp.hook_post"
+
+    def unit_to_logit(self, model: TransformerBridge) -> Tensor:
+        w = model.state_dict()
+        return w[f"blocks.{model.cfg.n_layers - 1}.mlp.out.weight"].T @ w["unembed.weight"].T
+
+    def embedding(self, model: TransformerBridge) -> Tensor:
+        return model.state_dict()["embed.weight"][: model.cfg.d_vocab_out]  # without the `=` row
+
+    def unembedding(self, model: TransformerBridge) -> Tensor:
+        return model.state_dict()["unembed.weight"].T
+
+    def with_residue_weights(self, model: TransformerBridge, embedding: Tensor | None = None,
+                             unembedding: Tensor | None = None) -> TransformerBridge:
+        values = {}
+        if embedding is not None:
+            full = model.state_dict()["embed.weight"].clone()
+            full[: len(embedding)] = embedding
+            values["embed.weight"] = full
+        if unembedding is not None:
+            values["unembed.weight"] = unembedding.T
+        return replaced_parameters(model, values)
+
+    def head_hooks(self, model: TransformerBridge) -> dict[str, int]:
+        return {f"blocks.{layer}.attn.hook_z": model.cfg.n_heads for layer in range(model.cfg.n_layers)}
+
+    def probe_hooks(self, model: TransformerBridge) -> list[str]:
+        last = model.cfg.n_layers - 1
+        return [f"blocks.{last}.hook_resid_post", f"blocks.{last}.hook_attn_out", f"blocks.{last}.mlp.hook_post"]
+
+
+FAMILY = register(TransformerFamily())
