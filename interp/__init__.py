@@ -4,17 +4,21 @@ and which carry the generalising circuit."""
 __version__ = "0.1.0"
 
 from .checkpoint import CheckpointError, Run, load_run, save_run
+from .registry import ANALYSES, analyze
 from .metrics import subset_metrics
-from .nets import TwoLayerNet, build_model, logits
+from .nets import TwoLayerNet, build_model, logits, tokens
 from .presets import PRESETS, get_preset
 from .release import load
 from .specs import NoiseSpec, RunSpec, SpecError, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
 from .tasks import SUBSETS, Dataset, make_dataset
 from .train import TrainingDiverged, evaluate, train
 
+# every analysis module registers itself in interp.registry.ANALYSES on import
+from . import ablation, dynamics, filtration, localize, partition, probes, spectra  # noqa: E402,F401
+
 __all__ = [
-    "CheckpointError", "Dataset", "NoiseSpec", "PRESETS", "Run", "RunSpec", "SUBSETS", "SpecError",
+    "ANALYSES", "analyze", "CheckpointError", "Dataset", "NoiseSpec", "PRESETS", "Run", "RunSpec", "SUBSETS", "SpecError",
     "TaskSpec", "TrainSpec", "TrainingDiverged", "TransformerSpec", "TwoLayerNet", "TwoLayerSpec",
     "build_model", "evaluate", "get_preset", "load", "load_run", "logits", "make_dataset", "save_run",
-    "subset_metrics", "train",
+    "subset_metrics", "tokens", "train",
 ]

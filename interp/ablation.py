@@ -11,6 +11,8 @@ is linear: the two-layer net's hidden neurons, the last MLP layer's neurons of a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float, Int
@@ -18,9 +20,14 @@ from torch import Tensor, nn
 
 from .metrics import aggregate_subsets, collect_rows, score_labels, subset_metrics
 from .families import family_of
+from .registry import Result, register_analysis
 from .nets import logits
 from .runtime import EXP_FLOOR
 from .tasks import Dataset
+
+if TYPE_CHECKING:
+    from .checkpoint import Run
+    from .document import Figure, Table
 
 MODES = ("zero", "mean", "resample")
 
@@ -165,3 +172,60 @@ def pruning_curve(model: nn.Module, dataset: Dataset, order: Tensor | list[int],
         out = full + delta[:, :removed] @ to_logit[:removed]
         rows.append(subset_metrics(out, dataset, loss))
     return PruningCurve(label, mode, list(fractions), collect_rows(rows), order.tolist())
+
+
+@dataclass(repr=False)
+class AblationReport(Result):
+    """Single-unit scans (readout neurons; heads where the family has them) and pruning curves
+    in several orders, with random orders over several seeds as the control."""
+
+    scans: dict[str, UnitScan]
+    curves: list[PruningCurve]
+
+    def to_dict(self) -> dict:
+        return {"scans": {k: v.to_dict() for k, v in self.scans.items()},
+                "curves": [c.to_dict() for c in self.curves]}
+
+    def tables(self) -> list[Table]:
+        from .document import Table, pct
+
+        rows = []
+        for curve in self.curves:
+            at = {f: i for i, f in enumerate(curve.fractions)}
+            cells = [curve.label]
+            for f in (0.3, 0.6):
+                i = at.get(f)
+                cells += ["—", "—"] if i is None else [pct(curve.metrics["test_acc"][i]),
+                                                       pct(curve.metrics["noisy_observed_acc"][i])]
+            rows.append(cells)
+        return [Table(["order", "30% removed: test", "30%: memorised", "60% removed: test", "60%: memorised"], rows)]
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from .document import Figure
+        from .plots import plot_pruning
+
+        return [Figure(plot_pruning(self.curves, Path(out_dir) / f"{stem}.png"),
+                       "accuracy per subset as units are removed in each order")]
+
+
+def ablation_report(run: Run, seeds: tuple[int, ...] = (0, 1, 2)) -> AblationReport:
+    from .partition import neuron_scores
+
+    model, ds = run.model, run.dataset
+    loss = run.spec.train.loss
+    scans = {"neurons": scan_units(model, ds, loss=loss)}
+    for name, n_heads in family_of(model).head_hooks(model).items():
+        scans[name] = scan_units_hooked(model, ds, name, n_heads, loss=loss)
+    scores = neuron_scores(model, ds, loss=loss)
+    n = len(next(iter(scores.values())))
+    orders = {}
+    for score, values in scores.items():
+        orders[f"{score} ascending"] = torch.argsort(values)
+        orders[f"{score} descending"] = torch.argsort(values, descending=True)
+    for seed in seeds:
+        orders[f"random (seed {seed})"] = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    curves = [pruning_curve(model, ds, order, label, loss=loss) for label, order in orders.items()]
+    return AblationReport(scans, curves)
+
+
+register_analysis("ablation", "Pruning", ablation_report)

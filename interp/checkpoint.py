@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
 from .families import build_model, family_of
 from .specs import RunSpec, SpecError
@@ -164,6 +164,23 @@ class Run:
     def final_metrics(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
 
+    def tokens(self, pairs: Tensor) -> Tensor:
+        """What the model's own forward takes for (a, b) `pairs` (`a b =` rows for a transformer)."""
+        return family_of(self.model).tokens(self.model, pairs)
+
+    def logits(self, pairs: Tensor) -> Tensor:
+        """Mod-p logits [batch, p] for (a, b) `pairs`, at the predicting position."""
+        return family_of(self.model).forward(self.model, pairs)
+
+    def run_with_cache(self, pairs: Tensor, names_filter=None) -> tuple[Tensor, Any]:
+        """The model's `run_with_cache` on (a, b) `pairs`, tokens made for it: its logits and
+        activation cache exactly as TransformerLens returns them (every position)."""
+        return self.model.run_with_cache(self.tokens(pairs), names_filter=names_filter)
+
+    def __repr__(self) -> str:
+        where = f" at {self.path}" if self.path is not None else ""
+        return f"Run({self.spec.model.arch}, {self.spec.task.op} mod {self.spec.task.p}, step {self.step}{where})"
+
 
 def save_run(run_dir: Path, run: Run) -> None:
     """Write the final model, config and history of `run` into `run_dir`."""
@@ -180,6 +197,10 @@ def load_run(run_dir: Path | str, step: int | None = None) -> Run:
         raise CheckpointError(f"{run_dir} is not a run directory")
     spec = read_spec(run_dir)
     source = run_dir if step is None else checkpoint_dir(run_dir, step)
+    if step is not None and step not in trajectory_steps(run_dir):
+        steps = trajectory_steps(run_dir)
+        raise CheckpointError(f"{run_dir} has no checkpoint at step {step}; its steps: "
+                              + (", ".join(map(str, steps)) if steps else "none (no trajectory)"))
     model = build_model(spec.model, spec.task.p)
     load_state(model, read_tensors(source / "model.safetensors"), source / "model.safetensors")
     history = read_json(source / "history.json")

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .checkpoint import CheckpointError
-from .report import ANALYSES
+from .registry import ANALYSES
 from .presets import PRESETS, get_preset
 from .specs import SpecError
 from .tasks import SUBSETS
@@ -49,16 +49,17 @@ def _cmd_train(args) -> int:
 
 def _cmd_analyze(args) -> int:
     from .checkpoint import load_run
-    from .report import analyze, summary, write_analysis
+    from .release import load, resolve
+    from .report import analyze, write_analysis
 
-    run = load_run(args.run_dir, step=args.step)
-    out_dir = Path(args.out) if args.out else None
-    if args.step is not None and out_dir is None:
-        out_dir = Path(args.run_dir) / "analysis" / f"step_{args.step}"
+    run = load(args.run_dir) if args.step is None else load_run(resolve(args.run_dir), step=args.step)
+    # a released model's own folder is not written to: its analyses go under reports/NAME
+    base = Path(args.run_dir) / "analysis" if Path(args.run_dir).is_dir() else Path("reports") / args.run_dir / "analysis"
+    out_dir = Path(args.out) if args.out else base / f"step_{args.step}" if args.step is not None else base
     for name in args.analysis:
         result = analyze(run, name)
         paths = write_analysis(run, name, result, out_dir)
-        print(f"{name}: {summary(name, result)}\n  wrote {', '.join(str(p) for p in paths)}")
+        print(f"{name}: {result.summary()}\n  wrote {', '.join(str(p) for p in paths)}")
     return 0
 
 
@@ -90,9 +91,9 @@ def _report(run, out: Path, progress: bool) -> None:
 
 def _cmd_report(args) -> int:
     from .checkpoint import load_run
-    from .release import load
+    from .release import load, resolve
 
-    run = load(args.run_dir) if args.step is None else load_run(args.run_dir, step=args.step)
+    run = load(args.run_dir) if args.step is None else load_run(resolve(args.run_dir), step=args.step)
     default = Path(args.run_dir) / "report" if Path(args.run_dir).is_dir() else Path("reports") / args.run_dir
     _report(run, Path(args.out or default), not args.no_progress)
     return 0

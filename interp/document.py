@@ -10,16 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def pct(x: float | None) -> str:
+    """An accuracy as a percentage with one decimal; a dash where it is undefined (no examples)."""
+    return "—" if x is None else f"{x:.1%}"
+
+
 @dataclass
 class Table:
     header: list[str]
     rows: list[list[str]]
+    caption: str = ""
 
-    @classmethod
-    def from_markdown(cls, text: str) -> "Table":
-        """Parse a pipe table (header, separator, rows), as the analyses' `table()` write them."""
-        lines = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.strip().splitlines()]
-        return cls(lines[0], lines[2:])
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join(([f"*{self.caption}*", ""] if self.caption else []) + lines)
 
 
 @dataclass
@@ -40,8 +45,7 @@ def to_markdown(title: str, sections: list[Section], base: Path) -> str:
         lines += [f"## {section.title}", ""]
         for block in section.blocks:
             if isinstance(block, Table):
-                lines += ["| " + " | ".join(block.header) + " |", "|" + "---|" * len(block.header)]
-                lines += ["| " + " | ".join(row) + " |" for row in block.rows]
+                lines.append(block.markdown())
             elif isinstance(block, Figure):
                 lines.append(f"![{block.caption}]({Path(block.path).relative_to(base).as_posix()})")
                 lines += ["", f"*{block.caption}*"]
@@ -72,6 +76,8 @@ def to_html(title: str, sections: list[Section]) -> str:
         out.append(f'<section id="s{i}"><h2>{esc(section.title)}</h2>')
         for block in section.blocks:
             if isinstance(block, Table):
+                if block.caption:
+                    out.append(f"<p><em>{esc(block.caption)}</em></p>")
                 out.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in block.header) + "</tr></thead><tbody>")
                 out += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in block.rows]
                 out.append("</tbody></table>")

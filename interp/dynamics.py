@@ -9,15 +9,21 @@ fitted. Liu & Lu report noisy labels fitted before clean ones.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .checkpoint import Run, load_run, trajectory_steps
 from .nets import logits
+from .registry import Result, register_analysis
+
+if TYPE_CHECKING:
+    from .document import Figure
 
 
-@dataclass
-class FitSpeed:
+@dataclass(repr=False)
+class FitSpeed(Result):
     steps: list[int]
     clean_acc: list[float | None]
     noisy_acc: list[float | None]  # noisy examples against their observed labels
@@ -35,6 +41,27 @@ class FitSpeed:
             return float(torch.tensor(fitted, dtype=torch.float64).median()) if fitted else None
 
         return {"clean": median(self.first_fit_clean), "noisy": median(self.first_fit_noisy)}
+
+    def summary(self) -> str:
+        def step(x) -> str:
+            return "never" if x is None else f"step {x:g}"
+
+        half, median = self.half_fitted, self.median_first_fit()
+        line = (f"Half of the subset fitted: clean at {step(half['clean'])}, noisy (observed labels) at "
+                f"{step(half['noisy'])}.")
+        if self.checkpoint_steps:
+            line += (f" Median first checkpoint at which an example is fitted: clean {step(median['clean'])}, "
+                     f"noisy {step(median['noisy'])}.")
+        else:
+            line += " Per-example first-fit steps need a checkpoint trajectory, which this run does not have."
+        return line
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from .document import Figure
+        from .plots import plot_fit_speed
+
+        return [Figure(plot_fit_speed(self, Path(out_dir) / f"{stem}.png"),
+                       "fraction of clean and noisy training examples fitted over training")]
 
 
 def _first_reaching(steps: list[int], values: list[float | None], level: float) -> int | None:
@@ -55,3 +82,6 @@ def fit_speed(run: Run) -> FitSpeed:
         first[(first < 0) & fitted] = step
     return FitSpeed(steps, clean, noisy, half, ckpts,
                     first[ds.clean_mask].tolist() if ckpts else [], first[ds.noisy_mask].tolist() if ckpts else [])
+
+
+register_analysis("dynamics", "Which labels are fitted first", fit_speed)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -27,10 +29,14 @@ from torch import Tensor, nn
 from . import fourier
 from .metrics import subset_metrics
 from .families import family_of
+from .registry import Result, register_analysis
 from .families.two_layer import TwoLayerNet, with_neuron_vectors
 from .nets import logits
 from .spectra import neuron_spectra, neuron_vectors, residue_order
 from .tasks import Dataset, apply_op
+
+if TYPE_CHECKING:
+    from .document import Figure, Table
 
 
 def _project_per_neuron(x: Tensor, keep: Tensor, order: Tensor) -> Tensor:
@@ -161,8 +167,8 @@ def filter_residue_weights(model: nn.Module, op: str, freqs: list[int], weights=
 # --- comparison and noise detection -------------------------------------------------------
 
 
-@dataclass
-class Extraction:
+@dataclass(repr=False)
+class Extraction(Result):
     """Per-subset metrics of the raw model and of every extracted network, side by side."""
 
     family: str
@@ -171,15 +177,33 @@ class Extraction:
     descriptions: dict[str, str]
     noise_detection: dict[str, float] | None = None
 
-    def table(self) -> str:
-        """A Markdown table: one row per method, the four subsets' accuracies."""
+    def tables(self) -> list[Table]:
+        """One row per method: the four subsets' accuracies and the losses."""
+        from .document import Table, pct
+
         cols = ["clean_acc", "noisy_observed_acc", "noisy_true_acc", "test_acc", "train_loss", "test_loss"]
-        lines = ["| method | clean | noisy vs observed | noisy vs true | test | train loss | test loss |",
-                 "|---|---|---|---|---|---|---|"]
-        for name, m in self.rows.items():
-            cells = ["—" if m[c] is None else f"{m[c]:.4g}" if c.endswith("loss") else f"{m[c]:.1%}" for c in cols]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+        rows = [[name] + [("—" if m[c] is None else f"{m[c]:.4g}") if c.endswith("loss") else pct(m[c]) for c in cols]
+                for name, m in self.rows.items()]
+        return [Table(["method", "clean", "noisy vs observed", "noisy vs true", "test", "train loss", "test loss"],
+                      rows)]
+
+    def summary(self) -> str:
+        method, acc = self.label_free()
+        from .document import pct
+
+        line = (f"Key frequencies used by the filters: {', '.join(map(str, self.key_frequencies))}. "
+                f"Label-free extraction ({method}): test {pct(acc)}.")
+        if self.noise_detection:
+            d = self.noise_detection
+            line += (f" Noise detection ({d['method']}): AUROC {d['auroc']:.4f}, precision {d['precision']:.3f}, "
+                     f"recall {d['recall']:.3f}.")
+        return line
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from .document import Figure
+        from .plots import plot_extraction
+
+        return [Figure(plot_extraction(self, Path(out_dir) / f"{stem}.png"), "accuracy per subset of each extracted network")]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -271,3 +295,7 @@ def detect_noise(extracted: Float[Tensor, "pair p"], dataset: Dataset) -> dict:
         "n_flagged": int(flagged.sum()),
         "n_noisy": int(truth.sum()),
     }
+
+
+register_analysis("filtration", "Extraction",
+                  lambda run: compare_extractions(run.model, run.dataset, loss=run.spec.train.loss))

@@ -16,6 +16,8 @@ r_mem = mem_effect / max mem_effect (negative effects count as 0),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +29,11 @@ from .families import family_of
 from .nets import logits
 from .partition import neuron_ipr, strength
 from .spectra import neuron_spectra
+from .registry import Result, register_analysis
 from .tasks import Dataset
+
+if TYPE_CHECKING:
+    from .document import Figure, Table
 
 INERT = 0.1
 RATIO = 2.0
@@ -56,8 +62,8 @@ def label(gen: Tensor, mem: Tensor) -> list[str]:
     return out
 
 
-@dataclass
-class Localization:
+@dataclass(repr=False)
+class Localization(Result):
     rows: list[dict] = field(default_factory=list)
     thresholds: dict = field(default_factory=lambda: {"inert": INERT, "ratio": RATIO})
 
@@ -69,16 +75,31 @@ class Localization:
             kind[row["label"]] = kind.get(row["label"], 0) + 1
         return out
 
-    def table(self, kinds: tuple[str, ...] = ("head", "frequency"), top: int = 10) -> str:
-        """Markdown: every head and embedding frequency, and the `top` neurons by largest effect."""
+    def summary(self) -> str:
+        counts = "; ".join(
+            f"{plural(kind)}: " + ", ".join(f"{n} {label}" for label, n in sorted(c.items(), key=lambda x: -x[1]))
+            for kind, c in self.counts().items())
+        return (f"{counts}. A component is inert when neither of its ablation effects reaches "
+                f"{self.thresholds['inert']:.0%} of the largest of its kind, generalising or memorising when one "
+                f"effect is {self.thresholds['ratio']:g}× the other, mixed otherwise.")
+
+    def tables(self, kinds: tuple[str, ...] = ("head", "frequency"), top: int = 10) -> list[Table]:
+        """Every head and embedding frequency, and the `top` neurons by largest effect."""
+        from .document import Table
+
         cols = ["kind", "index", "label", "gen_effect", "mem_effect", "test_effect", "freq", "ipr"]
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         neurons = sorted((r for r in self.rows if r["kind"] == "neuron"),
                          key=lambda r: -max(r["gen_effect"], r["mem_effect"]))[:top]
-        for row in [r for r in self.rows if r["kind"] in kinds] + neurons:
-            cells = [f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c, "—")) for c in cols]
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+        rows = [[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c, "—")) for c in cols]
+                for row in [r for r in self.rows if r["kind"] in kinds] + neurons]
+        return [Table(cols, rows)]
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from .document import Figure
+        from .plots import plot_localization
+
+        return [Figure(plot_localization(self, Path(out_dir) / f"{stem}.png"),
+                       "ablation effect on memorised vs. clean labels per component")]
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "thresholds": self.thresholds, "counts": self.counts()}
@@ -127,3 +148,6 @@ def localize(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Localizati
         row["index"] = row["freq"] = everything[row["index"]]
         result.rows.append(row)
     return result
+
+
+register_analysis("localize", "Localisation", lambda run: localize(run.model, run.dataset, loss=run.spec.train.loss))

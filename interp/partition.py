@@ -16,6 +16,8 @@ network and to f^G_part, so the two kinds of extraction can be compared.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +31,12 @@ from .families import family_of
 from .families.two_layer import ACT_FNS, TwoLayerNet
 from .nets import logits
 from .spectra import neuron_vectors
+from .registry import Result, register_analysis
 from .tasks import Dataset
+
+if TYPE_CHECKING:
+    from .checkpoint import Run
+    from .document import Figure, Table
 
 SCORES = ("strength", "ipr", "attribution")
 
@@ -45,25 +52,28 @@ def neuron_ipr(model: TwoLayerNet) -> Tensor:
 
 
 @torch.no_grad()
-def attribution(model: nn.Module, dataset: Dataset) -> Tensor:
-    """Estimated rise of clean CE loss minus rise of memorised-label CE loss when each neuron of
-    the readout layer is zero-ablated (activation × gradient, exact in the logits' linear part)."""
+def attribution(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Tensor:
+    """Estimated rise of the clean loss minus rise of the memorised-label loss (`loss`: the
+    run's own, ce or mse) when each neuron of the readout layer is zero-ablated (activation ×
+    gradient, exact in the logits' linear part)."""
     _, acts, to_logit, full = linear_readout(model, dataset.inputs)
 
     def rise(mask: Tensor) -> Tensor:
         if not mask.any():
             return torch.zeros(acts.shape[1], dtype=torch.float64)
-        grad_logits = F.softmax(full[mask].double(), -1)
-        grad_logits[torch.arange(int(mask.sum())), dataset.labels[mask]] -= 1  # dCE/dlogits
+        target = F.one_hot(dataset.labels[mask], full.shape[-1]).double()
+        out = full[mask].double()
+        # dL/dlogits per example: softmax − one-hot (ce), 2·(logits − one-hot) (mse, summed over classes)
+        grad_logits = F.softmax(out, -1) - target if loss == "ce" else 2 * (out - target)
         grad_acts = grad_logits @ to_logit.double().T / int(mask.sum())
         return -(acts[mask].double() * grad_acts).sum(0)  # Δloss ≈ −a·∂L/∂a when a → 0
 
     return rise(dataset.clean_mask) - rise(dataset.noisy_mask)
 
 
-def neuron_scores(model: nn.Module, dataset: Dataset) -> dict[str, Tensor]:
-    """Every score that applies to the model's family."""
-    scores = {"attribution": attribution(model, dataset)}
+def neuron_scores(model: nn.Module, dataset: Dataset, loss: str = "ce") -> dict[str, Tensor]:
+    """Every score that applies to the model's family (`loss`: the run's training loss)."""
+    scores = {"attribution": attribution(model, dataset, loss)}
     if family_of(model).neuron_maps(model) is not None:
         scores = {"strength": strength(model), "ipr": neuron_ipr(model), **scores}
     return scores
@@ -98,14 +108,14 @@ class PartitionSweep:
 
 @torch.no_grad()
 def partition_sweep(model: TwoLayerNet, dataset: Dataset, score: str = "strength",
-                    fractions: list[float] | None = None) -> PartitionSweep:
+                    fractions: list[float] | None = None, loss: str = "ce") -> PartitionSweep:
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; valid: {', '.join(SCORES)}")
     if family_of(model).neuron_maps(model) is None:
         raise TypeError("partition_sweep builds subnetworks of per-neuron residue maps (two-layer nets); "
                         "for other families use ablation.pruning_curve")
     op = dataset.task.op
-    values = neuron_scores(model, dataset)[score]
+    values = neuron_scores(model, dataset, loss)[score]
     order = torch.argsort(values, descending=True)
     fractions = fractions or [0.05, 0.1, 0.2, 0.3, 0.5, 0.7]
     parts: dict[str, list[dict]] = {"g": [], "r": [], "gf": []}
@@ -113,10 +123,53 @@ def partition_sweep(model: TwoLayerNet, dataset: Dataset, score: str = "strength
         keep = torch.zeros(model.spec.width, dtype=torch.bool)
         keep[order[: max(1, round(f * model.spec.width))]] = True
         g = subnetwork(model, keep)
-        parts["g"].append(subset_metrics(logits(g, dataset.inputs), dataset))
-        parts["r"].append(subset_metrics(logits(subnetwork(model, ~keep), dataset.inputs), dataset))
-        parts["gf"].append(subset_metrics(logits(dominant_split(g, op)[0], dataset.inputs), dataset))
+        parts["g"].append(subset_metrics(logits(g, dataset.inputs), dataset, loss))
+        parts["r"].append(subset_metrics(logits(subnetwork(model, ~keep), dataset.inputs), dataset, loss))
+        parts["gf"].append(subset_metrics(logits(dominant_split(g, op)[0], dataset.inputs), dataset, loss))
 
-    whole = subset_metrics(logits(dominant_split(model, op)[0], dataset.inputs), dataset)
+    whole = subset_metrics(logits(dominant_split(model, op)[0], dataset.inputs), dataset, loss)
     return PartitionSweep(score, list(fractions), collect_rows(parts["g"]), collect_rows(parts["r"]),
                           collect_rows(parts["gf"]), whole)
+
+
+@dataclass(repr=False)
+class PartitionReport(Result):
+    """One partition sweep per score."""
+
+    sweeps: dict[str, PartitionSweep]
+
+    def to_dict(self) -> dict:
+        return {score: sweep.to_dict() for score, sweep in self.sweeps.items()}
+
+    def summary(self) -> str:
+        return ("f^G_part keeps the top γ_G of neurons by a score; it is compared with frequency filtration "
+                "(each neuron's dominant frequency) of f^G_part and of the whole network.")
+
+    def tables(self) -> list[Table]:
+        from .document import Table, pct
+
+        rows = []
+        for score, sweep in self.sweeps.items():
+            best = sweep.best_filtered()
+            rows.append([score, pct(max(sweep.generalisation["test_acc"])),
+                         f"{pct(sweep.filtered_generalisation['test_acc'][best])} (γ_G = {sweep.fractions[best]})",
+                         pct(sweep.filtered_whole["test_acc"])])
+        return [Table(["score", "f^G_part alone: best test", "f^G_part filtered: best test",
+                       "whole net filtered: test"], rows)]
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from .document import Figure
+        from .plots import plot_partition
+
+        return [Figure(plot_partition(list(self.sweeps.values()), Path(out_dir) / f"{stem}.png"), "partition sweeps")]
+
+
+def partition_report(run: Run) -> PartitionReport:
+    loss = run.spec.train.loss
+    return PartitionReport({score: partition_sweep(run.model, run.dataset, score, loss=loss) for score in SCORES})
+
+
+register_analysis(
+    "partition", "Task-agnostic partition", partition_report,
+    lambda run: None if family_of(run.model).neuron_maps(run.model) is not None
+    else "the task-agnostic partition builds subnetworks from per-neuron residue maps (two-layer networks)")

@@ -19,19 +19,23 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from jaxtyping import Float
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
 from . import fourier
 from .families import build_model, family_of
 from .nets import logits
+from .registry import Result, register_analysis
 from .tasks import Dataset
+
+if TYPE_CHECKING:
+    from .checkpoint import Run
+    from .document import Figure, Table
 
 FEATURES = ("raw", "fourier", "f^G")
 
@@ -74,6 +78,11 @@ class ProbeResult:
 
 def _fit_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, evals: dict[str, tuple[np.ndarray, np.ndarray]],
                seed: int) -> dict[str, float | None]:
+    # scikit-learn: 1.5 s of imports, paid only when a probe is fitted
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(x[train])
     clf = LogisticRegression(solver="newton-cg", max_iter=100, C=1.0, random_state=seed)
     with warnings.catch_warnings():  # lbfgs may stop at max_iter on undecodable targets: that is the finding
@@ -170,3 +179,71 @@ def learning_curve(model: nn.Module, dataset: Dataset, hook: str, sizes: list[in
     true, evals = dataset.true_labels.numpy(), _evals(dataset)
     return {n: _fit_score(x, true, _clean_subset(dataset, n, np.random.default_rng(seed)), evals, seed)
             for n in sizes}
+
+
+@dataclass(repr=False)
+class ProbeReport(Result):
+    """Probes per hook and feature source, with controls on raw features, and a learning
+    curve (accuracy against probe-training examples) per feature source at the main hook."""
+
+    probes: list[ProbeResult]
+    curves: dict[str, dict[int, dict]]
+
+    def to_dict(self) -> dict:
+        return {"probes": [p.to_dict() for p in self.probes],
+                "curves": {k: {str(n): v for n, v in c.items()} for k, c in self.curves.items()}}
+
+    def summary(self) -> str:
+        from .document import pct
+
+        best = max(self.probes, key=lambda r: r.accuracy["test"] or 0)
+        return (f"Best probe for the true label: {best.features} features at `{best.hook}`, test {pct(best.accuracy['test'])}, "
+                f"noisy examples against their true labels {pct(best.accuracy['noisy_true'])} (the model itself: "
+                f"{pct(best.model_accuracy['test'])} and {pct(best.model_accuracy['noisy_true'])}).")
+
+    def tables(self) -> list[Table]:
+        from .document import Table, pct
+
+        rows = []
+        for r in self.probes:
+            ctl = r.controls
+            rows.append([r.hook, r.features, pct(r.accuracy["test"]), pct(r.accuracy["noisy_true"]),
+                         pct(r.model_accuracy["test"]), pct(r.model_accuracy["noisy_true"]),
+                         pct(ctl["shuffled labels"]["test"]) if ctl else "—",
+                         pct(ctl["random features"]["test"]) if ctl else "—"])
+        return [Table(["hook", "features", "probe: test", "probe: noisy vs true", "model: test", "model: noisy vs true",
+                       "shuffled-label control: test", "random-feature control: test"], rows)]
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from .document import Figure
+        from .plots import plot_probe_curves
+
+        return [Figure(plot_probe_curves(self.curves, Path(out_dir) / f"{stem}.png"),
+                       "probe accuracy against the number of probe-training examples")]
+
+
+def probe_report(run: Run) -> ProbeReport:
+    from .spectra import fourier_analysis
+
+    model, ds = run.model, run.dataset
+    op = ds.task.op
+    family = family_of(model)
+    spectra = fourier_analysis(model, op)
+    keys = spectra.key_frequencies() if callable(spectra.key_frequencies) else spectra.key_frequencies
+    hooks = family.probe_hooks(model)
+    main = hooks[0]
+    sources = ["raw", "fourier"] + (["f^G"] if family.neuron_maps(model) is not None else [])
+    if op not in ("add", "sub"):
+        sources = [s for s in sources if s != "fourier"]
+    results = [probe(model, ds, hook, source, key_frequencies=keys, controls=source == "raw")
+               for hook in hooks for source in sources]
+    n_clean = int(ds.clean_mask.sum())
+    sizes = [n for n in (50, 100, 200, 400, 800, 1600) if n < n_clean]
+    # each curve ends at all clean examples: the probe fitted above, not fitted again
+    on_all = {r.features: r.accuracy for r in results if r.hook == main}
+    curves = {source: {**learning_curve(model, ds, main, sizes, source, keys), n_clean: on_all[source]}
+              for source in sources}
+    return ProbeReport(results, curves)
+
+
+register_analysis("probes", "Linear probes", probe_report)

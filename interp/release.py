@@ -15,22 +15,37 @@ from pathlib import Path
 from .checkpoint import CheckpointError, Run, load_run
 from .tasks import SUBSETS
 
-#: Where released models live: $INTERP_MODELS, else the repository's `models/` folder.
-MODELS_DIR = Path(os.environ.get("INTERP_MODELS", Path(__file__).resolve().parents[1] / "models"))
+def _models_dir() -> Path:
+    """$INTERP_MODELS; else `interp/models/` inside an installed wheel; else the checkout's
+    top-level `models/` (source tree and editable installs)."""
+    if os.environ.get("INTERP_MODELS"):
+        return Path(os.environ["INTERP_MODELS"])
+    here = Path(__file__).resolve().parent
+    installed, checkout = here / "models", here.parent / "models"
+    return installed if installed.is_dir() else checkout
+
+
+#: Where released models live (see `_models_dir`).
+MODELS_DIR = _models_dir()
 
 
 def available() -> list[str]:
     return sorted(d.name for d in MODELS_DIR.iterdir() if (d / "config.json").exists()) if MODELS_DIR.is_dir() else []
 
 
-def load(name_or_path: str | Path) -> Run:
-    """A run directory by path, or a released model by name (see `available()`)."""
+def resolve(name_or_path: str | Path) -> Path:
+    """The folder of a run directory given by path, or of a released model given by name."""
     path = Path(name_or_path)
     if path.is_dir():
-        return load_run(path)
+        return path
     if (MODELS_DIR / str(name_or_path)).is_dir():
-        return load_run(MODELS_DIR / str(name_or_path))
+        return MODELS_DIR / str(name_or_path)
     raise CheckpointError(f"no run directory or released model {str(name_or_path)!r}; released: {', '.join(available()) or 'none'}")
+
+
+def load(name_or_path: str | Path) -> Run:
+    """A run directory by path, or a released model by name (see `available()`)."""
+    return load_run(resolve(name_or_path))
 
 
 def export(run_dir: Path, dest: Path, command: str = "") -> Path:

@@ -8,6 +8,8 @@ g⁰, g¹, …, g^{p−2} (residue 0 left out) for mul/div, where the structure 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -15,6 +17,10 @@ from torch import Tensor, nn
 
 from . import fourier
 from .families import family_of
+from .registry import Result, register_analysis
+
+if TYPE_CHECKING:
+    from .document import Figure
 
 
 def primitive_root(p: int) -> int:
@@ -45,8 +51,8 @@ def neuron_vectors(model: nn.Module) -> dict[str, Float[Tensor, "neuron p"]]:
     return maps
 
 
-@dataclass
-class NeuronSpectra:
+@dataclass(repr=False)
+class NeuronSpectra(Result):
     """Per-neuron Fourier summary of a two-layer network (tensors of length width).
 
     freq: dominant frequency (argmax over k ≥ 1 of the summed power of u, v, w);
@@ -91,6 +97,19 @@ class NeuronSpectra:
 
     def to_dict(self) -> dict:
         return {k: v.tolist() if torch.is_tensor(v) else v for k, v in asdict(self).items()}
+
+    def summary(self) -> str:
+        return (f"Key frequencies (largest shares of neuron energy at the dominant frequency): "
+                f"{self.key_frequencies()}. Median neuron energy share at its dominant frequency "
+                f"{float(self.energy_frac.median()):.3f}; median IPR {float(self.ipr.median()):.3f}; median "
+                f"|phase error| {float(self.phase_error.abs().median()):.3f} rad.")
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from .document import Figure
+        from .plots import plot_neuron_spectra
+
+        return [Figure(plot_neuron_spectra(self, Path(out_dir) / f"{stem}.png"),
+                       "per-neuron Fourier spectra: dominant frequencies, energy shares, IPR")]
 
 
 def neuron_spectra(model: nn.Module, op: str) -> NeuronSpectra:
@@ -170,8 +189,8 @@ def neuron_frequencies_2d(acts: Float[Tensor, "p p neuron"]) -> tuple[Tensor, Te
     return best + 1, share
 
 
-@dataclass
-class TransformerSpectra:
+@dataclass(repr=False)
+class TransformerSpectra(Result):
     """Power per frequency of a transformer's residue-indexed weights (see embedding_spectra)
     and its key frequencies (largest shares of W_E's non-constant power)."""
 
@@ -185,6 +204,24 @@ class TransformerSpectra:
     def to_dict(self) -> dict:
         return {k: (v.tolist() if torch.is_tensor(v) else {n: t.tolist() for n, t in v.items()}
                     if isinstance(v, dict) else v) for k, v in asdict(self).items()}
+
+    def summary(self) -> str:
+        line = (f"Key frequencies (largest shares of the embedding's non-constant power): "
+                f"{', '.join(map(str, self.key_frequencies))}.")
+        if self.neuron_freq is not None:
+            clustered = self.neuron_share > 0.5
+            at_key = torch.isin(self.neuron_freq[clustered], torch.tensor(self.key_frequencies))
+            line += (f" {int(clustered.sum())} of {len(clustered)} readout neurons have more than half of their "
+                     f"activation power at one frequency; of these, {float(at_key.double().mean()) if clustered.any() else 0:.0%} "
+                     "at a key frequency.")
+        return line
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from .document import Figure
+        from .plots import plot_transformer_spectra
+
+        return [Figure(plot_transformer_spectra(self, Path(out_dir) / f"{stem}.png"),
+                       "power per frequency of the embedding, unembedding and readout-to-logit map")]
 
 
 @torch.no_grad()
@@ -201,3 +238,6 @@ def fourier_analysis(model: nn.Module, op: str) -> NeuronSpectra | TransformerSp
         _, cache = family.run_with_cache(model, pairs, names_filter=hook)
         result.neuron_freq, result.neuron_share = neuron_frequencies_2d(cache[hook].reshape(p, p, -1))
     return result
+
+
+register_analysis("fourier", "Fourier spectra", lambda run: fourier_analysis(run.model, run.spec.task.op))

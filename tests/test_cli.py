@@ -87,7 +87,7 @@ def test_analyze_a_transformer_run(tmp_path):
 
 def test_analyze_missing_run_dir(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "none"), "--analysis", "fourier"]) == 2
-    assert "not a run directory" in capsys.readouterr().err
+    assert "no run directory or released model" in capsys.readouterr().err
 
 
 def test_analyze_issue_four_analyses(tmp_path):

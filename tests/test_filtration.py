@@ -79,7 +79,10 @@ def test_compare_extractions_on_a_planted_two_layer_net():
     assert {"raw", "f^G", "f^R", "resynthesized"} <= set(result.rows)
     assert result.rows["resynthesized"]["test_acc"] == 1.0
     assert result.noise_detection["auroc"] == 1.0
-    assert "| f^G |" in result.table()
+    table = result.tables()[0]
+    assert table.header[:5] == ["method", "clean", "noisy vs observed", "noisy vs true", "test"]
+    assert [row[0] for row in table.rows] == list(result.rows)
+    assert dict((row[0], row[4]) for row in table.rows)["resynthesized"] == "100.0%"
 
 
 def test_transformer_restricted_and_excluded(transformer_spec):

@@ -79,8 +79,8 @@ def test_report_without_trajectory_says_what_it_skips(trained, tmp_path):
     for name in ("config.json", "model.safetensors", "history.json"):
         shutil.copy2(trained / name, bare / name)
     data = write_report(interp.load_run(bare), tmp_path / "report", progress=False)
-    assert "per-example fitting" in data["skipped"]
-    assert "no checkpoint trajectory" in (tmp_path / "report" / "report.md").read_text()
+    assert data["analyses"]["dynamics"]["checkpoint_steps"] == []
+    assert "need a checkpoint trajectory, which this run does not have" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_demo_prints_the_headline(trained, tmp_path, capsys):

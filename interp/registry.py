@@ -1,0 +1,106 @@
+"""The analyses by name. An analysis is one module plus one `register_analysis(...)` call in it;
+the report, the CLI's `interp analyze` and `interp.analyze(run, name)` find it here, and no
+other file changes when one is added.
+
+Every analysis returns a typed `Result`: a dataclass that serialises itself (`to_dict`), says
+what it found in a few lines (`summary`), and lays out its own tables and figures (`tables`,
+`figures`), which the report places under the analysis's title as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, TypeVar, overload
+
+import torch
+
+if TYPE_CHECKING:
+    from .ablation import AblationReport
+    from .checkpoint import Run
+    from .document import Figure, Table
+    from .dynamics import FitSpeed
+    from .filtration import Extraction
+    from .localize import Localization
+    from .partition import PartitionReport
+    from .probes import ProbeReport
+    from .spectra import NeuronSpectra, TransformerSpectra
+
+
+class Result:
+    """Base of every analysis result (a dataclass declared with `repr=False`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise TypeError(f"{type(self).__name__} must define to_dict")
+
+    def summary(self) -> str:
+        """A few lines of prose: what the analysis found."""
+        return ""
+
+    def tables(self) -> list[Table]:
+        return []
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        """Draw the result's figures into `out_dir` as `<stem>*.png`."""
+        return []
+
+    def __repr__(self) -> str:
+        # short: shapes and lengths, not the thousands of numbers a result holds
+        def short(value: Any) -> str:
+            if torch.is_tensor(value):
+                return f"Tensor{list(value.shape)}"
+            if isinstance(value, (list, tuple, dict)) and len(value) > 6:
+                return f"{type(value).__name__}[{len(value)}]"
+            text = repr(value)
+            return text if len(text) <= 60 else text[:57] + "..."
+
+        parts = ", ".join(f"{f.name}={short(getattr(self, f.name))}" for f in fields(self))
+        return f"{type(self).__name__}({parts})"
+
+
+R = TypeVar("R", bound=Result)
+
+
+@dataclass(frozen=True)
+class Analysis(Generic[R]):
+    name: str
+    title: str
+    compute: Callable[[Run], R]
+    #: Why the analysis does not apply to a run (e.g. it needs per-neuron residue maps), or None.
+    skip_reason: Callable[[Run], str | None]
+
+
+ANALYSES: dict[str, Analysis] = {}
+
+
+def register_analysis(name: str, title: str, compute: Callable[[Run], R],
+                      skip_reason: Callable[[Run], str | None] | None = None) -> Analysis[R]:
+    ANALYSES[name] = Analysis(name, title, compute, skip_reason or (lambda run: None))
+    return ANALYSES[name]
+
+
+@overload
+def analyze(run: Run, name: Literal["fourier"]) -> NeuronSpectra | TransformerSpectra: ...
+@overload
+def analyze(run: Run, name: Literal["filtration"]) -> Extraction: ...
+@overload
+def analyze(run: Run, name: Literal["ablation"]) -> AblationReport: ...
+@overload
+def analyze(run: Run, name: Literal["partition"]) -> PartitionReport: ...
+@overload
+def analyze(run: Run, name: Literal["localize"]) -> Localization: ...
+@overload
+def analyze(run: Run, name: Literal["probes"]) -> ProbeReport: ...
+@overload
+def analyze(run: Run, name: Literal["dynamics"]) -> FitSpeed: ...
+@overload
+def analyze(run: Run, name: str) -> Result: ...
+def analyze(run: Run, name: str) -> Result:
+    """The result of analysis `name` (a key of ANALYSES) on a loaded run."""
+    if name not in ANALYSES:
+        raise ValueError(f"unknown analysis {name!r}; available: {', '.join(ANALYSES)}")
+    analysis = ANALYSES[name]
+    reason = analysis.skip_reason(run)
+    if reason:
+        raise ValueError(f"the {name} analysis does not apply to this run: {reason}")
+    return analysis.compute(run)
