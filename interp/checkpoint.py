@@ -16,7 +16,8 @@ import json
 import os
 import platform
 import shutil
-import tempfile
+import hashlib
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,15 @@ class CheckpointError(RuntimeError):
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename over `path`."""
+    """Write through a temporary file in the same directory, then rename over `path`. The file
+    is created with the process's normal permissions (0666 less the umask), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    mode = os.stat(tmp).st_mode & 0o777  # 0666 less the umask
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # safetensors writes a file of its own, with mode 0600
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -72,19 +76,55 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"{path} is not valid JSON (truncated or corrupted?): {err}") from None
 
 
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Write `tensors` as safetensors; returns the file's SHA-256 (safetensors has no checksum
+    of its own, so configs record it and `read_tensors` checks it)."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    return sha256(Path(path))
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, after checking its SHA-256 when one is expected."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} is missing")
+    if expected_sha256 is not None and sha256(path) != expected_sha256:
+        raise CheckpointError(f"{path} is truncated or corrupted: its SHA-256 differs from the one recorded when it was written")
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupted?): {err}") from None
+
+
+# --- datasets -----------------------------------------------------------------------------
+
+
+def dataset_tensors(dataset: Dataset) -> dict[str, torch.Tensor]:
+    """The dataset as plain tensors, readable with safetensors alone (docs/checkpoints.md)."""
+    return {"inputs": dataset.inputs, "true_labels": dataset.true_labels, "observed_labels": dataset.labels,
+            "train_mask": dataset.train_mask, "noisy_mask": dataset.noisy_mask, "clean_mask": dataset.clean_mask,
+            "test_mask": dataset.test_mask}
+
+
+def check_dataset(run_dir: Path, dataset: Dataset, expected_sha256: str | None) -> None:
+    """Refuse a run whose stored dataset differs from the one its spec generates here (another
+    torch's random generator, or an edited file)."""
+    path = Path(run_dir) / "dataset.safetensors"
+    if not path.exists():
+        return
+    stored = read_tensors(path, expected_sha256)
+    for name, value in dataset_tensors(dataset).items():
+        if name not in stored or not torch.equal(stored[name], value):
+            raise CheckpointError(f"{path}: `{name}` differs from the dataset that the run's spec generates here")
 
 
 # --- models -------------------------------------------------------------------------------
@@ -183,11 +223,13 @@ class Run:
 
 
 def save_run(run_dir: Path, run: Run) -> None:
-    """Write the final model, config and history of `run` into `run_dir`."""
+    """Write the final model, its dataset, history and config (with the SHA-256 of each
+    tensor file) into `run_dir`."""
     run_dir = Path(run_dir)
-    write_tensors(run_dir / "model.safetensors", run.model.state_dict())
+    hashes = {"model.safetensors": write_tensors(run_dir / "model.safetensors", run.model.state_dict()),
+              "dataset.safetensors": write_tensors(run_dir / "dataset.safetensors", dataset_tensors(run.dataset))}
     write_json(run_dir / "history.json", run.history)
-    write_json(run_dir / "config.json", {**model_config(run.spec, run.model), "step": run.step})
+    write_json(run_dir / "config.json", {**model_config(run.spec, run.model), "step": run.step, "sha256": hashes})
 
 
 def load_run(run_dir: Path | str, step: int | None = None) -> Run:
@@ -202,11 +244,15 @@ def load_run(run_dir: Path | str, step: int | None = None) -> Run:
         raise CheckpointError(f"{run_dir} has no checkpoint at step {step}; its steps: "
                               + (", ".join(map(str, steps)) if steps else "none (no trajectory)"))
     model = build_model(spec.model, spec.task.p)
-    load_state(model, read_tensors(source / "model.safetensors"), source / "model.safetensors")
+    hashes = (read_json(run_dir / "config.json") if step is None else read_json(source / "state.json")).get("sha256", {})
+    load_state(model, read_tensors(source / "model.safetensors", hashes.get("model.safetensors")),
+               source / "model.safetensors")
     history = read_json(source / "history.json")
     if step is None:
         step = int(read_json(run_dir / "config.json").get("step", history[-1]["step"] if history else 0))
-    return Run(spec, model.eval(), history, step, run_dir)
+    run = Run(spec, model.eval(), history, step, run_dir)
+    check_dataset(run_dir, run.dataset, read_json(run_dir / "config.json").get("sha256", {}).get("dataset.safetensors"))
+    return run
 
 
 # --- trajectory ---------------------------------------------------------------------------
@@ -241,9 +287,9 @@ def save_checkpoint(
     scratch = final.with_name(final.name + ".partial")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    write_tensors(scratch / "model.safetensors", model.state_dict())
+    hashes = {"model.safetensors": write_tensors(scratch / "model.safetensors", model.state_dict())}
     opt_state = optimizer.state_dict()["state"]
-    write_tensors(
+    hashes["optimizer.safetensors"] = write_tensors(
         scratch / "optimizer.safetensors",
         {f"{i}.{k}": v for i, s in opt_state.items() for k, v in s.items() if torch.is_tensor(v)},
     )
@@ -251,7 +297,7 @@ def save_checkpoint(
         str(i): {k: v for k, v in s.items() if not torch.is_tensor(v)} for i, s in opt_state.items()
     }
     write_json(scratch / "history.json", history)
-    write_json(scratch / "state.json", {"step": step, "optimizer_scalars": scalars})
+    write_json(scratch / "state.json", {"step": step, "optimizer_scalars": scalars, "sha256": hashes})
     shutil.rmtree(final, ignore_errors=True)
     os.replace(scratch, final)
     return final
@@ -262,9 +308,11 @@ def load_checkpoint(
 ) -> list[dict[str, Any]]:
     """Restore model and optimizer in place from the checkpoint at `step`; return its history."""
     source = checkpoint_dir(run_dir, step)
-    load_state(model, read_tensors(source / "model.safetensors"), source / "model.safetensors")
+    hashes = read_json(source / "state.json").get("sha256", {})
+    load_state(model, read_tensors(source / "model.safetensors", hashes.get("model.safetensors")),
+               source / "model.safetensors")
     state: dict[int, dict[str, Any]] = {}
-    for key, value in read_tensors(source / "optimizer.safetensors").items():
+    for key, value in read_tensors(source / "optimizer.safetensors", hashes.get("optimizer.safetensors")).items():
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
     for index, scalars in read_json(source / "state.json")["optimizer_scalars"].items():

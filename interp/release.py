@@ -53,7 +53,7 @@ def export(run_dir: Path, dest: Path, command: str = "") -> Path:
     run = load_run(run_dir)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "model.safetensors", "history.json"):
+    for name in ("config.json", "model.safetensors", "dataset.safetensors", "history.json"):
         shutil.copy2(Path(run_dir) / name, dest / name)
     extraction = Path(run_dir) / "analysis" / "filtration.json"
     (dest / "MODEL_CARD.md").write_text(model_card(run, dest.name, command,

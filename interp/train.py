@@ -116,6 +116,9 @@ def open_run_dir(out: Path, spec: RunSpec, model: nn.Module, optimizer: torch.op
     if steps:
         return steps[-1], checkpoint.load_checkpoint(out, steps[-1], model, optimizer)
     checkpoint.write_json(out / "config.json", {**checkpoint.model_config(spec, model), "step": 0})
+    # the split and the noise are in the folder from the start, for work that does not import interp
+    checkpoint.write_tensors(out / "dataset.safetensors",
+                             checkpoint.dataset_tensors(make_dataset(spec.task, spec.noise)))
     return 0, []
 
 

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import subprocess
 import sys
@@ -127,3 +128,48 @@ def test_docs_snippet_loads_without_interp(runs, kind, tmp_path):
     a, b = torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)
     ours = interp.logits(run.model, torch.stack([a, b], 1))
     torch.testing.assert_close(theirs, ours, rtol=1e-6, atol=1e-6)
+
+
+def test_bit_flipped_weights_refused_with_one_line_naming_the_file(runs, tmp_path, capsys):
+    d = copy_run(runs["two_layer"], tmp_path)
+    data = bytearray((d / "model.safetensors").read_bytes())
+    for i in range(len(data) - 64, len(data)):  # 64 bytes inside the last tensor: still a valid file
+        data[i] ^= 0xFF
+    (d / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.safetensors is truncated or corrupted"):
+        load_run(d)
+    from interp.cli import main
+
+    assert main(["analyze", str(d), "--analysis", "fourier"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(d / "model.safetensors") in err
+
+
+def test_files_get_the_process_permissions_not_0600(runs, tmp_path):
+    umask = os.umask(0o022)
+    try:
+        d = copy_run(runs["two_layer"], tmp_path)
+        interp.checkpoint.save_run(d, load_run(d))
+    finally:
+        os.umask(umask)
+    for name in ("config.json", "model.safetensors", "dataset.safetensors", "history.json"):
+        assert (d / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_dataset_file_holds_split_and_noise_and_is_checked(runs, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    d = copy_run(runs["two_layer"], tmp_path)
+    run = load_run(d)
+    stored = load_file(d / "dataset.safetensors")
+    ds = run.dataset
+    assert torch.equal(stored["observed_labels"], ds.labels) and torch.equal(stored["noisy_mask"], ds.noisy_mask)
+    assert torch.equal(stored["true_labels"][stored["noisy_mask"]] != stored["observed_labels"][stored["noisy_mask"]],
+                       torch.ones(int(ds.noisy_mask.sum()), dtype=torch.bool))
+    stored["noisy_mask"] = ~stored["noisy_mask"]
+    save_file(stored, d / "dataset.safetensors")
+    config = json.loads((d / "config.json").read_text())
+    config["sha256"].pop("dataset.safetensors")  # as if edited before hashes existed
+    (d / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="noisy_mask"):
+        load_run(d)
