@@ -15,6 +15,7 @@ from .train import TrainingDiverged, evaluate, train
 
 # every analysis module registers itself in interp.registry.ANALYSES on import
 from . import ablation, dynamics, filtration, localize, partition, probes, spectra  # noqa: E402,F401
+from . import families, report  # noqa: E402,F401  (interp.report.write_report without a separate import)
 
 __all__ = [
     "ANALYSES", "analyze", "CheckpointError", "Dataset", "NoiseSpec", "PRESETS", "Run", "RunSpec", "SUBSETS", "SpecError",

@@ -13,9 +13,6 @@ from safetensors.torch import load_file
 import interp
 from interp import CheckpointError, load_run, train
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "checkpoints.md"
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
@@ -104,30 +101,6 @@ def test_weights_load_with_weights_only_torch_tools(runs):
     for path in runs["two_layer"].path.rglob("*"):
         if path.is_file():
             assert path.suffix in (".json", ".safetensors"), path
-
-
-def snippet(name: str) -> str:
-    text = DOCS.read_text()
-    match = re.search(rf"<!-- snippet: {name} -->\n```python\n(.*?)```", text, re.S)
-    assert match, f"snippet {name} missing from {DOCS}"
-    return match.group(1)
-
-
-@pytest.mark.parametrize("kind", ["two_layer", "transformer"])
-def test_docs_snippet_loads_without_interp(runs, kind, tmp_path):
-    run = runs[kind]
-    code = re.sub(r'run_dir = "[^"]*"', f'run_dir = "{run.path}"', snippet(kind))
-    out = tmp_path / "logits.safetensors"
-    code += (
-        "\nimport sys\nassert not any(m == 'interp' or m.startswith('interp.') for m in sys.modules)\n"
-        f"from safetensors.torch import save_file\nsave_file({{'logits': logits.contiguous()}}, '{out}')\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
-    theirs = load_file(out)["logits"]
-    p = run.spec.task.p
-    a, b = torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)
-    ours = interp.logits(run.model, torch.stack([a, b], 1))
-    torch.testing.assert_close(theirs, ours, rtol=1e-6, atol=1e-6)
 
 
 def test_bit_flipped_weights_refused_with_one_line_naming_the_file(runs, tmp_path, capsys):
