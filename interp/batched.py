@@ -1,12 +1,14 @@
-"""Train many two-layer networks of the same shapes in one batched computation.
+"""Train many networks of the same shapes in one batched computation (two-layer nets and
+one-layer transformers: each family says whether it can, `ModelFamily.batchable`).
 
 Sweeps are made of runs that differ only in seeds, noise and weight decay. `train_many(specs,
 outs)` stacks K such networks into [K, …] parameters, runs one forward and backward pass for all
-of them (`interp.stacked`: one gather, batched products), and steps one optimizer over the stacked
+of them (the family's `stacked_loss_and_grads`: the two-layer net's hand-written step in
+`interp.stacked`, the transformer's batched last-position forward), and steps one optimizer over the stacked
 tensors. The update is elementwise, so each network follows its own run: each gets the gradient
 of its own mean loss, and weight decay — the one optimizer setting allowed to differ — is
 applied per network by hand with the optimizer's own rule (by the optimizer itself when all
-networks share it). Every network keeps a plain `TwoLayerNet` whose parameters are views into
+networks share it). Every network keeps a plain model of its family whose parameters are views into
 the stack, so evaluation, checkpoints and the run directories are exactly those of `train`:
 each can be loaded, analysed or resumed on its own.
 """
@@ -25,10 +27,8 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .checkpoint import Run
 from .families import build_model, family_for_spec
-from .families.two_layer import TwoLayerNet
 from .runtime import flush_denormals
 from .specs import RunSpec
-from .stacked import lookup, loss_and_grads
 from .tasks import make_dataset
 from .train import (
     TrainingDiverged, _stop_on_interrupt, evaluate, lr_at, make_optimizer, open_run_dir,
@@ -36,9 +36,9 @@ from .train import (
 
 
 def batch_key(spec: RunSpec) -> RunSpec | None:
-    """Specs with equal keys train together; None when `spec` cannot be batched (transformers,
-    minibatches). Seeds, the noise model and weight decay may differ."""
-    if not family_for_spec(spec.model).batchable or spec.train.batch_size != 0:
+    """Specs with equal keys train together; None when `spec` cannot be batched (a family that
+    cannot stack, minibatches). Seeds, the noise model and weight decay may differ."""
+    if not family_for_spec(spec.model).batchable(spec.model) or spec.train.batch_size != 0:
         return None
     return replace(spec, task=replace(spec.task, seed=0), noise=replace(spec.noise, rate=0.0, seed=0, kind="wrong"),
                    model=replace(spec.model, seed=0), train=replace(spec.train, weight_decay=0.0))
@@ -70,8 +70,9 @@ def train_many(
     outs = [Path(o) if o is not None else None for o in (outs or [None] * len(specs))]
     keys = {batch_key(s) for s in specs}
     if None in keys or len(keys) != 1:
-        raise ValueError("train_many needs full-batch two-layer specs that differ only in seeds, noise and "
-                         "weight decay; train the others one by one with interp.train")
+        raise ValueError("train_many needs full-batch specs of a family that stacks (two-layer nets, one-layer "
+                         "transformers) that differ only in seeds, noise and weight decay; train the others one "
+                         "by one with interp.train")
     if len(outs) != len(specs):
         raise ValueError(f"{len(specs)} specs but {len(outs)} output folders")
     cfg, model_spec, p = specs[0].train, specs[0].model, specs[0].task.p
@@ -90,21 +91,28 @@ def train_many(
                          "resume them one by one with interp.train")
     start = resumed_at[0]
 
-    names = [name for name, _ in models[0].named_parameters()]
-    stacked = {name: torch.stack([getattr(m, name).detach() for m in models]).requires_grad_() for name in names}
-    for k, m in enumerate(models):  # each network's parameters become views into the stack
+    family = family_for_spec(model_spec)
+    # stacked by state-dict name (what the family's stacked step reads), in the order of
+    # model.parameters() (what the per-network optimizers' states follow); buffers ride along
+    states = [m.state_dict(keep_vars=True) for m in models]
+    order = {id(param): i for i, param in enumerate(models[0].parameters())}
+    names = sorted(states[0], key=lambda n: order.get(id(states[0][n]), len(order)))
+    stacked = {name: torch.stack([s[name].detach() for s in states]).requires_grad_(id(states[0][name]) in order)
+               for name in names}
+    for k, state in enumerate(states):  # each network's tensors become views into the stack
         for name in names:
-            getattr(m, name).data = stacked[name].data[k]
+            state[name].data = stacked[name].data[k]
+    trained = {name: t for name, t in stacked.items() if t.requires_grad}
     decays = [s.train.weight_decay for s in specs]
     shared_decay = decays[0] if len(set(decays)) == 1 else None  # then the optimizer applies it
-    optimizer = _stacked_optimizer(cfg, shared_decay or 0.0, stacked, optimizers)
+    optimizer = _stacked_optimizer(cfg, shared_decay or 0.0, trained, optimizers)
     decay = torch.tensor(decays, device=device)
 
     train_idx = [ds.train_mask.nonzero().squeeze(1) for ds in datasets]
     if len({len(t) for t in train_idx}) != 1:
         raise ValueError("the specs have different numbers of training examples")
-    rows = lookup(torch.stack([ds.inputs[t] for ds, t in zip(datasets, train_idx)]).to(device), p)
-    labels = torch.stack([ds.labels[t] for ds, t in zip(datasets, train_idx)]).to(device)
+    batch = family.stacked_batch(model_spec, p, torch.stack([ds.inputs[t] for ds, t in zip(datasets, train_idx)]).to(device),
+                                 torch.stack([ds.labels[t] for ds, t in zip(datasets, train_idx)]).to(device))
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=f"train ×{len(specs)}", unit="step")
 
     def record(step: int) -> None:
@@ -115,7 +123,7 @@ def train_many(
     def save(step: int) -> None:
         for k, out in enumerate(outs):
             if out is not None:
-                checkpoint.save_checkpoint(out, step, models[k], _view_optimizer(optimizer, stacked, optimizers[k], models[k], k),
+                checkpoint.save_checkpoint(out, step, models[k], _view_optimizer(optimizer, trained, optimizers[k], models[k], k),
                                            histories[k])
 
     for m in models:
@@ -131,15 +139,17 @@ def train_many(
             lr = lr_at(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            losses, grads = loss_and_grads(stacked, model_spec, p, rows, labels, cfg.loss)
+            losses, grads = family.stacked_loss_and_grads(stacked, model_spec, p, batch, cfg.loss)
             if not math.isfinite(losses.sum().item()):  # finite iff every network's loss is
                 bar.close()
                 bad = [f"{outs[k] or k}: {losses[k].item()}" for k in range(len(specs)) if not torch.isfinite(losses[k])]
                 raise TrainingDiverged(f"loss became non-finite at step {step} (lr {lr:g}) in {', '.join(bad)}")
-            for name, param in stacked.items():
-                param.grad = grads[name]
+            for name, param in trained.items():
+                # torch's fused AdamW reads a non-contiguous gradient (a transposed matmul's) with
+                # the parameter's strides, silently scrambling the update: hand it contiguous ones
+                param.grad = grads[name].contiguous()
             if shared_decay is None:
-                _decay(cfg.optimizer, list(stacked.values()), decay, lr)
+                _decay(cfg.optimizer, list(trained.values()), decay, lr)
             optimizer.step()
             done = step + 1
             bar.update(1)
@@ -177,7 +187,7 @@ def _stacked_optimizer(cfg, weight_decay: float, stacked: dict[str, Tensor], opt
     return optimizer
 
 
-def _view_optimizer(optimizer, stacked: dict[str, Tensor], own, model: TwoLayerNet, k: int):
+def _view_optimizer(optimizer, stacked: dict[str, Tensor], own, model: torch.nn.Module, k: int):
     """Network k's optimizer, its state a slice of the stacked state (for its checkpoint)."""
     for param, mine in zip(stacked.values(), model.parameters()):
         state = optimizer.state.get(param, {})

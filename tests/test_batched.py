@@ -53,7 +53,9 @@ def test_only_compatible_specs_batch():
     base = small_two_layer()
     assert batch_key(base) == batch_key(replace(base, noise=replace(base.noise, rate=0.1)))
     assert batch_key(base) != batch_key(replace(base, model=replace(base.model, width=33)))
-    assert batch_key(small_transformer()) is None
+    assert batch_key(small_transformer()) is not None  # one-layer transformers stack
+    deep = small_transformer()
+    assert batch_key(replace(deep, model=replace(deep.model, n_layers=2))) is None
     with pytest.raises(ValueError, match="differ only in seeds, noise and weight decay"):
         train_many([base, replace(base, model=replace(base.model, width=33))], progress=False)
 
@@ -72,3 +74,34 @@ def test_batched_resume_continues_together_or_refuses(tmp_path):
     shutil.rmtree(outs[0] / "checkpoints" / "step_30")
     with pytest.raises(ValueError, match="stopped at different steps"):
         train_many(specs, outs, resume=True, progress=False)
+
+
+def transformer_variants():
+    base = small_transformer(steps=8, eval_every=4, checkpoint_every=4)
+    return [
+        base,
+        replace(base, model=replace(base.model, seed=3), noise=replace(base.noise, rate=0.4, seed=2)),
+        replace(base, train=replace(base.train, weight_decay=0.1), task=replace(base.task, seed=5)),
+    ]
+
+
+def test_batched_transformers_equal_separate_runs_and_resume_alone(tmp_path):
+    import shutil
+
+    specs = transformer_variants()
+    outs = [tmp_path / str(i) for i in range(len(specs))]
+    batched = train_many(specs, outs, progress=False)
+    for spec, run in zip(specs, batched):
+        alone = interp.train(spec, None, progress=False)
+        pairs = run.dataset.inputs
+        torch.testing.assert_close(interp.logits(run.model, pairs), interp.logits(alone.model, pairs),
+                                   rtol=1e-5, atol=1e-5)
+        init = interp.build_model(spec.model, spec.task.p)
+        assert not torch.allclose(run.model.state_dict()["blocks.0.mlp.in.weight"],
+                                  init.state_dict()["blocks.0.mlp.in.weight"])  # it did train
+        for mine, theirs in zip(run.history, alone.history, strict=True):
+            assert mine == pytest.approx(theirs, rel=1e-4, abs=1e-5)
+    shutil.rmtree(outs[2] / "checkpoints" / "step_8")  # each run directory resumes on its own
+    resumed = interp.train(specs[2], outs[2], resume=True, progress=False)
+    torch.testing.assert_close(resumed.logits(resumed.dataset.inputs), batched[2].logits(batched[2].dataset.inputs),
+                               rtol=1e-5, atol=1e-5)

@@ -32,8 +32,10 @@ class ModelFamily(ABC):
 
     name: str
     spec_type: type
-    #: Whether `interp.batched.train_many` can stack several of these models into one computation.
-    batchable = False
+    def batchable(self, spec: Any) -> bool:
+        """Whether `interp.batched.train_many` can stack models of `spec` into one computation
+        (then `stacked_batch` and `stacked_loss_and_grads` are implemented)."""
+        return False
 
     # --- building ----------------------------------------------------------------------------
     @abstractmethod
@@ -131,8 +133,19 @@ class ModelFamily(ABC):
         # parameters the loss does not reach keep no gradient, as after zero_grad and backward
         grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
         for param, grad in zip(params.values(), grads):
-            param.grad = grad
+            # contiguous: torch's fused optimizers misread a non-contiguous gradient's strides
+            param.grad = None if grad is None else grad.contiguous()
         return value.item()
+
+    def stacked_batch(self, spec: Any, p: int, pairs: Int[Tensor, "K batch 2"], labels: Int[Tensor, "K batch"]) -> Any:
+        """K networks' training examples, prepared once for `stacked_loss_and_grads`."""
+        raise TypeError(f"the {self.name} family does not train stacked networks")
+
+    def stacked_loss_and_grads(self, params: dict[str, Tensor], spec: Any, p: int, batch: Any, loss: str
+                               ) -> tuple[Float[Tensor, " K"], dict[str, Tensor]]:
+        """Each network's mean loss and the gradients of it, for K networks whose parameters
+        are stacked along a leading axis (`params`, keyed by state-dict name)."""
+        raise TypeError(f"the {self.name} family does not train stacked networks")
 
     def __repr__(self) -> str:
         return f"<model family {self.name!r}>"

@@ -144,6 +144,44 @@ def last_position_logits(model: TransformerBridge, tokens: Tensor) -> Tensor:
     return logits if bias is None else logits + bias
 
 
+def stacked_last_position_logits(w: dict[str, Tensor], spec: TransformerSpec, tokens: Tensor) -> Tensor:
+    """`last_position_logits` of K one-layer models at once: `w` maps each state-dict name to
+    the K models' tensors stacked on a leading axis, `tokens` is [K, batch, 3]; returns
+    [K, batch, p]. Every product is one batched matmul over the K models."""
+    if spec.n_layers != 1:
+        raise ValueError("stacked training is for one-layer transformers")
+    n_heads, d_head = spec.n_heads, spec.d_head
+    embed, pos = w["embed.weight"], w["pos_embed.weight"]  # [K, vocab, d], [K, 3, d]
+    K, vocab, _ = embed.shape
+    seq = tokens.shape[-1]
+
+    def linear(name: str, t: Tensor) -> Tensor:  # t [K, ..., d_in] -> [K, ..., d_out]
+        out = t.flatten(1, -2) @ w[f"blocks.0.{name}.weight"].transpose(1, 2) + w[f"blocks.0.{name}.bias"][:, None]
+        return out.view(*t.shape[:-1], -1)
+
+    rows = embed[:, None] + pos[:, :, None]  # [K, position, vocab, d]: every (position, token) input
+    index = (tokens + torch.arange(seq, device=tokens.device) * vocab).flatten(1)  # [K, batch·seq]
+
+    def gathered(table: Tensor) -> Tensor:  # table [K, position, vocab, e] -> [K, batch, position, e]
+        flat = table.flatten(1, 2)
+        return flat.gather(1, index[..., None].expand(-1, -1, flat.shape[-1])).view(K, -1, seq, flat.shape[-1])
+
+    def last(table: Tensor) -> Tensor:  # table [K, vocab, e] at the last tokens -> [K, batch, e]
+        return table.gather(1, tokens[:, :, -1:].expand(-1, -1, table.shape[-1]))
+
+    q = last(linear("attn.q", rows[:, -1]))  # the last position's query only
+    k, v = gathered(linear("attn.k", rows)), gathered(linear("attn.v", rows))
+    q, k, v = q.unflatten(-1, (n_heads, d_head)), k.unflatten(-1, (n_heads, d_head)), v.unflatten(-1, (n_heads, d_head))
+    pattern = ((q[:, :, None] * k).sum(-1) / d_head**0.5).softmax(2)  # [K, batch, position, head]
+    z = (pattern[..., None] * v).sum(2).flatten(-2)  # [K, batch, head·d_head]
+    x = last(rows[:, -1])  # the last position's residual stream
+    resid = x + linear("attn.o", z)
+    hidden = _ACTS[spec.act](linear("mlp.in", resid))
+    out = resid + linear("mlp.out", hidden)
+    logits = out @ w["unembed.weight"].transpose(1, 2)
+    return logits + w["unembed.bias"][:, None] if "unembed.bias" in w else logits
+
+
 def project_embeddings(w: dict[str, Tensor], name: str, tokens: Tensor, seq: int) -> Tensor:
     """F.linear(embed[tokens] + pos_embed[positions], W, b) where `tokens` fill the last
     positions of a length-`seq` sequence: computed on the [positions, d_vocab] table, then
@@ -226,6 +264,24 @@ class TransformerFamily(ModelFamily):
         if unembedding is not None:
             values["unembed.weight"] = unembedding.T
         return replaced_parameters(model, values)
+
+    def batchable(self, spec: TransformerSpec) -> bool:
+        return spec.n_layers == 1
+
+    def stacked_batch(self, spec: TransformerSpec, p: int, pairs: Tensor, labels: Tensor) -> Any:
+        return torch.cat([pairs, torch.full_like(pairs[..., :1], p)], dim=-1), labels
+
+    def stacked_loss_and_grads(self, params: dict[str, Tensor], spec: TransformerSpec, p: int, batch: Any, loss: str):
+        from ..metrics import loss_fn
+
+        tokens, labels = batch
+        leaves = {name: t.detach().requires_grad_(t.requires_grad) for name, t in params.items()}
+        logits = stacked_last_position_logits(leaves, spec, tokens)
+        losses = torch.stack([loss_fn(loss, out, y) for out, y in zip(logits, labels)])
+        # the networks share no parameter, so the gradient of the sum is each one's own
+        trained = [name for name, t in leaves.items() if t.requires_grad]
+        grads = torch.autograd.grad(losses.sum(), [leaves[n] for n in trained])
+        return losses.detach(), dict(zip(trained, grads))
 
     def head_hooks(self, model: TransformerBridge) -> dict[str, int]:
         return {f"blocks.{layer}.attn.hook_z": model.cfg.n_heads for layer in range(model.cfg.n_layers)}

@@ -89,7 +89,9 @@ class TwoLayerNet(HookedRootModule):
 class TwoLayerFamily(ModelFamily):
     name = "two_layer"
     spec_type = TwoLayerSpec
-    batchable = True
+
+    def batchable(self, spec: TwoLayerSpec) -> bool:
+        return True
 
     def owns(self, model: nn.Module) -> bool:
         return isinstance(model, TwoLayerNet)
@@ -141,6 +143,18 @@ class TwoLayerFamily(ModelFamily):
         for name, param in params.items():
             param.grad = grads[name][0]
         return losses.item()
+
+
+    def stacked_batch(self, spec: TwoLayerSpec, p: int, pairs: Tensor, labels: Tensor) -> Any:
+        from ..stacked import lookup
+
+        return lookup(pairs, p), labels
+
+    def stacked_loss_and_grads(self, params: dict[str, Tensor], spec: TwoLayerSpec, p: int, batch: Any, loss: str):
+        from ..stacked import loss_and_grads  # the hand-written forward and backward
+
+        rows, labels = batch
+        return loss_and_grads(params, spec, p, rows, labels, loss)
 
 
 def with_neuron_vectors(model: TwoLayerNet, u: Tensor, v: Tensor, w: Tensor, act: str | None = None) -> TwoLayerNet:
