@@ -16,7 +16,7 @@ import torch
 
 import interp
 from interp.metrics import loss_fn
-from interp.nets import to_tokens
+from interp.nets import tokens as to_tokens
 from interp.train import make_optimizer
 
 

@@ -28,6 +28,12 @@ def format_metrics(row: dict) -> str:
 
 
 def _cmd_presets(args) -> int:
+    if args.name:
+        import json
+
+        preset = get_preset(args.name)
+        print(f"{preset.name}\n    {preset.description}\n\n{json.dumps(preset.spec.to_dict(), indent=2)}")
+        return 0
     for preset in PRESETS.values():
         print(f"{preset.name}\n    {preset.description}\n")
     return 0
@@ -135,10 +141,11 @@ def _cmd_export(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interp", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback instead of a one-line error")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("presets", help="list the presets and what each reproduces").set_defaults(
-        func=_cmd_presets
-    )
+    pr = sub.add_parser("presets", help="list the presets and what each reproduces; with NAME, its full spec")
+    pr.add_argument("name", nargs="?", help="a preset whose full spec to print")
+    pr.set_defaults(func=_cmd_presets)
     p = sub.add_parser("train", help="train a preset and write its run directory")
     p.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
     p.add_argument("--out", help="run directory (default runs/PRESET)")
@@ -188,11 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, KeyError, ValueError, TypeError, CheckpointError, RunDirectoryInUse, ImportError) as err:
+    except (SpecError, KeyError, ValueError, TypeError, CheckpointError, RunDirectoryInUse, ImportError,
+            OSError) as err:
+        if args.debug:
+            raise
         message = err.args[0] if isinstance(err, KeyError) else err
         print(f"interp: error: {message}", file=sys.stderr)
         return 2
     except TrainingDiverged as err:
+        if args.debug:
+            raise
         print(f"interp: training diverged: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:

@@ -166,6 +166,10 @@ class TrainSpec:
 
 SECTIONS = ("task", "noise", "model", "train")
 
+#: When `steps` is overridden alone, the evaluation and checkpoint intervals shrink so that a
+#: run keeps at least this many of each (a curve of 2 points tells nothing).
+MIN_EVALS, MIN_CHECKPOINTS = 20, 5
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -231,6 +235,7 @@ class RunSpec:
             overrides = pairs
         keys = self.settable_keys()
         data = self.to_dict()
+        overridden = {keys[k] for k in overrides if k in keys}
         for key, raw in overrides.items():
             if key not in keys:
                 ambiguous = [k for k in keys if k.endswith("." + key)]
@@ -240,6 +245,12 @@ class RunSpec:
             section, name = keys[key]
             current = data[section][name]
             data[section][name] = _parse_like(key, raw, current)
+        if ("train", "steps") in overridden:
+            # fewer steps keep about as many evaluations and checkpoints, unless those were set too
+            train = data["train"]
+            for name, points in (("eval_every", MIN_EVALS), ("checkpoint_every", MIN_CHECKPOINTS)):
+                if ("train", name) not in overridden and train["steps"] // train[name] < points:
+                    train[name] = max(1, train["steps"] // points)
         return RunSpec.from_dict(data)
 
 

@@ -44,6 +44,8 @@ class Grid:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"grid file {path} does not exist")
         data = tomllib.loads(Path(path).read_text())
         unknown = set(data) - {"preset", "set", "grid"}
         if unknown or "preset" not in data:

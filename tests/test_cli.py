@@ -114,3 +114,35 @@ def test_dynamics_reads_history_and_trajectory(tmp_path):
     assert len(speed.first_fit_noisy) == len(load_run(out_dir).dataset.noisy_mask.nonzero())
     assert speed.half_fitted["noisy"] is not None and speed.clean_acc[-1] == 1.0
     assert main(["analyze", str(out_dir), "--analysis", "dynamics"]) == 0
+
+
+def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing.toml does not exist" in err
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "sweep", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")])
+
+
+def test_missing_step_lists_the_steps(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "liu-lu-80", "--out", str(out), "--no-progress", "--set", "p=11",
+                 "--set", "width=17", "--set", "steps=20"]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(out), "--analysis", "fourier", "--step", "7"]) == 2
+    assert "no checkpoint at step 7; its steps: 4, 8, 12, 16, 20" in capsys.readouterr().err
+    # steps=20 alone: 20 evaluations and 5 checkpoints, not liu-lu-80's every 200 and 1000
+    assert len(json.loads((out / "history.json").read_text())) == 21
+
+
+def test_presets_name_prints_the_full_spec(capsys):
+    assert main(["presets", "nanda-noisy-59"]) == 0
+    out = capsys.readouterr().out
+    spec = json.loads(out[out.index("{"):])
+    assert spec["task"]["p"] == 59 and spec["model"]["arch"] == "transformer"
+
+
+def test_analyze_takes_a_released_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["analyze", "liu-lu-80", "--analysis", "fourier"]) == 0
+    assert (tmp_path / "reports" / "liu-lu-80" / "analysis" / "fourier.json").exists()
