@@ -13,7 +13,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .runtime import exp_floored_
-from .tasks import Dataset
+from .tasks import SUBSET_DEFINITIONS, Dataset
 
 
 def loss_fn(kind: str, logits: Float[Tensor, "batch p"], labels: Int[Tensor, " batch"]) -> Tensor:
@@ -68,13 +68,6 @@ def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim
     return out
 
 
-_SUBSETS = {  # subset: (mask attribute of Dataset, the labels it is scored against)
-    "clean": ("clean_mask", "observed"),
-    "noisy_observed": ("noisy_mask", "observed"),
-    "noisy_true": ("noisy_mask", "true"),
-    "test": ("test_mask", "true"),
-    "train": ("train_mask", "observed"),
-}
 
 
 def score_labels(logits: Tensor, dataset: Dataset, loss: str, class_dim: int = -1,
@@ -89,16 +82,16 @@ def aggregate_subsets(scored: dict[str, tuple[Tensor, Tensor]], dataset: Dataset
     `score_labels`; None where a subset is empty."""
     out: dict[str, Tensor | None] = {}
     for against in ("observed", "true"):
-        names = [name for name, (mask, a) in _SUBSETS.items() if a == against and getattr(dataset, mask).any()]
+        names = [name for name, (mask, a) in SUBSET_DEFINITIONS.items() if a == against and getattr(dataset, mask).any()]
         # subset sums as one product with the 0/1 masks (no copies of masked rows); counts of
         # correct examples are exact integers, divided in float64
         correct, per = scored[against]
-        masks = torch.stack([getattr(dataset, _SUBSETS[n][0]) for n in names], 1).to(correct.device, torch.float64)
+        masks = torch.stack([getattr(dataset, SUBSET_DEFINITIONS[n][0]) for n in names], 1).to(correct.device, torch.float64)
         sizes = masks.sum(0)
         hits, total_loss = correct.double() @ masks, per.double() @ masks
         for j, name in enumerate(names):
             out[f"{name}_acc"], out[f"{name}_loss"] = hits[..., j] / sizes[j], total_loss[..., j] / sizes[j]
-    return {key: out.get(key) for name in _SUBSETS for key in (f"{name}_acc", f"{name}_loss")}
+    return {key: out.get(key) for name in SUBSET_DEFINITIONS for key in (f"{name}_acc", f"{name}_loss")}
 
 
 def subset_metrics_batched(

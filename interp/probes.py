@@ -117,9 +117,9 @@ def probe_features(model: nn.Module, dataset: Dataset, hook: str, features: str 
 
 
 def _evals(dataset: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    true, observed = dataset.true_labels.numpy(), dataset.labels.numpy()
-    noisy, test = dataset.noisy_mask.numpy(), dataset.test_mask.numpy()
-    return {"test": (test, true), "noisy_true": (noisy, true), "noisy_observed": (noisy, observed)}
+    """The subsets a probe of the true label is scored on (the clean ones train it)."""
+    return {name: (mask.numpy(), labels.numpy()) for name, (mask, labels) in dataset.subsets().items()
+            if name != "clean"}
 
 
 def _clean_subset(dataset: Dataset, n_train: int | None, rng: np.random.Generator) -> np.ndarray:

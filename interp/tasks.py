@@ -20,6 +20,16 @@ from .specs import NoiseSpec, TaskSpec
 #: reported twice — against the observed labels (memorisation) and the true labels (recovery).
 SUBSETS = ("clean", "noisy_observed", "noisy_true", "test")
 
+#: Every scored subset (the four, plus all training examples): the `Dataset` mask it covers and
+#: the labels it is scored against (`observed`: what the model was trained on; `true`: a ∘ b).
+SUBSET_DEFINITIONS: dict[str, tuple[str, str]] = {
+    "clean": ("clean_mask", "observed"),
+    "noisy_observed": ("noisy_mask", "observed"),
+    "noisy_true": ("noisy_mask", "true"),
+    "test": ("test_mask", "true"),
+    "train": ("train_mask", "observed"),
+}
+
 
 def apply_op(op: str, a: Tensor, b: Tensor, p: int) -> Tensor:
     """The true label of each pair; `div` uses b^(p−2) = b⁻¹ (p prime, b ≠ 0)."""
@@ -64,13 +74,10 @@ class Dataset:
         return self.train_mask & ~self.noisy_mask
 
     def subsets(self) -> dict[str, tuple[Bool[Tensor, " pair"], Int[Tensor, " pair"]]]:
-        """Each named subset as (mask over pairs, labels to score against)."""
-        return {
-            "clean": (self.clean_mask, self.labels),
-            "noisy_observed": (self.noisy_mask, self.labels),
-            "noisy_true": (self.noisy_mask, self.true_labels),
-            "test": (self.test_mask, self.true_labels),
-        }
+        """Each of the four subsets as (mask over pairs, labels to score against)."""
+        labels = {"observed": self.labels, "true": self.true_labels}
+        return {name: (getattr(self, mask), labels[against])
+                for name, (mask, against) in SUBSET_DEFINITIONS.items() if name in SUBSETS}
 
     def __repr__(self) -> str:
         n = len(self.inputs)

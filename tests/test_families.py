@@ -119,3 +119,16 @@ def test_transformer_refuses_bare_pairs_and_takes_them_through_the_pair_api(tmp_
     assert logits.shape == (5, 3, run.spec.task.p)  # TransformerLens's own output, every position
     torch.testing.assert_close(logits[:, -1], interp.logits(run.model, pairs))
     assert cache["blocks.0.mlp.hook_post"].shape[:2] == (5, 3)
+
+
+def test_analyses_run_with_the_model_on_an_explicit_device():
+    """The family moves the pairs to the model's device and the results back to the pairs' (and
+    labels'): run here with `device="cpu"` named explicitly; on a GPU machine the same calls
+    take a model trained with `--device cuda`."""
+    from conftest import small_two_layer
+
+    run = interp.train(small_two_layer(steps=5), progress=False, device=torch.device("cpu"))
+    result = interp.analyze(run, "filtration")
+    assert result.rows["raw"]["test_acc"] == pytest.approx(run.final_metrics["test_acc"])
+    logits, cache = family_of(run.model).run_with_cache(run.model, run.dataset.inputs, names_filter="hook_post")
+    assert logits.device == run.dataset.inputs.device == cache["hook_post"].device

@@ -56,8 +56,8 @@ class ModelFamily(ABC):
 
     # --- running ------------------------------------------------------------------------------
     def tokens(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Tensor:
-        """What the model's own forward takes for each (a, b) pair."""
-        return pairs
+        """What the model's own forward takes for each (a, b) pair, on the model's device."""
+        return pairs.to(device_of(model))
 
     def predicting(self, value: Tensor) -> Tensor:
         """`value` (a forward's output or a cached activation) at the position that predicts a∘b."""
@@ -68,13 +68,15 @@ class ModelFamily(ABC):
         """Mod-p logits for each pair through the hooked forward, with `fwd_hooks` applied."""
         tokens = self.tokens(model, pairs)
         out = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks)) if fwd_hooks else model(tokens)
-        return self.predicting(out)
+        return self.predicting(out).to(pairs.device)
 
     def run_with_cache(self, model: nn.Module, pairs: Int[Tensor, "batch 2"], names_filter=None
                        ) -> tuple[Float[Tensor, "batch p"], dict[str, Tensor]]:
         """Logits and the cached activations (at the predicting position) for each pair."""
         out, cache = model.run_with_cache(self.tokens(model, pairs), names_filter=names_filter)
-        return self.predicting(out), {name: self.predicting(value) for name, value in cache.items()}
+        # back on the device of the pairs (and of the dataset's labels and masks)
+        return (self.predicting(out).to(pairs.device),
+                {name: self.predicting(value).to(pairs.device) for name, value in cache.items()})
 
     def training_logits(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
         """The values of `forward`, by the cheapest path (no hook points); for training."""
@@ -179,6 +181,10 @@ def family_for_spec(spec: Any) -> ModelFamily:
 def build_model(spec: Any, p: int) -> nn.Module:
     """A freshly initialised model for `spec` over Z_p."""
     return family_for_spec(spec).build(spec, p)
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def replaced_parameters(model: nn.Module, values: dict[str, Tensor]) -> nn.Module:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 _BRIDGE_MODULE = "transformer_lens.model_bridge"
 
 from ..specs import TransformerSpec
-from . import ModelFamily, register, replaced_parameters
+from . import ModelFamily, device_of, register, replaced_parameters
 
 N_CTX = 3  # tokens `a b =`
 _ACTS = {"relu": F.relu_, "gelu": F.gelu}  # in place: the product feeding it is not needed again
@@ -233,13 +233,14 @@ class TransformerFamily(ModelFamily):
     def tokens(self, model: TransformerBridge, pairs: Tensor) -> Tensor:
         if pairs.dim() != 2 or pairs.shape[1] != 2:
             raise ValueError(f"expected (a, b) pairs of shape [batch, 2], got {tuple(pairs.shape)}")
+        pairs = pairs.to(device_of(model))
         return torch.cat([pairs, torch.full_like(pairs[:, :1], equals_token(model))], dim=1)
 
     def predicting(self, value: Tensor) -> Tensor:
         return value[:, -1]
 
     def training_logits(self, model: TransformerBridge, pairs: Tensor) -> Tensor:
-        return last_position_logits(model, self.tokens(model, pairs))
+        return last_position_logits(model, self.tokens(model, pairs))  # on the model's device (training)
 
     def readout_hook(self, model: TransformerBridge) -> str:
         return f"blocks.{model.cfg.n_layers - 1}.mlp.hook_post"
