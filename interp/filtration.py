@@ -18,7 +18,7 @@ residue 0, which has no place in that index, stays with f^G unchanged.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -164,6 +164,44 @@ def filter_residue_weights(model: nn.Module, op: str, freqs: list[int], weights=
             unembedding=filtered(unembed, 1) if "W_U" in weights else None)
 
 
+@torch.no_grad()
+def activation_filter_logits(model: nn.Module, dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair p"]:
+    """Logits with each readout unit's activation over the (a, b) grid projected onto the 2-D
+    Fourier terms (Const or k) × (Const or k), k in `freqs`: like restricted logits, but reading
+    no label and assuming no operation (only that the inputs are residues)."""
+    from .probes import grid_fourier_projection
+
+    family = family_of(model)
+    hook = family.readout_hook(model)
+    out, cache = family.run_with_cache(model, dataset.inputs, names_filter=hook)
+    acts = cache[hook]
+    return out - (acts - grid_fourier_projection(acts, dataset, freqs)) @ family.unit_to_logit(model)
+
+
+def unembedding_ranking(model: nn.Module, op: str) -> list[int]:
+    """Frequencies k ≥ 1 by the power of the unembedding W_U along its class axis, largest first."""
+    family = family_of(model)
+    unembed = family.unembedding(model)
+    order = residue_order(op, unembed.shape[1])
+    power = fourier.frequency_power(unembed[:, order].double()).sum(0)[1:]
+    return [int(k) + 1 for k in torch.argsort(power, descending=True)]
+
+
+def function_space_filter(table: Float[Tensor, "pair p"], p: int, k: int) -> Float[Tensor, "pair p"]:
+    """The logits of all p² pairs (a·p + b order) keeping, over the (a, b) grid, the constant and
+    the k 2-D Fourier components (i, j) with the most energy summed over classes. It reads no
+    label and assumes no operation; it edits the function, not the weights."""
+    grid = table.double().T.reshape(-1, p, p)  # [class, a, b]
+    basis, _ = fourier.fourier_basis(p, torch.float64)
+    coeffs = basis @ grid @ basis.T
+    energy = coeffs.square().sum(0)
+    energy[0, 0] = float("inf")  # the constant always stays
+    keep = torch.zeros(p * p, dtype=torch.bool)
+    keep[torch.argsort(energy.flatten(), descending=True)[: k + 1]] = True
+    kept = basis.T @ (coeffs * keep.view(p, p)) @ basis
+    return kept.reshape(-1, p * p).T.float()
+
+
 # --- comparison and noise detection -------------------------------------------------------
 
 
@@ -176,6 +214,8 @@ class Extraction(Result):
     rows: dict[str, dict[str, float | None]]  # method -> subset metrics
     descriptions: dict[str, str]
     noise_detection: dict[str, float] | None = None
+    #: method -> k -> subset metrics, for the methods with a size parameter (W_U top-k, function-space top-k)
+    curves: dict[str, dict[int, dict[str, float | None]]] = field(default_factory=dict)
 
     def tables(self) -> list[Table]:
         """One row per method: the four subsets' accuracies and the losses."""
@@ -206,7 +246,9 @@ class Extraction(Result):
         return [Figure(plot_extraction(self, Path(out_dir) / f"{stem}.png"), "accuracy per subset of each extracted network")]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["curves"] = {m: {str(k): v for k, v in c.items()} for m, c in self.curves.items()}
+        return out
 
     def label_free(self) -> tuple[str, float | None]:
         """The method fixed in advance that reads only the weights, and its test accuracy."""
@@ -232,7 +274,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     filter (transformer).
     """
     op = dataset.task.op
-    rows, notes = {}, {}
+    rows, notes, curves = {}, {}, {}
 
     per_neuron = family_of(model).neuron_maps(model) is not None
     detector = LABEL_FREE["per-neuron" if per_neuron else "residue weights"]
@@ -268,10 +310,26 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
             name = "+".join(which) + " filter"
             score(name, logits(filter_residue_weights(model, op, keys, which), dataset.inputs),
                   f"{' and '.join(which)} keep frequencies {keys}")
+        ranked = unembedding_ranking(model, op)
+        curves["W_U top-k"] = {k: subset_metrics(logits(filter_residue_weights(model, op, ranked[:k], ("W_U",)),
+                                                        dataset.inputs), dataset, loss)
+                               for k in sorted({*range(1, 7), 8, 10, 12, 15, 20, 25, 30, 40, len(ranked)} & {*range(1, len(ranked) + 1)})}
+        for k in (6, 20):  # Liu & Lu's Appendix D keeps the top 20
+            if k <= len(ranked):
+                rows[f"W_U top-{k}"] = curves["W_U top-k"][k]
+                notes[f"W_U top-{k}"] = f"W_U keeps its {k} largest frequencies {sorted(ranked[:k])} (Liu & Lu)"
+        if op in ("add", "sub") and len(dataset.inputs) == dataset.p ** 2:
+            table = logits(model, dataset.inputs)
+            curves["function-space top-k"] = {k: subset_metrics(function_space_filter(table, dataset.p, k), dataset, loss)
+                                              for k in (1, 2, 4, 6, 8, 10, 15, 20, 30, 50)}
+            score("function-space top-10", function_space_filter(table, dataset.p, 10),
+                  "the logit table over (a, b) keeps its 10 largest 2-D Fourier components (label-free baseline)")
+            score("key-frequency activation filter", activation_filter_logits(model, dataset, keys),
+                  f"readout activations keep their (Const or k) × (Const or k) terms over (a, b), k in {keys}")
     detection = detect_noise(outputs[detector], dataset) if dataset.noisy_mask.any() else None
     if detection is not None:
         detection["method"] = detector
-    return Extraction(family_of(model).name, keys, rows, notes, detection)
+    return Extraction(family_of(model).name, keys, rows, notes, detection, curves)
 
 
 def detect_noise(extracted: Float[Tensor, "pair p"], dataset: Dataset) -> dict:

@@ -99,3 +99,21 @@ def test_transformer_restricted_and_excluded(transformer_spec):
     torch.testing.assert_close(logits(filtered, ds.inputs), logits(model, ds.inputs), atol=1e-5, rtol=1e-4)
     result = compare_extractions(model, ds)
     assert {"raw", "restricted", "excluded", "W_U filter"} <= set(result.rows)
+
+
+def test_function_space_filter_recovers_the_rule_under_planted_spikes():
+    """A logit table made of the rule at two frequencies, cos(2πk(a+b−c)/p), plus large spikes
+    that move 15% of the pairs to a wrong class: the 8 components of those frequencies carry the
+    most energy, and keeping them gives back a + b on every pair."""
+    from interp.filtration import function_space_filter
+
+    p = 23
+    a, b = torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)
+    c = torch.arange(p)
+    table = sum(torch.cos(2 * torch.pi * k * ((a + b)[:, None] - c[None]) / p) for k in (3, 7))
+    gen = torch.Generator().manual_seed(0)
+    spiked = torch.randperm(p * p, generator=gen)[: int(0.15 * p * p)]
+    wrong = ((a + b)[spiked] + 1 + torch.randint(0, p - 1, (len(spiked),), generator=gen)) % p
+    table[spiked, wrong] += 4.0
+    assert not torch.equal(table.argmax(-1), (a + b) % p)  # the spikes win on their pairs
+    assert torch.equal(function_space_filter(table, p, 8).argmax(-1), (a + b) % p)
