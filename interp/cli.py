@@ -134,7 +134,7 @@ def _cmd_sweep(args) -> int:
 def _cmd_export(args) -> int:
     from .release import export
 
-    dest = export(Path(args.run_dir), Path(args.to), args.command or "")
+    dest = export(Path(args.run_dir), Path(args.to), args.command or "", args.trajectory_every)
     print(f"exported {args.run_dir} -> {dest}")
     return 0
 
@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--to", required=True, help="release folder, e.g. models/liu-lu-80")
     e.add_argument("--command", help="the command that trained it, for the model card")
+    e.add_argument("--trajectory-every", type=int, metavar="N",
+                   help="also release the weights of the trajectory checkpoints at multiples of N steps")
     e.set_defaults(func=_cmd_export)
     return parser
 

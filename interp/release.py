@@ -1,8 +1,11 @@
 """Released checkpoints: `models/<name>/` folders and `interp.load(name)`.
 
-A release is a run directory without its trajectory: `config.json`, `model.safetensors`,
-`history.json`, and a `MODEL_CARD.md` written from the run (how it was trained, its per-subset
-accuracies, its extraction numbers when `analysis/filtration.json` exists, how to load it).
+A release is a run directory without its optimizer state: `config.json`, `model.safetensors`,
+`dataset.safetensors`, `history.json`, optionally a trajectory (`checkpoints/step_N/` with the
+weights, history and state of every `trajectory_every`-th step, so progress measures over
+training can be computed from the release alone; it cannot be resumed), and a `MODEL_CARD.md`
+written from the run (how it was trained, its per-subset accuracies, its extraction numbers
+when `analysis/filtration.json` exists, how to load it).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .checkpoint import CheckpointError, Run, load_run
+from .checkpoint import CheckpointError, Run, checkpoint_dir, load_run, trajectory_steps
 from .tasks import SUBSETS
 
 def _models_dir() -> Path:
@@ -48,13 +51,21 @@ def load(name_or_path: str | Path) -> Run:
     return load_run(resolve(name_or_path))
 
 
-def export(run_dir: Path, dest: Path, command: str = "") -> Path:
-    """Copy the final model of `run_dir` to `dest` and write its model card."""
+def export(run_dir: Path, dest: Path, command: str = "", trajectory_every: int | None = None) -> Path:
+    """Copy the final model of `run_dir` to `dest` and write its model card; with
+    `trajectory_every`, also the weights of the trajectory checkpoints at multiples of it."""
     run = load_run(run_dir)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "model.safetensors", "dataset.safetensors", "history.json"):
         shutil.copy2(Path(run_dir) / name, dest / name)
+    if trajectory_every:
+        for step in trajectory_steps(run_dir):
+            if step % trajectory_every == 0:
+                source, target = checkpoint_dir(run_dir, step), checkpoint_dir(dest, step)
+                target.mkdir(parents=True, exist_ok=True)
+                for name in ("model.safetensors", "history.json", "state.json"):
+                    shutil.copy2(source / name, target / name)
     extraction = Path(run_dir) / "analysis" / "filtration.json"
     (dest / "MODEL_CARD.md").write_text(model_card(run, dest.name, command,
                                                    json.loads(extraction.read_text()) if extraction.exists() else None))

@@ -72,3 +72,18 @@ def test_wheel_carries_the_released_models(tmp_path):
         for file in ("config.json", "model.safetensors", "dataset.safetensors", "MODEL_CARD.md"):
             assert f"interp/models/{name}/{file}" in names, f"{name}/{file}"
     assert "interp/families/transformer.py" in names
+
+
+def test_export_with_trajectory_loads_every_released_step(tmp_path):
+    from conftest import small_two_layer
+
+    from interp.checkpoint import trajectory_steps
+    from interp.release import export
+
+    interp.train(small_two_layer(steps=40), tmp_path / "run", progress=False)
+    dest = export(tmp_path / "run", tmp_path / "release", "interp train ...", trajectory_every=20)
+    assert trajectory_steps(dest) == [20, 40]
+    assert not any(dest.rglob("optimizer.safetensors"))  # weights only
+    early = interp.load_run(dest, step=20)
+    assert early.step == 20 and early.history[-1]["step"] == 20
+    assert interp.analyze(interp.load(dest), "dynamics").checkpoint_steps == [20, 40]
