@@ -1,16 +1,25 @@
 """One table that says, component by component, what memorises and what generalises.
 
-A row per component — each neuron of the readout layer, each attention head (transformers),
-each embedding frequency (transformers) — with the numbers behind its label:
-- `gen_effect`: rise of the clean-training loss when the component is zero-ablated;
-- `mem_effect`: rise of the loss on noisy examples against their observed labels;
-- `test_effect`: rise of the test loss; plus dominant frequency, IPR and strength where defined.
+Rows and the numbers behind each label:
+- `neuron` (each readout unit: a two-layer net's hidden neurons, a transformer's last MLP
+  neurons): its direct push on the logits, activation × unit-to-logit map, measured as a margin
+  (the pushed class's logit minus the mean logit), so it stays informative when the loss is
+  saturated and it needs no ablation of a circuit spread over many units.
+  `gen_score`: mean push towards the true label on the test pairs (never trained on: only a
+  rule can push them right); `mem_score`: mean push towards the observed wrong label, minus that
+  towards the true label, on the noisy training pairs (None on a clean run).
+- `neuron part` (two-layer nets): the same scores for each neuron's dominant-frequency part and
+  its residual, each run as a network of its own (Liu & Lu's f^G and f^R) — where memorisation
+  sits inside neurons that also carry the rule.
+- `head`, `frequency` (transformers): rises of the clean and memorised-label losses when the
+  head, or the embedding's frequency, is zero-ablated (`gen_score`, `mem_score`); these two
+  kinds are not yet checked against planted models.
 
-Labels (thresholds relative to the largest effect of any component of the same kind, so they
-do not depend on the loss scale): with r_gen = gen_effect / max gen_effect and
-r_mem = mem_effect / max mem_effect (negative effects count as 0),
-`inert` if max(r_gen, r_mem) < INERT; `generalising` if r_gen ≥ RATIO · r_mem;
-`memorising` if r_mem ≥ RATIO · r_gen; otherwise `mixed`.
+Labels, per kind, from r_gen = gen⁺ / scale_gen and r_mem = mem⁺ / scale_mem, where x⁺ = max(x, 0)
+and each scale is the mean of the top SCALE_TOP fraction of that kind's positive scores (robust to
+one outlier, unlike the maximum): `inert` if max(r_gen, r_mem) < INERT; `generalising` if
+r_gen ≥ RATIO · r_mem; `memorising` if r_mem ≥ RATIO · r_gen; otherwise `mixed`.
+Checked against planted models (`interp.planted`, tests/test_localize.py).
 """
 
 from __future__ import annotations
@@ -22,12 +31,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from .ablation import scan_units, scan_units_hooked
-from .filtration import filter_residue_weights
+from .ablation import linear_readout, scan_units_hooked
+from .filtration import dominant_split, filter_residue_weights
 from .metrics import collect_rows, subset_metrics
 from .families import family_of
 from .nets import logits
-from .partition import neuron_ipr, strength
+from .partition import neuron_ipr
 from .spectra import neuron_spectra
 from .registry import Result, register_analysis
 from .tasks import Dataset
@@ -35,8 +44,9 @@ from .tasks import Dataset
 if TYPE_CHECKING:
     from .document import Figure, Table
 
-INERT = 0.1
+INERT = 0.05
 RATIO = 2.0
+SCALE_TOP = 0.1
 
 
 def plural(kind: str) -> str:
@@ -44,11 +54,19 @@ def plural(kind: str) -> str:
     return "frequencies" if kind == "frequency" else kind + "s"
 
 
-def label(gen: Tensor, mem: Tensor) -> list[str]:
-    """Labels from effects of one kind of component (see module docstring)."""
-    gen, mem = gen.clamp_min(0), mem.clamp_min(0)
-    r_gen = gen / gen.max().clamp_min(1e-12)
-    r_mem = mem / mem.max().clamp_min(1e-12)
+def _scale(x: Tensor) -> Tensor:
+    positive = x[x > 0].sort(descending=True).values
+    if not len(positive):
+        return torch.tensor(1.0, dtype=torch.float64)
+    return positive[: max(1, int(SCALE_TOP * len(positive)))].mean()
+
+
+def label(gen: Tensor, mem: Tensor | None) -> list[str]:
+    """Labels from one kind's scores (see module docstring); without noisy labels (`mem` None)
+    a component is generalising or inert."""
+    gen = gen.double().clamp_min(0)
+    mem = torch.zeros_like(gen) if mem is None else mem.double().clamp_min(0)
+    r_gen, r_mem = gen / _scale(gen), mem / _scale(mem)
     out = []
     for g, m in zip(r_gen.tolist(), r_mem.tolist()):
         if max(g, m) < INERT:
@@ -62,10 +80,26 @@ def label(gen: Tensor, mem: Tensor) -> list[str]:
     return out
 
 
+@torch.no_grad()
+def readout_scores(model: nn.Module, dataset: Dataset) -> tuple[Tensor, Tensor | None]:
+    """(gen_score, mem_score) of every readout unit (see module docstring): margins of its direct
+    push on the logits, activation × (unit-to-logit row − its mean over classes)."""
+    _, acts, to_logit, _ = linear_readout(model, dataset.inputs)
+    push = to_logit.double() - to_logit.double().mean(1, keepdim=True)  # [unit, class]
+
+    def towards(mask: Tensor, labels: Tensor) -> Tensor:
+        return (acts[mask].double() * push[:, labels[mask]].T).mean(0)
+
+    gen = towards(dataset.test_mask, dataset.true_labels)
+    noisy = dataset.noisy_mask
+    mem = towards(noisy, dataset.labels) - towards(noisy, dataset.true_labels) if noisy.any() else None
+    return gen, mem
+
+
 @dataclass(repr=False)
 class Localization(Result):
     rows: list[dict] = field(default_factory=list)
-    thresholds: dict = field(default_factory=lambda: {"inert": INERT, "ratio": RATIO})
+    thresholds: dict = field(default_factory=lambda: {"inert": INERT, "ratio": RATIO, "scale_top": SCALE_TOP})
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Number of components per (kind, label)."""
@@ -75,24 +109,41 @@ class Localization(Result):
             kind[row["label"]] = kind.get(row["label"], 0) + 1
         return out
 
+    def parts_counts(self) -> dict[str, dict[str, int]]:
+        """Labels of the neurons' dominant-frequency parts and residuals, counted separately."""
+        out: dict[str, dict[str, int]] = {}
+        for row in self.rows:
+            if row["kind"] == "neuron part":
+                part = out.setdefault(row["part"], {})
+                part[row["label"]] = part.get(row["label"], 0) + 1
+        return out
+
     def summary(self) -> str:
-        counts = "; ".join(
-            f"{plural(kind)}: " + ", ".join(f"{n} {label}" for label, n in sorted(c.items(), key=lambda x: -x[1]))
-            for kind, c in self.counts().items())
-        return (f"{counts}. A component is inert when neither of its ablation effects reaches "
-                f"{self.thresholds['inert']:.0%} of the largest of its kind, generalising or memorising when one "
-                f"effect is {self.thresholds['ratio']:g}× the other, mixed otherwise.")
+        def listing(counts: dict[str, int]) -> str:
+            return ", ".join(f"{n} {label}" for label, n in sorted(counts.items(), key=lambda x: -x[1]))
+
+        lines = [f"{plural(kind).capitalize()}: {listing(c)}." for kind, c in self.counts().items() if kind != "neuron part"]
+        lines += [f"Neurons' {part} parts: {listing(c)}." for part, c in self.parts_counts().items()]
+        t = self.thresholds
+        lines.append(f"A component is inert when both its scores stay under {t['inert']:.0%} of the scale of its kind "
+                     f"(the mean of its top {t['scale_top']:.0%} positive scores), generalising or memorising when "
+                     f"one scaled score is {t['ratio']:g}× the other, mixed otherwise.")
+        return " ".join(lines)
 
     def tables(self, kinds: tuple[str, ...] = ("head", "frequency"), top: int = 10) -> list[Table]:
-        """Every head and embedding frequency, and the `top` neurons by largest effect."""
+        """Every head and embedding frequency, and the `top` neurons by largest score."""
         from .document import Table
 
-        cols = ["kind", "index", "label", "gen_effect", "mem_effect", "test_effect", "freq", "ipr"]
-        neurons = sorted((r for r in self.rows if r["kind"] == "neuron"),
-                         key=lambda r: -max(r["gen_effect"], r["mem_effect"]))[:top]
-        rows = [[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c, "—")) for c in cols]
+        def size(row: dict) -> float:
+            return max(row["gen_score"], row["mem_score"] or 0.0)
+
+        cols = ["kind", "index", "label", "gen_score", "mem_score", "freq", "ipr"]
+        neurons = sorted((r for r in self.rows if r["kind"] == "neuron"), key=lambda r: -size(r))[:top]
+        rows = [[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c) if row.get(c) is not None
+                                                                                 else "—") for c in cols]
                 for row in [r for r in self.rows if r["kind"] in kinds] + neurons]
-        return [Table(cols, rows)]
+        return [Table(cols, rows, caption=f"every head and embedding frequency, and the {top} neurons with the "
+                                          "largest scores")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from .document import Figure
@@ -105,46 +156,58 @@ class Localization(Result):
         return {"rows": self.rows, "thresholds": self.thresholds, "counts": self.counts()}
 
 
-def _rows(kind: str, baseline: dict, metrics: dict[str, list], extra: dict[str, list] | None = None) -> list[dict]:
-    gen = torch.tensor(metrics["clean_loss"], dtype=torch.float64) - baseline["clean_loss"]
-    mem = torch.tensor(metrics["noisy_observed_loss"], dtype=torch.float64) - baseline["noisy_observed_loss"] \
-        if baseline["noisy_observed_loss"] is not None else torch.zeros_like(gen)
-    test = torch.tensor(metrics["test_loss"], dtype=torch.float64) - baseline["test_loss"]
+def _rows(kind: str, gen: Tensor, mem: Tensor | None, extra: dict[str, list] | None = None) -> list[dict]:
     labels = label(gen, mem)
     rows = []
     for i in range(len(gen)):
-        row = {"kind": kind, "index": i, "label": labels[i], "gen_effect": float(gen[i]),
-               "mem_effect": float(mem[i]), "test_effect": float(test[i])}
+        row = {"kind": kind, "index": i, "label": labels[i], "gen_score": float(gen[i]),
+               "mem_score": None if mem is None else float(mem[i])}
         for name, values in (extra or {}).items():
             row[name] = values[i]
         rows.append(row)
     return rows
 
 
+def _ablation_rows(kind: str, baseline: dict, metrics: dict[str, list]) -> list[dict]:
+    gen = torch.tensor(metrics["clean_loss"], dtype=torch.float64) - baseline["clean_loss"]
+    mem = (torch.tensor(metrics["noisy_observed_loss"], dtype=torch.float64) - baseline["noisy_observed_loss"]
+           if baseline["noisy_observed_loss"] is not None else None)
+    return _rows(kind, gen, mem)
+
+
 @torch.no_grad()
 def localize(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Localization:
-    """Ablation effects and labels for every neuron, head and embedding frequency."""
+    """Scores and labels for every readout neuron (and, for two-layer nets, each neuron's
+    dominant-frequency part and residual; for transformers, each head and embedding frequency)."""
     op = dataset.task.op
-    scan = scan_units(model, dataset, loss=loss)
     result = Localization()
     family = family_of(model)
     if family.neuron_maps(model) is not None:
         spectra = neuron_spectra(model, op)
-        extra = {"freq": spectra.freq.tolist(), "ipr": neuron_ipr(model).tolist(),
-                 "strength": strength(model).tolist()}
-        result.rows += _rows("neuron", scan.baseline, scan.metrics, extra)
+        extra = {"freq": spectra.freq.tolist(), "ipr": neuron_ipr(model).tolist()}
+        result.rows += _rows("neuron", *readout_scores(model, dataset), extra)
+        g, r = dominant_split(model, op)
+        (gen_g, mem_g), (gen_r, mem_r) = readout_scores(g, dataset), readout_scores(r, dataset)
+        n = len(gen_g)
+        gen, mem = torch.cat([gen_g, gen_r]), None if mem_g is None else torch.cat([mem_g, mem_r])
+        for row in _rows("neuron part", gen, mem):  # labelled together: one scale for both parts
+            row["part"] = "dominant" if row["index"] < n else "residual"
+            row["index"] = row["index"] % n
+            result.rows.append(row)
         return result
-    result.rows += _rows("neuron", scan.baseline, scan.metrics)
-    for layer, (hook, n_heads) in enumerate(family.head_hooks(model).items()):
+    result.rows += _rows("neuron", *readout_scores(model, dataset))
+    scan_heads = [(layer, hook, n) for layer, (hook, n) in enumerate(family.head_hooks(model).items())]
+    for layer, hook, n_heads in scan_heads:
         heads = scan_units_hooked(model, dataset, hook, n_heads, loss=loss)
-        for row in _rows("head", heads.baseline, heads.metrics):
+        for row in _ablation_rows("head", heads.baseline, heads.metrics):
             row["index"] = f"{layer}.{row['index']}"
             result.rows.append(row)
     p = dataset.p
     everything = list(range(1, p // 2 + 1))
+    baseline = subset_metrics(logits(model, dataset.inputs), dataset, loss)
     freq_rows = [subset_metrics(logits(filter_residue_weights(model, op, [j for j in everything if j != k], ("W_E",)),
                                        dataset.inputs), dataset, loss) for k in everything]
-    for row in _rows("frequency", scan.baseline, collect_rows(freq_rows)):
+    for row in _ablation_rows("frequency", baseline, collect_rows(freq_rows)):
         row["index"] = row["freq"] = everything[row["index"]]
         result.rows.append(row)
     return result

@@ -141,7 +141,9 @@ def plot_partition(sweeps, path: Path) -> Path:
 
 
 def plot_localization(loc, path: Path) -> Path:
-    """Each component's ablation effect on the clean loss against its effect on the memorised loss."""
+    """Each component's generalisation score against its memorisation score, coloured by label
+    (scores as defined in interp.localize: readout margins for neurons, ablation loss rises for
+    heads and frequencies)."""
     colors = {"generalising": SUBSET_COLORS["test"], "memorising": SUBSET_COLORS["noisy_observed"],
               "mixed": "#ff7f0e", "inert": "#bbbbbb"}
     kinds = sorted({r["kind"] for r in loc.rows})
@@ -149,11 +151,14 @@ def plot_localization(loc, path: Path) -> Path:
     for ax, kind in zip(axes[0], kinds):
         rows = [r for r in loc.rows if r["kind"] == kind]
         for name, color in colors.items():
-            pts = [(r["gen_effect"], r["mem_effect"]) for r in rows if r["label"] == name]
+            pts = [(r["gen_score"], r["mem_score"] or 0.0) for r in rows if r["label"] == name]
             if pts:
                 xs, ys = zip(*pts)
                 ax.scatter(xs, ys, s=12, color=color, label=f"{name} ({len(pts)})")
-        ax.set(xlabel="clean-loss rise when ablated", ylabel="memorised-loss rise when ablated", title=f"{kind}s")
+        margins = kind in ("neuron", "neuron part")
+        ax.set(xlabel="push to the true label on test pairs" if margins else "clean-loss rise when ablated",
+               ylabel="push to the wrong label on noisy pairs" if margins else "memorised-loss rise when ablated",
+               title=kind if kind.endswith("s") else f"{kind}s")
         ax.legend(fontsize=7)
     return _save(fig, path)
 

@@ -34,13 +34,14 @@ _NANDA = RunSpec(
     ),
 )
 
-#: Nanda's architecture at a CPU size where a noisy-label transformer keeps the rule (issue 15):
-#: p=59, 80% of pairs for training, AdamW lr 3e-3, 3000 full-batch steps.
+#: Nanda's architecture at a CPU size where a noisy-label transformer keeps the rule: p=59, 80%
+#: of pairs for training, AdamW lr 3e-3, 3000 full-batch steps; the weight decay and the noise
+#: rate pick the phase (analyses/transformer_phases.py; docs/reproductions.md).
 _NANDA_59 = replace(
     _NANDA,
     task=TaskSpec(op="add", p=59, train_fraction=0.8),
-    noise=NoiseSpec(kind="wrong", rate=0.2),
-    train=replace(_NANDA.train, steps=3000, lr=3e-3, weight_decay=2.0, eval_every=50, checkpoint_every=250),
+    noise=NoiseSpec(kind="wrong", rate=0.1),
+    train=replace(_NANDA.train, steps=3000, lr=3e-3, weight_decay=5.0, eval_every=50, checkpoint_every=250),
 )
 
 PRESETS: dict[str, Preset] = {
@@ -98,10 +99,18 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "nanda-noisy-59",
             _NANDA_59,
-            "Nanda et al.'s transformer where noisy labels and the rule coexist on a CPU: p=59, 80% "
-            "of pairs for training, 20% wrong labels, full-batch AdamW lr 3e-3 wd 2.0 betas (0.9, "
-            "0.98), 10-step warm-up, 3000 steps. Every noisy label is memorised while the test "
-            "set is well above chance: the rule is held inside a model whose outputs memorise.",
+            "Nanda et al.'s transformer memorising noisy labels while holding the rule, CPU-sized: "
+            "p=59, 80% of pairs for training, 10% wrong labels, full-batch AdamW lr 3e-3 wd 5 betas "
+            "(0.9, 0.98), 10-step warm-up, 3000 steps (about 3 minutes on 2 cores). Every noisy "
+            "label is memorised while test accuracy is about 80%: the rule is inside a model whose "
+            "outputs memorise. (At 20% wrong labels and wd 0.5-5 the test stayed at 52-59% here.)",
+        ),
+        Preset(
+            "nanda-inversion",
+            replace(_NANDA_59, train=replace(_NANDA_59.train, weight_decay=7.0)),
+            "nanda-noisy-59 with weight decay 7: full inversion, Doshi et al.'s phase where the "
+            "network generalises and predicts the true label of the noisy training examples "
+            "instead of memorising them (about 3 minutes on 2 cores).",
         ),
     ]
 }
