@@ -176,16 +176,21 @@ def _ablation_rows(kind: str, baseline: dict, metrics: dict[str, list]) -> list[
 
 
 @torch.no_grad()
-def localize(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Localization:
+def localize(model: nn.Module, dataset: Dataset, loss: str = "ce",
+             kinds: tuple[str, ...] = ("neuron", "neuron part", "head", "frequency")) -> Localization:
     """Scores and labels for every readout neuron (and, for two-layer nets, each neuron's
-    dominant-frequency part and residual; for transformers, each head and embedding frequency)."""
+    dominant-frequency part and residual; for transformers, each head and embedding frequency),
+    for the row `kinds` asked for."""
     op = dataset.task.op
     result = Localization()
     family = family_of(model)
     if family.neuron_maps(model) is not None:
         spectra = neuron_spectra(model, op)
         extra = {"freq": spectra.freq.tolist(), "ipr": neuron_ipr(model).tolist()}
-        result.rows += _rows("neuron", *readout_scores(model, dataset), extra)
+        if "neuron" in kinds:
+            result.rows += _rows("neuron", *readout_scores(model, dataset), extra)
+        if "neuron part" not in kinds:
+            return result
         g, r = dominant_split(model, op)
         (gen_g, mem_g), (gen_r, mem_r) = readout_scores(g, dataset), readout_scores(r, dataset)
         n = len(gen_g)
@@ -195,13 +200,16 @@ def localize(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Localizati
             row["index"] = row["index"] % n
             result.rows.append(row)
         return result
-    result.rows += _rows("neuron", *readout_scores(model, dataset))
+    if "neuron" in kinds:
+        result.rows += _rows("neuron", *readout_scores(model, dataset))
     scan_heads = [(layer, hook, n) for layer, (hook, n) in enumerate(family.head_hooks(model).items())]
-    for layer, hook, n_heads in scan_heads:
+    for layer, hook, n_heads in scan_heads if "head" in kinds else []:
         heads = scan_units_hooked(model, dataset, hook, n_heads, loss=loss)
         for row in _ablation_rows("head", heads.baseline, heads.metrics):
             row["index"] = f"{layer}.{row['index']}"
             result.rows.append(row)
+    if "frequency" not in kinds:
+        return result
     p = dataset.p
     everything = list(range(1, p // 2 + 1))
     baseline = subset_metrics(logits(model, dataset.inputs), dataset, loss)

@@ -4,6 +4,7 @@ noisy example, inert neurons. The analyses must find the planted labels again.""
 import pytest
 import torch
 
+import interp
 from interp import NoiseSpec, TaskSpec, logits, make_dataset
 from interp.ablation import pruning_curve
 from interp.localize import label, localize
@@ -88,3 +89,38 @@ def test_label_thresholds():
     mem = torch.tensor([0.0, 1.0, 0.5, 0.02, 0.0, 0.1])
     assert label(gen, mem) == ["generalising", "memorising", "mixed", "inert", "inert", "generalising"]
     assert label(gen, None) == ["generalising", "inert", "generalising", "inert", "inert", "generalising"]
+
+
+@pytest.fixture(scope="module")
+def planted_transformer_model():
+    """The released `nanda-inversion` transformer (it computes the rule and memorises nothing)
+    beside an analytic lookup transformer that stores 10% wrong labels: a union whose every
+    head and neuron belongs to one side."""
+    from interp.planted import planted_transformer
+
+    generalising = interp.load("nanda-inversion")
+    ds = make_dataset(generalising.spec.task, NoiseSpec(kind="wrong", rate=0.1, seed=7))
+    return planted_transformer(generalising.model, ds), ds
+
+
+def test_planted_transformer_memorises_and_keeps_the_rule(planted_transformer_model):
+    from interp.planted import lookup_transformer
+
+    built, ds = planted_transformer_model
+    m = subset_metrics(logits(built.model, ds.inputs), ds)
+    assert m["noisy_observed_acc"] == 1.0 and m["test_acc"] > 0.9
+    lookups, _ = lookup_transformer(ds, d_head=32)
+    out = logits(lookups, ds.inputs)
+    assert out[~ds.noisy_mask].abs().max() == 0  # the lookups are silent off their pairs
+
+
+def test_localize_recovers_the_planted_transformer_neurons_and_heads(planted_transformer_model):
+    built, ds = planted_transformer_model
+    rows = localize(built.model, ds, kinds=("neuron", "head")).rows
+    for kind, truth in (("neuron", built.neuron_labels), ("head", built.head_labels)):
+        labels = [r["label"] for r in rows if r["kind"] == kind]
+        for name in ("generalising", "memorising"):
+            precision, recall = precision_recall(labels, truth, name)
+            assert precision >= 0.95 and recall >= 0.95, (kind, name, precision, recall)
+        shuffled = [labels[i] for i in torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
+        assert min(min(precision_recall(shuffled, truth, name)) for name in ("generalising", "memorising")) < 0.95

@@ -160,14 +160,17 @@ def stacked_last_position_logits(w: dict[str, Tensor], spec: TransformerSpec, to
         return out.view(*t.shape[:-1], -1)
 
     rows = embed[:, None] + pos[:, :, None]  # [K, position, vocab, d]: every (position, token) input
-    index = (tokens + torch.arange(seq, device=tokens.device) * vocab).flatten(1)  # [K, batch·seq]
+    n = tokens.shape[1]
+    net = torch.arange(K, device=tokens.device)[:, None, None]
+    # row of (net, position, token) in a [K·position·vocab, e] table, and of (net, token) in [K·vocab, e]
+    at = ((net * seq + torch.arange(seq, device=tokens.device)) * vocab + tokens).flatten()
+    at_last = (net[:, :, 0] * vocab + tokens[:, :, -1]).flatten()
 
     def gathered(table: Tensor) -> Tensor:  # table [K, position, vocab, e] -> [K, batch, position, e]
-        flat = table.flatten(1, 2)
-        return flat.gather(1, index[..., None].expand(-1, -1, flat.shape[-1])).view(K, -1, seq, flat.shape[-1])
+        return _gather_rows(table.flatten(0, 2), at).view(K, n, seq, -1)
 
     def last(table: Tensor) -> Tensor:  # table [K, vocab, e] at the last tokens -> [K, batch, e]
-        return table.gather(1, tokens[:, :, -1:].expand(-1, -1, table.shape[-1]))
+        return _gather_rows(table.flatten(0, 1), at_last).view(K, n, -1)
 
     q = last(linear("attn.q", rows[:, -1]))  # the last position's query only
     k, v = gathered(linear("attn.k", rows)), gathered(linear("attn.v", rows))
