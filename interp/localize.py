@@ -206,7 +206,7 @@ def localize(model: nn.Module, dataset: Dataset, loss: str = "ce",
     for layer, hook, n_heads in scan_heads if "head" in kinds else []:
         heads = scan_units_hooked(model, dataset, hook, n_heads, loss=loss)
         for row in _ablation_rows("head", heads.baseline, heads.metrics):
-            row["index"] = f"{layer}.{row['index']}"
+            row["index"] = f"L{layer}H{row['index']}"
             result.rows.append(row)
     if "frequency" not in kinds:
         return result

@@ -216,3 +216,65 @@ def plot_sweep(summary, path: Path) -> Path:
     if rest:
         axes[-1].legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_circuit(views, out_dir: Path, stem: str) -> list[tuple[Path, str]]:
+    """The circuit views' figures: attention, direct logit attribution per head and per neuron
+    cluster, example neurons over (a, b) with their 2-D spectra, and progress measures."""
+    from .fourier import fourier_basis
+
+    out = []
+    subsets = ["clean", "noisy_observed", "noisy_true", "test"]
+    fig, axes = _subplots(1, 3, figsize=(16, 4.2))
+    patterns = [torch.tensor(v) for v in views.attention.values()]
+    if patterns:
+        pattern = torch.cat(patterns)
+        im = axes[0].imshow(pattern.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        fig.colorbar(im, ax=axes[0], label="attention")
+        axes[0].set(xticks=range(pattern.shape[1]), xticklabels=["a", "b", "="][: pattern.shape[1]],
+                    yticks=range(pattern.shape[0]), yticklabels=list(views.head_attribution)[: pattern.shape[0]],
+                    xlabel="key position", ylabel="head", title="attention of the predicting position")
+    for ax, table, title in ((axes[1], views.head_attribution, "heads"),
+                             (axes[2], views.cluster_attribution, "readout neurons by frequency cluster")):
+        names = list(table)
+        width = 0.8 / len(subsets)
+        for i, subset in enumerate(subsets):
+            values = [table[n].get(subset) or 0.0 for n in names]
+            ax.bar([j + i * width for j in range(len(names))], values, width, color=SUBSET_COLORS[subset],
+                   label=SUBSET_LABELS[subset])
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=45, ha="right", fontsize=8)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set(ylabel="direct push on the label's logit margin", title=title)
+    axes[2].legend(fontsize=7)
+    out.append((_save(fig, out_dir / f"{stem}.png"), "attention and direct logit attribution per subset"))
+
+    if views.example_maps:
+        maps = torch.tensor(views.example_maps, dtype=torch.float64)
+        p = maps.shape[-1]
+        basis, _ = fourier_basis(p, torch.float64)
+        fig, axes = _subplots(2, len(maps), figsize=(4.2 * len(maps), 7.5), squeeze=False)
+        for j, (neuron, grid) in enumerate(zip(views.example_neurons, maps)):
+            im = axes[0][j].imshow(grid.numpy(), cmap="RdBu_r", origin="lower")
+            fig.colorbar(im, ax=axes[0][j], label="activation")
+            axes[0][j].set(xlabel="b", ylabel="a", title=f"neuron {neuron} over (a, b)")
+            power = (basis @ grid @ basis.T).square()
+            power[0, 0] = 0  # the mean activation would drown the rest
+            span = min(p, 25)  # low frequencies, where these circuits live, readable
+            im = axes[1][j].imshow(power[:span, :span].numpy(), cmap="magma", origin="lower")
+            fig.colorbar(im, ax=axes[1][j], label="power")
+            axes[1][j].set(xlabel="component of b (0: const, 2k−1: cos k, 2k: sin k)", ylabel="component of a",
+                           title="2-D Fourier power, constant left out")
+        out.append((_save(fig, out_dir / f"{stem}_neurons.png"),
+                    "example readout neurons (largest push towards the true test labels) and their 2-D spectra"))
+
+    if views.progress:
+        fig, ax = _subplots(figsize=(7, 4))
+        steps = views.progress["step"]
+        for key, label in (("train_loss", "train loss"), ("test_loss", "test loss"),
+                           ("restricted_test_loss", "restricted (key frequencies only), test"),
+                           ("excluded_test_loss", "excluded (key frequencies removed), test")):
+            ax.plot(steps, views.progress[key], marker="o", markersize=3, label=label)
+        ax.set(yscale="log", xlabel="step", ylabel="loss", title="progress measures over the trajectory")
+        ax.legend(fontsize=8)
+        out.append((_save(fig, out_dir / f"{stem}_progress.png"), "restricted and excluded loss over training"))
+    return out

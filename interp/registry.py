@@ -18,6 +18,7 @@ import torch
 if TYPE_CHECKING:
     from .ablation import AblationReport
     from .checkpoint import Run
+    from .circuit import CircuitViews
     from .document import Figure, Table
     from .dynamics import FitSpeed
     from .filtration import Extraction
@@ -93,6 +94,8 @@ def analyze(run: Run, name: Literal["localize"]) -> Localization: ...
 def analyze(run: Run, name: Literal["probes"]) -> ProbeReport: ...
 @overload
 def analyze(run: Run, name: Literal["dynamics"]) -> FitSpeed: ...
+@overload
+def analyze(run: Run, name: Literal["circuit"]) -> CircuitViews: ...
 @overload
 def analyze(run: Run, name: str) -> Result: ...
 def analyze(run: Run, name: str) -> Result:

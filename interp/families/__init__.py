@@ -108,6 +108,16 @@ class ModelFamily(ABC):
         """Hook name → number of heads, for each attention layer's `hook_z` (none by default)."""
         return {}
 
+    def head_to_logit(self, model: nn.Module) -> dict[str, Float[Tensor, "head d_head p"]]:
+        """For each attention layer's `hook_z`, the direct map from each head's output to the
+        logits (through the residual stream alone); none by default."""
+        return {}
+
+    def attention_patterns(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> dict[str, Tensor]:
+        """For each attention layer, the predicting position's attention over the key positions,
+        [batch, head, position]; none by default."""
+        return {}
+
     def probe_hooks(self, model: nn.Module) -> list[str]:
         """Where linear probes read, the main one first."""
         return [self.readout_hook(model)]

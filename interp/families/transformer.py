@@ -290,6 +290,19 @@ class TransformerFamily(ModelFamily):
     def head_hooks(self, model: TransformerBridge) -> dict[str, int]:
         return {f"blocks.{layer}.attn.hook_z": model.cfg.n_heads for layer in range(model.cfg.n_layers)}
 
+    def head_to_logit(self, model: TransformerBridge) -> dict[str, Tensor]:
+        w, cfg = model.state_dict(), model.cfg
+        out = {}
+        for layer in range(cfg.n_layers):
+            o = w[f"blocks.{layer}.attn.o.weight"].T.reshape(cfg.n_heads, cfg.d_head, cfg.d_model)
+            out[f"blocks.{layer}.attn.hook_z"] = o @ w["unembed.weight"].T  # [head, d_head, p]
+        return out
+
+    def attention_patterns(self, model: TransformerBridge, pairs: Tensor) -> dict[str, Tensor]:
+        names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
+        _, cache = model.run_with_cache(self.tokens(model, pairs), names_filter=lambda n: n in names)
+        return {name: cache[name][:, :, -1].to(pairs.device) for name in names}  # [batch, head, key]
+
     def probe_hooks(self, model: TransformerBridge) -> list[str]:
         last = model.cfg.n_layers - 1
         return [f"blocks.{last}.hook_resid_post", f"blocks.{last}.hook_attn_out", f"blocks.{last}.mlp.hook_post"]

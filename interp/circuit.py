@@ -1,0 +1,162 @@
+"""Circuit views of a model with attention heads: where it looks, what each head and each
+frequency cluster of readout neurons pushes the logits towards on each subset, what example
+neurons compute over the (a, b) grid, and — over a checkpoint trajectory — Nanda et al.'s
+progress measures.
+
+- Attention: the predicting position's mean attention over the key positions, per head.
+- Direct logit attribution, per subset: each unit's direct push on the logits (a head's output
+  through W_O·W_U; a readout neuron's through its unit-to-logit map) as a margin, the pushed
+  label's logit minus the mean logit, averaged over the subset's pairs, against the labels the
+  subset is scored on (the observed labels on `noisy_observed`: memorisation; the true ones
+  elsewhere). Readout neurons are summed per cluster: the frequency holding more than half of a
+  neuron's activation power over (a, b) (`spectra.neuron_frequencies_2d`), or `unclustered`.
+- Example neurons: the three readout neurons with the largest test-set attribution, their
+  activation over (a, b) and its 2-D Fourier power.
+- Progress measures: at each trajectory checkpoint, the test loss of the restricted and the
+  excluded logits over the final model's key frequencies, beside the plain train and test loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from .families import family_of
+from .registry import Result, register_analysis
+
+if TYPE_CHECKING:
+    from .checkpoint import Run
+    from .document import Figure, Table
+
+CLUSTER_SHARE = 0.5  # a neuron belongs to the frequency holding more than this share of its power
+
+
+@dataclass(repr=False)
+class CircuitViews(Result):
+    attention: dict[str, list[list[float]]]  # hook -> [head][key position]
+    head_attribution: dict[str, dict[str, float | None]]  # "layer.head" -> subset -> mean margin push
+    cluster_attribution: dict[str, dict[str, float | None]]  # "k=5" / "unclustered" -> subset -> push
+    cluster_sizes: dict[str, int]
+    example_neurons: list[int]
+    example_maps: list[list[list[float]]]  # [neuron][a][b]
+    progress: dict[str, list[float]] = field(default_factory=dict)  # step, train/test/restricted/excluded loss
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def summary(self) -> str:
+        def best(table: dict[str, dict[str, float | None]], subset: str) -> str:
+            scored = {k: v[subset] for k, v in table.items() if v.get(subset) is not None}
+            return max(scored, key=scored.get) if scored else "none"
+
+        line = (f"The head pushing hardest towards the true label on test pairs is {best(self.head_attribution, 'test')}; "
+                f"the neuron cluster doing so is {best(self.cluster_attribution, 'test')}")
+        if any(v.get("noisy_observed") is not None for v in self.cluster_attribution.values()):
+            line += (f"; towards the memorised wrong labels: head {best(self.head_attribution, 'noisy_observed')}, "
+                     f"cluster {best(self.cluster_attribution, 'noisy_observed')}")
+        if self.progress:
+            line += (f". Over {len(self.progress['step'])} checkpoints the restricted test loss went from "
+                     f"{self.progress['restricted_test_loss'][0]:.3g} to {self.progress['restricted_test_loss'][-1]:.3g} "
+                     f"and the excluded one from {self.progress['excluded_test_loss'][0]:.3g} to "
+                     f"{self.progress['excluded_test_loss'][-1]:.3g}")
+        return line + "."
+
+    def tables(self) -> list[Table]:
+        from .document import Table
+
+        subsets = ["clean", "noisy_observed", "noisy_true", "test"]
+
+        def rows(table: dict[str, dict[str, float | None]], extra=lambda name: []) -> list[list[str]]:
+            return [[name, *extra(name), *("—" if v.get(s) is None else f"{v[s]:.3g}" for s in subsets)]
+                    for name, v in table.items()]
+
+        header = ["clean", "noisy vs observed", "noisy vs true", "test"]
+        return [Table(["head", *header], rows(self.head_attribution),
+                      caption="direct push of each head towards the subset's labels (mean logit margin)"),
+                Table(["neuron cluster", "neurons", *header],
+                      rows(self.cluster_attribution, lambda name: [str(self.cluster_sizes[name])]),
+                      caption="summed direct push of the readout neurons of each frequency cluster")]
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from .document import Figure
+        from .plots import plot_circuit
+
+        return [Figure(path, caption) for path, caption in plot_circuit(self, Path(out_dir), stem)]
+
+
+def _push(acts_to_logit: Tensor, labels: Tensor) -> Tensor:
+    """Mean margin push [unit] from per-example logit contributions [batch, unit, class]."""
+    centred = acts_to_logit - acts_to_logit.mean(-1, keepdim=True)
+    return centred.gather(-1, labels[:, None, None].expand(-1, centred.shape[1], 1)).squeeze(-1).mean(0)
+
+
+@torch.no_grad()
+def circuit_views(run: Run) -> CircuitViews:
+    from .filtration import excluded_logits, restricted_logits
+    from .metrics import subset_metrics
+    from .spectra import neuron_frequencies_2d, transformer_key_frequencies
+
+    model, ds = run.model, run.dataset
+    family = family_of(model)
+    p = ds.p
+    subsets = {name: (mask, labels) for name, (mask, labels) in ds.subsets().items() if mask.any()}
+
+    attention = {hook: pattern.double().mean(0).tolist()
+                 for hook, pattern in family.attention_patterns(model, ds.inputs).items()}
+    head_to_logit = family.head_to_logit(model)
+    _, cache = family.run_with_cache(model, ds.inputs, names_filter=lambda n: n in head_to_logit)
+    head_attribution: dict[str, dict[str, float | None]] = {}
+    for layer, (hook, to_logit) in enumerate(head_to_logit.items()):
+        contributions = torch.einsum("bhd,hdc->bhc", cache[hook].double(), to_logit.double())
+        for name, (mask, labels) in subsets.items():
+            pushes = _push(contributions[mask], labels[mask])
+            for head, value in enumerate(pushes.tolist()):
+                head_attribution.setdefault(f"L{layer}H{head}", {})[name] = value
+
+    hook = family.readout_hook(model)
+    _, cache = family.run_with_cache(model, ds.inputs, names_filter=hook)
+    acts, to_logit = cache[hook].double(), family.unit_to_logit(model).double()
+    grid = len(ds.inputs) == p * p and ds.task.op in ("add", "sub")
+    if grid:
+        freq, share = neuron_frequencies_2d(acts.reshape(p, p, -1))
+        cluster = [f"k={int(k)}" if s > CLUSTER_SHARE else "unclustered" for k, s in zip(freq, share)]
+    else:
+        cluster = ["all"] * acts.shape[1]
+    names = sorted(set(cluster), key=lambda c: (c == "unclustered", int(c[2:]) if c.startswith("k=") else 0))
+    members = {c: torch.tensor([x == c for x in cluster]) for c in names}
+    cluster_attribution: dict[str, dict[str, float | None]] = {c: {} for c in names}
+    for name, (mask, labels) in subsets.items():
+        per_neuron = _push(acts[mask][:, :, None] * to_logit[None], labels[mask])
+        for c in names:
+            cluster_attribution[c][name] = float(per_neuron[members[c]].sum())
+    test_push = _push(acts[ds.test_mask][:, :, None] * to_logit[None], ds.true_labels[ds.test_mask]) \
+        if ds.test_mask.any() else acts.abs().mean(0)
+    examples = torch.argsort(test_push, descending=True)[:3].tolist()
+    maps = acts[:, examples].T.reshape(len(examples), p, p).tolist() if grid else []
+
+    progress: dict[str, list[float]] = {}
+    from .checkpoint import load_run, trajectory_steps
+
+    steps = trajectory_steps(run.path) if run.path is not None else []
+    if steps and grid:
+        keys = transformer_key_frequencies(model, ds.task.op)
+        loss = run.spec.train.loss
+        for step in steps:
+            m = load_run(run.path, step).model
+            row = {"step": float(step), **{f"{k}_loss": subset_metrics(family.forward(m, ds.inputs), ds, loss)[f"{k}_loss"]
+                                           for k in ("train", "test")},
+                   "restricted_test_loss": subset_metrics(restricted_logits(m, ds, keys), ds, loss)["test_loss"],
+                   "excluded_test_loss": subset_metrics(excluded_logits(m, ds, keys), ds, loss)["test_loss"]}
+            for key, value in row.items():
+                progress.setdefault(key, []).append(value)
+    return CircuitViews(attention, head_attribution, cluster_attribution,
+                        {c: int(m.sum()) for c, m in members.items()}, examples, maps, progress)
+
+
+register_analysis("circuit", "Circuit views", circuit_views,
+                  lambda run: None if family_of(run.model).head_to_logit(run.model)
+                  else "the circuit views read attention heads, which this model family does not have")
