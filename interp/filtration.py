@@ -243,7 +243,15 @@ class Extraction(Result):
         from .document import Figure
         from .plots import plot_extraction
 
-        return [Figure(plot_extraction(self, Path(out_dir) / f"{stem}.png"), "accuracy per subset of each extracted network")]
+        from .plots import plot_noise_detection
+
+        figures = [Figure(plot_extraction(self, Path(out_dir) / f"{stem}.png"),
+                          "accuracy per subset of each extracted network")]
+        if self.noise_detection:
+            figures.append(Figure(plot_noise_detection(self.noise_detection, Path(out_dir) / f"{stem}_noise.png"),
+                                  f"finding the noisy labels from the {self.noise_detection['method']} network: ROC "
+                                  "curve and the disagreement score of clean and noisy training examples"))
+        return figures
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -346,7 +354,16 @@ def detect_noise(extracted: Float[Tensor, "pair p"], dataset: Dataset) -> dict:
     truth = dataset.noisy_mask[train]
     flagged = logp.argmax(-1) != observed
     hits = int((flagged & truth).sum())
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(truth.numpy(), score.numpy())
+    keep = torch.linspace(0, len(fpr) - 1, min(len(fpr), 200)).round().long().unique()  # a curve, not every point
+    edges = torch.linspace(float(score.min()), float(score.max()) + 1e-9, 41)
     return {
+        "roc": {"fpr": fpr[keep.numpy()].tolist(), "tpr": tpr[keep.numpy()].tolist()},
+        "histogram": {"edges": edges.tolist(),
+                      "clean": torch.histogram(score[~truth].float(), edges.float()).hist.tolist(),
+                      "noisy": torch.histogram(score[truth].float(), edges.float()).hist.tolist()},
         "auroc": float(roc_auc_score(truth.numpy(), score.numpy())),
         "precision": hits / max(int(flagged.sum()), 1),
         "recall": hits / max(int(truth.sum()), 1),

@@ -107,6 +107,25 @@ def plot_extraction(extraction, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_noise_detection(detection: dict, path: Path) -> Path:
+    """ROC curve of the noise detector and histograms of its score on clean and noisy examples."""
+    fig, axes = _subplots(1, 2, figsize=(11, 4))
+    axes[0].plot(detection["roc"]["fpr"], detection["roc"]["tpr"], color=SUBSET_COLORS["noisy_observed"])
+    axes[0].plot([0, 1], [0, 1], color="#bbbbbb", linestyle="--", label="chance")
+    axes[0].set(xlabel="false-positive rate (clean flagged)", ylabel="true-positive rate (noisy flagged)",
+                title=f"ROC, AUROC {detection['auroc']:.4f}")
+    axes[0].legend(fontsize=8)
+    edges = detection["histogram"]["edges"]
+    centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    width = edges[1] - edges[0]
+    for name, color in (("clean", SUBSET_COLORS["clean"]), ("noisy", SUBSET_COLORS["noisy_observed"])):
+        axes[1].bar(centres, detection["histogram"][name], width, color=color, alpha=0.6, label=f"{name} training examples")
+    axes[1].set(yscale="log", xlabel="log p(top class) − log p(observed label)", ylabel="examples",
+                title="disagreement with the observed label")
+    axes[1].legend(fontsize=8)
+    return _save(fig, path)
+
+
 def plot_pruning(curves, path: Path) -> Path:
     """Test and memorised accuracy as units are removed, one line per order."""
     fig, axes = _subplots(1, 2, figsize=(12, 4.2), sharey=True)

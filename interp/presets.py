@@ -106,11 +106,21 @@ PRESETS: dict[str, Preset] = {
             "outputs memorise. (At 20% wrong labels and wd 0.5-5 the test stayed at 52-59% here.)",
         ),
         Preset(
+            "nanda-coexistence",
+            replace(_NANDA_59, task=replace(_NANDA_59.task, train_fraction=0.9), noise=NoiseSpec(kind="wrong", rate=0.05),
+                    train=replace(_NANDA_59.train, weight_decay=3.0)),
+            "Coexistence (Doshi et al.): nanda-noisy-59 with 90% of pairs for training, 5% wrong "
+            "labels and weight decay 3. The transformer fits every wrong label and still gets the "
+            "test set right (test ≥ 90% with memorised ≥ 90%; about 1 minute on 2 cores).",
+        ),
+        Preset(
             "nanda-inversion",
-            replace(_NANDA_59, train=replace(_NANDA_59.train, weight_decay=7.0)),
-            "nanda-noisy-59 with weight decay 7: full inversion, Doshi et al.'s phase where the "
-            "network generalises and predicts the true label of the noisy training examples "
-            "instead of memorising them (about 3 minutes on 2 cores).",
+            replace(_NANDA_59, train=replace(_NANDA_59.train, weight_decay=7.0, steps=800)),
+            "Full inversion (Doshi et al.): nanda-noisy-59 with weight decay 7, stopped at step 800. "
+            "The transformer predicts the true label of most noisy training examples instead of "
+            "the wrong one it was trained on (test ≥ 95%, memorised ≤ 10%, noisy vs true ≥ 90%; "
+            "about 20 s on 2 cores). Trained on, memorisation creeps back: test 92.7%, memorised "
+            "10.1% at step 3000.",
         ),
     ]
 }
