@@ -296,7 +296,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     score("raw", logits(model, dataset.inputs), "the trained model")
     if per_neuron:
         spectra = neuron_spectra(model, op)
-        keys = spectra.key_frequencies(0.0)[:key_top] if key_top else spectra.frequencies_covering(0.5)
+        keys = spectra.key_frequencies(0.0)[:key_top] if key_top else spectra.key_set()
         g, r = dominant_split(model, op)
         score("f^G", logits(g, dataset.inputs), "each neuron's dominant frequency (Liu & Lu)")
         score("f^R", logits(r, dataset.inputs), "each neuron without its dominant frequency")

@@ -229,7 +229,7 @@ def probe_report(run: Run) -> ProbeReport:
     op = ds.task.op
     family = family_of(model)
     spectra = fourier_analysis(model, op)
-    keys = spectra.key_frequencies() if callable(spectra.key_frequencies) else spectra.key_frequencies
+    keys = spectra.key_set()
     hooks = family.probe_hooks(model)
     main = hooks[0]
     sources = ["raw", "fourier"] + (["f^G"] if family.neuron_maps(model) is not None else [])

@@ -91,9 +91,9 @@ def write_report(run: Run, out_dir: Path | str, progress: bool = True) -> dict[s
                 [f"extracted from the weights ({headline['label_free_method']}, label-free)",
                  pct(headline["label_free_test_acc"])],
                 [f"best extraction ({headline['best_method']})", pct(headline["best_test_acc"])]]),
-            f"**Memorised:** {pct(final['noisy_observed_acc'])} of the noisy training labels are fitted. "
-            + (f"Noise detection from the extracted network: AUROC {headline['noise_auroc']:.4f}."
-               if headline["noise_auroc"] is not None else "The run has no noisy labels."),
+            (f"**Memorised:** {pct(final['noisy_observed_acc'])} of the noisy training labels are fitted. "
+             f"Noise detection from the extracted network: AUROC {headline['noise_auroc']:.4f}."
+             if headline["noise_auroc"] is not None else "The run has no noisy labels: nothing to memorise."),
             *([f"**Which components memorise:** {results['localize'].summary()} (see Localisation)"]
               if "localize" in results else []),
         ]),

@@ -88,6 +88,12 @@ class NeuronSpectra(Result):
         share = self.frequency_shares()
         return [int(k) for k in torch.argsort(share, descending=True) if share[k] >= min_share]
 
+    def key_set(self) -> list[int]:
+        """The network's key frequencies, in the one sense the report uses throughout (Fourier
+        summary, extraction filter, probes): the fewest frequencies whose neurons hold half of
+        the energy, largest share first."""
+        return self.frequencies_covering(0.5)
+
     def frequencies_covering(self, fraction: float) -> list[int]:
         """The fewest frequencies (largest shares first) whose neurons hold `fraction` of the energy."""
         share = self.frequency_shares()
@@ -99,8 +105,9 @@ class NeuronSpectra(Result):
         return {k: v.tolist() if torch.is_tensor(v) else v for k, v in asdict(self).items()}
 
     def summary(self) -> str:
-        return (f"Key frequencies (largest shares of neuron energy at the dominant frequency): "
-                f"{self.key_frequencies()}. Median neuron energy share at its dominant frequency "
+        return (f"Key frequencies (the fewest dominant frequencies whose neurons hold half of the energy; the "
+                f"extraction's key-frequency filter and the probes use the same set): "
+                f"{', '.join(map(str, self.key_set()))}. Median neuron energy share at its dominant frequency "
                 f"{float(self.energy_frac.median()):.3f}; median IPR {float(self.ipr.median()):.3f}; median "
                 f"|phase error| {float(self.phase_error.abs().median()):.3f} rad.")
 
@@ -205,8 +212,13 @@ class TransformerSpectra(Result):
         return {k: (v.tolist() if torch.is_tensor(v) else {n: t.tolist() for n, t in v.items()}
                     if isinstance(v, dict) else v) for k, v in asdict(self).items()}
 
+    def key_set(self) -> list[int]:
+        """The key frequencies, in the one sense the report uses throughout (see NeuronSpectra)."""
+        return self.key_frequencies
+
     def summary(self) -> str:
-        line = (f"Key frequencies (largest shares of the embedding's non-constant power): "
+        line = (f"Key frequencies (largest shares, ≥ 2% each, of the embedding's non-constant power; the "
+                f"extraction's filters and the probes use the same set): "
                 f"{', '.join(map(str, self.key_frequencies))}.")
         if self.neuron_freq is not None:
             clustered = self.neuron_share > 0.5
