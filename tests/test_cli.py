@@ -37,14 +37,18 @@ def test_train_with_overrides_prints_subsets(tmp_path, capsys):
     assert config["spec"]["task"]["p"] == 17 and config["step"] == 30
 
 
-def test_train_with_report_writes_what_report_writes(tmp_path):
+def test_train_with_report_reports_on_the_trained_run(tmp_path, monkeypatch):
+    """The --report wiring: the run just trained goes to the report writer with OUT/report (the
+    report itself is tested in test_report.py, not run again here)."""
+    import interp.cli as cli
+
+    calls = []
+    monkeypatch.setattr(cli, "_report", lambda run, out, progress: calls.append((run, out)))
     out_dir = tmp_path / "run"
     assert main(["train", "--preset", "liu-lu-80", "--out", str(out_dir), "--no-progress", "--report",
-                 "--set", "p=17", "--set", "width=33", "--set", "steps=30", "--set", "checkpoint_every=10"]) == 0
-    assert main(["report", str(out_dir), "--out", str(tmp_path / "again"), "--no-progress"]) == 0
-    written = json.loads((out_dir / "report" / "results.json").read_text())
-    assert written == json.loads((tmp_path / "again" / "results.json").read_text())
-    assert written["headline"]["memorised_acc"] is not None
+                 "--set", "p=17", "--set", "width=33", "--set", "steps=30"]) == 0
+    ((run, out),) = calls
+    assert out == out_dir / "report" and run.path == out_dir and run.step == 30
 
 
 @pytest.mark.parametrize("args,message", [

@@ -65,10 +65,19 @@ def test_report_html_is_self_contained_and_matches_results(trained, tmp_path):
                   "Linear probes", "Localisation", "Which labels are fitted first"]:
         assert title in parser.headings and f"## {title}" in md
     saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(data))
+    # independent references: the test accuracy counted from the model's own outputs, and the
+    # phase from the thresholds by hand
     run = interp.load_run(trained)
-    assert saved["headline"]["raw_test_acc"] == run.final_metrics["test_acc"] == data["headline"]["raw_test_acc"]
-    assert f"| raw model | {run.final_metrics['test_acc']:.1%} |" in md
-    assert saved["headline"]["phase"] == phase(run.final_metrics)
+    ds = run.dataset
+    test = (run.model(ds.inputs)[ds.test_mask].argmax(-1) == ds.true_labels[ds.test_mask]).double().mean().item()
+    assert saved["headline"]["raw_test_acc"] == pytest.approx(test, abs=1e-12)
+    assert f"| raw model | {test:.1%} |" in md
+    memorised = ((run.model(ds.inputs)[ds.noisy_mask].argmax(-1) == ds.labels[ds.noisy_mask]).double().mean().item())
+    high, low = test >= 0.9, memorised >= 0.9
+    expected = {(True, True): "coexistence", (False, True): "memorisation", (False, False): "forgetting"}.get(
+        (high, low), "full inversion" if memorised <= 0.1 else "partial inversion")
+    assert saved["headline"]["phase"] == expected
     assert saved["analyses"]["dynamics"]["checkpoint_steps"]  # trajectory sections present
     assert "skipped" not in md.lower()
 
