@@ -259,13 +259,17 @@ class Extraction(Result):
         return out
 
     def label_free(self) -> tuple[str, float | None]:
-        """The method fixed in advance that reads only the weights, and its test accuracy."""
-        method = next(m for m in LABEL_FREE.values() if m in self.rows)
+        """The label-free method fixed in advance (the first of LABEL_FREE present: it reads no
+        label and assumes no operation) and its test accuracy."""
+        method = next(m for m in LABEL_FREE if m in self.rows)
         return method, self.rows[method]["test_acc"]
 
 
 #: Per family, the extraction that reads only the weights (no labels, no knowledge of the op).
-LABEL_FREE = {"per-neuron": "resynthesized", "residue weights": "W_E filter"}
+#: The first of these that a model's family and task allow is its label-free extraction: the
+#: re-synthesized net (per-neuron maps); else the key-frequency filter of the readout activations
+#: (needs the full (a, b) grid of add/sub); else the W_E filter.
+LABEL_FREE = ("resynthesized", "key-frequency activation filter", "W_E filter")
 
 
 @torch.no_grad()
@@ -278,19 +282,18 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     unembedding filters over the key frequencies of W_E. Restricted and excluded logits use the
     task's rule directions (they know the operation, as in Nanda et al.), so they measure the
     circuit rather than extract it. Noise detection (`detect_noise`) runs on a method fixed in
-    advance that reads only the weights: the re-synthesized network (two-layer) or the W_E
-    filter (transformer).
+    advance that reads no label (LABEL_FREE): the re-synthesized network (two-layer), else the
+    key-frequency filter of the readout activations, else the W_E filter.
     """
     op = dataset.task.op
     rows, notes, curves = {}, {}, {}
 
     per_neuron = family_of(model).neuron_maps(model) is not None
-    detector = LABEL_FREE["per-neuron" if per_neuron else "residue weights"]
     outputs = {}
 
     def score(name: str, out: Tensor, note: str) -> None:
         rows[name], notes[name] = subset_metrics(out, dataset, loss), note
-        if name == detector:
+        if name in LABEL_FREE:
             outputs[name] = out
 
     score("raw", logits(model, dataset.inputs), "the trained model")
@@ -334,6 +337,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
                   "the logit table over (a, b) keeps its 10 largest 2-D Fourier components (label-free baseline)")
             score("key-frequency activation filter", activation_filter_logits(model, dataset, keys),
                   f"readout activations keep their (Const or k) × (Const or k) terms over (a, b), k in {keys}")
+    detector = next(m for m in LABEL_FREE if m in outputs)
     detection = detect_noise(outputs[detector], dataset) if dataset.noisy_mask.any() else None
     if detection is not None:
         detection["method"] = detector

@@ -199,5 +199,18 @@ def planted_transformer(generalising: Any, dataset: Dataset) -> PlantedTransform
         memoriser.state_dict()["unembed.weight"].mul_(2 * gap)
     model = union(generalising, memoriser)
     mem_spec = FAMILY.spec(memoriser)
-    return PlantedTransformer(model, ["generalising"] * spec.d_mlp + ["memorising"] * mem_spec.d_mlp,
+    # a trained model has neurons that barely act: by construction they carry nothing, so their
+    # truth is inert, decided by the size of their direct effect on the logits (no label read)
+    with torch.no_grad():
+        hook = FAMILY.readout_hook(generalising)
+        _, cache = FAMILY.run_with_cache(generalising, dataset.inputs, names_filter=hook)
+        size = (cache[hook].abs().mean(0) * FAMILY.unit_to_logit(generalising).norm(dim=1))
+    silent = size < SILENT * size.median()
+    neurons = ["inert" if quiet else "generalising" for quiet in silent.tolist()]
+    return PlantedTransformer(model, neurons + ["memorising"] * mem_spec.d_mlp,
                               ["generalising"] * spec.n_heads + ["memorising"] * mem_spec.n_heads)
+
+
+#: A trained neuron whose mean |activation| × ‖unit-to-logit row‖ is below this fraction of the
+#: median neuron's is inert by construction in a planted union.
+SILENT = 0.1
