@@ -101,7 +101,7 @@ PRESETS: dict[str, Preset] = {
             _NANDA_59,
             "Nanda et al.'s transformer memorising noisy labels while holding the rule, CPU-sized: "
             "p=59, 80% of pairs for training, 10% wrong labels, full-batch AdamW lr 3e-3 wd 5 betas "
-            "(0.9, 0.98), 10-step warm-up, 3000 steps (about 3 minutes on 2 cores). Every noisy "
+            "(0.9, 0.98), 10-step warm-up, 3000 steps (163 s here on one core beside another job). Every noisy "
             "label is memorised while test accuracy is about 80%: the rule is inside a model whose "
             "outputs memorise. (At 20% wrong labels and wd 0.5-5 the test stayed at 52-59% here.)",
         ),
@@ -111,7 +111,7 @@ PRESETS: dict[str, Preset] = {
                     train=replace(_NANDA_59.train, weight_decay=3.0)),
             "Coexistence (Doshi et al.): nanda-noisy-59 with 90% of pairs for training, 5% wrong "
             "labels and weight decay 3. The transformer fits every wrong label and still gets the "
-            "test set right (test ≥ 90% with memorised ≥ 90%; about 1 minute on 2 cores).",
+            "test set right (test ≥ 90% with memorised ≥ 90%; 140 s here on one core beside another job).",
         ),
         Preset(
             "nanda-inversion",
@@ -119,8 +119,8 @@ PRESETS: dict[str, Preset] = {
             "Full inversion (Doshi et al.): nanda-noisy-59 with weight decay 7, stopped at step 800. "
             "The transformer predicts the true label of most noisy training examples instead of "
             "the wrong one it was trained on (test ≥ 95%, memorised ≤ 10%, noisy vs true ≥ 90%; "
-            "about 20 s on 2 cores). Trained on, memorisation creeps back: test 92.7%, memorised "
-            "10.1% at step 3000.",
+            "39 s here on one core beside another job). Trained on, memorisation creeps back: "
+            "test 92.7%, memorised 10.1% at step 3000.",
         ),
     ]
 }
