@@ -30,16 +30,23 @@ def _arch(name: str) -> str:  # from the config alone: no model is loaded while 
     return json.loads((MODELS_DIR / name / "config.json").read_text())["spec"]["model"]["arch"]
 
 
-@pytest.mark.parametrize("name", [n for n in RELEASED if _arch(n) == "transformer"])
-def test_released_transformer_in_transformer_lens_without_interp(name, tmp_path):
-    code = snippet("transformer").replace('run_dir = "runs/nanda-grokking"', f'run_dir = "{MODELS_DIR / name}"')
-    out = tmp_path / "logits.pt"
-    code += f"\nimport sys\nassert 'interp' not in sys.modules\ntorch.save(logits, '{out}')\n"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
-    run = interp.load(name)
-    p = run.spec.task.p
-    pairs = torch.stack([torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)], 1)
-    torch.testing.assert_close(torch.load(out, weights_only=True), interp.logits(run.model, pairs))
+def test_released_transformers_in_transformer_lens_without_interp(tmp_path):
+    """Every released transformer through docs/checkpoints.md's snippet, in one process that
+    never imports interp (one TransformerLens start for all of them)."""
+    names = [n for n in RELEASED if _arch(n) == "transformer"]
+    code = "import sys\nsys.modules['interp'] = None\nfrom safetensors.torch import save_file\n"
+    for i, name in enumerate(names):
+        body = snippet("transformer").replace('run_dir = "runs/nanda-grokking"', f'run_dir = "{MODELS_DIR / name}"')
+        code += body + f"\nsave_file({{'logits': logits.contiguous()}}, '{tmp_path / f'{i}.safetensors'}')\n"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from safetensors.torch import load_file
+
+    for i, name in enumerate(names):
+        run = interp.load(name)
+        p = run.spec.task.p
+        pairs = torch.stack([torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)], 1)
+        torch.testing.assert_close(load_file(tmp_path / f"{i}.safetensors")["logits"], interp.logits(run.model, pairs))
 
 
 def test_unknown_name():
