@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .families import family_of
-from .registry import Result, register_analysis
+from .registry import Result, progress_bar, register_analysis
 
 if TYPE_CHECKING:
     from .checkpoint import Run
@@ -145,7 +145,7 @@ def circuit_views(run: Run) -> CircuitViews:
     if steps and grid:
         keys = transformer_key_frequencies(model, ds.task.op)
         loss = run.spec.train.loss
-        for step in steps:
+        for step in progress_bar(steps, "circuit: checkpoints"):
             m = load_run(run.path, step).model
             row = {"step": float(step), **{f"{k}_loss": subset_metrics(family.forward(m, ds.inputs), ds, loss)[f"{k}_loss"]
                                            for k in ("train", "test")},

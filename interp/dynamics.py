@@ -16,7 +16,7 @@ import torch
 
 from .checkpoint import Run, load_run, trajectory_steps
 from .nets import logits
-from .registry import Result, register_analysis
+from .registry import Result, progress_bar, register_analysis
 
 if TYPE_CHECKING:
     from .document import Figure
@@ -77,7 +77,7 @@ def fit_speed(run: Run) -> FitSpeed:
     ds = run.dataset
     first = torch.full((len(ds.inputs),), -1, dtype=torch.long)
     ckpts = trajectory_steps(run.path) if run.path is not None else []
-    for step in ckpts:
+    for step in progress_bar(ckpts, "dynamics: checkpoints"):
         fitted = logits(load_run(run.path, step).model, ds.inputs).argmax(-1) == ds.labels
         first[(first < 0) & fitted] = step
     return FitSpeed(steps, clean, noisy, half, ckpts,

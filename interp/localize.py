@@ -38,7 +38,7 @@ from .families import family_of
 from .nets import logits
 from .partition import neuron_ipr
 from .spectra import neuron_spectra
-from .registry import Result, register_analysis
+from .registry import Result, progress_bar, register_analysis
 from .tasks import Dataset
 
 if TYPE_CHECKING:
@@ -214,7 +214,8 @@ def localize(model: nn.Module, dataset: Dataset, loss: str = "ce",
     everything = list(range(1, p // 2 + 1))
     baseline = subset_metrics(logits(model, dataset.inputs), dataset, loss)
     freq_rows = [subset_metrics(logits(filter_residue_weights(model, op, [j for j in everything if j != k], ("W_E",)),
-                                       dataset.inputs), dataset, loss) for k in everything]
+                                       dataset.inputs), dataset, loss)
+                 for k in progress_bar(everything, "localize: embedding frequencies")]
     for row in _ablation_rows("frequency", baseline, collect_rows(freq_rows)):
         row["index"] = row["freq"] = everything[row["index"]]
         result.rows.append(row)

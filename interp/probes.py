@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from . import fourier
 from .families import build_model, family_of
 from .nets import logits
-from .registry import Result, register_analysis
+from .registry import Result, progress_bar, register_analysis
 from .tasks import Dataset
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ def probe_report(run: Run) -> ProbeReport:
     if op not in ("add", "sub"):
         sources = [s for s in sources if s != "fourier"]
     results = [probe(model, ds, hook, source, key_frequencies=keys, controls=source == "raw")
-               for hook in hooks for source in sources]
+               for hook, source in progress_bar([(h, s) for h in hooks for s in sources], "probes")]
     n_clean = int(ds.clean_mask.sum())
     sizes = [n for n in (50, 100, 200, 400, 800, 1600) if n < n_clean]
     # each curve ends at all clean examples: the probe fitted above, not fitted again

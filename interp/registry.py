@@ -74,6 +74,14 @@ class Analysis(Generic[R]):
 ANALYSES: dict[str, Analysis] = {}
 
 
+def progress_bar(items, desc: str):
+    """`items` with a progress bar on an interactive terminal or notebook (tqdm's own test), and
+    silently elsewhere (logs, CI): long analyses show progress when called from Python too."""
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, disable=None, leave=False)
+
+
 def register_analysis(name: str, title: str, compute: Callable[[Run], R],
                       skip_reason: Callable[[Run], str | None] | None = None) -> Analysis[R]:
     ANALYSES[name] = Analysis(name, title, compute, skip_reason or (lambda run: None))
