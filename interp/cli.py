@@ -78,13 +78,18 @@ def format_headline(data: dict) -> str:
     lines = [h["model"].replace("`", ""), f"phase: {h['phase']}", "",
              f"{'raw model, test accuracy':<52}{pct(h['raw_test_acc']):>8}",
              f"{'noisy training labels memorised':<52}{pct(h['memorised_acc']):>8}",
-             f"{'extracted from the weights (' + h['label_free_method'] + '), test':<52}{pct(h['label_free_test_acc']):>8}",
+             f"{'extracted without labels (' + h['label_free_method'] + '), test':<52}{pct(h['label_free_test_acc']):>8}",
              f"{'best extraction (' + str(h['best_method']) + '), test':<52}{pct(h['best_test_acc']):>8}"]
     if h["noise_auroc"] is not None:
-        lines.append(f"{'noisy labels found from the weights, AUROC':<52}{h['noise_auroc']:>8.4f}")
+        lines.append(f"{'noisy labels found without labels, AUROC':<52}{h['noise_auroc']:>8.4f}")
     lines.append("")
-    for kind, counts in h["components"].items():
-        lines.append(f"{plural(kind):<12}" + ", ".join(f"{n} {label}" for label, n in sorted(counts.items())))
+    def listing(counts: dict[str, int]) -> str:
+        return ", ".join(f"{n} {label}" for label, n in sorted(counts.items(), key=lambda x: -x[1]))
+
+    rows = [(plural(kind), counts) for kind, counts in h["components"].items() if kind != "neuron part"]
+    rows += [(f"{part} parts of neurons", counts) for part, counts in h.get("neuron_parts", {}).items()]
+    width = max((len(name) for name, _ in rows), default=0) + 2
+    lines += [f"{name:<{width}}{listing(counts)}" for name, counts in rows]
     return "\n".join(lines)
 
 

@@ -38,7 +38,9 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
     spec, final = run.spec, run.final_metrics
     extraction = results["filtration"]
     method, acc = extraction.label_free()
-    tested = {k: v["test_acc"] for k, v in extraction.rows.items() if k != "raw" and v["test_acc"] is not None}
+    # restricted and excluded logits know the operation: circuit measures, not extractions
+    tested = {k: v["test_acc"] for k, v in extraction.rows.items()
+              if k not in ("raw", "restricted", "excluded") and v["test_acc"] is not None}
     best = max(tested, key=tested.get) if tested else None
     size = ", ".join(f"{k} {v}" for k, v in vars(spec.model).items()
                      if k not in ("seed", "init", "n_layers", "d_head") and not isinstance(v, bool))
@@ -50,6 +52,7 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         "best_method": best, "best_test_acc": tested.get(best),
         "noise_auroc": extraction.noise_detection["auroc"] if extraction.noise_detection else None,
         "components": results["localize"].counts() if "localize" in results else {},
+        "neuron_parts": results["localize"].parts_counts() if "localize" in results else {},
     }
 
 
@@ -88,11 +91,11 @@ def write_report(run: Run, out_dir: Path | str, progress: bool = True) -> dict[s
             f"**Model:** {headline['model']}. **Phase:** {headline['phase']}.",
             Table(["", "test accuracy"], [
                 ["raw model", pct(final["test_acc"])],
-                [f"extracted from the weights ({headline['label_free_method']}, label-free)",
+                [f"extracted without labels ({headline['label_free_method']})",
                  pct(headline["label_free_test_acc"])],
                 [f"best extraction ({headline['best_method']})", pct(headline["best_test_acc"])]]),
             (f"**Memorised:** {pct(final['noisy_observed_acc'])} of the noisy training labels are fitted. "
-             f"Noise detection from the extracted network: AUROC {headline['noise_auroc']:.4f}."
+             f"Noise detection from the label-free extraction: AUROC {headline['noise_auroc']:.4f}."
              if headline["noise_auroc"] is not None else "The run has no noisy labels: nothing to memorise."),
             *([f"**Which components memorise:** {results['localize'].summary()} (see Localisation)"]
               if "localize" in results else []),
