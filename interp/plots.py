@@ -163,6 +163,8 @@ def plot_localization(loc, path: Path) -> Path:
     """Each component's generalisation score against its memorisation score, coloured by label
     (scores as defined in interp.localize: readout margins for neurons, ablation loss rises for
     heads and frequencies)."""
+    from .localize import plural
+
     colors = {"generalising": SUBSET_COLORS["test"], "memorising": SUBSET_COLORS["noisy_observed"],
               "mixed": "#ff7f0e", "inert": "#bbbbbb"}
     kinds = sorted({r["kind"] for r in loc.rows})
@@ -177,7 +179,7 @@ def plot_localization(loc, path: Path) -> Path:
         margins = kind in ("neuron", "neuron part")
         ax.set(xlabel="push to the true label on test pairs" if margins else "clean-loss rise when ablated",
                ylabel="push to the wrong label on noisy pairs" if margins else "memorised-loss rise when ablated",
-               title=kind if kind.endswith("s") else f"{kind}s")
+               title=plural(kind))
         ax.legend(fontsize=7)
     return _save(fig, path)
 
