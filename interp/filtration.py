@@ -18,7 +18,7 @@ residue 0, which has no place in that index, stays with f^G unchanged.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 

@@ -1,14 +1,9 @@
 import json
 import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from conftest import small_transformer, small_two_layer
-from safetensors.torch import load_file
 
 import interp
 from interp import CheckpointError, load_run, train

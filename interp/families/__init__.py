@@ -32,6 +32,7 @@ class ModelFamily(ABC):
 
     name: str
     spec_type: type
+
     def batchable(self, spec: Any) -> bool:
         """Whether `interp.batched.train_many` can stack models of `spec` into one computation
         (then `stacked_batch` and `stacked_loss_and_grads` are implemented)."""
