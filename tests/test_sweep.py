@@ -90,3 +90,13 @@ def test_sweep_is_resumable_and_both_backends_agree(grid_file, tmp_path, capsys,
     summary = run_sweep(Grid.from_toml(grid_file), tmp_path / "ray", backend="ray", progress=False)
     assert calls == [{"num_cpus": 1, "num_gpus": 0}] and not fake.started
     assert summary.table() + "\n" == table
+
+
+def test_large_groups_are_cut_into_stacks_of_at_most_max_stack(tmp_path):
+    from interp.sweep import MAX_STACK
+
+    path = tmp_path / "g.toml"
+    path.write_text('preset = "liu-lu-80"\nset = { p = 11, steps = 5 }\n[grid]\n"model.seed" = '
+                    + str(list(range(2 * MAX_STACK + 1))) + "\n")
+    units = work_units(Grid.from_toml(path).runs(), tmp_path / "out")
+    assert sorted(len(u) for u in units) == [1, MAX_STACK, MAX_STACK]
