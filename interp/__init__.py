@@ -14,7 +14,7 @@ from .tasks import SUBSETS, Dataset, make_dataset
 from .train import TrainingDiverged, evaluate, train
 
 # every analysis module registers itself in interp.registry.ANALYSES on import
-from . import ablation, circuit, dynamics, filtration, localize, partition, probes, spectra  # noqa: E402,F401
+from . import ablation, circuit, dynamics, filtration, localize, partition, patching, probes, spectra  # noqa: E402,F401
 from . import families, report  # noqa: E402,F401  (interp.report.write_report without a separate import)
 
 __all__ = [

@@ -299,3 +299,19 @@ def plot_circuit(views, out_dir: Path, stem: str) -> list[tuple[Path, str]]:
         ax.legend(fontsize=8)
         out.append((_save(fig, out_dir / f"{stem}_progress.png"), "restricted and excluded loss over training"))
     return out
+
+
+def plot_patching(sweep, path: Path) -> Path:
+    """Accuracy per subset after patching each (hook, position), one heat map per subset."""
+    subsets = [s for s in SUBSET_COLORS if sweep.baseline.get(f"{s}_acc") is not None]
+    hooks = list(sweep.metrics)
+    fig, axes = _subplots(1, len(subsets), figsize=(4.2 * len(subsets), 0.5 * len(hooks) + 2.2), squeeze=False)
+    for ax, subset in zip(axes[0], subsets):
+        grid = torch.tensor([[sweep.metrics[h][p][f"{subset}_acc"] for p in sweep.positions] for h in hooks])
+        im = ax.imshow(grid.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        fig.colorbar(im, ax=ax, label="accuracy")
+        ax.set(xticks=range(len(sweep.positions)), xticklabels=["a", "b", "="][: len(sweep.positions)],
+               yticks=range(len(hooks)), xlabel="position patched",
+               title=f"{SUBSET_LABELS[subset]}\n(unpatched {sweep.baseline[f'{subset}_acc']:.0%})")
+        ax.set_yticklabels(hooks, fontsize=7)
+    return _save(fig, path)

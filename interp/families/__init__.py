@@ -119,6 +119,11 @@ class ModelFamily(ABC):
         [batch, head, position]; none by default."""
         return {}
 
+    def patch_hooks(self, model: nn.Module) -> list[str]:
+        """Hooks with a position axis that activation patching walks, in the order information
+        flows (none by default)."""
+        return []
+
     def probe_hooks(self, model: nn.Module) -> list[str]:
         """Where linear probes read, the main one first."""
         return [self.readout_hook(model)]

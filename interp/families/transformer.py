@@ -303,6 +303,13 @@ class TransformerFamily(ModelFamily):
         _, cache = model.run_with_cache(self.tokens(model, pairs), names_filter=lambda n: n in names)
         return {name: cache[name][:, :, -1].to(pairs.device) for name in names}  # [batch, head, key]
 
+    def patch_hooks(self, model: TransformerBridge) -> list[str]:
+        out = ["hook_embed"]
+        for layer in range(model.cfg.n_layers):
+            out += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_attn_out", f"blocks.{layer}.mlp.hook_post",
+                    f"blocks.{layer}.hook_resid_post"]
+        return out
+
     def probe_hooks(self, model: TransformerBridge) -> list[str]:
         last = model.cfg.n_layers - 1
         return [f"blocks.{last}.hook_resid_post", f"blocks.{last}.hook_attn_out", f"blocks.{last}.mlp.hook_post"]
