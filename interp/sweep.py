@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .batched import batch_key, train_many
+from .families import family_for_spec
 from .checkpoint import CheckpointError, load_run, read_json, write_json
 from .presets import get_preset
 from .specs import RunSpec
@@ -83,12 +84,13 @@ def finished(run_dir: Path, spec: RunSpec) -> bool:
 
 
 def work_units(runs: list[tuple[str, dict, RunSpec]], out: Path) -> list[list[tuple[str, RunSpec]]]:
-    """Unfinished runs cut into units: runs with one `batch_key` together, others alone."""
+    """Unfinished runs cut into units: runs with one `batch_key` together (for families whose
+    stacking pays), in stacks of at most MAX_STACK, others alone."""
     groups: dict[Any, list] = {}
     for name, _, spec in runs:
         if finished(out / name, spec):
             continue
-        key = batch_key(spec)
+        key = batch_key(spec) if family_for_spec(spec.model).stacking_pays else None
         groups.setdefault(key if key is not None else name, []).append((name, spec))
     return [group[i:i + MAX_STACK] for group in groups.values() for i in range(0, len(group), MAX_STACK)]
 

@@ -33,6 +33,10 @@ class ModelFamily(ABC):
     name: str
     spec_type: type
 
+    #: Whether sweeps should stack this family's runs (`interp.sweep`): only where one stacked
+    #: step beats K single steps on this CPU.
+    stacking_pays = False
+
     def batchable(self, spec: Any) -> bool:
         """Whether `interp.batched.train_many` can stack models of `spec` into one computation
         (then `stacked_batch` and `stacked_loss_and_grads` are implemented)."""

@@ -218,6 +218,9 @@ class _GatherRows(torch.autograd.Function):
 class TransformerFamily(ModelFamily):
     name = "transformer"
     spec_type = TransformerSpec
+    # one step is already matmul-bound: stacked, 8 runs went 1.22x faster but 4 runs 0.87x
+    # (docs/performance.md), so sweeps train transformers one by one
+    stacking_pays = False
 
     def owns(self, model) -> bool:
         return is_transformer(model)
