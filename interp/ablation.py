@@ -228,4 +228,4 @@ def ablation_report(run: Run, seeds: tuple[int, ...] = (0, 1, 2)) -> AblationRep
     return AblationReport(scans, curves)
 
 
-register_analysis("ablation", "Pruning", ablation_report)
+register_analysis("ablation", "Pruning", ablation_report, order=60)

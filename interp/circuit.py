@@ -159,4 +159,5 @@ def circuit_views(run: Run) -> CircuitViews:
 
 register_analysis("circuit", "Circuit views", circuit_views,
                   lambda run: None if family_of(run.model).head_to_logit(run.model)
-                  else "the circuit views read attention heads, which this model family does not have")
+                  else "the circuit views read attention heads, which this model family does not have",
+                  order=40)

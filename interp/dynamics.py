@@ -84,4 +84,4 @@ def fit_speed(run: Run) -> FitSpeed:
                     first[ds.clean_mask].tolist() if ckpts else [], first[ds.noisy_mask].tolist() if ckpts else [])
 
 
-register_analysis("dynamics", "Which labels are fitted first", fit_speed)
+register_analysis("dynamics", "Which labels are fitted first", fit_speed, order=90)

@@ -377,4 +377,4 @@ def detect_noise(extracted: Float[Tensor, "pair p"], dataset: Dataset) -> dict:
 
 
 register_analysis("filtration", "Extraction",
-                  lambda run: compare_extractions(run.model, run.dataset, loss=run.spec.train.loss))
+                  lambda run: compare_extractions(run.model, run.dataset, loss=run.spec.train.loss), order=20)

@@ -222,4 +222,5 @@ def localize(model: nn.Module, dataset: Dataset, loss: str = "ce",
     return result
 
 
-register_analysis("localize", "Localisation", lambda run: localize(run.model, run.dataset, loss=run.spec.train.loss))
+register_analysis("localize", "Localisation",
+                  lambda run: localize(run.model, run.dataset, loss=run.spec.train.loss), order=30)

@@ -172,4 +172,5 @@ def partition_report(run: Run) -> PartitionReport:
 register_analysis(
     "partition", "Task-agnostic partition", partition_report,
     lambda run: None if family_of(run.model).neuron_maps(run.model) is not None
-    else "the task-agnostic partition builds subnetworks from per-neuron residue maps (two-layer networks)")
+    else "the task-agnostic partition builds subnetworks from per-neuron residue maps (two-layer networks)",
+    order=70)

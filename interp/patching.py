@@ -107,4 +107,5 @@ register_analysis(
     "patching", "Activation patching",
     lambda run: patch_sweep(run.model, run.dataset, loss=run.spec.train.loss),
     lambda run: None if family_of(run.model).patch_hooks(run.model)
-    else "the patching sweep walks hook points with a position axis, which this model family does not have")
+    else "the patching sweep walks hook points with a position axis, which this model family does not have",
+    order=50)

@@ -246,4 +246,4 @@ def probe_report(run: Run) -> ProbeReport:
     return ProbeReport(results, curves)
 
 
-register_analysis("probes", "Linear probes", probe_report)
+register_analysis("probes", "Linear probes", probe_report, order=80)

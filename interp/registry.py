@@ -70,6 +70,9 @@ class Analysis(Generic[R]):
     compute: Callable[[Run], R]
     #: Why the analysis does not apply to a run (e.g. it needs per-neuron residue maps), or None.
     skip_reason: Callable[[Run], str | None]
+    #: Where its section goes in the report (smaller first): from what the weights hold to what
+    #: ablations and probes find, then how training got there.
+    order: int = 100
 
 
 ANALYSES: dict[str, Analysis] = {}
@@ -84,9 +87,13 @@ def progress_bar(items, desc: str):
 
 
 def register_analysis(name: str, title: str, compute: Callable[[Run], R],
-                      skip_reason: Callable[[Run], str | None] | None = None) -> Analysis[R]:
-    ANALYSES[name] = Analysis(name, title, compute, skip_reason or (lambda run: None))
+                      skip_reason: Callable[[Run], str | None] | None = None, order: int = 100) -> Analysis[R]:
+    ANALYSES[name] = Analysis(name, title, compute, skip_reason or (lambda run: None), order)
     return ANALYSES[name]
+
+
+def in_report_order() -> list[str]:
+    return sorted(ANALYSES, key=lambda name: ANALYSES[name].order)
 
 
 @overload

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import Run, write_json
-from .registry import ANALYSES, Result, analyze
+from .registry import ANALYSES, Result, analyze, in_report_order
 
 __all__ = ["ANALYSES", "analyze", "write_analysis", "write_report"]
 
@@ -73,7 +73,7 @@ def write_report(run: Run, out_dir: Path | str, progress: bool = True) -> dict[s
     skipped = {name: reason for name, a in ANALYSES.items() if (reason := a.skip_reason(run))}
     results: dict[str, Result] = {}
     sections: dict[str, Section] = {}
-    for name in tqdm([n for n in ANALYSES if n not in skipped], desc="report", disable=not progress):
+    for name in tqdm([n for n in in_report_order() if n not in skipped], desc="report", disable=not progress):
         results[name] = result = analyze(run, name)
         write_analysis(run, name, result, out_dir)
         blocks: list[Any] = [result.summary()] if result.summary() else []

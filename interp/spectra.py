@@ -252,4 +252,4 @@ def fourier_analysis(model: nn.Module, op: str) -> NeuronSpectra | TransformerSp
     return result
 
 
-register_analysis("fourier", "Fourier spectra", lambda run: fourier_analysis(run.model, run.spec.task.op))
+register_analysis("fourier", "Fourier spectra", lambda run: fourier_analysis(run.model, run.spec.task.op), order=10)
