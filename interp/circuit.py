@@ -97,6 +97,7 @@ def _push(acts_to_logit: Tensor, labels: Tensor) -> Tensor:
 @torch.no_grad()
 def circuit_views(run: Run) -> CircuitViews:
     from .filtration import excluded_logits, restricted_logits
+    from .localize import margin_push
     from .metrics import subset_metrics
     from .spectra import neuron_frequencies_2d, transformer_key_frequencies
 
@@ -130,10 +131,10 @@ def circuit_views(run: Run) -> CircuitViews:
     members = {c: torch.tensor([x == c for x in cluster]) for c in names}
     cluster_attribution: dict[str, dict[str, float | None]] = {c: {} for c in names}
     for name, (mask, labels) in subsets.items():
-        per_neuron = _push(acts[mask][:, :, None] * to_logit[None], labels[mask])
+        per_neuron = margin_push(acts[mask], to_logit, labels[mask])
         for c in names:
             cluster_attribution[c][name] = float(per_neuron[members[c]].sum())
-    test_push = _push(acts[ds.test_mask][:, :, None] * to_logit[None], ds.true_labels[ds.test_mask]) \
+    test_push = margin_push(acts[ds.test_mask], to_logit, ds.true_labels[ds.test_mask]) \
         if ds.test_mask.any() else acts.abs().mean(0)
     examples = torch.argsort(test_push, descending=True)[:3].tolist()
     maps = acts[:, examples].T.reshape(len(examples), p, p).tolist() if grid else []

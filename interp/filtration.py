@@ -124,14 +124,22 @@ def restricted_logits(model: nn.Module, dataset: Dataset, freqs: list[int]) -> F
     """Logits with the readout units' activations (a transformer's last MLP layer, last position)
     replaced by their projection onto the constant and the key-frequency rule directions over
     all pairs (Nanda et al.)."""
+    def project(acts: Tensor) -> Tensor:
+        basis = torch.cat([torch.full((len(acts), 1), len(acts) ** -0.5, dtype=torch.float64),
+                           rule_directions(dataset, freqs)], 1)
+        return basis @ (basis.T @ acts)
+
+    return readout_edited_logits(model, dataset, project)
+
+
+def readout_edited_logits(model: nn.Module, dataset: Dataset, edit) -> Float[Tensor, "pair p"]:
+    """The model's logits with its readout units' activations [pair, unit] (float64) replaced by
+    `edit(activations)`: exact, since those units act on the logits linearly."""
     family = family_of(model)
-    hook, neuron_to_logit = family.readout_hook(model), family.unit_to_logit(model)
+    hook = family.readout_hook(model)
     out, cache = family.run_with_cache(model, dataset.inputs, names_filter=hook)
     acts = cache[hook].double()
-    basis = torch.cat([torch.full((len(acts), 1), len(acts) ** -0.5, dtype=torch.float64),
-                       rule_directions(dataset, freqs)], 1)
-    dropped = acts - basis @ (basis.T @ acts)
-    return (out.double() - dropped @ neuron_to_logit.double()).float()
+    return (out.double() - (acts - edit(acts)) @ family.unit_to_logit(model).double()).float()
 
 
 @torch.no_grad()
@@ -171,11 +179,7 @@ def activation_filter_logits(model: nn.Module, dataset: Dataset, freqs: list[int
     no label and assuming no operation (only that the inputs are residues)."""
     from .probes import grid_fourier_projection
 
-    family = family_of(model)
-    hook = family.readout_hook(model)
-    out, cache = family.run_with_cache(model, dataset.inputs, names_filter=hook)
-    acts = cache[hook]
-    return out - (acts - grid_fourier_projection(acts, dataset, freqs)) @ family.unit_to_logit(model)
+    return readout_edited_logits(model, dataset, lambda acts: grid_fourier_projection(acts, dataset, freqs).double())
 
 
 def unembedding_ranking(model: nn.Module, op: str) -> list[int]:

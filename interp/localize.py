@@ -80,15 +80,20 @@ def label(gen: Tensor, mem: Tensor | None) -> list[str]:
     return out
 
 
+def margin_push(acts: Tensor, to_logit: Tensor, labels: Tensor) -> Tensor:
+    """Each unit's mean direct push on the margin of `labels` (the label's logit minus the mean
+    logit): activation [example, unit] × its unit-to-logit row [unit, class], less the row's mean."""
+    push = to_logit.double() - to_logit.double().mean(1, keepdim=True)
+    return (acts.double() * push[:, labels].T).mean(0)
+
+
 @torch.no_grad()
 def readout_scores(model: nn.Module, dataset: Dataset) -> tuple[Tensor, Tensor | None]:
-    """(gen_score, mem_score) of every readout unit (see module docstring): margins of its direct
-    push on the logits, activation × (unit-to-logit row − its mean over classes)."""
+    """(gen_score, mem_score) of every readout unit (see module docstring), from `margin_push`."""
     _, acts, to_logit, _ = linear_readout(model, dataset.inputs)
-    push = to_logit.double() - to_logit.double().mean(1, keepdim=True)  # [unit, class]
 
     def towards(mask: Tensor, labels: Tensor) -> Tensor:
-        return (acts[mask].double() * push[:, labels[mask]].T).mean(0)
+        return margin_push(acts[mask], to_logit, labels[mask])
 
     gen = towards(dataset.test_mask, dataset.true_labels)
     noisy = dataset.noisy_mask
