@@ -11,9 +11,10 @@ Rows and the numbers behind each label:
 - `neuron part` (two-layer nets): the same scores for each neuron's dominant-frequency part and
   its residual, each run as a network of its own (Liu & Lu's f^G and f^R) — where memorisation
   sits inside neurons that also carry the rule.
-- `head`, `frequency` (transformers): rises of the clean and memorised-label losses when the
-  head, or the embedding's frequency, is zero-ablated (`gen_score`, `mem_score`); these two
-  kinds are not yet checked against planted models.
+- `head`, `frequency` (transformers): what zero-ablating the head, or removing the frequency
+  from the embedding, costs in the same two margins, measured on the whole network's logits:
+  `gen_score` the fall of the mean true-label margin on the test pairs, `mem_score` the fall of
+  the mean (observed − true) logit difference on the noisy pairs.
 
 Labels, per kind, from r_gen = gen⁺ / scale_gen and r_mem = mem⁺ / scale_mem, where x⁺ = max(x, 0)
 and each scale is the mean of the top SCALE_TOP fraction of that kind's positive scores (robust to
@@ -31,9 +32,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from .ablation import linear_readout, scan_units_hooked
+from .ablation import ablated_logits, linear_readout
 from .filtration import dominant_split, filter_residue_weights
-from .metrics import collect_rows, subset_metrics
 from .families import family_of
 from .nets import logits
 from .partition import neuron_ipr
@@ -173,15 +173,30 @@ def _rows(kind: str, gen: Tensor, mem: Tensor | None, extra: dict[str, list] | N
     return rows
 
 
-def _ablation_rows(kind: str, baseline: dict, metrics: dict[str, list]) -> list[dict]:
-    gen = torch.tensor(metrics["clean_loss"], dtype=torch.float64) - baseline["clean_loss"]
-    mem = (torch.tensor(metrics["noisy_observed_loss"], dtype=torch.float64) - baseline["noisy_observed_loss"]
-           if baseline["noisy_observed_loss"] is not None else None)
+def margins(out: Tensor, dataset: Dataset) -> tuple[float, float | None]:
+    """(mean true-label margin on the test pairs, mean observed − true logit difference on the
+    noisy pairs; None on a clean run): the two quantities the component scores push or lose."""
+    out = out.double()
+    test, noisy = dataset.test_mask, dataset.noisy_mask
+    centred = out[test] - out[test].mean(1, keepdim=True)
+    gen = float(centred.gather(1, dataset.true_labels[test, None]).mean())
+    if not noisy.any():
+        return gen, None
+    diff = out[noisy].gather(1, dataset.labels[noisy, None]) - out[noisy].gather(1, dataset.true_labels[noisy, None])
+    return gen, float(diff.mean())
+
+
+def _ablation_rows(kind: str, full: Tensor, ablated: list[Tensor], dataset: Dataset) -> list[dict]:
+    """Rows scored by what each ablation costs in the two `margins`."""
+    gen0, mem0 = margins(full, dataset)
+    lost = [margins(out, dataset) for out in ablated]
+    gen = torch.tensor([gen0 - g for g, _ in lost], dtype=torch.float64)
+    mem = None if mem0 is None else torch.tensor([mem0 - m for _, m in lost], dtype=torch.float64)
     return _rows(kind, gen, mem)
 
 
 @torch.no_grad()
-def localize(model: nn.Module, dataset: Dataset, loss: str = "ce",
+def localize(model: nn.Module, dataset: Dataset,
              kinds: tuple[str, ...] = ("neuron", "neuron part", "head", "frequency")) -> Localization:
     """Scores and labels for every readout neuron (and, for two-layer nets, each neuron's
     dominant-frequency part and residual; for transformers, each head and embedding frequency),
@@ -207,25 +222,21 @@ def localize(model: nn.Module, dataset: Dataset, loss: str = "ce",
         return result
     if "neuron" in kinds:
         result.rows += _rows("neuron", *readout_scores(model, dataset))
-    scan_heads = [(layer, hook, n) for layer, (hook, n) in enumerate(family.head_hooks(model).items())]
-    for layer, hook, n_heads in scan_heads if "head" in kinds else []:
-        heads = scan_units_hooked(model, dataset, hook, n_heads, loss=loss)
-        for row in _ablation_rows("head", heads.baseline, heads.metrics):
+    full = logits(model, dataset.inputs)
+    for layer, (hook, n_heads) in enumerate(family.head_hooks(model).items() if "head" in kinds else []):
+        ablated = [ablated_logits(model, dataset.inputs, hook, [h]) for h in range(n_heads)]
+        for row in _ablation_rows("head", full, ablated, dataset):
             row["index"] = f"L{layer}H{row['index']}"
             result.rows.append(row)
     if "frequency" not in kinds:
         return result
-    p = dataset.p
-    everything = list(range(1, p // 2 + 1))
-    baseline = subset_metrics(logits(model, dataset.inputs), dataset, loss)
-    freq_rows = [subset_metrics(logits(filter_residue_weights(model, op, [j for j in everything if j != k], ("W_E",)),
-                                       dataset.inputs), dataset, loss)
-                 for k in progress_bar(everything, "localize: embedding frequencies")]
-    for row in _ablation_rows("frequency", baseline, collect_rows(freq_rows)):
+    everything = list(range(1, dataset.p // 2 + 1))
+    ablated = [logits(filter_residue_weights(model, op, [j for j in everything if j != k], ("W_E",)), dataset.inputs)
+               for k in progress_bar(everything, "localize: embedding frequencies")]
+    for row in _ablation_rows("frequency", full, ablated, dataset):
         row["index"] = row["freq"] = everything[row["index"]]
         result.rows.append(row)
     return result
 
 
-register_analysis("localize", "Localisation",
-                  lambda run: localize(run.model, run.dataset, loss=run.spec.train.loss), order=30)
+register_analysis("localize", "Localisation", lambda run: localize(run.model, run.dataset), order=30)

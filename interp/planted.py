@@ -101,46 +101,59 @@ def planted_two_layer(dataset: Dataset, act: str = "relu", freqs: tuple[int, ...
 @dataclass
 class PlantedTransformer:
     """A block-diagonal union of a generalising transformer and a memorising one, with the label
-    of each readout neuron and each head by construction."""
+    of each readout neuron, head and embedding frequency by construction."""
 
     model: Any
     neuron_labels: list[str]
     head_labels: list[str]  # in the order of blocks.0.attn.hook_z's head axis
+    frequency_labels: list[str]  # embedding frequencies 1 … ⌊p/2⌋
 
 
-def lookup_transformer(dataset: Dataset, d_head: int, sharpness: float = 60.0, tolerance: float = 0.5
-                       ) -> tuple[Any, Tensor]:
-    """A one-layer transformer that stores each noisy training pair's observed label and gives
-    zero logits on every other pair. Residual stream: a token slot T = (cos θt, sin θt) with
-    θ = 2π/p (`=` embeds as 0), copy slots A and B of the same form, two position flags, and an
-    output slot O of p dims that the unembedding reads. Head A's query (a constant) meets
-    position 0's flag with a score of `sharpness`, so the last position attends to position 0
-    alone (up to e^−sharpness) and copies its slot T into slot A; head B likewise from position 1
-    into slot B. Lookup neuron j for the noisy pair (a₀, b₀) computes
-    relu(κ·(x_A·code(a₀) + x_B·code(b₀) − 2 + δ)) with δ = `tolerance`·(1 − cos θ): positive
-    on its own pair alone (a neighbour's codes fall short by 1 − cos θ), scaled to 1 there, and
-    writes e_{c₀} into slot O. Returns the model and the indices of the noisy pairs."""
+def _copying_transformer(p: int, freqs: list[int], d_head: int, d_mlp: int, sharpness: float
+                         ) -> tuple[Any, dict[str, Tensor], dict[str, int], Tensor]:
+    """The attention half shared by the analytic transformers: a token slot T of (cos θ_k t,
+    sin θ_k t) for each k in `freqs` (θ_k = 2πk/p; `=` embeds as 0), copy slots A and B of the
+    same form, two position flags and an output slot O of p dims that the unembedding reads.
+    Head A's query (a constant) meets position 0's flag with a score of `sharpness`, so the last
+    position attends to position 0 alone (up to e^−sharpness) and copies its slot T into slot A;
+    head B likewise from position 1 into slot B. Returns the model, its zeroed state dict for the
+    caller to fill the MLP into, the slot offsets and the [p, 2·len(freqs)] residue codes."""
     from .families.transformer import FAMILY
     from .specs import TransformerSpec
 
-    p = dataset.p
-    noisy = dataset.noisy_mask.nonzero().squeeze(1)
-    T, A, B, F0, F1, O = 0, 2, 4, 6, 7, 8  # slot offsets
-    spec = TransformerSpec(d_model=O + p, n_heads=2, d_head=d_head, d_mlp=max(1, len(noisy)))
-    model = FAMILY.build(spec, p)
+    width = 2 * len(freqs)
+    if d_head < width:
+        raise ValueError(f"d_head {d_head} cannot carry the {width} dims of {len(freqs)} frequencies")
+    slots = {"T": 0, "A": width, "B": 2 * width, "F0": 3 * width, "F1": 3 * width + 1, "O": 3 * width + 2}
+    model = FAMILY.build(TransformerSpec(d_model=slots["O"] + p, n_heads=2, d_head=d_head, d_mlp=d_mlp), p)
     w = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
-    theta = 2 * math.pi * torch.arange(p, dtype=torch.float64) / p
-    code = torch.stack([torch.cos(theta), torch.sin(theta)], 1)  # [p, 2]
-    w["embed.weight"][:p, T:T + 2] = code.float()
-    w["pos_embed.weight"][0, F0] = w["pos_embed.weight"][1, F1] = 1.0
+    theta = 2 * math.pi * torch.tensor(freqs, dtype=torch.float64)[None, :] * torch.arange(p)[:, None] / p
+    code = torch.stack([torch.cos(theta), torch.sin(theta)], 2).flatten(1)  # [p, 2·len(freqs)]
+    w["embed.weight"][:p, :width] = code.float()
+    w["pos_embed.weight"][0, slots["F0"]] = w["pos_embed.weight"][1, slots["F1"]] = 1.0
     root = math.sqrt(sharpness * math.sqrt(d_head))  # q·k / √d_head = sharpness on the flagged position
-    for head, flag, slot in ((0, F0, A), (1, F1, B)):
+    for head, flag, slot in ((0, slots["F0"], slots["A"]), (1, slots["F1"], slots["B"])):
         first = head * d_head
         w["blocks.0.attn.q.bias"][first] = root  # every query is root·e_0 in the head's space
         w["blocks.0.attn.k.weight"][first, flag] = root
-        w["blocks.0.attn.v.weight"][first:first + 2, T:T + 2] = torch.eye(2)
-        w["blocks.0.attn.o.weight"][slot:slot + 2, first:first + 2] = torch.eye(2)
-    delta = tolerance * (1 - math.cos(2 * math.pi / p))
+        w["blocks.0.attn.v.weight"][first:first + width, :width] = torch.eye(width)
+        w["blocks.0.attn.o.weight"][slot:slot + width, first:first + width] = torch.eye(width)
+    w["unembed.weight"][torch.arange(p), slots["O"] + torch.arange(p)] = 1.0
+    return model, w, slots, code
+
+
+def lookup_transformer(dataset: Dataset, d_head: int, freq: int = 1, sharpness: float = 60.0,
+                       tolerance: float = 0.5) -> tuple[Any, Tensor]:
+    """A one-layer transformer that stores each noisy training pair's observed label and gives
+    zero logits on every other pair, reading its inputs at the one embedding frequency `freq`
+    (attention as in `_copying_transformer`). Lookup neuron j for the noisy pair (a₀, b₀)
+    computes relu(κ·(x_A·code(a₀) + x_B·code(b₀) − 2 + δ)) with δ = `tolerance`·(1 − cos 2π/p):
+    positive on its own pair alone (the nearest other code falls short by 1 − cos 2π/p), scaled
+    to 1 there, and writes e_{c₀} into slot O. Returns the model and the noisy pairs' indices."""
+    noisy = dataset.noisy_mask.nonzero().squeeze(1)
+    model, w, slot, code = _copying_transformer(dataset.p, [freq], d_head, max(1, len(noisy)), sharpness)
+    A, B, O = slot["A"], slot["B"], slot["O"]
+    delta = tolerance * (1 - math.cos(2 * math.pi / dataset.p))
     kappa = 1 / delta
     for j, i in enumerate(noisy.tolist()):
         a, b = dataset.inputs[i].tolist()
@@ -148,9 +161,30 @@ def lookup_transformer(dataset: Dataset, d_head: int, sharpness: float = 60.0, t
         w["blocks.0.mlp.in.weight"][j, B:B + 2] = kappa * code[b].float()
         w["blocks.0.mlp.in.bias"][j] = kappa * (delta - 2)
         w["blocks.0.mlp.out.weight"][O + int(dataset.labels[i]), j] = 1.0
-    w["unembed.weight"][torch.arange(p), O + torch.arange(p)] = 1.0
     model.load_state_dict(w)
     return model.eval(), noisy
+
+
+def rule_transformer(p: int, freqs: tuple[int, ...] = (2, 5, 9), d_head: int = 8, n_inert: int = 8,
+                     sharpness: float = 60.0, seed: int = 0) -> Any:
+    """A one-layer transformer that computes a + b mod p in closed form: the copying heads of
+    `_copying_transformer` at `freqs`, then `relu_rule_neurons` — neuron (k, φ_u, φ_v) reads
+    cos(θ_k a + φ_u) + cos(θ_k b + φ_v) off slots A and B (linear in the copied codes) and writes
+    cos(θ_k c + φ_u + φ_v) into slot O — then `n_inert` MLP neurons with random inputs and no
+    output (the last ones)."""
+    u, v, out = relu_rule_neurons(p, list(freqs))
+    n_rule = len(u)
+    model, w, slot, code = _copying_transformer(p, list(freqs), d_head, n_rule + n_inert, sharpness)
+    A, B, O, width = slot["A"], slot["B"], slot["O"], 2 * len(freqs)
+    # each neuron's u (a function of the residue) as a linear map of the residue's codes
+    to_code = torch.linalg.lstsq(code, torch.cat([u, v]).double().T).solution.T.float()  # [2·n, width]
+    w["blocks.0.mlp.in.weight"][:n_rule, A:A + width] = to_code[:n_rule]
+    w["blocks.0.mlp.in.weight"][:n_rule, B:B + width] = to_code[n_rule:]
+    w["blocks.0.mlp.out.weight"][O:O + p, :n_rule] = out.T
+    gen = torch.Generator().manual_seed(seed)
+    w["blocks.0.mlp.in.weight"][n_rule:, A:B + width] = torch.randn(n_inert, 2 * width, generator=gen)
+    model.load_state_dict(w)
+    return model.eval()
 
 
 def union(first: Any, second: Any) -> Any:
@@ -183,32 +217,70 @@ def union(first: Any, second: Any) -> Any:
     return model.eval()
 
 
-def planted_transformer(generalising: Any, dataset: Dataset) -> PlantedTransformer:
-    """`generalising` (a transformer that computes the rule, e.g. the `nanda-inversion` release)
-    beside `lookup_transformer(dataset)`: the union fits every noisy label of `dataset` and keeps
-    the rule elsewhere."""
+def planted_transformer(dataset: Dataset, generalising: Any = None, freqs: tuple[int, ...] = (2, 5, 9)
+                        ) -> PlantedTransformer:
+    """The union of a generalising transformer and `lookup_transformer(dataset)`: it fits every
+    noisy label of `dataset` and keeps the rule elsewhere (op `add`). The generalising side is
+    `rule_transformer(p, freqs)` — every label then holds by construction — or a trained model
+    (e.g. the `nanda-grokking` release), whose embedding is first filtered to its
+    `sufficient_frequencies` and whose barely acting neurons count as inert (`SILENT`). The
+    lookups read the lowest frequency the generalising side does not, so every embedding
+    frequency belongs to one side or to none (inert: zero on both sides)."""
     from .families.transformer import FAMILY
+    from .filtration import filter_residue_weights
 
+    if dataset.task.op != "add":
+        raise ValueError("planted_transformer builds a + b mod p")
+    if generalising is None:
+        generalising, key = rule_transformer(dataset.p, freqs), list(freqs)
+        n_rule = len(relu_rule_neurons(dataset.p, key)[0])
+        neurons = ["generalising"] * n_rule + ["inert"] * (FAMILY.spec(generalising).d_mlp - n_rule)
+    else:
+        key = sufficient_frequencies(generalising, dataset)
+        generalising = filter_residue_weights(generalising, dataset.task.op, key, ("W_E",))
+        neurons = ["inert" if quiet else "generalising" for quiet in _silent_neurons(generalising, dataset).tolist()]
     spec = FAMILY.spec(generalising)
-    memoriser, _ = lookup_transformer(dataset, spec.d_head)
+    lookup_freq = min(set(range(1, dataset.p // 2 + 1)) - set(key))
+    memoriser, _ = lookup_transformer(dataset, spec.d_head, freq=lookup_freq)
     # scale the lookups to outvote the rule where they fire
     with torch.no_grad():
         rule = FAMILY.forward(generalising, dataset.inputs)
-    gap = float((rule.max(-1).values - rule.min(-1).values).max())
-    with torch.no_grad():
+        gap = float((rule.max(-1).values - rule.min(-1).values).max())
         memoriser.state_dict()["unembed.weight"].mul_(2 * gap)
-    model = union(generalising, memoriser)
     mem_spec = FAMILY.spec(memoriser)
-    # a trained model has neurons that barely act: by construction they carry nothing, so their
-    # truth is inert, decided by the size of their direct effect on the logits (no label read)
-    with torch.no_grad():
-        hook = FAMILY.readout_hook(generalising)
-        _, cache = FAMILY.run_with_cache(generalising, dataset.inputs, names_filter=hook)
-        size = (cache[hook].abs().mean(0) * FAMILY.unit_to_logit(generalising).norm(dim=1))
-    silent = size < SILENT * size.median()
-    neurons = ["inert" if quiet else "generalising" for quiet in silent.tolist()]
-    return PlantedTransformer(model, neurons + ["memorising"] * mem_spec.d_mlp,
-                              ["generalising"] * spec.n_heads + ["memorising"] * mem_spec.n_heads)
+    frequencies = ["generalising" if k in key else "memorising" if k == lookup_freq else "inert"
+                   for k in range(1, dataset.p // 2 + 1)]
+    return PlantedTransformer(union(generalising, memoriser), neurons + ["memorising"] * mem_spec.d_mlp,
+                              ["generalising"] * spec.n_heads + ["memorising"] * mem_spec.n_heads, frequencies)
+
+
+@torch.no_grad()
+def _silent_neurons(model: Any, dataset: Dataset) -> Tensor:
+    """A trained model's neurons that barely act: by construction they carry nothing, so their
+    truth is inert, decided by the size of their direct effect on the logits (no label read)."""
+    from .families.transformer import FAMILY
+
+    hook = FAMILY.readout_hook(model)
+    _, cache = FAMILY.run_with_cache(model, dataset.inputs, names_filter=hook)
+    size = cache[hook].abs().mean(0) * FAMILY.unit_to_logit(model).norm(dim=1)
+    return size < SILENT * size.median()
+
+
+def sufficient_frequencies(model: Any, dataset: Dataset, tolerance: float = 0.01) -> list[int]:
+    """The fewest embedding frequencies, largest W_E power first, that alone (the embedding
+    filtered to them) keep the model's test accuracy within `tolerance` of its own."""
+    from .filtration import filter_residue_weights
+    from .metrics import subset_metrics
+    from .spectra import transformer_key_frequencies
+
+    op = dataset.task.op
+    ranked = transformer_key_frequencies(model, op, top=dataset.p // 2)
+    target = subset_metrics(logits(model, dataset.inputs), dataset)["test_acc"] - tolerance
+    for n in range(1, len(ranked) + 1):
+        filtered = filter_residue_weights(model, op, ranked[:n], ("W_E",))
+        if subset_metrics(logits(filtered, dataset.inputs), dataset)["test_acc"] >= target:
+            return ranked[:n]
+    return ranked
 
 
 #: A trained neuron whose mean |activation| × ‖unit-to-logit row‖ is below this fraction of the

@@ -91,36 +91,55 @@ def test_label_thresholds():
     assert label(gen, None) == ["generalising", "inert", "generalising", "inert", "inert", "generalising"]
 
 
-@pytest.fixture(scope="module")
-def planted_transformer_model():
-    """The released `nanda-inversion` transformer (it computes the rule and memorises nothing)
-    beside an analytic lookup transformer that stores 10% wrong labels: a union whose every
-    head and neuron belongs to one side."""
+@pytest.fixture(scope="module", params=["analytic", "trained"])
+def planted_transformer_model(request):
+    """Unions of a generalising transformer and an analytic lookup transformer that stores 10%
+    wrong labels, each head, neuron and embedding frequency on one side (or inert): the
+    generalising side is the closed-form rule transformer (p = 31), or the released
+    `nanda-inversion` transformer (trained; it computes the rule and memorises nothing)."""
     from interp.planted import planted_transformer
 
-    generalising = interp.load("nanda-inversion")
-    ds = make_dataset(generalising.spec.task, NoiseSpec(kind="wrong", rate=0.1, seed=7))
-    return planted_transformer(generalising.model, ds), ds
+    noise = NoiseSpec(kind="wrong", rate=0.1, seed=7)
+    if request.param == "analytic":
+        ds = make_dataset(TaskSpec(p=P, train_fraction=0.5), noise)
+        return request.param, planted_transformer(ds), ds
+    trained = interp.load("nanda-inversion")
+    ds = make_dataset(trained.spec.task, noise)
+    return request.param, planted_transformer(ds, trained.model), ds
 
 
 def test_planted_transformer_memorises_and_keeps_the_rule(planted_transformer_model):
     from interp.planted import lookup_transformer
 
-    built, ds = planted_transformer_model
+    _, built, ds = planted_transformer_model
     m = subset_metrics(logits(built.model, ds.inputs), ds)
     assert m["noisy_observed_acc"] == 1.0 and m["test_acc"] > 0.9
-    lookups, _ = lookup_transformer(ds, d_head=32)
+    lookups, _ = lookup_transformer(ds, d_head=32, freq=3)
     out = logits(lookups, ds.inputs)
     assert out[~ds.noisy_mask].abs().max() == 0  # the lookups are silent off their pairs
+    assert out[ds.noisy_mask].argmax(-1).equal(ds.labels[ds.noisy_mask])
 
 
-def test_localize_recovers_the_planted_transformer_neurons_and_heads(planted_transformer_model):
-    built, ds = planted_transformer_model
-    rows = localize(built.model, ds, kinds=("neuron", "head")).rows
-    for kind, truth in (("neuron", built.neuron_labels), ("head", built.head_labels)):
-        labels = [r["label"] for r in rows if r["kind"] == kind]
-        for name in ("generalising", "memorising"):
+def test_the_rule_transformer_computes_the_rule_in_closed_form():
+    from interp.planted import rule_transformer
+
+    pairs = torch.cartesian_prod(torch.arange(P), torch.arange(P))
+    assert logits(rule_transformer(P), pairs).argmax(-1).equal(pairs.sum(1) % P)
+
+
+def test_localize_recovers_the_planted_transformer_components(planted_transformer_model):
+    side, built, ds = planted_transformer_model
+    analytic = side == "analytic"
+    # the trained side's embedding frequencies are kept to the sufficient ones, but whether the
+    # model needs each of them is not known by construction: frequencies are checked analytically
+    kinds = ("neuron", "head", "frequency") if analytic else ("neuron", "head")
+    rows = localize(built.model, ds, kinds=kinds).rows
+    truths = {"neuron": built.neuron_labels, "head": built.head_labels, "frequency": built.frequency_labels}
+    for kind in kinds:
+        labels, truth = [r["label"] for r in rows if r["kind"] == kind], truths[kind]
+        names = ("generalising", "memorising") + (("inert",) if analytic and kind != "head" else ())
+        for name in names:
             precision, recall = precision_recall(labels, truth, name)
             assert precision >= 0.95 and recall >= 0.95, (kind, name, precision, recall)
         shuffled = [labels[i] for i in torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
-        assert min(min(precision_recall(shuffled, truth, name)) for name in ("generalising", "memorising")) < 0.95
+        assert min(min(precision_recall(shuffled, truth, name)) for name in names) < 0.95

@@ -209,7 +209,11 @@ def device_of(model: nn.Module) -> torch.device:
 
 def replaced_parameters(model: nn.Module, values: dict[str, Tensor]) -> nn.Module:
     """A deep copy of `model` with the named parameters set to `values`."""
-    new = copy.deepcopy(model)
+    # a forward can leave transient graph tensors on modules (TransformerLens's captured
+    # residual), which deepcopy refuses: the copy gets None in their place
+    transient = {id(v): None for m in model.modules() for v in vars(m).values()
+                 if torch.is_tensor(v) and v.grad_fn is not None}
+    new = copy.deepcopy(model, transient)
     state = new.state_dict()
     with torch.no_grad():
         for name, value in values.items():
