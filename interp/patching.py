@@ -73,8 +73,10 @@ def corrupted_pairs(pairs: Tensor, p: int, seed: int = 0) -> Tensor:
 @torch.no_grad()
 def patch_sweep(target: nn.Module, dataset: Dataset, source_model: nn.Module | None = None,
                 source_pairs: Tensor | None = None, hooks: tuple[str, ...] | None = None,
-                loss: str = "ce", seed: int = 0) -> PatchSweep:
-    """Patch every (hook, position) of `target` from the source (see module docstring)."""
+                positions: list[int] | None = None, source_name: str | None = None,
+                loss: str = "ce", seed: int = 0, progress: bool = True) -> PatchSweep:
+    """Patch every (hook, position) of `target` from the source (see module docstring);
+    `positions` (default all) as indices of the token axis, `source_name` for the summary."""
     family = family_of(target)
     hooks = tuple(hooks or family.patch_hooks(target))
     pairs = dataset.inputs
@@ -85,12 +87,15 @@ def patch_sweep(target: nn.Module, dataset: Dataset, source_model: nn.Module | N
     else:
         source_pairs = pairs if source_pairs is None else source_pairs
         source = "another model on the same pairs"
+    source = source_name or source
     tokens = family.tokens(target, pairs)
     _, cache = source_model.run_with_cache(family_of(source_model).tokens(source_model, source_pairs),
                                            names_filter=lambda n: n in hooks)
-    positions = list(range(tokens.shape[1]))
+    n_pos = tokens.shape[1]
+    positions = [q % n_pos for q in positions] if positions is not None else list(range(n_pos))
     metrics: dict[str, dict[int, dict[str, float | None]]] = {}
-    for hook in progress_bar([h for h in hooks if h in cache], "patching"):
+    patched = [h for h in hooks if h in cache]
+    for hook in progress_bar(patched, "patching") if progress else patched:
         for pos in positions:
             def patch(acts: Tensor, hook=None, name=hook, pos=pos) -> Tensor:
                 acts = acts.clone()
@@ -101,6 +106,96 @@ def patch_sweep(target: nn.Module, dataset: Dataset, source_model: nn.Module | N
             metrics.setdefault(hook, {})[pos] = subset_metrics(out, dataset, loss)
     baseline = subset_metrics(family.forward(target, pairs), dataset, loss)
     return PatchSweep(source, positions, baseline, metrics)
+
+
+@dataclass(repr=False)
+class PatchingOverTraining(Result):
+    """The final model with one hook's activation patched from each earlier checkpoint of
+    its run (same pairs): `metrics[hook][subset accuracy name]` is a list over `steps`. A hook
+    whose patched accuracy is back at the unpatched `baseline` from step s on holds, from s, what
+    the final model reads there."""
+
+    steps: list[int]
+    baseline: dict[str, float | None]
+    metrics: dict[str, dict[str, list[float | None]]]
+
+    def settled(self, hook: str, subset: str, within: float = 0.05) -> int | None:
+        """The first step from which patching `hook` keeps `subset` accuracy within `within` of
+        the unpatched model at every later checkpoint (None if never)."""
+        values, target = self.metrics[hook][f"{subset}_acc"], self.baseline[f"{subset}_acc"]
+        if target is None:
+            return None
+        first = None
+        for step, value in zip(self.steps, values):
+            first = (first if first is not None else step) if value >= target - within else None
+        return first
+
+    def summary(self) -> str:
+        subsets = [s for s in ("test", "noisy_observed") if self.baseline.get(f"{s}_acc") is not None]
+        name = {"test": "test", "noisy_observed": "memorised"}
+        parts = []
+        for hook in self.metrics:
+            when = [f"{name[s]} from step {self.settled(hook, s)}" if self.settled(hook, s) is not None
+                    else f"{name[s]} never" for s in subsets]
+            parts.append(f"`{hook}`: {', '.join(when)}")
+        return ("Patching each hook's activation from an earlier checkpoint into the final model "
+                "keeps accuracy within 5 points of the unpatched model — " + "; ".join(parts) + ".")
+
+    def tables(self) -> list[Table]:
+        from .document import Table, pct
+
+        subsets = [s for s in ("clean", "noisy_observed", "noisy_true", "test")
+                   if self.baseline.get(f"{s}_acc") is not None]
+        rows = [[hook, str(step), *(pct(self.metrics[hook][f"{s}_acc"][i]) for s in subsets)]
+                for hook in self.metrics for i, step in enumerate(self.steps)]
+        return [Table(["hook", "source step", *subsets], rows,
+                      caption="the final model's accuracy with one hook's activation from a checkpoint")]
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from .document import Figure
+        from .plots import plot_patching_over_training
+
+        return [Figure(plot_patching_over_training(self, Path(out_dir) / f"{stem}.png"),
+                       "the final model's accuracy per subset with one activation patched from each checkpoint")]
+
+
+@torch.no_grad()
+def patching_over_training(run: Run, hooks: tuple[str, ...] | None = None) -> PatchingOverTraining:
+    """Replace the final model's whole activation at each hook (default: the family's
+    `patch_hooks`; every position at once) by each trajectory checkpoint's on the same pairs,
+    scored per subset."""
+    from .checkpoint import load_run, trajectory_steps
+
+    steps = trajectory_steps(run.path) if run.path is not None else []
+    if not steps:
+        raise ValueError("patching over training needs a run with checkpoints (a trajectory)")
+    family, pairs, loss = family_of(run.model), run.dataset.inputs, run.spec.train.loss
+    hooks = tuple(hooks or family.patch_hooks(run.model))
+    baseline = subset_metrics(family.forward(run.model, pairs), run.dataset, loss)
+    metrics: dict[str, dict[str, list[float | None]]] = {h: {} for h in hooks}
+    for step in progress_bar(steps, "patching: checkpoints"):
+        source = load_run(run.path, step).model
+        _, cache = source.run_with_cache(family.tokens(source, pairs), names_filter=lambda n: n in hooks)
+        for hook in hooks:
+            out = family.forward(run.model, pairs, fwd_hooks=[(hook, lambda acts, hook=None, name=hook: cache[name])])
+            for name, value in subset_metrics(out, run.dataset, loss).items():
+                if name.endswith("_acc"):
+                    metrics[hook].setdefault(name, []).append(value)
+    return PatchingOverTraining(steps, {k: v for k, v in baseline.items() if k.endswith("_acc")}, metrics)
+
+
+def _needs_trajectory(run: Run) -> str | None:
+    from .checkpoint import trajectory_steps
+
+    if not family_of(run.model).patch_hooks(run.model):
+        return "patching walks hook points with a position axis, which this model family does not have"
+    if run.path is None or len(trajectory_steps(run.path)) < 2:
+        return "patching over training needs a run with at least two checkpoints"
+    return None
+
+
+register_analysis("patching_over_training", "Patching from checkpoints", patching_over_training,
+                  _needs_trajectory, order=51)
 
 
 register_analysis(

@@ -315,3 +315,18 @@ def plot_patching(sweep, path: Path) -> Path:
                title=f"{SUBSET_LABELS[subset]}\n(unpatched {sweep.baseline[f'{subset}_acc']:.0%})")
         ax.set_yticklabels(hooks, fontsize=7)
     return _save(fig, path)
+
+
+def plot_patching_over_training(result, path: Path) -> Path:
+    """Per subset, the final model's accuracy against the checkpoint each hook was patched from,
+    one line per hook, the unpatched accuracy dashed."""
+    subsets = [s for s in SUBSET_COLORS if result.baseline.get(f"{s}_acc") is not None]
+    fig, axes = _subplots(1, len(subsets), figsize=(4.2 * len(subsets), 3.4), squeeze=False)
+    for ax, subset in zip(axes[0], subsets):
+        for hook, by_name in result.metrics.items():
+            ax.plot(result.steps, by_name[f"{subset}_acc"], marker="o", markersize=3, label=hook)
+        ax.axhline(result.baseline[f"{subset}_acc"], color="grey", linestyle="--", linewidth=1)
+        ax.set(xlabel="checkpoint patched from (step)", ylabel="accuracy", ylim=(-0.02, 1.02),
+               title=SUBSET_LABELS[subset])
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .ablation import AblationReport
     from .checkpoint import Run
     from .circuit import CircuitViews
-    from .patching import PatchSweep
+    from .patching import PatchingOverTraining, PatchSweep
     from .document import Figure, Table
     from .dynamics import FitSpeed
     from .filtration import Extraction
@@ -114,6 +114,8 @@ def analyze(run: Run, name: Literal["dynamics"]) -> FitSpeed: ...
 def analyze(run: Run, name: Literal["circuit"]) -> CircuitViews: ...
 @overload
 def analyze(run: Run, name: Literal["patching"]) -> PatchSweep: ...
+@overload
+def analyze(run: Run, name: Literal["patching_over_training"]) -> PatchingOverTraining: ...
 @overload
 def analyze(run: Run, name: str) -> Result: ...
 def analyze(run: Run, name: str) -> Result:

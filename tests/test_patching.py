@@ -27,3 +27,29 @@ def test_corrupted_pairs_change_b_alone():
     ds = interp.make_dataset(TaskSpec(p=7, train_fraction=0.5), NoiseSpec())
     source = corrupted_pairs(ds.inputs, 7, seed=3)
     assert (source[:, 0] == ds.inputs[:, 0]).all() and (source[:, 1] != ds.inputs[:, 1]).all()
+
+
+def test_patching_over_training_replays_each_checkpoint_into_the_final_model(tmp_path):
+    from conftest import small_transformer
+
+    from interp.checkpoint import load_run, trajectory_steps
+    from interp.families import family_of
+    from interp.metrics import subset_metrics
+    from interp.patching import patching_over_training
+    from interp.train import train
+
+    train(small_transformer(), tmp_path, progress=False)
+    run = load_run(tmp_path)
+    result = interp.analyze(run, "patching_over_training")
+    assert result.steps == trajectory_steps(tmp_path) and len(result.steps) >= 3
+    # the last checkpoint is the final model: patching from it changes nothing
+    for hook, by_name in result.metrics.items():
+        assert all(by_name[name][-1] == value for name, value in result.baseline.items()), hook
+    # the residual stream after the block decides the logits: patched from the first checkpoint,
+    # the final model reads that checkpoint's residual through its own unembedding
+    first = load_run(tmp_path, result.steps[0]).model
+    family = family_of(run.model)
+    _, cache = family.run_with_cache(first, run.dataset.inputs, names_filter="blocks.0.hook_resid_post")
+    expected = cache["blocks.0.hook_resid_post"] @ run.model.W_U + run.model.b_U
+    assert result.metrics["blocks.0.hook_resid_post"]["test_acc"][0] == subset_metrics(expected, run.dataset)["test_acc"]
+    assert patching_over_training(run, hooks=("hook_embed",)).metrics.keys() == {"hook_embed"}
