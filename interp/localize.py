@@ -8,9 +8,10 @@ Rows and the numbers behind each label:
   `gen_score`: mean push towards the true label on the test pairs (never trained on: only a
   rule can push them right); `mem_score`: mean push towards the observed wrong label, minus that
   towards the true label, on the noisy training pairs (None on a clean run).
-- `neuron part` (two-layer nets): the same scores for each neuron's dominant-frequency part and
-  its residual, each run as a network of its own (Liu & Lu's f^G and f^R) — where memorisation
-  sits inside neurons that also carry the rule.
+- `neuron part` (two-layer nets): the same scores for each neuron's dominant-frequency part (its
+  push in Liu & Lu's f^G, the network of dominant parts) and for its residual (what the rest
+  adds: the whole neuron's push less the dominant part's, so the two parts sum to the neuron) —
+  where memorisation sits inside neurons that also carry the rule.
 - `head`, `frequency` (transformers): what zero-ablating the head, or removing the frequency
   from the embedding, costs in the same two margins, measured on the whole network's logits:
   `gen_score` the fall of the mean true-label margin on the test pairs, `mem_score` the fall of
@@ -104,6 +105,7 @@ def readout_scores(model: nn.Module, dataset: Dataset) -> tuple[Tensor, Tensor |
 @dataclass(repr=False)
 class Localization(Result):
     rows: list[dict] = field(default_factory=list)
+    memorised: float | None = None  # the model's accuracy on the noisy pairs' observed labels
     thresholds: dict = field(default_factory=lambda: {"inert": INERT, "ratio": RATIO, "scale_top": SCALE_TOP})
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -133,6 +135,10 @@ class Localization(Result):
         lines.append(f"A component is inert when both its scores stay under {t['inert']:.0%} of the scale of its kind "
                      f"(the mean of its top {t['scale_top']:.0%} positive scores), generalising or memorising when "
                      f"one scaled score is {t['ratio']:g}× the other, mixed otherwise.")
+        if self.memorised is not None and self.memorised < 0.5:
+            lines.append(f"The model gives only {self.memorised:.1%} of the noisy pairs their observed label, so "
+                         "'memorising' marks the components that push hardest towards the wrong labels, not a memory "
+                         "that wins.")
         return " ".join(lines)
 
     def tables(self, kinds: tuple[str, ...] = ("head", "frequency"), top: int = 10) -> list[Table]:
@@ -158,7 +164,8 @@ class Localization(Result):
                        "ablation effect on memorised vs. clean labels per component")]
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "thresholds": self.thresholds, "counts": self.counts()}
+        return {"rows": self.rows, "memorised": self.memorised, "thresholds": self.thresholds,
+                "counts": self.counts()}
 
 
 def _rows(kind: str, gen: Tensor, mem: Tensor | None, extra: dict[str, list] | None = None) -> list[dict]:
@@ -202,7 +209,10 @@ def localize(model: nn.Module, dataset: Dataset,
     dominant-frequency part and residual; for transformers, each head and embedding frequency),
     for the row `kinds` asked for."""
     op = dataset.task.op
-    result = Localization()
+    full = logits(model, dataset.inputs)
+    noisy = dataset.noisy_mask
+    result = Localization(memorised=float((full[noisy].argmax(-1) == dataset.labels[noisy]).double().mean())
+                          if noisy.any() else None)
     family = family_of(model)
     if family.neuron_maps(model) is not None:
         spectra = neuron_spectra(model, op)
@@ -211,8 +221,10 @@ def localize(model: nn.Module, dataset: Dataset,
             result.rows += _rows("neuron", *readout_scores(model, dataset), extra)
         if "neuron part" not in kinds:
             return result
-        g, r = dominant_split(model, op)
-        (gen_g, mem_g), (gen_r, mem_r) = readout_scores(g, dataset), readout_scores(r, dataset)
+        # the residual's share of each neuron's push: the whole neuron's less its dominant part's
+        g, _ = dominant_split(model, op)
+        (gen_g, mem_g), (gen, mem) = readout_scores(g, dataset), readout_scores(model, dataset)
+        gen_r, mem_r = gen - gen_g, None if mem is None else mem - mem_g
         n = len(gen_g)
         gen, mem = torch.cat([gen_g, gen_r]), None if mem_g is None else torch.cat([mem_g, mem_r])
         for row in _rows("neuron part", gen, mem):  # labelled together: one scale for both parts
@@ -222,7 +234,6 @@ def localize(model: nn.Module, dataset: Dataset,
         return result
     if "neuron" in kinds:
         result.rows += _rows("neuron", *readout_scores(model, dataset))
-    full = logits(model, dataset.inputs)
     for layer, (hook, n_heads) in enumerate(family.head_hooks(model).items() if "head" in kinds else []):
         ablated = [ablated_logits(model, dataset.inputs, hook, [h]) for h in range(n_heads)]
         for row in _ablation_rows("head", full, ablated, dataset):

@@ -9,9 +9,16 @@ neurons, each labelled by construction:
   (the form Liu & Lu find in trained nets; summed over the phase grid, the ReLU's cos(θ_k(a+b))
   term survives). Quadratic: Gromov's solution (`interp.nets.gromov_solution`).
 - memorising: one lookup neuron per noisy training pair (a₀, b₀) with observed label c₀. ReLU:
-  u = (−s/2 everywhere, +s/2 at a₀), v likewise at b₀, so the pre-activation is s at (a₀, b₀) and
-  ≤ 0 elsewhere: it fires on its pair alone, and its output w = 2·(the rule's largest logit
-  gap)·e_{c₀} outvotes the rule there; quadratic: u = 0.7·e_{a₀}, v = 0.7·e_{b₀}, w = e_{c₀} (1.96
+  a rule neuron of frequency k centred on the pair, pushed under its threshold — u(a) =
+  κ·(cos θ_k(a − a₀) − τ/2), v likewise at b₀, with τ = 2 − δ, δ = (1 − cos 2π/p)/2 and κ = 1/δ:
+  the pre-activation is 1 at (a₀, b₀) and < 0 everywhere else (the nearest cosine falls short by
+  1 − cos 2π/p), so it fires on its pair alone; its output is w(c) = cos θ_k(c − a₀ − b₀)·4/(κ·n)
+  (n the number of rule neurons, whose outputs carry the same 4/n) plus
+  2·(the rule's largest logit gap)·e_{c₀} with its frequency-k component removed, which outvotes
+  the rule there. So memorisation sits *inside* these neurons, Liu & Lu's way: each neuron's
+  dominant-frequency part (κ cos θ_k(a − a₀), κ cos θ_k(b − b₀), w's cosine) is a rule neuron of
+  the closed-form kind, and the residual (the constant offsets and the e_{c₀} output)
+  turns it into a lookup (`part_labels`); quadratic: u = 0.7·e_{a₀}, v = 0.7·e_{b₀}, w = e_{c₀} (1.96
   on its pair, 0.49 on its row and column, which Gromov's rule outvotes at low noise).
 - inert: neurons with random input maps and a zero output map.
 """
@@ -37,6 +44,10 @@ class Planted:
 
     model: TwoLayerNet
     labels: list[str]  # "generalising", "memorising" or "inert", per neuron
+    #: per part ("dominant", "residual"), the label of each neuron's part (ReLU nets only): the
+    #: closed-form rule neurons are all dominant part (residual inert), the lookups a rule neuron
+    #: (dominant part) made a lookup by their residual, the inert neurons inert in both parts
+    part_labels: dict[str, list[str]] | None = None
 
     def mask(self, label: str) -> Tensor:
         return torch.tensor([x == label for x in self.labels])
@@ -78,13 +89,20 @@ def planted_two_layer(dataset: Dataset, act: str = "relu", freqs: tuple[int, ...
         # the rule's largest logit gap decides how loudly a lookup neuron must speak
         rule = logits(net, dataset.inputs)
         gap = float((rule.max(-1).values - rule.min(-1).values).max())
+        delta = (1 - math.cos(2 * math.pi / p)) / 2
+        x = torch.arange(p, dtype=torch.float64)
         for j, i in enumerate(noisy.tolist()):
             a, b = dataset.inputs[i].tolist()
             m = n_gen + j
             if act == "relu":
-                net.U[m], net.V[m] = -0.5, -0.5
-                net.U[m, a] = net.V[m, b] = 0.5  # pre-activation 1 on (a, b), ≤ 0 elsewhere
-                net.W[dataset.labels[i], m] = 2 * gap
+                theta = 2 * math.pi * freqs[j % len(freqs)] / p
+                tau = 2 - delta
+                net.U[m] = ((torch.cos(theta * (x - a)) - tau / 2) / delta).float()
+                net.V[m] = ((torch.cos(theta * (x - b)) - tau / 2) / delta).float()
+                store = torch.zeros(p, dtype=torch.float64)
+                store[dataset.labels[i]] = 2 * gap
+                store -= (2 / p) * 2 * gap * torch.cos(theta * (x - dataset.labels[i]))  # off frequency k
+                net.W[:, m] = (torch.cos(theta * (x - a - b)) * delta * 4 / n_gen + store).float()
             else:  # 4s² = 1.96 on (a, b), s² = 0.49 on its row and column, which the rule outvotes
                 net.U[m, a] = net.V[m, b] = 0.7
                 net.W[dataset.labels[i], m] = 1.0
@@ -92,7 +110,11 @@ def planted_two_layer(dataset: Dataset, act: str = "relu", freqs: tuple[int, ...
         net.U[inert] = torch.randn(n_inert, p, generator=gen)
         net.V[inert] = torch.randn(n_inert, p, generator=gen)
     labels = ["generalising"] * n_gen + ["memorising"] * n_mem + ["inert"] * n_inert
-    return Planted(net.eval(), labels)
+    parts = None
+    if act == "relu":
+        parts = {"dominant": ["generalising"] * (n_gen + n_mem) + ["inert"] * n_inert,
+                 "residual": ["inert"] * n_gen + ["memorising"] * n_mem + ["inert"] * n_inert}
+    return Planted(net.eval(), labels, parts)
 
 
 # --- transformers -----------------------------------------------------------------------------
