@@ -38,7 +38,7 @@ from .filtration import dominant_split, filter_residue_weights
 from .families import family_of
 from .nets import logits
 from .partition import neuron_ipr
-from .spectra import neuron_spectra
+from .spectra import neuron_spectra, transformer_key_frequencies
 from .registry import Result, progress_bar, register_analysis
 from .tasks import Dataset
 
@@ -106,6 +106,7 @@ def readout_scores(model: nn.Module, dataset: Dataset) -> tuple[Tensor, Tensor |
 class Localization(Result):
     rows: list[dict] = field(default_factory=list)
     memorised: float | None = None  # the model's accuracy on the noisy pairs' observed labels
+    key_frequencies: list[int] | None = None  # the Fourier section's key set, beside the frequency rows
     thresholds: dict = field(default_factory=lambda: {"inert": INERT, "ratio": RATIO, "scale_top": SCALE_TOP})
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -131,6 +132,18 @@ class Localization(Result):
 
         lines = [f"{plural(kind).capitalize()}: {listing(c)}." for kind, c in self.counts().items() if kind != "neuron part"]
         lines += [f"Neurons' {part} parts: {listing(c)}." for part, c in self.parts_counts().items()]
+        freq_rows = [r for r in self.rows if r["kind"] == "frequency"]
+        if freq_rows and self.key_frequencies is not None:
+            rule = [r["index"] for r in freq_rows if r["label"] in ("generalising", "mixed")]
+            other = {r["index"]: r["label"] for r in freq_rows if r["index"] in self.key_frequencies
+                     and r["index"] not in rule}
+            line = (f"Embedding frequencies the rule needs (generalising or mixed): {', '.join(map(str, rule)) or 'none'}; "
+                    f"the Fourier section's key frequencies: {', '.join(map(str, self.key_frequencies))}")
+            if other:
+                line += (" — of these, " + ", ".join(f"{k} is {label}" for k, label in other.items()) +
+                         f" here: removing {'it' if len(other) == 1 else 'each'} costs the memorised labels' margin "
+                         "more than the test margin")
+            lines.append(line + ".")
         t = self.thresholds
         lines.append(f"A component is inert when both its scores stay under {t['inert']:.0%} of the scale of its kind "
                      f"(the mean of its top {t['scale_top']:.0%} positive scores), generalising or memorising when "
@@ -242,6 +255,7 @@ def localize(model: nn.Module, dataset: Dataset,
     if "frequency" not in kinds:
         return result
     everything = list(range(1, dataset.p // 2 + 1))
+    result.key_frequencies = transformer_key_frequencies(model, op)
     ablated = [logits(filter_residue_weights(model, op, [j for j in everything if j != k], ("W_E",)), dataset.inputs)
                for k in progress_bar(everything, "localize: embedding frequencies")]
     for row in _ablation_rows("frequency", full, ablated, dataset):

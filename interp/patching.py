@@ -119,6 +119,10 @@ class PatchingOverTraining(Result):
     baseline: dict[str, float | None]
     metrics: dict[str, dict[str, list[float | None]]]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "baseline": self.baseline, "metrics": self.metrics,
+                "settled": {h: {s: self.settled(h, s) for s in ("test", "noisy_observed")} for h in self.metrics}}
+
     def settled(self, hook: str, subset: str, within: float = 0.05) -> int | None:
         """The first step from which patching `hook` keeps `subset` accuracy within `within` of
         the unpatched model at every later checkpoint (None if never)."""
@@ -148,7 +152,8 @@ class PatchingOverTraining(Result):
                    if self.baseline.get(f"{s}_acc") is not None]
         rows = [[hook, str(step), *(pct(self.metrics[hook][f"{s}_acc"][i]) for s in subsets)]
                 for hook in self.metrics for i, step in enumerate(self.steps)]
-        return [Table(["hook", "source step", *subsets], rows,
+        names = {"clean": "clean", "noisy_observed": "noisy vs observed", "noisy_true": "noisy vs true", "test": "test"}
+        return [Table(["hook", "source step", *(names[s] for s in subsets)], rows,
                       caption="the final model's accuracy with one hook's activation from a checkpoint")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:

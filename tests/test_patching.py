@@ -2,6 +2,8 @@
 head B copies b from position 1 at the last position; the embedding of a at position 0 is read
 by head A alone."""
 
+import json
+
 import interp
 from interp.patching import corrupted_pairs, patch_sweep
 from interp.planted import lookup_transformer
@@ -53,3 +55,6 @@ def test_patching_over_training_replays_each_checkpoint_into_the_final_model(tmp
     expected = cache["blocks.0.hook_resid_post"] @ run.model.W_U + run.model.b_U
     assert result.metrics["blocks.0.hook_resid_post"]["test_acc"][0] == subset_metrics(expected, run.dataset)["test_acc"]
     assert patching_over_training(run, hooks=("hook_embed",)).metrics.keys() == {"hook_embed"}
+    saved = json.loads(json.dumps(result.to_dict()))
+    assert saved["steps"] == result.steps and saved["settled"]["hook_embed"]["test"] == result.settled("hook_embed", "test")
+    assert result.summary() and result.tables() and result.figures(tmp_path / "figures", "p")
