@@ -195,15 +195,22 @@ def function_space_filter(table: Float[Tensor, "pair p"], p: int, k: int) -> Flo
     """The logits of all p² pairs (a·p + b order) keeping, over the (a, b) grid, the constant and
     the k 2-D Fourier components (i, j) with the most energy summed over classes. It reads no
     label and assumes no operation; it edits the function, not the weights."""
-    grid = table.double().T.reshape(-1, p, p)  # [class, a, b]
-    basis, _ = fourier.fourier_basis(p, torch.float64)
-    coeffs = basis @ grid @ basis.T
-    energy = coeffs.square().sum(0)
+    energy = fourier.transform_2d(table.double().T.reshape(-1, p, p)).square().sum(0)
     energy[0, 0] = float("inf")  # the constant always stays
     keep = torch.zeros(p * p, dtype=torch.bool)
     keep[torch.argsort(energy.flatten(), descending=True)[: k + 1]] = True
-    kept = basis.T @ (coeffs * keep.view(p, p)) @ basis
-    return kept.reshape(-1, p * p).T.float()
+    return fourier.project_grid(table, p, keep.view(p, p)).float()
+
+
+@torch.no_grad()
+def diagonal_filter_logits(model: nn.Module, dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair p"]:
+    """The logits over the (a, b) grid keeping the constant and the (k, k) blocks, k in `freqs`
+    (`fourier.grid_blocks(cross=False)`) — the same as filtering the last position's residual
+    stream, since the unembedding is linear. Every function of a + b or a − b lives in these
+    blocks, while a memorised pair, a spike on the grid, spreads over all of them. Reads no label
+    and assumes only that the rule reads a and b at the same frequencies."""
+    table = logits(model, dataset.inputs)
+    return fourier.project_grid(table, dataset.p, fourier.grid_blocks(dataset.p, freqs, cross=False)).float()
 
 
 # --- comparison and noise detection -------------------------------------------------------
@@ -271,9 +278,9 @@ class Extraction(Result):
 
 #: Per family, the extraction that reads only the weights (no labels, no knowledge of the op).
 #: The first of these that a model's family and task allow is its label-free extraction: the
-#: re-synthesized net (per-neuron maps); else the key-frequency filter of the readout activations
-#: (needs the full (a, b) grid of add/sub); else the W_E filter.
-LABEL_FREE = ("resynthesized", "key-frequency activation filter", "W_E filter")
+#: re-synthesized net (per-neuron maps); else the key-frequency diagonal filter of the logits over
+#: the (a, b) grid (needs the full grid of add/sub); else the W_E filter.
+LABEL_FREE = ("resynthesized", "key-frequency diagonal filter", "key-frequency activation filter", "W_E filter")
 
 
 @torch.no_grad()
@@ -287,7 +294,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     task's rule directions (they know the operation, as in Nanda et al.), so they measure the
     circuit rather than extract it. Noise detection (`detect_noise`) runs on a method fixed in
     advance that reads no label (LABEL_FREE): the re-synthesized network (two-layer), else the
-    key-frequency filter of the readout activations, else the W_E filter.
+    key-frequency diagonal filter of the logits over the (a, b) grid, else the W_E filter.
     """
     op = dataset.task.op
     rows, notes, curves = {}, {}, {}
@@ -341,6 +348,8 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
                   "the logit table over (a, b) keeps its 10 largest 2-D Fourier components (label-free baseline)")
             score("key-frequency activation filter", activation_filter_logits(model, dataset, keys),
                   f"readout activations keep their (Const or k) × (Const or k) terms over (a, b), k in {keys}")
+            score("key-frequency diagonal filter", diagonal_filter_logits(model, dataset, keys),
+                  f"the logits (the final residual stream) keep their (k, k) terms over (a, b), k in {keys}")
     detector = next(m for m in LABEL_FREE if m in outputs)
     detection = detect_noise(outputs[detector], dataset) if dataset.noisy_mask.any() else None
     if detection is not None:

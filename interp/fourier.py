@@ -70,6 +70,23 @@ def transform_2d(x: Float[Tensor, "... p p"]) -> Float[Tensor, "... p p"]:
     return transform(transform(x, -1), -2)
 
 
+def project_grid(x: Float[Tensor, "pair n"], p: int, keep: Tensor) -> Float[Tensor, "pair n"]:
+    """Each column of `x`, a function over the (a, b) grid (rows in a·p + b order), keeping the
+    2-D Fourier components where `keep` ([p, p] bool over basis rows × basis rows) is True."""
+    grid = x.double().T.reshape(-1, p, p)
+    return inverse_transform(inverse_transform(transform_2d(grid) * keep.to(x.device), -1), -2).reshape(x.shape[1], -1).T
+
+
+def grid_blocks(p: int, freqs: list[int], cross: bool = True) -> Tensor:
+    """A [p, p] mask of 2-D components: the constant and, for each k in `freqs`, the (k, k)
+    block (cos/sin θk·a × cos/sin θk·b) — where every function of a + b or a − b lives — and,
+    with `cross`, the (k, Const) and (Const, k) blocks (functions of a alone or b alone)."""
+    freq = component_frequencies(p)
+    on = torch.isin(freq, torch.tensor([0, *freqs]))
+    keep = on[:, None] & on[None, :]
+    return keep if cross else keep & (freq[:, None] == freq[None, :])
+
+
 def frequency_power(x: Tensor, dim: int = -1) -> Tensor:
     """Energy ‖·‖² per frequency k = 0 … ⌊p/2⌋ along `dim` (Parseval: sums to ‖x‖²)."""
     p = x.shape[dim]

@@ -53,14 +53,7 @@ def grid_fourier_projection(acts: Tensor, dataset: Dataset, freqs: list[int]) ->
     p = dataset.p
     if len(dataset.inputs) != p * p:
         raise ValueError("fourier features need the full p×p grid (not available for div)")
-    basis, _ = fourier.fourier_basis(p, torch.float64)
-    comp_freq = fourier.component_frequencies(p)
-    keep_1d = (comp_freq == 0) | torch.isin(comp_freq, torch.tensor(freqs))
-    keep = keep_1d[:, None] & keep_1d[None, :]
-    keep[0, 0] = True
-    grid = acts.double().T.reshape(-1, p, p)  # [unit, a, b] in a·p + b order
-    coeffs = basis @ grid @ basis.T
-    return (basis.T @ (coeffs * keep) @ basis).reshape(acts.shape[1], -1).T.float()
+    return fourier.project_grid(acts, p, fourier.grid_blocks(p, freqs)).float()
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -70,6 +71,21 @@ def export(run_dir: Path, dest: Path, command: str = "", trajectory_every: int |
     (dest / "MODEL_CARD.md").write_text(model_card(run, dest.name, command,
                                                    json.loads(extraction.read_text()) if extraction.exists() else None))
     return dest
+
+
+def refresh_card(name_or_path: str | Path) -> Path:
+    """Rewrite a release's MODEL_CARD.md from the release itself — its extraction recomputed, the
+    training command of the old card kept — after an analysis changes what it reports."""
+    from .filtration import compare_extractions
+
+    path = resolve(name_or_path)
+    run = load_run(path)
+    old = (path / "MODEL_CARD.md").read_text() if (path / "MODEL_CARD.md").exists() else ""
+    found = re.search(r"Trained with:\n\n```bash\n(.*?)\n```", old, re.S)
+    extraction = compare_extractions(run.model, run.dataset, loss=run.spec.train.loss)
+    card = path / "MODEL_CARD.md"
+    card.write_text(model_card(run, path.name, found.group(1) if found else "", {"result": extraction.to_dict()}))
+    return card
 
 
 def model_card(run: Run, name: str, command: str, extraction: dict | None) -> str:

@@ -117,3 +117,37 @@ def test_function_space_filter_recovers_the_rule_under_planted_spikes():
     table[spiked, wrong] += 4.0
     assert not torch.equal(table.argmax(-1), (a + b) % p)  # the spikes win on their pairs
     assert torch.equal(function_space_filter(table, p, 8).argmax(-1), (a + b) % p)
+
+
+def test_diagonal_blocks_hold_every_function_of_a_plus_or_minus_b():
+    from interp import fourier
+
+    p = 13
+    a, b = torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)
+    every = list(range(1, p // 2 + 1))
+    g = torch.randn(p, 2, dtype=torch.float64)
+    table = torch.stack([g[(a + b) % p, 0], g[(a - b) % p, 1]], 1)
+    assert torch.allclose(fourier.project_grid(table, p, fourier.grid_blocks(p, every, cross=False)), table)
+    # a function of a alone lives off the diagonal: only its mean survives
+    alone = g[a, :1]
+    kept = fourier.project_grid(alone, p, fourier.grid_blocks(p, every, cross=False))
+    assert torch.allclose(kept, alone.mean().expand_as(kept))
+
+
+def test_diagonal_filter_extracts_the_planted_transformer_rule():
+    """The union of the closed-form rule transformer (frequencies 2, 5, 9) and lookups that
+    store 20% wrong labels: keeping the logits' (k, k) blocks at the rule's frequencies gives back
+    a + b everywhere, with no memorised label left, and flags exactly the noisy pairs."""
+    from interp.filtration import detect_noise, diagonal_filter_logits
+    from interp.metrics import subset_metrics
+    from interp.planted import planted_transformer
+
+    ds = make_dataset(TaskSpec(p=23, train_fraction=0.6), NoiseSpec(kind="wrong", rate=0.2, seed=4))
+    built = planted_transformer(ds)
+    assert subset_metrics(logits(built.model, ds.inputs), ds)["noisy_observed_acc"] == 1.0
+    filtered = diagonal_filter_logits(built.model, ds, [2, 5, 9])
+    m = subset_metrics(filtered, ds)
+    assert m["test_acc"] == 1.0 and m["noisy_true_acc"] == 1.0 and m["noisy_observed_acc"] == 0.0
+    assert detect_noise(filtered, ds)["auroc"] == 1.0
+    # keeping frequencies the rule does not use loses it
+    assert subset_metrics(diagonal_filter_logits(built.model, ds, [3, 4, 6]), ds)["test_acc"] < 0.5

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import zipfile
 import sys
@@ -65,6 +66,17 @@ def test_model_card_extraction_matches_the_analysis(name):
     row = next(line for line in (MODELS_DIR / name / "MODEL_CARD.md").read_text().splitlines()
                if line.startswith(f"| {method} |"))
     assert row.rstrip(" |").endswith(f"{test_acc:.1%}")
+
+
+def test_refresh_card_recomputes_the_extraction_and_keeps_the_command(tmp_path):
+    from interp.release import refresh_card
+
+    copy = tmp_path / "doshi-coexistence"
+    shutil.copytree(MODELS_DIR / "doshi-coexistence", copy)
+    old = (copy / "MODEL_CARD.md").read_text()
+    (copy / "MODEL_CARD.md").write_text(old.replace("| resynthesized |", "| stale |"))
+    card = refresh_card(copy).read_text()
+    assert card == old  # the stale row is recomputed, the command and everything else kept
 
 
 def test_wheel_carries_the_released_models(tmp_path):
