@@ -244,6 +244,10 @@ class Extraction(Result):
 
         line = (f"Key frequencies used by the filters: {', '.join(map(str, self.key_frequencies))}. "
                 f"Label-free extraction ({method}): test {pct(acc)}.")
+        for name, curve in self.curves.items():
+            best = max(curve, key=lambda k: curve[k]["test_acc"])
+            line += f" {name} over k: best test {pct(curve[best]['test_acc'])} at k = {best}"
+            line += f" (k = 20: {pct(curve[20]['test_acc'])})." if 20 in curve and best != 20 else "."
         if self.noise_detection:
             d = self.noise_detection
             line += (f" Noise detection ({d['method']}): AUROC {d['auroc']:.4f}, precision {d['precision']:.3f}, "
