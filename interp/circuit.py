@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from .checkpoint import Run
     from .document import Figure, Table
 
-CLUSTER_SHARE = 0.5  # a neuron belongs to the frequency holding more than this share of its power
-
 
 @dataclass(repr=False)
 class CircuitViews(Result):
@@ -99,7 +97,7 @@ def circuit_views(run: Run) -> CircuitViews:
     from .filtration import excluded_logits, restricted_logits
     from .localize import margin_push
     from .metrics import subset_metrics
-    from .spectra import neuron_frequencies_2d, transformer_key_frequencies
+    from .spectra import cluster_order, neuron_clusters, transformer_key_frequencies
 
     model, ds = run.model, run.dataset
     family = family_of(model)
@@ -123,11 +121,10 @@ def circuit_views(run: Run) -> CircuitViews:
     acts, to_logit = cache[hook].double(), family.unit_to_logit(model).double()
     grid = len(ds.inputs) == p * p and ds.task.op in ("add", "sub")
     if grid:
-        freq, share = neuron_frequencies_2d(acts.reshape(p, p, -1))
-        cluster = [f"k={int(k)}" if s > CLUSTER_SHARE else "unclustered" for k, s in zip(freq, share)]
+        cluster = neuron_clusters(acts.reshape(p, p, -1))
     else:
         cluster = ["all"] * acts.shape[1]
-    names = sorted(set(cluster), key=lambda c: (c == "unclustered", int(c[2:]) if c.startswith("k=") else 0))
+    names = sorted(set(cluster), key=cluster_order)
     members = {c: torch.tensor([x == c for x in cluster]) for c in names}
     cluster_attribution: dict[str, dict[str, float | None]] = {c: {} for c in names}
     for name, (mask, labels) in subsets.items():

@@ -12,6 +12,10 @@ Rows and the numbers behind each label:
   push in Liu & Lu's f^G, the network of dominant parts) and for its residual (what the rest
   adds: the whole neuron's push less the dominant part's, so the two parts sum to the neuron) —
   where memorisation sits inside neurons that also carry the rule.
+- `neuron cluster` (transformers, add/sub over the full grid): the readout neurons grouped by
+  the frequency that holds most of their activation power over (a, b) (`spectra.neuron_clusters`,
+  Nanda et al.'s clusters), scored by the sum of their members' pushes — exactly what
+  zero-ablating the whole group costs in the two margins below, since the readout is linear.
 - `head`, `frequency` (transformers): what zero-ablating the head, or removing the frequency
   from the embedding, costs in the same two margins, measured on the whole network's logits:
   `gen_score` the fall of the mean true-label margin on the test pairs, `mem_score` the fall of
@@ -38,7 +42,7 @@ from .filtration import dominant_split, filter_residue_weights
 from .families import family_of
 from .nets import logits
 from .partition import neuron_ipr
-from .spectra import neuron_spectra, transformer_key_frequencies
+from .spectra import cluster_order, neuron_clusters, neuron_spectra, transformer_key_frequencies
 from .registry import Result, progress_bar, register_analysis
 from .tasks import Dataset
 
@@ -154,8 +158,8 @@ class Localization(Result):
                          "that wins.")
         return " ".join(lines)
 
-    def tables(self, kinds: tuple[str, ...] = ("head", "frequency"), top: int = 10) -> list[Table]:
-        """Every head and embedding frequency, and the `top` neurons by largest score."""
+    def tables(self, kinds: tuple[str, ...] = ("neuron cluster", "head", "frequency"), top: int = 10) -> list[Table]:
+        """Every neuron cluster, head and embedding frequency, and the `top` neurons by largest score."""
         from .document import Table
 
         def size(row: dict) -> float:
@@ -166,8 +170,8 @@ class Localization(Result):
         rows = [[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c) if row.get(c) is not None
                                                                                  else "—") for c in cols]
                 for row in [r for r in self.rows if r["kind"] in kinds] + neurons]
-        return [Table(cols, rows, caption=f"every head and embedding frequency, and the {top} neurons with the "
-                                          "largest scores")]
+        return [Table(cols, rows, caption=f"every neuron cluster, head and embedding frequency, and the {top} neurons "
+                                          "with the largest scores")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from .document import Figure
@@ -215,9 +219,24 @@ def _ablation_rows(kind: str, full: Tensor, ablated: list[Tensor], dataset: Data
     return _rows(kind, gen, mem)
 
 
+def _cluster_rows(model: nn.Module, dataset: Dataset, gen: Tensor, mem: Tensor | None) -> list[dict]:
+    """One row per frequency cluster of readout neurons, scored by its members' summed pushes."""
+    _, acts, _, _ = linear_readout(model, dataset.inputs)
+    p = dataset.p
+    cluster = neuron_clusters(acts.reshape(p, p, -1))
+    names = sorted(set(cluster), key=cluster_order)
+    members = [torch.tensor([c == name for c in cluster]) for name in names]
+    rows = _rows("neuron cluster", torch.stack([gen[m].sum() for m in members]),
+                 None if mem is None else torch.stack([mem[m].sum() for m in members]))
+    for row, name, m in zip(rows, names, members):
+        row["index"], row["neurons"] = name, int(m.sum())
+    return rows
+
+
 @torch.no_grad()
 def localize(model: nn.Module, dataset: Dataset,
-             kinds: tuple[str, ...] = ("neuron", "neuron part", "head", "frequency")) -> Localization:
+             kinds: tuple[str, ...] = ("neuron", "neuron part", "neuron cluster", "head", "frequency")
+             ) -> Localization:
     """Scores and labels for every readout neuron (and, for two-layer nets, each neuron's
     dominant-frequency part and residual; for transformers, each head and embedding frequency),
     for the row `kinds` asked for."""
@@ -245,8 +264,12 @@ def localize(model: nn.Module, dataset: Dataset,
             row["index"] = row["index"] % n
             result.rows.append(row)
         return result
-    if "neuron" in kinds:
-        result.rows += _rows("neuron", *readout_scores(model, dataset))
+    if "neuron" in kinds or "neuron cluster" in kinds:
+        gen, mem = readout_scores(model, dataset)
+        if "neuron" in kinds:
+            result.rows += _rows("neuron", gen, mem)
+        if "neuron cluster" in kinds and len(dataset.inputs) == dataset.p ** 2 and op in ("add", "sub"):
+            result.rows += _cluster_rows(model, dataset, gen, mem)
     for layer, (hook, n_heads) in enumerate(family.head_hooks(model).items() if "head" in kinds else []):
         ablated = [ablated_logits(model, dataset.inputs, hook, [h]) for h in range(n_heads)]
         for row in _ablation_rows("head", full, ablated, dataset):

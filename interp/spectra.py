@@ -196,6 +196,22 @@ def neuron_frequencies_2d(acts: Float[Tensor, "p p neuron"]) -> tuple[Tensor, Te
     return best + 1, share
 
 
+#: a neuron belongs to the frequency holding more than this share of its non-constant power
+CLUSTER_SHARE = 0.5
+
+
+def neuron_clusters(acts: Float[Tensor, "p p neuron"]) -> list[str]:
+    """Each neuron's frequency cluster over the (a, b) grid (`neuron_frequencies_2d`): `k=K`
+    when frequency K holds more than CLUSTER_SHARE of its power, else `unclustered`."""
+    freq, share = neuron_frequencies_2d(acts)
+    return [f"k={int(k)}" if s > CLUSTER_SHARE else "unclustered" for k, s in zip(freq, share)]
+
+
+def cluster_order(name: str) -> tuple[bool, int]:
+    """Clusters by frequency, `unclustered` last."""
+    return name == "unclustered", int(name[2:]) if name.startswith("k=") else 0
+
+
 @dataclass(repr=False)
 class TransformerSpectra(Result):
     """Power per frequency of a transformer's residue-indexed weights (see embedding_spectra)

@@ -6,11 +6,12 @@ import torch
 
 import interp
 from interp import NoiseSpec, TaskSpec, logits, make_dataset
-from interp.ablation import pruning_curve
+from interp.ablation import linear_readout, pruning_curve
 from interp.localize import label, localize
 from interp.metrics import subset_metrics
 from interp.partition import neuron_scores, partition_sweep
 from interp.planted import planted_two_layer
+from interp.spectra import neuron_clusters
 
 P, N_GEN = 31, 150
 
@@ -144,9 +145,17 @@ def test_localize_recovers_the_planted_transformer_components(planted_transforme
     analytic = side == "analytic"
     # the trained side's embedding frequencies are kept to the sufficient ones, but whether the
     # model needs each of them is not known by construction: frequencies are checked analytically
-    kinds = ("neuron", "head", "frequency") if analytic else ("neuron", "head")
+    kinds = ("neuron", "neuron cluster", "head", "frequency") if analytic else ("neuron", "head")
     rows = localize(built.model, ds, kinds=kinds).rows
     truths = {"neuron": built.neuron_labels, "head": built.head_labels, "frequency": built.frequency_labels}
+    if analytic:  # a cluster's truth is its members' (the inert ones, whose output is zero, aside)
+        clusters = [r for r in rows if r["kind"] == "neuron cluster"]
+        assert {r["index"] for r in clusters} >= {"k=2", "k=5", "k=9", "unclustered"}
+        _, acts, _, _ = linear_readout(built.model, ds.inputs)
+        members = neuron_clusters(acts.reshape(P, P, -1))
+        sides = [{t for c, t in zip(members, built.neuron_labels) if c == r["index"]} - {"inert"} for r in clusters]
+        truths["neuron cluster"] = [side.pop() if len(side) == 1 else "mixed" if side else "inert" for side in sides]
+        assert set(truths["neuron cluster"]) == {"generalising", "memorising"}
     for kind in kinds:
         names = ("generalising", "memorising") + (("inert",) if analytic and kind != "head" else ())
         assert_recovered([r["label"] for r in rows if r["kind"] == kind], truths[kind], names)
