@@ -16,6 +16,9 @@ Rows and the numbers behind each label:
   the frequency that holds most of their activation power over (a, b) (`spectra.neuron_clusters`,
   Nanda et al.'s clusters), scored by the sum of their members' pushes — exactly what
   zero-ablating the whole group costs in the two margins below, since the readout is linear.
+- `head frequency` (transformers, add/sub over the full grid; opt-in, one forward per head and
+  frequency): what removing frequency k from one head's output over the (a, b) grid costs —
+  every 2-D term of its output with k on either axis projected out, the rest kept.
 - `head`, `frequency` (transformers): what zero-ablating the head, or removing the frequency
   from the embedding, costs in the same two margins, measured on the whole network's logits:
   `gen_score` the fall of the mean true-label margin on the test pairs, `mem_score` the fall of
@@ -39,6 +42,7 @@ from torch import Tensor, nn
 
 from .ablation import ablated_logits, linear_readout
 from .filtration import dominant_split, filter_residue_weights
+from . import fourier
 from .families import family_of
 from .nets import logits
 from .partition import neuron_ipr
@@ -55,8 +59,8 @@ SCALE_TOP = 0.1
 
 
 def plural(kind: str) -> str:
-    """`neurons`, `heads`, `frequencies`: the row kinds as a heading."""
-    return "frequencies" if kind == "frequency" else kind + "s"
+    """`neurons`, `heads`, `head frequencies`: the row kinds as a heading."""
+    return kind[:-1] + "ies" if kind.endswith("frequency") else kind + "s"
 
 
 def _scale(x: Tensor) -> Tensor:
@@ -136,6 +140,13 @@ class Localization(Result):
 
         lines = [f"{plural(kind).capitalize()}: {listing(c)}." for kind, c in self.counts().items() if kind != "neuron part"]
         lines += [f"Neurons' {part} parts: {listing(c)}." for part, c in self.parts_counts().items()]
+        by_head: dict[str, list[int]] = {}
+        for r in self.rows:
+            if r["kind"] == "head frequency" and r["label"] in ("generalising", "mixed"):
+                by_head.setdefault(r["index"].split()[0], []).append(r["freq"])
+        if by_head:
+            lines.append("Each head's output frequencies that the rule needs (generalising or mixed): " +
+                         "; ".join(f"{h}: {', '.join(map(str, sorted(ks)))}" for h, ks in by_head.items()) + ".")
         freq_rows = [r for r in self.rows if r["kind"] == "frequency"]
         if freq_rows and self.key_frequencies is not None:
             rule = [r["index"] for r in freq_rows if r["label"] in ("generalising", "mixed")]
@@ -233,6 +244,32 @@ def _cluster_rows(model: nn.Module, dataset: Dataset, gen: Tensor, mem: Tensor |
     return rows
 
 
+def _head_frequency_rows(model: nn.Module, dataset: Dataset, full: Tensor) -> list[dict]:
+    """One row per (head, frequency k): the head's output at the predicting position over the
+    (a, b) grid, without its 2-D terms that have k on either axis, patched in."""
+    family, p = family_of(model), dataset.p
+    component = fourier.component_frequencies(p)
+    everything = list(range(1, p // 2 + 1))
+    names, ablated = [], []
+    for layer, (hook, n_heads) in enumerate(family.head_hooks(model).items()):
+        _, cache = family.run_with_cache(model, dataset.inputs, names_filter=hook)
+        for head, k in progress_bar([(h, k) for h in range(n_heads) for k in everything], "localize: head frequencies"):
+            keep = (component[:, None] != k) & (component[None, :] != k)
+            kept = fourier.project_grid(cache[hook][:, head], p, keep).to(cache[hook].dtype)
+
+            def patch(acts: Tensor, hook=None, head=head, kept=kept) -> Tensor:
+                acts = acts.clone()
+                acts[:, -1, head] = kept.to(acts.device)  # the predicting (last) position
+                return acts
+
+            ablated.append(family.forward(model, dataset.inputs, fwd_hooks=[(hook, patch)]))
+            names.append(f"L{layer}H{head} k={k}")
+    rows = _ablation_rows("head frequency", full, ablated, dataset)
+    for row, name in zip(rows, names):
+        row["index"], row["freq"] = name, int(name.split("k=")[1])
+    return rows
+
+
 @torch.no_grad()
 def localize(model: nn.Module, dataset: Dataset,
              kinds: tuple[str, ...] = ("neuron", "neuron part", "neuron cluster", "head", "frequency")
@@ -275,6 +312,8 @@ def localize(model: nn.Module, dataset: Dataset,
         for row in _ablation_rows("head", full, ablated, dataset):
             row["index"] = f"L{layer}H{row['index']}"
             result.rows.append(row)
+    if "head frequency" in kinds and len(dataset.inputs) == dataset.p ** 2 and op in ("add", "sub"):
+        result.rows += _head_frequency_rows(model, dataset, full)
     if "frequency" not in kinds:
         return result
     everything = list(range(1, dataset.p // 2 + 1))

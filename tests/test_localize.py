@@ -145,7 +145,7 @@ def test_localize_recovers_the_planted_transformer_components(planted_transforme
     analytic = side == "analytic"
     # the trained side's embedding frequencies are kept to the sufficient ones, but whether the
     # model needs each of them is not known by construction: frequencies are checked analytically
-    kinds = ("neuron", "neuron cluster", "head", "frequency") if analytic else ("neuron", "head")
+    kinds = ("neuron", "neuron cluster", "head", "head frequency", "frequency") if analytic else ("neuron", "head")
     rows = localize(built.model, ds, kinds=kinds).rows
     truths = {"neuron": built.neuron_labels, "head": built.head_labels, "frequency": built.frequency_labels}
     if analytic:  # a cluster's truth is its members' (the inert ones, whose output is zero, aside)
@@ -156,6 +156,10 @@ def test_localize_recovers_the_planted_transformer_components(planted_transforme
         sides = [{t for c, t in zip(members, built.neuron_labels) if c == r["index"]} - {"inert"} for r in clusters]
         truths["neuron cluster"] = [side.pop() if len(side) == 1 else "mixed" if side else "inert" for side in sides]
         assert set(truths["neuron cluster"]) == {"generalising", "memorising"}
+        # each side's copying heads carry exactly that side's frequencies
+        truths["head frequency"] = [
+            head if head == built.frequency_labels[k - 1] else "inert"
+            for head in built.head_labels for k in range(1, P // 2 + 1)]
     for kind in kinds:
         names = ("generalising", "memorising") + (("inert",) if analytic and kind != "head" else ())
         assert_recovered([r["label"] for r in rows if r["kind"] == kind], truths[kind], names)
