@@ -189,7 +189,7 @@ class Localization(Result):
         from .plots import plot_localization
 
         return [Figure(plot_localization(self, Path(out_dir) / f"{stem}.png"),
-                       "ablation effect on memorised vs. clean labels per component")]
+                       "each component's push (or ablation cost) on the test margin against the memorised margin")]
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "memorised": self.memorised, "thresholds": self.thresholds,

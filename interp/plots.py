@@ -161,8 +161,8 @@ def plot_partition(sweeps, path: Path) -> Path:
 
 def plot_localization(loc, path: Path) -> Path:
     """Each component's generalisation score against its memorisation score, coloured by label
-    (scores as defined in interp.localize: readout margins for neurons, ablation loss rises for
-    heads and frequencies)."""
+    (scores as defined in interp.localize: pushes on the two margins for neurons, their parts
+    and clusters; what ablating them costs in the same margins for heads and frequencies)."""
     from .localize import plural
 
     colors = {"generalising": SUBSET_COLORS["test"], "memorising": SUBSET_COLORS["noisy_observed"],
@@ -176,9 +176,9 @@ def plot_localization(loc, path: Path) -> Path:
             if pts:
                 xs, ys = zip(*pts)
                 ax.scatter(xs, ys, s=12, color=color, label=f"{name} ({len(pts)})")
-        margins = kind in ("neuron", "neuron part")
-        ax.set(xlabel="push to the true label on test pairs" if margins else "clean-loss rise when ablated",
-               ylabel="push to the wrong label on noisy pairs" if margins else "memorised-loss rise when ablated",
+        push = kind in ("neuron", "neuron part", "neuron cluster")
+        ax.set(xlabel="push to the true label on test pairs" if push else "test margin lost when ablated",
+               ylabel="push to the wrong label on noisy pairs" if push else "memorised margin lost when ablated",
                title=plural(kind))
         ax.legend(fontsize=7)
     return _save(fig, path)
