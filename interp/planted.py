@@ -52,6 +52,11 @@ class Planted:
     def mask(self, label: str) -> Tensor:
         return torch.tensor([x == label for x in self.labels])
 
+    def truths(self) -> dict[str, list[str]]:
+        """The labels by construction per row kind of `interp.localize` (`neuron part: dominant`
+        and `neuron part: residual` for the parts), as `recovery` takes them."""
+        return {"neuron": self.labels, **{f"neuron part: {k}": v for k, v in (self.part_labels or {}).items()}}
+
 
 def relu_rule_neurons(p: int, freqs: list[int], n_phase: int = 6) -> tuple[Tensor, Tensor, Tensor]:
     """(u, v, w), each [neuron, p]: the closed-form ReLU solution of a + b mod p (see module docstring)."""
@@ -129,6 +134,48 @@ class PlantedTransformer:
     neuron_labels: list[str]
     head_labels: list[str]  # in the order of blocks.0.attn.hook_z's head axis
     frequency_labels: list[str]  # embedding frequencies 1 … ⌊p/2⌋
+    analytic: bool = True  # both sides closed-form (else a trained generalising side)
+
+    def truths(self, dataset: Dataset) -> dict[str, list[str]]:
+        """The labels by construction per row kind of `interp.localize`, as `recovery` takes
+        them. Both sides closed-form: neurons, neuron clusters (a cluster's truth is its
+        members', its inert ones aside), heads, head frequencies (each side's copying heads
+        carry exactly that side's frequencies) and embedding frequencies. A trained generalising
+        side: neurons, heads and embedding frequencies — the last only as far as construction
+        decides them (`sufficient_frequencies` keeps what the model needs together, not what it
+        needs one by one), so check them where each kept frequency is needed."""
+        out = {"neuron": self.neuron_labels, "head": self.head_labels, "frequency": self.frequency_labels}
+        if self.analytic:
+            from .ablation import linear_readout
+            from .spectra import cluster_order, neuron_clusters
+
+            p = dataset.p
+            _, acts, _, _ = linear_readout(self.model, dataset.inputs)
+            members = neuron_clusters(acts.reshape(p, p, -1))
+            sides = [{t for c, t in zip(members, self.neuron_labels) if c == name} - {"inert"}
+                     for name in sorted(set(members), key=cluster_order)]
+            out["neuron cluster"] = [side.pop() if len(side) == 1 else "mixed" if side else "inert" for side in sides]
+            out["head frequency"] = [head if head == self.frequency_labels[k - 1] else "inert"
+                                     for head in self.head_labels for k in range(1, p // 2 + 1)]
+        return out
+
+
+def precision_recall(predicted: list[str], truth: list[str], label: str) -> tuple[float, float]:
+    """Precision and recall of `label` in `predicted` against `truth` (1.0 when nothing is predicted)."""
+    pred, true = torch.tensor([x == label for x in predicted]), torch.tensor([x == label for x in truth])
+    hits = int((pred & true).sum())
+    return hits / max(int(pred.sum()), 1), hits / max(int(true.sum()), 1)
+
+
+def recovery(rows: list[dict], truths: dict[str, list[str]]) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per kind of `truths` (a localisation row kind, or `neuron part: PART`), the precision and
+    recall of each label that kind's truth holds, from `interp.localize` rows."""
+    out = {}
+    for key, truth in truths.items():
+        kind, _, part = key.partition(": ")
+        got = [r["label"] for r in rows if r["kind"] == kind and (not part or r.get("part") == part)]
+        out[key] = {name: precision_recall(got, truth, name) for name in dict.fromkeys(truth)}
+    return out
 
 
 def _copying_transformer(p: int, freqs: list[int], d_head: int, d_mlp: int, sharpness: float
@@ -253,6 +300,7 @@ def planted_transformer(dataset: Dataset, generalising: Any = None, freqs: tuple
 
     if dataset.task.op != "add":
         raise ValueError("planted_transformer builds a + b mod p")
+    trained = generalising
     if generalising is None:
         generalising, key = rule_transformer(dataset.p, freqs), list(freqs)
         n_rule = len(relu_rule_neurons(dataset.p, key)[0])
@@ -273,7 +321,8 @@ def planted_transformer(dataset: Dataset, generalising: Any = None, freqs: tuple
     frequencies = ["generalising" if k in key else "memorising" if k == lookup_freq else "inert"
                    for k in range(1, dataset.p // 2 + 1)]
     return PlantedTransformer(union(generalising, memoriser), neurons + ["memorising"] * mem_spec.d_mlp,
-                              ["generalising"] * spec.n_heads + ["memorising"] * mem_spec.n_heads, frequencies)
+                              ["generalising"] * spec.n_heads + ["memorising"] * mem_spec.n_heads, frequencies,
+                              analytic=trained is None)
 
 
 @torch.no_grad()

@@ -6,12 +6,11 @@ import torch
 
 import interp
 from interp import NoiseSpec, TaskSpec, logits, make_dataset
-from interp.ablation import linear_readout, pruning_curve
+from interp.ablation import pruning_curve
 from interp.localize import label, localize
 from interp.metrics import subset_metrics
 from interp.partition import neuron_scores, partition_sweep
-from interp.planted import planted_two_layer
-from interp.spectra import neuron_clusters
+from interp.planted import planted_two_layer, precision_recall, recovery
 
 P, N_GEN = 31, 150
 
@@ -31,39 +30,35 @@ def planted_with_inert(request):
     return planted_two_layer(ds, act=request.param, seed=2), ds
 
 
-def precision_recall(predicted: list[str], truth: list[str], label: str) -> tuple[float, float]:
-    pred, true = torch.tensor([x == label for x in predicted]), torch.tensor([x == label for x in truth])
-    hits = int((pred & true).sum())
-    return hits / max(int(pred.sum()), 1), hits / max(int(true.sum()), 1)
-
-
 def test_planted_nets_memorise_and_generalise(planted_with_inert):
     built, ds = planted_with_inert
     m = subset_metrics(logits(built.model, ds.inputs), ds)
     assert m["noisy_observed_acc"] == 1.0 and m["test_acc"] > 0.95 and m["clean_acc"] > 0.95
 
 
-def assert_recovered(labels: list[str], truth: list[str], names=("generalising", "memorising", "inert")) -> None:
-    """Precision and recall ≥ 0.95 for each label of `names` present in `truth` — a check that
-    labels shuffled across components fail."""
-    names = [name for name in names if name in truth]
-    for name in names:
-        precision, recall = precision_recall(labels, truth, name)
-        assert precision >= 0.95 and recall >= 0.95, (name, precision, recall)
-    gen, shuffled = torch.Generator().manual_seed(0), labels
-    while shuffled == labels:  # a permutation that moves some label
-        shuffled = [labels[i] for i in torch.randperm(len(labels), generator=gen)]
-    assert min(min(precision_recall(shuffled, truth, name)) for name in names) < 0.95
+def assert_recovered(rows: list[dict], truths: dict[str, list[str]], names=("generalising", "memorising", "inert")
+                     ) -> None:
+    """Precision and recall ≥ 0.95 for each label of `names` in each kind's truth — a check that
+    labels shuffled across a kind's components fail."""
+    for kind, per_label in recovery(rows, truths).items():
+        checked = [name for name in names if name in per_label]
+        for name in checked:
+            assert min(per_label[name]) >= 0.95, (kind, name, per_label[name])
+        row_kind, _, part = kind.partition(": ")
+        mine = [r for r in rows if r["kind"] == row_kind and (not part or r.get("part") == part)]
+        labels = shuffled = [r["label"] for r in mine]
+        gen = torch.Generator().manual_seed(0)
+        while shuffled == labels:  # a permutation that moves some label
+            shuffled = [labels[i] for i in torch.randperm(len(labels), generator=gen)]
+        moved = recovery([{**r, "label": label} for r, label in zip(mine, shuffled)], {kind: truths[kind]})[kind]
+        assert min(min(moved[name]) for name in checked) < 0.95, kind
 
 
 def test_localize_recovers_every_planted_label(planted_with_inert):
+    # ReLU: memorisation inside neurons too — the lookups' residuals memorise, every dominant
+    # part is a closed-form rule neuron, the rule neurons' residuals are zero
     built, ds = planted_with_inert
-    rows = localize(built.model, ds).rows
-    assert_recovered([r["label"] for r in rows if r["kind"] == "neuron"], built.labels)
-    # memorisation inside neurons (ReLU): the lookups' residuals memorise, every dominant part
-    # is a closed-form rule neuron; the rule neurons' residuals are zero
-    for part, truth in (built.part_labels or {}).items():
-        assert_recovered([r["label"] for r in rows if r["kind"] == "neuron part" and r["part"] == part], truth)
+    assert_recovered(localize(built.model, ds).rows, built.truths())
 
 
 def test_a_clean_run_has_nothing_memorising():
@@ -142,24 +137,14 @@ def test_the_rule_transformer_computes_the_rule_in_closed_form():
 
 def test_localize_recovers_the_planted_transformer_components(planted_transformer_model):
     side, built, ds = planted_transformer_model
-    analytic = side == "analytic"
-    # the trained side's embedding frequencies are kept to the sufficient ones, but whether the
-    # model needs each of them is not known by construction: frequencies are checked analytically
-    kinds = ("neuron", "neuron cluster", "head", "head frequency", "frequency") if analytic else ("neuron", "head")
-    rows = localize(built.model, ds, kinds=kinds).rows
-    truths = {"neuron": built.neuron_labels, "head": built.head_labels, "frequency": built.frequency_labels}
-    if analytic:  # a cluster's truth is its members' (the inert ones, whose output is zero, aside)
-        clusters = [r for r in rows if r["kind"] == "neuron cluster"]
-        assert {r["index"] for r in clusters} >= {"k=2", "k=5", "k=9", "unclustered"}
-        _, acts, _, _ = linear_readout(built.model, ds.inputs)
-        members = neuron_clusters(acts.reshape(P, P, -1))
-        sides = [{t for c, t in zip(members, built.neuron_labels) if c == r["index"]} - {"inert"} for r in clusters]
-        truths["neuron cluster"] = [side.pop() if len(side) == 1 else "mixed" if side else "inert" for side in sides]
+    truths = built.truths(ds)
+    if side == "trained":
+        # its embedding keeps the frequencies it needs together, but whether it needs each one is
+        # not decided by construction; nor are its barely acting neurons inert beyond SILENT
+        del truths["frequency"]
+    rows = localize(built.model, ds, kinds=tuple(truths)).rows
+    if side == "analytic":
+        assert {r["index"] for r in rows if r["kind"] == "neuron cluster"} >= {"k=2", "k=5", "k=9", "unclustered"}
         assert set(truths["neuron cluster"]) == {"generalising", "memorising"}
-        # each side's copying heads carry exactly that side's frequencies
-        truths["head frequency"] = [
-            head if head == built.frequency_labels[k - 1] else "inert"
-            for head in built.head_labels for k in range(1, P // 2 + 1)]
-    for kind in kinds:
-        names = ("generalising", "memorising") + (("inert",) if analytic and kind != "head" else ())
-        assert_recovered([r["label"] for r in rows if r["kind"] == kind], truths[kind], names)
+    assert_recovered(rows, truths, ("generalising", "memorising", "inert") if side == "analytic"
+                     else ("generalising", "memorising"))
