@@ -284,7 +284,7 @@ class Extraction(Result):
 #: The first of these that a model's family and task allow is its label-free extraction: the
 #: re-synthesized net (per-neuron maps); else the key-frequency diagonal filter of the logits over
 #: the (a, b) grid (needs the full grid of add/sub); else the W_E filter.
-LABEL_FREE = ("resynthesized", "key-frequency diagonal filter", "key-frequency activation filter", "W_E filter")
+LABEL_FREE = ("resynthesized", "key-frequency diagonal filter", "W_E filter")
 
 
 @torch.no_grad()
