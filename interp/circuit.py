@@ -119,7 +119,7 @@ def circuit_views(run: Run) -> CircuitViews:
     hook = family.readout_hook(model)
     _, cache = family.run_with_cache(model, ds.inputs, names_filter=hook)
     acts, to_logit = cache[hook].double(), family.unit_to_logit(model).double()
-    grid = len(ds.inputs) == p * p and ds.task.op in ("add", "sub")
+    grid = ds.sum_grid
     if grid:
         cluster = neuron_clusters(acts.reshape(p, p, -1))
     else:

@@ -344,7 +344,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
             if k <= len(ranked):
                 rows[f"W_U top-{k}"] = curves["W_U top-k"][k]
                 notes[f"W_U top-{k}"] = f"W_U keeps its {k} largest frequencies {sorted(ranked[:k])} (Liu & Lu)"
-        if op in ("add", "sub") and len(dataset.inputs) == dataset.p ** 2:
+        if dataset.sum_grid:
             table = logits(model, dataset.inputs)
             curves["function-space top-k"] = {k: subset_metrics(function_space_filter(table, dataset.p, k), dataset, loss)
                                               for k in (1, 2, 4, 6, 8, 10, 15, 20, 30, 50)}

@@ -44,6 +44,7 @@ from .ablation import ablated_logits, linear_readout
 from .filtration import dominant_split, filter_residue_weights
 from . import fourier
 from .families import family_of
+from .metrics import subset_metrics
 from .nets import logits
 from .partition import neuron_ipr
 from .spectra import cluster_order, neuron_clusters, neuron_spectra, transformer_key_frequencies
@@ -279,20 +280,19 @@ def localize(model: nn.Module, dataset: Dataset,
     for the row `kinds` asked for."""
     op = dataset.task.op
     full = logits(model, dataset.inputs)
-    noisy = dataset.noisy_mask
-    result = Localization(memorised=float((full[noisy].argmax(-1) == dataset.labels[noisy]).double().mean())
-                          if noisy.any() else None)
+    result = Localization(memorised=subset_metrics(full, dataset)["noisy_observed_acc"])
     family = family_of(model)
     if family.neuron_maps(model) is not None:
         spectra = neuron_spectra(model, op)
         extra = {"freq": spectra.freq.tolist(), "ipr": neuron_ipr(model).tolist()}
+        gen, mem = readout_scores(model, dataset)
         if "neuron" in kinds:
-            result.rows += _rows("neuron", *readout_scores(model, dataset), extra)
+            result.rows += _rows("neuron", gen, mem, extra)
         if "neuron part" not in kinds:
             return result
         # the residual's share of each neuron's push: the whole neuron's less its dominant part's
         g, _ = dominant_split(model, op)
-        (gen_g, mem_g), (gen, mem) = readout_scores(g, dataset), readout_scores(model, dataset)
+        gen_g, mem_g = readout_scores(g, dataset)
         gen_r, mem_r = gen - gen_g, None if mem is None else mem - mem_g
         n = len(gen_g)
         gen, mem = torch.cat([gen_g, gen_r]), None if mem_g is None else torch.cat([mem_g, mem_r])
@@ -305,14 +305,14 @@ def localize(model: nn.Module, dataset: Dataset,
         gen, mem = readout_scores(model, dataset)
         if "neuron" in kinds:
             result.rows += _rows("neuron", gen, mem)
-        if "neuron cluster" in kinds and len(dataset.inputs) == dataset.p ** 2 and op in ("add", "sub"):
+        if "neuron cluster" in kinds and dataset.sum_grid:
             result.rows += _cluster_rows(model, dataset, gen, mem)
     for layer, (hook, n_heads) in enumerate(family.head_hooks(model).items() if "head" in kinds else []):
         ablated = [ablated_logits(model, dataset.inputs, hook, [h]) for h in range(n_heads)]
         for row in _ablation_rows("head", full, ablated, dataset):
             row["index"] = f"L{layer}H{row['index']}"
             result.rows.append(row)
-    if "head frequency" in kinds and len(dataset.inputs) == dataset.p ** 2 and op in ("add", "sub"):
+    if "head frequency" in kinds and dataset.sum_grid:
         result.rows += _head_frequency_rows(model, dataset, full)
     if "frequency" not in kinds:
         return result

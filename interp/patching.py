@@ -73,10 +73,8 @@ def corrupted_pairs(pairs: Tensor, p: int, seed: int = 0) -> Tensor:
 @torch.no_grad()
 def patch_sweep(target: nn.Module, dataset: Dataset, source_model: nn.Module | None = None,
                 source_pairs: Tensor | None = None, hooks: tuple[str, ...] | None = None,
-                positions: list[int] | None = None, source_name: str | None = None,
-                loss: str = "ce", seed: int = 0, progress: bool = True) -> PatchSweep:
-    """Patch every (hook, position) of `target` from the source (see module docstring);
-    `positions` (default all) as indices of the token axis, `source_name` for the summary."""
+                loss: str = "ce", seed: int = 0) -> PatchSweep:
+    """Patch every (hook, position) of `target` from the source (see module docstring)."""
     family = family_of(target)
     hooks = tuple(hooks or family.patch_hooks(target))
     pairs = dataset.inputs
@@ -87,15 +85,12 @@ def patch_sweep(target: nn.Module, dataset: Dataset, source_model: nn.Module | N
     else:
         source_pairs = pairs if source_pairs is None else source_pairs
         source = "another model on the same pairs"
-    source = source_name or source
     tokens = family.tokens(target, pairs)
     _, cache = source_model.run_with_cache(family_of(source_model).tokens(source_model, source_pairs),
                                            names_filter=lambda n: n in hooks)
-    n_pos = tokens.shape[1]
-    positions = [q % n_pos for q in positions] if positions is not None else list(range(n_pos))
+    positions = list(range(tokens.shape[1]))
     metrics: dict[str, dict[int, dict[str, float | None]]] = {}
-    patched = [h for h in hooks if h in cache]
-    for hook in progress_bar(patched, "patching") if progress else patched:
+    for hook in progress_bar([h for h in hooks if h in cache], "patching"):
         for pos in positions:
             def patch(acts: Tensor, hook=None, name=hook, pos=pos) -> Tensor:
                 acts = acts.clone()

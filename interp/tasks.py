@@ -73,6 +73,12 @@ class Dataset:
     def clean_mask(self) -> Bool[Tensor, " pair"]:
         return self.train_mask & ~self.noisy_mask
 
+    @property
+    def sum_grid(self) -> bool:
+        """Every (a, b) pair of an add or sub task, in a·p + b order: what the 2-D Fourier views
+        over the (a, b) grid need (the rule then lives on its (k, k) blocks)."""
+        return self.task.op in ("add", "sub") and len(self.inputs) == self.p ** 2
+
     def subsets(self) -> dict[str, tuple[Bool[Tensor, " pair"], Int[Tensor, " pair"]]]:
         """Each of the four subsets as (mask over pairs, labels to score against)."""
         labels = {"observed": self.labels, "true": self.true_labels}
