@@ -4,7 +4,7 @@
 
 Trains the `doshi-coexistence` network (p=97, M=500, quadratic, MSE, 35% uniform label noise)
 at several weight decays in one batched computation, plus one run with fewer training pairs,
-labels each run's phase (`interp.metrics.phase`), then prunes the weight-decay-0 network's
+labels each run's phase (`interp.core.metrics.phase`), then prunes the weight-decay-0 network's
 neurons by IPR (lowest first, highest first, random) as Doshi et al. do. Writes each run
 directory and `report.md` under --out; prints every number it writes.
 """
@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 import interp
-from interp.ablation import pruning_curve
-from interp.batched import train_many
-from interp.metrics import phase
-from interp.partition import neuron_ipr
+from interp.analysis.ablation import pruning_curve
+from interp.training.batched import train_many
+from interp.core.metrics import phase
+from interp.analysis.neurons import neuron_ipr
 
 WEIGHT_DECAYS = (0.0, 2.0, 5.0, 15.0, 40.0)
 SMALL_SPLIT = 0.2  # fewer training pairs: too few for the rule, enough to memorise

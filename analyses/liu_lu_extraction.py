@@ -15,7 +15,7 @@ import argparse
 import time
 
 import interp
-from interp.report import write_report
+from interp.reporting.report import write_report
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import interp  # noqa: E402
-from interp.checkpoint import trajectory_steps, write_json  # noqa: E402
-from interp.filtration import excluded_logits, restricted_logits  # noqa: E402
-from interp.spectra import transformer_key_frequencies  # noqa: E402
+from interp.training.rundir import trajectory_steps, write_json  # noqa: E402
+from interp.analysis.filtration import excluded_logits, restricted_logits  # noqa: E402
+from interp.analysis.spectra import transformer_key_frequencies  # noqa: E402
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import interp
-from interp.checkpoint import write_json
-from interp.localize import localize
-from interp.metrics import subset_metrics
+from interp.training.rundir import write_json
+from interp.analysis.localize import localize
+from interp.core.metrics import subset_metrics
 from interp.planted import planted_transformer, planted_two_layer, recovery
 
 NAMES = ("generalising", "memorising", "inert")

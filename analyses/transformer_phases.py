@@ -6,7 +6,7 @@ Trains the grid of `analyses/transformer_phases.toml` (the `nanda-noisy-59` sett
 pairs for training, AdamW lr 3e-3, 3000 full-batch steps) through `interp sweep`'s machinery, so
 an interrupted run resumes and finished runs are skipped; runs that differ only in seeds, noise
 and weight decay train together (`train_many`). Labels each run's phase with
-`interp.metrics.phase` and writes `phases.md` (a table per seed, and every run's numbers) and
+`interp.core.metrics.phase` and writes `phases.md` (a table per seed, and every run's numbers) and
 `phases.png` (the diagram) under --out; prints every number it writes.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from interp.checkpoint import load_run
-from interp.metrics import PHASE_HIGH, PHASE_LOW, phase
+from interp.training.rundir import load_run
+from interp.core.metrics import PHASE_HIGH, PHASE_LOW, phase
 from interp.sweep import Grid, run_sweep
 
 GRID = Path(__file__).with_suffix(".toml")

@@ -14,7 +14,7 @@ import argparse
 from train_step import best_block
 
 import interp
-from interp.ablation import scan_units, scan_units_hooked
+from interp.analysis.ablation import scan_units, scan_units_hooked
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from interp.runtime import fast_cpu_process
+    from interp.core.runtime import fast_cpu_process
 
     fast_cpu_process()  # what the `interp` console script does: benchmarks time its settings
     main()

@@ -19,7 +19,7 @@ import time
 import torch
 
 import interp
-from interp.batched import train_many
+from interp.training.batched import train_many
 
 
 def specs(k: int, steps: int) -> list[interp.RunSpec]:
@@ -58,7 +58,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from interp.runtime import fast_cpu_process
+    from interp.core.runtime import fast_cpu_process
 
     fast_cpu_process()  # what the `interp` console script does: benchmarks time its settings
     main()

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from train_step import best_interleaved
 
 import interp
-from interp.runtime import exp_floored_, fast_cpu_process
-from interp.stacked import lookup
+from interp.core.runtime import exp_floored_, fast_cpu_process
+from interp.families.stacked import lookup
 
 
 def row(label: str, ours, theirs, what: str, calls: int = 50) -> None:
@@ -89,7 +89,7 @@ def main() -> None:
     flat = torch.arange(0, logits.numel(), 32) + labels.flatten()
     minus_one = torch.tensor(-1.0)
 
-    def cross_entropy_flat():  # as interp.stacked.loss_and_grads
+    def cross_entropy_flat():  # as interp.families.stacked.loss_and_grads
         log_probs = logits.log_softmax(-1)
         loss = -log_probs.take(flat)
         return loss, exp_floored_(log_probs).view(-1).index_add_(0, flat, minus_one.expand(flat.shape))

@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from train_step import REPEATS, best_block, best_interleaved, time_bridge_loop, time_train
 
 import interp
-from interp.ablation import scan_units, scan_units_hooked
-from interp.batched import train_many
-from interp.filtration import compare_extractions
-from interp.report import analyze, write_report
-from interp.runtime import flush_denormals
-from interp.train import make_optimizer
+from interp.analysis.ablation import scan_units, scan_units_hooked
+from interp.training.batched import train_many
+from interp.analysis.filtration import compare_extractions
+from interp.reporting.report import analyze, write_report
+from interp.core.runtime import flush_denormals
+from interp.training.train import make_optimizer
 
 
 def matmul_peak(n: int = 2048, repeats: int = REPEATS) -> float:
@@ -148,7 +148,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from interp.runtime import fast_cpu_process
+    from interp.core.runtime import fast_cpu_process
 
     fast_cpu_process()  # what the `interp` console script does: benchmarks time its settings
     main()

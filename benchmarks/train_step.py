@@ -15,9 +15,9 @@ import time
 import torch
 
 import interp
-from interp.metrics import loss_fn
-from interp.nets import tokens as to_tokens
-from interp.train import make_optimizer
+from interp.core.metrics import loss_fn
+from interp.families.base import tokens as to_tokens
+from interp.training.train import make_optimizer
 
 
 #: Repeats of every step timing, as many as of the matmul peak that the floor divides by: the
@@ -99,7 +99,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from interp.runtime import fast_cpu_process
+    from interp.core.runtime import fast_cpu_process
 
     fast_cpu_process()  # what the `interp` console script does: benchmarks time its settings
     main()

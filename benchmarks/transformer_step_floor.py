@@ -15,9 +15,9 @@ import time
 import torch
 
 import interp
-from interp.families import build_model, family_of
-from interp.metrics import loss_fn
-from interp.tasks import make_dataset
+from interp.families.base import build_model, family_of
+from interp.core.metrics import loss_fn
+from interp.core.tasks import make_dataset
 
 
 def step_matmul_flops(n: int, spec) -> float:
@@ -74,7 +74,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from interp.runtime import fast_cpu_process
+    from interp.core.runtime import fast_cpu_process
 
     fast_cpu_process()
     main()

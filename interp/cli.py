@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from .checkpoint import CheckpointError
-from .registry import ANALYSES
-from .presets import PRESETS, get_preset
-from .specs import SpecError
-from .tasks import SUBSETS
-from .train import RunDirectoryInUse, TrainingDiverged, train
+from .analysis.registry import ANALYSES
+from .core.specs import SpecError
+from .core.tasks import SUBSETS
+from .training.presets import PRESETS, get_preset
+from .training.rundir import CheckpointError
+from .training.train import RunDirectoryInUse, TrainingDiverged, train
 
 
 def format_metrics(row: dict) -> str:
@@ -54,9 +54,9 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from .checkpoint import load_run
-    from .release import load, resolve
-    from .report import analyze, write_analysis
+    from .reporting.report import analyze, write_analysis
+    from .training.release import load, resolve
+    from .training.rundir import load_run
 
     run = load(args.run_dir) if args.step is None else load_run(resolve(args.run_dir), step=args.step)
     # a released model's own folder is not written to: its analyses go under reports/NAME
@@ -71,7 +71,7 @@ def _cmd_analyze(args) -> int:
 
 def format_headline(data: dict) -> str:
     """The first screen of a report: raw vs. extracted accuracy and which components memorise."""
-    from .localize import plural
+    from .core.document import plural
 
     h = data["headline"]
     pct = lambda x: "—" if x is None else f"{x:.1%}"  # noqa: E731
@@ -94,15 +94,15 @@ def format_headline(data: dict) -> str:
 
 
 def _report(run, out: Path, progress: bool) -> None:
-    from .report import write_report
+    from .reporting.report import write_report
 
     data = write_report(run, out, progress=progress)
     print(f"\n{format_headline(data)}\n\nwrote {out / 'report.html'}, {out / 'report.md'}, {out / 'results.json'}")
 
 
 def _cmd_report(args) -> int:
-    from .checkpoint import load_run
-    from .release import load, resolve
+    from .training.release import load, resolve
+    from .training.rundir import load_run
 
     run = load(args.run_dir) if args.step is None else load_run(resolve(args.run_dir), step=args.step)
     default = Path(args.run_dir) / "report" if Path(args.run_dir).is_dir() else Path("reports") / args.run_dir
@@ -111,7 +111,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .release import load
+    from .training.release import load
 
     if args.train:
         preset = get_preset(args.model)
@@ -137,7 +137,7 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .release import export
+    from .training.release import export
 
     dest = export(Path(args.run_dir), Path(args.to), args.command or "", args.trajectory_every)
     print(f"exported {args.run_dir} -> {dest}")
@@ -221,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def console() -> None:
     """The `interp` console script: it owns its process, so it takes the process-wide CPU speed
-    settings that the library never makes on import (`interp.runtime.fast_cpu_process`)."""
-    from .runtime import fast_cpu_process
+    settings that the library never makes on import (`interp.core.runtime.fast_cpu_process`)."""
+    from .core.runtime import fast_cpu_process
 
     fast_cpu_process()
     sys.exit(main())

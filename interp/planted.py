@@ -1,5 +1,5 @@
 """Models whose memorising and generalising parts are known by construction: the test bed of
-every analysis that labels components (`interp.localize`).
+every analysis that labels components (`interp.analysis.localize`).
 
 `planted_two_layer(dataset)` builds a two-layer network that fits every observed label of the
 dataset, noisy ones included, and computes a ∘ b on every other pair, from three kinds of
@@ -7,7 +7,7 @@ neurons, each labelled by construction:
 - generalising: the rule in closed form. ReLU: for each frequency k and each pair of phases
   (φ_u, φ_v) on a grid, u(a) = cos(θ_k a + φ_u), v(b) = cos(θ_k b + φ_v), w(c) = cos(θ_k c + φ_u + φ_v)
   (the form Liu & Lu find in trained nets; summed over the phase grid, the ReLU's cos(θ_k(a+b))
-  term survives). Quadratic: Gromov's solution (`interp.nets.gromov_solution`).
+  term survives). Quadratic: Gromov's solution (`interp.planted.gromov_solution`).
 - memorising: one lookup neuron per noisy training pair (a₀, b₀) with observed label c₀. ReLU:
   a rule neuron of frequency k centred on the pair, pushed under its threshold — u(a) =
   κ·(cos θ_k(a − a₀) − τ/2), v likewise at b₀, with τ = 2 − δ, δ = (1 − cos 2π/p)/2 and κ = 1/δ:
@@ -32,10 +32,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .core.specs import TwoLayerSpec
+from .core.tasks import Dataset
+from .families.base import logits
 from .families.two_layer import TwoLayerNet
-from .nets import gromov_solution, logits
-from .specs import TwoLayerSpec
-from .tasks import Dataset
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Planted:
         return torch.tensor([x == label for x in self.labels])
 
     def truths(self) -> dict[str, list[str]]:
-        """The labels by construction per row kind of `interp.localize` (`neuron part: dominant`
+        """The labels by construction per row kind of `interp.analysis.localize` (`neuron part: dominant`
         and `neuron part: residual` for the parts), as `recovery` takes them."""
         return {"neuron": self.labels, **{f"neuron part: {k}": v for k, v in (self.part_labels or {}).items()}}
 
@@ -137,7 +137,7 @@ class PlantedTransformer:
     analytic: bool = True  # both sides closed-form (else a trained generalising side)
 
     def truths(self, dataset: Dataset) -> dict[str, list[str]]:
-        """The labels by construction per row kind of `interp.localize`, as `recovery` takes
+        """The labels by construction per row kind of `interp.analysis.localize`, as `recovery` takes
         them. Both sides closed-form: neurons, neuron clusters (a cluster's truth is its
         members', its inert ones aside), heads, head frequencies (each side's copying heads
         carry exactly that side's frequencies) and embedding frequencies. A trained generalising
@@ -146,8 +146,8 @@ class PlantedTransformer:
         needs one by one), so check them where each kept frequency is needed."""
         out = {"neuron": self.neuron_labels, "head": self.head_labels, "frequency": self.frequency_labels}
         if self.analytic:
-            from .ablation import linear_readout
-            from .spectra import cluster_order, neuron_clusters
+            from .analysis.readout import linear_readout
+            from .analysis.spectra import cluster_order, neuron_clusters
 
             p = dataset.p
             _, acts, _, _ = linear_readout(self.model, dataset.inputs)
@@ -169,7 +169,7 @@ def precision_recall(predicted: list[str], truth: list[str], label: str) -> tupl
 
 def recovery(rows: list[dict], truths: dict[str, list[str]]) -> dict[str, dict[str, tuple[float, float]]]:
     """Per kind of `truths` (a localisation row kind, or `neuron part: PART`), the precision and
-    recall of each label that kind's truth holds, from `interp.localize` rows."""
+    recall of each label that kind's truth holds, from `interp.analysis.localize` rows."""
     out = {}
     for key, truth in truths.items():
         kind, _, part = key.partition(": ")
@@ -187,8 +187,8 @@ def _copying_transformer(p: int, freqs: list[int], d_head: int, d_mlp: int, shar
     position attends to position 0 alone (up to e^−sharpness) and copies its slot T into slot A;
     head B likewise from position 1 into slot B. Returns the model, its zeroed state dict for the
     caller to fill the MLP into, the slot offsets and the [p, 2·len(freqs)] residue codes."""
+    from .core.specs import TransformerSpec
     from .families.transformer import FAMILY
-    from .specs import TransformerSpec
 
     width = 2 * len(freqs)
     if d_head < width:
@@ -295,8 +295,8 @@ def planted_transformer(dataset: Dataset, generalising: Any = None, freqs: tuple
     `sufficient_frequencies` and whose barely acting neurons count as inert (`SILENT`). The
     lookups read the lowest frequency the generalising side does not, so every embedding
     frequency belongs to one side or to none (inert: zero on both sides)."""
+    from .analysis.filtration import filter_residue_weights
     from .families.transformer import FAMILY
-    from .filtration import filter_residue_weights
 
     if dataset.task.op != "add":
         raise ValueError("planted_transformer builds a + b mod p")
@@ -340,9 +340,9 @@ def _silent_neurons(model: Any, dataset: Dataset) -> Tensor:
 def sufficient_frequencies(model: Any, dataset: Dataset, tolerance: float = 0.01) -> list[int]:
     """The fewest embedding frequencies, largest W_E power first, that alone (the embedding
     filtered to them) keep the model's test accuracy within `tolerance` of its own."""
-    from .filtration import filter_residue_weights
-    from .metrics import subset_metrics
-    from .spectra import transformer_key_frequencies
+    from .analysis.filtration import filter_residue_weights
+    from .analysis.spectra import transformer_key_frequencies
+    from .core.metrics import subset_metrics
 
     op = dataset.task.op
     ranked = transformer_key_frequencies(model, op, top=dataset.p // 2)
@@ -357,3 +357,26 @@ def sufficient_frequencies(model: Any, dataset: Dataset, tolerance: float = 0.01
 #: A trained neuron whose mean |activation| × ‖unit-to-logit row‖ is below this fraction of the
 #: median neuron's is inert by construction in a planted union.
 SILENT = 0.1
+
+
+def gromov_solution(
+    p: int, width: int, n_freqs: int = 0, seed: int = 0, op: str = "add"
+) -> tuple[TwoLayerNet, dict[str, Tensor]]:
+    """Gromov's analytic solution of a ± b mod p: a quadratic two-layer net, neuron m with
+    u(x) = cos(2πk x/p + φ_u), v(x) = cos(2πk x/p + φ_v), w(c) = cos(2πk c/p + φ_u ± φ_v),
+    random phases, frequencies assigned round-robin from a random set of `n_freqs` (default
+    all). It classifies every pair without training. Returns the net and its true frequency
+    and phases per neuron, which a Fourier analysis must read back exactly."""
+    gen = torch.Generator().manual_seed(seed)
+    n = n_freqs or p // 2
+    freqs = (torch.randperm(p // 2, generator=gen)[:n] + 1)[torch.arange(width) % n]
+    phase_u, phase_v = (torch.rand(2, width, generator=gen, dtype=torch.float64) * 2 - 1) * math.pi
+    phase_w = phase_u + (-phase_v if op == "sub" else phase_v)
+    x = torch.arange(p, dtype=torch.float64)
+    theta = 2 * math.pi * freqs[:, None].double() * x / p
+    net = TwoLayerNet(TwoLayerSpec(width=width, act="quadratic", bias=False, init="doshi"), p)
+    with torch.no_grad():
+        net.U.copy_(torch.cos(theta + phase_u[:, None]))
+        net.V.copy_(torch.cos(theta + phase_v[:, None]))
+        net.W.copy_(torch.cos(theta + phase_w[:, None]).T * (2 / width))
+    return net, {"freq": freqs, "phase_u": phase_u, "phase_v": phase_v, "phase_w": phase_w}

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .batched import batch_key, train_many
-from .families import family_for_spec
-from .checkpoint import CheckpointError, load_run, read_json, write_json
-from .presets import get_preset
-from .specs import RunSpec
-from .train import train
+from .core.specs import RunSpec
+from .families.base import family_for_spec
+from .training.batched import batch_key, train_many
+from .training.presets import get_preset
+from .training.rundir import CheckpointError, load_run, read_json, write_json
+from .training.train import train
 
 BACKENDS = ("local", "ray")
 
@@ -159,7 +159,7 @@ class Summary:
         return "\n".join(lines)
 
     def write(self, out: Path) -> None:
-        from .plots import plot_sweep
+        from .analysis.plots import plot_sweep
 
         write_json(out / "summary.json", {"axes": self.axes, "rows": self.rows})
         (out / "summary.md").write_text(self.table() + "\n")
@@ -168,7 +168,7 @@ class Summary:
 
 def summarise(grid: Grid, out: Path) -> Summary:
     """One row per run: its grid values, final accuracies and the label-free extraction."""
-    from .filtration import compare_extractions
+    from .analysis.filtration import compare_extractions
 
     rows = []
     for name, point, spec in grid.runs():

@@ -1,6 +1,6 @@
 import pytest
 
-from interp.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
+from interp.core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
 
 
 def small_two_layer(**train) -> RunSpec:

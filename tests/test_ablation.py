@@ -3,7 +3,7 @@ import torch
 from conftest import small_transformer, small_two_layer
 
 from interp import logits, train
-from interp.ablation import ablated_logits, pruning_curve, scan_units, scan_units_hooked
+from interp.analysis.ablation import ablated_logits, pruning_curve, scan_units, scan_units_hooked
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_pruning_curve_matches_hooked_ablation(trained_two_layer):
     net, ds = trained_two_layer.model, trained_two_layer.dataset
     order = torch.randperm(net.spec.width, generator=torch.Generator().manual_seed(0))
     curve = pruning_curve(net, ds, order, fractions=[0.25, 0.5], mode="mean")
-    from interp.metrics import subset_metrics
+    from interp.core.metrics import subset_metrics
     for f, test_acc in zip(curve.fractions, curve.metrics["test_acc"]):
         removed = order[: round(f * net.spec.width)]
         hooked = subset_metrics(ablated_logits(net, ds.inputs, "hook_post", removed, "mean"), ds)

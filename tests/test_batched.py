@@ -5,7 +5,7 @@ import torch
 from conftest import small_transformer, small_two_layer
 
 import interp
-from interp.batched import batch_key, train_many
+from interp.training.batched import batch_key, train_many
 
 
 def variants():

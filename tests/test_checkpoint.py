@@ -117,7 +117,7 @@ def test_files_get_the_process_permissions_not_0600(runs, tmp_path):
     umask = os.umask(0o022)
     try:
         d = copy_run(runs["two_layer"], tmp_path)
-        interp.checkpoint.save_run(d, load_run(d))
+        interp.training.rundir.save_run(d, load_run(d))
     finally:
         os.umask(umask)
     for name in ("config.json", "model.safetensors", "dataset.safetensors", "history.json"):

@@ -4,11 +4,11 @@ by construction (interp.planted.lookup_transformer)."""
 import torch
 
 import interp
-from interp.checkpoint import Run
-from interp.circuit import circuit_views
-from interp.families import family_of
+from interp.training.rundir import Run
+from interp.analysis.circuit import circuit_views
+from interp.families.base import family_of
 from interp.planted import lookup_transformer
-from interp.specs import NoiseSpec, RunSpec, TaskSpec
+from interp.core.specs import NoiseSpec, RunSpec, TaskSpec
 
 
 def test_circuit_views_read_the_lookup_transformer_as_built():

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from interp.cli import main
-from interp.presets import PRESETS
+from interp.training.presets import PRESETS
 
 
 def test_presets_lists_every_preset(capsys):
@@ -19,7 +19,7 @@ def test_start_up_leaves_heavy_imports_for_later():
     import subprocess
     import sys
 
-    code = ("import sys, interp.cli, interp.report; "
+    code = ("import sys, interp.cli, interp.reporting.report; "
             "print(sorted(m for m in ('transformer_lens.model_bridge', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -107,7 +107,7 @@ def test_analyze_issue_four_analyses(tmp_path):
 
 def test_dynamics_reads_history_and_trajectory(tmp_path):
     from interp import load_run
-    from interp.dynamics import fit_speed
+    from interp.analysis.dynamics import fit_speed
 
     out_dir = tmp_path / "run"
     assert main(["train", "--preset", "liu-lu-80", "--out", str(out_dir), "--no-progress", "--set", "p=17",

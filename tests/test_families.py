@@ -13,9 +13,9 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 import interp
-from interp.families import FAMILIES, ModelFamily, family_of, register, replaced_parameters
-from interp.registry import ANALYSES
-from interp.specs import MODEL_SPECS, NoiseSpec, RunSpec, TaskSpec, TrainSpec
+from interp.families.base import FAMILIES, ModelFamily, family_of, register, replaced_parameters
+from interp.analysis.registry import ANALYSES
+from interp.core.specs import MODEL_SPECS, NoiseSpec, RunSpec, TaskSpec, TrainSpec
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,9 @@
 import torch
 
 from interp import NoiseSpec, TaskSpec, build_model, logits, make_dataset
-from interp.filtration import (compare_extractions, detect_noise, dominant_split, excluded_logits,
-                               filter_residue_weights, key_frequency_filter, restricted_logits,
-                               resynthesize, rule_directions, swap_activation)
-from interp.nets import gromov_solution
+from interp.analysis.filtration import compare_extractions, detect_noise, excluded_logits, filter_residue_weights, key_frequency_filter, restricted_logits, resynthesize, rule_directions, swap_activation
+from interp.analysis.neurons import dominant_split
+from interp.planted import gromov_solution
 
 P = 31
 
@@ -105,7 +104,7 @@ def test_function_space_filter_recovers_the_rule_under_planted_spikes():
     """A logit table made of the rule at two frequencies, cos(2πk(a+b−c)/p), plus large spikes
     that move 15% of the pairs to a wrong class: the 8 components of those frequencies carry the
     most energy, and keeping them gives back a + b on every pair."""
-    from interp.filtration import function_space_filter
+    from interp.analysis.filtration import function_space_filter
 
     p = 23
     a, b = torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)
@@ -120,7 +119,7 @@ def test_function_space_filter_recovers_the_rule_under_planted_spikes():
 
 
 def test_diagonal_blocks_hold_every_function_of_a_plus_or_minus_b():
-    from interp import fourier
+    from interp.core import fourier
 
     p = 13
     a, b = torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)
@@ -138,8 +137,8 @@ def test_diagonal_filter_extracts_the_planted_transformer_rule():
     """The union of the closed-form rule transformer (frequencies 2, 5, 9) and lookups that
     store 20% wrong labels: keeping the logits' (k, k) blocks at the rule's frequencies gives back
     a + b everywhere, with no memorised label left, and flags exactly the noisy pairs."""
-    from interp.filtration import detect_noise, diagonal_filter_logits
-    from interp.metrics import subset_metrics
+    from interp.analysis.filtration import detect_noise, diagonal_filter_logits
+    from interp.core.metrics import subset_metrics
     from interp.planted import planted_transformer
 
     ds = make_dataset(TaskSpec(p=23, train_fraction=0.6), NoiseSpec(kind="wrong", rate=0.2, seed=4))

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from interp import fourier
+from interp.core import fourier
 
 
 @pytest.mark.parametrize("p", [7, 8, 17, 113])

@@ -6,10 +6,11 @@ import torch
 
 import interp
 from interp import NoiseSpec, TaskSpec, logits, make_dataset
-from interp.ablation import pruning_curve
-from interp.localize import label, localize
-from interp.metrics import subset_metrics
-from interp.partition import neuron_scores, partition_sweep
+from interp.analysis.ablation import pruning_curve
+from interp.analysis.localize import label, localize
+from interp.core.metrics import subset_metrics
+from interp.analysis.neurons import neuron_scores
+from interp.analysis.partition import partition_sweep
 from interp.planted import planted_two_layer, precision_recall, recovery
 
 P, N_GEN = 31, 150

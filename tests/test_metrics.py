@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from interp.metrics import aggregate_subsets, score_labels, subset_metrics_batched
-from interp.tasks import make_dataset
-from interp.specs import NoiseSpec, TaskSpec
+from interp.core.metrics import aggregate_subsets, score_labels, subset_metrics_batched
+from interp.core.tasks import make_dataset
+from interp.core.specs import NoiseSpec, TaskSpec
 
 
 def reference(logits, dataset, loss):
@@ -67,7 +67,7 @@ def test_exp_ready_scores_match_reference_with_ties(class_dim):
 
 
 def test_exp_floored_equals_exp_above_the_normal_range():
-    from interp.runtime import exp_floored_
+    from interp.core.runtime import exp_floored_
 
     x = torch.tensor([3.0, 0.0, -10.0, -87.0, -88.0, -100.0, float("-inf")])
     torch.testing.assert_close(exp_floored_(x.clone()), x.exp(), rtol=1e-6, atol=2e-38)

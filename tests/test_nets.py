@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from interp import TwoLayerNet, TwoLayerSpec, build_model, logits
-from interp.nets import training_logits
-from interp.specs import TransformerSpec
+from interp.families.base import training_logits
+from interp.core.specs import TransformerSpec
 
 P = 17
 

@@ -5,9 +5,9 @@ by head A alone."""
 import json
 
 import interp
-from interp.patching import corrupted_pairs, patch_sweep
+from interp.analysis.patching import corrupted_pairs, patch_sweep
 from interp.planted import lookup_transformer
-from interp.specs import NoiseSpec, TaskSpec
+from interp.core.specs import NoiseSpec, TaskSpec
 
 
 def test_patching_finds_where_b_flows_in_the_lookup_transformer():
@@ -34,11 +34,11 @@ def test_corrupted_pairs_change_b_alone():
 def test_patching_over_training_replays_each_checkpoint_into_the_final_model(tmp_path):
     from conftest import small_transformer
 
-    from interp.checkpoint import load_run, trajectory_steps
-    from interp.families import family_of
-    from interp.metrics import subset_metrics
-    from interp.patching import patching_over_training
-    from interp.train import train
+    from interp.training.rundir import load_run, trajectory_steps
+    from interp.families.base import family_of
+    from interp.core.metrics import subset_metrics
+    from interp.analysis.patching import patching_over_training
+    from interp.training.train import train
 
     train(small_transformer(), tmp_path, progress=False)
     run = load_run(tmp_path)

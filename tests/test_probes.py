@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from interp import NoiseSpec, TaskSpec, build_model, make_dataset
-from interp.nets import gromov_solution
-from interp.probes import cache_activations, grid_fourier_projection, learning_curve, probe
+from interp.planted import gromov_solution
+from interp.analysis.probes import cache_activations, learning_curve, probe
+from interp.core.fourier import grid_fourier_projection
 
 P = 23
 

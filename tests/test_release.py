@@ -9,7 +9,7 @@ import torch
 from test_docs import snippet
 
 import interp
-from interp.release import MODELS_DIR, available
+from interp.training.release import MODELS_DIR, available
 
 RELEASED = available()
 
@@ -59,7 +59,7 @@ def test_unknown_name():
 def test_model_card_extraction_matches_the_analysis(name):
     """The card's label-free extraction row is what compare_extractions computes today, so the
     card, `interp demo` and `results.json` agree."""
-    from interp.filtration import compare_extractions
+    from interp.analysis.filtration import compare_extractions
 
     run = interp.load(name)
     method, test_acc = compare_extractions(run.model, run.dataset, loss=run.spec.train.loss).label_free()
@@ -69,7 +69,7 @@ def test_model_card_extraction_matches_the_analysis(name):
 
 
 def test_refresh_card_recomputes_the_extraction_and_keeps_the_command(tmp_path):
-    from interp.release import refresh_card
+    from interp.reporting.cards import refresh_card
 
     copy = tmp_path / "doshi-coexistence"
     shutil.copytree(MODELS_DIR / "doshi-coexistence", copy)
@@ -81,7 +81,7 @@ def test_refresh_card_recomputes_the_extraction_and_keeps_the_command(tmp_path):
 
 def test_wheel_carries_the_released_models(tmp_path):
     """A normal (non-editable) install gets `interp/models/NAME/...` from the top-level `models/`,
-    where `interp.release` looks first (the full install-and-demo check is in the issue note)."""
+    where `interp.training.release` looks first (the full install-and-demo check is in the issue note)."""
     root = MODELS_DIR.parent
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path)
@@ -96,8 +96,8 @@ def test_wheel_carries_the_released_models(tmp_path):
 def test_export_with_trajectory_loads_every_released_step(tmp_path):
     from conftest import small_two_layer
 
-    from interp.checkpoint import trajectory_steps
-    from interp.release import export
+    from interp.training.rundir import trajectory_steps
+    from interp.training.release import export
 
     interp.train(small_two_layer(steps=40), tmp_path / "run", progress=False)
     dest = export(tmp_path / "run", tmp_path / "release", "interp train ...", trajectory_every=20)

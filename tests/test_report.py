@@ -7,8 +7,8 @@ from conftest import small_two_layer
 
 import interp
 from interp.cli import main
-from interp.metrics import phase
-from interp.report import write_report
+from interp.core.metrics import phase
+from interp.reporting.report import write_report
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 

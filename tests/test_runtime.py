@@ -8,7 +8,7 @@ import textwrap
 
 import torch
 
-from interp.runtime import denormals_flushed, flush_denormals
+from interp.core.runtime import denormals_flushed, flush_denormals
 
 # Run in a fresh interpreter, so nothing imported or set by other tests can hide a change.
 _PROBE = textwrap.dedent("""
@@ -39,11 +39,11 @@ _PROBE = textwrap.dedent("""
 
     before = state()
     import interp
-    from interp.report import analyze
+    from interp.reporting.report import analyze
     spec = interp.get_preset("liu-lu-80").spec.with_overrides(["p=11", "width=17", "steps=20", "eval_every=10"])
     run = interp.train(spec, progress=False)
     analyze(run, "fourier"); analyze(run, "ablation")
-    from interp.plots import plot_history
+    from interp.analysis.plots import plot_history
     import tempfile, pathlib
     plot_history(run.history, pathlib.Path(tempfile.mkdtemp()) / "h.png")
     after = state()

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from interp import PRESETS, RunSpec, SpecError, TaskSpec, get_preset
-from interp.specs import NoiseSpec, TrainSpec, TwoLayerSpec
+from interp.core.specs import NoiseSpec, TrainSpec, TwoLayerSpec
 
 
 @pytest.mark.parametrize("p", [4, 15, 91])

@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from interp import TaskSpec, build_model, logits, make_dataset
-from interp.fourier import wrap_phase
-from interp.nets import TwoLayerNet, gromov_solution
-from interp.spectra import (embedding_spectra, neuron_spectra, residue_order,
-                            transformer_key_frequencies)
-from interp.specs import TransformerSpec, TwoLayerSpec
+from interp.core.fourier import wrap_phase
+from interp.families.two_layer import TwoLayerNet
+from interp.planted import gromov_solution
+from interp.analysis.spectra import embedding_spectra, neuron_spectra, transformer_key_frequencies
+from interp.core.fourier import residue_order
+from interp.core.specs import TransformerSpec, TwoLayerSpec
 
 
 @pytest.mark.parametrize("op", ["add", "sub"])
@@ -70,7 +71,7 @@ def test_transformer_spectra_find_planted_embedding_frequencies():
 
 
 def test_neuron_frequencies_2d_of_planted_activations():
-    from interp.spectra import neuron_frequencies_2d
+    from interp.analysis.spectra import neuron_frequencies_2d
 
     p = 19
     a = torch.arange(p, dtype=torch.float64)

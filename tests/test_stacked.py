@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from interp.metrics import loss_fn
-from interp.nets import TwoLayerNet
-from interp.specs import TwoLayerSpec
-from interp.stacked import lookup, loss_and_grads
+from interp.core.metrics import loss_fn
+from interp.families.two_layer import TwoLayerNet
+from interp.core.specs import TwoLayerSpec
+from interp.families.stacked import lookup, loss_and_grads
 
 
 def autograd_reference(net: TwoLayerNet, inputs, labels, loss):

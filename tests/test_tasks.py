@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from interp import NoiseSpec, TaskSpec, make_dataset
-from interp.tasks import apply_op
+from interp.core.tasks import apply_op
 
 P = 31
 

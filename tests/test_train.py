@@ -10,12 +10,12 @@ import torch
 from conftest import small_transformer, small_two_layer
 
 import interp
-from interp.families import family_for_spec
+from interp.families.base import family_for_spec
 
-train_module = sys.modules["interp.train"]  # `interp.train` is the function
+train_module = sys.modules["interp.training.train"]  # `interp.train` is the function
 from interp import TrainingDiverged, load_run, train
-from interp.checkpoint import checkpoint_dir, trajectory_steps
-from interp.train import RunDirectoryInUse, batch_indices, lr_at
+from interp.training.rundir import checkpoint_dir, trajectory_steps
+from interp.training.train import RunDirectoryInUse, batch_indices, lr_at
 
 
 def assert_same_run(a, b):
@@ -150,7 +150,7 @@ def test_training_matches_a_plain_loop(make):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(spec.train, step)
         optimizer.zero_grad()
-        interp.metrics.loss_fn(spec.train.loss, interp.nets.logits(model, x), y).backward()
+        interp.core.metrics.loss_fn(spec.train.loss, interp.logits(model, x), y).backward()
         optimizer.step()
     for name, param in model.state_dict().items():
         torch.testing.assert_close(trained.state_dict()[name], param, rtol=1e-5, atol=1e-6, msg=name)

@@ -1,227 +1,25 @@
-"""Model families: one interface that every analysis is written against, one module per family.
+"""Model families: the interface every analysis is written against (`base`), one module per
+family (`two_layer`, `transformer`), and the importers of other people's checkpoints.
 
-A family answers, for a model of its kind, every question an analysis asks: how (a, b) pairs
-become the model's inputs, the logits at the position that predicts a∘b, the readout hook (the
-units whose effect on the logits is linear) and its unit-to-logit map, the residue-indexed
-embedding and unembedding weights, the attention heads, where probes read, and the spec that
-builds the model. Analyses call `family_of(model)` and never test a model's class; a new family
-is one module plus `register(...)`.
-
-Shapes: `pairs` [batch, 2] of residues; logits [batch, p]; cached activations are those at the
-predicting position ([batch, units] for a neuron hook).
+Importing this package registers the built-in families; a new family is one module that
+subclasses `ModelFamily` and calls `register(...)`.
 """
 
-from __future__ import annotations
+from . import transformer, two_layer  # noqa: E402,F401  (each registers itself)
+from .base import (
+                   FAMILIES,
+                   Hook,
+                   ModelFamily,
+                   build_model,
+                   device_of,
+                   family_for_spec,
+                   family_of,
+                   logits,
+                   register,
+                   replaced_parameters,
+                   tokens,
+                   training_logits,
+)
 
-import copy
-from abc import ABC, abstractmethod
-from typing import Any, Callable, Iterable
-
-import torch
-from jaxtyping import Float, Int
-from torch import Tensor, nn
-
-from ..specs import MODEL_SPECS, SpecError
-
-Hook = tuple[str, Callable[..., Any]]
-
-
-class ModelFamily(ABC):
-    """The interface. Subclasses set `name` and `spec_type` and implement the abstract methods;
-    the others have defaults that fit any `HookedRootModule` taking the pairs themselves."""
-
-    name: str
-    spec_type: type
-
-    #: Whether sweeps should stack this family's runs (`interp.sweep`): only where one stacked
-    #: step beats K single steps on this CPU.
-    stacking_pays = False
-
-    def batchable(self, spec: Any) -> bool:
-        """Whether `interp.batched.train_many` can stack models of `spec` into one computation
-        (then `stacked_batch` and `stacked_loss_and_grads` are implemented)."""
-        return False
-
-    # --- building ----------------------------------------------------------------------------
-    @abstractmethod
-    def owns(self, model: nn.Module) -> bool:
-        """Whether `model` is of this family."""
-
-    @abstractmethod
-    def build(self, spec: Any, p: int) -> nn.Module:
-        """A freshly initialised model for `spec` over Z_p (seeded by `spec.seed`)."""
-
-    @abstractmethod
-    def spec(self, model: nn.Module) -> Any:
-        """The spec that builds a model of the same shape as `model`."""
-
-    def config(self, model: nn.Module) -> dict[str, Any]:
-        """Extra entries for a checkpoint's config.json (e.g. the TransformerLens config)."""
-        return {}
-
-    # --- running ------------------------------------------------------------------------------
-    def tokens(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Tensor:
-        """What the model's own forward takes for each (a, b) pair, on the model's device."""
-        return pairs.to(device_of(model))
-
-    def predicting(self, value: Tensor) -> Tensor:
-        """`value` (a forward's output or a cached activation) at the position that predicts a∘b."""
-        return value
-
-    def forward(self, model: nn.Module, pairs: Int[Tensor, "batch 2"], fwd_hooks: Iterable[Hook] = ()
-                ) -> Float[Tensor, "batch p"]:
-        """Mod-p logits for each pair through the hooked forward, with `fwd_hooks` applied."""
-        tokens = self.tokens(model, pairs)
-        out = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks)) if fwd_hooks else model(tokens)
-        return self.predicting(out).to(pairs.device)
-
-    def run_with_cache(self, model: nn.Module, pairs: Int[Tensor, "batch 2"], names_filter=None
-                       ) -> tuple[Float[Tensor, "batch p"], dict[str, Tensor]]:
-        """Logits and the cached activations (at the predicting position) for each pair."""
-        out, cache = model.run_with_cache(self.tokens(model, pairs), names_filter=names_filter)
-        # back on the device of the pairs (and of the dataset's labels and masks)
-        return (self.predicting(out).to(pairs.device),
-                {name: self.predicting(value).to(pairs.device) for name, value in cache.items()})
-
-    def training_logits(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
-        """The values of `forward`, by the cheapest path (no hook points); for training."""
-        return self.forward(model, pairs)
-
-    # --- views of the weights -----------------------------------------------------------------
-    @abstractmethod
-    def readout_hook(self, model: nn.Module) -> str:
-        """The hook whose units act on the logits linearly (through `unit_to_logit`)."""
-
-    @abstractmethod
-    def unit_to_logit(self, model: nn.Module) -> Float[Tensor, "unit p"]:
-        """The linear map from the readout hook's units to the logits."""
-
-    @abstractmethod
-    def embedding(self, model: nn.Module) -> Float[Tensor, "p d"]:
-        """The input weights indexed by residue (one row per residue 0..p-1)."""
-
-    @abstractmethod
-    def unembedding(self, model: nn.Module) -> Float[Tensor, "d p"]:
-        """The output weights indexed by residue (one column per class)."""
-
-    @abstractmethod
-    def with_residue_weights(self, model: nn.Module, embedding: Tensor | None = None,
-                             unembedding: Tensor | None = None) -> nn.Module:
-        """A copy of `model` with its `embedding` and/or `unembedding` replaced."""
-
-    def head_hooks(self, model: nn.Module) -> dict[str, int]:
-        """Hook name → number of heads, for each attention layer's `hook_z` (none by default)."""
-        return {}
-
-    def head_to_logit(self, model: nn.Module) -> dict[str, Float[Tensor, "head d_head p"]]:
-        """For each attention layer's `hook_z`, the direct map from each head's output to the
-        logits (through the residual stream alone); none by default."""
-        return {}
-
-    def attention_patterns(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> dict[str, Tensor]:
-        """For each attention layer, the predicting position's attention over the key positions,
-        [batch, head, position]; none by default."""
-        return {}
-
-    def patch_hooks(self, model: nn.Module) -> list[str]:
-        """Hooks with a position axis that activation patching walks, in the order information
-        flows (none by default)."""
-        return []
-
-    def probe_hooks(self, model: nn.Module) -> list[str]:
-        """Where linear probes read, the main one first."""
-        return [self.readout_hook(model)]
-
-    def neuron_maps(self, model: nn.Module) -> dict[str, Float[Tensor, "neuron p"]] | None:
-        """Per readout neuron, its input maps from a and b and its output map to the classes,
-        each over the residues — for families whose neurons read the residues directly (the
-        two-layer net); None for the others. Analyses built on it (per-neuron Fourier spectra,
-        Liu & Lu's filtration and partition) apply only where it is given."""
-        return None
-
-    # --- training -----------------------------------------------------------------------------
-    def training_batch(self, model: nn.Module, pairs: Tensor, labels: Tensor) -> Any:
-        """The examples in whatever form `loss_and_backward` takes them (prepared once for
-        full-batch training)."""
-        return pairs, labels
-
-    def loss_and_backward(self, model: nn.Module, params: dict[str, nn.Parameter], loss: str, batch: Any) -> float:
-        """The mean loss on `batch`; the gradients of `params` (the trainable parameters, by name)
-        replace their `.grad`, so no zero_grad is needed."""
-        from ..metrics import loss_fn
-
-        pairs, labels = batch
-        value = loss_fn(loss, self.training_logits(model, pairs), labels)
-        # parameters the loss does not reach keep no gradient, as after zero_grad and backward
-        grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
-        for param, grad in zip(params.values(), grads):
-            # contiguous: torch's fused optimizers misread a non-contiguous gradient's strides
-            param.grad = None if grad is None else grad.contiguous()
-        return value.item()
-
-    def stacked_batch(self, spec: Any, p: int, pairs: Int[Tensor, "K batch 2"], labels: Int[Tensor, "K batch"]) -> Any:
-        """K networks' training examples, prepared once for `stacked_loss_and_grads`."""
-        raise TypeError(f"the {self.name} family does not train stacked networks")
-
-    def stacked_loss_and_grads(self, params: dict[str, Tensor], spec: Any, p: int, batch: Any, loss: str
-                               ) -> tuple[Float[Tensor, " K"], dict[str, Tensor]]:
-        """Each network's mean loss and the gradients of it, for K networks whose parameters
-        are stacked along a leading axis (`params`, keyed by state-dict name)."""
-        raise TypeError(f"the {self.name} family does not train stacked networks")
-
-    def __repr__(self) -> str:
-        return f"<model family {self.name!r}>"
-
-
-FAMILIES: dict[str, ModelFamily] = {}
-
-
-def register(family: ModelFamily) -> ModelFamily:
-    """Add `family` (its spec type becomes buildable and loadable by `model.arch`)."""
-    FAMILIES[family.name] = family
-    MODEL_SPECS[family.name] = family.spec_type
-    return family
-
-
-def family_of(model: nn.Module) -> ModelFamily:
-    for family in FAMILIES.values():
-        if family.owns(model):
-            return family
-    raise TypeError(f"{type(model).__name__} belongs to no registered model family "
-                    f"({', '.join(FAMILIES)}); register one with interp.families.register")
-
-
-def family_for_spec(spec: Any) -> ModelFamily:
-    arch = getattr(spec, "arch", None)
-    if arch not in FAMILIES:
-        raise SpecError(f"no model family for spec {spec!r}; registered: {', '.join(FAMILIES)}")
-    return FAMILIES[arch]
-
-
-def build_model(spec: Any, p: int) -> nn.Module:
-    """A freshly initialised model for `spec` over Z_p."""
-    return family_for_spec(spec).build(spec, p)
-
-
-def device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def replaced_parameters(model: nn.Module, values: dict[str, Tensor]) -> nn.Module:
-    """A deep copy of `model` with the named parameters set to `values`."""
-    # a forward can leave transient graph tensors on modules (TransformerLens's captured
-    # residual), which deepcopy refuses: the copy gets None in their place
-    transient = {id(v): None for m in model.modules() for v in vars(m).values()
-                 if torch.is_tensor(v) and v.grad_fn is not None}
-    new = copy.deepcopy(model, transient)
-    state = new.state_dict()
-    with torch.no_grad():
-        for name, value in values.items():
-            state[name].copy_(value)
-    return new
-
-
-from . import transformer, two_layer  # noqa: E402  (each registers itself)
-
-__all__ = ["FAMILIES", "ModelFamily", "build_model", "family_for_spec", "family_of", "register",
-           "replaced_parameters", "transformer", "two_layer"]
+__all__ = ["FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec", "family_of", "logits",
+           "register", "replaced_parameters", "tokens", "training_logits", "transformer", "two_layer"]

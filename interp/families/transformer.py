@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 # imported when a transformer is first built, so two-layer work and the CLI start without it.
 _BRIDGE_MODULE = "transformer_lens.model_bridge"
 
-from ..specs import TransformerSpec
-from . import ModelFamily, device_of, register, replaced_parameters
+from ..core.specs import TransformerSpec
+from .base import ModelFamily, device_of, register, replaced_parameters
 
 N_CTX = 3  # tokens `a b =`
 _ACTS = {"relu": F.relu_, "gelu": F.gelu}  # in place: the product feeding it is not needed again
@@ -279,7 +279,7 @@ class TransformerFamily(ModelFamily):
         return torch.cat([pairs, torch.full_like(pairs[..., :1], p)], dim=-1), labels
 
     def stacked_loss_and_grads(self, params: dict[str, Tensor], spec: TransformerSpec, p: int, batch: Any, loss: str):
-        from ..metrics import loss_fn
+        from ..core.metrics import loss_fn
 
         tokens, labels = batch
         leaves = {name: t.detach().requires_grad_(t.requires_grad) for name, t in params.items()}

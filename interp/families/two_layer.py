@@ -2,14 +2,14 @@
 
 A `HookedRootModule` with hook points `hook_embed_a` (U e_a), `hook_embed_b` (V e_b),
 `hook_pre`, `hook_post` (the readout neurons) and `hook_logits`; it takes the (a, b) pairs
-themselves. It trains through the hand-written step of `interp.stacked`.
+themselves. It trains through the hand-written step of `interp.families.stacked`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,16 +18,9 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from ..specs import TwoLayerSpec
-from . import ModelFamily, register
-
-ACT_FNS: dict[str, Callable[[Tensor], Tensor]] = {
-    "relu": F.relu,
-    "quadratic": torch.square,
-    "gelu": F.gelu,
-    "abs": torch.abs,
-    "reverse_relu": lambda x: F.relu(-x),
-}
+from ..core.specs import TwoLayerSpec
+from .activations import ACT_FNS
+from .base import ModelFamily, register
 
 
 class TwoLayerNet(HookedRootModule):
@@ -131,12 +124,12 @@ class TwoLayerFamily(ModelFamily):
         return {"u": model.U.detach(), "v": model.V_in.detach(), "w": model.W.detach().T}
 
     def training_batch(self, model: TwoLayerNet, pairs: Tensor, labels: Tensor) -> Any:
-        from ..stacked import lookup
+        from .stacked import lookup
 
         return lookup(pairs[None], model.p), labels
 
     def loss_and_backward(self, model: TwoLayerNet, params: dict[str, nn.Parameter], loss: str, batch: Any) -> float:
-        from ..stacked import loss_and_grads
+        from .stacked import loss_and_grads
 
         rows, labels = batch
         losses, grads = loss_and_grads({name: p.detach()[None] for name, p in params.items()},
@@ -147,12 +140,12 @@ class TwoLayerFamily(ModelFamily):
 
 
     def stacked_batch(self, spec: TwoLayerSpec, p: int, pairs: Tensor, labels: Tensor) -> Any:
-        from ..stacked import lookup
+        from .stacked import lookup
 
         return lookup(pairs, p), labels
 
     def stacked_loss_and_grads(self, params: dict[str, Tensor], spec: TwoLayerSpec, p: int, batch: Any, loss: str):
-        from ..stacked import loss_and_grads  # the hand-written forward and backward
+        from .stacked import loss_and_grads  # the hand-written forward and backward
 
         rows, labels = batch
         return loss_and_grads(params, spec, p, rows, labels, loss)

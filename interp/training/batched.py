@@ -4,7 +4,7 @@ one-layer transformers: each family says whether it can, `ModelFamily.batchable`
 Sweeps are made of runs that differ only in seeds, noise and weight decay. `train_many(specs,
 outs)` stacks K such networks into [K, …] parameters, runs one forward and backward pass for all
 of them (the family's `stacked_loss_and_grads`: the two-layer net's hand-written step in
-`interp.stacked`, the transformer's batched last-position forward), and steps one optimizer over the stacked
+`interp.families.stacked`, the transformer's batched last-position forward), and steps one optimizer over the stacked
 tensors. The update is elementwise, so each network follows its own run: each gets the gradient
 of its own mean loss, and weight decay — the one optimizer setting allowed to differ — is
 applied per network by hand with the optimizer's own rule (by the optimizer itself when all
@@ -24,15 +24,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .checkpoint import Run
-from .families import build_model, family_for_spec
-from .runtime import flush_denormals
-from .specs import RunSpec
-from .tasks import make_dataset
-from .train import (
-    TrainingDiverged, _stop_on_interrupt, evaluate, lr_at, make_optimizer, open_run_dir,
-)
+from ..core.runtime import flush_denormals
+from ..core.specs import RunSpec
+from ..core.tasks import make_dataset
+from ..families.base import build_model, family_for_spec
+from . import rundir
+from .rundir import Run
+from .train import TrainingDiverged, _stop_on_interrupt, evaluate, lr_at, make_optimizer, open_run_dir
 
 
 def batch_key(spec: RunSpec) -> RunSpec | None:
@@ -123,7 +121,7 @@ def train_many(
     def save(step: int) -> None:
         for k, out in enumerate(outs):
             if out is not None:
-                checkpoint.save_checkpoint(out, step, models[k], _view_optimizer(optimizer, trained, optimizers[k], models[k], k),
+                rundir.save_checkpoint(out, step, models[k], _view_optimizer(optimizer, trained, optimizers[k], models[k], k),
                                            histories[k])
 
     for m in models:
@@ -164,7 +162,7 @@ def train_many(
         own.load_state_dict({name: t.clone() for name, t in m.state_dict().items()})
         run = Run(spec, own.eval(), histories[k], cfg.steps, out)
         if out is not None:
-            checkpoint.save_run(out, run)
+            rundir.save_run(out, run)
         runs.append(run)
     return runs
 

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .families.two_layer import ACT_FNS
-from .runtime import exp_floored_
-from .specs import TwoLayerSpec
+from ..core.runtime import exp_floored_
+from ..core.specs import TwoLayerSpec
+from .activations import ACT_FNS
 
 _CLASS_MULTIPLE = 16
 

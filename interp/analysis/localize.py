@@ -40,28 +40,27 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from .ablation import ablated_logits, linear_readout
-from .filtration import dominant_split, filter_residue_weights
-from . import fourier
-from .families import family_of
-from .metrics import subset_metrics
-from .nets import logits
-from .partition import neuron_ipr
+from ..core import fourier
+from ..core.document import plural
+from ..core.metrics import subset_metrics
+from ..core.runtime import progress_bar
+from ..core.tasks import Dataset
+from ..families.base import family_of, logits
+from .ablation import ablated_logits
+from .filtration import filter_residue_weights
+from .neurons import dominant_split, neuron_ipr
+from .readout import linear_readout, margin_push, margins
+from .registry import Result, register_analysis
 from .spectra import cluster_order, neuron_clusters, neuron_spectra, transformer_key_frequencies
-from .registry import Result, progress_bar, register_analysis
-from .tasks import Dataset
 
 if TYPE_CHECKING:
-    from .document import Figure, Table
+    from ..core.document import Figure, Table
 
 INERT = 0.05
 RATIO = 2.0
 SCALE_TOP = 0.1
 
 
-def plural(kind: str) -> str:
-    """`neurons`, `heads`, `head frequencies`: the row kinds as a heading."""
-    return kind[:-1] + "ies" if kind.endswith("frequency") else kind + "s"
 
 
 def _scale(x: Tensor) -> Tensor:
@@ -90,11 +89,6 @@ def label(gen: Tensor, mem: Tensor | None) -> list[str]:
     return out
 
 
-def margin_push(acts: Tensor, to_logit: Tensor, labels: Tensor) -> Tensor:
-    """Each unit's mean direct push on the margin of `labels` (the label's logit minus the mean
-    logit): activation [example, unit] × its unit-to-logit row [unit, class], less the row's mean."""
-    push = to_logit.double() - to_logit.double().mean(1, keepdim=True)
-    return (acts.double() * push[:, labels].T).mean(0)
 
 
 @torch.no_grad()
@@ -172,7 +166,7 @@ class Localization(Result):
 
     def tables(self, kinds: tuple[str, ...] = ("neuron cluster", "head", "frequency"), top: int = 10) -> list[Table]:
         """Every neuron cluster, head and embedding frequency, and the `top` neurons by largest score."""
-        from .document import Table
+        from ..core.document import Table
 
         def size(row: dict) -> float:
             return max(row["gen_score"], row["mem_score"] or 0.0)
@@ -186,7 +180,7 @@ class Localization(Result):
                                           "with the largest scores")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
-        from .document import Figure
+        from ..core.document import Figure
         from .plots import plot_localization
 
         return [Figure(plot_localization(self, Path(out_dir) / f"{stem}.png"),
@@ -209,17 +203,6 @@ def _rows(kind: str, gen: Tensor, mem: Tensor | None, extra: dict[str, list] | N
     return rows
 
 
-def margins(out: Tensor, dataset: Dataset) -> tuple[float, float | None]:
-    """(mean true-label margin on the test pairs, mean observed − true logit difference on the
-    noisy pairs; None on a clean run): the two quantities the component scores push or lose."""
-    out = out.double()
-    test, noisy = dataset.test_mask, dataset.noisy_mask
-    centred = out[test] - out[test].mean(1, keepdim=True)
-    gen = float(centred.gather(1, dataset.true_labels[test, None]).mean())
-    if not noisy.any():
-        return gen, None
-    diff = out[noisy].gather(1, dataset.labels[noisy, None]) - out[noisy].gather(1, dataset.true_labels[noisy, None])
-    return gen, float(diff.mean())
 
 
 def _ablation_rows(kind: str, full: Tensor, ablated: list[Tensor], dataset: Dataset) -> list[dict]:

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .checkpoint import Run, load_run, trajectory_steps
-from .nets import logits
-from .registry import Result, progress_bar, register_analysis
+from ..core.runtime import progress_bar
+from ..families.base import logits
+from ..training.rundir import Run, load_run, trajectory_steps
+from .registry import Result, register_analysis
 
 if TYPE_CHECKING:
-    from .document import Figure
+    from ..core.document import Figure
 
 
 @dataclass(repr=False)
@@ -57,7 +58,7 @@ class FitSpeed(Result):
         return line
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
-        from .document import Figure
+        from ..core.document import Figure
         from .plots import plot_fit_speed
 
         return [Figure(plot_fit_speed(self, Path(out_dir) / f"{stem}.png"),

@@ -20,6 +20,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from .tasks import Dataset
+
 
 @lru_cache(maxsize=16)
 def _basis(p: int) -> tuple[Tensor, tuple[str, ...]]:
@@ -132,3 +134,30 @@ def ipr(x: Tensor, dim: int = -1, r: int = 2) -> Tensor:
 def wrap_phase(phi: Tensor) -> Tensor:
     """Angles wrapped into (−π, π]."""
     return phi - 2 * math.pi * torch.ceil((phi - math.pi) / (2 * math.pi))
+
+
+def grid_fourier_projection(acts: Tensor, dataset: Dataset, freqs: list[int]) -> Tensor:
+    """Project each unit's activation over the (a, b) grid onto the 2-D Fourier terms
+    (Const or k) × (Const or k) for k in `freqs`; rows stay in dataset order."""
+    p = dataset.p
+    if len(dataset.inputs) != p * p:
+        raise ValueError("fourier features need the full p×p grid (not available for div)")
+    return project_grid(acts, p, grid_blocks(p, freqs)).float()
+
+
+def residue_order(op: str, p: int) -> Tensor:
+    """Residues in the order the analysis reads them: 0…p−1, or gⁱ for mul/div (no 0)."""
+    if op in ("mul", "div"):
+        g = primitive_root(p)
+        return torch.tensor([pow(g, i, p) for i in range(p - 1)])
+    return torch.arange(p)
+
+
+def primitive_root(p: int) -> int:
+    """The smallest generator of Z_p^× (p prime)."""
+    phi = p - 1
+    factors = {q for q in range(2, phi + 1) if phi % q == 0 and all(q % r for r in range(2, q))}
+    for g in range(2, p):
+        if all(pow(g, phi // q, p) != 1 for q in factors):
+            return g
+    return 1  # p = 2

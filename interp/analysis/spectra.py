@@ -15,30 +15,17 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from . import fourier
-from .families import family_of
+from ..core import fourier
+from ..core.fourier import residue_order
+from ..families.base import family_of
 from .registry import Result, register_analysis
 
 if TYPE_CHECKING:
-    from .document import Figure
+    from ..core.document import Figure
 
 
-def primitive_root(p: int) -> int:
-    """The smallest generator of Z_p^× (p prime)."""
-    phi = p - 1
-    factors = {q for q in range(2, phi + 1) if phi % q == 0 and all(q % r for r in range(2, q))}
-    for g in range(2, p):
-        if all(pow(g, phi // q, p) != 1 for q in factors):
-            return g
-    return 1  # p = 2
 
 
-def residue_order(op: str, p: int) -> Tensor:
-    """Residues in the order the analysis reads them: 0…p−1, or gⁱ for mul/div (no 0)."""
-    if op in ("mul", "div"):
-        g = primitive_root(p)
-        return torch.tensor([pow(g, i, p) for i in range(p - 1)])
-    return torch.arange(p)
 
 
 def neuron_vectors(model: nn.Module) -> dict[str, Float[Tensor, "neuron p"]]:
@@ -112,7 +99,7 @@ class NeuronSpectra(Result):
                 f"|phase error| {float(self.phase_error.abs().median()):.3f} rad.")
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
-        from .document import Figure
+        from ..core.document import Figure
         from .plots import plot_neuron_spectra
 
         return [Figure(plot_neuron_spectra(self, Path(out_dir) / f"{stem}.png"),
@@ -245,7 +232,7 @@ class TransformerSpectra(Result):
         return line
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
-        from .document import Figure
+        from ..core.document import Figure
         from .plots import plot_transformer_spectra
 
         return [Figure(plot_transformer_spectra(self, Path(out_dir) / f"{stem}.png"),

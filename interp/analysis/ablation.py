@@ -18,16 +18,16 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from .metrics import aggregate_subsets, collect_rows, score_labels, subset_metrics
-from .families import family_of
+from ..core.metrics import aggregate_subsets, collect_rows, score_labels, subset_metrics
+from ..core.runtime import EXP_FLOOR
+from ..core.tasks import Dataset
+from ..families.base import family_of, logits
+from .readout import linear_readout
 from .registry import Result, register_analysis
-from .nets import logits
-from .runtime import EXP_FLOOR
-from .tasks import Dataset
 
 if TYPE_CHECKING:
-    from .checkpoint import Run
-    from .document import Figure, Table
+    from ..core.document import Figure, Table
+    from ..training.rundir import Run
 
 MODES = ("zero", "mean", "resample")
 
@@ -74,15 +74,6 @@ def ablated_logits(
 # --- batched scans -----------------------------------------------------------------------
 
 
-def linear_readout(model: nn.Module, inputs: Tensor) -> tuple[str, Tensor, Tensor, Tensor]:
-    """(hook name, activations [batch, unit], unit-to-logit map [unit, p], full logits) for the
-    family's readout units, whose effect on the logits is linear, so ablating any set of them is
-    exact in closed form (the two-layer net's hidden neurons; the last-position neurons of a
-    transformer's last MLP layer)."""
-    family = family_of(model)
-    name = family.readout_hook(model)
-    out, cache = family.run_with_cache(model, inputs, names_filter=name)
-    return name, cache[name], family.unit_to_logit(model), out
 
 
 @dataclass
@@ -187,7 +178,7 @@ class AblationReport(Result):
                 "curves": [c.to_dict() for c in self.curves]}
 
     def tables(self) -> list[Table]:
-        from .document import Table, pct
+        from ..core.document import Table, pct
 
         rows = []
         for curve in self.curves:
@@ -201,7 +192,7 @@ class AblationReport(Result):
         return [Table(["order", "30% removed: test", "30%: memorised", "60% removed: test", "60%: memorised"], rows)]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
-        from .document import Figure
+        from ..core.document import Figure
         from .plots import plot_pruning
 
         return [Figure(plot_pruning(self.curves, Path(out_dir) / f"{stem}.png"),
@@ -209,7 +200,7 @@ class AblationReport(Result):
 
 
 def ablation_report(run: Run, seeds: tuple[int, ...] = (0, 1, 2)) -> AblationReport:
-    from .partition import neuron_scores
+    from .neurons import neuron_scores
 
     model, ds = run.model, run.dataset
     loss = run.spec.train.loss

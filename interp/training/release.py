@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
-from .checkpoint import CheckpointError, Run, checkpoint_dir, load_run, trajectory_steps
-from .tasks import SUBSETS
+from ..core.tasks import SUBSETS
+from .rundir import CheckpointError, Run, checkpoint_dir, load_run, trajectory_steps
+
 
 def _models_dir() -> Path:
     """$INTERP_MODELS; else `interp/models/` inside an installed wheel; else the checkout's
@@ -25,7 +25,7 @@ def _models_dir() -> Path:
     if os.environ.get("INTERP_MODELS"):
         return Path(os.environ["INTERP_MODELS"])
     here = Path(__file__).resolve().parent
-    installed, checkout = here / "models", here.parent / "models"
+    installed, checkout = here.parent / "models", here.parent.parent / "models"
     return installed if installed.is_dir() else checkout
 
 
@@ -73,19 +73,6 @@ def export(run_dir: Path, dest: Path, command: str = "", trajectory_every: int |
     return dest
 
 
-def refresh_card(name_or_path: str | Path) -> Path:
-    """Rewrite a release's MODEL_CARD.md from the release itself — its extraction recomputed, the
-    training command of the old card kept — after an analysis changes what it reports."""
-    from .filtration import compare_extractions
-
-    path = resolve(name_or_path)
-    run = load_run(path)
-    old = (path / "MODEL_CARD.md").read_text() if (path / "MODEL_CARD.md").exists() else ""
-    found = re.search(r"Trained with:\n\n```bash\n(.*?)\n```", old, re.S)
-    extraction = compare_extractions(run.model, run.dataset, loss=run.spec.train.loss)
-    card = path / "MODEL_CARD.md"
-    card.write_text(model_card(run, path.name, found.group(1) if found else "", {"result": extraction.to_dict()}))
-    return card
 
 
 def model_card(run: Run, name: str, command: str, extraction: dict | None) -> str:

@@ -11,22 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, overload
 
 import torch
 
 if TYPE_CHECKING:
-    from .ablation import AblationReport
-    from .checkpoint import Run
-    from .circuit import CircuitViews
-    from .patching import PatchingOverTraining, PatchSweep
-    from .document import Figure, Table
-    from .dynamics import FitSpeed
-    from .filtration import Extraction
-    from .localize import Localization
-    from .partition import PartitionReport
-    from .probes import ProbeReport
-    from .spectra import NeuronSpectra, TransformerSpectra
+    from ..core.document import Figure, Table
+    from ..training.rundir import Run
 
 
 class Result:
@@ -78,12 +69,6 @@ class Analysis(Generic[R]):
 ANALYSES: dict[str, Analysis] = {}
 
 
-def progress_bar(items, desc: str):
-    """`items` with a progress bar on an interactive terminal or notebook (tqdm's own test), and
-    silently elsewhere (logs, CI): long analyses show progress when called from Python too."""
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, disable=None, leave=False)
 
 
 def register_analysis(name: str, title: str, compute: Callable[[Run], R],
@@ -97,32 +82,18 @@ def in_report_order() -> list[str]:
 
 
 @overload
-def analyze(run: Run, name: Literal["fourier"]) -> NeuronSpectra | TransformerSpectra: ...
-@overload
-def analyze(run: Run, name: Literal["filtration"]) -> Extraction: ...
-@overload
-def analyze(run: Run, name: Literal["ablation"]) -> AblationReport: ...
-@overload
-def analyze(run: Run, name: Literal["partition"]) -> PartitionReport: ...
-@overload
-def analyze(run: Run, name: Literal["localize"]) -> Localization: ...
-@overload
-def analyze(run: Run, name: Literal["probes"]) -> ProbeReport: ...
-@overload
-def analyze(run: Run, name: Literal["dynamics"]) -> FitSpeed: ...
-@overload
-def analyze(run: Run, name: Literal["circuit"]) -> CircuitViews: ...
-@overload
-def analyze(run: Run, name: Literal["patching"]) -> PatchSweep: ...
-@overload
-def analyze(run: Run, name: Literal["patching_over_training"]) -> PatchingOverTraining: ...
+def analyze(run: Run, name: Analysis[R]) -> R: ...
 @overload
 def analyze(run: Run, name: str) -> Result: ...
-def analyze(run: Run, name: str) -> Result:
+def analyze(run: Run, name: str | Analysis[R]) -> Result:
     """The result of analysis `name` (a key of ANALYSES) on a loaded run."""
-    if name not in ANALYSES:
+    if isinstance(name, Analysis):
+        analysis = name
+    elif name in ANALYSES:
+        analysis = ANALYSES[name]
+    else:
         raise ValueError(f"unknown analysis {name!r}; available: {', '.join(ANALYSES)}")
-    analysis = ANALYSES[name]
+    name = analysis.name
     reason = analysis.skip_reason(run)
     if reason:
         raise ValueError(f"the {name} analysis does not apply to this run: {reason}")

@@ -1,7 +1,7 @@
 """Turn analysis results into files: JSON with every number, figures, tables, and the full report.
 
 `write_analysis` writes one result under `RUN_DIR/analysis/`; `write_report` runs every
-registered analysis that applies to a run (`interp.registry`) and lays each result's own
+registered analysis that applies to a run (`interp.analysis.registry`) and lays each result's own
 summary, tables and figures out as a section, after a headline. Nothing here knows an analysis
 by name except the headline, which quotes the extraction and the localisation.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import Run, write_json
-from .registry import ANALYSES, Result, analyze, in_report_order
+from ..analysis.registry import ANALYSES, Result, analyze, in_report_order
+from ..training.rundir import Run, write_json
 
 __all__ = ["ANALYSES", "analyze", "write_analysis", "write_report"]
 
@@ -33,7 +33,7 @@ def write_analysis(run: Run, name: str, result: Result, out_dir: Path | None = N
 
 
 def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
-    from .metrics import phase
+    from ..core.metrics import phase
 
     spec, final = run.spec, run.final_metrics
     extraction = results["filtration"]
@@ -63,10 +63,10 @@ def write_report(run: Run, out_dir: Path | str, progress: bool = True) -> dict[s
     listed with the reason."""
     from tqdm.auto import tqdm
 
-    from .document import Figure, Section, Table, pct, write
-    from .metrics import PHASE_HIGH, PHASE_LOW
-    from .plots import plot_history
-    from .tasks import SUBSETS
+    from ..analysis.plots import plot_history
+    from ..core.document import Figure, Section, Table, pct, write
+    from ..core.metrics import PHASE_HIGH, PHASE_LOW
+    from ..core.tasks import SUBSETS
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

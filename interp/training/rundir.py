@@ -12,12 +12,12 @@ A trajectory checkpoint holds everything needed to resume; the format is in docs
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
-import shutil
-import hashlib
 import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .families import build_model, family_of
-from .specs import RunSpec, SpecError
-from .tasks import Dataset, make_dataset
+from ..core.specs import RunSpec, SpecError
+from ..core.tasks import Dataset, make_dataset
+from ..families.base import build_model, family_of
 
 FORMAT = "interp.run"
 FORMAT_VERSION = 1

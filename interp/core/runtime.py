@@ -62,3 +62,11 @@ def exp_floored_(t: Tensor) -> Tensor:
     changes results only below 1.6e-38, which vanish next to the 1 that every softmax
     normaliser holds."""
     return t.clamp_min_(EXP_FLOOR).exp_()
+
+
+def progress_bar(items, desc: str):
+    """`items` with a progress bar on an interactive terminal or notebook (tqdm's own test), and
+    silently elsewhere (logs, CI): long analyses show progress when called from Python too."""
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, disable=None, leave=False)

@@ -27,15 +27,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from . import fourier
-from .families import build_model, family_of
-from .nets import logits
-from .registry import Result, progress_bar, register_analysis
-from .tasks import Dataset
+from ..core.fourier import grid_fourier_projection
+from ..core.runtime import progress_bar
+from ..core.tasks import Dataset
+from ..families.base import build_model, family_of, logits
+from .registry import Result, register_analysis
 
 if TYPE_CHECKING:
-    from .checkpoint import Run
-    from .document import Figure, Table
+    from ..core.document import Figure, Table
+    from ..training.rundir import Run
 
 FEATURES = ("raw", "fourier", "f^G")
 
@@ -47,13 +47,6 @@ def cache_activations(model: nn.Module, inputs: Tensor, hook: str) -> Float[Tens
     return cache[hook].reshape(len(inputs), -1).float()
 
 
-def grid_fourier_projection(acts: Tensor, dataset: Dataset, freqs: list[int]) -> Tensor:
-    """Project each unit's activation over the (a, b) grid onto the 2-D Fourier terms
-    (Const or k) × (Const or k) for k in `freqs`; rows stay in dataset order."""
-    p = dataset.p
-    if len(dataset.inputs) != p * p:
-        raise ValueError("fourier features need the full p×p grid (not available for div)")
-    return fourier.project_grid(acts, p, fourier.grid_blocks(p, freqs)).float()
 
 
 @dataclass
@@ -98,7 +91,7 @@ def probe_features(model: nn.Module, dataset: Dataset, hook: str, features: str 
     if features == "f^G":
         if family_of(model).neuron_maps(model) is None:
             raise ValueError("f^G features need per-neuron residue maps (two-layer nets)")
-        from .filtration import dominant_split
+        from .neurons import dominant_split
 
         source = dominant_split(model, dataset.task.op)[0]
     acts = cache_activations(source, dataset.inputs, hook)
@@ -187,7 +180,7 @@ class ProbeReport(Result):
                 "curves": {k: {str(n): v for n, v in c.items()} for k, c in self.curves.items()}}
 
     def summary(self) -> str:
-        from .document import pct
+        from ..core.document import pct
 
         best = max(self.probes, key=lambda r: r.accuracy["test"] or 0)
         return (f"Best probe for the true label: {best.features} features at `{best.hook}`, test {pct(best.accuracy['test'])}, "
@@ -195,7 +188,7 @@ class ProbeReport(Result):
                 f"{pct(best.model_accuracy['test'])} and {pct(best.model_accuracy['noisy_true'])}).")
 
     def tables(self) -> list[Table]:
-        from .document import Table, pct
+        from ..core.document import Table, pct
 
         rows = []
         for r in self.probes:
@@ -208,7 +201,7 @@ class ProbeReport(Result):
                        "shuffled-label control: test", "random-feature control: test"], rows)]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
-        from .document import Figure
+        from ..core.document import Figure
         from .plots import plot_probe_curves
 
         return [Figure(plot_probe_curves(self.curves, Path(out_dir) / f"{stem}.png"),

@@ -107,3 +107,8 @@ def write(out_dir: Path, title: str, sections: list[Section]) -> tuple[Path, Pat
     md.write_text(to_markdown(title, sections, out_dir))
     page.write_text(to_html(title, sections))
     return md, page
+
+
+def plural(kind: str) -> str:
+    """`neurons`, `heads`, `head frequencies`: the row kinds as a heading."""
+    return kind[:-1] + "ies" if kind.endswith("frequency") else kind + "s"

@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from .families import family_of
-from .metrics import subset_metrics
-from .registry import Result, progress_bar, register_analysis
-from .tasks import Dataset
+from ..core.metrics import subset_metrics
+from ..core.runtime import progress_bar
+from ..core.tasks import Dataset
+from ..families.base import family_of
+from .registry import Result, register_analysis
 
 if TYPE_CHECKING:
-    from .checkpoint import Run
-    from .document import Figure, Table
+    from ..core.document import Figure, Table
+    from ..training.rundir import Run
 
 @dataclass(repr=False)
 class PatchSweep(Result):
@@ -46,7 +47,7 @@ class PatchSweep(Result):
                 f"`{hook}` at position {pos} (unpatched test accuracy {self.baseline['test_acc']:.1%}).")
 
     def tables(self) -> list[Table]:
-        from .document import Table, pct
+        from ..core.document import Table, pct
 
         subsets = ["clean_acc", "noisy_observed_acc", "noisy_true_acc", "test_acc"]
         rows = [[hook, str(pos), *(pct(m[s]) for s in subsets)] for hook, by_pos in self.metrics.items()
@@ -56,7 +57,7 @@ class PatchSweep(Result):
                       caption=f"accuracy with one activation patched from {self.source}")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
-        from .document import Figure
+        from ..core.document import Figure
         from .plots import plot_patching
 
         return [Figure(plot_patching(self, Path(out_dir) / f"{stem}.png"),
@@ -141,7 +142,7 @@ class PatchingOverTraining(Result):
                 "keeps accuracy within 5 points of the unpatched model — " + "; ".join(parts) + ".")
 
     def tables(self) -> list[Table]:
-        from .document import Table, pct
+        from ..core.document import Table, pct
 
         subsets = [s for s in ("clean", "noisy_observed", "noisy_true", "test")
                    if self.baseline.get(f"{s}_acc") is not None]
@@ -152,7 +153,7 @@ class PatchingOverTraining(Result):
                       caption="the final model's accuracy with one hook's activation from a checkpoint")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
-        from .document import Figure
+        from ..core.document import Figure
         from .plots import plot_patching_over_training
 
         return [Figure(plot_patching_over_training(self, Path(out_dir) / f"{stem}.png"),
@@ -164,7 +165,7 @@ def patching_over_training(run: Run, hooks: tuple[str, ...] | None = None) -> Pa
     """Replace the final model's whole activation at each hook (default: the family's
     `patch_hooks`; every position at once) by each trajectory checkpoint's on the same pairs,
     scored per subset."""
-    from .checkpoint import load_run, trajectory_steps
+    from ..training.rundir import load_run, trajectory_steps
 
     steps = trajectory_steps(run.path) if run.path is not None else []
     if not steps:
@@ -185,7 +186,7 @@ def patching_over_training(run: Run, hooks: tuple[str, ...] | None = None) -> Pa
 
 
 def _needs_trajectory(run: Run) -> str | None:
-    from .checkpoint import trajectory_steps
+    from ..training.rundir import trajectory_steps
 
     if not family_of(run.model).patch_hooks(run.model):
         return "patching walks hook points with a position axis, which this model family does not have"

@@ -20,14 +20,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .checkpoint import Run
-from .families import build_model, family_of
-from .metrics import subset_metrics
-from .nets import training_logits
-from .runtime import flush_denormals
-from .specs import RunSpec, TrainSpec
-from .tasks import Dataset, make_dataset
+from ..core.metrics import subset_metrics
+from ..core.runtime import flush_denormals
+from ..core.specs import RunSpec, TrainSpec
+from ..core.tasks import Dataset, make_dataset
+from ..families.base import build_model, family_of, training_logits
+from . import rundir
+from .rundir import Run
 
 
 class TrainingDiverged(RuntimeError):
@@ -112,20 +111,20 @@ def open_run_dir(out: Path, spec: RunSpec, model: nn.Module, optimizer: torch.op
     """Start `out` for `spec` (writing its config), or with `resume` restore model and optimizer
     from its last checkpoint. Returns the step to continue from and the history so far."""
     _prepare_out(out, spec, resume)
-    steps = checkpoint.trajectory_steps(out) if resume else []
+    steps = rundir.trajectory_steps(out) if resume else []
     if steps:
-        return steps[-1], checkpoint.load_checkpoint(out, steps[-1], model, optimizer)
-    checkpoint.write_json(out / "config.json", {**checkpoint.model_config(spec, model), "step": 0})
+        return steps[-1], rundir.load_checkpoint(out, steps[-1], model, optimizer)
+    rundir.write_json(out / "config.json", {**rundir.model_config(spec, model), "step": 0})
     # the split and the noise are in the folder from the start, for work that does not import interp
-    checkpoint.write_tensors(out / "dataset.safetensors",
-                             checkpoint.dataset_tensors(make_dataset(spec.task, spec.noise)))
+    rundir.write_tensors(out / "dataset.safetensors",
+                             rundir.dataset_tensors(make_dataset(spec.task, spec.noise)))
     return 0, []
 
 
 def _prepare_out(out: Path, spec: RunSpec, resume: bool) -> None:
     config_path = out / "config.json"
     if config_path.exists():
-        existing = checkpoint.read_spec(out)
+        existing = rundir.read_spec(out)
         if existing != spec:
             raise RunDirectoryInUse(f"{out} holds a run with a different spec; choose another --out")
         if not resume:
@@ -178,9 +177,9 @@ def train(
         for step in range(start, cfg.steps):
             if interrupted.is_set():
                 if out is not None:
-                    checkpoint.save_checkpoint(out, step, model, optimizer, history)
+                    rundir.save_checkpoint(out, step, model, optimizer, history)
                 bar.close()
-                where = f"; resume with --resume from {checkpoint.checkpoint_dir(out, step)}" if out else ""
+                where = f"; resume with --resume from {rundir.checkpoint_dir(out, step)}" if out else ""
                 raise KeyboardInterrupt(f"training interrupted at step {step}{where}")
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
@@ -189,8 +188,8 @@ def train(
             if not math.isfinite(loss):
                 bar.close()
                 if out is not None:
-                    checkpoint.write_json(out / "history.json", history)
-                last = checkpoint.trajectory_steps(out) if out is not None else []
+                    rundir.write_json(out / "history.json", history)
+                last = rundir.trajectory_steps(out) if out is not None else []
                 kept = f"; the last good checkpoint is step {last[-1]}" if last else ""
                 raise TrainingDiverged(f"loss became {loss} at step {step} (lr {lr_at(cfg, step):g}){kept}")
             optimizer.step()
@@ -199,11 +198,11 @@ def train(
             if done % cfg.eval_every == 0 or done == cfg.steps:
                 record(done)
             if out is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                checkpoint.save_checkpoint(out, done, model, optimizer, history)
+                rundir.save_checkpoint(out, done, model, optimizer, history)
     bar.close()
     run = Run(spec, model.eval(), history, cfg.steps, out)
     if out is not None:
-        checkpoint.save_run(out, run)
+        rundir.save_run(out, run)
     return run
 
 

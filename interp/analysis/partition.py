@@ -20,69 +20,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
-from . import fourier
-from .ablation import linear_readout
-from .filtration import with_neuron_vectors, dominant_split
-from .metrics import collect_rows, subset_metrics
-from .families import family_of
-from .families.two_layer import ACT_FNS, TwoLayerNet
-from .nets import logits
-from .spectra import neuron_vectors
+from ..core.metrics import collect_rows, subset_metrics
+from ..core.tasks import Dataset
+from ..families.base import family_of, logits
+from ..families.two_layer import TwoLayerNet
+from .neurons import SCORES, dominant_split, neuron_scores, subnetwork
 from .registry import Result, register_analysis
-from .tasks import Dataset
 
 if TYPE_CHECKING:
-    from .checkpoint import Run
-    from .document import Figure, Table
-
-SCORES = ("strength", "ipr", "attribution")
+    from ..core.document import Figure, Table
+    from ..training.rundir import Run
 
 
-def strength(model: TwoLayerNet) -> Tensor:
-    u, v, w = neuron_vectors(model).values()
-    inner = u.abs().amax(1) + v.abs().amax(1)
-    return w.abs().amax(1) * ACT_FNS[model.spec.act](inner)
 
 
-def neuron_ipr(model: TwoLayerNet) -> Tensor:
-    return sum(fourier.ipr(x) for x in neuron_vectors(model).values()) / 3
 
 
-@torch.no_grad()
-def attribution(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Tensor:
-    """Estimated rise of the clean loss minus rise of the memorised-label loss (`loss`: the
-    run's own, ce or mse) when each neuron of the readout layer is zero-ablated (activation ×
-    gradient, exact in the logits' linear part)."""
-    _, acts, to_logit, full = linear_readout(model, dataset.inputs)
-
-    def rise(mask: Tensor) -> Tensor:
-        if not mask.any():
-            return torch.zeros(acts.shape[1], dtype=torch.float64)
-        target = F.one_hot(dataset.labels[mask], full.shape[-1]).double()
-        out = full[mask].double()
-        # dL/dlogits per example: softmax − one-hot (ce), 2·(logits − one-hot) (mse, summed over classes)
-        grad_logits = F.softmax(out, -1) - target if loss == "ce" else 2 * (out - target)
-        grad_acts = grad_logits @ to_logit.double().T / int(mask.sum())
-        return -(acts[mask].double() * grad_acts).sum(0)  # Δloss ≈ −a·∂L/∂a when a → 0
-
-    return rise(dataset.clean_mask) - rise(dataset.noisy_mask)
 
 
-def neuron_scores(model: nn.Module, dataset: Dataset, loss: str = "ce") -> dict[str, Tensor]:
-    """Every score that applies to the model's family (`loss`: the run's training loss)."""
-    scores = {"attribution": attribution(model, dataset, loss)}
-    if family_of(model).neuron_maps(model) is not None:
-        scores = {"strength": strength(model), "ipr": neuron_ipr(model), **scores}
-    return scores
 
 
-def subnetwork(model: TwoLayerNet, keep: Tensor) -> TwoLayerNet:
-    """The network with only the neurons where `keep` is True (the others' weights zeroed)."""
-    mask = keep.to(model.U.dtype)[:, None]
-    return with_neuron_vectors(model, *(x * mask for x in neuron_vectors(model).values()))
+
 
 
 @dataclass
@@ -146,7 +105,7 @@ class PartitionReport(Result):
                 "(each neuron's dominant frequency) of f^G_part and of the whole network.")
 
     def tables(self) -> list[Table]:
-        from .document import Table, pct
+        from ..core.document import Table, pct
 
         rows = []
         for score, sweep in self.sweeps.items():
@@ -158,7 +117,7 @@ class PartitionReport(Result):
                        "whole net filtered: test"], rows)]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
-        from .document import Figure
+        from ..core.document import Figure
         from .plots import plot_partition
 
         return [Figure(plot_partition(list(self.sweeps.values()), Path(out_dir) / f"{stem}.png"), "partition sweeps")]

@@ -161,9 +161,9 @@ def plot_partition(sweeps, path: Path) -> Path:
 
 def plot_localization(loc, path: Path) -> Path:
     """Each component's generalisation score against its memorisation score, coloured by label
-    (scores as defined in interp.localize: pushes on the two margins for neurons, their parts
+    (scores as defined in interp.analysis.localize: pushes on the two margins for neurons, their parts
     and clusters; what ablating them costs in the same margins for heads and frequencies)."""
-    from .localize import plural
+    from ..core.document import plural
 
     colors = {"generalising": SUBSET_COLORS["test"], "memorising": SUBSET_COLORS["noisy_observed"],
               "mixed": "#ff7f0e", "inert": "#bbbbbb"}
@@ -242,7 +242,7 @@ def plot_sweep(summary, path: Path) -> Path:
 def plot_circuit(views, out_dir: Path, stem: str) -> list[tuple[Path, str]]:
     """The circuit views' figures: attention, direct logit attribution per head and per neuron
     cluster, example neurons over (a, b) with their 2-D spectra, and progress measures."""
-    from .fourier import fourier_basis
+    from ..core.fourier import fourier_basis
 
     out = []
     subsets = ["clean", "noisy_observed", "noisy_true", "test"]

@@ -26,47 +26,24 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from . import fourier
-from .metrics import subset_metrics
-from .families import family_of
+from ..core import fourier
+from ..core.fourier import residue_order
+from ..core.metrics import subset_metrics
+from ..core.tasks import Dataset, apply_op
+from ..families.base import family_of, logits
+from ..families.two_layer import TwoLayerNet, with_neuron_vectors
+from .neurons import dominant_split, neuron_uvw, project_per_neuron
 from .registry import Result, register_analysis
-from .families.two_layer import TwoLayerNet, with_neuron_vectors
-from .nets import logits
-from .spectra import neuron_spectra, neuron_vectors, residue_order
-from .tasks import Dataset, apply_op
+from .spectra import neuron_spectra
 
 if TYPE_CHECKING:
-    from .document import Figure, Table
+    from ..core.document import Figure, Table
 
 
-def _project_per_neuron(x: Tensor, keep: Tensor, order: Tensor) -> Tensor:
-    """Project each row of x ([width, p]) onto the frequencies in keep ([width, n_freq+1])
-    along the residue axis read in `order`; entries outside `order` are left unchanged."""
-    out = x.detach().clone().double()
-    out[:, order] = fourier.project_frequencies(out[:, order], keep)
-    return out.to(x.dtype)
 
 
-def _neuron_vectors(model: TwoLayerNet) -> tuple[Tensor, Tensor, Tensor]:
-    return tuple(neuron_vectors(model).values())
 
 
-def dominant_split(model: TwoLayerNet, op: str) -> tuple[TwoLayerNet, TwoLayerNet]:
-    """(f^G, f^R): each neuron's dominant-frequency part and the remainder, same activation."""
-    order = residue_order(op, model.p)
-    spectra = neuron_spectra(model, op)
-    n_freq = spectra.power.shape[1]
-    keep = torch.zeros(len(spectra.freq), n_freq, dtype=torch.bool)
-    keep[torch.arange(len(spectra.freq)), spectra.freq] = True
-    vecs = _neuron_vectors(model)
-    g = [_project_per_neuron(x, keep, order) for x in vecs]
-    r = [x - xg for x, xg in zip(vecs, g)]
-    if op in ("mul", "div"):  # residue 0 stays with f^G
-        zero = torch.ones(model.p, dtype=torch.bool)
-        zero[order] = False
-        for x in r:
-            x[:, zero] = 0
-    return with_neuron_vectors(model, *g), with_neuron_vectors(model, *r)
 
 
 def key_frequency_filter(model: TwoLayerNet, op: str, freqs: list[int]) -> TwoLayerNet:
@@ -75,7 +52,7 @@ def key_frequency_filter(model: TwoLayerNet, op: str, freqs: list[int]) -> TwoLa
     n_freq = len(order) // 2 + 1
     keep = torch.zeros(model.spec.width, n_freq, dtype=torch.bool)
     keep[:, list(freqs)] = True
-    return with_neuron_vectors(model, *(_project_per_neuron(x, keep, order) for x in _neuron_vectors(model)))
+    return with_neuron_vectors(model, *(project_per_neuron(x, keep, order) for x in neuron_uvw(model)))
 
 
 def resynthesize(model: TwoLayerNet, op: str) -> TwoLayerNet:
@@ -98,7 +75,7 @@ def resynthesize(model: TwoLayerNet, op: str) -> TwoLayerNet:
 
 def swap_activation(model: TwoLayerNet, act: str) -> TwoLayerNet:
     """The same weights evaluated with activation `act` (one of specs.ACTIVATIONS)."""
-    return with_neuron_vectors(model, *_neuron_vectors(model), act=act)
+    return with_neuron_vectors(model, *neuron_uvw(model), act=act)
 
 
 # --- transformers -------------------------------------------------------------------------
@@ -177,7 +154,7 @@ def activation_filter_logits(model: nn.Module, dataset: Dataset, freqs: list[int
     """Logits with each readout unit's activation over the (a, b) grid projected onto the 2-D
     Fourier terms (Const or k) × (Const or k), k in `freqs`: like restricted logits, but reading
     no label and assuming no operation (only that the inputs are residues)."""
-    from .probes import grid_fourier_projection
+    from ..core.fourier import grid_fourier_projection
 
     return readout_edited_logits(model, dataset, lambda acts: grid_fourier_projection(acts, dataset, freqs).double())
 
@@ -230,7 +207,7 @@ class Extraction(Result):
 
     def tables(self) -> list[Table]:
         """One row per method: the four subsets' accuracies and the losses."""
-        from .document import Table, pct
+        from ..core.document import Table, pct
 
         cols = ["clean_acc", "noisy_observed_acc", "noisy_true_acc", "test_acc", "train_loss", "test_loss"]
         rows = [[name] + [("—" if m[c] is None else f"{m[c]:.4g}") if c.endswith("loss") else pct(m[c]) for c in cols]
@@ -240,7 +217,7 @@ class Extraction(Result):
 
     def summary(self) -> str:
         method, acc = self.label_free()
-        from .document import pct
+        from ..core.document import pct
 
         line = (f"Key frequencies used by the filters: {', '.join(map(str, self.key_frequencies))}. "
                 f"Label-free extraction ({method}): test {pct(acc)}.")
@@ -255,10 +232,8 @@ class Extraction(Result):
         return line
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
-        from .document import Figure
-        from .plots import plot_extraction
-
-        from .plots import plot_noise_detection
+        from ..core.document import Figure
+        from .plots import plot_extraction, plot_noise_detection
 
         figures = [Figure(plot_extraction(self, Path(out_dir) / f"{stem}.png"),
                           "accuracy per subset of each extracted network")]

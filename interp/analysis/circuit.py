@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .families import family_of
-from .registry import Result, progress_bar, register_analysis
+from ..core.runtime import progress_bar
+from ..families.base import family_of
+from .registry import Result, register_analysis
 
 if TYPE_CHECKING:
-    from .checkpoint import Run
-    from .document import Figure, Table
+    from ..core.document import Figure, Table
+    from ..training.rundir import Run
 
 
 @dataclass(repr=False)
@@ -64,7 +65,7 @@ class CircuitViews(Result):
         return line + "."
 
     def tables(self) -> list[Table]:
-        from .document import Table
+        from ..core.document import Table
 
         subsets = ["clean", "noisy_observed", "noisy_true", "test"]
 
@@ -80,7 +81,7 @@ class CircuitViews(Result):
                       caption="summed direct push of the readout neurons of each frequency cluster")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
-        from .document import Figure
+        from ..core.document import Figure
         from .plots import plot_circuit
 
         return [Figure(path, caption) for path, caption in plot_circuit(self, Path(out_dir), stem)]
@@ -94,9 +95,9 @@ def _push(acts_to_logit: Tensor, labels: Tensor) -> Tensor:
 
 @torch.no_grad()
 def circuit_views(run: Run) -> CircuitViews:
+    from ..core.metrics import subset_metrics
     from .filtration import excluded_logits, restricted_logits
-    from .localize import margin_push
-    from .metrics import subset_metrics
+    from .readout import margin_push
     from .spectra import cluster_order, neuron_clusters, transformer_key_frequencies
 
     model, ds = run.model, run.dataset
@@ -137,7 +138,7 @@ def circuit_views(run: Run) -> CircuitViews:
     maps = acts[:, examples].T.reshape(len(examples), p, p).tolist() if grid else []
 
     progress: dict[str, list[float]] = {}
-    from .checkpoint import load_run, trajectory_steps
+    from ..training.rundir import load_run, trajectory_steps
 
     steps = trajectory_steps(run.path) if run.path is not None else []
     if steps and grid:

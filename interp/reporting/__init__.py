@@ -1,0 +1,1 @@
+"""Reports and model cards, written from analysis results."""
