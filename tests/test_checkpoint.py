@@ -134,10 +134,30 @@ def test_dataset_file_holds_split_and_noise_and_is_checked(runs, tmp_path):
     assert torch.equal(stored["observed_labels"], ds.labels) and torch.equal(stored["noisy_mask"], ds.noisy_mask)
     assert torch.equal(stored["true_labels"][stored["noisy_mask"]] != stored["observed_labels"][stored["noisy_mask"]],
                        torch.ones(int(ds.noisy_mask.sum()), dtype=torch.bool))
+    config = json.loads((d / "config.json").read_text())
+    digest = config["sha256"].pop("dataset.safetensors")
+    (d / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="no SHA-256 for dataset.safetensors"):
+        load_run(d)  # a missing checksum is an error, not a skip
+    # edited with its checksum updated to match: the masks must still agree with the labels
+    from interp.training.rundir import sha256
+
     stored["noisy_mask"] = ~stored["noisy_mask"]
     save_file(stored, d / "dataset.safetensors")
-    config = json.loads((d / "config.json").read_text())
-    config["sha256"].pop("dataset.safetensors")  # as if edited before hashes existed
+    config["sha256"]["dataset.safetensors"] = sha256(d / "dataset.safetensors")
     (d / "config.json").write_text(json.dumps(config))
+    assert digest != config["sha256"]["dataset.safetensors"]
     with pytest.raises(CheckpointError, match="noisy_mask"):
+        load_run(d)
+    # a relabelled dataset of a spec-drawn run is not what its spec draws: refused, never swapped
+    stored["noisy_mask"] = ~stored["noisy_mask"]
+    stored["observed_labels"][0] = (stored["observed_labels"][0] + 1) % run.spec.task.p
+    stored["train_mask"][0], stored["noisy_mask"][0] = True, True
+    stored["clean_mask"][0], stored["test_mask"][0] = False, False
+    stored["noisy_mask"][0] = bool(stored["observed_labels"][0] != stored["true_labels"][0])
+    stored["clean_mask"][0] = not bool(stored["noisy_mask"][0])
+    save_file(stored, d / "dataset.safetensors")
+    config["sha256"]["dataset.safetensors"] = sha256(d / "dataset.safetensors")
+    (d / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="differs from the dataset that the run's spec generates"):
         load_run(d)

@@ -85,7 +85,7 @@ def test_report_html_is_self_contained_and_matches_results(trained, tmp_path):
 def test_report_without_trajectory_says_what_it_skips(trained, tmp_path):
     bare = tmp_path / "released"
     bare.mkdir()
-    for name in ("config.json", "model.safetensors", "history.json"):
+    for name in ("config.json", "model.safetensors", "dataset.safetensors", "history.json"):
         shutil.copy2(trained / name, bare / name)
     data = write_report(interp.load_run(bare), tmp_path / "report", progress=False)
     assert data["analyses"]["dynamics"]["checkpoint_steps"] == []

@@ -1,9 +1,11 @@
 """Modular-arithmetic tasks over Z_p, the train/test split and the label-noise models.
 
-A `Dataset` holds every pair (a, b) of the task once, in the order a·p + b (pairs with b = 0 are
-absent for division), with its true label, its observed label and the masks that say which pairs
-are clean training examples, noisy training examples and test examples. Analyses ask it
-"on which examples, against which labels" through `Dataset.subsets()`.
+A `Dataset` holds pairs (a, b) of the task, with their true labels, their observed labels and
+the masks that say which pairs are clean training examples, noisy training examples and test
+examples. `make_dataset` draws one from the specs: every pair once, in the order a·p + b (pairs
+with b = 0 are absent for division). `Dataset.from_tensors` takes a researcher's own: any pairs,
+any split, any observed labels. Analyses ask it "on which examples, against which labels"
+through `Dataset.subsets()`.
 """
 
 from __future__ import annotations
@@ -51,10 +53,14 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+class DatasetError(ValueError):
+    """Tensors that do not make a dataset of the task; the message says which and why."""
+
+
 @dataclass(frozen=True)
 class Dataset:
     task: TaskSpec
-    noise: NoiseSpec
+    noise: NoiseSpec | None  # None: the split and the labels are the user's own (`from_tensors`)
     inputs: Int[Tensor, "pair 2"]
     true_labels: Int[Tensor, " pair"]
     labels: Int[Tensor, " pair"]  # observed: equal to true_labels except on noisy examples
@@ -79,6 +85,59 @@ class Dataset:
         over the (a, b) grid need (the rule then lives on its (k, k) blocks)."""
         return self.task.op in ("add", "sub") and len(self.inputs) == self.p ** 2
 
+    @property
+    def noise_rate(self) -> float:
+        """The share of training examples whose observed label is wrong."""
+        return float(self.noisy_mask.sum()) / max(1, int(self.train_mask.sum()))
+
+    def describe_noise(self) -> str:
+        """The label noise in words, e.g. `wrong label noise at 80%` or, for a user's dataset,
+        `user labels, 39.9% of training labels wrong`."""
+        if self.noise is None:
+            return f"user labels, {self.noise_rate:.1%} of training labels wrong"
+        return f"{self.noise.kind} label noise at {self.noise.rate:.0%}"
+
+    @classmethod
+    def from_tensors(cls, task: TaskSpec, inputs: Int[Tensor, "pair 2"], observed_labels: Int[Tensor, " pair"],
+                     train_mask: Bool[Tensor, " pair"], true_labels: Int[Tensor, " pair"] | None = None) -> "Dataset":
+        """A researcher's own dataset of `task`: any distinct (a, b) pairs, the labels the model
+        was trained on, and which pairs it was trained on. The true labels are a ∘ b (given ones
+        are checked against it); the noisy examples are the training pairs whose observed label
+        differs from the true one; test pairs keep their true labels (they score generalisation)."""
+        p = task.p
+        inputs, observed = torch.as_tensor(inputs), torch.as_tensor(observed_labels)
+        train = torch.as_tensor(train_mask)
+        if inputs.dim() != 2 or inputs.shape[1] != 2 or inputs.is_floating_point() or inputs.dtype == torch.bool:
+            raise DatasetError(f"inputs must be integer (a, b) pairs of shape [N, 2], got {inputs.dtype} {tuple(inputs.shape)}")
+        n = len(inputs)
+        inputs = inputs.long()
+        if n == 0 or int(inputs.min()) < 0 or int(inputs.max()) >= p:
+            raise DatasetError(f"inputs must be residues 0..{p - 1} (task p = {p})")
+        if task.op == "div" and bool((inputs[:, 1] == 0).any()):
+            raise DatasetError("division pairs must have b ≠ 0")
+        if len(torch.unique(inputs[:, 0] * p + inputs[:, 1])) != n:
+            raise DatasetError("inputs repeat a pair: each (a, b) must appear once")
+        for name, value in (("observed_labels", observed), ("train_mask", train)):
+            if value.shape != (n,):
+                raise DatasetError(f"{name} must have shape [{n}] (one per pair), got {tuple(value.shape)}")
+        if train.dtype != torch.bool:
+            raise DatasetError(f"train_mask must be boolean, got {train.dtype}")
+        if observed.is_floating_point() or int(observed.min()) < 0 or int(observed.max()) >= p:
+            raise DatasetError(f"observed_labels must be integer classes 0..{p - 1}")
+        truth = apply_op(task.op, inputs[:, 0], inputs[:, 1], p)
+        if true_labels is not None:
+            given = torch.as_tensor(true_labels).long()
+            if given.shape != (n,) or not torch.equal(given, truth):
+                wrong = int((given != truth).sum()) if given.shape == (n,) else n
+                raise DatasetError(f"true_labels differ from {task.op} mod {p} on {wrong} pairs")
+        observed = observed.long()
+        if not torch.equal(observed[~train], truth[~train]):
+            raise DatasetError(f"observed_labels differ from the true labels on {int((observed != truth)[~train].sum())} "
+                               "test pairs: test labels are the true ones by definition")
+        if not train.any() or train.all():
+            raise DatasetError("train_mask leaves an empty train or test set")
+        return cls(task, None, inputs, truth, observed, train.clone(), train & (observed != truth))
+
     def subsets(self) -> dict[str, tuple[Bool[Tensor, " pair"], Int[Tensor, " pair"]]]:
         """Each of the four subsets as (mask over pairs, labels to score against)."""
         labels = {"observed": self.labels, "true": self.true_labels}
@@ -87,11 +146,17 @@ class Dataset:
 
     def __repr__(self) -> str:
         n = len(self.inputs)
+        noise = "user labels" if self.noise is None else f"{self.noise.kind} @ {self.noise.rate}"
         return (
             f"Dataset({self.task.op} mod {self.p}: {n} pairs, {int(self.train_mask.sum())} train "
-            f"({int(self.noisy_mask.sum())} noisy, {self.noise.kind} @ {self.noise.rate}), "
-            f"{int(self.test_mask.sum())} test)"
+            f"({int(self.noisy_mask.sum())} noisy, {noise}), {int(self.test_mask.sum())} test)"
         )
+
+    def same_as(self, other: "Dataset") -> bool:
+        """Whether both hold the same pairs, labels and split (wherever they came from)."""
+        return self.task.op == other.task.op and self.p == other.p and all(
+            torch.equal(getattr(self, name), getattr(other, name))
+            for name in ("inputs", "true_labels", "labels", "train_mask", "noisy_mask"))
 
 
 def all_pairs(task: TaskSpec) -> Int[Tensor, "pair 2"]:

@@ -45,7 +45,7 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
     size = ", ".join(f"{k} {v}" for k, v in vars(spec.model).items()
                      if k not in ("seed", "init", "n_layers", "d_head") and not isinstance(v, bool))
     model = (f"{spec.model.arch.replace('_', '-')} network ({size}), `{spec.task.op}` mod {spec.task.p}, "
-             f"{spec.noise.kind} label noise at {spec.noise.rate:.0%}, {run.step} steps")
+             f"{run.dataset.describe_noise()}, {run.step} steps")
     return {
         "model": model, "phase": phase(final), "raw_test_acc": final["test_acc"],
         "memorised_acc": final["noisy_observed_acc"], "label_free_method": method, "label_free_test_acc": acc,

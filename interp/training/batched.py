@@ -82,7 +82,7 @@ def train_many(
     for i, (spec, out) in enumerate(zip(specs, outs)):
         last = 0
         if out is not None:
-            last, histories[i] = open_run_dir(out, spec, models[i], optimizers[i], resume)
+            last, histories[i], datasets[i] = open_run_dir(out, spec, models[i], optimizers[i], resume, datasets[i])
         resumed_at.append(last)
     if len(set(resumed_at)) > 1:
         raise ValueError(f"the runs stopped at different steps ({', '.join(map(str, resumed_at))}); "
@@ -160,7 +160,7 @@ def train_many(
     for k, (spec, m, out) in enumerate(zip(specs, models, outs)):
         own = build_model(spec.model, p).to(device)  # detach from the stack
         own.load_state_dict({name: t.clone() for name, t in m.state_dict().items()})
-        run = Run(spec, own.eval(), histories[k], cfg.steps, out)
+        run = Run(spec, own.eval(), histories[k], cfg.steps, out, datasets[k])
         if out is not None:
             rundir.save_run(out, run)
         runs.append(run)

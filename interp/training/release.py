@@ -78,9 +78,11 @@ def export(run_dir: Path, dest: Path, command: str = "", trajectory_every: int |
 def model_card(run: Run, name: str, command: str, extraction: dict | None) -> str:
     spec = run.spec
     last = run.final_metrics
+    noise = (f"{spec.noise.kind} label noise at rate {spec.noise.rate}" if run.dataset.noise is not None
+             else run.dataset.describe_noise())
     lines = [f"# {name}", "",
              f"{spec.model.arch} network on `{spec.task.op}` mod {spec.task.p}, "
-             f"{spec.noise.kind} label noise at rate {spec.noise.rate}, trained {run.step} steps.", ""]
+             f"{noise}, trained {run.step} steps.", ""]
     if command:
         lines += ["Trained with:", "", "```bash", command, "```", ""]
     lines += ["## Accuracy at the end of training", "", "| subset | accuracy | loss |", "| --- | --- | --- |"]

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..core.specs import RunSpec, SpecError
-from ..core.tasks import Dataset, make_dataset
+from ..core.tasks import Dataset, DatasetError, make_dataset
 from ..families.base import build_model, family_of
 
 FORMAT = "interp.run"
@@ -115,16 +115,45 @@ def dataset_tensors(dataset: Dataset) -> dict[str, torch.Tensor]:
             "test_mask": dataset.test_mask}
 
 
-def check_dataset(run_dir: Path, dataset: Dataset, expected_sha256: str | None) -> None:
-    """Refuse a run whose stored dataset differs from the one its spec generates here (another
-    torch's random generator, or an edited file)."""
-    path = Path(run_dir) / "dataset.safetensors"
-    if not path.exists():
-        return
-    stored = read_tensors(path, expected_sha256)
+def read_dataset(run_dir: Path, spec: RunSpec) -> Dataset:
+    """The run's own dataset, from `dataset.safetensors` after checking its SHA-256. A run whose
+    config says its dataset was drawn from its spec (`"dataset": "spec"`, the default) must hold
+    exactly what the spec draws here: another torch's random generator, or an edited file, is an
+    error, never a silent swap. A user's dataset (`"dataset": "user"`) is taken as stored."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / "config.json")
+    path = run_dir / "dataset.safetensors"
+    expected = config.get("sha256", {}).get("dataset.safetensors")
+    if expected is None:
+        raise CheckpointError(f"{run_dir}/config.json records no SHA-256 for dataset.safetensors")
+    stored = read_tensors(path, expected)
+    missing = {"inputs", "observed_labels", "train_mask"} - stored.keys()
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(sorted(missing))}")
+    try:
+        dataset = Dataset.from_tensors(spec.task, stored["inputs"], stored["observed_labels"], stored["train_mask"],
+                                       stored.get("true_labels"))
+    except DatasetError as err:
+        raise CheckpointError(f"{path} is not a dataset of {spec.task.op} mod {spec.task.p}: {err}") from None
     for name, value in dataset_tensors(dataset).items():
-        if name not in stored or not torch.equal(stored[name], value):
-            raise CheckpointError(f"{path}: `{name}` differs from the dataset that the run's spec generates here")
+        if name in stored and not torch.equal(stored[name], value):
+            raise CheckpointError(f"{path}: `{name}` disagrees with the labels and split stored beside it")
+    origin = config.get("dataset", "spec")
+    if origin == "user":
+        return dataset
+    drawn = make_dataset(spec.task, spec.noise)
+    if not drawn.same_as(dataset):
+        raise CheckpointError(f"{path} differs from the dataset that the run's spec generates here "
+                              "(edited, or drawn by another torch's random generator)")
+    return drawn
+
+
+def dataset_origin(spec: RunSpec, dataset: Dataset) -> str:
+    """`spec` when the spec draws exactly `dataset`, else `user`."""
+    try:
+        return "spec" if make_dataset(spec.task, spec.noise).same_as(dataset) else "user"
+    except ValueError:  # the spec draws no dataset at all (e.g. a train fraction that empties a set)
+        return "user"
 
 
 # --- models -------------------------------------------------------------------------------
@@ -188,17 +217,24 @@ def read_spec(run_dir: Path) -> RunSpec:
 
 @dataclass
 class Run:
-    """A trained (or partly trained) model with the spec that made it and its metric history."""
+    """A trained (or partly trained) model, the spec that made it, its metric history and the
+    dataset it was trained on — the one every analysis scores. Without `dataset`, the spec's own
+    is drawn (`make_dataset(spec.task, spec.noise)`); pass yours (`Dataset.from_tensors`) for a
+    model trained on your own split and labels."""
 
     spec: RunSpec
     model: nn.Module
     history: list[dict[str, Any]]
     step: int
     path: Path | None = None
+    dataset: Dataset | None = None
 
-    @property
-    def dataset(self) -> Dataset:
-        return make_dataset(self.spec.task, self.spec.noise)
+    def __post_init__(self) -> None:
+        if self.dataset is None:
+            self.dataset = make_dataset(self.spec.task, self.spec.noise)
+        elif (self.dataset.task.op, self.dataset.p) != (self.spec.task.op, self.spec.task.p):
+            raise ValueError(f"the dataset is {self.dataset.task.op} mod {self.dataset.p}, the spec "
+                             f"{self.spec.task.op} mod {self.spec.task.p}")
 
     @property
     def final_metrics(self) -> dict[str, Any]:
@@ -229,7 +265,8 @@ def save_run(run_dir: Path, run: Run) -> None:
     hashes = {"model.safetensors": write_tensors(run_dir / "model.safetensors", run.model.state_dict()),
               "dataset.safetensors": write_tensors(run_dir / "dataset.safetensors", dataset_tensors(run.dataset))}
     write_json(run_dir / "history.json", run.history)
-    write_json(run_dir / "config.json", {**model_config(run.spec, run.model), "step": run.step, "sha256": hashes})
+    write_json(run_dir / "config.json", {**model_config(run.spec, run.model), "step": run.step,
+                                         "dataset": dataset_origin(run.spec, run.dataset), "sha256": hashes})
 
 
 def load_run(run_dir: Path | str, step: int | None = None) -> Run:
@@ -250,9 +287,7 @@ def load_run(run_dir: Path | str, step: int | None = None) -> Run:
     history = read_json(source / "history.json")
     if step is None:
         step = int(read_json(run_dir / "config.json").get("step", history[-1]["step"] if history else 0))
-    run = Run(spec, model.eval(), history, step, run_dir)
-    check_dataset(run_dir, run.dataset, read_json(run_dir / "config.json").get("sha256", {}).get("dataset.safetensors"))
-    return run
+    return Run(spec, model.eval(), history, step, run_dir, read_dataset(run_dir, spec))
 
 
 # --- trajectory ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The training loop: full batch or minibatch, per-subset metrics, checkpoint trajectory, resume.
 
 `train(spec, out)` builds the dataset and model from `spec` alone, so a run is reproducible from
-its config. With `out` set, it writes `config.json` at once, a trajectory checkpoint every
+its config; `train(spec, out, dataset=...)` trains on a researcher's own dataset instead, which the
+run directory then carries. With `out` set, it writes `config.json` at once, a trajectory checkpoint every
 `train.checkpoint_every` steps (and at the end), and the final model; `resume=True` continues
 from the last complete checkpoint and ends with the same weights and history as an
 uninterrupted run. Ctrl-C stops at the next step boundary after writing a checkpoint.
@@ -107,21 +108,29 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
 
 
 def open_run_dir(out: Path, spec: RunSpec, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 resume: bool) -> tuple[int, list[dict[str, Any]]]:
-    """Start `out` for `spec` (writing its config), or with `resume` restore model and optimizer
-    from its last checkpoint. Returns the step to continue from and the history so far."""
-    _prepare_out(out, spec, resume)
-    steps = rundir.trajectory_steps(out) if resume else []
-    if steps:
-        return steps[-1], rundir.load_checkpoint(out, steps[-1], model, optimizer)
-    rundir.write_json(out / "config.json", {**rundir.model_config(spec, model), "step": 0})
-    # the split and the noise are in the folder from the start, for work that does not import interp
-    rundir.write_tensors(out / "dataset.safetensors",
-                             rundir.dataset_tensors(make_dataset(spec.task, spec.noise)))
-    return 0, []
+                 resume: bool, dataset: Dataset | None = None) -> tuple[int, list[dict[str, Any]], Dataset]:
+    """Start `out` for `spec` and `dataset` (the spec's own when None), writing its config and
+    dataset, or with `resume` restore model and optimizer from its last checkpoint. Returns the
+    step to continue from, the history so far and the run's dataset (on resume, the stored one)."""
+    if _prepare_out(out, spec, resume):
+        stored = rundir.read_dataset(out, spec)
+        if dataset is not None and not dataset.same_as(stored):
+            raise RunDirectoryInUse(f"{out} holds a run trained on another dataset; choose another --out")
+        steps = rundir.trajectory_steps(out)
+        if steps:
+            return steps[-1], rundir.load_checkpoint(out, steps[-1], model, optimizer), stored
+        dataset = stored
+    dataset = make_dataset(spec.task, spec.noise) if dataset is None else dataset
+    # the split and the labels are in the folder from the start, for work that does not import interp
+    digest = rundir.write_tensors(out / "dataset.safetensors", rundir.dataset_tensors(dataset))
+    rundir.write_json(out / "config.json", {**rundir.model_config(spec, model), "step": 0,
+                                            "dataset": rundir.dataset_origin(spec, dataset),
+                                            "sha256": {"dataset.safetensors": digest}})
+    return 0, [], dataset
 
 
-def _prepare_out(out: Path, spec: RunSpec, resume: bool) -> None:
+def _prepare_out(out: Path, spec: RunSpec, resume: bool) -> bool:
+    """Whether `out` already holds this run (to resume); refuse one that holds another."""
     config_path = out / "config.json"
     if config_path.exists():
         existing = rundir.read_spec(out)
@@ -129,25 +138,34 @@ def _prepare_out(out: Path, spec: RunSpec, resume: bool) -> None:
             raise RunDirectoryInUse(f"{out} holds a run with a different spec; choose another --out")
         if not resume:
             raise RunDirectoryInUse(f"{out} already holds this run; pass resume=True (--resume) to continue it")
+        return True
     out.mkdir(parents=True, exist_ok=True)
+    return False
 
 
 def train(
     spec: RunSpec,
     out: Path | str | None = None,
     *,
+    dataset: Dataset | None = None,
     resume: bool = False,
     progress: bool = True,
     device: str | torch.device = "cpu",
 ) -> Run:
-    """Train a model for `spec`; write its run directory to `out` when given."""
+    """Train a model for `spec` on `dataset` (by default the one `spec` draws); write its run
+    directory to `out` when given."""
     out = Path(out) if out is not None else None
-    dataset = make_dataset(spec.task, spec.noise)
+    if dataset is not None and (dataset.task.op, dataset.p) != (spec.task.op, spec.task.p):
+        raise ValueError(f"the dataset is {dataset.task.op} mod {dataset.p}, the spec {spec.task.op} mod {spec.task.p}")
     model = build_model(spec.model, spec.task.p)
     if next(model.parameters()).device != torch.device(device):
         model = model.to(device)
     optimizer = make_optimizer(spec.train, model.parameters())
-    start, history = open_run_dir(out, spec, model, optimizer, resume) if out is not None else (0, [])
+    if out is not None:
+        start, history, dataset = open_run_dir(out, spec, model, optimizer, resume, dataset)
+    else:
+        start, history = 0, []
+        dataset = make_dataset(spec.task, spec.noise) if dataset is None else dataset
 
     cfg = spec.train
     inputs = dataset.inputs.to(device)
@@ -200,7 +218,7 @@ def train(
             if out is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
                 rundir.save_checkpoint(out, done, model, optimizer, history)
     bar.close()
-    run = Run(spec, model.eval(), history, cfg.steps, out)
+    run = Run(spec, model.eval(), history, cfg.steps, out, dataset)
     if out is not None:
         rundir.save_run(out, run)
     return run
