@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..core.metrics import aggregate_subsets, collect_rows, score_labels, subset_metrics
 from ..core.runtime import EXP_FLOOR
 from ..core.tasks import Dataset
-from ..families.base import family_of, logits
+from ..families.base import Capability, family_of, logits
 from .readout import linear_readout
 from .registry import Result, register_analysis
 
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
     from ..training.rundir import Run
 
 MODES = ("zero", "mean", "resample")
-
-
-def _unit_axis(hook_name: str) -> int:
-    return -2 if hook_name.endswith("hook_z") else -1
 
 
 def _replacement(acts: Tensor, units: Tensor, axis: int, mode: str, seed: int) -> Tensor:
@@ -61,7 +57,7 @@ def ablated_logits(
 ) -> Float[Tensor, "batch p"]:
     """Mod-p logits with `units` of `hook_name` ablated (mean and resample draw from `inputs`)."""
     units = torch.as_tensor(units, dtype=torch.long)
-    axis = _unit_axis(hook_name)
+    axis = family_of(model).unit_axis(model, hook_name)
 
     def hook(acts: Tensor, hook) -> Tensor:
         acts = acts.clone()
@@ -205,7 +201,8 @@ def ablation_report(run: Run, seeds: tuple[int, ...] = (0, 1, 2)) -> AblationRep
     model, ds = run.model, run.dataset
     loss = run.spec.train.loss
     scans = {"neurons": scan_units(model, ds, loss=loss)}
-    for name, n_heads in family_of(model).head_hooks(model).items():
+    family = family_of(model)
+    for name, n_heads in (family.head_hooks(model).items() if family.has(model, Capability.HEADS) else ()):
         scans[name] = scan_units_hooked(model, ds, name, n_heads, loss=loss)
     scores = neuron_scores(model, ds, loss=loss)
     n = len(next(iter(scores.values())))

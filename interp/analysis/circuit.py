@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..core.runtime import progress_bar
-from ..families.base import family_of
+from ..families.base import Capability, family_of
 from .registry import Result, register_analysis
 
 if TYPE_CHECKING:
@@ -156,7 +156,4 @@ def circuit_views(run: Run) -> CircuitViews:
                         {c: int(m.sum()) for c, m in members.items()}, examples, maps, progress)
 
 
-register_analysis("circuit", "Circuit views", circuit_views,
-                  lambda run: None if family_of(run.model).head_to_logit(run.model)
-                  else "the circuit views read attention heads, which this model family does not have",
-                  order=40)
+register_analysis("circuit", "Circuit views", circuit_views, needs=(Capability.HEADS,), order=40)

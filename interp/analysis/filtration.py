@@ -30,8 +30,7 @@ from ..core import fourier
 from ..core.fourier import residue_order
 from ..core.metrics import subset_metrics
 from ..core.tasks import Dataset, apply_op
-from ..families.base import family_of, logits
-from ..families.two_layer import TwoLayerNet, with_neuron_vectors
+from ..families.base import Capability, family_of, logits
 from .neurons import dominant_split, neuron_uvw, project_per_neuron
 from .registry import Result, register_analysis
 from .spectra import neuron_spectra
@@ -46,20 +45,23 @@ if TYPE_CHECKING:
 
 
 
-def key_frequency_filter(model: TwoLayerNet, op: str, freqs: list[int]) -> TwoLayerNet:
+def key_frequency_filter(model: nn.Module, op: str, freqs: list[int]) -> nn.Module:
     """Every neuron keeps only the components at `freqs` (k ≥ 1) in u, v and w."""
-    order = residue_order(op, model.p)
+    maps = neuron_uvw(model)
+    width, p = maps[0].shape
+    order = residue_order(op, p)
     n_freq = len(order) // 2 + 1
-    keep = torch.zeros(model.spec.width, n_freq, dtype=torch.bool)
+    keep = torch.zeros(width, n_freq, dtype=torch.bool)
     keep[:, list(freqs)] = True
-    return with_neuron_vectors(model, *(project_per_neuron(x, keep, order) for x in neuron_uvw(model)))
+    return family_of(model).with_neuron_maps(model, *(project_per_neuron(x, keep, order) for x in maps))
 
 
-def resynthesize(model: TwoLayerNet, op: str) -> TwoLayerNet:
+def resynthesize(model: nn.Module, op: str) -> nn.Module:
     """Each neuron as pure cosines at its dominant frequency k: u = A_u cos(θx + φ_u),
     v = A_v cos(θx + φ_v), w = A_w cos(θc + φ_u ± φ_v) — the phase relation enforced."""
     s = neuron_spectra(model, op)
-    order = residue_order(op, model.p)
+    width, p = neuron_uvw(model)[0].shape
+    order = residue_order(op, p)
     n = len(order)
     x = torch.arange(n, dtype=torch.float64)
     theta = 2 * math.pi * s.freq[:, None].double() * x / n
@@ -67,15 +69,15 @@ def resynthesize(model: TwoLayerNet, op: str) -> TwoLayerNet:
     phase_w = s.phase_u + sign * s.phase_v
     vecs = []
     for amp, phase in ((s.amp_u, s.phase_u), (s.amp_v, s.phase_v), (s.amp_w, phase_w)):
-        full = torch.zeros(model.spec.width, model.p, dtype=torch.float64)
+        full = torch.zeros(width, p, dtype=torch.float64)
         full[:, order] = amp[:, None] * torch.cos(theta + phase[:, None])
         vecs.append(full.float())
-    return with_neuron_vectors(model, *vecs)
+    return family_of(model).with_neuron_maps(model, *vecs)
 
 
-def swap_activation(model: TwoLayerNet, act: str) -> TwoLayerNet:
+def swap_activation(model: nn.Module, act: str) -> nn.Module:
     """The same weights evaluated with activation `act` (one of specs.ACTIVATIONS)."""
-    return with_neuron_vectors(model, *neuron_uvw(model), act=act)
+    return family_of(model).with_neuron_maps(model, *neuron_uvw(model), act=act)
 
 
 # --- transformers -------------------------------------------------------------------------
@@ -278,7 +280,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     op = dataset.task.op
     rows, notes, curves = {}, {}, {}
 
-    per_neuron = family_of(model).neuron_maps(model) is not None
+    per_neuron = family_of(model).has(model, Capability.NEURON_MAPS)
     outputs = {}
 
     def score(name: str, out: Tensor, note: str) -> None:
@@ -298,7 +300,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
         score(f"key-frequency filter ({len(keys)})", logits(key_frequency_filter(model, op, keys), dataset.inputs),
               f"all neurons keep frequencies {keys}")
         for act in ("quadratic", "abs", "reverse_relu"):
-            if act != model.spec.act:
+            if act != family_of(model).neuron_activation(model):
                 score(f"raw, {act}", logits(swap_activation(model, act), dataset.inputs), f"raw weights, φ = {act}")
                 score(f"f^G, {act}", logits(swap_activation(g, act), dataset.inputs), f"f^G weights, φ = {act}")
     else:

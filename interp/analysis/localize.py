@@ -45,7 +45,7 @@ from ..core.document import plural
 from ..core.metrics import subset_metrics
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
-from ..families.base import family_of, logits
+from ..families.base import Capability, family_of, logits
 from .ablation import ablated_logits
 from .filtration import filter_residue_weights
 from .neurons import dominant_split, neuron_ipr
@@ -265,7 +265,7 @@ def localize(model: nn.Module, dataset: Dataset,
     full = logits(model, dataset.inputs)
     result = Localization(memorised=subset_metrics(full, dataset)["noisy_observed_acc"])
     family = family_of(model)
-    if family.neuron_maps(model) is not None:
+    if family.has(model, Capability.NEURON_MAPS):
         spectra = neuron_spectra(model, op)
         extra = {"freq": spectra.freq.tolist(), "ipr": neuron_ipr(model).tolist()}
         gen, mem = readout_scores(model, dataset)
@@ -290,12 +290,13 @@ def localize(model: nn.Module, dataset: Dataset,
             result.rows += _rows("neuron", gen, mem)
         if "neuron cluster" in kinds and dataset.sum_grid:
             result.rows += _cluster_rows(model, dataset, gen, mem)
-    for layer, (hook, n_heads) in enumerate(family.head_hooks(model).items() if "head" in kinds else []):
+    heads = family.head_hooks(model) if family.has(model, Capability.HEADS) else {}
+    for layer, (hook, n_heads) in enumerate(heads.items() if "head" in kinds else []):
         ablated = [ablated_logits(model, dataset.inputs, hook, [h]) for h in range(n_heads)]
         for row in _ablation_rows("head", full, ablated, dataset):
             row["index"] = f"L{layer}H{row['index']}"
             result.rows.append(row)
-    if "head frequency" in kinds and dataset.sum_grid:
+    if "head frequency" in kinds and heads and dataset.sum_grid:
         result.rows += _head_frequency_rows(model, dataset, full)
     if "frequency" not in kinds:
         return result

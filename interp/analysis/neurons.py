@@ -14,19 +14,20 @@ from ..core import fourier
 from ..core.fourier import residue_order
 from ..core.tasks import Dataset
 from ..families.activations import ACT_FNS
-from ..families.base import family_of
-from ..families.two_layer import TwoLayerNet, with_neuron_vectors
+from ..families.base import Capability, family_of
 from .readout import linear_readout
 from .spectra import neuron_spectra, neuron_vectors
 
 
-def strength(model: TwoLayerNet) -> Tensor:
-    u, v, w = neuron_vectors(model).values()
+def strength(model: nn.Module) -> Tensor:
+    """Each neuron's largest possible push: max |w| · φ(max |u| + max |v|)."""
+    u, v, w = neuron_uvw(model)
     inner = u.abs().amax(1) + v.abs().amax(1)
-    return w.abs().amax(1) * ACT_FNS[model.spec.act](inner)
+    return w.abs().amax(1) * ACT_FNS[family_of(model).neuron_activation(model)](inner)
 
 
-def neuron_ipr(model: TwoLayerNet) -> Tensor:
+def neuron_ipr(model: nn.Module) -> Tensor:
+    """Each neuron's inverse participation ratio over frequencies, averaged over u, v and w."""
     return sum(fourier.ipr(x) for x in neuron_vectors(model).values()) / 3
 
 
@@ -53,7 +54,7 @@ def attribution(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Tensor:
 def neuron_scores(model: nn.Module, dataset: Dataset, loss: str = "ce") -> dict[str, Tensor]:
     """Every score that applies to the model's family (`loss`: the run's training loss)."""
     scores = {"attribution": attribution(model, dataset, loss)}
-    if family_of(model).neuron_maps(model) is not None:
+    if family_of(model).has(model, Capability.NEURON_MAPS):
         scores = {"strength": strength(model), "ipr": neuron_ipr(model), **scores}
     return scores
 
@@ -61,10 +62,11 @@ def neuron_scores(model: nn.Module, dataset: Dataset, loss: str = "ce") -> dict[
 SCORES = ("strength", "ipr", "attribution")
 
 
-def subnetwork(model: TwoLayerNet, keep: Tensor) -> TwoLayerNet:
-    """The network with only the neurons where `keep` is True (the others' weights zeroed)."""
-    mask = keep.to(model.U.dtype)[:, None]
-    return with_neuron_vectors(model, *(x * mask for x in neuron_vectors(model).values()))
+def subnetwork(model: nn.Module, keep: Tensor) -> nn.Module:
+    """The network with only the neurons where `keep` is True (the others' maps zeroed)."""
+    maps = neuron_uvw(model)
+    mask = keep.to(maps[0].dtype)[:, None]
+    return family_of(model).with_neuron_maps(model, *(x * mask for x in maps))
 
 
 def project_per_neuron(x: Tensor, keep: Tensor, order: Tensor) -> Tensor:
@@ -75,13 +77,16 @@ def project_per_neuron(x: Tensor, keep: Tensor, order: Tensor) -> Tensor:
     return out.to(x.dtype)
 
 
-def neuron_uvw(model: TwoLayerNet) -> tuple[Tensor, Tensor, Tensor]:
-    return tuple(neuron_vectors(model).values())
+def neuron_uvw(model: nn.Module) -> tuple[Tensor, Tensor, Tensor]:
+    """(u, v, w), each [neuron, p]: the family's neuron maps (`ModelFamily.neuron_maps`)."""
+    maps = neuron_vectors(model)
+    return maps["u"], maps["v"], maps["w"]
 
 
-def dominant_split(model: TwoLayerNet, op: str) -> tuple[TwoLayerNet, TwoLayerNet]:
+def dominant_split(model: nn.Module, op: str) -> tuple[nn.Module, nn.Module]:
     """(f^G, f^R): each neuron's dominant-frequency part and the remainder, same activation."""
-    order = residue_order(op, model.p)
+    p = neuron_uvw(model)[0].shape[1]
+    order = residue_order(op, p)
     spectra = neuron_spectra(model, op)
     n_freq = spectra.power.shape[1]
     keep = torch.zeros(len(spectra.freq), n_freq, dtype=torch.bool)
@@ -90,8 +95,8 @@ def dominant_split(model: TwoLayerNet, op: str) -> tuple[TwoLayerNet, TwoLayerNe
     g = [project_per_neuron(x, keep, order) for x in vecs]
     r = [x - xg for x, xg in zip(vecs, g)]
     if op in ("mul", "div"):  # residue 0 stays with f^G
-        zero = torch.ones(model.p, dtype=torch.bool)
+        zero = torch.ones(p, dtype=torch.bool)
         zero[order] = False
         for x in r:
             x[:, zero] = 0
-    return with_neuron_vectors(model, *g), with_neuron_vectors(model, *r)
+    return family_of(model).with_neuron_maps(model, *g), family_of(model).with_neuron_maps(model, *r)

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from ..core.metrics import collect_rows, subset_metrics
 from ..core.tasks import Dataset
-from ..families.base import family_of, logits
-from ..families.two_layer import TwoLayerNet
+from ..families.base import Capability, family_of, logits
 from .neurons import SCORES, dominant_split, neuron_scores, subnetwork
 from .registry import Result, register_analysis
 
@@ -66,11 +66,11 @@ class PartitionSweep:
 
 
 @torch.no_grad()
-def partition_sweep(model: TwoLayerNet, dataset: Dataset, score: str = "strength",
+def partition_sweep(model: nn.Module, dataset: Dataset, score: str = "strength",
                     fractions: list[float] | None = None, loss: str = "ce") -> PartitionSweep:
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; valid: {', '.join(SCORES)}")
-    if family_of(model).neuron_maps(model) is None:
+    if not family_of(model).has(model, Capability.NEURON_MAPS):
         raise TypeError("partition_sweep builds subnetworks of per-neuron residue maps (two-layer nets); "
                         "for other families use ablation.pruning_curve")
     op = dataset.task.op
@@ -79,8 +79,8 @@ def partition_sweep(model: TwoLayerNet, dataset: Dataset, score: str = "strength
     fractions = fractions or [0.05, 0.1, 0.2, 0.3, 0.5, 0.7]
     parts: dict[str, list[dict]] = {"g": [], "r": [], "gf": []}
     for f in fractions:
-        keep = torch.zeros(model.spec.width, dtype=torch.bool)
-        keep[order[: max(1, round(f * model.spec.width))]] = True
+        keep = torch.zeros(len(values), dtype=torch.bool)
+        keep[order[: max(1, round(f * len(values)))]] = True
         g = subnetwork(model, keep)
         parts["g"].append(subset_metrics(logits(g, dataset.inputs), dataset, loss))
         parts["r"].append(subset_metrics(logits(subnetwork(model, ~keep), dataset.inputs), dataset, loss))
@@ -128,8 +128,4 @@ def partition_report(run: Run) -> PartitionReport:
     return PartitionReport({score: partition_sweep(run.model, run.dataset, score, loss=loss) for score in SCORES})
 
 
-register_analysis(
-    "partition", "Task-agnostic partition", partition_report,
-    lambda run: None if family_of(run.model).neuron_maps(run.model) is not None
-    else "the task-agnostic partition builds subnetworks from per-neuron residue maps (two-layer networks)",
-    order=70)
+register_analysis("partition", "Task-agnostic partition", partition_report, needs=(Capability.NEURON_MAPS,), order=70)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..core.metrics import subset_metrics
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
-from ..families.base import family_of
+from ..families.base import Capability, family_of
 from .registry import Result, register_analysis
 
 if TYPE_CHECKING:
@@ -86,10 +86,8 @@ def patch_sweep(target: nn.Module, dataset: Dataset, source_model: nn.Module | N
     else:
         source_pairs = pairs if source_pairs is None else source_pairs
         source = "another model on the same pairs"
-    tokens = family.tokens(target, pairs)
-    _, cache = source_model.run_with_cache(family_of(source_model).tokens(source_model, source_pairs),
-                                           names_filter=lambda n: n in hooks)
-    positions = list(range(tokens.shape[1]))
+    cache = family_of(source_model).all_positions(source_model, source_pairs, hooks)
+    positions = list(range(family.n_positions(target)))
     metrics: dict[str, dict[int, dict[str, float | None]]] = {}
     for hook in progress_bar([h for h in hooks if h in cache], "patching"):
         for pos in positions:
@@ -176,7 +174,7 @@ def patching_over_training(run: Run, hooks: tuple[str, ...] | None = None) -> Pa
     metrics: dict[str, dict[str, list[float | None]]] = {h: {} for h in hooks}
     for step in progress_bar(steps, "patching: checkpoints"):
         source = load_run(run.path, step).model
-        _, cache = source.run_with_cache(family.tokens(source, pairs), names_filter=lambda n: n in hooks)
+        cache = family.all_positions(source, pairs, hooks)
         for hook in hooks:
             out = family.forward(run.model, pairs, fwd_hooks=[(hook, lambda acts, hook=None, name=hook: cache[name])])
             for name, value in subset_metrics(out, run.dataset, loss).items():
@@ -188,20 +186,15 @@ def patching_over_training(run: Run, hooks: tuple[str, ...] | None = None) -> Pa
 def _needs_trajectory(run: Run) -> str | None:
     from ..training.rundir import trajectory_steps
 
-    if not family_of(run.model).patch_hooks(run.model):
-        return "patching walks hook points with a position axis, which this model family does not have"
     if run.path is None or len(trajectory_steps(run.path)) < 2:
         return "patching over training needs a run with at least two checkpoints"
     return None
 
 
 register_analysis("patching_over_training", "Patching from checkpoints", patching_over_training,
-                  _needs_trajectory, order=51)
+                  needs=(Capability.POSITIONS,), skip_reason=_needs_trajectory, order=51)
 
 
-register_analysis(
-    "patching", "Activation patching",
-    lambda run: patch_sweep(run.model, run.dataset, loss=run.spec.train.loss),
-    lambda run: None if family_of(run.model).patch_hooks(run.model)
-    else "the patching sweep walks hook points with a position axis, which this model family does not have",
-    order=50)
+register_analysis("patching", "Activation patching",
+                  lambda run: patch_sweep(run.model, run.dataset, loss=run.spec.train.loss),
+                  needs=(Capability.POSITIONS,), order=50)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from ..core.fourier import grid_fourier_projection
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
-from ..families.base import build_model, family_of, logits
+from ..families.base import Capability, build_model, family_of, logits
 from .registry import Result, register_analysis
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def probe_features(model: nn.Module, dataset: Dataset, hook: str, features: str 
         raise ValueError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
     source = model
     if features == "f^G":
-        if family_of(model).neuron_maps(model) is None:
+        if not family_of(model).has(model, Capability.NEURON_MAPS):
             raise ValueError("f^G features need per-neuron residue maps (two-layer nets)")
         from .neurons import dominant_split
 
@@ -218,7 +218,7 @@ def probe_report(run: Run) -> ProbeReport:
     keys = spectra.key_set()
     hooks = family.probe_hooks(model)
     main = hooks[0]
-    sources = ["raw", "fourier"] + (["f^G"] if family.neuron_maps(model) is not None else [])
+    sources = ["raw", "fourier"] + (["f^G"] if family.has(model, Capability.NEURON_MAPS) else [])
     if op not in ("add", "sub"):
         sources = [s for s in sources if s != "fourier"]
     results = [probe(model, ds, hook, source, key_frequencies=keys, controls=source == "raw")

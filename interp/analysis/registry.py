@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, overload
 
 import torch
 
+from ..families.base import Capability, family_of
+
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
     from ..training.rundir import Run
@@ -59,21 +61,34 @@ class Analysis(Generic[R]):
     name: str
     title: str
     compute: Callable[[Run], R]
-    #: Why the analysis does not apply to a run (e.g. it needs per-neuron residue maps), or None.
-    skip_reason: Callable[[Run], str | None]
+    #: The model capabilities it needs (`interp.families.Capability`); a model lacking one skips it.
+    needs: tuple[Capability, ...] = ()
+    #: Why it does not apply to a run for another reason (e.g. no checkpoint trajectory), or None.
+    extra_reason: Callable[[Run], str | None] | None = None
     #: Where its section goes in the report (smaller first): from what the weights hold to what
     #: ablations and probes find, then how training got there.
     order: int = 100
+
+    def skip_reason(self, run: Run) -> str | None:
+        """Why the analysis does not apply to `run`, in words, or None."""
+        reason = family_of(run.model).lacks(run.model, self.needs)
+        if reason is None and self.extra_reason is not None:
+            reason = self.extra_reason(run)
+        return reason
+
+    def __call__(self, run: Run) -> R:
+        """The result on `run` (typed: `interp.analysis.filtration.EXTRACTION(run)` is an Extraction)."""
+        return analyze(run, self)
 
 
 ANALYSES: dict[str, Analysis] = {}
 
 
-
-
-def register_analysis(name: str, title: str, compute: Callable[[Run], R],
+def register_analysis(name: str, title: str, compute: Callable[[Run], R], needs: tuple[Capability, ...] = (),
                       skip_reason: Callable[[Run], str | None] | None = None, order: int = 100) -> Analysis[R]:
-    ANALYSES[name] = Analysis(name, title, compute, skip_reason or (lambda run: None), order)
+    """Make `compute` the analysis `name`: `interp.analyze`, `interp analyze --analysis NAME` and the
+    report find it from here (no other file lists analyses). Returns the typed handle."""
+    ANALYSES[name] = Analysis(name, title, compute, tuple(needs), skip_reason, order)
     return ANALYSES[name]
 
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..core import fourier
 from ..core.fourier import residue_order
-from ..families.base import family_of
+from ..families.base import Capability, family_of
 from .registry import Result, register_analysis
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class TransformerSpectra(Result):
 def fourier_analysis(model: nn.Module, op: str) -> NeuronSpectra | TransformerSpectra:
     """The Fourier summary for either model family."""
     family = family_of(model)
-    if family.neuron_maps(model) is not None:
+    if family.has(model, Capability.NEURON_MAPS):
         return neuron_spectra(model, op)
     p = family.embedding(model).shape[0]
     result = TransformerSpectra(op, p, transformer_key_frequencies(model, op), embedding_spectra(model, op))

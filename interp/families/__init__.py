@@ -21,5 +21,5 @@ from .base import (
                    training_logits,
 )
 
-__all__ = ["FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec", "family_of", "logits",
+__all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec", "family_of", "logits",
            "register", "replaced_parameters", "tokens", "training_logits", "transformer", "two_layer"]

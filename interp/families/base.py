@@ -7,6 +7,12 @@ embedding and unembedding weights, the attention heads, where probes read, and t
 builds the model. Analyses call `family_of(model)` and never test a model's class; a new family
 is one module plus `register(...)`.
 
+What goes beyond every family's core (readout, residue weights, forward) is a *capability*
+(`Capability`): per-neuron maps over the residues, attention heads, positions to patch, a stacked
+training step. A family states which it has (`capabilities`); an analysis states which it needs
+(`interp.analysis.registry.register_analysis(..., needs=...)`), and the report and CLI skip it,
+with the reason said in words, on a model whose family lacks one.
+
 Shapes: `pairs` [batch, 2] of residues; logits [batch, p]; cached activations are those at the
 predicting position ([batch, units] for a neuron hook).
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from enum import Enum
 from typing import Any, Callable, Iterable
 
 import torch
@@ -26,6 +33,32 @@ from ..core.specs import MODEL_SPECS, SpecError
 Hook = tuple[str, Callable[..., Any]]
 
 
+class Capability(str, Enum):
+    """What a family can do beyond the core interface; each names the methods it brings."""
+
+    #: every readout neuron reads a and b through maps over the residues and writes an output
+    #: map over the classes: `neuron_maps`, `neuron_activation`, `with_neuron_maps`
+    NEURON_MAPS = "neuron_maps"
+    #: attention heads: `head_hooks`, `head_to_logit`, `attention_patterns`, `unit_axis`
+    HEADS = "heads"
+    #: hook points with a position axis: `patch_hooks`, `n_positions`, `all_positions`
+    POSITIONS = "positions"
+    #: K models trained as one computation: `stacked_batch`, `stacked_loss_and_grads`
+    STACKED = "stacked"
+
+    @property
+    def description(self) -> str:
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS = {
+    Capability.NEURON_MAPS: "per-neuron maps over the residues (each neuron's u, v and w)",
+    Capability.HEADS: "attention heads",
+    Capability.POSITIONS: "hook points with a position axis",
+    Capability.STACKED: "a stacked training step",
+}
+
+
 class ModelFamily(ABC):
     """The interface. Subclasses set `name` and `spec_type` and implement the abstract methods;
     the others have defaults that fit any `HookedRootModule` taking the pairs themselves."""
@@ -33,14 +66,35 @@ class ModelFamily(ABC):
     name: str
     spec_type: type
 
+    #: The capabilities every model of the family has (see `Capability`).
+    provides: frozenset[Capability] = frozenset()
+
     #: Whether sweeps should stack this family's runs (`interp.sweep`): only where one stacked
     #: step beats K single steps on this CPU.
     stacking_pays = False
 
+    def capabilities(self, model: nn.Module) -> frozenset[Capability]:
+        """What this model can do (`provides`, unless a family narrows it per model)."""
+        return self.provides
+
+    def has(self, model: nn.Module, capability: Capability) -> bool:
+        return capability in self.capabilities(model)
+
+    def lacks(self, model: nn.Module, needs: Iterable[Capability]) -> str | None:
+        """Why a model cannot serve an analysis that needs `needs`, in words, or None."""
+        missing = [c for c in needs if not self.has(model, c)]
+        if not missing:
+            return None
+        return (f"it needs {' and '.join(c.description for c in missing)}, which a model of the "
+                f"{self.name} family does not have")
+
+    def _unsupported(self, capability: Capability) -> TypeError:
+        return TypeError(f"a model of the {self.name} family has no {capability.description}")
+
     def batchable(self, spec: Any) -> bool:
         """Whether `interp.training.batched.train_many` can stack models of `spec` into one computation
         (then `stacked_batch` and `stacked_loss_and_grads` are implemented)."""
-        return False
+        return Capability.STACKED in self.provides
 
     # --- building ----------------------------------------------------------------------------
     @abstractmethod
@@ -109,35 +163,62 @@ class ModelFamily(ABC):
                              unembedding: Tensor | None = None) -> nn.Module:
         """A copy of `model` with its `embedding` and/or `unembedding` replaced."""
 
-    def head_hooks(self, model: nn.Module) -> dict[str, int]:
-        """Hook name → number of heads, for each attention layer's `hook_z` (none by default)."""
-        return {}
-
-    def head_to_logit(self, model: nn.Module) -> dict[str, Float[Tensor, "head d_head p"]]:
-        """For each attention layer's `hook_z`, the direct map from each head's output to the
-        logits (through the residual stream alone); none by default."""
-        return {}
-
-    def attention_patterns(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> dict[str, Tensor]:
-        """For each attention layer, the predicting position's attention over the key positions,
-        [batch, head, position]; none by default."""
-        return {}
-
-    def patch_hooks(self, model: nn.Module) -> list[str]:
-        """Hooks with a position axis that activation patching walks, in the order information
-        flows (none by default)."""
-        return []
-
     def probe_hooks(self, model: nn.Module) -> list[str]:
         """Where linear probes read, the main one first."""
         return [self.readout_hook(model)]
 
-    def neuron_maps(self, model: nn.Module) -> dict[str, Float[Tensor, "neuron p"]] | None:
-        """Per readout neuron, its input maps from a and b and its output map to the classes,
-        each over the residues — for families whose neurons read the residues directly (the
-        two-layer net); None for the others. Analyses built on it (per-neuron Fourier spectra,
-        Liu & Lu's filtration and partition) apply only where it is given."""
-        return None
+    def unit_axis(self, model: nn.Module, hook: str) -> int:
+        """The axis of `hook`'s activations (every position) that indexes its units — neurons,
+        or heads at a head hook — for ablating some of them."""
+        return -1
+
+    # --- Capability.NEURON_MAPS ---------------------------------------------------------------
+    def neuron_maps(self, model: nn.Module) -> dict[str, Float[Tensor, "neuron p"]]:
+        """Per readout neuron, its input maps from a and b (`u`, `v`) and its output map to the
+        classes (`w`), each over the residues: neuron n's pre-activation on (a, b) is
+        u[n, a] + v[n, b] and its push on class c is act · w[n, c]."""
+        raise self._unsupported(Capability.NEURON_MAPS)
+
+    def neuron_activation(self, model: nn.Module) -> str:
+        """The neurons' activation function, by its name in `specs.ACTIVATIONS`."""
+        raise self._unsupported(Capability.NEURON_MAPS)
+
+    def with_neuron_maps(self, model: nn.Module, u: Tensor, v: Tensor, w: Tensor, act: str | None = None) -> nn.Module:
+        """A model computing what `model` computes with its neuron maps replaced by u, v, w (and
+        its activation by `act`); the model may be of another family (the two-layer net), as
+        long as its logits are exactly those of the edited neurons."""
+        raise self._unsupported(Capability.NEURON_MAPS)
+
+    # --- Capability.HEADS ---------------------------------------------------------------------
+    def head_hooks(self, model: nn.Module) -> dict[str, int]:
+        """Hook name → number of heads, for each attention layer's per-head output (`hook_z`)."""
+        raise self._unsupported(Capability.HEADS)
+
+    def head_to_logit(self, model: nn.Module) -> dict[str, Float[Tensor, "head d_head p"]]:
+        """For each of `head_hooks`, the direct map from each head's output to the logits
+        (through the residual stream alone)."""
+        raise self._unsupported(Capability.HEADS)
+
+    def attention_patterns(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> dict[str, Tensor]:
+        """For each attention layer, the predicting position's attention over the key positions,
+        [batch, head, position]."""
+        raise self._unsupported(Capability.HEADS)
+
+    # --- Capability.POSITIONS -----------------------------------------------------------------
+    def patch_hooks(self, model: nn.Module) -> list[str]:
+        """Hooks whose activations are [batch, position, ...], in the order information flows:
+        the ones activation patching walks."""
+        raise self._unsupported(Capability.POSITIONS)
+
+    def n_positions(self, model: nn.Module) -> int:
+        """Length of the position axis of `patch_hooks`."""
+        raise self._unsupported(Capability.POSITIONS)
+
+    def all_positions(self, model: nn.Module, pairs: Int[Tensor, "batch 2"], hooks: Iterable[str]) -> dict[str, Tensor]:
+        """The activations of `hooks` at every position, [batch, position, ...], on the pairs' device."""
+        hooks = set(hooks)
+        _, cache = model.run_with_cache(self.tokens(model, pairs), names_filter=lambda n: n in hooks)
+        return {name: value.to(pairs.device) for name, value in cache.items()}
 
     # --- training -----------------------------------------------------------------------------
     def training_batch(self, model: nn.Module, pairs: Tensor, labels: Tensor) -> Any:
@@ -159,15 +240,16 @@ class ModelFamily(ABC):
             param.grad = None if grad is None else grad.contiguous()
         return value.item()
 
+    # --- Capability.STACKED --------------------------------------------------------------------
     def stacked_batch(self, spec: Any, p: int, pairs: Int[Tensor, "K batch 2"], labels: Int[Tensor, "K batch"]) -> Any:
         """K networks' training examples, prepared once for `stacked_loss_and_grads`."""
-        raise TypeError(f"the {self.name} family does not train stacked networks")
+        raise self._unsupported(Capability.STACKED)
 
     def stacked_loss_and_grads(self, params: dict[str, Tensor], spec: Any, p: int, batch: Any, loss: str
                                ) -> tuple[Float[Tensor, " K"], dict[str, Tensor]]:
         """Each network's mean loss and the gradients of it, for K networks whose parameters
         are stacked along a leading axis (`params`, keyed by state-dict name)."""
-        raise TypeError(f"the {self.name} family does not train stacked networks")
+        raise self._unsupported(Capability.STACKED)
 
     def __repr__(self) -> str:
         return f"<model family {self.name!r}>"
@@ -241,5 +323,5 @@ def training_logits(model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Float[Te
     return family_of(model).training_logits(model, pairs)
 
 
-__all__ = ["FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec", "family_of", "logits",
+__all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec", "family_of", "logits",
            "register", "replaced_parameters", "tokens", "training_logits"]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 _BRIDGE_MODULE = "transformer_lens.model_bridge"
 
 from ..core.specs import TransformerSpec
-from .base import ModelFamily, device_of, register, replaced_parameters
+from .base import Capability, ModelFamily, device_of, register, replaced_parameters
 
 N_CTX = 3  # tokens `a b =`
 _ACTS = {"relu": F.relu_, "gelu": F.gelu}  # in place: the product feeding it is not needed again
@@ -218,12 +218,17 @@ class _GatherRows(torch.autograd.Function):
 class TransformerFamily(ModelFamily):
     name = "transformer"
     spec_type = TransformerSpec
+    provides = frozenset({Capability.HEADS, Capability.POSITIONS, Capability.STACKED})
     # one step is already matmul-bound: stacked, 8 runs went 1.22x faster but 4 runs 0.87x
     # (docs/performance.md), so sweeps train transformers one by one
     stacking_pays = False
 
     def owns(self, model) -> bool:
         return is_transformer(model)
+
+    def capabilities(self, model: TransformerBridge) -> frozenset[Capability]:
+        # the stacked step is written for one layer
+        return self.provides if model.cfg.n_layers == 1 else self.provides - {Capability.STACKED}
 
     def build(self, spec: TransformerSpec, p: int) -> TransformerBridge:
         return boot(bridge_config(spec, p))
@@ -305,6 +310,17 @@ class TransformerFamily(ModelFamily):
         names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
         _, cache = model.run_with_cache(self.tokens(model, pairs), names_filter=lambda n: n in names)
         return {name: cache[name][:, :, -1].to(pairs.device) for name in names}  # [batch, head, key]
+
+    def unit_axis(self, model: TransformerBridge, hook: str) -> int:
+        # [batch, position, head, d_head] at q, k, v, z; [batch, head, query, key] at scores and pattern
+        if hook.endswith(("hook_q", "hook_k", "hook_v", "hook_z")):
+            return -2
+        if hook.endswith(("hook_attn_scores", "hook_pattern")):
+            return 1
+        return -1
+
+    def n_positions(self, model: TransformerBridge) -> int:
+        return N_CTX
 
     def patch_hooks(self, model: TransformerBridge) -> list[str]:
         out = ["hook_embed"]

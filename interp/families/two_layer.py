@@ -20,7 +20,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..core.specs import TwoLayerSpec
 from .activations import ACT_FNS
-from .base import ModelFamily, register
+from .base import Capability, ModelFamily, register
 
 
 class TwoLayerNet(HookedRootModule):
@@ -82,10 +82,8 @@ class TwoLayerNet(HookedRootModule):
 class TwoLayerFamily(ModelFamily):
     name = "two_layer"
     spec_type = TwoLayerSpec
+    provides = frozenset({Capability.NEURON_MAPS, Capability.STACKED})
     stacking_pays = True  # 1.1-3.5x at K = 8 (docs/performance.md)
-
-    def batchable(self, spec: TwoLayerSpec) -> bool:
-        return True
 
     def owns(self, model: nn.Module) -> bool:
         return isinstance(model, TwoLayerNet)
@@ -122,6 +120,12 @@ class TwoLayerFamily(ModelFamily):
 
     def neuron_maps(self, model: TwoLayerNet) -> dict[str, Float[Tensor, "neuron p"]]:
         return {"u": model.U.detach(), "v": model.V_in.detach(), "w": model.W.detach().T}
+
+    def neuron_activation(self, model: TwoLayerNet) -> str:
+        return model.spec.act
+
+    def with_neuron_maps(self, model: TwoLayerNet, u: Tensor, v: Tensor, w: Tensor, act: str | None = None) -> TwoLayerNet:
+        return with_neuron_vectors(model, u, v, w, act)
 
     def training_batch(self, model: TwoLayerNet, pairs: Tensor, labels: Tensor) -> Any:
         from .stacked import lookup
