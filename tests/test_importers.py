@@ -84,6 +84,26 @@ def test_hooked_transformer_matches_legacy_forward(n_layers, n_heads, d_head):
     torch.testing.assert_close(fast, legacy_forward(state), atol=1e-4, rtol=1e-4)
 
 
+def test_names_agree_with_transformer_lens_own_converter():
+    # TransformerLens 4.x ships a legacy → bridge converter; ours must give the same tensors
+    from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
+
+    state = hooked_state(n_layers=2, n_heads=4, d_head=4)
+    model = from_hooked_transformer(state)
+    theirs = convert_tl_checkpoint(state, model.cfg)
+    ours = model.state_dict()
+    assert set(theirs) == set(ours)
+    for key, value in theirs.items():
+        assert torch.equal(value, ours[key]), key
+
+
+def test_b_U_is_kept_though_the_bridge_holds_it_as_a_buffer():
+    # the native bridge's unembedding has no bias parameter, only a (normally zero) buffer
+    model = from_hooked_transformer(hooked_state())
+    assert "unembed.bias" not in dict(model.named_parameters())
+    assert torch.equal(model.state_dict()["unembed.bias"], hooked_state()["unembed.b_U"])
+
+
 def test_hooked_transformer_gelu():
     state = hooked_state(seed=5)
     model = from_hooked_transformer(state, act="gelu")
