@@ -1,0 +1,421 @@
+"""Foreign checkpoint formats ↔ interp's model families.
+
+Three formats come in, each read from a `.pt`/`.pth` (torch.load with `weights_only=True`: no
+arbitrary object is unpickled) or a `.safetensors` file, and each becomes a model built by its
+family (`FAMILY.build(spec, p)` with the mapped weights loaded strictly), so every analysis
+works on it:
+
+- `hooked-transformer`: a legacy TransformerLens `HookedTransformer` state dict (`embed.W_E`,
+  `blocks.0.attn.W_Q`, …) of Nanda et al.'s model on tokens `a b =` → the native
+  `TransformerBridge` of `interp.families.transformer`, with the same logits;
+- `embed-mlp`: Chughtai et al.'s embedding MLP (`W_x`, `W_y`, `W`, `W_U`) → a two-layer net,
+  folded exactly;
+- `two-layer`: interp's own two-layer state dict (`U`, `V`, `W`, optional `mu`), e.g. written by
+  a plain PyTorch user.
+
+`to_hooked_transformer` goes the other way, so legacy code reads an interp transformer.
+The conventions (names, shapes, what is refused) are tabled in docs/checkpoints.md.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Callable
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from ..specs import SpecError, TransformerSpec, TwoLayerSpec
+from . import family_of
+
+
+class CheckpointImportError(ValueError):
+    """A foreign checkpoint cannot be read or mapped; the one-line message names the file or key
+    and the problem."""
+
+
+StateDict = dict[str, Tensor]
+
+# --- reading files --------------------------------------------------------------------------
+
+NESTING_KEYS_NOTE = "a dict holding exactly one dict of tensors (under 'model', 'state_dict', …)"
+
+
+def read_state_dict(path: str | os.PathLike) -> StateDict:
+    """The tensors of a `.pt`/`.pth` or `.safetensors` file, by name.
+
+    `.pt`/`.pth` files are read with `torch.load(path, weights_only=True, map_location="cpu")`
+    only, so nothing but tensors and plain containers is unpickled; a file torch refuses under
+    `weights_only` is refused. The file must hold a flat dict of tensors, or a dict holding
+    exactly one dict of tensors (under any key: "model", "state_dict", …), which is taken — the
+    other entries (an optimizer's state, a config, an epoch count) are ignored. Anything else
+    raises `CheckpointImportError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointImportError(f"{path} does not exist or is not a file")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return _read_safetensors(path)
+    if suffix in (".pt", ".pth"):
+        return _state_dict_in(path, _torch_load(path))
+    raise CheckpointImportError(f"{path}: unknown file type {suffix or '(none)'!r}; expected .pt, .pth or .safetensors")
+
+
+def _read_safetensors(path: Path) -> StateDict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointImportError(f"{path} is not a readable safetensors file: {_first_line(err)}") from None
+
+
+def _torch_load(path: Path) -> object:
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        reason = _unpickler_reason(err)
+        if "Unsupported global" in reason:  # a pickled class or function, which weights_only refuses
+            raise CheckpointImportError(
+                f"{path} pickles objects other than tensors and plain containers, which are never "
+                f"unpickled here (torch.load weights_only=True): {reason}") from None
+        raise CheckpointImportError(f"{path} is not a readable torch file: {reason}") from None
+    except Exception as err:  # truncated, not a torch file, …: one line, not a traceback
+        raise CheckpointImportError(f"{path} is not a readable torch file: {_first_line(err)}") from None
+
+
+def _unpickler_reason(err: BaseException) -> str:
+    """The reason in torch's several-paragraph weights_only message, on one line."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker not in text:
+        return _first_line(err)
+    reason = text.split(marker, 1)[1].split("Check the documentation", 1)[0]
+    reason = " ".join(reason.split()).split(" Please use ", 1)[0]  # drop the advice to allowlist it
+    return reason or _first_line(err)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _is_tensor_dict(obj: object) -> bool:
+    return (isinstance(obj, dict) and len(obj) > 0
+            and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()))
+
+
+def _state_dict_in(path: Path, obj: object) -> StateDict:
+    """`obj` itself if it is a flat dict of tensors, else its one entry that is."""
+    if _is_tensor_dict(obj):
+        return dict(obj)
+    if not isinstance(obj, dict):
+        raise CheckpointImportError(f"{path} holds a {type(obj).__name__}, not a state dict")
+    if not obj:
+        raise CheckpointImportError(f"{path} holds an empty dict, not a state dict")
+    nested = [key for key, value in obj.items() if _is_tensor_dict(value)]
+    if len(nested) == 1:
+        return dict(obj[nested[0]])
+    if nested:
+        raise CheckpointImportError(f"{path} holds several state dicts (under {', '.join(map(repr, nested))}); "
+                                    "save the one to import alone")
+    raise CheckpointImportError(f"{path} holds a dict that is neither a state dict nor {NESTING_KEYS_NOTE} "
+                                f"(keys: {', '.join(map(repr, list(obj)[:8]))})")
+
+
+# --- checking -------------------------------------------------------------------------------
+
+
+def _check_keys(state: StateDict, expected: dict[str, tuple[int, ...]], what: str) -> None:
+    """Raise unless `state` has exactly the keys of `expected`, each a float tensor of that shape."""
+    for problem, keys in (("missing", [k for k in expected if k not in state]),
+                          ("unknown", [k for k in state if k not in expected])):
+        if keys:
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise CheckpointImportError(f"{what}: {problem} key {keys[0]}{more}")
+    for key, shape in expected.items():
+        if tuple(state[key].shape) != shape:
+            raise CheckpointImportError(f"{what}: {key} has shape {tuple(state[key].shape)}, expected {shape}")
+        if not state[key].is_floating_point():
+            raise CheckpointImportError(f"{what}: {key} has dtype {state[key].dtype}, expected a float tensor")
+
+
+def _dims(state: StateDict, key: str, n: int, what: str) -> tuple[int, ...]:
+    """The shape of `state[key]`, which must have `n` axes (the dimensions are read from it)."""
+    if key not in state:
+        raise CheckpointImportError(f"{what}: missing key {key}")
+    shape = tuple(state[key].shape)
+    if len(shape) != n:
+        raise CheckpointImportError(f"{what}: {key} has shape {shape}, expected {n} axes")
+    return shape
+
+
+def _loaded(family, spec, p: int, state: StateDict) -> nn.Module:
+    """A model built by `family` for (spec, p) holding `state`, loaded strictly."""
+    model = family.build(spec, p)
+    model.load_state_dict(state, strict=True)  # copies into the family's own dtype (float32)
+    return model.eval()
+
+
+def _spec(kind: type, **fields):
+    try:
+        return kind(**fields)
+    except SpecError as err:
+        raise CheckpointImportError(str(err)) from None
+
+
+# --- legacy HookedTransformer ↔ native bridge --------------------------------------------------
+
+N_CTX = 3  # tokens `a b =`
+# persistent buffers of the legacy attention (the causal mask and its fill value), not weights
+_LEGACY_BUFFER = re.compile(r"blocks\.\d+\.attn\.(mask|IGNORE)$")
+# LayerNorm / RMSNorm scales and biases: ln1, ln2, ln_final, the SoLU mlp.ln
+_LAYERNORM = re.compile(r"(^|\.)ln[^.]*\.(w|b)$")
+_LAYER = re.compile(r"blocks\.(\d+)\.")
+
+
+def _heads_to_rows(w: Float[Tensor, "head d_model d_head"]) -> Float[Tensor, "head_x_d_head d_model"]:
+    """W_Q/W_K/W_V → the bridge's nn.Linear weight, whose output index is head·d_head + i."""
+    return w.permute(0, 2, 1).reshape(-1, w.shape[1])
+
+
+def _rows_to_heads(w: Float[Tensor, "head_x_d_head d_model"], n_heads: int) -> Float[Tensor, "head d_model d_head"]:
+    return w.reshape(n_heads, -1, w.shape[1]).permute(0, 2, 1)
+
+
+def _heads_to_cols(w: Float[Tensor, "head d_head d_model"]) -> Float[Tensor, "d_model head_x_d_head"]:
+    """W_O → the bridge's output nn.Linear weight, whose input index is head·d_head + i."""
+    return w.reshape(-1, w.shape[-1]).T
+
+
+def _cols_to_heads(w: Float[Tensor, "d_model head_x_d_head"], n_heads: int) -> Float[Tensor, "head d_head d_model"]:
+    return w.T.reshape(n_heads, -1, w.shape[0])
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(-1)
+
+
+def _transposed(t: Tensor, n_heads: int = 0) -> Tensor:
+    return t.T
+
+
+def _same(t: Tensor, n_heads: int = 0) -> Tensor:
+    return t
+
+
+def _unflat(t: Tensor, n_heads: int) -> Tensor:
+    return t.reshape(n_heads, -1)
+
+
+#: legacy name in a block → (bridge name, legacy → bridge, bridge → legacy (given n_heads))
+BLOCK_NAMES: dict[str, tuple[str, Callable, Callable]] = {
+    "attn.W_Q": ("attn.q.weight", _heads_to_rows, _rows_to_heads),
+    "attn.W_K": ("attn.k.weight", _heads_to_rows, _rows_to_heads),
+    "attn.W_V": ("attn.v.weight", _heads_to_rows, _rows_to_heads),
+    "attn.b_Q": ("attn.q.bias", _flat, _unflat),
+    "attn.b_K": ("attn.k.bias", _flat, _unflat),
+    "attn.b_V": ("attn.v.bias", _flat, _unflat),
+    "attn.W_O": ("attn.o.weight", _heads_to_cols, _cols_to_heads),
+    "attn.b_O": ("attn.o.bias", _same, _same),
+    "mlp.W_in": ("mlp.in.weight", _transposed, _transposed),
+    "mlp.b_in": ("mlp.in.bias", _same, _same),
+    "mlp.W_out": ("mlp.out.weight", _transposed, _transposed),
+    "mlp.b_out": ("mlp.out.bias", _same, _same),
+}
+#: names outside the blocks (W_U's `=` column, when present, is dropped on the way in)
+TOP_NAMES: dict[str, tuple[str, Callable, Callable]] = {
+    "embed.W_E": ("embed.weight", _same, _same),
+    "pos_embed.W_pos": ("pos_embed.weight", _same, _same),
+    "unembed.W_U": ("unembed.weight", _transposed, _transposed),
+    "unembed.b_U": ("unembed.bias", _same, _same),
+}
+
+
+def _legacy_shapes(n_layers: int, p: int, d_model: int, n_heads: int, d_head: int, d_mlp: int,
+                   d_vocab_out: int) -> dict[str, tuple[int, ...]]:
+    """Every legacy weight's name and shape for these dimensions (d_vocab = p + 1)."""
+    shapes = {"embed.W_E": (p + 1, d_model), "pos_embed.W_pos": (N_CTX, d_model)}
+    for layer in range(n_layers):
+        b = f"blocks.{layer}."
+        for name in ("Q", "K", "V"):
+            shapes[f"{b}attn.W_{name}"] = (n_heads, d_model, d_head)
+            shapes[f"{b}attn.b_{name}"] = (n_heads, d_head)
+        shapes[f"{b}attn.W_O"], shapes[f"{b}attn.b_O"] = (n_heads, d_head, d_model), (d_model,)
+        shapes[f"{b}mlp.W_in"], shapes[f"{b}mlp.b_in"] = (d_model, d_mlp), (d_mlp,)
+        shapes[f"{b}mlp.W_out"], shapes[f"{b}mlp.b_out"] = (d_mlp, d_model), (d_model,)
+    shapes["unembed.W_U"], shapes["unembed.b_U"] = (d_model, d_vocab_out), (d_vocab_out,)
+    return shapes
+
+
+def _without_extras(state: StateDict, what: str) -> StateDict:
+    """`state` less the legacy attention buffers and Chughtai et al.'s `x_embed`/`y_embed`
+    (copies of embed.W_E, checked equal); LayerNorm weights are refused here."""
+    norms = [k for k in state if _LAYERNORM.search(k)]
+    if norms:
+        raise CheckpointImportError(
+            f"{what}: {norms[0]} is a LayerNorm weight; interp's transformer has no LayerNorm, so "
+            "a model trained with one cannot be mapped (fold it first, or train without)")
+    kept = {k: v for k, v in state.items() if not _LEGACY_BUFFER.fullmatch(k)}
+    for key in ("x_embed", "y_embed"):
+        if key in kept:
+            extra = kept.pop(key)
+            embed = state.get("embed.W_E")
+            if embed is None or extra.shape != embed.shape or not torch.equal(extra, embed):
+                raise CheckpointImportError(f"{what}: {key} differs from embed.W_E; only copies of it can be ignored")
+    return kept
+
+
+def _hooked_dims(state: StateDict, what: str) -> dict[str, int]:
+    """n_layers, p, d_model, n_heads, d_head, d_mlp, d_vocab_out read from the shapes."""
+    d_vocab, d_model = _dims(state, "embed.W_E", 2, what)
+    n_ctx, _ = _dims(state, "pos_embed.W_pos", 2, what)
+    if n_ctx != N_CTX:
+        raise CheckpointImportError(f"{what}: pos_embed.W_pos has n_ctx = {n_ctx}; interp's transformer reads "
+                                    f"exactly {N_CTX} tokens `a b =`")
+    n_heads, _, d_head = _dims(state, "blocks.0.attn.W_Q", 3, what)
+    _, d_mlp = _dims(state, "blocks.0.mlp.W_in", 2, what)
+    _, d_vocab_out = _dims(state, "unembed.W_U", 2, what)
+    p = d_vocab - 1  # `=` is the last token
+    if d_vocab_out not in (p, p + 1):
+        raise CheckpointImportError(f"{what}: unembed.W_U has d_vocab_out = {d_vocab_out}; with d_vocab = {d_vocab} "
+                                    f"(p = {p} residues and `=`) it must be {p} (or {p + 1}, whose `=` column is dropped)")
+    layers = sorted({int(m.group(1)) for k in state if (m := _LAYER.match(k))})
+    if layers != list(range(len(layers))):
+        raise CheckpointImportError(f"{what}: block indices {layers} are not 0..n_layers-1")
+    return {"n_layers": len(layers), "p": p, "d_model": d_model, "n_heads": n_heads, "d_head": d_head,
+            "d_mlp": d_mlp, "d_vocab_out": d_vocab_out}
+
+
+def from_hooked_transformer(state: StateDict, act: str = "relu", what: str = "HookedTransformer state dict") -> nn.Module:
+    """The native bridge model (`interp.families.transformer`) computing the logits of the legacy
+    TransformerLens `HookedTransformer` whose state dict is `state`.
+
+    Conventions: tokens `a b =` with `=` the last vocabulary token, so p = d_vocab − 1 and
+    n_ctx must be 3; no LayerNorm (normalization_type=None); causal attention scaled by
+    1/√d_head; `act` is the MLP's activation (relu or gelu; the state dict does not say).
+    d_vocab_out must be p; when it is p + 1 (the HookedTransformer default d_vocab_out = d_vocab),
+    the `=` output column is dropped and the logits over the p residues are kept (unchanged:
+    logits need no normalisation). n_layers, d_model, n_heads, d_head, d_mlp are read from the
+    shapes. Ignored: the buffers `blocks.L.attn.mask` and `blocks.L.attn.IGNORE`, and
+    `x_embed`/`y_embed` (copies of embed.W_E in Chughtai et al.'s models; refused if they
+    differ). Refused with one line naming the key: LayerNorm weights, missing or unknown keys,
+    shapes that disagree, n_ctx ≠ 3. `what` names the source in the messages.
+    """
+    from .transformer import FAMILY
+
+    if "embed.weight" in state:
+        raise CheckpointImportError(f"{what}: embed.weight is a TransformerBridge name; this is already a native "
+                                    "state dict (load it into FAMILY.build(spec, p)), not a legacy HookedTransformer one")
+    state = _without_extras(state, what)
+    dims = _hooked_dims(state, what)
+    _check_keys(state, _legacy_shapes(**dims), what)
+    p = dims["p"]
+    spec = _spec(TransformerSpec, n_layers=dims["n_layers"], d_model=dims["d_model"], n_heads=dims["n_heads"],
+                 d_head=dims["d_head"], d_mlp=dims["d_mlp"], act=act)
+    if p < 2:
+        raise CheckpointImportError(f"{what}: embed.W_E has d_vocab = {p + 1}, so p = {p} < 2")
+    return _loaded(FAMILY, spec, p, _bridge_state(state, dims["n_layers"], p))
+
+
+def _bridge_state(state: StateDict, n_layers: int, p: int) -> StateDict:
+    """The bridge's state dict from a checked legacy one (W_U and b_U cut to the p residues)."""
+    out = {bridge: to_bridge(state[legacy]) for legacy, (bridge, to_bridge, _) in TOP_NAMES.items()}
+    out["unembed.weight"], out["unembed.bias"] = out["unembed.weight"][:p], out["unembed.bias"][:p]
+    for layer in range(n_layers):
+        for legacy, (bridge, to_bridge, _) in BLOCK_NAMES.items():
+            out[f"blocks.{layer}.{bridge}"] = to_bridge(state[f"blocks.{layer}.{legacy}"])
+    return out
+
+
+def to_hooked_transformer(model: nn.Module) -> StateDict:
+    """A legacy TransformerLens `HookedTransformer` state dict (legacy names and shapes, table in
+    docs/checkpoints.md) of an interp transformer, so older code reads it: a HookedTransformer
+    with d_vocab = p + 1, d_vocab_out = p, n_ctx = 3, normalization_type=None and the model's
+    act_fn computes the same logits. It includes the persistent attention buffers
+    `blocks.L.attn.mask` (lower-triangular, bool) and `blocks.L.attn.IGNORE` (−inf) that a strict
+    `load_state_dict` of a HookedTransformer expects. Tensors are fresh copies on the CPU."""
+    from .transformer import FAMILY
+
+    if not FAMILY.owns(model):
+        raise CheckpointImportError(f"to_hooked_transformer takes an interp transformer, not a {type(model).__name__}")
+    cfg, state = model.cfg, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    out = {legacy: to_legacy(state[bridge], cfg.n_heads) for legacy, (bridge, _, to_legacy) in TOP_NAMES.items()}
+    for layer in range(cfg.n_layers):
+        b = f"blocks.{layer}."
+        for legacy, (bridge, _, to_legacy) in BLOCK_NAMES.items():
+            out[b + legacy] = to_legacy(state[b + bridge], cfg.n_heads)
+        out[b + "attn.mask"] = torch.tril(torch.ones(N_CTX, N_CTX, dtype=torch.bool))
+        out[b + "attn.IGNORE"] = torch.tensor(float("-inf"))
+    return {k: v.contiguous().clone() for k, v in out.items()}
+
+
+# --- two-layer formats ------------------------------------------------------------------------
+
+
+def from_embed_mlp(state: StateDict, act: str = "relu", what: str = "embedding-MLP state dict") -> nn.Module:
+    """The two-layer net computing Chughtai et al.'s embedding MLP, folded exactly.
+
+    The embedding MLP has `W_x`, `W_y` [p, e] (a's and b's embeddings), `W` [2e, h] (the hidden
+    layer on the concatenated embeddings), `W_U` [h, p], no biases:
+    logits = φ([W_x[a]; W_y[b]]·W)·W_U with φ = ReLU (`act` for other elementwise φ). Since
+    [W_x[a]; W_y[b]]·W = W_x[a]·W[:e] + W_y[b]·W[e:], it is the two-layer net
+    U = (W_x·W[:e])ᵀ, V = (W_y·W[e:])ᵀ [h, p], W = W_Uᵀ [p, h], no μ, untied, width h.
+    Extra or missing keys and mismatched shapes are refused.
+    """
+    from .two_layer import FAMILY
+
+    p, e = _dims(state, "W_x", 2, what)
+    _, h = _dims(state, "W", 2, what)
+    _check_keys(state, {"W_x": (p, e), "W_y": (p, e), "W": (2 * e, h), "W_U": (h, p)}, what)
+    spec = _spec(TwoLayerSpec, width=h, act=act, tied=False, bias=False)
+    w_x, w_y, w, w_u = (state[k].double() for k in ("W_x", "W_y", "W", "W_U"))  # fold in float64
+    folded = {"U": (w_x @ w[:e]).T, "V": (w_y @ w[e:]).T, "W": w_u.T}
+    return _loaded(FAMILY, spec, p, {k: v.float().contiguous() for k, v in folded.items()})
+
+
+def from_two_layer(state: StateDict, act: str = "relu", what: str = "two-layer state dict") -> nn.Module:
+    """interp's two-layer net from its own state dict: U [width, p], V [width, p] (absent: a tied
+    net, V = U), W [p, width], mu [p] (absent: no output bias); width and p are read from U.
+    `act` is φ in f = W·φ(U e_a + V e_b) + μ (the state dict does not say)."""
+    from .two_layer import FAMILY
+
+    width, p = _dims(state, "U", 2, what)
+    expected = {"U": (width, p), "V": (width, p), "W": (p, width), "mu": (p,)}
+    tied, bias = "V" not in state, "mu" in state
+    _check_keys(state, {k: s for k, s in expected.items() if (k != "V" or not tied) and (k != "mu" or bias)}, what)
+    spec = _spec(TwoLayerSpec, width=width, act=act, tied=tied, bias=bias)
+    return _loaded(FAMILY, spec, p, dict(state))
+
+
+# --- one entry point --------------------------------------------------------------------------
+
+#: format name → importer(state, act, what)
+FORMATS: dict[str, Callable[..., nn.Module]] = {
+    "hooked-transformer": from_hooked_transformer,
+    "embed-mlp": from_embed_mlp,
+    "two-layer": from_two_layer,
+}
+
+
+def import_model(path: str | os.PathLike, format: str, act: str = "relu", p: int | None = None) -> nn.Module:
+    """The interp model held by the checkpoint file `path` (`.pt`, `.pth` or `.safetensors`)
+    in `format` (a key of `FORMATS`), with MLP activation `act`. When `p` is given, the model
+    must be over Z_p. Every problem raises `CheckpointImportError` with one line."""
+    if format not in FORMATS:
+        raise CheckpointImportError(f"unknown checkpoint format {format!r}; formats: {', '.join(FORMATS)}")
+    model = FORMATS[format](read_state_dict(path), act, what=str(path))
+    model_p = family_of(model).unembedding(model).shape[-1]
+    if p is not None and model_p != p:
+        raise CheckpointImportError(f"{path} holds a model over p = {model_p} residues, not p = {p}")
+    return model
+
+
+__all__ = ["BLOCK_NAMES", "CheckpointImportError", "FORMATS", "TOP_NAMES", "from_embed_mlp", "from_hooked_transformer",
+           "from_two_layer", "import_model", "read_state_dict", "to_hooked_transformer"]
