@@ -173,7 +173,7 @@ def test_to_hooked_transformer_round_trip(n_layers):
 
 def test_to_hooked_transformer_of_an_interp_built_model():
     from interp.families.transformer import FAMILY
-    from interp.specs import TransformerSpec
+    from interp.core.specs import TransformerSpec
 
     model = FAMILY.build(TransformerSpec(d_model=16, n_heads=2, d_head=8, d_mlp=32, seed=1), P)
     torch.testing.assert_close(legacy_forward(to_hooked_transformer(model)), model_logits(model), atol=1e-4, rtol=1e-4)

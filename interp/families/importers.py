@@ -29,8 +29,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from ..specs import SpecError, TransformerSpec, TwoLayerSpec
-from . import family_of
+from ..core.specs import SpecError, TransformerSpec, TwoLayerSpec
+from .base import family_of
 
 
 class CheckpointImportError(ValueError):
