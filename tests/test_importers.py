@@ -80,7 +80,7 @@ def test_hooked_transformer_matches_legacy_forward(n_layers, n_heads, d_head):
     torch.testing.assert_close(model_logits(model), legacy_forward(state), atol=1e-4, rtol=1e-4)
     # the training path (plain torch, last position only) agrees too
     with torch.no_grad():
-        fast = interp.nets.training_logits(model, all_pairs(P))
+        fast = interp.families.training_logits(model, all_pairs(P))
     torch.testing.assert_close(fast, legacy_forward(state), atol=1e-4, rtol=1e-4)
 
 
