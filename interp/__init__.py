@@ -21,10 +21,11 @@ from .training.presets import PRESETS, get_preset
 from .training.release import load
 from .training.rundir import CheckpointError, Run, load_run, save_run
 from .training.train import TrainingDiverged, evaluate, train
+from .training.importing import import_checkpoint
 
 __all__ = [
     "ANALYSES", "analyze", "CheckpointError", "Dataset", "NoiseSpec", "PRESETS", "Run", "RunSpec", "SUBSETS", "SpecError",
     "TaskSpec", "TrainSpec", "TrainingDiverged", "TransformerSpec", "TwoLayerNet", "TwoLayerSpec",
-    "build_model", "evaluate", "get_preset", "load", "load_run", "logits", "make_dataset", "save_run",
+    "build_model", "evaluate", "get_preset", "import_checkpoint", "load", "load_run", "logits", "make_dataset", "save_run",
     "subset_metrics", "tokens", "train",
 ]

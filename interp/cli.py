@@ -144,6 +144,17 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_import(args) -> int:
+    from .training.importing import import_checkpoint
+
+    run = import_checkpoint(args.source, args.format, args.task, args.p, dataset=args.dataset,
+                            train_fraction=args.train_fraction, split_seed=args.split_seed, act=args.act,
+                            loss=args.loss, out=Path(args.out))
+    print(f"imported {args.source} ({args.format}) -> {args.out}: {run.spec.model.arch} network, "
+          f"{run.spec.task.op} mod {run.spec.task.p}, {run.dataset!r}\n{format_metrics(run.final_metrics)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interp", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show the full traceback instead of a one-line error")
@@ -188,6 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
     w.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
     w.set_defaults(func=_cmd_sweep)
+    from .core.specs import ACTIVATIONS, LOSSES, OPS
+    from .families.importers import FORMATS
+
+    i = sub.add_parser("import", help="bring another project's checkpoint in as a run directory")
+    i.add_argument("source", help="checkpoint file (.pt, .pth or .safetensors)")
+    i.add_argument("--format", required=True, choices=list(FORMATS), help="its layout (docs/checkpoints.md)")
+    i.add_argument("--task", default="add", choices=list(OPS), help="the operation it computes (default add)")
+    i.add_argument("--p", type=int, help="the modulus (read from the checkpoint; checked when given)")
+    i.add_argument("--dataset", help="the dataset it was trained on: inputs, observed_labels, train_mask "
+                                     "[, true_labels] as in a run's dataset.safetensors")
+    i.add_argument("--train-fraction", type=float, default=0.3, help="without --dataset: the split's train share")
+    i.add_argument("--split-seed", type=int, default=0, help="without --dataset: the split's seed")
+    i.add_argument("--act", default="relu", choices=list(ACTIVATIONS), help="MLP activation (default relu)")
+    i.add_argument("--loss", default="ce", choices=list(LOSSES), help="the loss it was trained with (default ce)")
+    i.add_argument("--out", required=True, help="run directory to write")
+    i.set_defaults(func=_cmd_import)
     e = sub.add_parser("export", help="copy a run's final model to a release folder with a model card")
     e.add_argument("run_dir")
     e.add_argument("--to", required=True, help="release folder, e.g. models/liu-lu-80")

@@ -258,15 +258,16 @@ class Run:
         return f"Run({self.spec.model.arch}, {self.spec.task.op} mod {self.spec.task.p}, step {self.step}{where})"
 
 
-def save_run(run_dir: Path, run: Run) -> None:
+def save_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None) -> None:
     """Write the final model, its dataset, history and config (with the SHA-256 of each
-    tensor file) into `run_dir`."""
+    tensor file, and the `extra` entries) into `run_dir`."""
     run_dir = Path(run_dir)
     hashes = {"model.safetensors": write_tensors(run_dir / "model.safetensors", run.model.state_dict()),
               "dataset.safetensors": write_tensors(run_dir / "dataset.safetensors", dataset_tensors(run.dataset))}
     write_json(run_dir / "history.json", run.history)
     write_json(run_dir / "config.json", {**model_config(run.spec, run.model), "step": run.step,
-                                         "dataset": dataset_origin(run.spec, run.dataset), "sha256": hashes})
+                                         "dataset": dataset_origin(run.spec, run.dataset), **(extra or {}),
+                                         "sha256": hashes})
 
 
 def load_run(run_dir: Path | str, step: int | None = None) -> Run:
