@@ -1,25 +1,15 @@
 """Model families: the interface every analysis is written against (`base`), one module per
-family (`two_layer`, `transformer`), and the importers of other people's checkpoints.
+family (`two_layer`, `transformer`), and the importers of other people's checkpoints
+(`importers`).
 
 Importing this package registers the built-in families; a new family is one module that
-subclasses `ModelFamily` and calls `register(...)`.
+subclasses `ModelFamily`, states its `provides` capabilities and calls `register(...)`.
 """
 
+from .base import (Capability, FAMILIES, Hook, ModelFamily, build_model, device_of, family_for_spec, family_of,
+                   logits, register, replaced_parameters, tokens, training_logits)
 from . import transformer, two_layer  # noqa: E402,F401  (each registers itself)
-from .base import (
-                   FAMILIES,
-                   Hook,
-                   ModelFamily,
-                   build_model,
-                   device_of,
-                   family_for_spec,
-                   family_of,
-                   logits,
-                   register,
-                   replaced_parameters,
-                   tokens,
-                   training_logits,
-)
 
-__all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec", "family_of", "logits",
-           "register", "replaced_parameters", "tokens", "training_logits", "transformer", "two_layer"]
+__all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec",
+           "family_of", "logits", "register", "replaced_parameters", "tokens", "training_logits", "transformer",
+           "two_layer"]
