@@ -17,11 +17,11 @@ from .core.tasks import SUBSETS, Dataset, make_dataset
 from .families import build_model, logits, tokens
 from .families.two_layer import TwoLayerNet
 from .reporting import report  # noqa: E402,F401  (interp.report.write_report without a separate import)
+from .training.importing import import_checkpoint
 from .training.presets import PRESETS, get_preset
 from .training.release import load
 from .training.rundir import CheckpointError, Run, load_run, save_run
 from .training.train import TrainingDiverged, evaluate, train
-from .training.importing import import_checkpoint
 
 __all__ = [
     "ANALYSES", "analyze", "CheckpointError", "Dataset", "NoiseSpec", "PRESETS", "Run", "RunSpec", "SUBSETS", "SpecError",

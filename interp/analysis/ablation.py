@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from ..core.metrics import aggregate_subsets, collect_rows, score_labels, subset_metrics
+from ..core.metrics import DEFAULT_LOSS, aggregate_subsets, collect_rows, score_labels, subset_metrics
 from ..core.runtime import EXP_FLOOR
 from ..core.tasks import Dataset
 from ..families.base import Capability, family_of, logits
@@ -91,7 +91,7 @@ class UnitScan:
 
 
 @torch.no_grad()
-def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str = "ce",
+def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str = DEFAULT_LOSS,
                seed: int = 0, chunk: int = 8) -> UnitScan:
     """Ablate every neuron of the model's linear-readout layer alone, all in batched form:
     the logits with unit m replaced are logits + (replacement_m − act_m) ⊗ to_logit_m."""
@@ -119,7 +119,7 @@ def scan_units(model: nn.Module, dataset: Dataset, mode: str = "zero", loss: str
 
 @torch.no_grad()
 def scan_units_hooked(model: nn.Module, dataset: Dataset, hook_name: str, n_units: int,
-                      mode: str = "zero", loss: str = "ce", seed: int = 0) -> UnitScan:
+                      mode: str = "zero", loss: str = DEFAULT_LOSS, seed: int = 0) -> UnitScan:
     """The same scan, one hooked forward pass per unit: any hook (e.g. attention heads)."""
     rows = [subset_metrics(ablated_logits(model, dataset.inputs, hook_name, [u], mode, seed), dataset, loss)
             for u in range(n_units)]
@@ -143,7 +143,7 @@ class PruningCurve:
 
 @torch.no_grad()
 def pruning_curve(model: nn.Module, dataset: Dataset, order: Tensor | list[int], label: str = "",
-                  fractions: list[float] | None = None, mode: str = "zero", loss: str = "ce",
+                  fractions: list[float] | None = None, mode: str = "zero", loss: str = DEFAULT_LOSS,
                   seed: int = 0) -> PruningCurve:
     """Ablate the first ⌈f·n⌉ units of `order` for each fraction f (exact, batched)."""
     _, acts, to_logit, full = linear_readout(model, dataset.inputs)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
 
 from ..core.runtime import progress_bar
+from ..core.tasks import SUBSET_TABLE, SUBSETS
 from ..families.base import Capability, family_of
 from .registry import Result, register_analysis
 
@@ -67,13 +67,13 @@ class CircuitViews(Result):
     def tables(self) -> list[Table]:
         from ..core.document import Table
 
-        subsets = ["clean", "noisy_observed", "noisy_true", "test"]
+        subsets = list(SUBSETS)
 
         def rows(table: dict[str, dict[str, float | None]], extra=lambda name: []) -> list[list[str]]:
             return [[name, *extra(name), *("—" if v.get(s) is None else f"{v[s]:.3g}" for s in subsets)]
                     for name, v in table.items()]
 
-        header = ["clean", "noisy vs observed", "noisy vs true", "test"]
+        header = [SUBSET_TABLE[s].short for s in subsets]
         return [Table(["head", *header], rows(self.head_attribution),
                       caption="direct push of each head towards the subset's labels (mean logit margin)"),
                 Table(["neuron cluster", "neurons", *header],
@@ -87,17 +87,11 @@ class CircuitViews(Result):
         return [Figure(path, caption) for path, caption in plot_circuit(self, Path(out_dir), stem)]
 
 
-def _push(acts_to_logit: Tensor, labels: Tensor) -> Tensor:
-    """Mean margin push [unit] from per-example logit contributions [batch, unit, class]."""
-    centred = acts_to_logit - acts_to_logit.mean(-1, keepdim=True)
-    return centred.gather(-1, labels[:, None, None].expand(-1, centred.shape[1], 1)).squeeze(-1).mean(0)
-
-
 @torch.no_grad()
 def circuit_views(run: Run) -> CircuitViews:
     from ..core.metrics import subset_metrics
     from .filtration import excluded_logits, restricted_logits
-    from .readout import margin_push
+    from .readout import contribution_push, margin_push
     from .spectra import cluster_order, neuron_clusters, transformer_key_frequencies
 
     model, ds = run.model, run.dataset
@@ -113,7 +107,7 @@ def circuit_views(run: Run) -> CircuitViews:
     for layer, (hook, to_logit) in enumerate(head_to_logit.items()):
         contributions = torch.einsum("bhd,hdc->bhc", cache[hook].double(), to_logit.double())
         for name, (mask, labels) in subsets.items():
-            pushes = _push(contributions[mask], labels[mask])
+            pushes = contribution_push(contributions[mask], labels[mask])
             for head, value in enumerate(pushes.tolist()):
                 head_attribution.setdefault(f"L{layer}H{head}", {})[name] = value
 

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from ..core import fourier
 from ..core.fourier import residue_order
-from ..core.metrics import subset_metrics
-from ..core.tasks import Dataset, apply_op
+from ..core.metrics import DEFAULT_LOSS, subset_metrics
+from ..core.tasks import SUBSET_TABLE, SUBSETS, Dataset, apply_op
 from ..families.base import Capability, family_of, logits
 from .neurons import dominant_split, neuron_uvw, project_per_neuron
 from .registry import Result, register_analysis
@@ -211,11 +211,10 @@ class Extraction(Result):
         """One row per method: the four subsets' accuracies and the losses."""
         from ..core.document import Table, pct
 
-        cols = ["clean_acc", "noisy_observed_acc", "noisy_true_acc", "test_acc", "train_loss", "test_loss"]
+        cols = [f"{s}_acc" for s in SUBSETS] + ["train_loss", "test_loss"]
         rows = [[name] + [("—" if m[c] is None else f"{m[c]:.4g}") if c.endswith("loss") else pct(m[c]) for c in cols]
                 for name, m in self.rows.items()]
-        return [Table(["method", "clean", "noisy vs observed", "noisy vs true", "test", "train loss", "test loss"],
-                      rows)]
+        return [Table(["method", *(SUBSET_TABLE[s].short for s in SUBSETS), "train loss", "test loss"], rows)]
 
     def summary(self) -> str:
         method, acc = self.label_free()
@@ -265,7 +264,7 @@ LABEL_FREE = ("resynthesized", "key-frequency diagonal filter", "W_E filter")
 
 
 @torch.no_grad()
-def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None = None, loss: str = "ce") -> Extraction:
+def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None = None, loss: str = DEFAULT_LOSS) -> Extraction:
     """Every extraction method for the model's family, scored on the four subsets.
 
     Two-layer: f^G and f^R, re-synthesis, the global key-frequency filter (top `key_top`

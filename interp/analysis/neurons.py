@@ -6,6 +6,8 @@ For models whose family gives neuron maps (`ModelFamily.neuron_maps`).
 
 from __future__ import annotations
 
+from ..core.metrics import DEFAULT_LOSS
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,7 +34,7 @@ def neuron_ipr(model: nn.Module) -> Tensor:
 
 
 @torch.no_grad()
-def attribution(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Tensor:
+def attribution(model: nn.Module, dataset: Dataset, loss: str = DEFAULT_LOSS) -> Tensor:
     """Estimated rise of the clean loss minus rise of the memorised-label loss (`loss`: the
     run's own, ce or mse) when each neuron of the readout layer is zero-ablated (activation ×
     gradient, exact in the logits' linear part)."""
@@ -51,7 +53,7 @@ def attribution(model: nn.Module, dataset: Dataset, loss: str = "ce") -> Tensor:
     return rise(dataset.clean_mask) - rise(dataset.noisy_mask)
 
 
-def neuron_scores(model: nn.Module, dataset: Dataset, loss: str = "ce") -> dict[str, Tensor]:
+def neuron_scores(model: nn.Module, dataset: Dataset, loss: str = DEFAULT_LOSS) -> dict[str, Tensor]:
     """Every score that applies to the model's family (`loss`: the run's training loss)."""
     scores = {"attribution": attribution(model, dataset, loss)}
     if family_of(model).has(model, Capability.NEURON_MAPS):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ..core.metrics import collect_rows, subset_metrics
+from ..core.metrics import DEFAULT_LOSS, collect_rows, subset_metrics
 from ..core.tasks import Dataset
 from ..families.base import Capability, family_of, logits
 from .neurons import SCORES, dominant_split, neuron_scores, subnetwork
@@ -67,7 +67,7 @@ class PartitionSweep:
 
 @torch.no_grad()
 def partition_sweep(model: nn.Module, dataset: Dataset, score: str = "strength",
-                    fractions: list[float] | None = None, loss: str = "ce") -> PartitionSweep:
+                    fractions: list[float] | None = None, loss: str = DEFAULT_LOSS) -> PartitionSweep:
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; valid: {', '.join(SCORES)}")
     if not family_of(model).has(model, Capability.NEURON_MAPS):

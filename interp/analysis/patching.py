@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..core.metrics import subset_metrics
+from ..core.metrics import DEFAULT_LOSS, subset_metrics
 from ..core.runtime import progress_bar
-from ..core.tasks import Dataset
+from ..core.tasks import SUBSET_TABLE, SUBSETS, Dataset
 from ..families.base import Capability, family_of
 from .registry import Result, register_analysis
 
@@ -74,7 +74,7 @@ def corrupted_pairs(pairs: Tensor, p: int, seed: int = 0) -> Tensor:
 @torch.no_grad()
 def patch_sweep(target: nn.Module, dataset: Dataset, source_model: nn.Module | None = None,
                 source_pairs: Tensor | None = None, hooks: tuple[str, ...] | None = None,
-                loss: str = "ce", seed: int = 0) -> PatchSweep:
+                loss: str = DEFAULT_LOSS, seed: int = 0) -> PatchSweep:
     """Patch every (hook, position) of `target` from the source (see module docstring)."""
     family = family_of(target)
     hooks = tuple(hooks or family.patch_hooks(target))
@@ -142,12 +142,10 @@ class PatchingOverTraining(Result):
     def tables(self) -> list[Table]:
         from ..core.document import Table, pct
 
-        subsets = [s for s in ("clean", "noisy_observed", "noisy_true", "test")
-                   if self.baseline.get(f"{s}_acc") is not None]
+        subsets = [s for s in SUBSETS if self.baseline.get(f"{s}_acc") is not None]
         rows = [[hook, str(step), *(pct(self.metrics[hook][f"{s}_acc"][i]) for s in subsets)]
                 for hook in self.metrics for i, step in enumerate(self.steps)]
-        names = {"clean": "clean", "noisy_observed": "noisy vs observed", "noisy_true": "noisy vs true", "test": "test"}
-        return [Table(["hook", "source step", *(names[s] for s in subsets)], rows,
+        return [Table(["hook", "source step", *(SUBSET_TABLE[s].short for s in subsets)], rows,
                       caption="the final model's accuracy with one hook's activation from a checkpoint")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:

@@ -7,18 +7,15 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
+from ..core.tasks import SUBSET_TABLE, SUBSETS
+
 SUBSET_COLORS = {
     "clean": "#1f77b4",
     "noisy_observed": "#d62728",
     "noisy_true": "#2ca02c",
     "test": "#9467bd",
 }
-SUBSET_LABELS = {
-    "clean": "clean train",
-    "noisy_observed": "noisy train vs observed (memorised)",
-    "noisy_true": "noisy train vs true (recovered)",
-    "test": "test",
-}
+SUBSET_LABELS = {name: SUBSET_TABLE[name].label for name in SUBSET_COLORS}
 
 
 def _save(fig, path: Path) -> Path:
@@ -129,7 +126,7 @@ def plot_noise_detection(detection: dict, path: Path) -> Path:
 def plot_pruning(curves, path: Path) -> Path:
     """Test and memorised accuracy as units are removed, one line per order."""
     fig, axes = _subplots(1, 2, figsize=(12, 4.2), sharey=True)
-    for ax, (key, title) in zip(axes, [("test_acc", "test"), ("noisy_observed_acc", "noisy train vs observed (memorised)")]):
+    for ax, (key, title) in zip(axes, [("test_acc", "test"), ("noisy_observed_acc", SUBSET_LABELS["noisy_observed"])]):
         for i, curve in enumerate(curves):
             random = curve.label.startswith("random")
             ax.plot(curve.fractions, [v if v is not None else float("nan") for v in curve.metrics[key]],
@@ -245,7 +242,7 @@ def plot_circuit(views, out_dir: Path, stem: str) -> list[tuple[Path, str]]:
     from ..core.fourier import fourier_basis
 
     out = []
-    subsets = ["clean", "noisy_observed", "noisy_true", "test"]
+    subsets = list(SUBSETS)
     fig, axes = _subplots(1, 3, figsize=(16, 4.2))
     patterns = [torch.tensor(v) for v in views.attention.values()]
     if patterns:

@@ -7,8 +7,10 @@ direct push on a label's margin, `margins` the two margins every component score
 
 from __future__ import annotations
 
+from jaxtyping import Float
 from torch import Tensor, nn
 
+from ..core.metrics import centred, margin
 from ..core.tasks import Dataset
 from ..families.base import family_of
 
@@ -25,20 +27,25 @@ def linear_readout(model: nn.Module, inputs: Tensor) -> tuple[str, Tensor, Tenso
 
 
 def margin_push(acts: Tensor, to_logit: Tensor, labels: Tensor) -> Tensor:
-    """Each unit's mean direct push on the margin of `labels` (the label's logit minus the mean
-    logit): activation [example, unit] × its unit-to-logit row [unit, class], less the row's mean."""
-    push = to_logit.double() - to_logit.double().mean(1, keepdim=True)
-    return (acts.double() * push[:, labels].T).mean(0)
+    """Each unit's mean direct push on the `margin` of `labels`: a unit's contribution to the
+    logits is its activation [example, unit] times its unit-to-logit row [unit, class], and the
+    margin is linear, so the push is the activation times the row's own margin."""
+    row_margins = centred(to_logit.double())  # [unit, class]: margin of each row at every class
+    return (acts.double() * row_margins[:, labels].T).mean(0)
+
+
+def contribution_push(contributions: Float[Tensor, "example unit class"], labels: Tensor) -> Tensor:
+    """Mean `margin` push [unit] of per-example logit contributions (e.g. each head's output
+    through W_O·W_U)."""
+    return margin(contributions.double(), labels[:, None].expand(-1, contributions.shape[1])).mean(0)
 
 
 def margins(out: Tensor, dataset: Dataset) -> tuple[float, float | None]:
-    """(mean true-label margin on the test pairs, mean observed − true logit difference on the
-    noisy pairs; None on a clean run): the two quantities the component scores push or lose."""
+    """(mean true-label `margin` on the test pairs, mean observed − true margin on the noisy
+    pairs; None on a clean run): the two quantities the component scores push or lose."""
     out = out.double()
     test, noisy = dataset.test_mask, dataset.noisy_mask
-    centred = out[test] - out[test].mean(1, keepdim=True)
-    gen = float(centred.gather(1, dataset.true_labels[test, None]).mean())
+    gen = float(margin(out[test], dataset.true_labels[test]).mean())
     if not noisy.any():
         return gen, None
-    diff = out[noisy].gather(1, dataset.labels[noisy, None]) - out[noisy].gather(1, dataset.true_labels[noisy, None])
-    return gen, float(diff.mean())
+    return gen, float((margin(out[noisy], dataset.labels[noisy]) - margin(out[noisy], dataset.true_labels[noisy])).mean())

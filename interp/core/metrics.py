@@ -13,17 +13,38 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .runtime import exp_floored_
-from .tasks import SUBSET_DEFINITIONS, Dataset
+from .specs import LOSSES, TrainSpec
+from .tasks import SUBSET_TABLE, Dataset
+
+
+#: The loss kinds (`specs.LOSSES`) and the default one: the spec's own training default.
+DEFAULT_LOSS: str = TrainSpec.loss
+
+
+def check_loss(kind: str) -> None:
+    """Refuse a loss kind other than those of `specs.LOSSES`."""
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss {kind!r}; valid: {', '.join(LOSSES)}")
 
 
 def loss_fn(kind: str, logits: Float[Tensor, "batch p"], labels: Int[Tensor, " batch"]) -> Tensor:
     """`ce`: mean cross-entropy. `mse`: mean over examples of ‖logits − one_hot(label)‖²."""
+    check_loss(kind)
     if kind == "ce":
         return F.cross_entropy(logits, labels)
-    if kind == "mse":
-        target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
-        return (logits - target).square().sum(-1).mean()
-    raise ValueError(f"unknown loss {kind!r}; valid: ce, mse")
+    target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
+    return (logits - target).square().sum(-1).mean()
+
+
+def centred(logits: Float[Tensor, "... p"]) -> Float[Tensor, "... p"]:
+    """Logits less their mean over the classes: the reference every margin is measured from."""
+    return logits - logits.mean(-1, keepdim=True)
+
+
+def margin(logits: Float[Tensor, "... p"], labels: Int[Tensor, "..."]) -> Float[Tensor, "..."]:
+    """The logit margin of `labels`: the label's logit minus the mean logit (one definition,
+    used by the localisation, the ablation tables and the circuit views). Any leading axes."""
+    return centred(logits).gather(-1, labels[..., None]).squeeze(-1)
 
 
 def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim: int = -1,
@@ -35,8 +56,7 @@ def _per_example(logits: Tensor, labels: dict[str, Tensor], loss: str, class_dim
     `exp_ready=True` (cross-entropy) is for callers that have shifted each example's logits by a
     constant, which changes no score, into [EXP_FLOOR, -EXP_FLOOR]: exp then needs neither the
     maximum subtracted nor a floor, which saves a pass over the logits."""
-    if loss not in ("ce", "mse"):
-        raise ValueError(f"unknown loss {loss!r}; valid: ce, mse")
+    check_loss(loss)
     biggest = logits.amax(class_dim, keepdim=True)
     ys = torch.stack([y.to(logits.device).expand(biggest.squeeze(class_dim).shape) for y in labels.values()],
                      class_dim)
@@ -82,20 +102,20 @@ def aggregate_subsets(scored: dict[str, tuple[Tensor, Tensor]], dataset: Dataset
     `score_labels`; None where a subset is empty."""
     out: dict[str, Tensor | None] = {}
     for against in ("observed", "true"):
-        names = [name for name, (mask, a) in SUBSET_DEFINITIONS.items() if a == against and getattr(dataset, mask).any()]
+        names = [s.name for s in SUBSET_TABLE.values() if s.against == against and getattr(dataset, s.mask).any()]
         # subset sums as one product with the 0/1 masks (no copies of masked rows); counts of
         # correct examples are exact integers, divided in float64
         correct, per = scored[against]
-        masks = torch.stack([getattr(dataset, SUBSET_DEFINITIONS[n][0]) for n in names], 1).to(correct.device, torch.float64)
+        masks = torch.stack([getattr(dataset, SUBSET_TABLE[n].mask) for n in names], 1).to(correct.device, torch.float64)
         sizes = masks.sum(0)
         hits, total_loss = correct.double() @ masks, per.double() @ masks
         for j, name in enumerate(names):
             out[f"{name}_acc"], out[f"{name}_loss"] = hits[..., j] / sizes[j], total_loss[..., j] / sizes[j]
-    return {key: out.get(key) for name in SUBSET_DEFINITIONS for key in (f"{name}_acc", f"{name}_loss")}
+    return {key: out.get(key) for name in SUBSET_TABLE for key in (f"{name}_acc", f"{name}_loss")}
 
 
 def subset_metrics_batched(
-    logits: Float[Tensor, "... pair p"], dataset: Dataset, loss: str = "ce", dtype: torch.dtype = torch.float64,
+    logits: Float[Tensor, "... pair p"], dataset: Dataset, loss: str = DEFAULT_LOSS, dtype: torch.dtype = torch.float64,
     class_dim: int = -1,
 ) -> dict[str, Tensor | None]:
     """`subset_metrics` for a stack of logits: each value is a float64 tensor over the leading
@@ -107,7 +127,7 @@ def subset_metrics_batched(
 
 
 def subset_metrics(
-    logits: Float[Tensor, "pair p"], dataset: Dataset, loss: str = "ce"
+    logits: Float[Tensor, "pair p"], dataset: Dataset, loss: str = DEFAULT_LOSS
 ) -> dict[str, float | None]:
     """`{subset}_acc` and `{subset}_loss` for each subset (None where a subset is empty), plus
     `train_acc`/`train_loss` on all training examples against the labels the model was given."""

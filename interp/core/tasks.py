@@ -18,19 +18,34 @@ from torch import Tensor
 
 from .specs import NoiseSpec, TaskSpec
 
-#: The four subsets every metric is reported on. Accuracy on the noisy training examples is
-#: reported twice — against the observed labels (memorisation) and the true labels (recovery).
-SUBSETS = ("clean", "noisy_observed", "noisy_true", "test")
 
-#: Every scored subset (the four, plus all training examples): the `Dataset` mask it covers and
-#: the labels it is scored against (`observed`: what the model was trained on; `true`: a ∘ b).
-SUBSET_DEFINITIONS: dict[str, tuple[str, str]] = {
-    "clean": ("clean_mask", "observed"),
-    "noisy_observed": ("noisy_mask", "observed"),
-    "noisy_true": ("noisy_mask", "true"),
-    "test": ("test_mask", "true"),
-    "train": ("train_mask", "observed"),
-}
+@dataclass(frozen=True)
+class Subset:
+    """A scored subset: which pairs (a `Dataset` mask) against which labels (`observed`: what the
+    model was trained on; `true`: a ∘ b), and how it is called in figures (`label`), tables
+    (`short`) and progress bars (`tag`). Metrics are keyed `{name}_acc`, `{name}_loss`."""
+
+    name: str
+    mask: str
+    against: str
+    label: str
+    short: str
+    tag: str
+
+
+#: Every scored subset, once. Accuracy on the noisy training examples is reported twice —
+#: against the observed labels (memorisation) and the true labels (recovery); never blended.
+SUBSET_TABLE: dict[str, Subset] = {s.name: s for s in (
+    Subset("clean", "clean_mask", "observed", "clean train", "clean", "clean"),
+    Subset("noisy_observed", "noisy_mask", "observed", "noisy train vs observed (memorised)", "noisy vs observed",
+           "noisy/obs"),
+    Subset("noisy_true", "noisy_mask", "true", "noisy train vs true (recovered)", "noisy vs true", "noisy/true"),
+    Subset("test", "test_mask", "true", "test", "test", "test"),
+    Subset("train", "train_mask", "observed", "all train", "train", "train"),
+)}
+
+#: The four subsets every metric is reported on (`train` is their union, scored too).
+SUBSETS = ("clean", "noisy_observed", "noisy_true", "test")
 
 
 def apply_op(op: str, a: Tensor, b: Tensor, p: int) -> Tensor:
@@ -141,8 +156,7 @@ class Dataset:
     def subsets(self) -> dict[str, tuple[Bool[Tensor, " pair"], Int[Tensor, " pair"]]]:
         """Each of the four subsets as (mask over pairs, labels to score against)."""
         labels = {"observed": self.labels, "true": self.true_labels}
-        return {name: (getattr(self, mask), labels[against])
-                for name, (mask, against) in SUBSET_DEFINITIONS.items() if name in SUBSETS}
+        return {name: (getattr(self, SUBSET_TABLE[name].mask), labels[SUBSET_TABLE[name].against]) for name in SUBSETS}
 
     def __repr__(self) -> str:
         n = len(self.inputs)

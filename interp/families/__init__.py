@@ -6,9 +6,22 @@ Importing this package registers the built-in families; a new family is one modu
 subclasses `ModelFamily`, states its `provides` capabilities and calls `register(...)`.
 """
 
-from .base import (Capability, FAMILIES, Hook, ModelFamily, build_model, device_of, family_for_spec, family_of,
-                   logits, register, replaced_parameters, tokens, training_logits)
 from . import transformer, two_layer  # noqa: E402,F401  (each registers itself)
+from .base import (
+                   FAMILIES,
+                   Capability,
+                   Hook,
+                   ModelFamily,
+                   build_model,
+                   device_of,
+                   family_for_spec,
+                   family_of,
+                   logits,
+                   register,
+                   replaced_parameters,
+                   tokens,
+                   training_logits,
+)
 
 __all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec",
            "family_of", "logits", "register", "replaced_parameters", "tokens", "training_logits", "transformer",

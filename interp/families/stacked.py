@@ -18,6 +18,8 @@ Other activations differentiate through autograd on the hidden layer alone.
 
 from __future__ import annotations
 
+from ..core.metrics import check_loss
+
 import warnings
 from dataclasses import dataclass
 
@@ -88,8 +90,7 @@ def loss_and_grads(
     """Each network's mean loss (`metrics.loss_fn`: "ce" or "mse") on its own examples (given
     as `lookup(inputs, p)`), and the gradients of those losses for every entry of
     `params` (U, V unless tied, W, mu when `spec.bias`), each shaped like its parameter."""
-    if loss not in ("ce", "mse"):
-        raise ValueError(f"unknown loss {loss!r}; valid: ce, mse")
+    check_loss(loss)
     k, n = labels.shape
     width = params["U"].shape[1]
     table = _table(params, spec.tied).detach()

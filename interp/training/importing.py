@@ -6,6 +6,8 @@ from a spec — and returns a `Run`, written as a normal run directory when `out
 
 from __future__ import annotations
 
+from ..core.metrics import DEFAULT_LOSS
+
 from pathlib import Path
 
 from ..core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec
@@ -35,7 +37,7 @@ def read_dataset_file(path: str | Path, task: TaskSpec) -> Dataset:
 
 def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int | None = None, *,
                       dataset: Dataset | str | Path | None = None, train_fraction: float = 0.3, split_seed: int = 0,
-                      act: str = "relu", loss: str = "ce", out: str | Path | None = None) -> Run:
+                      act: str = "relu", loss: str = DEFAULT_LOSS, out: str | Path | None = None) -> Run:
     """The checkpoint file `source` in `format` (`interp.families.importers.FORMATS`) as a Run of
     the task `op` mod p (p read from the checkpoint; checked when given).
 
