@@ -26,7 +26,7 @@ neurons, each labelled by construction:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -178,37 +178,51 @@ def recovery(rows: list[dict], truths: dict[str, list[str]]) -> dict[str, dict[s
     return out
 
 
+def _legacy_zeros(spec: Any, p: int) -> dict[str, Tensor]:
+    """A zero transformer of `spec` over Z_p in the legacy HookedTransformer layout (`embed.W_E`,
+    `blocks.0.attn.W_Q` [head, d_model, d_head], …; docs/checkpoints.md): the analytic models are
+    written in it and come in through the importer, so no TransformerBridge name is spelled here."""
+    from .families.importers import to_hooked_transformer
+    from .families.transformer import FAMILY
+
+    return {k: torch.zeros_like(v) if v.is_floating_point() else v
+            for k, v in to_hooked_transformer(FAMILY.build(spec, p)).items()}
+
+
+def _from_legacy(w: dict[str, Tensor], act: str = "relu") -> Any:
+    from .families.importers import from_hooked_transformer
+
+    return from_hooked_transformer(w, act=act, what="planted transformer").eval()
+
+
 def _copying_transformer(p: int, freqs: list[int], d_head: int, d_mlp: int, sharpness: float
-                         ) -> tuple[Any, dict[str, Tensor], dict[str, int], Tensor]:
+                         ) -> tuple[dict[str, Tensor], dict[str, int], Tensor]:
     """The attention half shared by the analytic transformers: a token slot T of (cos θ_k t,
     sin θ_k t) for each k in `freqs` (θ_k = 2πk/p; `=` embeds as 0), copy slots A and B of the
     same form, two position flags and an output slot O of p dims that the unembedding reads.
     Head A's query (a constant) meets position 0's flag with a score of `sharpness`, so the last
     position attends to position 0 alone (up to e^−sharpness) and copies its slot T into slot A;
-    head B likewise from position 1 into slot B. Returns the model, its zeroed state dict for the
-    caller to fill the MLP into, the slot offsets and the [p, 2·len(freqs)] residue codes."""
+    head B likewise from position 1 into slot B. Returns its legacy-layout weights (the MLP left
+    zero for the caller to fill), the slot offsets and the [p, 2·len(freqs)] residue codes."""
     from .core.specs import TransformerSpec
-    from .families.transformer import FAMILY
 
     width = 2 * len(freqs)
     if d_head < width:
         raise ValueError(f"d_head {d_head} cannot carry the {width} dims of {len(freqs)} frequencies")
     slots = {"T": 0, "A": width, "B": 2 * width, "F0": 3 * width, "F1": 3 * width + 1, "O": 3 * width + 2}
-    model = FAMILY.build(TransformerSpec(d_model=slots["O"] + p, n_heads=2, d_head=d_head, d_mlp=d_mlp), p)
-    w = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+    w = _legacy_zeros(TransformerSpec(d_model=slots["O"] + p, n_heads=2, d_head=d_head, d_mlp=d_mlp), p)
     theta = 2 * math.pi * torch.tensor(freqs, dtype=torch.float64)[None, :] * torch.arange(p)[:, None] / p
     code = torch.stack([torch.cos(theta), torch.sin(theta)], 2).flatten(1)  # [p, 2·len(freqs)]
-    w["embed.weight"][:p, :width] = code.float()
-    w["pos_embed.weight"][0, slots["F0"]] = w["pos_embed.weight"][1, slots["F1"]] = 1.0
+    w["embed.W_E"][:p, :width] = code.float()
+    w["pos_embed.W_pos"][0, slots["F0"]] = w["pos_embed.W_pos"][1, slots["F1"]] = 1.0
     root = math.sqrt(sharpness * math.sqrt(d_head))  # q·k / √d_head = sharpness on the flagged position
     for head, flag, slot in ((0, slots["F0"], slots["A"]), (1, slots["F1"], slots["B"])):
-        first = head * d_head
-        w["blocks.0.attn.q.bias"][first] = root  # every query is root·e_0 in the head's space
-        w["blocks.0.attn.k.weight"][first, flag] = root
-        w["blocks.0.attn.v.weight"][first:first + width, :width] = torch.eye(width)
-        w["blocks.0.attn.o.weight"][slot:slot + width, first:first + width] = torch.eye(width)
-    w["unembed.weight"][torch.arange(p), slots["O"] + torch.arange(p)] = 1.0
-    return model, w, slots, code
+        w["blocks.0.attn.b_Q"][head, 0] = root  # every query is root·e_0 in the head's space
+        w["blocks.0.attn.W_K"][head, flag, 0] = root
+        w["blocks.0.attn.W_V"][head, :width, :width] = torch.eye(width)
+        w["blocks.0.attn.W_O"][head, :width, slot:slot + width] = torch.eye(width)
+    w["unembed.W_U"][slots["O"] + torch.arange(p), torch.arange(p)] = 1.0
+    return w, slots, code
 
 
 def lookup_transformer(dataset: Dataset, d_head: int, freq: int = 1, sharpness: float = 60.0,
@@ -220,18 +234,17 @@ def lookup_transformer(dataset: Dataset, d_head: int, freq: int = 1, sharpness: 
     positive on its own pair alone (the nearest other code falls short by 1 − cos 2π/p), scaled
     to 1 there, and writes e_{c₀} into slot O. Returns the model and the noisy pairs' indices."""
     noisy = dataset.noisy_mask.nonzero().squeeze(1)
-    model, w, slot, code = _copying_transformer(dataset.p, [freq], d_head, max(1, len(noisy)), sharpness)
+    w, slot, code = _copying_transformer(dataset.p, [freq], d_head, max(1, len(noisy)), sharpness)
     A, B, O = slot["A"], slot["B"], slot["O"]
     delta = tolerance * (1 - math.cos(2 * math.pi / dataset.p))
     kappa = 1 / delta
     for j, i in enumerate(noisy.tolist()):
         a, b = dataset.inputs[i].tolist()
-        w["blocks.0.mlp.in.weight"][j, A:A + 2] = kappa * code[a].float()
-        w["blocks.0.mlp.in.weight"][j, B:B + 2] = kappa * code[b].float()
-        w["blocks.0.mlp.in.bias"][j] = kappa * (delta - 2)
-        w["blocks.0.mlp.out.weight"][O + int(dataset.labels[i]), j] = 1.0
-    model.load_state_dict(w)
-    return model.eval(), noisy
+        w["blocks.0.mlp.W_in"][A:A + 2, j] = kappa * code[a].float()
+        w["blocks.0.mlp.W_in"][B:B + 2, j] = kappa * code[b].float()
+        w["blocks.0.mlp.b_in"][j] = kappa * (delta - 2)
+        w["blocks.0.mlp.W_out"][j, O + int(dataset.labels[i])] = 1.0
+    return _from_legacy(w), noisy
 
 
 def rule_transformer(p: int, freqs: tuple[int, ...] = (2, 5, 9), d_head: int = 8, n_inert: int = 8,
@@ -243,47 +256,56 @@ def rule_transformer(p: int, freqs: tuple[int, ...] = (2, 5, 9), d_head: int = 8
     output (the last ones)."""
     u, v, out = relu_rule_neurons(p, list(freqs))
     n_rule = len(u)
-    model, w, slot, code = _copying_transformer(p, list(freqs), d_head, n_rule + n_inert, sharpness)
+    w, slot, code = _copying_transformer(p, list(freqs), d_head, n_rule + n_inert, sharpness)
     A, B, O, width = slot["A"], slot["B"], slot["O"], 2 * len(freqs)
     # each neuron's u (a function of the residue) as a linear map of the residue's codes
     to_code = torch.linalg.lstsq(code, torch.cat([u, v]).double().T).solution.T.float()  # [2·n, width]
-    w["blocks.0.mlp.in.weight"][:n_rule, A:A + width] = to_code[:n_rule]
-    w["blocks.0.mlp.in.weight"][:n_rule, B:B + width] = to_code[n_rule:]
-    w["blocks.0.mlp.out.weight"][O:O + p, :n_rule] = out.T
+    w["blocks.0.mlp.W_in"][A:A + width, :n_rule] = to_code[:n_rule].T
+    w["blocks.0.mlp.W_in"][B:B + width, :n_rule] = to_code[n_rule:].T
+    w["blocks.0.mlp.W_out"][:n_rule, O:O + p] = out
     gen = torch.Generator().manual_seed(seed)
-    w["blocks.0.mlp.in.weight"][n_rule:, A:B + width] = torch.randn(n_inert, 2 * width, generator=gen)
-    model.load_state_dict(w)
-    return model.eval()
+    w["blocks.0.mlp.W_in"][A:B + width, n_rule:] = torch.randn(n_inert, 2 * width, generator=gen).T
+    return _from_legacy(w)
 
 
 def union(first: Any, second: Any) -> Any:
     """The block-diagonal union of two one-layer transformers over the same p (no LayerNorm, same
     d_head): residual streams side by side, heads and MLP neurons of `first` then of `second`. Its
     logits are the sum of the two models' logits, and each head and neuron belongs to one side."""
+    from .families.importers import to_hooked_transformer
     from .families.transformer import FAMILY
 
     s1, s2 = FAMILY.spec(first), FAMILY.spec(second)
     if s1.n_layers != 1 or s2.n_layers != 1 or s1.d_head != s2.d_head or s1.act != s2.act:
         raise ValueError("union needs one-layer transformers with the same d_head and activation")
-    p = first.cfg.d_vocab_out
-    spec = replace(s1, d_model=s1.d_model + s2.d_model, n_heads=s1.n_heads + s2.n_heads, d_mlp=s1.d_mlp + s2.d_mlp)
-    model = FAMILY.build(spec, p)
-    w1, w2 = first.state_dict(), second.state_dict()
+    w1, w2 = to_hooked_transformer(first), to_hooked_transformer(second)
+    d1, d2 = s1.d_model, s2.d_model
+
+    def heads(a: Tensor, b: Tensor, model_axis: int) -> Tensor:  # [head, ..] with d_model on `model_axis`
+        a = torch.cat([a, a.new_zeros(*a.shape[:model_axis], d2, *a.shape[model_axis + 1:])], model_axis)
+        b = torch.cat([b.new_zeros(*b.shape[:model_axis], d1, *b.shape[model_axis + 1:]), b], model_axis)
+        return torch.cat([a, b])
+
     out = {}
-    for name, value in model.state_dict().items():
-        a, b = w1[name], w2[name]
-        if name == "unembed.bias":
-            out[name] = a + b
-        elif name in ("embed.weight", "pos_embed.weight"):
+    for name, a in w1.items():
+        b, leaf = w2[name], name.rsplit(".", 1)[-1]
+        if leaf in ("W_E", "W_pos"):
             out[name] = torch.cat([a, b], 1)
-        elif name == "unembed.weight":
-            out[name] = torch.cat([a, b], 1)
-        elif value.dim() == 1:  # biases of q/k/v (heads), o (residual), mlp in (neurons), mlp out (residual)
-            out[name] = torch.cat([a, b])
-        else:
+        elif leaf in ("W_Q", "W_K", "W_V"):
+            out[name] = heads(a, b, 1)
+        elif leaf == "W_O":
+            out[name] = heads(a, b, 2)
+        elif leaf in ("W_in", "W_out"):
             out[name] = torch.block_diag(a, b)
-    model.load_state_dict(out)
-    return model.eval()
+        elif leaf == "W_U":
+            out[name] = torch.cat([a, b], 0)
+        elif leaf == "b_U":
+            out[name] = a + b
+        elif leaf in ("mask", "IGNORE"):
+            out[name] = a
+        else:  # b_Q, b_K, b_V (heads), b_O, b_out (residual), b_in (neurons): side by side
+            out[name] = torch.cat([a, b])
+    return _from_legacy(out, s1.act)
 
 
 def planted_transformer(dataset: Dataset, generalising: Any = None, freqs: tuple[int, ...] = (2, 5, 9)
@@ -316,7 +338,7 @@ def planted_transformer(dataset: Dataset, generalising: Any = None, freqs: tuple
     with torch.no_grad():
         rule = FAMILY.forward(generalising, dataset.inputs)
         gap = float((rule.max(-1).values - rule.min(-1).values).max())
-        memoriser.state_dict()["unembed.weight"].mul_(2 * gap)
+        memoriser = FAMILY.with_residue_weights(memoriser, unembedding=FAMILY.unembedding(memoriser) * (2 * gap))
     mem_spec = FAMILY.spec(memoriser)
     frequencies = ["generalising" if k in key else "memorising" if k == lookup_freq else "inert"
                    for k in range(1, dataset.p // 2 + 1)]
