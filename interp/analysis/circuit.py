@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import einops
 import torch
 
 from ..core.runtime import progress_bar
@@ -116,7 +117,7 @@ def circuit_views(run: Run) -> CircuitViews:
     acts, to_logit = cache[hook].double(), family.unit_to_logit(model).double()
     grid = ds.sum_grid
     if grid:
-        cluster = neuron_clusters(acts.reshape(p, p, -1))
+        cluster = neuron_clusters(einops.rearrange(acts, "(a b) unit -> a b unit", a=p))
     else:
         cluster = ["all"] * acts.shape[1]
     names = sorted(set(cluster), key=cluster_order)
@@ -129,7 +130,7 @@ def circuit_views(run: Run) -> CircuitViews:
     test_push = margin_push(acts[ds.test_mask], to_logit, ds.true_labels[ds.test_mask]) \
         if ds.test_mask.any() else acts.abs().mean(0)
     examples = torch.argsort(test_push, descending=True)[:3].tolist()
-    maps = acts[:, examples].T.reshape(len(examples), p, p).tolist() if grid else []
+    maps = einops.rearrange(acts[:, examples], "(a b) unit -> unit a b", a=p).tolist() if grid else []
 
     progress: dict[str, list[float]] = {}
     from ..training.rundir import load_run, trajectory_steps

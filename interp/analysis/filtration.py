@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import einops
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -174,7 +175,7 @@ def function_space_filter(table: Float[Tensor, "pair p"], p: int, k: int) -> Flo
     """The logits of all p² pairs (a·p + b order) keeping, over the (a, b) grid, the constant and
     the k 2-D Fourier components (i, j) with the most energy summed over classes. It reads no
     label and assumes no operation; it edits the function, not the weights."""
-    energy = fourier.transform_2d(table.double().T.reshape(-1, p, p)).square().sum(0)
+    energy = fourier.transform_2d(einops.rearrange(table.double(), "(a b) c -> c a b", a=p)).square().sum(0)
     energy[0, 0] = float("inf")  # the constant always stays
     keep = torch.zeros(p * p, dtype=torch.bool)
     keep[torch.argsort(energy.flatten(), descending=True)[: k + 1]] = True

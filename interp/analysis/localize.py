@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import einops
 import torch
 from torch import Tensor, nn
 
@@ -218,7 +219,7 @@ def _cluster_rows(model: nn.Module, dataset: Dataset, gen: Tensor, mem: Tensor |
     """One row per frequency cluster of readout neurons, scored by its members' summed pushes."""
     _, acts, _, _ = linear_readout(model, dataset.inputs)
     p = dataset.p
-    cluster = neuron_clusters(acts.reshape(p, p, -1))
+    cluster = neuron_clusters(einops.rearrange(acts, "(a b) unit -> a b unit", a=p))
     names = sorted(set(cluster), key=cluster_order)
     members = [torch.tensor([c == name for c in cluster]) for name in names]
     rows = _rows("neuron cluster", torch.stack([gen[m].sum() for m in members]),

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import einops
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -251,7 +252,7 @@ def fourier_analysis(model: nn.Module, op: str) -> NeuronSpectra | TransformerSp
         hook = family.readout_hook(model)
         pairs = torch.cartesian_prod(torch.arange(p), torch.arange(p))
         _, cache = family.run_with_cache(model, pairs, names_filter=hook)
-        result.neuron_freq, result.neuron_share = neuron_frequencies_2d(cache[hook].reshape(p, p, -1))
+        result.neuron_freq, result.neuron_share = neuron_frequencies_2d(einops.rearrange(cache[hook], "(a b) unit -> a b unit", a=p))
     return result
 
 

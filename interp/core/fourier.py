@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import einops
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -75,8 +76,9 @@ def transform_2d(x: Float[Tensor, "... p p"]) -> Float[Tensor, "... p p"]:
 def project_grid(x: Float[Tensor, "pair n"], p: int, keep: Tensor) -> Float[Tensor, "pair n"]:
     """Each column of `x`, a function over the (a, b) grid (rows in a·p + b order), keeping the
     2-D Fourier components where `keep` ([p, p] bool over basis rows × basis rows) is True."""
-    grid = x.double().T.reshape(-1, p, p)
-    return inverse_transform(inverse_transform(transform_2d(grid) * keep.to(x.device), -1), -2).reshape(x.shape[1], -1).T
+    grid = einops.rearrange(x.double(), "(a b) unit -> unit a b", a=p)
+    kept = inverse_transform(inverse_transform(transform_2d(grid) * keep.to(x.device), -1), -2)
+    return einops.rearrange(kept, "unit a b -> (a b) unit")
 
 
 def grid_blocks(p: int, freqs: list[int], cross: bool = True) -> Tensor:

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from jaxtyping import Float
 from torch import Tensor, nn
 
 from ..core.specs import SpecError, TransformerSpec, TwoLayerSpec
 from .base import family_of
+from .transformer import BLOCK_NAMES, N_CTX, TOP_NAMES
 
 
 class CheckpointImportError(ValueError):
@@ -172,70 +172,11 @@ def _spec(kind: type, **fields):
 
 # --- legacy HookedTransformer ↔ native bridge --------------------------------------------------
 
-N_CTX = 3  # tokens `a b =`
 # persistent buffers of the legacy attention (the causal mask and its fill value), not weights
 _LEGACY_BUFFER = re.compile(r"blocks\.\d+\.attn\.(mask|IGNORE)$")
 # LayerNorm / RMSNorm scales and biases: ln1, ln2, ln_final, the SoLU mlp.ln
 _LAYERNORM = re.compile(r"(^|\.)ln[^.]*\.(w|b)$")
 _LAYER = re.compile(r"blocks\.(\d+)\.")
-
-
-def _heads_to_rows(w: Float[Tensor, "head d_model d_head"]) -> Float[Tensor, "head_x_d_head d_model"]:
-    """W_Q/W_K/W_V → the bridge's nn.Linear weight, whose output index is head·d_head + i."""
-    return w.permute(0, 2, 1).reshape(-1, w.shape[1])
-
-
-def _rows_to_heads(w: Float[Tensor, "head_x_d_head d_model"], n_heads: int) -> Float[Tensor, "head d_model d_head"]:
-    return w.reshape(n_heads, -1, w.shape[1]).permute(0, 2, 1)
-
-
-def _heads_to_cols(w: Float[Tensor, "head d_head d_model"]) -> Float[Tensor, "d_model head_x_d_head"]:
-    """W_O → the bridge's output nn.Linear weight, whose input index is head·d_head + i."""
-    return w.reshape(-1, w.shape[-1]).T
-
-
-def _cols_to_heads(w: Float[Tensor, "d_model head_x_d_head"], n_heads: int) -> Float[Tensor, "head d_head d_model"]:
-    return w.T.reshape(n_heads, -1, w.shape[0])
-
-
-def _flat(t: Tensor) -> Tensor:
-    return t.reshape(-1)
-
-
-def _transposed(t: Tensor, n_heads: int = 0) -> Tensor:
-    return t.T
-
-
-def _same(t: Tensor, n_heads: int = 0) -> Tensor:
-    return t
-
-
-def _unflat(t: Tensor, n_heads: int) -> Tensor:
-    return t.reshape(n_heads, -1)
-
-
-#: legacy name in a block → (bridge name, legacy → bridge, bridge → legacy (given n_heads))
-BLOCK_NAMES: dict[str, tuple[str, Callable, Callable]] = {
-    "attn.W_Q": ("attn.q.weight", _heads_to_rows, _rows_to_heads),
-    "attn.W_K": ("attn.k.weight", _heads_to_rows, _rows_to_heads),
-    "attn.W_V": ("attn.v.weight", _heads_to_rows, _rows_to_heads),
-    "attn.b_Q": ("attn.q.bias", _flat, _unflat),
-    "attn.b_K": ("attn.k.bias", _flat, _unflat),
-    "attn.b_V": ("attn.v.bias", _flat, _unflat),
-    "attn.W_O": ("attn.o.weight", _heads_to_cols, _cols_to_heads),
-    "attn.b_O": ("attn.o.bias", _same, _same),
-    "mlp.W_in": ("mlp.in.weight", _transposed, _transposed),
-    "mlp.b_in": ("mlp.in.bias", _same, _same),
-    "mlp.W_out": ("mlp.out.weight", _transposed, _transposed),
-    "mlp.b_out": ("mlp.out.bias", _same, _same),
-}
-#: names outside the blocks (W_U's `=` column, when present, is dropped on the way in)
-TOP_NAMES: dict[str, tuple[str, Callable, Callable]] = {
-    "embed.W_E": ("embed.weight", _same, _same),
-    "pos_embed.W_pos": ("pos_embed.weight", _same, _same),
-    "unembed.W_U": ("unembed.weight", _transposed, _transposed),
-    "unembed.b_U": ("unembed.bias", _same, _same),
-}
 
 
 def _legacy_shapes(n_layers: int, p: int, d_model: int, n_heads: int, d_head: int, d_mlp: int,

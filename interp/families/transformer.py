@@ -14,7 +14,9 @@ would silently compute logits for the wrong positions): use `FAMILY.tokens(model
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
+
+import einops
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +33,68 @@ from ..core.specs import TransformerSpec
 from .base import Capability, ModelFamily, device_of, register, replaced_parameters
 
 N_CTX = 3  # tokens `a b =`
+
+# --- the legacy HookedTransformer layout ↔ the bridge's names -----------------------------------
+# Older published models (and interp's planted transformers) are written as HookedTransformer
+# state dicts: per-head weights W_Q/W_K/W_V [head, d_model, d_head], W_O [head, d_head, d_model],
+# MLP and unembedding maps as [in, out]. The bridge holds nn.Linear weights [out, in] whose
+# head-side index is head·d_head + i. Each entry: (bridge name, legacy → bridge, bridge → legacy).
+
+
+def _heads_in(w: Tensor, n_heads: int = 0) -> Tensor:
+    return einops.rearrange(w, "head d_model d_head -> (head d_head) d_model")
+
+
+def _heads_in_back(w: Tensor, n_heads: int) -> Tensor:
+    return einops.rearrange(w, "(head d_head) d_model -> head d_model d_head", head=n_heads)
+
+
+def _heads_out(w: Tensor, n_heads: int = 0) -> Tensor:
+    return einops.rearrange(w, "head d_head d_model -> d_model (head d_head)")
+
+
+def _heads_out_back(w: Tensor, n_heads: int) -> Tensor:
+    return einops.rearrange(w, "d_model (head d_head) -> head d_head d_model", head=n_heads)
+
+
+def _head_bias(b: Tensor, n_heads: int = 0) -> Tensor:
+    return einops.rearrange(b, "head d_head -> (head d_head)")
+
+
+def _head_bias_back(b: Tensor, n_heads: int) -> Tensor:
+    return einops.rearrange(b, "(head d_head) -> head d_head", head=n_heads)
+
+
+def _transposed(t: Tensor, n_heads: int = 0) -> Tensor:
+    return t.T
+
+
+def _same(t: Tensor, n_heads: int = 0) -> Tensor:
+    return t
+
+
+#: legacy name in a block → (bridge name, legacy → bridge, bridge → legacy (given n_heads))
+BLOCK_NAMES: dict[str, tuple[str, Callable, Callable]] = {
+    "attn.W_Q": ("attn.q.weight", _heads_in, _heads_in_back),
+    "attn.W_K": ("attn.k.weight", _heads_in, _heads_in_back),
+    "attn.W_V": ("attn.v.weight", _heads_in, _heads_in_back),
+    "attn.b_Q": ("attn.q.bias", _head_bias, _head_bias_back),
+    "attn.b_K": ("attn.k.bias", _head_bias, _head_bias_back),
+    "attn.b_V": ("attn.v.bias", _head_bias, _head_bias_back),
+    "attn.W_O": ("attn.o.weight", _heads_out, _heads_out_back),
+    "attn.b_O": ("attn.o.bias", _same, _same),
+    "mlp.W_in": ("mlp.in.weight", _transposed, _transposed),
+    "mlp.b_in": ("mlp.in.bias", _same, _same),
+    "mlp.W_out": ("mlp.out.weight", _transposed, _transposed),
+    "mlp.b_out": ("mlp.out.bias", _same, _same),
+}
+#: names outside the blocks (W_U's `=` column, when present, is dropped on the way in)
+TOP_NAMES: dict[str, tuple[str, Callable, Callable]] = {
+    "embed.W_E": ("embed.weight", _same, _same),
+    "pos_embed.W_pos": ("pos_embed.weight", _same, _same),
+    "unembed.W_U": ("unembed.weight", _transposed, _transposed),
+    "unembed.b_U": ("unembed.bias", _same, _same),
+}
 _ACTS = {"relu": F.relu_, "gelu": F.gelu}  # in place: the product feeding it is not needed again
 
 
@@ -302,7 +366,7 @@ class TransformerFamily(ModelFamily):
         w, cfg = model.state_dict(), model.cfg
         out = {}
         for layer in range(cfg.n_layers):
-            o = w[f"blocks.{layer}.attn.o.weight"].T.reshape(cfg.n_heads, cfg.d_head, cfg.d_model)
+            o = _heads_out_back(w[f"blocks.{layer}.attn.o.weight"], cfg.n_heads)  # [head, d_head, d_model]
             out[f"blocks.{layer}.attn.hook_z"] = o @ w["unembed.weight"].T  # [head, d_head, p]
         return out
 
