@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from .groups import cyclic
 from .specs import NoiseSpec, TaskSpec
 
 
@@ -49,11 +50,11 @@ SUBSETS = ("clean", "noisy_observed", "noisy_true", "test")
 
 
 def apply_op(op: str, a: Tensor, b: Tensor, p: int) -> Tensor:
-    """The true label of each pair; `div` uses b^(p−2) = b⁻¹ (p prime, b ≠ 0)."""
-    if op == "add":
-        return (a + b) % p
-    if op == "sub":
-        return (a - b) % p
+    """The true label of each pair. `add` and `sub` are composition in the cyclic group C_p
+    (`groups.cyclic`): a ∘ b and a ∘ b⁻¹; `div` uses b^(p−2) = b⁻¹ (p prime, b ≠ 0)."""
+    if op in ("add", "sub"):
+        group = cyclic(p)
+        return group.compose(a, b if op == "add" else group.inverse()[b])
     if op == "mul":
         return (a * b) % p
     if op == "x2y2":
