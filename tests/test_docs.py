@@ -34,7 +34,7 @@ def snippet(name: str) -> str:
 #: How each snippet runs: "self" trains what it needs; "both" takes a run of either family in
 #: place of the path it names; "without interp" reads a run of one family in a process where
 #: interp cannot be imported (checkpoints.md's loading snippets, each followed by `subsets`).
-HOW = {"README.md#0": "self", "analyses.md#0": "both", "with-interp": "both",
+HOW = {"README.md#0": "self", "your-data": "self", "analyses.md#0": "both", "with-interp": "both",
        "transformer": "without interp", "two_layer": "without interp", "subsets": "without interp"}
 
 
@@ -53,6 +53,13 @@ def runs(tmp_path_factory):
 def test_readme_python_session_runs(tmp_path):
     subprocess.run([sys.executable, "-c", snippet("README.md#0")], check=True, cwd=tmp_path, capture_output=True)
     assert (tmp_path / "runs" / "small" / "checkpoints" / "step_100" / "model.safetensors").exists()
+
+
+def test_own_dataset_snippet_runs(tmp_path):
+    done = subprocess.run([sys.executable, "-c", snippet("your-data")], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 0 <= float(done.stdout.strip().splitlines()[-1]) <= 1
+    assert (tmp_path / "runs" / "mine" / "dataset.safetensors").exists()
 
 
 @pytest.mark.parametrize("name", [n for n, how in HOW.items() if how == "both"])
