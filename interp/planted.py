@@ -338,16 +338,18 @@ def _silent_neurons(model: Any, dataset: Dataset) -> Tensor:
 
 
 def sufficient_frequencies(model: Any, dataset: Dataset, tolerance: float = 0.01) -> list[int]:
-    """The fewest embedding frequencies, largest W_E power first, that alone (the embedding
-    filtered to them) keep the model's test accuracy within `tolerance` of its own."""
+    """The model's key frequencies (`interp.key_frequencies`, from W_E), extended by the next
+    largest W_E shares until the embedding filtered to them keeps the model's test accuracy
+    within `tolerance` of its own: the key set, plus whatever else the model needs together."""
     from .filtration import filter_residue_weights
     from .metrics import subset_metrics
     from .spectra import transformer_key_frequencies
 
     op = dataset.task.op
-    ranked = transformer_key_frequencies(model, op, top=dataset.p // 2)
+    key = transformer_key_frequencies(model, op)
+    ranked = key + [k for k in transformer_key_frequencies(model, op, top=dataset.p // 2) if k not in key]
     target = subset_metrics(logits(model, dataset.inputs), dataset)["test_acc"] - tolerance
-    for n in range(1, len(ranked) + 1):
+    for n in range(max(len(key), 1), len(ranked) + 1):
         filtered = filter_residue_weights(model, op, ranked[:n], ("W_E",))
         if subset_metrics(logits(filtered, dataset.inputs), dataset)["test_acc"] >= target:
             return ranked[:n]
