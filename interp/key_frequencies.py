@@ -16,7 +16,7 @@ k holds at least m times the share 1/K it would hold if the power were spread ev
 K frequencies, with m = CLUSTER_MULTIPLE for clusters and m = EMBEDDING_MULTIPLE for the
 embedding. The constants, measured on the releases and analytic nets (docs/concepts.md):
 
-- EMBEDDING_MULTIPLE = 2: a random W_E puts at most ≈ 1.3–1.5× the even share on any frequency,
+- EMBEDDING_MULTIPLE = 2: a random W_E puts at most 1.18–1.29× the even share on any frequency,
   and a memorising transformer's spectrum (`nanda-noisy`) forms a continuum up to 1.58×; the
   weakest frequency the grokked rule needs (`nanda-grokking`'s k = 1) holds 2.18×. Twice the even
   share sits in that gap.
