@@ -338,18 +338,19 @@ def _silent_neurons(model: Any, dataset: Dataset) -> Tensor:
 
 
 def sufficient_frequencies(model: Any, dataset: Dataset, tolerance: float = 0.01) -> list[int]:
-    """The model's key frequencies (`interp.key_frequencies`, from W_E), extended by the next
-    largest W_E shares until the embedding filtered to them keeps the model's test accuracy
-    within `tolerance` of its own: the key set, plus whatever else the model needs together."""
+    """The fewest embedding frequencies, largest W_E share first (`key_frequencies.ranking`), that
+    alone (the embedding filtered to them) keep the model's test accuracy within `tolerance` of
+    its own. What the model needs, a functional question — not its key set (`interp.key_frequencies`):
+    a key frequency the others make redundant is left out (`nanda-grokking`'s k = 1), and a
+    frequency under the key bar that the model needs is kept (`nanda-inversion`)."""
     from .filtration import filter_residue_weights
     from .metrics import subset_metrics
     from .spectra import transformer_key_frequencies
 
     op = dataset.task.op
-    key = transformer_key_frequencies(model, op)
-    ranked = key + [k for k in transformer_key_frequencies(model, op, top=dataset.p // 2) if k not in key]
+    ranked = transformer_key_frequencies(model, op, top=dataset.p // 2)
     target = subset_metrics(logits(model, dataset.inputs), dataset)["test_acc"] - tolerance
-    for n in range(max(len(key), 1), len(ranked) + 1):
+    for n in range(1, len(ranked) + 1):
         filtered = filter_residue_weights(model, op, ranked[:n], ("W_E",))
         if subset_metrics(logits(filtered, dataset.inputs), dataset)["test_acc"] >= target:
             return ranked[:n]
