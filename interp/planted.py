@@ -360,8 +360,11 @@ def _silent_neurons(model: Any, dataset: Dataset) -> Tensor:
 
 
 def sufficient_frequencies(model: Any, dataset: Dataset, tolerance: float = 0.01) -> list[int]:
-    """The fewest embedding frequencies, largest W_E power first, that alone (the embedding
-    filtered to them) keep the model's test accuracy within `tolerance` of its own."""
+    """The fewest embedding frequencies, largest W_E share first (`key_frequencies.ranking`), that
+    alone (the embedding filtered to them) keep the model's test accuracy within `tolerance` of
+    its own. What the model needs, a functional question — not its key set (`interp.core.key_frequencies`):
+    a key frequency the others make redundant is left out (`nanda-grokking`'s k = 1), and a
+    frequency under the key bar that the model needs is kept (`nanda-inversion`)."""
     from .analysis.filtration import filter_residue_weights
     from .analysis.spectra import transformer_key_frequencies
     from .core.metrics import subset_metrics

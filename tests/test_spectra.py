@@ -31,7 +31,7 @@ def test_gromov_solution_is_correct_and_read_back_exactly(op):
 def test_key_frequencies_of_a_sparse_solution():
     net, truth = gromov_solution(31, 60, n_freqs=3, seed=0)
     s = neuron_spectra(net, "add")
-    assert sorted(s.key_frequencies()) == sorted(set(truth["freq"].tolist()))
+    assert sorted(s.key_set()) == sorted(set(truth["freq"].tolist()))
 
 
 @pytest.mark.parametrize("p", [7, 31, 97])

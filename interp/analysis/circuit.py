@@ -8,12 +8,14 @@ progress measures.
   through W_O·W_U; a readout neuron's through its unit-to-logit map) as a margin, the pushed
   label's logit minus the mean logit, averaged over the subset's pairs, against the labels the
   subset is scored on (the observed labels on `noisy_observed`: memorisation; the true ones
-  elsewhere). Readout neurons are summed per cluster: the frequency holding more than half of a
-  neuron's activation power over (a, b) (`spectra.neuron_frequencies_2d`), or `unclustered`.
+  elsewhere). Readout neurons are summed per cluster: the frequency holding more than
+  CLUSTER_SHARE of a neuron's non-constant activation power over (a, b)
+  (`spectra.neuron_clusters`), or `unclustered`.
 - Example neurons: the three readout neurons with the largest test-set attribution, their
   activation over (a, b) and its 2-D Fourier power.
 - Progress measures: at each trajectory checkpoint, the test loss of the restricted and the
-  excluded logits over the final model's key frequencies, beside the plain train and test loss.
+  excluded logits over the final model's key frequencies (`interp.core.key_frequencies`), beside the
+  plain train and test loss.
 """
 
 from __future__ import annotations

@@ -268,8 +268,8 @@ LABEL_FREE = ("resynthesized", "key-frequency diagonal filter", "W_E filter")
 def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None = None, loss: str = DEFAULT_LOSS) -> Extraction:
     """Every extraction method for the model's family, scored on the four subsets.
 
-    Two-layer: f^G and f^R, re-synthesis, the global key-frequency filter (top `key_top`
-    frequencies by neuron energy; default: the fewest that hold half of it), activation swaps of
+    Two-layer: f^G and f^R, re-synthesis, the global key-frequency filter (the key set of
+    `interp.core.key_frequencies`; with `key_top`, the top `key_top` frequencies by neuron energy), activation swaps of
     the raw model and of f^G. Transformer: restricted and excluded logits, embedding and
     unembedding filters over the key frequencies of W_E. Restricted and excluded logits use the
     task's rule directions (they know the operation, as in Nanda et al.), so they measure the
@@ -291,7 +291,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     score("raw", logits(model, dataset.inputs), "the trained model")
     if per_neuron:
         spectra = neuron_spectra(model, op)
-        keys = spectra.key_frequencies(0.0)[:key_top] if key_top else spectra.key_set()
+        keys = spectra.ranked_frequencies()[:key_top] if key_top else spectra.key_set()
         g, r = dominant_split(model, op)
         score("f^G", logits(g, dataset.inputs), "each neuron's dominant frequency (Liu & Lu)")
         score("f^R", logits(r, dataset.inputs), "each neuron without its dominant frequency")

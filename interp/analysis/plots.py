@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
+from ..core.key_frequencies import CLUSTER_SHARE
 from ..core.tasks import SUBSET_TABLE, SUBSETS
 
 SUBSET_COLORS = {
@@ -72,10 +73,10 @@ def plot_transformer_spectra(spectra, path: Path) -> Path:
     extra = spectra.neuron_freq is not None
     fig, axes = _subplots(1, len(names) + 1 + extra, figsize=(5 * (len(names) + 1 + extra), 4))
     if extra:
-        counts = torch.bincount(spectra.neuron_freq[spectra.neuron_share > 0.5], minlength=spectra.p // 2 + 1)
+        counts = torch.bincount(spectra.neuron_freq[spectra.neuron_share > CLUSTER_SHARE], minlength=spectra.p // 2 + 1)
         axes[-1].bar(range(len(counts)), counts.numpy(), color="#555555")
         axes[-1].set(xlabel="frequency k", ylabel="MLP neurons",
-                     title="neurons with > 50% of their activation power at k")
+                     title=f"neurons with > {CLUSTER_SHARE:.0%} of their activation power at k")
         axes = axes[:-1]
     for ax, name in zip(axes, names):
         total = spectra.power[name].sum(0)

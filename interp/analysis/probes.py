@@ -219,7 +219,7 @@ def probe_report(run: Run) -> ProbeReport:
     hooks = family.probe_hooks(model)
     main = hooks[0]
     sources = ["raw", "fourier"] + (["f^G"] if family.has(model, Capability.NEURON_MAPS) else [])
-    if op not in ("add", "sub"):
+    if op not in ("add", "sub") or not keys:  # no key frequency: nothing to project onto
         sources = [s for s in sources if s != "fourier"]
     results = [probe(model, ds, hook, source, key_frequencies=keys, controls=source == "raw")
                for hook, source in progress_bar([(h, s) for h in hooks for s in sources], "probes")]

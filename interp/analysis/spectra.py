@@ -17,7 +17,9 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from ..core import fourier
+from ..core import key_frequencies as keyfreq
 from ..core.fourier import residue_order
+from ..core.key_frequencies import CLUSTER_SHARE
 from ..families.base import Capability, family_of
 from .registry import Result, register_analysis
 
@@ -66,36 +68,37 @@ class NeuronSpectra(Result):
     power: Tensor
 
     def frequency_shares(self) -> Tensor:
-        """Share of the neurons' total energy held by neurons dominant at each frequency."""
+        """Share of the neurons' total energy held by neurons dominant at each frequency (clustered
+        or not): the ranking of top-k filters, not the key set."""
         share = torch.zeros(self.power.shape[1], dtype=torch.float64)
         share.index_add_(0, self.freq, self.power.sum(1).double())
         return share / share.sum()
 
-    def key_frequencies(self, min_share: float = 0.05) -> list[int]:
-        """Frequencies whose neurons hold at least `min_share` of the energy, largest first."""
-        share = self.frequency_shares()
-        return [int(k) for k in torch.argsort(share, descending=True) if share[k] >= min_share]
+    def ranked_frequencies(self) -> list[int]:
+        """Every frequency, by `frequency_shares`, largest first (for top-k filters)."""
+        return keyfreq.ranking(self.frequency_shares())
+
+    def clusters(self) -> tuple[Tensor, Tensor]:
+        """(share of the clustered neurons' energy, number of clustered neurons) per frequency
+        (`key_frequencies.cluster_evidence`)."""
+        return keyfreq.cluster_evidence(self.power)
 
     def key_set(self) -> list[int]:
         """The network's key frequencies, in the one sense the report uses throughout (Fourier
-        summary, extraction filter, probes): the fewest frequencies whose neurons hold half of
-        the energy, largest share first."""
-        return self.frequencies_covering(0.5)
-
-    def frequencies_covering(self, fraction: float) -> list[int]:
-        """The fewest frequencies (largest shares first) whose neurons hold `fraction` of the energy."""
-        share = self.frequency_shares()
-        order = torch.argsort(share, descending=True)
-        n = int((share[order].cumsum(0) < fraction).sum()) + 1
-        return [int(k) for k in order[:n]]
+        summary, filters, probes, localisation): `key_frequencies.key_frequencies` on its neuron
+        clusters, largest share first."""
+        return keyfreq.key_frequencies(*self.clusters())
 
     def to_dict(self) -> dict:
         return {k: v.tolist() if torch.is_tensor(v) else v for k, v in asdict(self).items()}
 
     def summary(self) -> str:
-        return (f"Key frequencies (the fewest dominant frequencies whose neurons hold half of the energy; the "
-                f"extraction's key-frequency filter and the probes use the same set): "
-                f"{', '.join(map(str, self.key_set()))}. Median neuron energy share at its dominant frequency "
+        _, sizes = self.clusters()
+        keys = self.key_set()
+        return (f"Key frequencies ({keyfreq.rule_in_words(clusters=True)}; the extraction's key-frequency filter "
+                f"and the probes use the same set): {', '.join(map(str, keys)) or 'none'}"
+                f"{' (clusters of ' + ', '.join(str(int(sizes[k])) for k in keys) + ' neurons)' if keys else ''}; "
+                f"{int(sizes.sum())} of {len(self.freq)} neurons clustered. Median neuron energy share at its dominant frequency "
                 f"{float(self.energy_frac.median()):.3f}; median IPR {float(self.ipr.median()):.3f}; median "
                 f"|phase error| {float(self.phase_error.abs().median()):.3f} rad.")
 
@@ -149,15 +152,11 @@ def embedding_spectra(model: nn.Module, op: str = "add") -> dict[str, Tensor]:
     }
 
 
-def transformer_key_frequencies(model: nn.Module, op: str = "add", top: int | None = None,
-                                min_share: float = 0.02) -> list[int]:
-    """Key frequencies of a transformer: ranked by the share of W_E's non-constant power,
-    keeping those with at least `min_share` of it (or the `top` largest)."""
-    power = embedding_spectra(model, op)["W_E"].sum(0)[1:]
-    share = power / power.sum()
-    ranked = torch.argsort(share, descending=True)
-    keep = ranked[:top] if top else ranked[share[ranked] >= min_share]
-    return [int(k) + 1 for k in keep]
+def transformer_key_frequencies(model: nn.Module, op: str = "add", top: int | None = None) -> list[int]:
+    """Key frequencies of a transformer: `key_frequencies.key_frequencies` on the shares of W_E's
+    non-constant power, largest first; with `top`, the `top` largest shares instead (top-k curves)."""
+    shares = keyfreq.embedding_evidence(embedding_spectra(model, op)["W_E"])
+    return keyfreq.ranking(shares)[:top] if top else keyfreq.key_frequencies(shares)
 
 
 def activation_spectrum_2d(acts: Float[Tensor, "p p neuron"]) -> Float[Tensor, "neuron p p"]:
@@ -184,10 +183,6 @@ def neuron_frequencies_2d(acts: Float[Tensor, "p p neuron"]) -> tuple[Tensor, Te
     return best + 1, share
 
 
-#: a neuron belongs to the frequency holding more than this share of its non-constant power
-CLUSTER_SHARE = 0.5
-
-
 def neuron_clusters(acts: Float[Tensor, "p p neuron"]) -> list[str]:
     """Each neuron's frequency cluster over the (a, b) grid (`neuron_frequencies_2d`): `k=K`
     when frequency K holds more than CLUSTER_SHARE of its power, else `unclustered`."""
@@ -203,7 +198,7 @@ def cluster_order(name: str) -> tuple[bool, int]:
 @dataclass(repr=False)
 class TransformerSpectra(Result):
     """Power per frequency of a transformer's residue-indexed weights (see embedding_spectra)
-    and its key frequencies (largest shares of W_E's non-constant power)."""
+    and its key frequencies (`key_frequencies.key_frequencies` on W_E's non-constant power)."""
 
     op: str
     p: int
@@ -221,13 +216,12 @@ class TransformerSpectra(Result):
         return self.key_frequencies
 
     def summary(self) -> str:
-        line = (f"Key frequencies (largest shares, ≥ 2% each, of the embedding's non-constant power; the "
-                f"extraction's filters and the probes use the same set): "
-                f"{', '.join(map(str, self.key_frequencies))}.")
+        line = (f"Key frequencies ({keyfreq.rule_in_words(clusters=False)}; the extraction's filters and the "
+                f"probes use the same set): {', '.join(map(str, self.key_frequencies)) or 'none'}.")
         if self.neuron_freq is not None:
-            clustered = self.neuron_share > 0.5
+            clustered = self.neuron_share > CLUSTER_SHARE
             at_key = torch.isin(self.neuron_freq[clustered], torch.tensor(self.key_frequencies))
-            line += (f" {int(clustered.sum())} of {len(clustered)} readout neurons have more than half of their "
+            line += (f" {int(clustered.sum())} of {len(clustered)} readout neurons have more than {CLUSTER_SHARE:.0%} of their "
                      f"activation power at one frequency; of these, {float(at_key.double().mean()) if clustered.any() else 0:.0%} "
                      "at a key frequency.")
         return line
