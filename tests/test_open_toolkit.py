@@ -196,3 +196,10 @@ def test_the_analysis_appears_in_the_api_the_cli_and_the_report(extended, run_di
     md = (tmp_path / "report" / "report.md").read_text()
     assert "Live neurons" in md and f"{typed.alive} of {typed.total} readout neurons" in md
     assert "attention heads" in md  # the skipped analyses say why
+
+
+def test_built_in_analyses_have_typed_handles(run_dir):
+    from interp.analysis.filtration import EXTRACTION, Extraction
+
+    run = interp.load_run(run_dir)
+    assert isinstance(EXTRACTION(run), Extraction) and ANALYSES["filtration"] is EXTRACTION

@@ -23,7 +23,7 @@ from ..core.runtime import EXP_FLOOR
 from ..core.tasks import Dataset
 from ..families.base import Capability, family_of, logits
 from .readout import linear_readout
-from .registry import Result, register_analysis
+from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
@@ -216,4 +216,4 @@ def ablation_report(run: Run, seeds: tuple[int, ...] = (0, 1, 2)) -> AblationRep
     return AblationReport(scans, curves)
 
 
-register_analysis("ablation", "Pruning", ablation_report, order=60)
+ABLATION: Analysis[AblationReport] = register_analysis("ablation", "Pruning", ablation_report, order=60)

@@ -30,7 +30,7 @@ import torch
 from ..core.runtime import progress_bar
 from ..core.tasks import SUBSET_TABLE, SUBSETS
 from ..families.base import Capability, family_of
-from .registry import Result, register_analysis
+from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
@@ -153,4 +153,4 @@ def circuit_views(run: Run) -> CircuitViews:
                         {c: int(m.sum()) for c, m in members.items()}, examples, maps, progress)
 
 
-register_analysis("circuit", "Circuit views", circuit_views, needs=(Capability.HEADS,), order=40)
+CIRCUIT: Analysis[CircuitViews] = register_analysis("circuit", "Circuit views", circuit_views, needs=(Capability.HEADS,), order=40)

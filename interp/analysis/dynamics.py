@@ -17,7 +17,7 @@ import torch
 from ..core.runtime import progress_bar
 from ..families.base import logits
 from ..training.rundir import Run, load_run, trajectory_steps
-from .registry import Result, register_analysis
+from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
     from ..core.document import Figure
@@ -85,4 +85,4 @@ def fit_speed(run: Run) -> FitSpeed:
                     first[ds.clean_mask].tolist() if ckpts else [], first[ds.noisy_mask].tolist() if ckpts else [])
 
 
-register_analysis("dynamics", "Which labels are fitted first", fit_speed, order=90)
+DYNAMICS: Analysis[FitSpeed] = register_analysis("dynamics", "Which labels are fitted first", fit_speed, order=90)

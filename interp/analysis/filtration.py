@@ -33,7 +33,7 @@ from ..core.metrics import DEFAULT_LOSS, subset_metrics
 from ..core.tasks import SUBSET_TABLE, SUBSETS, Dataset, apply_op
 from ..families.base import Capability, family_of, logits
 from .neurons import dominant_split, neuron_uvw, project_per_neuron
-from .registry import Result, register_analysis
+from .registry import Analysis, Result, register_analysis
 from .spectra import neuron_spectra
 
 if TYPE_CHECKING:
@@ -370,5 +370,5 @@ def detect_noise(extracted: Float[Tensor, "pair p"], dataset: Dataset) -> dict:
     }
 
 
-register_analysis("filtration", "Extraction",
+EXTRACTION: Analysis[Extraction] = register_analysis("filtration", "Extraction",
                   lambda run: compare_extractions(run.model, run.dataset, loss=run.spec.train.loss), order=20)

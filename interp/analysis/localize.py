@@ -51,7 +51,7 @@ from .ablation import ablated_logits
 from .filtration import filter_residue_weights
 from .neurons import dominant_split, neuron_ipr
 from .readout import linear_readout, margin_push, margins
-from .registry import Result, register_analysis
+from .registry import Analysis, Result, register_analysis
 from .spectra import cluster_order, neuron_clusters, neuron_spectra, transformer_key_frequencies
 
 if TYPE_CHECKING:
@@ -311,4 +311,4 @@ def localize(model: nn.Module, dataset: Dataset,
     return result
 
 
-register_analysis("localize", "Localisation", lambda run: localize(run.model, run.dataset), order=30)
+LOCALIZATION: Analysis[Localization] = register_analysis("localize", "Localisation", lambda run: localize(run.model, run.dataset), order=30)

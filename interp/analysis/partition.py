@@ -26,7 +26,7 @@ from ..core.metrics import DEFAULT_LOSS, collect_rows, subset_metrics
 from ..core.tasks import Dataset
 from ..families.base import Capability, family_of, logits
 from .neurons import SCORES, dominant_split, neuron_scores, subnetwork
-from .registry import Result, register_analysis
+from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
@@ -128,4 +128,4 @@ def partition_report(run: Run) -> PartitionReport:
     return PartitionReport({score: partition_sweep(run.model, run.dataset, score, loss=loss) for score in SCORES})
 
 
-register_analysis("partition", "Task-agnostic partition", partition_report, needs=(Capability.NEURON_MAPS,), order=70)
+PARTITION: Analysis[PartitionReport] = register_analysis("partition", "Task-agnostic partition", partition_report, needs=(Capability.NEURON_MAPS,), order=70)

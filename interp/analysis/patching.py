@@ -22,7 +22,7 @@ from ..core.metrics import DEFAULT_LOSS, subset_metrics
 from ..core.runtime import progress_bar
 from ..core.tasks import SUBSET_TABLE, SUBSETS, Dataset
 from ..families.base import Capability, family_of
-from .registry import Result, register_analysis
+from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
@@ -189,10 +189,10 @@ def _needs_trajectory(run: Run) -> str | None:
     return None
 
 
-register_analysis("patching_over_training", "Patching from checkpoints", patching_over_training,
+PATCHING_OVER_TRAINING: Analysis[PatchingOverTraining] = register_analysis("patching_over_training", "Patching from checkpoints", patching_over_training,
                   needs=(Capability.POSITIONS,), skip_reason=_needs_trajectory, order=51)
 
 
-register_analysis("patching", "Activation patching",
+PATCHING: Analysis[PatchSweep] = register_analysis("patching", "Activation patching",
                   lambda run: patch_sweep(run.model, run.dataset, loss=run.spec.train.loss),
                   needs=(Capability.POSITIONS,), order=50)

@@ -31,7 +31,7 @@ from ..core.fourier import grid_fourier_projection
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
 from ..families.base import Capability, build_model, family_of, logits
-from .registry import Result, register_analysis
+from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
@@ -232,4 +232,4 @@ def probe_report(run: Run) -> ProbeReport:
     return ProbeReport(results, curves)
 
 
-register_analysis("probes", "Linear probes", probe_report, order=80)
+PROBES: Analysis[ProbeReport] = register_analysis("probes", "Linear probes", probe_report, order=80)

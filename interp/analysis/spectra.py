@@ -21,7 +21,7 @@ from ..core import key_frequencies as keyfreq
 from ..core.fourier import residue_order
 from ..core.key_frequencies import CLUSTER_SHARE
 from ..families.base import Capability, family_of
-from .registry import Result, register_analysis
+from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
     from ..core.document import Figure
@@ -250,4 +250,4 @@ def fourier_analysis(model: nn.Module, op: str) -> NeuronSpectra | TransformerSp
     return result
 
 
-register_analysis("fourier", "Fourier spectra", lambda run: fourier_analysis(run.model, run.spec.task.op), order=10)
+FOURIER: Analysis[NeuronSpectra | TransformerSpectra] = register_analysis("fourier", "Fourier spectra", lambda run: fourier_analysis(run.model, run.spec.task.op), order=10)
