@@ -154,9 +154,36 @@ def embedding_spectra(model: nn.Module, op: str = "add") -> dict[str, Tensor]:
 
 def transformer_key_frequencies(model: nn.Module, op: str = "add", top: int | None = None) -> list[int]:
     """Key frequencies of a transformer: `key_frequencies.key_frequencies` on the shares of W_E's
-    non-constant power, largest first; with `top`, the `top` largest shares instead (top-k curves)."""
+    non-constant power and, for a ± b, on its readout neurons' clusters over the (a, b) grid —
+    every frequency either points to, largest embedding share first; with `top`, the `top`
+    largest embedding shares instead (top-k curves)."""
     shares = keyfreq.embedding_evidence(embedding_spectra(model, op)["W_E"])
-    return keyfreq.ranking(shares)[:top] if top else keyfreq.key_frequencies(shares)
+    if top:
+        return keyfreq.ranking(shares)[:top]
+    keys = set(keyfreq.key_frequencies(shares))
+    if op in ("add", "sub"):
+        keys |= set(keyfreq.key_frequencies(*grid_cluster_evidence(model)))
+    return [k for k in keyfreq.ranking(shares) if k in keys]
+
+
+@torch.no_grad()
+def readout_grid(model: nn.Module) -> Float[Tensor, "p p unit"]:
+    """The readout units' activations (predicting position) on every pair (a, b), as a grid."""
+    family = family_of(model)
+    p = family.embedding(model).shape[0]
+    hook = family.readout_hook(model)
+    pairs = torch.cartesian_prod(torch.arange(p), torch.arange(p))
+    _, cache = family.run_with_cache(model, pairs, names_filter=hook)
+    return einops.rearrange(cache[hook], "(a b) unit -> a b unit", a=p)
+
+
+def grid_cluster_evidence(model: nn.Module) -> tuple[Tensor, Tensor]:
+    """(s, n) of `key_frequencies.clusters_evidence` from the readout neurons' activation spectra
+    over the (a, b) grid (`neuron_frequencies_2d`)."""
+    acts = readout_grid(model)
+    freq, share = neuron_frequencies_2d(acts)
+    energy = activation_spectrum_2d(acts).square().sum((1, 2)) - activation_spectrum_2d(acts)[:, 0, 0].square()
+    return keyfreq.clusters_evidence(freq, share, energy, acts.shape[0] // 2)
 
 
 def activation_spectrum_2d(acts: Float[Tensor, "p p neuron"]) -> Float[Tensor, "neuron p p"]:
@@ -243,10 +270,7 @@ def fourier_analysis(model: nn.Module, op: str) -> NeuronSpectra | TransformerSp
     p = family.embedding(model).shape[0]
     result = TransformerSpectra(op, p, transformer_key_frequencies(model, op), embedding_spectra(model, op))
     if op in ("add", "sub"):  # the (a, b) grid is periodic in the residues themselves
-        hook = family.readout_hook(model)
-        pairs = torch.cartesian_prod(torch.arange(p), torch.arange(p))
-        _, cache = family.run_with_cache(model, pairs, names_filter=hook)
-        result.neuron_freq, result.neuron_share = neuron_frequencies_2d(einops.rearrange(cache[hook], "(a b) unit -> a b unit", a=p))
+        result.neuron_freq, result.neuron_share = neuron_frequencies_2d(readout_grid(model))
     return result
 
 

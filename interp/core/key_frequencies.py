@@ -10,6 +10,9 @@ n the length of the residue axis; s_0, the constant, is never key), summing to 1
   Unclustered neurons (noise, memorising neurons, untrained ones) give no evidence at all.
 - embedding power (`embedding_evidence`, transformers): s_k is W_E's share of non-constant
   power at k. Here noise is not removed: isotropic noise gives every frequency about 1/K.
+  A transformer on the whole (a, b) grid of a ± b gives cluster evidence too — its readout
+  neurons' activations over the grid (Nanda et al.'s neuron clusters, `clusters_evidence`) —
+  and its key set is the union: every frequency the embedding or a neuron cluster points to.
 
 The rule (`key_frequencies`): k is key ⇔ s_k ≥ m / K, and n_k ≥ MIN_CLUSTER for clusters —
 k holds at least m times the share 1/K it would hold if the power were spread evenly over the
@@ -61,9 +64,18 @@ def cluster_evidence(power: Tensor) -> tuple[Tensor, Tensor]:
     power = power.double()
     energy = power[:, 1:].sum(1)
     freq = power[:, 1:].argmax(1) + 1
-    clustered = power.gather(1, freq[:, None]).squeeze(1) > CLUSTER_SHARE * energy
-    held = torch.zeros(power.shape[1], dtype=torch.float64).index_add_(0, freq[clustered], energy[clustered])
-    sizes = torch.bincount(freq[clustered], minlength=power.shape[1])
+    return clusters_evidence(freq, power.gather(1, freq[:, None]).squeeze(1) / energy.clamp_min(1e-300), energy,
+                             power.shape[1] - 1)
+
+
+def clusters_evidence(freq: Tensor, share: Tensor, energy: Tensor, n_freqs: int) -> tuple[Tensor, Tensor]:
+    """(s, n) over frequencies 0 … `n_freqs` from each unit's best frequency, the share of its
+    non-constant power there and that power: the units clustered at k (share > CLUSTER_SHARE)
+    give k their energy, the others nothing (used for neuron maps and for the activations of a
+    transformer's readout neurons over the (a, b) grid alike)."""
+    clustered = share > CLUSTER_SHARE
+    held = torch.zeros(n_freqs + 1, dtype=torch.float64).index_add_(0, freq[clustered], energy[clustered].double())
+    sizes = torch.bincount(freq[clustered], minlength=n_freqs + 1)
     return held / held.sum().clamp_min(1e-300), sizes
 
 
