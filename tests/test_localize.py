@@ -93,11 +93,19 @@ def test_partition_sweep_by_ipr_keeps_the_rule(planted):
 
 
 def test_label_thresholds():
-    # scales: the mean of the top 10% of positive scores, here the largest of each (1.0)
+    # margins G = M = 6 logits shared by n = 6 components: each inert floor is INERT · 6 / 6 = 0.1 logits
     gen = torch.tensor([1.0, 0.0, 0.5, 0.01, -1.0, 0.3])
     mem = torch.tensor([0.0, 1.0, 0.5, 0.02, 0.0, 0.1])
-    assert label(gen, mem) == ["generalising", "memorising", "mixed", "inert", "inert", "generalising"]
-    assert label(gen, None) == ["generalising", "inert", "generalising", "inert", "inert", "generalising"]
+    assert label(gen, mem, (6.0, 6.0)) == ["generalising", "memorising", "mixed", "inert", "inert", "generalising"]
+    assert label(gen, None, (6.0, 0.0)) == ["generalising", "inert", "generalising", "inert", "inert", "generalising"]
+    # the two scores are compared with each other in logits, not ranked within the kind: a kind
+    # whose scores are all small next to the model's margin is inert, however they rank
+    assert set(label(gen / 20, mem / 20, (6.0, 6.0))) == {"inert"}
+    # and a pair of equal scores is mixed even where one is the largest of its kind
+    assert label(torch.tensor([0.168, 0.01]), torch.tensor([0.169, 0.0]), (0.5, 0.5), n=2)[0] == "mixed"
+    # each score is a share of the model's own margin it is measured in: 1.5 logits of a 10-logit
+    # memorised margin is a smaller share than 1 logit of a 1-logit test margin
+    assert label(torch.tensor([1.0]), torch.tensor([1.5]), (1.0, 10.0)) == ["generalising"]
 
 
 @pytest.fixture(scope="module", params=["analytic", "trained"])

@@ -46,6 +46,19 @@ def _replacement(acts: Tensor, units: Tensor, axis: int, mode: str, seed: int) -
     raise ValueError(f"unknown ablation mode {mode!r}; valid: {', '.join(MODES)}")
 
 
+def ablation_hook(model: nn.Module, hook_name: str, units: list[int] | Tensor, mode: str = "zero", seed: int = 0):
+    """(hook name, hook function) that replaces `units` of `hook_name` (see `_replacement`)."""
+    units = torch.as_tensor(units, dtype=torch.long)
+    axis = family_of(model).unit_axis(model, hook_name)
+
+    def hook(acts: Tensor, hook) -> Tensor:
+        acts = acts.clone()
+        acts.index_copy_(axis, units.to(acts.device), _replacement(acts, units.to(acts.device), axis, mode, seed))
+        return acts
+
+    return hook_name, hook
+
+
 @torch.no_grad()
 def ablated_logits(
     model: nn.Module,
@@ -56,15 +69,16 @@ def ablated_logits(
     seed: int = 0,
 ) -> Float[Tensor, "batch p"]:
     """Mod-p logits with `units` of `hook_name` ablated (mean and resample draw from `inputs`)."""
-    units = torch.as_tensor(units, dtype=torch.long)
-    axis = family_of(model).unit_axis(model, hook_name)
+    return ablated_logits_at(model, inputs, {hook_name: units}, mode, seed)
 
-    def hook(acts: Tensor, hook) -> Tensor:
-        acts = acts.clone()
-        acts.index_copy_(axis, units.to(acts.device), _replacement(acts, units.to(acts.device), axis, mode, seed))
-        return acts
 
-    return family_of(model).forward(model, inputs, fwd_hooks=[(hook_name, hook)])
+@torch.no_grad()
+def ablated_logits_at(model: nn.Module, inputs: Int[Tensor, "batch 2"], units: dict[str, list[int] | Tensor],
+                      mode: str = "zero", seed: int = 0) -> Float[Tensor, "batch p"]:
+    """Mod-p logits with the units of several hooks ablated in one forward (e.g. heads of
+    several layers): `units` maps each hook name to its units."""
+    hooks = [ablation_hook(model, name, u, mode, seed) for name, u in units.items() if len(u)]
+    return family_of(model).forward(model, inputs, fwd_hooks=hooks)
 
 
 # --- batched scans -----------------------------------------------------------------------

@@ -24,10 +24,19 @@ Rows and the numbers behind each label:
   `gen_score` the fall of the mean true-label margin on the test pairs, `mem_score` the fall of
   the mean (observed − true) logit difference on the noisy pairs.
 
-Labels, per kind, from r_gen = gen⁺ / scale_gen and r_mem = mem⁺ / scale_mem, where x⁺ = max(x, 0)
-and each scale is the mean of the top SCALE_TOP fraction of that kind's positive scores (robust to
-one outlier, unlike the maximum): `inert` if max(r_gen, r_mem) < INERT; `generalising` if
-r_gen ≥ RATIO · r_mem; `memorising` if r_mem ≥ RATIO · r_gen; otherwise `mixed`.
+Every score is measured in logits of margin (`core.metrics.margin`, the label's logit minus the
+mean logit) and labelled in one unit across kinds: a share of the model's own margin it is
+measured in, gen_share = gen / |G| and mem_share = mem / |M| (G: the model's mean test
+true-label margin, M: its mean noisy observed − true margin, both from `readout.margins`; |M|
+is the size of what the model does on the noisy pairs, whichever label wins there). A label
+compares a component's two shares with each other, with x⁺ = max(x, 0):
+- `inert` if max(gen_share⁺, mem_share⁺) < INERT / n — both under INERT of an equal share of the
+  margins, n the number of components of the kind (a kind that splits the margins over 512
+  neurons has smaller shares than 4 heads);
+- `generalising` if gen_share⁺ ≥ RATIO · mem_share⁺; `memorising` if mem_share⁺ ≥ RATIO · gen_share⁺;
+  `mixed` otherwise. On a clean run (no M) a component is generalising or inert.
+Each label set is then checked by ablating it beside random sets of the same size
+(`interp.analysis.interventions`, the `interventions` table of a `Localization`).
 Checked against planted models (`interp.planted`, tests/test_localize.py).
 """
 
@@ -49,6 +58,7 @@ from ..core.tasks import Dataset
 from ..families.base import Capability, family_of, logits
 from .ablation import ablated_logits
 from .filtration import filter_residue_weights
+from .interventions import InterventionTable, check_labels
 from .neurons import dominant_split, neuron_ipr
 from .readout import linear_readout, margin_push, margins
 from .registry import Analysis, Result, register_analysis
@@ -57,29 +67,30 @@ from .spectra import cluster_order, neuron_clusters, neuron_spectra, transformer
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
 
-INERT = 0.05
+#: inert: max(gen / |G|, mem / |M|) < INERT / n (G, M the model's own margins, n components of the kind)
+INERT = 0.1
+#: generalising: gen_share⁺ ≥ RATIO · mem_share⁺; memorising: mem_share⁺ ≥ RATIO · gen_share⁺; mixed otherwise
 RATIO = 2.0
-SCALE_TOP = 0.1
+TINY = 1e-12  # a margin this small is taken as this, so shares stay finite
 
 
+def reference_margins(full: Tensor, dataset: Dataset) -> tuple[float, float]:
+    """(|G|, |M|): the sizes in logits of the model's own test margin and memorised margin, the
+    references of every share (|M| = 1 on a clean run, where no mem score exists)."""
+    gen, mem = margins(full, dataset)
+    return max(abs(gen), TINY), 1.0 if mem is None else max(abs(mem), TINY)
 
 
-def _scale(x: Tensor) -> Tensor:
-    positive = x[x > 0].sort(descending=True).values
-    if not len(positive):
-        return torch.tensor(1.0, dtype=torch.float64)
-    return positive[: max(1, int(SCALE_TOP * len(positive)))].mean()
-
-
-def label(gen: Tensor, mem: Tensor | None) -> list[str]:
-    """Labels from one kind's scores (see module docstring); without noisy labels (`mem` None)
-    a component is generalising or inert."""
-    gen = gen.double().clamp_min(0)
-    mem = torch.zeros_like(gen) if mem is None else mem.double().clamp_min(0)
-    r_gen, r_mem = gen / _scale(gen), mem / _scale(mem)
+def label(gen: Tensor, mem: Tensor | None, reference: tuple[float, float], n: int | None = None) -> list[str]:
+    """Labels from one kind's scores in logits (see module docstring): `reference` is (|G|, |M|),
+    `n` the number of components sharing them (default len(gen)); without noisy labels (`mem`
+    None) a component is generalising or inert."""
+    gen = gen.double().clamp_min(0) / reference[0]
+    mem = torch.zeros_like(gen) if mem is None else mem.double().clamp_min(0) / reference[1]
+    floor = INERT / (n or len(gen))
     out = []
-    for g, m in zip(r_gen.tolist(), r_mem.tolist()):
-        if max(g, m) < INERT:
+    for g, m in zip(gen.tolist(), mem.tolist()):
+        if max(g, m) < floor:
             out.append("inert")
         elif g >= RATIO * m:
             out.append("generalising")
@@ -88,8 +99,6 @@ def label(gen: Tensor, mem: Tensor | None) -> list[str]:
         else:
             out.append("mixed")
     return out
-
-
 
 
 @torch.no_grad()
@@ -111,7 +120,9 @@ class Localization(Result):
     rows: list[dict] = field(default_factory=list)
     memorised: float | None = None  # the model's accuracy on the noisy pairs' observed labels
     key_frequencies: list[int] | None = None  # the Fourier section's key set, beside the frequency rows
-    thresholds: dict = field(default_factory=lambda: {"inert": INERT, "ratio": RATIO, "scale_top": SCALE_TOP})
+    reference: tuple[float, float] | None = None  # (|G|, |M|) in logits: the labels compare shares of them
+    thresholds: dict = field(default_factory=lambda: {"inert": INERT, "ratio": RATIO})
+    interventions: InterventionTable | None = None  # each label set ablated beside random sets of its size
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Number of components per (kind, label)."""
@@ -156,9 +167,13 @@ class Localization(Result):
                          "more than the test margin")
             lines.append(line + ".")
         t = self.thresholds
-        lines.append(f"A component is inert when both its scores stay under {t['inert']:.0%} of the scale of its kind "
-                     f"(the mean of its top {t['scale_top']:.0%} positive scores), generalising or memorising when "
-                     f"one scaled score is {t['ratio']:g}× the other, mixed otherwise.")
+        g, m = self.reference or (0.0, 0.0)
+        lines.append(f"Scores are logits of margin, labelled as shares of the model's own margins (test |G| = "
+                     f"{g:.3g}, memorised |M| = {m:.3g} logits) in every kind: a component is inert when both "
+                     f"shares are under {t['inert']:.0%} of an equal split (1 / n, n components of the kind), "
+                     f"generalising or memorising when one share is {t['ratio']:g}× the other, mixed otherwise.")
+        if self.interventions is not None:
+            lines.append(self.interventions.summary())
         if self.memorised is not None and self.memorised < 0.5:
             lines.append(f"The model gives only {self.memorised:.1%} of the noisy pairs their observed label, so "
                          "'memorising' marks the components that push hardest towards the wrong labels, not a memory "
@@ -177,8 +192,9 @@ class Localization(Result):
         rows = [[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c) if row.get(c) is not None
                                                                                  else "—") for c in cols]
                 for row in [r for r in self.rows if r["kind"] in kinds] + neurons]
-        return [Table(cols, rows, caption=f"every neuron cluster, head and embedding frequency, and the {top} neurons "
-                                          "with the largest scores")]
+        out = [Table(cols, rows, caption=f"every neuron cluster, head and embedding frequency, and the {top} neurons "
+                                         "with the largest scores")]
+        return out + ([self.interventions.table()] if self.interventions is not None else [])
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
@@ -188,16 +204,19 @@ class Localization(Result):
                        "each component's push (or ablation cost) on the test margin against the memorised margin")]
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "memorised": self.memorised, "thresholds": self.thresholds,
-                "counts": self.counts()}
+        return {"rows": self.rows, "memorised": self.memorised, "reference": self.reference, "thresholds": self.thresholds,
+                "counts": self.counts(),
+                "interventions": None if self.interventions is None else self.interventions.to_dict()}
 
 
-def _rows(kind: str, gen: Tensor, mem: Tensor | None, extra: dict[str, list] | None = None) -> list[dict]:
-    labels = label(gen, mem)
+def _rows(kind: str, gen: Tensor, mem: Tensor | None, reference: tuple[float, float], extra: dict[str, list] | None = None,
+          n: int | None = None) -> list[dict]:
+    labels = label(gen, mem, reference, n)
     rows = []
     for i in range(len(gen)):
         row = {"kind": kind, "index": i, "label": labels[i], "gen_score": float(gen[i]),
-               "mem_score": None if mem is None else float(mem[i])}
+               "mem_score": None if mem is None else float(mem[i]), "gen_share": float(gen[i]) / reference[0],
+               "mem_share": None if mem is None else float(mem[i]) / reference[1]}
         for name, values in (extra or {}).items():
             row[name] = values[i]
         rows.append(row)
@@ -206,16 +225,17 @@ def _rows(kind: str, gen: Tensor, mem: Tensor | None, extra: dict[str, list] | N
 
 
 
-def _ablation_rows(kind: str, full: Tensor, ablated: list[Tensor], dataset: Dataset) -> list[dict]:
+def _ablation_rows(kind: str, full: Tensor, ablated: list[Tensor], dataset: Dataset, reference: tuple[float, float]) -> list[dict]:
     """Rows scored by what each ablation costs in the two `margins`."""
     gen0, mem0 = margins(full, dataset)
     lost = [margins(out, dataset) for out in ablated]
     gen = torch.tensor([gen0 - g for g, _ in lost], dtype=torch.float64)
     mem = None if mem0 is None else torch.tensor([mem0 - m for _, m in lost], dtype=torch.float64)
-    return _rows(kind, gen, mem)
+    return _rows(kind, gen, mem, reference)
 
 
-def _cluster_rows(model: nn.Module, dataset: Dataset, gen: Tensor, mem: Tensor | None) -> list[dict]:
+def _cluster_rows(model: nn.Module, dataset: Dataset, gen: Tensor, mem: Tensor | None, reference: tuple[float, float]
+                  ) -> list[dict]:
     """One row per frequency cluster of readout neurons, scored by its members' summed pushes."""
     _, acts, _, _ = linear_readout(model, dataset.inputs)
     p = dataset.p
@@ -223,13 +243,14 @@ def _cluster_rows(model: nn.Module, dataset: Dataset, gen: Tensor, mem: Tensor |
     names = sorted(set(cluster), key=cluster_order)
     members = [torch.tensor([c == name for c in cluster]) for name in names]
     rows = _rows("neuron cluster", torch.stack([gen[m].sum() for m in members]),
-                 None if mem is None else torch.stack([mem[m].sum() for m in members]))
+                 None if mem is None else torch.stack([mem[m].sum() for m in members]), reference)
     for row, name, m in zip(rows, names, members):
-        row["index"], row["neurons"] = name, int(m.sum())
+        # members travel with the row: the intervention table ablates them together
+        row["index"], row["neurons"], row["members"] = name, int(m.sum()), m.nonzero().flatten().tolist()
     return rows
 
 
-def _head_frequency_rows(model: nn.Module, dataset: Dataset, full: Tensor) -> list[dict]:
+def _head_frequency_rows(model: nn.Module, dataset: Dataset, full: Tensor, reference: tuple[float, float]) -> list[dict]:
     """One row per (head, frequency k): the head's output at the predicting position over the
     (a, b) grid, without its 2-D terms that have k on either axis, patched in."""
     family, p = family_of(model), dataset.p
@@ -249,29 +270,40 @@ def _head_frequency_rows(model: nn.Module, dataset: Dataset, full: Tensor) -> li
 
             ablated.append(family.forward(model, dataset.inputs, fwd_hooks=[(hook, patch)]))
             names.append(f"L{layer}H{head} k={k}")
-    rows = _ablation_rows("head frequency", full, ablated, dataset)
+    rows = _ablation_rows("head frequency", full, ablated, dataset, reference)
     for row, name in zip(rows, names):
         row["index"], row["freq"] = name, int(name.split("k=")[1])
     return rows
 
 
+DEFAULT_KINDS = ("neuron", "neuron part", "neuron cluster", "head", "frequency")
+
+
 @torch.no_grad()
-def localize(model: nn.Module, dataset: Dataset,
-             kinds: tuple[str, ...] = ("neuron", "neuron part", "neuron cluster", "head", "frequency")
+def localize(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...] = DEFAULT_KINDS, check: bool = True
              ) -> Localization:
     """Scores and labels for every readout neuron (and, for two-layer nets, each neuron's
     dominant-frequency part and residual; for transformers, each head and embedding frequency),
-    for the row `kinds` asked for."""
+    for the row `kinds` asked for; with `check`, every label set ablated beside random sets
+    (`interventions.check_labels`)."""
+    result = _labelled(model, dataset, kinds)
+    if check:
+        result.interventions = check_labels(model, dataset, result.rows)
+    return result
+
+
+def _labelled(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...]) -> Localization:
     op = dataset.task.op
     full = logits(model, dataset.inputs)
-    result = Localization(memorised=subset_metrics(full, dataset)["noisy_observed_acc"])
+    reference = reference_margins(full, dataset)
+    result = Localization(memorised=subset_metrics(full, dataset)["noisy_observed_acc"], reference=reference)
     family = family_of(model)
     if family.has(model, Capability.NEURON_MAPS):
         spectra = neuron_spectra(model, op)
         extra = {"freq": spectra.freq.tolist(), "ipr": neuron_ipr(model).tolist()}
         gen, mem = readout_scores(model, dataset)
         if "neuron" in kinds:
-            result.rows += _rows("neuron", gen, mem, extra)
+            result.rows += _rows("neuron", gen, mem, reference, extra)
         if "neuron part" not in kinds:
             return result
         # the residual's share of each neuron's push: the whole neuron's less its dominant part's
@@ -280,7 +312,8 @@ def localize(model: nn.Module, dataset: Dataset,
         gen_r, mem_r = gen - gen_g, None if mem is None else mem - mem_g
         n = len(gen_g)
         gen, mem = torch.cat([gen_g, gen_r]), None if mem_g is None else torch.cat([mem_g, mem_r])
-        for row in _rows("neuron part", gen, mem):  # labelled together: one scale for both parts
+        # labelled together, against one share per neuron: the two parts sum to the neuron
+        for row in _rows("neuron part", gen, mem, reference, n=n):
             row["part"] = "dominant" if row["index"] < n else "residual"
             row["index"] = row["index"] % n
             result.rows.append(row)
@@ -288,24 +321,24 @@ def localize(model: nn.Module, dataset: Dataset,
     if "neuron" in kinds or "neuron cluster" in kinds:
         gen, mem = readout_scores(model, dataset)
         if "neuron" in kinds:
-            result.rows += _rows("neuron", gen, mem)
+            result.rows += _rows("neuron", gen, mem, reference)
         if "neuron cluster" in kinds and dataset.sum_grid:
-            result.rows += _cluster_rows(model, dataset, gen, mem)
+            result.rows += _cluster_rows(model, dataset, gen, mem, reference)
     heads = family.head_hooks(model) if family.has(model, Capability.HEADS) else {}
     for layer, (hook, n_heads) in enumerate(heads.items() if "head" in kinds else []):
         ablated = [ablated_logits(model, dataset.inputs, hook, [h]) for h in range(n_heads)]
-        for row in _ablation_rows("head", full, ablated, dataset):
+        for row in _ablation_rows("head", full, ablated, dataset, reference):
             row["index"] = f"L{layer}H{row['index']}"
             result.rows.append(row)
     if "head frequency" in kinds and heads and dataset.sum_grid:
-        result.rows += _head_frequency_rows(model, dataset, full)
+        result.rows += _head_frequency_rows(model, dataset, full, reference)
     if "frequency" not in kinds:
         return result
     everything = list(range(1, dataset.p // 2 + 1))
     result.key_frequencies = transformer_key_frequencies(model, op)
     ablated = [logits(filter_residue_weights(model, op, [j for j in everything if j != k], ("W_E",)), dataset.inputs)
                for k in progress_bar(everything, "localize: embedding frequencies")]
-    for row in _ablation_rows("frequency", full, ablated, dataset):
+    for row in _ablation_rows("frequency", full, ablated, dataset, reference):
         row["index"] = row["freq"] = everything[row["index"]]
         result.rows.append(row)
     return result

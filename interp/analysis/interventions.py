@@ -1,0 +1,246 @@
+"""Each label set of a localisation checked by acting on it: ablate every component of a kind
+that carries one label, beside random sets of the same size.
+
+For each kind and each label (`memorising`, `generalising`, `mixed`, `inert`) with members,
+and each ablation mode, the set is ablated at once and the model scored: the four subset
+accuracies and the two margins of `readout.margins` (test true-label margin, noisy observed −
+true margin), the unit the labels are in. The control is a random set of the same number of
+components of the kind, drawn once per seed.
+
+How each kind is ablated:
+- `neuron`, `neuron cluster` (the readout neurons, a cluster as all its members): zero, mean and
+  resample, in closed form — the readout is linear, so the logits are
+  full + (replacement − activation)[:, set] @ unit-to-logit[set], exactly the hooked ablation.
+- `head`: zero, mean and resample at each layer's `hook_z`, all layers in one forward.
+- `frequency` (embedding): zero removes the frequency from W_E; resample gives each residue the
+  frequency's part of another residue's embedding (a random permutation). Mean ablation is not
+  run: the part of one frequency averages to zero over the residues, so it equals zero ablation.
+`neuron part` and `head frequency` rows are not checked here.
+
+A label set *holds* (`verdict`) when, in the margins, ablating it does what its label says
+more than the random sets do on average — memorising lowers the memorised margin more and the
+test margin less; generalising the reverse; inert moves both less — no worse on either
+(within TIE logits) and better on one. `mixed` has no verdict, and
+a set that is the whole kind has no control (a random set of that size is the same set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..core.metrics import subset_metrics
+from ..core.tasks import Dataset
+from ..families.base import family_of, logits
+from .ablation import MODES, _replacement, ablated_logits_at
+from .filtration import filter_residue_weights
+from .readout import linear_readout, margins
+
+if TYPE_CHECKING:
+    from ..core.document import Table
+
+LABELS = ("memorising", "generalising", "mixed", "inert")
+SEEDS = (0, 1, 2)
+TIE = 1e-6  # logits: margin changes closer than this to random's count as equal
+ACCURACIES = ("clean_acc", "noisy_observed_acc", "noisy_true_acc", "test_acc")
+#: the modes run per kind (mean ablation of an embedding frequency equals its zero ablation)
+KIND_MODES = {"neuron": MODES, "neuron cluster": MODES, "head": MODES, "frequency": ("zero", "resample")}
+
+Ablator = Callable[[list[int], str, int], Tensor]  # (positions in the kind's rows, mode, seed) -> logits
+
+
+@dataclass
+class SetAblation:
+    """One ablated set: a label's set (`random` False) or a random set of its size (one `seed`)."""
+
+    kind: str
+    label: str
+    mode: str
+    size: int
+    random: bool
+    seed: int
+    metrics: dict[str, float | None]  # ACCURACIES, plus `gen_margin` and `mem_margin` (logits)
+
+
+@dataclass
+class InterventionTable:
+    baseline: dict[str, float | None]
+    rows: list[SetAblation] = field(default_factory=list)
+    kind_sizes: dict[str, int] = field(default_factory=dict)
+
+    def label_rows(self) -> list[SetAblation]:
+        return [r for r in self.rows if not r.random]
+
+    def random_mean(self, row: SetAblation) -> dict[str, float | None]:
+        """The mean over seeds of the random sets matched to `row` (same kind, label, mode)."""
+        matched = [r.metrics for r in self.rows if r.random and (r.kind, r.label, r.mode) == (row.kind, row.label, row.mode)]
+        return {k: None if matched[0][k] is None else sum(m[k] for m in matched) / len(matched) for k in matched[0]}
+
+    def verdict(self, row: SetAblation) -> str:
+        """`holds`, `fails`, `no control` or `—` (mixed), from the margins (module docstring)."""
+        if row.label == "mixed":
+            return "—"
+        if row.size >= self.kind_sizes[row.kind]:
+            return "no control"
+        ref = self.random_mean(row)
+
+        def change(m: dict, key: str) -> float:
+            return 0.0 if m[key] is None else m[key] - self.baseline[key]
+
+        gen, mem = change(row.metrics, "gen_margin"), change(row.metrics, "mem_margin")
+        gen_r, mem_r = change(ref, "gen_margin"), change(ref, "mem_margin")
+        # (how much more the set lowers the margin it should, how much less the other) than random:
+        # it holds when it is no worse on either (to rounding) and better on one — a tie is a
+        # random set that removes as much, e.g. 2 of 4 heads where every pair holds a rule head
+        if row.label == "memorising":
+            wins = (mem_r - mem, gen - gen_r)
+        elif row.label == "generalising":
+            wins = (gen_r - gen, mem - mem_r)
+        else:
+            wins = (abs(gen_r) - abs(gen), abs(mem_r) - abs(mem))
+        ok = min(wins) >= -TIE and max(wins) > TIE
+        return "holds" if ok else "fails"
+
+    def summary(self) -> str:
+        """Per kind and label: the zero ablation's numbers beside random, and in how many modes it holds."""
+        lines = []
+        for row in self.label_rows():
+            if row.mode != "zero" or row.label == "mixed":
+                continue
+            same = [r for r in self.label_rows() if (r.kind, r.label) == (row.kind, row.label)]
+            held = sum(self.verdict(r) == "holds" for r in same)
+            ref = self.random_mean(row)
+            numbers = ", ".join(f"{name} {_pct(self.baseline[key])} → {_pct(row.metrics[key])} "
+                                f"(random: {_pct(ref[key])})"
+                                for name, key in (("memorised", "noisy_observed_acc"), ("test", "test_acc"))
+                                if self.baseline[key] is not None)
+            tail = ("no control: the set is the whole kind" if self.verdict(row) == "no control"
+                    else f"holds in {held} of {len(same)} ablation modes")
+            lines.append(f"Ablating the {row.size} {row.label} {row.kind} component(s): {numbers}; {tail}.")
+        return " ".join(lines)
+
+    def table(self) -> Table:
+        from ..core.document import Table
+
+        def margin(value: float | None) -> str:
+            return "—" if value is None else f"{value:.3g}"
+
+        cols = ["kind", "set", "n", "mode", "clean", "memorised", "noisy → true", "test", "test margin",
+                "memorised margin", "random: memorised", "random: test", "random: test margin",
+                "random: memorised margin", "verdict"]
+        base = self.baseline
+        rows = [["model", "none", "0", "—", *(_pct(base[k]) for k in ACCURACIES), margin(base["gen_margin"]),
+                 margin(base["mem_margin"]), "", "", "", "", ""]]
+        for row in self.label_rows():
+            ref, m = self.random_mean(row), row.metrics
+            rows.append([row.kind, row.label, str(row.size), row.mode, *(_pct(m[k]) for k in ACCURACIES),
+                         margin(m["gen_margin"]), margin(m["mem_margin"]), _pct(ref["noisy_observed_acc"]),
+                         _pct(ref["test_acc"]), margin(ref["gen_margin"]), margin(ref["mem_margin"]),
+                         self.verdict(row)])
+        return Table(cols, rows, caption=f"each label set ablated at once, beside random sets of the same size "
+                                         f"(mean of {len(SEEDS)} seeds); margins in logits; verdict from the margins")
+
+    def to_dict(self) -> dict:
+        return {"baseline": self.baseline, "kind_sizes": self.kind_sizes,
+                "rows": [{**asdict(r), "verdict": None if r.random else self.verdict(r)} for r in self.rows]}
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def scored(out: Tensor, dataset: Dataset) -> dict[str, float | None]:
+    """The four subset accuracies and the two margins of `out`."""
+    metrics = subset_metrics(out, dataset)
+    gen, mem = margins(out, dataset)
+    return {**{k: metrics[k] for k in ACCURACIES}, "gen_margin": gen, "mem_margin": mem}
+
+
+def _readout_ablator(model: nn.Module, dataset: Dataset, units_of: Callable[[list[int]], list[int]]) -> Ablator:
+    """Closed-form ablation of readout neurons (`units_of` maps row positions to neuron indices)."""
+    _, acts, to_logit, full = linear_readout(model, dataset.inputs)
+    everything = torch.arange(acts.shape[1])
+    deltas: dict[tuple[str, int], Tensor] = {}
+
+    def ablate(positions: list[int], mode: str, seed: int) -> Tensor:
+        if (mode, seed) not in deltas:  # one replacement per mode and seed, shared by every set
+            deltas[mode, seed] = _replacement(acts, everything, -1, mode, seed) - acts
+        units = torch.as_tensor(units_of(positions), dtype=torch.long)
+        return full + deltas[mode, seed][:, units] @ to_logit[units]
+
+    return ablate
+
+
+def _head_ablator(model: nn.Module, dataset: Dataset, names: list[str]) -> Ablator:
+    """Heads named `L{layer}H{head}` ablated at each layer's head hook, in one forward."""
+    hooks = list(family_of(model).head_hooks(model))
+
+    def ablate(positions: list[int], mode: str, seed: int) -> Tensor:
+        units: dict[str, list[int]] = {}
+        for i in positions:
+            layer, head = names[i][1:].split("H")
+            units.setdefault(hooks[int(layer)], []).append(int(head))
+        return ablated_logits_at(model, dataset.inputs, units, mode, seed)
+
+    return ablate
+
+
+def _frequency_ablator(model: nn.Module, dataset: Dataset, freqs: list[int]) -> Ablator:
+    """Embedding frequencies removed from W_E (zero) or permuted across the residues (resample)."""
+    family, op = family_of(model), dataset.task.op
+
+    def ablate(positions: list[int], mode: str, seed: int) -> Tensor:
+        removed = {freqs[i] for i in positions}
+        kept = filter_residue_weights(model, op, [k for k in freqs if k not in removed], ("W_E",))
+        if mode == "resample":
+            rest = family.embedding(kept)
+            part = family.embedding(model) - rest  # the removed frequencies' part of each residue
+            perm = torch.randperm(len(part), generator=torch.Generator().manual_seed(seed))
+            kept = family.with_residue_weights(model, embedding=rest + part[perm.to(part.device)])
+        elif mode != "zero":
+            raise ValueError(f"a frequency is ablated by zero or resample, not {mode!r}")
+        return logits(kept, dataset.inputs)
+
+    return ablate
+
+
+def _ablator(model: nn.Module, dataset: Dataset, kind: str, rows: list[dict]) -> Ablator | None:
+    if kind == "neuron":
+        index = [r["index"] for r in rows]
+        return _readout_ablator(model, dataset, lambda positions: [index[i] for i in positions])
+    if kind == "neuron cluster":
+        return _readout_ablator(model, dataset, lambda positions: [u for i in positions for u in rows[i]["members"]])
+    if kind == "head":
+        return _head_ablator(model, dataset, [r["index"] for r in rows])
+    if kind == "frequency":
+        return _frequency_ablator(model, dataset, [r["index"] for r in rows])
+    return None
+
+
+@torch.no_grad()
+def check_labels(model: nn.Module, dataset: Dataset, rows: list[dict], seeds: tuple[int, ...] = SEEDS
+                 ) -> InterventionTable:
+    """Every label set of the localisation `rows` ablated in every mode of its kind, beside
+    random sets of the same size (one per seed)."""
+    table = InterventionTable(scored(logits(model, dataset.inputs), dataset))
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        mine = [r for r in rows if r["kind"] == kind]
+        ablate = _ablator(model, dataset, kind, mine)
+        if ablate is None:
+            continue
+        table.kind_sizes[kind] = len(mine)
+        for name in LABELS:
+            members = [i for i, r in enumerate(mine) if r["label"] == name]
+            if not members:
+                continue
+            for mode in KIND_MODES[kind]:
+                table.rows.append(SetAblation(kind, name, mode, len(members), False, 0,
+                                              scored(ablate(members, mode, 0), dataset)))
+                for seed in seeds:
+                    drawn = torch.randperm(len(mine), generator=torch.Generator().manual_seed(seed))[: len(members)]
+                    table.rows.append(SetAblation(kind, name, mode, len(members), True, seed,
+                                                  scored(ablate(drawn.tolist(), mode, seed), dataset)))
+    return table
