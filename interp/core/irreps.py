@@ -188,9 +188,9 @@ def _orthonormal(values: Complex[Tensor, "chi l"], sizes: Tensor, order: int) ->
     return bool(torch.allclose(gram, torch.eye(len(values), dtype=gram.dtype), atol=TOL))
 
 
-def _compare(x: Tensor, y: Tensor) -> int:
+def _compare(x: list[float], y: list[float]) -> int:
     """−1, 0, 1 comparing vectors entry by entry, equal within 1e-6 (so conjugates tie on Re)."""
-    for u, v in zip(x.tolist(), y.tolist()):
+    for u, v in zip(x, y):
         if abs(u - v) > 1e-6:
             return -1 if u < v else 1
     return 0
@@ -199,12 +199,13 @@ def _compare(x: Tensor, y: Tensor) -> int:
 def _sorted(values: Complex[Tensor, "chi l"]) -> Complex[Tensor, "chi l"]:
     """Order: degree, then −Re χ/χ(1) over the classes, then −Im χ/χ(1) (trivial first; for C_n
     frequency k = 0, 1, …, and χ_k before χ̄_k)."""
-    def key(i: int, j: int) -> int:
-        vi, vj = values[i] / values[i, 0].real, values[j] / values[j, 0].real
-        return (_compare(values[i, :1].real, values[j, :1].real) or _compare(-vi.real, -vj.real)
-                or _compare(-vi.imag, -vj.imag))
-    order = sorted(range(len(values)), key=functools.cmp_to_key(key))
-    return values[order]
+    scaled = values / values[:, :1].real
+    keys = [([d], (-z.real).tolist(), (-z.imag).tolist()) for d, z in zip(values[:, 0].real.tolist(), scaled)]
+
+    def compare(i: int, j: int) -> int:
+        return next((c for a, b in zip(keys[i], keys[j]) if (c := _compare(a, b))), 0)
+
+    return values[sorted(range(len(values)), key=functools.cmp_to_key(compare))]
 
 
 def _indicators(values: Complex[Tensor, "chi l"], group: Group, classes) -> tuple[int, ...]:
