@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from interp.core.groups import Group, GroupError, cyclic
+from interp.core.groups import Group, GroupError, alternating, cyclic, dihedral, direct_product, group, symmetric
 from interp.core.tasks import apply_op
 
 
@@ -56,3 +56,60 @@ def test_associativity_is_checked():
     loop = [[0, 1, 2, 3, 4], [1, 0, 3, 4, 2], [2, 4, 0, 1, 3], [3, 2, 4, 0, 1], [4, 3, 1, 2, 0]]
     with pytest.raises(GroupError, match="associative"):
         Group.from_table("loop", loop)
+
+
+def passes_the_axioms(g):
+    return Group.from_table(g.name, g.table, g.elements).order == g.order
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 6])
+def test_dihedral_relations(n):
+    g = dihedral(n)
+    r, s, e = (1 % n), n, 0
+    power = lambda x, k: e if k == 0 else g.compose(power(x, k - 1), x)  # noqa: E731
+    assert g.order == 2 * n and g.identity == 0 and g.elements[0] == "e" and passes_the_axioms(g)
+    assert int(power(r, n)) == e and int(g.compose(s, s)) == e
+    assert int(g.compose(g.compose(s, r), s)) == int(g.inverse()[r])  # s r s = r⁻¹
+    assert all(g.elements[n + i] == ("s" + g.elements[i] if i else "s") for i in range(n))
+    assert all(int(g.compose(s, i)) == n + i for i in range(n))  # index n + i is s ∘ r^i
+    assert g.abelian == (n <= 2)
+
+
+@pytest.mark.parametrize("n, order", [(1, 1), (3, 6), (4, 24), (5, 120)])
+def test_symmetric_composes_right_to_left(n, order):
+    g = symmetric(n)
+    perms = [tuple(map(int, name)) for name in g.elements]
+    assert g.order == order and perms == sorted(perms) and passes_the_axioms(g)
+    x, y = 1 % order, order - 1
+    assert perms[int(g.compose(x, y))] == tuple(perms[x][i] for i in perms[y])
+    assert torch.equal(g.table, symmetric_3().table) if n == 3 else True
+
+
+@pytest.mark.parametrize("n, order", [(3, 3), (4, 12), (5, 60)])
+def test_alternating_is_the_even_half(n, order):
+    g, s = alternating(n), symmetric(n)
+    assert g.order == order and passes_the_axioms(g) and set(g.elements) < set(s.elements)
+    index = {name: i for i, name in enumerate(s.elements)}
+    sub = torch.tensor([index[name] for name in g.elements])
+    assert torch.equal(sub[g.table], s.table[sub[:, None], sub[None, :]])  # a subgroup, same product
+
+
+def test_direct_product_is_componentwise():
+    g = direct_product(cyclic(3), dihedral(3))
+    assert g.name == "C3xD3" and g.order == 18 and passes_the_axioms(g) and not g.abelian
+    a, b = 1, 11  # (0,r) and (1,sr^2)
+    assert g.elements[a] == "(0,r)" and g.elements[b] == "(1,sr^2)"
+    assert g.elements[int(g.compose(a, b))] == "(1,sr)"  # r ∘ s r^2 = s r⁻¹ r² = s r
+
+
+@pytest.mark.parametrize("name, order", [("C7", 7), ("D5", 10), ("S5", 120), ("A5", 60), ("C3xC3", 9), ("C2xC2xC2", 8)])
+def test_group_parses_names(name, order):
+    g = group(name)
+    assert g.name == name and g.order == order and passes_the_axioms(g)
+
+
+@pytest.mark.parametrize("name", ["Q8", "S6", "C0", "", "c7", "C3x", "D"])
+def test_unknown_group_names_are_refused(name):
+    with pytest.raises(GroupError) as info:
+        group(name)
+    assert "\n" not in str(info.value)

@@ -5,12 +5,18 @@ for Z_p): the labels are `table[a, b]`. Z_p under addition is the cyclic case (`
 and `a + b mod p` / `a − b mod p` read its table (`a ∘ b` and `a ∘ b⁻¹`). Any group comes in
 through `Group.from_table` — a researcher's own table in its own element order, checked to be
 a group — so models trained elsewhere on other groups line up element by element.
+
+Built-ins (`group(name)` parses their names): `cyclic(n)` "Cn", `dihedral(n)` "Dn" (order 2n),
+`symmetric(n)` "Sn" and `alternating(n)` "An" (n ≤ 5), and `direct_product(g, h)` "GxH". They are
+built from closed forms (a table from them passes `Group.from_table`; the tests check each).
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, reduce
 
 import torch
 from jaxtyping import Int
@@ -78,3 +84,72 @@ def cyclic(n: int) -> Group:
     """C_n = Z_n under addition, elements the residues 0..n−1 (so `table[a, b] = (a + b) mod n`)."""
     every = torch.arange(n)
     return Group(f"C{n}", (every[:, None] + every[None, :]) % n, tuple(str(i) for i in range(n)))
+
+
+@lru_cache(maxsize=None)
+def dihedral(n: int) -> Group:
+    """D_n, the symmetries of the n-gon (order 2n): index i is r^i and n + i is s r^i (i < n),
+    with r^n = s² = e and r s = s r⁻¹, so (s^a r^i)(s^b r^j) = s^(a+b) r^(j + (−1)^b i)."""
+    if n < 1:
+        raise GroupError(f"D{n}: the dihedral group needs n ≥ 1")
+    flip, rot = torch.arange(2 * n) // n, torch.arange(2 * n) % n
+    a, i, b, j = flip[:, None], rot[:, None], flip[None, :], rot[None, :]
+    table = ((a + b) % 2) * n + (j + torch.where(b == 1, -i, i)) % n
+    power = ["e", "r"] + [f"r^{k}" for k in range(2, n)]
+    names = power[:n] + ["s" + ("" if k == 0 else p) for k, p in enumerate(power[:n])]
+    return Group(f"D{n}", table, tuple(names))
+
+
+def _permutation_group(name: str, perms: list[tuple[int, ...]]) -> Group:
+    """The group of `perms` (closed under composition) with (x ∘ y)(i) = x(y(i)); element names
+    are one-line notation, "01234" for the identity of S5."""
+    index = {q: k for k, q in enumerate(perms)}
+    table = [[index[tuple(x[i] for i in y)] for y in perms] for x in perms]
+    return Group(name, torch.tensor(table), tuple("".join(map(str, q)) for q in perms))
+
+
+def _check_degree(kind: str, n: int) -> None:
+    if not 1 <= n <= 5:
+        raise GroupError(f"{kind}{n}: permutation groups are built in for 1 ≤ n ≤ 5")
+
+
+@lru_cache(maxsize=None)
+def symmetric(n: int) -> Group:
+    """S_n (n ≤ 5): the permutations of 0..n−1 in lexicographic order (itertools.permutations),
+    composed right to left, (x ∘ y)(i) = x(y(i))."""
+    _check_degree("S", n)
+    return _permutation_group(f"S{n}", list(itertools.permutations(range(n))))
+
+
+def _even(q: tuple[int, ...]) -> bool:
+    """Parity by inversions."""
+    return sum(q[i] > q[j] for i in range(len(q)) for j in range(i + 1, len(q))) % 2 == 0
+
+
+@lru_cache(maxsize=None)
+def alternating(n: int) -> Group:
+    """A_n (n ≤ 5): the even permutations, in S_n's lexicographic order, composed as in S_n."""
+    _check_degree("A", n)
+    return _permutation_group(f"A{n}", [q for q in itertools.permutations(range(n)) if _even(q)])
+
+
+def direct_product(g: Group, h: Group) -> Group:
+    """G × H: index a·|H| + b is (a, b), named "(x,y)", composed componentwise."""
+    m = h.order
+    a, b = torch.arange(g.order * m) // m, torch.arange(g.order * m) % m
+    table = g.table[a[:, None], a[None, :]] * m + h.table[b[:, None], b[None, :]]
+    names = tuple(f"({x},{y})" for x in g.elements for y in h.elements)
+    return Group(f"{g.name}x{h.name}", table, names)
+
+
+_BUILT_IN = {"C": cyclic, "D": dihedral, "S": symmetric, "A": alternating}
+
+
+@lru_cache(maxsize=None)
+def group(name: str) -> Group:
+    """A built-in group by name: "C7", "D5" (order 10), "S5", "A5", or products "C3xC3"."""
+    factors = [re.fullmatch(r"([CDSA])(\d+)", f.strip()) for f in re.split(r"[x×]", name)]
+    if None in factors or any(int(f[2]) < 1 for f in factors):
+        raise GroupError(f"unknown group {name!r}: expected Cn, Dn, Sn, An (n ≤ 5 for S, A) or products like C3xC3")
+    parts = [_BUILT_IN[f[1]](int(f[2])) for f in factors]
+    return reduce(direct_product, parts)
