@@ -260,10 +260,12 @@ class RunSpec:
         if isinstance(m, TwoLayerSpec):
             params = 3 * m.width * p + p
             acts = pairs * m.width * 4 * 3
-        else:
+        elif isinstance(m, TransformerSpec):
             params = (p + 1) * m.d_model + 3 * m.d_model + m.d_model * p + m.n_layers * (
                 4 * m.d_model * m.n_heads * m.d_head + 2 * m.d_model * m.d_mlp)
             acts = m.n_layers * pairs * 3 * (4 * m.d_model + 3 * m.n_heads * m.d_head + 2 * m.d_mlp + 9 * m.n_heads) * 4
+        else:  # a registered family's spec: only what every family allocates is known
+            params = acts = 0
         return dataset + logits + acts + params * 4 * 4  # weights, gradients, two moments
 
     def check_memory(self) -> None:
