@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from pathlib import Path
@@ -11,8 +12,8 @@ from .analysis.registry import ANALYSES
 from .core.specs import SpecError
 from .core.tasks import SUBSETS
 from .training.presets import PRESETS, get_preset
-from .training.rundir import CheckpointError
-from .training.train import RunDirectoryInUse, TrainingDiverged, train
+from .training.rundir import CheckpointError, RunDirectoryLocked
+from .training.train import RunDirectoryInUse, TrainingDiverged, started, train
 
 
 def format_metrics(row: dict) -> str:
@@ -48,8 +49,8 @@ def _cmd_train(args) -> int:
     run = train(spec, out, resume=args.resume, progress=not args.no_progress, device=args.device)
     seconds = time.perf_counter() - start
     print(f"\nstep {run.step} ({seconds:.1f} s)\n{format_metrics(run.final_metrics)}")
-    if args.report:
-        _report(run, out / "report", not args.no_progress)
+    if args.report:  # the run's own report folder: a newer run replaces an older run's report
+        _report(run, out / "report", not args.no_progress, replace=True)
     return 0
 
 
@@ -93,10 +94,10 @@ def format_headline(data: dict) -> str:
     return "\n".join(lines)
 
 
-def _report(run, out: Path, progress: bool) -> None:
+def _report(run, out: Path, progress: bool, replace: bool = False) -> None:
     from .reporting.report import write_report
 
-    data = write_report(run, out, progress=progress)
+    data = write_report(run, out, progress=progress, replace=replace)
     print(f"\n{format_headline(data)}\n\nwrote {out / 'report.html'}, {out / 'report.md'}, {out / 'results.json'}")
 
 
@@ -106,7 +107,7 @@ def _cmd_report(args) -> int:
 
     run = load(args.run_dir) if args.step is None else load_run(resolve(args.run_dir), step=args.step)
     default = Path(args.run_dir) / "report" if Path(args.run_dir).is_dir() else Path("reports") / args.run_dir
-    _report(run, Path(args.out or default), not args.no_progress)
+    _report(run, Path(args.out or default), not args.no_progress, replace=args.replace)
     return 0
 
 
@@ -116,13 +117,13 @@ def _cmd_demo(args) -> int:
     if args.train:
         preset = get_preset(args.model)
         out = Path(f"runs/{preset.name}")
-        resume = (out / "config.json").exists()
+        resume = started(out)
         print(f"training {preset.name} -> {out}" + (" (resuming)" if resume else ""))
         run = train(preset.spec, out, resume=resume, progress=not args.no_progress)
     else:
         run = load(args.model)
         print(f"released model {args.model} ({run.path}); --train retrains it")
-    _report(run, Path(args.out or f"reports/{args.model}"), not args.no_progress)
+    _report(run, Path(args.out or f"reports/{args.model}"), not args.no_progress, replace=args.replace)
     return 0
 
 
@@ -139,7 +140,7 @@ def _cmd_sweep(args) -> int:
 def _cmd_export(args) -> int:
     from .training.release import export
 
-    dest = export(Path(args.run_dir), Path(args.to), args.command or "", args.trajectory_every)
+    dest = export(Path(args.run_dir), Path(args.to), args.command or "", args.trajectory_every, replace=args.replace)
     print(f"exported {args.run_dir} -> {dest}")
     return 0
 
@@ -184,12 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (default RUN_DIR/report, or reports/NAME for a released model)")
     r.add_argument("--step", type=int, help="report on the trajectory checkpoint at this step")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--replace", action="store_true", help="replace a non-empty output folder (atomically)")
     r.set_defaults(func=_cmd_report)
     d = sub.add_parser("demo", help="the full report on a network trained with 80%% wrong labels")
     d.add_argument("--model", default="liu-lu-80", help="released model (or, with --train, preset) to report on")
     d.add_argument("--train", action="store_true", help="retrain it (runs/MODEL, resumed if interrupted)")
     d.add_argument("--out", help="output folder (default reports/MODEL)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.add_argument("--replace", action="store_true", help="replace a non-empty output folder (atomically)")
     d.set_defaults(func=_cmd_demo)
     w = sub.add_parser("sweep", help="train a grid of runs (skipping finished ones) and summarise them")
     w.add_argument("grid", help="grid file (TOML): preset, set = {...}, [grid] axes")
@@ -221,29 +224,57 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--command", help="the command that trained it, for the model card")
     e.add_argument("--trajectory-every", type=int, metavar="N",
                    help="also release the weights of the trajectory checkpoints at multiples of N steps")
+    e.add_argument("--replace", action="store_true",
+                   help="replace a non-empty release folder (atomically; never merged with the old one)")
     e.set_defaults(func=_cmd_export)
     return parser
 
 
+#: errors the CLI reports in one line (exit status 2); anything else is a bug and keeps its traceback
+USER_ERRORS = (SpecError, KeyError, ValueError, TypeError, CheckpointError, RunDirectoryInUse, RunDirectoryLocked,
+               ImportError, OSError, ConnectionError)
+
+
+def one_line(err: BaseException) -> str:
+    """The error as one line: its message (a KeyError's without quotes), else its type; an
+    OSError names the file and the reason (a full disk: ENOSPC)."""
+    if isinstance(err, KeyError) and err.args:
+        message = str(err.args[0])
+    elif isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        message = f"{where}{err.strerror}" + (" (the disk is full)" if err.errno == errno.ENOSPC else "")
+    else:
+        message = str(err) or type(err).__name__
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except (SpecError, KeyError, ValueError, TypeError, CheckpointError, RunDirectoryInUse, ImportError,
-            OSError) as err:
-        if args.debug:
-            raise
-        message = err.args[0] if isinstance(err, KeyError) else err
-        print(f"interp: error: {message}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as err:
-        if args.debug:
-            raise
-        print(f"interp: training diverged: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt as err:
-        print(f"\ninterp: {err or 'interrupted'}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"\ninterp: {one_line(err) if str(err) else 'interrupted'}", file=sys.stderr)
         return 130
+    except TrainingDiverged as err:
+        if debug:
+            raise
+        print(f"interp: training diverged: {one_line(err)}", file=sys.stderr)
+        return 1
+    except USER_ERRORS + (_safetensor_error(),) as err:
+        if debug:
+            raise
+        print(f"interp: error: {one_line(err)}", file=sys.stderr)
+        return 2
+
+
+def _safetensor_error() -> type:
+    """safetensors' own error (raised, e.g., when a write fails part-way), a one-line error too."""
+    from safetensors import SafetensorError
+
+    return SafetensorError
 
 
 def console() -> None:
@@ -251,8 +282,12 @@ def console() -> None:
     settings that the library never makes on import (`interp.core.runtime.fast_cpu_process`)."""
     from .core.runtime import fast_cpu_process
 
-    fast_cpu_process()
-    sys.exit(main())
+    try:
+        fast_cpu_process()
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C during start-up, before main's own handler
+        print("\ninterp: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .core.specs import RunSpec
+from .core.specs import RunSpec, SpecError
 from .families.base import family_for_spec
+from .training import rundir
 from .training.batched import batch_key, train_many
 from .training.presets import get_preset
-from .training.rundir import CheckpointError, load_run, read_json, write_json
-from .training.train import train
+from .training.rundir import CheckpointError, load_run, write_json
+from .training.train import started, train
 
 BACKENDS = ("local", "ray")
 
@@ -45,22 +46,54 @@ class Grid:
 
     @classmethod
     def from_toml(cls, path: Path | str) -> "Grid":
+        """Read and validate a grid file whole — its tables, value types, duplicates and every
+        point's spec — before anything trains."""
         try:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib
         if not Path(path).is_file():
             raise FileNotFoundError(f"grid file {path} does not exist")
-        data = tomllib.loads(Path(path).read_text())
+        try:
+            data = tomllib.loads(rundir.read_bytes(Path(path)).decode())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not valid TOML: {err}") from None
         unknown = set(data) - {"preset", "set", "grid"}
         if unknown or "preset" not in data:
             raise ValueError(f"{path}: a grid file has `preset`, optional `set` and `grid` tables"
                              + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
-        axes = data.get("grid", {})
-        for key, values in axes.items():
+        grid = cls(data["preset"], data.get("set", {}), data.get("grid", {}))
+        grid.validate(str(path))
+        return grid
+
+    def validate(self, where: str = "grid") -> None:
+        """Every problem of the grid as one-line errors, found before any training."""
+        if not isinstance(self.preset, str):
+            raise ValueError(f"{where}: `preset` must be a preset name, got {self.preset!r}")
+        for table, value in (("set", self.overrides), ("grid", self.axes)):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: `{table}` must be a table (`{table} = {{ ... }}` or [{table}]), got {value!r}")
+        if not self.axes:
+            raise ValueError(f"{where}: the [grid] table names no axes; give at least one, e.g. seed = [0, 1]")
+        for key, values in self.axes.items():
             if not isinstance(values, list) or not values:
-                raise ValueError(f"{path}: grid.{key} must be a non-empty list")
-        return cls(data["preset"], data.get("set", {}), axes)
+                raise ValueError(f"{where}: grid.{key} must be a non-empty list")
+            if not all(isinstance(v, (str, int, float, bool)) for v in values):
+                raise ValueError(f"{where}: grid.{key} must list plain values (numbers, strings, booleans)")
+            seen = [repr(v) for v in values]
+            twice = sorted({v for v in seen if seen.count(v) > 1})
+            if twice:
+                raise ValueError(f"{where}: grid.{key} lists {', '.join(twice)} more than once")
+        for key, value in self.overrides.items():
+            if not isinstance(value, (str, int, float, bool)):
+                raise ValueError(f"{where}: set.{key} must be a plain value, got {value!r}")
+        try:
+            runs = self.runs()
+        except (SpecError, KeyError) as err:
+            raise ValueError(f"{where}: {err.args[0] if isinstance(err, KeyError) else err}") from None
+        names = [name for name, _, _ in runs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{where}: two grid points share a run name; make the axis values distinct")
 
     def runs(self) -> list[tuple[str, dict[str, Any], RunSpec]]:
         """(name, grid values, spec) of every point, in grid order; bad keys or values raise."""
@@ -74,36 +107,39 @@ class Grid:
 
 
 def finished(run_dir: Path, spec: RunSpec) -> bool:
-    """A complete run of `spec` is in `run_dir`."""
+    """A complete, verified run of `spec` is in `run_dir`."""
     try:
-        return ((run_dir / "model.safetensors").exists() and (run_dir / "history.json").exists()
-                and read_json(run_dir / "config.json").get("step") == spec.train.steps
-                and load_run(run_dir).spec == spec)
+        run = load_run(run_dir)
     except CheckpointError:
         return False
+    return run.spec == spec and run.step == spec.train.steps
 
 
 def work_units(runs: list[tuple[str, dict, RunSpec]], out: Path) -> list[list[tuple[str, RunSpec]]]:
-    """Unfinished runs cut into units: runs with one `batch_key` together (for families whose
-    stacking pays), in stacks of at most MAX_STACK, others alone."""
+    """Runs cut into units — runs with one `batch_key` together (for families whose stacking
+    pays), in stacks of at most MAX_STACK in grid order, others alone — and the units that hold
+    an unfinished run. Stacks are cut from the whole grid, finished runs included, so that an
+    interrupted sweep resumes every stack with the networks it started with (a stack of other
+    networks computes in another order, and ends with other last bits)."""
     groups: dict[Any, list] = {}
     for name, _, spec in runs:
-        if finished(out / name, spec):
-            continue
         key = batch_key(spec) if family_for_spec(spec.model).stacking_pays else None
         groups.setdefault(key if key is not None else name, []).append((name, spec))
-    return [group[i:i + MAX_STACK] for group in groups.values() for i in range(0, len(group), MAX_STACK)]
+    units = [group[i:i + MAX_STACK] for group in groups.values() for i in range(0, len(group), MAX_STACK)]
+    return [unit for unit in units if not all(finished(out / name, spec) for name, spec in unit)]
 
 
 def train_unit(unit: list[tuple[str, RunSpec]], out: str, progress: bool = False, device: str = "cpu") -> list[str]:
-    """Train one unit into `out/<name>` (resuming what an interrupted sweep left); names done."""
+    """Train one unit into `out/<name>`, resuming what an interrupted sweep (or a killed Ray
+    worker, whose task Ray retries) left: a stack resumes as a stack, from the last checkpoint
+    all its runs hold, so it ends with the weights of an uninterrupted sweep. Names done."""
     out_path = Path(out)
-    resume = [(out_path / name / "config.json").exists() for name, _ in unit]
-    if len(unit) > 1 and not any(resume):
-        train_many([s for _, s in unit], [out_path / n for n, _ in unit], progress=progress, device=device)
+    if len(unit) > 1:
+        train_many([s for _, s in unit], [out_path / n for n, _ in unit], resume=True, progress=progress,
+                   device=device)
     else:
-        for (name, spec), again in zip(unit, resume):
-            train(spec, out_path / name, resume=again, progress=progress, device=device)
+        for name, spec in unit:
+            train(spec, out_path / name, resume=started(out_path / name), progress=progress, device=device)
     return [name for name, _ in unit]
 
 
@@ -111,6 +147,7 @@ def run_sweep(grid: Grid, out: Path | str, backend: str = "local", ray_address: 
               progress: bool = True, device: str = "cpu") -> "Summary":
     """Train the grid's unfinished runs on `backend`, then summarise every run."""
     out = Path(out)
+    grid.validate()
     runs = grid.runs()
     units = work_units(runs, out)
     if backend == "local":
@@ -134,14 +171,37 @@ def _run_on_ray(units: list, out: Path, address: str | None, device: str) -> Non
         raise ModuleNotFoundError("the ray backend needs Ray: pip install 'interp[ray]'") from None
     started = not ray.is_initialized()
     if started:
+        _check_reachable(address)
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         gpus = 1 if str(device).startswith("cuda") else 0
-        remote = ray.remote(num_cpus=1, num_gpus=gpus)(train_unit)
+        # a killed worker's task is retried; train_unit resumes its stack as a stack
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=3)(train_unit)
         ray.get([remote.remote(unit, str(out.resolve()), False, device) for unit in units])
     finally:
         if started:
             ray.shutdown()
+
+
+#: seconds to wait for a Ray head before giving up
+RAY_CONNECT_TIMEOUT = 10.0
+
+
+def _check_reachable(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT) -> None:
+    """Refuse, within `timeout`, a Ray address (host:port, ray://host:port) that nothing
+    answers at: ray.init itself waits for minutes."""
+    import socket
+
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--ray-address {address!r} is not HOST:PORT (or ray://HOST:PORT)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ConnectionError(f"no Ray cluster answers at {address} within {timeout:g} s ({err.strerror or err})") from None
 
 
 @dataclass
@@ -162,8 +222,8 @@ class Summary:
         from .analysis.plots import plot_sweep
 
         write_json(out / "summary.json", {"axes": self.axes, "rows": self.rows})
-        (out / "summary.md").write_text(self.table() + "\n")
-        plot_sweep(self, out / "summary.png")
+        rundir.write_text(out / "summary.md", self.table() + "\n")
+        rundir._atomic_write(out / "summary.png", lambda tmp: plot_sweep(self, Path(tmp)))
 
 
 def summarise(grid: Grid, out: Path) -> Summary:

@@ -69,6 +69,9 @@ def test_truncated_config_refused(runs, tmp_path):
     d = copy_run(runs["two_layer"], tmp_path)
     text = (d / "config.json").read_text()
     (d / "config.json").write_text(text[: len(text) // 2])
+    with pytest.raises(CheckpointError, match="config.json is truncated or corrupted"):
+        load_run(d)
+    reseal(d, "config.json")  # past the manifest, the parser names the problem too
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_run(d)
 
@@ -79,11 +82,21 @@ def test_config_that_does_not_match_weights_names_the_tensors(runs, tmp_path):
     config["spec"]["model"]["width"] += 1
     config["spec"]["model"]["tied"] = True
     (d / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="config.json is truncated or corrupted .or was edited"):
+        load_run(d)  # an edited config is refused by the manifest
+    reseal(d, "config.json")  # an edit made on purpose, manifest updated: the shapes are still checked
     with pytest.raises(CheckpointError) as err:
         load_run(d)
     for fragment in ["unexpected V (65, 17)", "U has shape (65, 17), config says (66, 17)",
                      "W has shape (17, 65), config says (17, 66)"]:
         assert fragment in str(err.value)
+
+
+def reseal(d, *names):
+    """Record the digests of files edited on purpose, as a tool that edits a run would."""
+    from interp.training.rundir import sha256, update_manifest
+
+    update_manifest(d, {name: sha256(d / name) for name in names})
 
 
 def test_missing_run_dir(tmp_path):
@@ -137,6 +150,7 @@ def test_dataset_file_holds_split_and_noise_and_is_checked(runs, tmp_path):
     config = json.loads((d / "config.json").read_text())
     digest = config["sha256"].pop("dataset.safetensors")
     (d / "config.json").write_text(json.dumps(config))
+    reseal(d, "config.json")
     with pytest.raises(CheckpointError, match="no SHA-256 for dataset.safetensors"):
         load_run(d)  # a missing checksum is an error, not a skip
     # edited with its checksum updated to match: the masks must still agree with the labels
@@ -146,6 +160,7 @@ def test_dataset_file_holds_split_and_noise_and_is_checked(runs, tmp_path):
     save_file(stored, d / "dataset.safetensors")
     config["sha256"]["dataset.safetensors"] = sha256(d / "dataset.safetensors")
     (d / "config.json").write_text(json.dumps(config))
+    reseal(d, "config.json", "dataset.safetensors")
     assert digest != config["sha256"]["dataset.safetensors"]
     with pytest.raises(CheckpointError, match="noisy_mask"):
         load_run(d)
@@ -159,5 +174,6 @@ def test_dataset_file_holds_split_and_noise_and_is_checked(runs, tmp_path):
     save_file(stored, d / "dataset.safetensors")
     config["sha256"]["dataset.safetensors"] = sha256(d / "dataset.safetensors")
     (d / "config.json").write_text(json.dumps(config))
+    reseal(d, "config.json", "dataset.safetensors")
     with pytest.raises(CheckpointError, match="differs from the dataset that the run's spec generates"):
         load_run(d)

@@ -43,7 +43,7 @@ def test_train_with_report_reports_on_the_trained_run(tmp_path, monkeypatch):
     import interp.cli as cli
 
     calls = []
-    monkeypatch.setattr(cli, "_report", lambda run, out, progress: calls.append((run, out)))
+    monkeypatch.setattr(cli, "_report", lambda run, out, progress, replace=False: calls.append((run, out)))
     out_dir = tmp_path / "run"
     assert main(["train", "--preset", "liu-lu-80", "--out", str(out_dir), "--no-progress", "--report",
                  "--set", "p=17", "--set", "width=33", "--set", "steps=30"]) == 0

@@ -34,7 +34,7 @@ def snippet(name: str) -> str:
 #: How each snippet runs: "self" trains what it needs; "both" takes a run of either family in
 #: place of the path it names; "without interp" reads a run of one family in a process where
 #: interp cannot be imported (checkpoints.md's loading snippets, each followed by `subsets`).
-HOW = {"README.md#0": "self", "your-data": "self", "analyses.md#0": "both", "with-interp": "both",
+HOW = {"README.md#0": "self", "your-data": "self", "analyses.md#0": "both", "with-interp": "both", "verify": "both",
        "transformer": "without interp", "two_layer": "without interp", "subsets": "without interp"}
 
 

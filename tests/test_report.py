@@ -87,6 +87,7 @@ def test_report_without_trajectory_says_what_it_skips(trained, tmp_path):
     bare.mkdir()
     for name in ("config.json", "model.safetensors", "dataset.safetensors", "history.json"):
         shutil.copy2(trained / name, bare / name)
+    interp.training.rundir.seal(bare)  # a release assembled by hand records its files
     data = write_report(interp.load_run(bare), tmp_path / "report", progress=False)
     assert data["analyses"]["dynamics"]["checkpoint_steps"] == []
     assert "need a checkpoint trajectory, which this run does not have" in (tmp_path / "report" / "report.md").read_text()

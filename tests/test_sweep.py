@@ -88,7 +88,7 @@ def test_sweep_is_resumable_and_both_backends_agree(grid_file, tmp_path, capsys,
     fake = FakeRay("ray")
     monkeypatch.setitem(sys.modules, "ray", fake)
     summary = run_sweep(Grid.from_toml(grid_file), tmp_path / "ray", backend="ray", progress=False)
-    assert calls == [{"num_cpus": 1, "num_gpus": 0}] and not fake.started
+    assert calls == [{"num_cpus": 1, "num_gpus": 0, "max_retries": 3}] and not fake.started
     assert summary.table() + "\n" == table
 
 

@@ -14,7 +14,7 @@ from interp.families.base import family_for_spec
 
 train_module = sys.modules["interp.training.train"]  # `interp.train` is the function
 from interp import TrainingDiverged, load_run, train
-from interp.training.rundir import checkpoint_dir, trajectory_steps
+from interp.training.rundir import checkpoint_dir, drop_checkpoint, trajectory_steps
 from interp.training.train import RunDirectoryInUse, batch_indices, lr_at
 
 
@@ -46,7 +46,7 @@ def test_resume_after_deleting_the_tail_gives_identical_run(tmp_path):
     train(spec, tmp_path / "b", progress=False)
     # pretend the run died right after step 20
     for step in (30, 40):
-        shutil.rmtree(checkpoint_dir(tmp_path / "b", step))
+        drop_checkpoint(tmp_path / "b", step)
     os.remove(tmp_path / "b" / "model.safetensors")
     assert trajectory_steps(tmp_path / "b") == [10, 20]
     resumed = train(spec, tmp_path / "b", resume=True, progress=False)

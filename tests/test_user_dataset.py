@@ -119,5 +119,8 @@ def test_a_stored_user_dataset_is_checked(spec, tmp_path):
     save_file(load_file(tmp_path / "r" / "dataset.safetensors"), tmp_path / "r" / "dataset.safetensors")
     config["sha256"]["dataset.safetensors"] = sha256(tmp_path / "r" / "dataset.safetensors")
     (tmp_path / "r" / "config.json").write_text(json.dumps(config))
+    from interp.training.rundir import update_manifest
+
+    update_manifest(tmp_path / "r", {name: sha256(tmp_path / "r" / name) for name in ("config.json", "dataset.safetensors")})
     with pytest.raises(CheckpointError, match="differs from the dataset"):
         interp.load_run(tmp_path / "r")

@@ -40,6 +40,40 @@ def _positive(name: str, value: float) -> None:
         raise SpecError(f"{name} must be > 0, got {value!r}")
 
 
+def _integer(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> None:
+    """An integer (never a float, which would be truncated, nor a bool) within bounds."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SpecError(f"{name} must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value >= maximum):
+        bound = f" and < {maximum}" if maximum is not None else ""
+        raise SpecError(f"{name} must be ≥ {minimum}{bound}, got {value!r}")
+
+
+def _number(name: str, value: Any, positive: bool = False) -> None:
+    """A finite real number, > 0 when `positive`, else ≥ 0."""
+    _finite(name, value)
+    if (positive and not value > 0) or value < 0:
+        raise SpecError(f"{name} must be {'> 0' if positive else '≥ 0'}, got {value!r}")
+
+
+def _finite(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise SpecError(f"{name} must be a finite number, got {value!r}")
+
+
+def _flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(f"{name} must be true or false, got {value!r}")
+
+
+#: seeds lie in [0, 2**63): what torch generators take, and what JSON readers keep exact as integers
+SEED_LIMIT = 2**63
+
+
+def _seed(name: str, value: Any) -> None:
+    _integer(name, value, 0, SEED_LIMIT)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """a ∘ b mod p over all pairs (b ≠ 0 for div), split into train/test by `train_fraction`."""
@@ -51,12 +85,17 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         _choice("task.op", self.op, OPS)
-        if not isinstance(self.p, int) or self.p < 2:
+        if not isinstance(self.p, int) or isinstance(self.p, bool) or self.p < 2:
             raise SpecError(f"task.p must be an integer ≥ 2, got {self.p!r}")
         if self.op == "div" and not is_prime(self.p):
             raise SpecError(
                 f"task.p={self.p} is not prime: division mod p needs every b ≠ 0 to be invertible"
             )
+        if self.op == "mul" and not is_prime(self.p):
+            raise SpecError(f"task.p={self.p} is not prime: multiplication mod p is a group on the non-zero "
+                            "residues (what the Fourier analyses use) only for a prime p")
+        _seed("task.seed", self.seed)
+        _finite("task.train_fraction", self.train_fraction)
         if not 0 < self.train_fraction < 1:
             raise SpecError(f"task.train_fraction must lie in (0, 1), got {self.train_fraction!r}")
 
@@ -81,6 +120,8 @@ class NoiseSpec:
 
     def __post_init__(self) -> None:
         _choice("noise.kind", self.kind, NOISE_KINDS)
+        _seed("noise.seed", self.seed)
+        _finite("noise.rate", self.rate)
         if not 0 <= self.rate < 1:
             raise SpecError(f"noise.rate must lie in [0, 1), got {self.rate!r}")
 
@@ -102,7 +143,10 @@ class TwoLayerSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _positive("model.width", self.width)
+        _integer("model.width", self.width, 1)
+        _flag("model.tied", self.tied)
+        _flag("model.bias", self.bias)
+        _seed("model.seed", self.seed)
         _choice("model.act", self.act, ACTIVATIONS)
         _choice("model.init", self.init, INITS)
 
@@ -122,7 +166,8 @@ class TransformerSpec:
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp"):
-            _positive(f"model.{name}", getattr(self, name))
+            _integer(f"model.{name}", getattr(self, name), 1)
+        _seed("model.seed", self.seed)
         _choice("model.act", self.act, ("relu", "gelu"))
 
 
@@ -150,10 +195,14 @@ class TrainSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _positive("train.steps", self.steps)
-        _positive("train.lr", self.lr)
-        _positive("train.eval_every", self.eval_every)
-        _positive("train.checkpoint_every", self.checkpoint_every)
+        for name in ("steps", "eval_every", "checkpoint_every"):
+            _integer(f"train.{name}", getattr(self, name), 1)
+        for name in ("batch_size", "warmup_steps"):
+            _integer(f"train.{name}", getattr(self, name), 0)
+        _seed("train.seed", self.seed)
+        _number("train.lr", self.lr, positive=True)
+        for name in ("weight_decay", "momentum", "beta1", "beta2"):
+            _number(f"train.{name}", getattr(self, name))
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _choice("train.loss", self.loss, LOSSES)
         _choice("train.schedule", self.schedule, SCHEDULES)
@@ -165,6 +214,21 @@ class TrainSpec:
 
 
 SECTIONS = ("task", "noise", "model", "train")
+
+#: A spec whose estimated training memory exceeds this is refused (override: INTERP_MAX_BYTES).
+DEFAULT_MAX_BYTES = 32 * 2**30
+
+
+def memory_limit() -> int:
+    import os
+
+    raw = os.environ.get("INTERP_MAX_BYTES")
+    if raw is None:
+        return DEFAULT_MAX_BYTES
+    try:
+        return int(float(raw))
+    except ValueError:
+        raise SpecError(f"INTERP_MAX_BYTES={raw!r} is not a number of bytes") from None
 
 #: When `steps` is overridden alone, the evaluation and checkpoint intervals shrink so that a
 #: run keeps at least this many of each (a curve of 2 points tells nothing).
@@ -184,6 +248,35 @@ class RunSpec:
                 f"symmetric noise needs a commutative operation (add, mul, x2y2), not {self.task.op!r}"
             )
 
+        self.check_memory()
+
+    def memory_bytes(self) -> int:
+        """A rough upper estimate of the memory training takes: the p² dataset, the full-batch
+        logits and activations, the parameters with their gradients and optimizer state."""
+        p, m = self.task.p, self.model
+        pairs = p * p
+        dataset = pairs * 36  # inputs (2 int64), two label vectors (int64), four masks
+        logits = pairs * p * 4 * 3  # logits, their softmax and its gradient
+        if isinstance(m, TwoLayerSpec):
+            params = 3 * m.width * p + p
+            acts = pairs * m.width * 4 * 3
+        elif isinstance(m, TransformerSpec):
+            params = (p + 1) * m.d_model + 3 * m.d_model + m.d_model * p + m.n_layers * (
+                4 * m.d_model * m.n_heads * m.d_head + 2 * m.d_model * m.d_mlp)
+            acts = m.n_layers * pairs * 3 * (4 * m.d_model + 3 * m.n_heads * m.d_head + 2 * m.d_mlp + 9 * m.n_heads) * 4
+        else:  # a registered family's spec: only what every family allocates is known
+            params = acts = 0
+        return dataset + logits + acts + params * 4 * 4  # weights, gradients, two moments
+
+    def check_memory(self) -> None:
+        """Refuse, before anything is allocated, a spec whose estimate exceeds the limit."""
+        limit = memory_limit()
+        need = self.memory_bytes()
+        if need > limit:
+            raise SpecError(f"this spec needs about {need / 2**30:.1f} GiB (p={self.task.p}, model "
+                            f"{self.model.arch}), over the limit of {limit / 2**30:.1f} GiB; set INTERP_MAX_BYTES "
+                            "to raise it")
+
     def to_dict(self) -> dict[str, Any]:
         out = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
         out["model"] = {"arch": self.model.arch, **out["model"]}
@@ -194,6 +287,8 @@ class RunSpec:
         unknown = set(data) - set(SECTIONS)
         if unknown:
             raise SpecError(f"unknown spec sections {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
+        if not isinstance(data, dict) or not all(isinstance(data.get(n, {}), dict) for n in SECTIONS):
+            raise SpecError("a spec is a table of the sections task, noise, model and train, each a table")
         model = dict(data.get("model", {}))
         arch = model.pop("arch", "two_layer")
         if arch not in MODEL_SPECS:
@@ -255,7 +350,14 @@ class RunSpec:
 
 
 def _parse_like(key: str, raw: str, current: Any) -> Any:
-    """Parse a `--set` string as the type of the field's current value."""
+    """Parse a `--set` string as the type of the field's current value; a value given as a
+    number or bool (the Python API, a grid file) must already be of that type, never truncated."""
+    if not isinstance(raw, str):
+        if isinstance(current, float) and isinstance(raw, int) and not isinstance(raw, bool):
+            return float(raw)
+        if type(raw) is not type(current):
+            raise SpecError(f"{key}={raw!r} is not a valid {type(current).__name__}")
+        return raw
     try:
         if isinstance(current, bool):
             if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):

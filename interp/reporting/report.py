@@ -8,11 +8,14 @@ by name except the headline, which quotes the extraction and the localisation.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from ..analysis.registry import ANALYSES, Result, analyze, in_report_order
-from ..training.rundir import Run, write_json
+from ..training import rundir
+from ..training.rundir import CheckpointError, Run, write_json
 
 __all__ = ["ANALYSES", "analyze", "write_analysis", "write_report"]
 
@@ -21,6 +24,7 @@ def write_analysis(run: Run, name: str, result: Result, out_dir: Path | None = N
     """Write `result` as `<name>.json`, its figures and its tables (`<name>.md`) into `out_dir`
     (default RUN_DIR/analysis). Returns the paths written."""
     out_dir = Path(out_dir or Path(run.path) / "analysis")
+    _refuse_links(out_dir)
     data = {"run": str(run.path), "step": run.step, "analysis": name, "result": result.to_dict()}
     paths = [out_dir / f"{name}.json"]
     write_json(paths[0], data)
@@ -28,8 +32,19 @@ def write_analysis(run: Run, name: str, result: Result, out_dir: Path | None = N
     tables = result.tables()
     if tables:
         paths.append(out_dir / f"{name}.md")
-        paths[-1].write_text("\n\n".join(t.markdown() for t in tables) + "\n")
+        rundir.write_text(paths[-1], "\n\n".join(t.markdown() for t in tables) + "\n")
     return paths
+
+
+def _refuse_links(out_dir: Path) -> None:
+    """Figures are written by path (matplotlib follows a symlink there): refuse an output
+    folder that is, or holds, a symbolic link, so no write lands outside it."""
+    if os.path.islink(out_dir):
+        raise CheckpointError(f"{out_dir} is a symbolic link; choose a real output folder")
+    if out_dir.is_dir():
+        for entry in out_dir.iterdir():
+            if entry.is_symlink():
+                raise CheckpointError(f"{entry} is a symbolic link; refusing to write through it")
 
 
 def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
@@ -56,11 +71,27 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
     }
 
 
-def write_report(run: Run, out_dir: Path | str, progress: bool = True) -> dict[str, Any]:
+def write_report(run: Run, out_dir: Path | str, progress: bool = True, replace: bool = False) -> dict[str, Any]:
     """Run every registered analysis that applies to `run` and write `report.html`
     (self-contained), `report.md` with its PNG figures, and `results.json` with every number
     into `out_dir`. Returns the contents of `results.json`. Analyses that do not apply are
-    listed with the reason."""
+    listed with the reason. A non-empty `out_dir` is refused unless `replace`; the report is
+    assembled in a folder beside it and renamed into place, so it is never half written."""
+    out_dir = Path(out_dir)
+    rundir.refuse_nonempty(out_dir, replace, "report folder")
+    if not run.history:
+        raise CheckpointError(f"{run.path}: the run has an empty history; nothing to report")
+    scratch = rundir.scratch_beside(out_dir)
+    try:
+        data = _write_report(run, scratch, progress)
+        rundir.replace_folder(scratch, out_dir)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return data
+
+
+def _write_report(run: Run, out_dir: Path, progress: bool) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from ..analysis.plots import plot_history
@@ -68,8 +99,6 @@ def write_report(run: Run, out_dir: Path | str, progress: bool = True) -> dict[s
     from ..core.metrics import PHASE_HIGH, PHASE_LOW
     from ..core.tasks import SUBSETS
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     skipped = {name: reason for name, a in ANALYSES.items() if (reason := a.skip_reason(run))}
     results: dict[str, Result] = {}
     sections: dict[str, Section] = {}

@@ -15,6 +15,7 @@ each can be loaded, analysed or resumed on its own.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +31,7 @@ from ..core.tasks import make_dataset
 from ..families.base import build_model, family_for_spec
 from . import rundir
 from .rundir import Run
-from .train import TrainingDiverged, _stop_on_interrupt, evaluate, lr_at, make_optimizer, open_run_dir
+from .train import TrainingDiverged, _stop_on_interrupt, check_device, evaluate, lr_at, make_optimizer, open_run_dir, started
 
 
 def batch_key(spec: RunSpec) -> RunSpec | None:
@@ -63,7 +64,10 @@ def train_many(
     device: str | torch.device = "cpu",
 ) -> list[Run]:
     """Train the networks of `specs` together (all must share one `batch_key`); write each run
-    directory to its entry of `outs` as `train` would. Returns one `Run` per spec."""
+    directory to its entry of `outs` as `train` would, holding every one's lock. With `resume`,
+    the stack continues as a stack from the last checkpoint that all its runs hold (a kill -9
+    between two runs' checkpoints leaves them a step apart), so an interrupted stack ends with
+    the weights of an uninterrupted one, bit for bit. Returns one `Run` per spec."""
     specs = list(specs)
     outs = [Path(o) if o is not None else None for o in (outs or [None] * len(specs))]
     keys = {batch_key(s) for s in specs}
@@ -73,21 +77,37 @@ def train_many(
                          "by one with interp.train")
     if len(outs) != len(specs):
         raise ValueError(f"{len(specs)} specs but {len(outs)} output folders")
+    check_device(device)
+    with contextlib.ExitStack() as locks:
+        for out in outs:
+            if out is not None:
+                locks.enter_context(rundir.locked(out))
+        return _train_many(specs, outs, resume, progress, device)
+
+
+def common_step(outs: Sequence[Path | None], resume: bool) -> int:
+    """The step a stack resumes from: the last checkpoint every run directory records (0 when
+    one has none, or has not started)."""
+    if not resume:
+        return 0
+    common: set[int] | None = None
+    for out in outs:
+        steps = set(rundir.trajectory_steps(out)) if out is not None and started(out) else set()
+        common = steps if common is None else common & steps
+    return max(common) if common else 0
+
+
+def _train_many(specs: list[RunSpec], outs: list[Path | None], resume: bool, progress: bool, device) -> list[Run]:
     cfg, model_spec, p = specs[0].train, specs[0].model, specs[0].task.p
     datasets = [make_dataset(s.task, s.noise) for s in specs]
     models = [build_model(s.model, p).to(device) for s in specs]
     optimizers = [make_optimizer(s.train, m.parameters()) for s, m in zip(specs, models)]
     histories: list[list[dict[str, Any]]] = [[] for _ in specs]
-    resumed_at = []
+    start = common_step(outs, resume)
     for i, (spec, out) in enumerate(zip(specs, outs)):
-        last = 0
         if out is not None:
-            last, histories[i], datasets[i] = open_run_dir(out, spec, models[i], optimizers[i], resume, datasets[i])
-        resumed_at.append(last)
-    if len(set(resumed_at)) > 1:
-        raise ValueError(f"the runs stopped at different steps ({', '.join(map(str, resumed_at))}); "
-                         "resume them one by one with interp.train")
-    start = resumed_at[0]
+            _, histories[i], datasets[i] = open_run_dir(out, spec, models[i], optimizers[i], resume, datasets[i],
+                                                        at_step=start)
 
     family = family_for_spec(model_spec)
     # stacked by state-dict name (what the family's stacked step reads), in the order of

@@ -16,7 +16,12 @@ import shutil
 from pathlib import Path
 
 from ..core.tasks import SUBSETS
+from . import rundir
 from .rundir import CheckpointError, Run, checkpoint_dir, load_run, trajectory_steps
+
+#: what a release copies of a run directory, and of each trajectory checkpoint (no optimizer state)
+RELEASE_FILES = ("config.json", "model.safetensors", "dataset.safetensors", "history.json")
+RELEASE_CHECKPOINT_FILES = ("model.safetensors", "history.json", "state.json")
 
 
 def _models_dir() -> Path:
@@ -39,6 +44,8 @@ def available() -> list[str]:
 
 def resolve(name_or_path: str | Path) -> Path:
     """The folder of a run directory given by path, or of a released model given by name."""
+    if str(name_or_path) == "":
+        raise CheckpointError("no run directory given (an empty path)")
     path = Path(name_or_path)
     if path.is_dir():
         return path
@@ -52,27 +59,57 @@ def load(name_or_path: str | Path) -> Run:
     return load_run(resolve(name_or_path))
 
 
-def export(run_dir: Path, dest: Path, command: str = "", trajectory_every: int | None = None) -> Path:
+def export(run_dir: Path, dest: Path, command: str = "", trajectory_every: int | None = None,
+           replace: bool = False) -> Path:
     """Copy the final model of `run_dir` to `dest` and write its model card; with
-    `trajectory_every`, also the weights of the trajectory checkpoints at multiples of it."""
-    run = load_run(run_dir)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "model.safetensors", "dataset.safetensors", "history.json"):
-        shutil.copy2(Path(run_dir) / name, dest / name)
-    if trajectory_every:
-        for step in trajectory_steps(run_dir):
-            if step % trajectory_every == 0:
-                source, target = checkpoint_dir(run_dir, step), checkpoint_dir(dest, step)
-                target.mkdir(parents=True, exist_ok=True)
-                for name in ("model.safetensors", "history.json", "state.json"):
-                    shutil.copy2(source / name, target / name)
-    extraction = Path(run_dir) / "analysis" / "filtration.json"
-    (dest / "MODEL_CARD.md").write_text(model_card(run, dest.name, command,
-                                                   json.loads(extraction.read_text()) if extraction.exists() else None))
+    `trajectory_every`, also the weights of the trajectory checkpoints at multiples of it.
+    Every file copied is the verified one; the release is assembled beside `dest`, given its
+    own manifest and renamed into place, under `dest`'s lock. A non-empty `dest` is refused
+    unless `replace`, and then replaced atomically (never merged)."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    _refuse_overlap(run_dir, dest)
+    if trajectory_every is not None and (not isinstance(trajectory_every, int) or trajectory_every < 1):
+        raise ValueError(f"--trajectory-every must be a positive integer, got {trajectory_every!r}")
+    with rundir.locked(dest):
+        rundir.refuse_nonempty(dest, replace, "release folder")
+        run = load_run(run_dir)
+        extraction = _extraction(run_dir)
+        scratch = rundir.scratch_beside(dest)
+        try:
+            _assemble(run_dir, scratch, trajectory_every)
+            rundir.write_text(scratch / "MODEL_CARD.md", model_card(run, dest.name, command, extraction))
+            rundir.replace_folder(scratch, dest)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
     return dest
 
 
+def _refuse_overlap(run_dir: Path, dest: Path) -> None:
+    source, target = run_dir.resolve(), dest.resolve()
+    if source == target or source in target.parents or target in source.parents:
+        raise CheckpointError(f"cannot export {run_dir} into {dest}: one folder holds the other; choose another --to")
+
+
+def _extraction(run_dir: Path) -> dict | None:
+    path = run_dir / "analysis" / "filtration.json"
+    return rundir.read_json(path) if os.path.lexists(path) else None
+
+
+def _assemble(run_dir: Path, scratch: Path, trajectory_every: int | None) -> None:
+    """Write the release's files into `scratch` from their verified bytes, then its manifests."""
+    files = rundir.read_manifest(run_dir)
+    manifest = {name: rundir.atomic_write_bytes(scratch / name, rundir.read_verified(run_dir, name, files))
+                for name in RELEASE_FILES}
+    for step in trajectory_steps(run_dir) if trajectory_every else []:
+        if step % trajectory_every:
+            continue
+        source, own, _ = rundir.read_checkpoint(run_dir, step, files)
+        target = checkpoint_dir(scratch, step)
+        copied = {name: rundir.atomic_write_bytes(target / name, rundir.read_verified(source, name, own, run_dir))
+                  for name in RELEASE_CHECKPOINT_FILES}
+        manifest[f"checkpoints/step_{step}/{rundir.MANIFEST}"] = rundir.write_manifest(target, copied)
+    rundir.write_manifest(scratch, manifest)
 
 
 def model_card(run: Run, name: str, command: str, extraction: dict | None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import threading
 from pathlib import Path
@@ -36,6 +37,21 @@ class TrainingDiverged(RuntimeError):
 
 class RunDirectoryInUse(RuntimeError):
     """`out` already holds a different run (or the same one, without `resume`)."""
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device `device`, refused in one line when it is malformed or absent here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:0, mps): {err}") from None
+    available = {"cpu": lambda: True, "cuda": torch.cuda.is_available,
+                 "mps": lambda: getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if dev.type not in available or not available[dev.type]():
+        raise ValueError(f"device {str(dev)!r} is not available in this torch build or on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(dev)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def make_optimizer(train: TrainSpec, params) -> torch.optim.Optimizer:
@@ -67,7 +83,8 @@ def batch_indices(train: TrainSpec, train_idx: torch.Tensor, step: int) -> torch
         return train_idx
     per_epoch = math.ceil(n / train.batch_size)
     epoch, k = divmod(step, per_epoch)
-    gen = torch.Generator().manual_seed(train.seed * 1_000_003 + epoch)
+    # modulo 2**63: a torch seed is 64-bit (unchanged for every seed below 2**63 / 1_000_003)
+    gen = torch.Generator().manual_seed((train.seed * 1_000_003 + epoch) % 2**63)
     perm = torch.randperm(n, generator=gen)
     return train_idx[perm[k * train.batch_size : (k + 1) * train.batch_size]]
 
@@ -108,38 +125,54 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
 
 
 def open_run_dir(out: Path, spec: RunSpec, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 resume: bool, dataset: Dataset | None = None) -> tuple[int, list[dict[str, Any]], Dataset]:
+                 resume: bool, dataset: Dataset | None = None, at_step: int | None = None
+                 ) -> tuple[int, list[dict[str, Any]], Dataset]:
     """Start `out` for `spec` and `dataset` (the spec's own when None), writing its config and
-    dataset, or with `resume` restore model and optimizer from its last checkpoint. Returns the
-    step to continue from, the history so far and the run's dataset (on resume, the stored one)."""
+    dataset, or with `resume` restore model and optimizer from its last checkpoint (or the one
+    at `at_step`; 0 starts over). Returns the step to continue from, the history so far and the
+    run's dataset (on resume, the stored one). The caller holds the run directory's lock."""
     if _prepare_out(out, spec, resume):
-        stored = rundir.read_dataset(out, spec)
+        files = rundir.read_manifest(out)
+        stored = rundir.read_dataset(out, spec, files)
         if dataset is not None and not dataset.same_as(stored):
             raise RunDirectoryInUse(f"{out} holds a run trained on another dataset; choose another --out")
         steps = rundir.trajectory_steps(out)
-        if steps:
-            return steps[-1], rundir.load_checkpoint(out, steps[-1], model, optimizer), stored
+        step = at_step if at_step is not None else (steps[-1] if steps else 0)
+        if step:
+            return step, rundir.load_checkpoint(out, step, model, optimizer), stored
         dataset = stored
     dataset = make_dataset(spec.task, spec.noise) if dataset is None else dataset
     # the split and the labels are in the folder from the start, for work that does not import interp
     digest = rundir.write_tensors(out / "dataset.safetensors", rundir.dataset_tensors(dataset))
-    rundir.write_json(out / "config.json", {**rundir.model_config(spec, model), "step": 0,
-                                            "dataset": rundir.dataset_origin(spec, dataset),
-                                            "sha256": {"dataset.safetensors": digest}})
+    config = rundir.write_json(out / "config.json", {**rundir.model_config(spec, model), "step": 0,
+                                                     "dataset": rundir.dataset_origin(spec, dataset),
+                                                     "sha256": {"dataset.safetensors": digest}})
+    rundir.write_manifest(out, {"config.json": config, "dataset.safetensors": digest})
     return 0, [], dataset
 
 
+def started(out: Path) -> bool:
+    """Whether `out` holds a run (its manifest exists: files it does not name are not part of one)."""
+    return os.path.lexists(Path(out) / rundir.MANIFEST)
+
+
 def _prepare_out(out: Path, spec: RunSpec, resume: bool) -> bool:
-    """Whether `out` already holds this run (to resume); refuse one that holds another."""
-    config_path = out / "config.json"
-    if config_path.exists():
+    """Whether `out` already holds this run (to resume); refuse one that holds another, or
+    files that no manifest covers, or symbolic links where the run's files go."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise RunDirectoryInUse(f"{out} exists and is not a folder; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    rundir.refuse_links_in(out)
+    if started(out):
         existing = rundir.read_spec(out)
         if existing != spec:
             raise RunDirectoryInUse(f"{out} holds a run with a different spec; choose another --out")
         if not resume:
             raise RunDirectoryInUse(f"{out} already holds this run; pass resume=True (--resume) to continue it")
         return True
-    out.mkdir(parents=True, exist_ok=True)
+    if (out / "config.json").exists():
+        raise RunDirectoryInUse(f"{out} holds a config.json but no {rundir.MANIFEST} (an older interp's run, or one "
+                                "interrupted before its first manifest); choose another --out")
     return False
 
 
@@ -153,8 +186,16 @@ def train(
     device: str | torch.device = "cpu",
 ) -> Run:
     """Train a model for `spec` on `dataset` (by default the one `spec` draws); write its run
-    directory to `out` when given."""
+    directory to `out` when given, holding its lock throughout (a second writer is refused)."""
     out = Path(out) if out is not None else None
+    check_device(device)
+    spec.check_memory()
+    with rundir.locked(out) if out is not None else contextlib.nullcontext():
+        return _train(spec, out, dataset, resume, progress, device)
+
+
+def _train(spec: RunSpec, out: Path | None, dataset: Dataset | None, resume: bool, progress: bool,
+           device: str | torch.device) -> Run:
     if dataset is not None and (dataset.task.op, dataset.p) != (spec.task.op, spec.task.p):
         raise ValueError(f"the dataset is {dataset.task.op} mod {dataset.p}, the spec {spec.task.op} mod {spec.task.p}")
     model = build_model(spec.model, spec.task.p)
@@ -206,7 +247,7 @@ def train(
             if not math.isfinite(loss):
                 bar.close()
                 if out is not None:
-                    rundir.write_json(out / "history.json", history)
+                    rundir.update_manifest(out, {"history.json": rundir.write_json(out / "history.json", history)})
                 last = rundir.trajectory_steps(out) if out is not None else []
                 kept = f"; the last good checkpoint is step {last[-1]}" if last else ""
                 raise TrainingDiverged(f"loss became {loss} at step {step} (lr {lr_at(cfg, step):g}){kept}")
