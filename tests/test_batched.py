@@ -38,7 +38,6 @@ def test_batched_networks_follow_their_own_runs(optimizer, shared_decay):
 def test_batched_run_directories_resume_alone(tmp_path):
     """Each run directory holds its own slice of the optimizer state: deleting the last
     checkpoint and resuming one run with plain train() ends where the batched run ended."""
-    import shutil
 
     specs = variants()
     outs = [tmp_path / str(i) for i in range(len(specs))]
@@ -62,7 +61,6 @@ def test_only_compatible_specs_batch():
 
 
 def test_batched_resume_continues_together_or_refuses(tmp_path):
-    import shutil
 
     specs = variants()
     outs = [tmp_path / str(i) for i in range(len(specs))]
@@ -90,7 +88,6 @@ def transformer_variants():
 
 
 def test_batched_transformers_equal_separate_runs_and_resume_alone(tmp_path):
-    import shutil
 
     specs = transformer_variants()
     outs = [tmp_path / str(i) for i in range(len(specs))]

@@ -1,6 +1,5 @@
 import json
 import os
-import shutil
 import signal
 import sys
 from dataclasses import replace
@@ -14,7 +13,7 @@ from interp.families.base import family_for_spec
 
 train_module = sys.modules["interp.training.train"]  # `interp.train` is the function
 from interp import TrainingDiverged, load_run, train
-from interp.training.rundir import checkpoint_dir, drop_checkpoint, trajectory_steps
+from interp.training.rundir import drop_checkpoint, trajectory_steps
 from interp.training.train import RunDirectoryInUse, batch_indices, lr_at
 
 
