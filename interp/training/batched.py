@@ -25,13 +25,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..core.runtime import flush_denormals
 from ..core.specs import RunSpec
 from ..core.tasks import make_dataset
 from ..families.base import build_model, family_for_spec
 from . import rundir
 from .rundir import Run
-from .train import TrainingDiverged, _stop_on_interrupt, check_device, evaluate, lr_at, make_optimizer, open_run_dir, started
+from .train import TrainingDiverged, check_device, evaluate, lr_at, make_optimizer, open_run_dir, started, step_loop
 
 
 def batch_key(spec: RunSpec) -> RunSpec | None:
@@ -144,38 +143,25 @@ def _train_many(specs: list[RunSpec], outs: list[Path | None], resume: bool, pro
                 rundir.save_checkpoint(out, step, models[k], _view_optimizer(optimizer, trained, optimizers[k], models[k], k),
                                            histories[k])
 
+    def update(step: int, lr: float) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        losses, grads = family.stacked_loss_and_grads(stacked, model_spec, p, batch, cfg.loss)
+        if not math.isfinite(losses.sum().item()):  # finite iff every network's loss is
+            bad = [f"{outs[k] or k}: {losses[k].item()}" for k in range(len(specs)) if not torch.isfinite(losses[k])]
+            raise TrainingDiverged(f"loss became non-finite at step {step} (lr {lr:g}) in {', '.join(bad)}")
+        for name, param in trained.items():
+            # torch's fused AdamW reads a non-contiguous gradient (a transposed matmul's) with
+            # the parameter's strides, silently scrambling the update: hand it contiguous ones
+            param.grad = grads[name].contiguous()
+        if shared_decay is None:
+            _decay(cfg.optimizer, list(trained.values()), decay, lr)
+        optimizer.step()
+
     for m in models:
         m.train()
-    with flush_denormals(), _stop_on_interrupt() as interrupted:
-        if start == 0:
-            record(0)
-        for step in range(start, cfg.steps):
-            if interrupted.is_set():
-                save(step)
-                bar.close()
-                raise KeyboardInterrupt(f"training interrupted at step {step}; resume with resume=True")
-            lr = lr_at(cfg, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            losses, grads = family.stacked_loss_and_grads(stacked, model_spec, p, batch, cfg.loss)
-            if not math.isfinite(losses.sum().item()):  # finite iff every network's loss is
-                bar.close()
-                bad = [f"{outs[k] or k}: {losses[k].item()}" for k in range(len(specs)) if not torch.isfinite(losses[k])]
-                raise TrainingDiverged(f"loss became non-finite at step {step} (lr {lr:g}) in {', '.join(bad)}")
-            for name, param in trained.items():
-                # torch's fused AdamW reads a non-contiguous gradient (a transposed matmul's) with
-                # the parameter's strides, silently scrambling the update: hand it contiguous ones
-                param.grad = grads[name].contiguous()
-            if shared_decay is None:
-                _decay(cfg.optimizer, list(trained.values()), decay, lr)
-            optimizer.step()
-            done = step + 1
-            bar.update(1)
-            if done % cfg.eval_every == 0 or done == cfg.steps:
-                record(done)
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                save(done)
-    bar.close()
+    step_loop(cfg, start, bar, record, update, save,
+              lambda step: f"training interrupted at step {step}; resume with resume=True")
     runs = []
     for k, (spec, m, out) in enumerate(zip(specs, models, outs)):
         own = build_model(spec.model, p).to(device)  # detach from the stack

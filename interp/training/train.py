@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -124,6 +124,32 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+def step_loop(cfg: TrainSpec, start: int, bar, record: Callable[[int], None], update: Callable[[int, float], None],
+              save: Callable[[int], None], stopped: Callable[[int], str]) -> None:
+    """The loop every trainer shares (`train`, `batched.train_many`): metrics at step 0, then for
+    each step from `start` the update at its learning rate, metrics every `eval_every` steps and a
+    checkpoint every `checkpoint_every` (both at the end too). Ctrl-C stops at the next step
+    boundary after `save`-ing that step, raising KeyboardInterrupt(`stopped(step)`); denormals
+    are flushed for the loop's duration only."""
+    with flush_denormals(), _stop_on_interrupt() as interrupted:
+        try:
+            if start == 0:
+                record(0)
+            for step in range(start, cfg.steps):
+                if interrupted.is_set():
+                    save(step)
+                    raise KeyboardInterrupt(stopped(step))
+                update(step, lr_at(cfg, step))
+                done = step + 1
+                bar.update(1)
+                if done % cfg.eval_every == 0 or done == cfg.steps:
+                    record(done)
+                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                    save(done)
+        finally:
+            bar.close()
+
+
 def open_run_dir(out: Path, spec: RunSpec, model: nn.Module, optimizer: torch.optim.Optimizer,
                  resume: bool, dataset: Dataset | None = None, at_step: int | None = None
                  ) -> tuple[int, list[dict[str, Any]], Dataset]:
@@ -229,36 +255,29 @@ def _train(spec: RunSpec, out: Path | None, dataset: Dataset | None, resume: boo
             " ".join(f"{label}={row[k]:.3f}" for k, label in _ACC_LABELS.items() if row[k] is not None)
         )
 
+    def update(step: int, lr: float) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = whole if whole is not None else batch_at(batch_indices(cfg, train_idx, step))
+        loss = family.loss_and_backward(model, params, cfg.loss, batch)
+        if not math.isfinite(loss):
+            if out is not None:
+                rundir.update_manifest(out, {"history.json": rundir.write_json(out / "history.json", history)})
+            last = rundir.trajectory_steps(out) if out is not None else []
+            kept = f"; the last good checkpoint is step {last[-1]}" if last else ""
+            raise TrainingDiverged(f"loss became {loss} at step {step} (lr {lr:g}){kept}")
+        optimizer.step()
+
+    def save(step: int) -> None:
+        if out is not None:
+            rundir.save_checkpoint(out, step, model, optimizer, history)
+
+    def stopped(step: int) -> str:
+        where = f"; resume with --resume from {rundir.checkpoint_dir(out, step)}" if out else ""
+        return f"training interrupted at step {step}{where}"
+
     model.train()
-    with flush_denormals(), _stop_on_interrupt() as interrupted:
-        if start == 0:
-            record(0)
-        for step in range(start, cfg.steps):
-            if interrupted.is_set():
-                if out is not None:
-                    rundir.save_checkpoint(out, step, model, optimizer, history)
-                bar.close()
-                where = f"; resume with --resume from {rundir.checkpoint_dir(out, step)}" if out else ""
-                raise KeyboardInterrupt(f"training interrupted at step {step}{where}")
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, step)
-            batch = whole if whole is not None else batch_at(batch_indices(cfg, train_idx, step))
-            loss = family.loss_and_backward(model, params, cfg.loss, batch)
-            if not math.isfinite(loss):
-                bar.close()
-                if out is not None:
-                    rundir.update_manifest(out, {"history.json": rundir.write_json(out / "history.json", history)})
-                last = rundir.trajectory_steps(out) if out is not None else []
-                kept = f"; the last good checkpoint is step {last[-1]}" if last else ""
-                raise TrainingDiverged(f"loss became {loss} at step {step} (lr {lr_at(cfg, step):g}){kept}")
-            optimizer.step()
-            done = step + 1
-            bar.update(1)
-            if done % cfg.eval_every == 0 or done == cfg.steps:
-                record(done)
-            if out is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                rundir.save_checkpoint(out, done, model, optimizer, history)
-    bar.close()
+    step_loop(cfg, start, bar, record, update, save, stopped)
     run = Run(spec, model.eval(), history, cfg.steps, out, dataset)
     if out is not None:
         rundir.save_run(out, run)
