@@ -150,3 +150,16 @@ def test_analyze_takes_a_released_name(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["analyze", "liu-lu-80", "--analysis", "fourier"]) == 0
     assert (tmp_path / "reports" / "liu-lu-80" / "analysis" / "fourier.json").exists()
+
+
+def test_dynamics_median_counts_the_never_fitted():
+    """nanda-inversion's case: 271 of 278 noisy examples never fitted must not read as 'median
+    first fit step 750' (the median of the 7 that were)."""
+    from interp.analysis.dynamics import FitSpeed
+
+    speed = FitSpeed(steps=[0, 750], clean_acc=[0.1, 1.0], noisy_acc=[0.0, 0.03], half_fitted={"clean": 750, "noisy": None},
+                     checkpoint_steps=[250, 500, 750], first_fit_clean=[250] * 5 + [500] * 4 + [-1],
+                     first_fit_noisy=[750] * 7 + [-1] * 271)
+    assert speed.median_first_fit() == {"clean": 250.0, "noisy": None}
+    text = speed.summary()
+    assert "noisy never" in text and "noisy 271 of 278" in text and "clean 1 of 10" in text

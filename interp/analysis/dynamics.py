@@ -37,11 +37,22 @@ class FitSpeed(Result):
         return asdict(self)
 
     def median_first_fit(self) -> dict[str, float | None]:
+        """Per subset, the median over *all* its examples of the first checkpoint step at which one
+        is fitted, a never-fitted example counting as later than any step: None ("never") when
+        more than half are never fitted, so the few that are fitted cannot stand for the subset."""
         def median(values: list[int]) -> float | None:
-            fitted = [v for v in values if v >= 0]
-            return float(torch.tensor(fitted, dtype=torch.float64).median()) if fitted else None
+            if not values:
+                return None
+            steps = torch.tensor([v if v >= 0 else float("inf") for v in values], dtype=torch.float64)
+            middle = float(steps.sort().values[(len(steps) - 1) // 2])  # the lower median, as torch's
+            return None if middle == float("inf") else middle
 
         return {"clean": median(self.first_fit_clean), "noisy": median(self.first_fit_noisy)}
+
+    def never_fitted(self) -> dict[str, tuple[int, int]]:
+        """Per subset, (examples never fitted at any checkpoint, examples)."""
+        return {name: (sum(v < 0 for v in values), len(values))
+                for name, values in (("clean", self.first_fit_clean), ("noisy", self.first_fit_noisy))}
 
     def summary(self) -> str:
         def step(x) -> str:
@@ -51,8 +62,10 @@ class FitSpeed(Result):
         line = (f"Half of the subset fitted: clean at {step(half['clean'])}, noisy (observed labels) at "
                 f"{step(half['noisy'])}.")
         if self.checkpoint_steps:
-            line += (f" Median first checkpoint at which an example is fitted: clean {step(median['clean'])}, "
-                     f"noisy {step(median['noisy'])}.")
+            never = self.never_fitted()
+            line += (f" Median first checkpoint at which an example is fitted (never-fitted examples counted as "
+                     f"later than any): clean {step(median['clean'])}, noisy {step(median['noisy'])}; never fitted: "
+                     + ", ".join(f"{name} {n} of {total}" for name, (n, total) in never.items()) + ".")
         else:
             line += " Per-example first-fit steps need a checkpoint trajectory, which this run does not have."
         return line
