@@ -19,7 +19,7 @@ import interp
 from interp.analysis.registry import ANALYSES, Result, register_analysis
 from interp.cli import main
 from interp.core.specs import MODEL_SPECS
-from interp.families import FAMILIES, Capability, ModelFamily, register
+from interp.families import FAMILIES, Capability, ModelFamily, register, replaced_parameters
 from interp.families.two_layer import TwoLayerNet
 from interp.reporting.report import write_report
 
@@ -83,14 +83,10 @@ class EmbedMLPFamily(ModelFamily):
         return model.W_U.detach()
 
     def with_residue_weights(self, model, embedding=None, unembedding=None):
-        new = EmbedMLP(model.spec, model.p)
-        new.load_state_dict(model.state_dict())
-        with torch.no_grad():
-            if embedding is not None:
-                new.W_x.copy_(embedding)
-            if unembedding is not None:
-                new.W_U.copy_(unembedding)
-        return new.eval()
+        values = {"W_x": embedding} if embedding is not None else {}
+        if unembedding is not None:
+            values["W_U"] = unembedding
+        return replaced_parameters(model, values).eval()
 
     def neuron_maps(self, model):
         e = model.spec.embed

@@ -181,8 +181,7 @@ def grid_cluster_evidence(model: nn.Module) -> tuple[Tensor, Tensor]:
     """(s, n) of `key_frequencies.clusters_evidence` from the readout neurons' activation spectra
     over the (a, b) grid (`neuron_frequencies_2d`)."""
     acts = readout_grid(model)
-    freq, share = neuron_frequencies_2d(acts)
-    energy = activation_spectrum_2d(acts).square().sum((1, 2)) - activation_spectrum_2d(acts)[:, 0, 0].square()
+    freq, share, energy = _grid_frequencies(acts)
     return keyfreq.clusters_evidence(freq, share, energy, acts.shape[0] // 2)
 
 
@@ -195,6 +194,13 @@ def neuron_frequencies_2d(acts: Float[Tensor, "p p neuron"]) -> tuple[Tensor, Te
     """Each neuron's frequency from its activations over the (a, b) grid: the k whose 2-D terms
     (Const or k) × (Const or k), less the constant, hold the most of the non-constant power;
     returns (k, that share) per neuron (Nanda et al.'s neuron clusters)."""
+    freq, share, _ = _grid_frequencies(acts)
+    return freq, share
+
+
+def _grid_frequencies(acts: Float[Tensor, "p p neuron"]) -> tuple[Tensor, Tensor, Tensor]:
+    """(k, share, non-constant power) per neuron: `neuron_frequencies_2d` and the power its share
+    is of, from one 2-D transform."""
     coeffs = activation_spectrum_2d(acts) ** 2
     coeffs[:, 0, 0] = 0
     freq_of = fourier.component_frequencies(acts.shape[0])
@@ -206,8 +212,8 @@ def neuron_frequencies_2d(acts: Float[Tensor, "p p neuron"]) -> tuple[Tensor, Te
     k = torch.arange(1, n_freq)
     per_k = blocks[:, k, k] + blocks[:, k, 0] + blocks[:, 0, k]
     best = per_k.argmax(1)
-    share = per_k.gather(1, best[:, None]).squeeze(1) / coeffs.sum((1, 2)).clamp_min(1e-30)
-    return best + 1, share
+    energy = coeffs.sum((1, 2))
+    return best + 1, per_k.gather(1, best[:, None]).squeeze(1) / energy.clamp_min(1e-30), energy
 
 
 def neuron_clusters(acts: Float[Tensor, "p p neuron"]) -> list[str]:
