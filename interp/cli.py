@@ -145,6 +145,20 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_edit(args) -> int:
+    from .analysis.edit import edit_search, write_edited_run
+    from .reporting.report import write_analysis
+    from .training.release import load
+
+    run = load(args.run_dir)
+    search = edit_search(run.model, run.dataset)
+    edited = write_edited_run(run, Path(args.out), search)
+    paths = write_analysis(edited, "edit", search, Path(args.out) / "analysis")
+    print(f"{search.summary()}\nwrote the edited run {args.out} (same architecture; config.json → edited_from), "
+          f"and {', '.join(str(p) for p in paths)}\n{format_metrics(edited.final_metrics)}")
+    return 0
+
+
 def _cmd_import(args) -> int:
     from .training.importing import import_checkpoint
 
@@ -218,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--loss", default="ce", choices=list(LOSSES), help="the loss it was trained with (default ce)")
     i.add_argument("--out", required=True, help="run directory to write")
     i.set_defaults(func=_cmd_import)
+    ed = sub.add_parser("edit", help="the weight edit that forgets the noise, found without labels, as a new run directory")
+    ed.add_argument("run_dir", help="a run directory or a release name")
+    ed.add_argument("--out", required=True, help="the edited run directory to write (new or empty)")
+    ed.set_defaults(func=_cmd_edit)
     e = sub.add_parser("export", help="copy a run's final model to a release folder with a model card")
     e.add_argument("run_dir")
     e.add_argument("--to", required=True, help="release folder, e.g. models/liu-lu-80")

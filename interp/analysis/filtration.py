@@ -265,6 +265,21 @@ LABEL_FREE = ("resynthesized", "key-frequency diagonal filter", "W_E filter")
 
 
 @torch.no_grad()
+def label_free_logits(model: nn.Module, dataset: Dataset) -> tuple[str, Float[Tensor, "pair p"]]:
+    """(method, logits) of the model's label-free extraction, the first of LABEL_FREE its family
+    and task allow. It reads the weights and the model's outputs over the input grid, no label."""
+    op = dataset.task.op
+    if family_of(model).has(model, Capability.NEURON_MAPS):
+        return LABEL_FREE[0], logits(resynthesize(model, op), dataset.inputs)
+    from .spectra import transformer_key_frequencies
+
+    keys = transformer_key_frequencies(model, op)
+    if dataset.sum_grid:
+        return LABEL_FREE[1], diagonal_filter_logits(model, dataset, keys)
+    return LABEL_FREE[2], logits(filter_residue_weights(model, op, keys, ("W_E",)), dataset.inputs)
+
+
+@torch.no_grad()
 def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None = None, loss: str = DEFAULT_LOSS) -> Extraction:
     """Every extraction method for the model's family, scored on the four subsets.
 

@@ -328,3 +328,32 @@ def plot_patching_over_training(result, path: Path) -> Path:
                title=SUBSET_LABELS[subset])
     axes[0][0].legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_edit_pareto(search, path: Path) -> Path:
+    """Memorised (left) and test accuracy (right) against the edit's size, one line per method;
+    the random control as its mean with the range over seeds; the chosen edit starred."""
+    fig, axes = _subplots(1, 2, figsize=(12, 4.2))
+    methods = list(dict.fromkeys(pt.method for pt in search.points))
+    for ax, key in zip(axes, ("noisy_observed_acc", "test_acc")):
+        for method in methods:
+            curve = search.curve(method)
+            sizes = sorted({pt.size if method != "random" else round(pt.parameter, 6) for pt in curve})
+            if method == "random":
+                by = {s: [pt.metrics[key] for pt in curve if round(pt.parameter, 6) == s] for s in sizes}
+                mean = [sum(v) / len(v) for v in by.values()]
+                ax.fill_between(sizes, [min(v) for v in by.values()], [max(v) for v in by.values()], color="#bbbbbb", alpha=0.4)
+                ax.plot(sizes, mean, color="#888888", linestyle="--", label="random parts")
+            else:
+                curve = sorted(curve, key=lambda pt: pt.size)
+                ax.plot([pt.size for pt in curve], [pt.metrics[key] for pt in curve], marker="o", markersize=3, label=method)
+        ax.axhline(search.baseline[key], color="black", linewidth=0.8, linestyle=":", label="unedited model")
+        chosen = search.edit
+        ax.plot([chosen.size], [chosen.metrics[key]], marker="*", markersize=14, color="gold", markeredgecolor="black",
+                linestyle="none", label="chosen edit")
+        ax.set(xscale="log", xlabel="edit size (share of the readout map's squared norm removed)",
+               ylabel=SUBSET_LABELS["noisy_observed" if key == "noisy_observed_acc" else "test"], ylim=(-0.02, 1.02))
+    axes[0].set_title("memorisation left after the edit")
+    axes[1].set_title("test accuracy after the edit")
+    axes[1].legend(fontsize=7, loc="lower left")
+    return _save(fig, path)

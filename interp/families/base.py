@@ -163,6 +163,11 @@ class ModelFamily(ABC):
                              unembedding: Tensor | None = None) -> nn.Module:
         """A copy of `model` with its `embedding` and/or `unembedding` replaced."""
 
+    def with_unit_to_logit(self, model: nn.Module, to_logit: Float[Tensor, "unit p"]) -> nn.Module:
+        """A copy of `model` of the same architecture whose readout units push the logits by
+        `to_logit` (their activations unchanged): a weight edit of the readout's output side."""
+        raise TypeError(f"the {self.name} family cannot rewrite its readout map")
+
     def probe_hooks(self, model: nn.Module) -> list[str]:
         """Where linear probes read, the main one first."""
         return [self.readout_hook(model)]

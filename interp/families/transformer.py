@@ -341,6 +341,18 @@ class TransformerFamily(ModelFamily):
             values["unembed.weight"] = unembedding.T
         return replaced_parameters(model, values)
 
+    def with_unit_to_logit(self, model: TransformerBridge, to_logit: Tensor) -> TransformerBridge:
+        # the last MLP layer writes only into the residual the unembedding reads, so a change of
+        # its neurons' pushes is a change of W_out through the unembedding's pseudo-inverse:
+        # exact when W_U [d_model, classes] has full column rank (checked: refused otherwise)
+        name = f"blocks.{model.cfg.n_layers - 1}.mlp.out.weight"
+        w_out, w_u = model.state_dict()[name].double(), self.unembedding(model).double()
+        if torch.linalg.matrix_rank(w_u) < w_u.shape[1]:
+            raise ValueError("the unembedding has rank below the number of classes: a readout map "
+                             "cannot be rewritten through it exactly")
+        delta = (to_logit.double() - self.unit_to_logit(model).double()) @ torch.linalg.pinv(w_u)
+        return replaced_parameters(model, {name: (w_out + delta.T).to(w_out.dtype)})
+
     def batchable(self, spec: TransformerSpec) -> bool:
         return spec.n_layers == 1
 

@@ -124,6 +124,10 @@ class TwoLayerFamily(ModelFamily):
     def neuron_activation(self, model: TwoLayerNet) -> str:
         return model.spec.act
 
+    def with_unit_to_logit(self, model: TwoLayerNet, to_logit: Tensor) -> TwoLayerNet:
+        maps = self.neuron_maps(model)
+        return with_neuron_vectors(model, maps["u"], maps["v"], to_logit.to(model.W.dtype))
+
     def with_neuron_maps(self, model: TwoLayerNet, u: Tensor, v: Tensor, w: Tensor, act: str | None = None) -> TwoLayerNet:
         return with_neuron_vectors(model, u, v, w, act)
 

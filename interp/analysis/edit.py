@@ -1,0 +1,401 @@
+"""The edit that forgets the noise: the smallest change to a model's weights that takes its
+memorisation down and keeps its rule, found without reading a label.
+
+**What the search reads.** The model's weights, its own logits over every pair of the dataset,
+and its label-free extraction of those logits (`filtration.label_free_logits`: the re-synthesized
+net for two-layer nets, the key-frequency diagonal filter for transformers on a sum grid), the
+*teacher*. Never the observed or true labels, the split or the noise mask: those are read
+afterwards, only to score each edit on the four subsets. The one method that reads labels,
+`localisation ranking`, is there for comparison and says so.
+
+**The edit space.** The readout units (a two-layer net's hidden neurons; the last MLP layer's
+neurons of a transformer) act on the logits linearly: unit u pushes act_u · T[u], T the
+unit-to-logit map. Each push splits exactly into class-frequency parts T[u] = Σ_k T[u] P_k (P_k
+projects onto frequency k along the class axis; k = 0, the constant, which softmax ignores, is
+always kept). An edit removes a set of parts (u, k): it projects unit u's output weights onto a
+Fourier subspace of the classes, and removing all of a unit's parts removes the neuron. It is a
+weight edit of the same architecture (`ModelFamily.with_unit_to_logit`) whose logits are exact in
+closed form, so every candidate is scored without a forward. Its **size** is the share of the
+readout map's squared norm removed, ‖ΔT‖²/‖T‖² (the parts are orthogonal, so shares add).
+Heads and embedding frequencies are not in the space: they reach the logits through the MLP's
+nonlinearity, so no edit of them is exact in closed form.
+
+**Methods**, each a curve of edits of growing size:
+- `learned mask` (continuous sparsification, one of the methods Sakarvadia et al. 2025 compare):
+  a sigmoid gate per part, trained so that the edited logits predict the teacher's argmax on
+  every pair (`teacher_loss`, a hinge on the lead in units of the model's own median lead) at a
+  penalty of `strength` × the removed share; one edit per strength, each warm-started from the
+  last.
+- `greedy`: remove the parts with the largest first-order drop of that same loss, re-ranked
+  after each STEP_SHARE (or a tenth of the share removed so far, when larger).
+- `flip count` (Maini et al. 2023): for each pair whose prediction the teacher disputes, the
+  fewest readout neurons that flip it when removed (taken by their push towards the prediction
+  over the teacher's class); neurons ranked by how many of those pairs need them, removed whole.
+- `localisation ranking` (reads labels): whole neurons in order of the localisation's
+  memorisation share minus its generalisation share.
+- `random`: random parts, the control at each size (RANDOM_SEEDS seeds).
+
+The chosen edit, which `interp edit` writes, is fixed in advance and reads no label: the smallest
+`learned mask` edit whose argmax agrees with the teacher's on at least AGREEMENT of the grid (the
+most agreeing one if none does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+
+from ..core import fourier
+from ..core.fourier import residue_order
+from ..core.runtime import progress_bar
+from ..core.tasks import Dataset
+from ..families.base import family_of, logits
+from ..training.rundir import Run, save_run, sha256
+from ..training.train import evaluate
+from .filtration import label_free_logits
+from .interventions import ACCURACIES, scored
+from .readout import linear_readout
+from .registry import Analysis, Result, register_analysis
+
+if TYPE_CHECKING:
+    from ..core.document import Figure, Table
+
+#: the learned mask's penalties on the removed share, weakest first (each a point of its curve)
+STRENGTHS = (10.0, 3.0, 1.0, 0.5, 0.25, 0.1)
+MASK_STEPS = (300, 200, 200, 200, 200, 200)  # optimiser steps per strength (warm-started after the first)
+MASK_LR = 0.1
+GATE = 3.0  # the gates' logits start at and stay within ±GATE (keep 0.95 at the start)
+#: the sizes (removed share of the readout map's squared norm) at which the ranked methods are scored
+SIZES = (0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.16, 0.25, 0.35, 0.5)
+STEP_SHARE = 0.0025  # greedy re-ranks after removing this much, or a tenth of what it has removed
+RANDOM_SEEDS = (0, 1, 2)
+LEAD = 0.1  # the teacher's class must win by this share of the model's median lead
+READS = "the weights and the model's own logits over every input pair of the dataset; no label, split or noise mask"
+#: the chosen edit agrees with the teacher's argmax on at least this share of the grid
+AGREEMENT = 0.99
+
+
+@dataclass
+class EditSpace:
+    """The model's logits split into what an edit can remove and what it cannot."""
+
+    rest: Float[Tensor, "pair p"]  # the logits without the readout units' pushes
+    acts: Float[Tensor, "pair unit"]
+    parts: Float[Tensor, "unit freq p"]  # each unit's push per unit activation, by class frequency
+    share: Float[Tensor, "unit freq"]  # each part's share of the readout map's squared norm
+    editable: Bool[Tensor, "unit freq"]  # every part but the constant (k = 0)
+    margin: float  # the unedited model's median lead of its top class over the next, in logits
+
+    def logits(self, keep: Float[Tensor, "unit freq"]) -> Float[Tensor, "pair p"]:
+        """The edited model's logits with parts weighted by `keep` (1 kept, 0 removed)."""
+        return self.rest + self.acts @ torch.einsum("uk,ukc->uc", keep, self.parts)
+
+    def to_logit(self, keep: Float[Tensor, "unit freq"]) -> Float[Tensor, "unit p"]:
+        return torch.einsum("uk,ukc->uc", keep, self.parts)
+
+    def removed_share(self, keep: Tensor) -> float:
+        return float(((1 - keep) * self.share).sum())
+
+
+@torch.no_grad()
+def edit_space(model: nn.Module, dataset: Dataset) -> EditSpace:
+    """The readout of `model` over the dataset's pairs, split by class frequency."""
+    _, acts, to_logit, full = linear_readout(model, dataset.inputs)
+    acts, to_logit, full = acts.float(), to_logit.float(), full.float()
+    p = to_logit.shape[1]
+    order = residue_order(dataset.task.op, p)  # mul/div: frequencies of the discrete-log index
+    n = len(order)
+    basis = fourier.fourier_basis(n)[0]
+    component = fourier.component_frequencies(n)
+    projections = torch.zeros(n // 2 + 1, p, p)
+    for k in range(n // 2 + 1):
+        rows = basis[component == k]
+        projections[k][order[:, None], order[None, :]] = rows.T @ rows
+    outside = torch.ones(p, dtype=torch.bool)
+    outside[order] = False
+    projections[0][outside, outside] = 1.0  # a class outside the index (0 for mul) stays as it is
+    parts = torch.einsum("uc,kcd->ukd", to_logit, projections)
+    norm = parts.square().sum(-1)
+    editable = torch.ones_like(norm, dtype=torch.bool)
+    editable[:, 0] = False
+    top2 = full.topk(2, dim=1).values
+    margin = max(float((top2[:, 0] - top2[:, 1]).median()), 1e-6)
+    return EditSpace(full - acts @ to_logit, acts, parts, norm / norm.sum(), editable, margin)
+
+
+def teacher_loss(space: EditSpace, keep: Tensor, target: Tensor) -> Tensor:
+    """How far the edited logits are from predicting the teacher's class `target` on every
+    pair: the mean hinge max(0, LEAD − lead / δ), lead the target's logit minus the best
+    other's, δ the model's own median lead of its top class (so the loss is in no unit of logits
+    and asks nothing of a pair whose target already wins by LEAD · δ)."""
+    out = space.logits(keep)
+    wanted = out.gather(1, target[:, None]).squeeze(1)
+    lead = wanted - out.scatter(1, target[:, None], -torch.inf).amax(1)
+    return F.relu(LEAD - lead / space.margin).mean()
+
+
+# --- the methods --------------------------------------------------------------------------
+
+
+def learned_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]:
+    """(strength, keep) per strength of STRENGTHS: continuous sparsification towards the teacher."""
+    gate = torch.full(space.share.shape, GATE, requires_grad=True)
+    optimiser = torch.optim.Adam([gate], lr=MASK_LR)
+    fixed = (~space.editable).float()
+    out = []
+    for strength, steps in progress_bar(list(zip(STRENGTHS, MASK_STEPS)), "edit: learned mask"):
+        for _ in range(steps):
+            keep = torch.where(space.editable, torch.sigmoid(gate), fixed)
+            loss = teacher_loss(space, keep, target) + strength * ((1 - keep) * space.share).sum()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            with torch.no_grad():  # a gate never saturates, so the next strength can move it
+                gate.clamp_(-GATE, GATE)
+        out.append((strength, torch.where(space.editable, (gate > 0).float(), fixed).detach()))
+    return out
+
+
+def greedy_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]:
+    """(size, keep) at each of SIZES: parts removed by first-order gain per share, re-ranked
+    after each STEP_SHARE."""
+    keep = torch.ones_like(space.share)
+    out, removed = [], 0.0
+    for size in progress_bar(list(SIZES), "edit: greedy"):
+        while removed < size:
+            trial = keep.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(teacher_loss(space, trial, target), trial)
+            # removing part j changes the loss by about grad_j · (0 − 1): the largest gain first
+            gain = torch.where(space.editable & (keep > 0), grad, -torch.inf)
+            order = torch.argsort(gain.flatten(), descending=True)
+            shares = space.share.flatten()[order]
+            step = min(max(STEP_SHARE, removed / 10), size - removed)
+            count = int((torch.cumsum(shares, 0) < step).sum()) + 1
+            keep.view(-1)[order[:count]] = 0.0
+            removed = space.removed_share(keep)
+        out.append((size, keep.clone()))
+    return out
+
+
+def neuron_masks(space: EditSpace, ranking: list[int]) -> list[tuple[float, Tensor]]:
+    """(size, keep) at each of SIZES: whole neurons removed in `ranking`'s order."""
+    neuron_share = (space.share * space.editable).sum(1)
+    cumulative = torch.cumsum(neuron_share[ranking], 0)
+    out = []
+    for size in SIZES:
+        keep = torch.ones_like(space.share)
+        count = min(int((cumulative < size).sum()) + 1, len(ranking))
+        keep[ranking[:count]] = (~space.editable[ranking[:count]]).float()
+        out.append((size, keep))
+    return out
+
+
+def random_masks(space: EditSpace, seed: int) -> list[tuple[float, Tensor]]:
+    """(size, keep) at each of SIZES: random parts removed."""
+    editable = space.editable.flatten().nonzero().flatten()
+    drawn = editable[torch.randperm(len(editable), generator=torch.Generator().manual_seed(seed))]
+    cumulative = torch.cumsum(space.share.flatten()[drawn], 0)
+    out = []
+    for size in SIZES:
+        keep = torch.ones_like(space.share)
+        keep.view(-1)[drawn[: int((cumulative < size).sum()) + 1]] = 0.0
+        out.append((size, keep))
+    return out
+
+
+@torch.no_grad()
+def flip_counts(space: EditSpace, teacher: Tensor) -> tuple[Tensor, Tensor, list[int]]:
+    """Maini et al.'s count per disputed pair: (disputed pair indices, the fewest readout neurons
+    whose removal lets the teacher's class beat the prediction — taken by their push towards the
+    prediction over it, −1 when no number of them does — and the neurons ranked by how many
+    disputed pairs need them)."""
+    out = space.logits(torch.ones_like(space.share))
+    predicted, wanted = out.argmax(1), teacher.argmax(1)
+    disputed = (predicted != wanted).nonzero().flatten()
+    to_logit = space.to_logit(torch.ones_like(space.share))
+    push = space.acts[disputed] * (to_logit[:, predicted[disputed]] - to_logit[:, wanted[disputed]]).T
+    lead = out[disputed, predicted[disputed]] - out[disputed, wanted[disputed]]
+    ranked, order = torch.sort(push, dim=1, descending=True)
+    flipped = torch.cumsum(ranked, 1) > lead[:, None]
+    counts = torch.where(flipped.any(1), flipped.int().argmax(1) + 1, -1)
+    needed = torch.zeros(space.acts.shape[1])
+    for row, count in zip(order, counts.tolist()):
+        if count > 0:
+            needed[row[:count]] += 1
+    ranking = [int(u) for u in torch.argsort(needed, descending=True, stable=True)]
+    return disputed, counts, ranking
+
+
+# --- the result ---------------------------------------------------------------------------
+
+
+@dataclass
+class EditPoint:
+    """One edit: its method, its parameter (a size, or the learned mask's strength), its size
+    (removed share), how many parts and whole neurons it removes, its agreement with the
+    teacher's argmax over the grid (label-free), and its scores (`interventions.scored`)."""
+
+    method: str
+    parameter: float
+    size: float
+    parts: int
+    neurons: int
+    agreement: float
+    metrics: dict[str, float | None]
+
+
+@dataclass(repr=False)
+class EditSearch(Result):
+    teacher: str  # the label-free extraction the search aims at
+    baseline: dict[str, float | None]
+    teacher_metrics: dict[str, float | None]
+    points: list[EditPoint] = field(default_factory=list)
+    chosen: int = -1  # index into points of the edit `interp edit` writes
+    flips: dict[str, float | int | None] = field(default_factory=dict)
+    exactness: float | None = None  # max |logits of the written model − closed form|
+    keep: Tensor | None = None  # the chosen edit's mask [unit, freq]
+
+    @property
+    def edit(self) -> EditPoint:
+        return self.points[self.chosen]
+
+    def curve(self, method: str) -> list[EditPoint]:
+        return [pt for pt in self.points if pt.method == method]
+
+    def summary(self) -> str:
+        from ..core.document import pct
+
+        e, b = self.edit, self.baseline
+        line = (f"Removing {e.size:.1%} of the readout's weight ({e.parts} class-frequency parts of the output "
+                f"weights, {e.neurons} neurons whole), chosen without labels as the smallest learned mask that "
+                f"agrees with the {self.teacher} on {pct(e.agreement)} of the grid: memorised "
+                f"{pct(b['noisy_observed_acc'])} → {pct(e.metrics['noisy_observed_acc'])}, test "
+                f"{pct(b['test_acc'])} → {pct(e.metrics['test_acc'])}, clean {pct(b['clean_acc'])} → "
+                f"{pct(e.metrics['clean_acc'])} (the {self.teacher} itself: memorised "
+                f"{pct(self.teacher_metrics['noisy_observed_acc'])}, test {pct(self.teacher_metrics['test_acc'])}).")
+        at = [pt for pt in self.curve("random") if abs(pt.size - _nearest(e.size)) < 1e-9]
+        if at:
+            mean = sum(pt.metrics["noisy_observed_acc"] for pt in at) / len(at)
+            test = sum(pt.metrics["test_acc"] for pt in at) / len(at)
+            line += f" Random parts of the same size ({_nearest(e.size):.1%}): memorised {pct(mean)}, test {pct(test)}."
+        if self.flips.get("disputed"):
+            f = self.flips
+            line += (f" Flip counts (Maini et al.): the {f['disputed']} pairs the {self.teacher} disputes flip after "
+                     f"removing a median {f['median_disputed']} neurons")
+            line += f" (noisy pairs {f['median_noisy']}, others {f['median_other']})." if f.get("median_noisy") is not None else "."
+        return line
+
+    def tables(self) -> list[Table]:
+        from ..core.document import Table, pct
+
+        header = ["method", "parameter", "size", "parts", "neurons", "agrees with teacher",
+                  "clean", "memorised", "recovered", "test"]
+        rows = [["model", "—", "0", "0", "0", "—", *(pct(self.baseline[k]) for k in ACCURACIES)],
+                [self.teacher, "—", "—", "—", "—", "100%", *(pct(self.teacher_metrics[k]) for k in ACCURACIES)]]
+        for i, pt in enumerate(self.points):
+            rows.append([pt.method + (" (chosen)" if i == self.chosen else ""), f"{pt.parameter:g}", f"{pt.size:.1%}",
+                         str(pt.parts), str(pt.neurons), pct(pt.agreement), *(pct(pt.metrics[k]) for k in ACCURACIES)])
+        return [Table(header, rows)]
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from ..core.document import Figure
+        from .plots import plot_edit_pareto
+
+        return [Figure(plot_edit_pareto(self, Path(out_dir) / f"{stem}.png"),
+                       "memorised and test accuracy against the size of the edit, for every method (random: "
+                       "mean and range over seeds)")]
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "keep"}
+        return out
+
+
+def _nearest(size: float) -> float:
+    return min(SIZES, key=lambda s: abs(s - size))
+
+
+def _point(space: EditSpace, method: str, parameter: float, keep: Tensor, wanted: Tensor, dataset: Dataset) -> EditPoint:
+    with torch.no_grad():
+        out = space.logits(keep)
+    removed = keep.eq(0) & space.editable
+    whole = removed.sum(1) == space.editable.sum(1)
+    return EditPoint(method, float(parameter), space.removed_share(keep), int(removed.sum()), int(whole.sum()),
+                     float((out.argmax(1) == wanted).float().mean()), scored(out, dataset))
+
+
+def edited_model(model: nn.Module, space: EditSpace, keep: Tensor) -> nn.Module:
+    """The model of the same architecture whose readout keeps the parts `keep` marks."""
+    return family_of(model).with_unit_to_logit(model, space.to_logit(keep))
+
+
+def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True) -> EditSearch:
+    """Every method's curve, the chosen edit, and the check that the written model computes it.
+    `with_labels=False` leaves out the one method that reads labels (`localisation ranking`)."""
+    space = edit_space(model, dataset)
+    name, teacher = label_free_logits(model, dataset)
+    wanted = teacher.argmax(1)
+    full = space.logits(torch.ones_like(space.share))
+    result = EditSearch(name, scored(full, dataset), scored(teacher, dataset))
+    masks = {"learned mask": learned_masks(space, wanted), "greedy": greedy_masks(space, wanted)}
+    disputed, counts, ranking = flip_counts(space, teacher)
+    masks["flip count"] = neuron_masks(space, ranking)
+    if with_labels:
+        from .localize import readout_scores, reference_margins
+
+        gen, mem = readout_scores(model, dataset)
+        if mem is not None:
+            g, m = reference_margins(full, dataset)
+            masks["localisation ranking"] = neuron_masks(space, torch.argsort(mem / m - gen / g, descending=True).tolist())
+    for seed in RANDOM_SEEDS:
+        masks.setdefault("random", []).extend(random_masks(space, seed))
+    for method, curve in masks.items():
+        result.points += [_point(space, method, parameter, keep, wanted, dataset) for parameter, keep in curve]
+    learned = [i for i, pt in enumerate(result.points) if pt.method == "learned mask"]
+    agreeing = [i for i in learned if result.points[i].agreement >= AGREEMENT]
+    result.chosen = (min(agreeing, key=lambda i: result.points[i].size) if agreeing
+                     else max(learned, key=lambda i: result.points[i].agreement))
+    result.keep = masks["learned mask"][learned.index(result.chosen)][1]
+    counts = counts.tolist()
+    result.flips = {"disputed": len(counts), "unflippable": sum(c < 0 for c in counts),
+                    "median_disputed": _median([c for c in counts if c > 0])}
+    if with_labels and dataset.noisy_mask.any():  # scoring the counts, afterwards, by the truth
+        noisy = dataset.noisy_mask[disputed].tolist()
+        result.flips["median_noisy"] = _median([c for c, n in zip(counts, noisy) if n and c > 0])
+        result.flips["median_other"] = _median([c for c, n in zip(counts, noisy) if not n and c > 0])
+    with torch.no_grad():
+        written = logits(edited_model(model, space, result.keep), dataset.inputs)
+        result.exactness = float((written - space.logits(result.keep)).abs().max())
+    return result
+
+
+def write_edited_run(run: Run, out: str | Path, search: EditSearch | None = None) -> Run:
+    """The run with its model replaced by the chosen edit of `search` (computed when None),
+    written to the new run directory `out`: same spec, dataset and architecture, its config
+    recording the edit (`edited_from`)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; choose another --out")
+    search = search if search is not None else edit_search(run.model, run.dataset)
+    model = edited_model(run.model, edit_space(run.model, run.dataset), search.keep)
+    edited = Run(run.spec, model, [{"step": run.step, "lr": 0.0, **evaluate(model, run.dataset, run.spec.train.loss)}],
+                 run.step, None, run.dataset)
+    source = None if run.path is None else Path(run.path)
+    save_run(out, edited, {"edited_from": {
+        "run": None if source is None else str(source), "model_sha256": None if source is None else sha256(source / "model.safetensors"),
+        "teacher": search.teacher, "reads": READS, "edit": asdict(search.edit), "exactness": search.exactness}})
+    edited.path = out
+    return edited
+
+
+def _median(values: list[int]) -> int | None:
+    return sorted(values)[len(values) // 2] if values else None
+
+
+EDIT: Analysis[EditSearch] = register_analysis("edit", "The edit that forgets the noise", lambda run: edit_search(run.model, run.dataset),
+                                              order=35)

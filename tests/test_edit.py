@@ -1,0 +1,101 @@
+"""The weight edit that forgets the noise (`interp.analysis.edit`): exact in closed form, written
+as a model of the same architecture, found without reading a label, and acting on a planted net
+as its construction says it should."""
+
+import pytest
+import torch
+
+from interp.analysis.edit import edit_search, edit_space, edited_model
+from interp.cli import main
+from interp.core.specs import NoiseSpec, TaskSpec, TransformerSpec
+from interp.core.tasks import Dataset, make_dataset
+from interp.families import build_model, logits
+from interp.planted import planted_two_layer
+from interp.training.rundir import load_run
+
+P = 31
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A ReLU planted net: rule neurons at three frequencies plus one lookup neuron per noisy pair."""
+    ds = make_dataset(TaskSpec(p=P, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.2, seed=1))
+    return planted_two_layer(ds, act="relu", seed=2).model, ds
+
+
+@pytest.fixture(scope="module")
+def search(planted):
+    return edit_search(*planted)
+
+
+def _random_keep(space, seed: int = 0):
+    keep = (torch.rand(space.share.shape, generator=torch.Generator().manual_seed(seed)) > 0.5).float()
+    keep[~space.editable] = 1.0
+    return keep
+
+
+@pytest.mark.parametrize("family", ["two-layer", "transformer"])
+def test_an_edit_is_exact_in_closed_form_and_as_weights(planted, family):
+    if family == "two-layer":
+        model, ds = planted
+    else:
+        ds = make_dataset(TaskSpec(p=13, train_fraction=0.5), NoiseSpec())
+        model = build_model(TransformerSpec(d_model=32, n_heads=2, d_head=16, d_mlp=24), 13)
+    space = edit_space(model, ds)
+    full = logits(model, ds.inputs)
+    torch.testing.assert_close(space.logits(torch.ones_like(space.share)), full, atol=1e-4, rtol=1e-4)
+    keep = _random_keep(space)
+    edited = edited_model(model, space, keep)
+    assert type(edited) is type(model)
+    torch.testing.assert_close(logits(edited, ds.inputs), space.logits(keep), atol=2e-4, rtol=1e-4)
+    # removing every part but the constant leaves logits that are the rest plus a per-pair constant
+    bare = space.logits((~space.editable).float())
+    centred = bare - bare.mean(1, keepdim=True)
+    torch.testing.assert_close(centred, space.rest - space.rest.mean(1, keepdim=True), atol=1e-4, rtol=1e-4)
+    # a part's share is its squared norm over the readout map's: shares of the whole map sum to 1
+    assert float(space.share.sum()) == pytest.approx(1.0)
+
+
+def test_the_edit_forgets_the_planted_lookups_and_keeps_the_rule(search):
+    before, after = search.baseline, search.edit.metrics
+    assert before["noisy_observed_acc"] > 0.9  # the planted net memorises
+    assert after["noisy_observed_acc"] <= 0.1
+    assert after["test_acc"] >= before["test_acc"] - 0.01
+    assert search.exactness < 1e-3
+    # random parts of about the same size leave most of the memory
+    size = min({pt.parameter for pt in search.curve("random")}, key=lambda s: abs(s - search.edit.size))
+    random = [pt.metrics["noisy_observed_acc"] for pt in search.curve("random") if pt.parameter == size]
+    assert sum(random) / len(random) > after["noisy_observed_acc"] + 0.3
+    # every method has its curve, and the report's pieces are there
+    assert {pt.method for pt in search.points} == {"learned mask", "greedy", "flip count", "localisation ranking", "random"}
+    assert "memorised" in search.summary() and search.tables()[0].rows
+
+
+def test_the_search_reads_no_label(planted, search):
+    """The same pairs with other observed labels, another split and no noise mask give the same edit."""
+    model, ds = planted
+    generator = torch.Generator().manual_seed(5)
+    other = Dataset.from_tensors(ds.task, ds.inputs, torch.randint(0, P, (len(ds.inputs),), generator=generator),
+                                 torch.rand(len(ds.inputs), generator=generator) < 0.3)
+    assert torch.equal(edit_search(model, other, with_labels=False).keep, search.keep)
+
+
+def test_interp_edit_writes_a_run_of_the_same_architecture(tmp_path, transformer_spec, capsys):
+    import interp
+
+    run = interp.train(transformer_spec, tmp_path / "run")
+    out = tmp_path / "edited"
+    assert main(["edit", str(tmp_path / "run"), "--out", str(out)]) == 0
+    edited = load_run(out)
+    assert type(edited.model) is type(run.model) and edited.dataset.same_as(run.dataset)
+    assert edited.model.state_dict().keys() == run.model.state_dict().keys()
+    written = [k for k in run.model.state_dict() if not torch.equal(run.model.state_dict()[k], edited.model.state_dict()[k])]
+    assert written == ["blocks.0.mlp.out.weight"]  # only the readout's output weights change
+    import json
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["edited_from"]["teacher"] and "no label" in config["edited_from"]["reads"]
+    assert (out / "analysis" / "edit.png").exists()
+    capsys.readouterr()
+    assert main(["edit", str(tmp_path / "run"), "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
