@@ -303,9 +303,9 @@ def plot_circuit(views, out_dir: Path, stem: str) -> list[tuple[Path, str]]:
             fig.colorbar(im, ax=axes[0][j], label="activation")
             axes[0][j].set(xlabel="b", ylabel="a", title=f"neuron {neuron} over (a, b)")
             im = axes[1][j].imshow(neuron_spectrum_image(grid).numpy(), cmap="magma", origin="lower")
-            fig.colorbar(im, ax=axes[1][j], label="power")
+            fig.colorbar(im, ax=axes[1][j], label="power (cos + sin; constant left out)")
             axes[1][j].set(xlabel="frequency k of b (0: constant)", ylabel="frequency k of a",
-                           title="power per frequency pair (cos + sin), constant left out")
+                           title="power per frequency pair")
         out.append((_save(fig, out_dir / f"{stem}_neurons.png"),
                     "example readout neurons (largest push towards the true test labels) and their 2-D spectra"))
 
