@@ -32,3 +32,17 @@ def two_layer_spec() -> RunSpec:
 @pytest.fixture
 def transformer_spec() -> RunSpec:
     return small_transformer()
+
+
+@pytest.fixture(scope="session")
+def planted_union():
+    """(model, dataset, built): the analytic union of a rule transformer (frequencies 2, 5;
+    heads L0H0, L0H1 copy a and b) and a lookup transformer storing 10% wrong labels (heads
+    L0H2, L0H3; its neurons `unclustered`), p = 23: every head and neuron on one side by
+    construction (interp.planted.planted_transformer)."""
+    import interp
+    from interp.planted import planted_transformer
+
+    ds = interp.make_dataset(TaskSpec(p=23, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.1, seed=7))
+    built = planted_transformer(ds, freqs=(2, 5))
+    return built.model, ds, built

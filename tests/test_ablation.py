@@ -2,6 +2,7 @@ import pytest
 import torch
 from conftest import small_transformer, small_two_layer
 
+import interp
 from interp import logits, train
 from interp.analysis.ablation import ablated_logits, pruning_curve, scan_units, scan_units_hooked
 
@@ -27,6 +28,10 @@ def test_batched_scan_equals_one_hooked_pass_per_unit(trained_two_layer, trained
     assert batched.baseline == pytest.approx(hooked.baseline)
     for key in ("clean_acc", "noisy_observed_acc", "noisy_true_acc", "test_acc", "test_loss", "clean_loss"):
         assert batched.metrics[key] == pytest.approx(hooked.metrics[key], rel=1e-5, abs=1e-6), key
+    # the margins moved in closed form equal the hooked passes' too
+    assert batched.margin_baseline == pytest.approx(hooked.margin_baseline)
+    for key in ("test", "memorised"):
+        assert batched.margins[key] == pytest.approx(hooked.margins[key], rel=1e-5, abs=1e-5), key
 
 
 def test_zero_ablating_every_hidden_neuron_leaves_the_bias(trained_two_layer):
@@ -77,3 +82,71 @@ def test_batched_scan_with_logits_spread_past_the_exp_floor(trained_two_layer):
     hooked = scan_units_hooked(net, ds, "hook_post", net.spec.width)
     for key in ("clean_acc", "test_acc", "clean_loss", "test_loss"):
         assert batched.metrics[key] == pytest.approx(hooked.metrics[key], rel=1e-5, abs=1e-6), key
+
+
+def forward_with_head_removed(model, pairs, head: int, at: str):
+    """The one-layer bridge's logits at the last position, written here from its state dict (no
+    LayerNorm, causal attention, learned positions, ReLU MLP), with `head`'s values zeroed
+    (`at="v"`: its output is then zero) or its queries zeroed (`at="q"`: it attends uniformly over
+    the positions it may see); every other head as it is."""
+    w, cfg = model.state_dict(), model.cfg
+    tokens = interp.tokens(model, pairs)
+    x = w["embed.weight"][tokens] + w["pos_embed.weight"][: tokens.shape[1]]
+
+    def linear(name, t):
+        return t @ w[f"blocks.0.{name}.weight"].T + w[f"blocks.0.{name}.bias"]
+
+    q, k, v = (linear(f"attn.{n}", x).unflatten(-1, (cfg.n_heads, cfg.d_head)) for n in "qkv")
+    if at in ("q", "v"):
+        (v if at == "v" else q)[:, :, head] = 0
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / cfg.d_head**0.5
+    causal = torch.triu(torch.ones(3, 3, dtype=torch.bool), 1)
+    z = torch.einsum("bhqk,bkhd->bqhd", scores.masked_fill(causal, float("-inf")).softmax(-1), v)
+    resid = x + linear("attn.o", z.flatten(-2))
+    out = resid + linear("mlp.out", torch.relu(linear("mlp.in", resid)))
+    return (out @ w["unembed.weight"].T + w["unembed.bias"])[:, -1]
+
+
+def test_head_ablation_removes_one_head_at_every_head_hook(trained_transformer):
+    """At hook_q, hook_k and hook_v the head axis is the second last: zeroing `units` along the
+    last axis there (as ablation once did) zeroes one dimension of every head instead."""
+    model, ds = trained_transformer.model, trained_transformer.dataset
+    pairs = ds.inputs[:64]
+    with torch.no_grad():
+        torch.testing.assert_close(forward_with_head_removed(model, pairs, 0, "none"), logits(model, pairs),
+                                   atol=1e-4, rtol=1e-4)  # the forward written here is the model's
+        for head in range(model.cfg.n_heads):
+            removed = forward_with_head_removed(model, pairs, head, "v")
+            for hook in ("hook_v", "hook_z", "hook_pattern"):
+                torch.testing.assert_close(ablated_logits(model, pairs, f"blocks.0.attn.{hook}", [head]), removed,
+                                           atol=1e-4, rtol=1e-4, msg=hook)
+            uniform = forward_with_head_removed(model, pairs, head, "q")
+            torch.testing.assert_close(ablated_logits(model, pairs, "blocks.0.attn.hook_q", [head]), uniform,
+                                       atol=1e-4, rtol=1e-4)
+            # a zero key gives every position the same score, as a zero query does
+            torch.testing.assert_close(ablated_logits(model, pairs, "blocks.0.attn.hook_k", [head]), uniform,
+                                       atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="discards edits"):
+        ablated_logits(model, pairs, "blocks.0.attn.hook_attn_scores", [0])
+
+
+def test_ablation_report_summarises_its_head_scan(trained_transformer, tmp_path):
+    from interp.analysis.ablation import ablation_report
+    from interp.analysis.readout import margins
+
+    model, ds = trained_transformer.model, trained_transformer.dataset
+    report = ablation_report(trained_transformer, seeds=(0,))
+    rows = report.head_costs()
+    assert [r["head"] for r in rows] == ["L0H0", "L0H1"]
+    gen0, mem0 = margins(logits(model, ds.inputs), ds)
+    for h, row in enumerate(rows):  # each head's costs, from its own ablated forward
+        gen, mem = margins(ablated_logits(model, ds.inputs, "blocks.0.attn.hook_z", [h]), ds)
+        assert (row["gen"], row["mem"]) == pytest.approx((gen0 - gen, mem0 - mem), abs=1e-6)
+    table = report.tables()[1]
+    assert len(table.rows) == 3 and table.rows[1][1] == f"{rows[0]['gen']:.3g}"
+    summary = report.summary()
+    most = max(rows, key=lambda r: r["gen"])
+    assert f"the test margin needs {most['head']} most (cost {most['gen']:.3g}" in summary
+    assert f"test margin is {gen0:.3g}" in summary
+    figures = report.figures(tmp_path, "ablation")
+    assert len(figures) == 2 and all(f.path.exists() for f in figures)

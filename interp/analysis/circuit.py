@@ -1,18 +1,20 @@
 """Circuit views of a model with attention heads: where it looks, what each head and each
-frequency cluster of readout neurons pushes the logits towards on each subset, what example
-neurons compute over the (a, b) grid, and — over a checkpoint trajectory — Nanda et al.'s
-progress measures.
+frequency cluster of readout neurons gives the rule and the memory, what example neurons compute
+over the (a, b) grid, and — over a checkpoint trajectory — Nanda et al.'s progress measures.
 
 - Attention: the predicting position's mean attention over the key positions, per head.
-- Direct logit attribution, per subset: each unit's direct push on the logits (a head's output
-  through W_O·W_U; a readout neuron's through its unit-to-logit map) as a margin, the pushed
-  label's logit minus the mean logit, averaged over the subset's pairs, against the labels the
-  subset is scored on (the observed labels on `noisy_observed`: memorisation; the true ones
-  elsewhere). Readout neurons are summed per cluster: the frequency holding more than
+- Rule and memory, per head and per neuron cluster: the localisation's scores and labels
+  (`interp.analysis.localize`), in logits of margin — `gen`, what the component gives the mean
+  true-label margin on the test pairs, and `mem`, what it gives the mean observed − true margin
+  on the noisy pairs (the push to the observed label *minus* the push to the true one). A head's
+  scores are what zero-ablating it alone costs (the ablation analysis's head scan,
+  `ablation.scan_heads`); a cluster's are its members' summed direct push (exactly what ablating
+  the cluster costs: the readout is linear). Clusters: the frequency holding more than
   CLUSTER_SHARE of a neuron's non-constant activation power over (a, b)
-  (`spectra.neuron_clusters`), or `unclustered`.
-- Example neurons: the three readout neurons with the largest test-set attribution, their
-  activation over (a, b) and its 2-D Fourier power.
+  (`spectra.neuron_clusters`), or `unclustered`. Beside each head, its direct path alone (its
+  output through W_O·W_U, around the MLP) in the same two scores.
+- Example neurons: the three readout neurons with the largest test-set push, their activation
+  over (a, b) and its 2-D Fourier power per pair of frequencies, every frequency 1 … ⌊p/2⌋.
 - Progress measures: at each trajectory checkpoint, the test loss of the restricted and the
   excluded logits over the final model's key frequencies (`interp.core.key_frequencies`), beside the
   plain train and test loss.
@@ -28,8 +30,7 @@ import einops
 import torch
 
 from ..core.runtime import progress_bar
-from ..core.tasks import SUBSET_TABLE, SUBSETS
-from ..families.base import Capability, family_of
+from ..families.base import Capability, family_of, heads
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -40,9 +41,10 @@ if TYPE_CHECKING:
 @dataclass(repr=False)
 class CircuitViews(Result):
     attention: dict[str, list[list[float]]]  # hook -> [head][key position]
-    head_attribution: dict[str, dict[str, float | None]]  # "layer.head" -> subset -> mean margin push
-    cluster_attribution: dict[str, dict[str, float | None]]  # "k=5" / "unclustered" -> subset -> push
-    cluster_sizes: dict[str, int]
+    # "L0H1" -> gen, mem (ablation costs, logits), label, direct_gen, direct_mem (direct path alone)
+    heads: dict[str, dict[str, Any]]
+    clusters: dict[str, dict[str, Any]]  # "k=5" / "unclustered" -> gen, mem (summed pushes), label, neurons
+    reference: tuple[float, float]  # (|G|, |M|): the model's own margins, which the labels are shares of
     example_neurons: list[int]
     example_maps: list[list[list[float]]]  # [neuron][a][b]
     progress: dict[str, list[float]] = field(default_factory=dict)  # step, train/test/restricted/excluded loss
@@ -51,15 +53,32 @@ class CircuitViews(Result):
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     def summary(self) -> str:
-        def best(table: dict[str, dict[str, float | None]], subset: str) -> str:
-            scored = {k: v[subset] for k, v in table.items() if v.get(subset) is not None}
-            return max(scored, key=scored.get) if scored else "none"
+        def top(table: dict[str, dict[str, Any]], score: str) -> tuple[str, dict[str, Any]] | None:
+            scored = [(k, v) for k, v in table.items() if v.get(score) is not None]
+            return max(scored, key=lambda kv: kv[1][score]) if scored else None
 
-        line = (f"The head pushing hardest towards the true label on test pairs is {best(self.head_attribution, 'test')}; "
-                f"the neuron cluster doing so is {best(self.cluster_attribution, 'test')}")
-        if any(v.get("noisy_observed") is not None for v in self.cluster_attribution.values()):
-            line += (f"; towards the memorised wrong labels: head {best(self.head_attribution, 'noisy_observed')}, "
-                     f"cluster {best(self.cluster_attribution, 'noisy_observed')}")
+        def named(table: dict[str, dict[str, Any]], score: str, what: str) -> str:
+            best = top(table, score)
+            if best is None:
+                return f"no {what}"
+            name, row = best
+            if score == "mem" and row["mem"] <= 0:
+                return f"no {what} (none pushes the observed labels above the true ones; largest {name}, {row['mem']:.3g})"
+            return f"{what} {name} ({row[score]:.3g}, {row['label']})"
+
+        g, m = self.reference
+        noisy = any(v.get("mem") is not None for v in self.heads.values())
+        line = ("In the localisation's scores (logits of margin; a head's by ablating it alone, a neuron cluster's "
+                f"by its summed direct push; labels against the model's test margin {g:.3g}"
+                + (f" and memorised margin {m:.3g}" if noisy else "") + f"): the test margin (the rule) needs most "
+                f"{named(self.heads, 'gen', 'head')}, "
+                f"{named(self.clusters, 'gen', 'cluster') if self.clusters else 'no neuron clusters (they need the full grid of an add or sub task)'}")
+        if noisy:
+            line += (f"; the memorised margin (push to the observed label minus push to the true one) needs most "
+                     f"{named(self.heads, 'mem', 'head')}" +
+                     (f", {named(self.clusters, 'mem', 'cluster')}" if self.clusters else ""))
+        direct = max((abs(v["direct_gen"]) for v in self.heads.values()), default=0.0)
+        line += f". The heads' direct path to the logits (around the MLP) gives the test margin at most {direct:.3g}"
         if self.progress:
             line += (f". Over {len(self.progress['step'])} checkpoints the restricted test loss went from "
                      f"{self.progress['restricted_test_loss'][0]:.3g} to {self.progress['restricted_test_loss'][-1]:.3g} "
@@ -70,18 +89,20 @@ class CircuitViews(Result):
     def tables(self) -> list[Table]:
         from ..core.document import Table
 
-        subsets = list(SUBSETS)
+        def cell(value: float | None) -> str:
+            return "—" if value is None else f"{value:.3g}"
 
-        def rows(table: dict[str, dict[str, float | None]], extra=lambda name: []) -> list[list[str]]:
-            return [[name, *extra(name), *("—" if v.get(s) is None else f"{v[s]:.3g}" for s in subsets)]
-                    for name, v in table.items()]
-
-        header = [SUBSET_TABLE[s].short for s in subsets]
-        return [Table(["head", *header], rows(self.head_attribution),
-                      caption="direct push of each head towards the subset's labels (mean logit margin)"),
-                Table(["neuron cluster", "neurons", *header],
-                      rows(self.cluster_attribution, lambda name: [str(self.cluster_sizes[name])]),
-                      caption="summed direct push of the readout neurons of each frequency cluster")]
+        return [Table(["head", "label", "rule (test margin lost)", "memory (memorised margin lost)",
+                       "direct path: test", "direct path: memorised"],
+                      [[name, v["label"], cell(v["gen"]), cell(v["mem"]), cell(v["direct_gen"]), cell(v["direct_mem"])]
+                       for name, v in self.heads.items()],
+                      caption="each head zero-ablated alone (the localisation's head scores, in logits of margin), and "
+                              "its direct path alone (output through W_O·W_U)"),
+                Table(["neuron cluster", "neurons", "label", "rule (test push)", "memory (observed − true push)"],
+                      [[name, str(v["neurons"]), v["label"], cell(v["gen"]), cell(v["mem"])]
+                       for name, v in self.clusters.items()],
+                      caption="summed direct push of the readout neurons of each frequency cluster (the localisation's "
+                              "cluster scores, in logits of margin)")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
@@ -94,45 +115,39 @@ class CircuitViews(Result):
 def circuit_views(run: Run) -> CircuitViews:
     from ..core.metrics import subset_metrics
     from .filtration import excluded_logits, restricted_logits
-    from .readout import contribution_push, margin_push
-    from .spectra import cluster_order, neuron_clusters, transformer_key_frequencies
+    from .localize import localize
+    from .readout import contribution_push, linear_readout, push_scores
+    from .spectra import transformer_key_frequencies
 
     model, ds = run.model, run.dataset
     family = family_of(model)
     p = ds.p
-    subsets = {name: (mask, labels) for name, (mask, labels) in ds.subsets().items() if mask.any()}
 
     attention = {hook: pattern.double().mean(0).tolist()
                  for hook, pattern in family.attention_patterns(model, ds.inputs).items()}
+    located = localize(model, ds, kinds=("neuron cluster", "head"), check=False)
+
+    def scores(row: dict) -> dict[str, Any]:
+        return {"gen": row["gen_score"], "mem": row["mem_score"], "label": row["label"]}
+
+    clusters = {r["index"]: {**scores(r), "neurons": r["neurons"]} for r in located.rows if r["kind"] == "neuron cluster"}
+    head_rows = {r["index"]: scores(r) for r in located.rows if r["kind"] == "head"}
     head_to_logit = family.head_to_logit(model)
     _, cache = family.run_with_cache(model, ds.inputs, names_filter=lambda n: n in head_to_logit)
-    head_attribution: dict[str, dict[str, float | None]] = {}
-    for layer, (hook, to_logit) in enumerate(head_to_logit.items()):
-        contributions = torch.einsum("bhd,hdc->bhc", cache[hook].double(), to_logit.double())
-        for name, (mask, labels) in subsets.items():
-            pushes = contribution_push(contributions[mask], labels[mask])
-            for head, value in enumerate(pushes.tolist()):
-                head_attribution.setdefault(f"L{layer}H{head}", {})[name] = value
+    for hook, head, name in heads(model):
+        contributions = torch.einsum("bd,dc->bc", cache[hook][:, head].double(), head_to_logit[hook][head].double())
+        noisy = ds.noisy_mask
+        head_rows[name]["direct_gen"] = float(contribution_push(contributions[ds.test_mask][:, None],
+                                                                ds.true_labels[ds.test_mask]).squeeze())
+        head_rows[name]["direct_mem"] = (float((contribution_push(contributions[noisy][:, None], ds.labels[noisy])
+                                                - contribution_push(contributions[noisy][:, None], ds.true_labels[noisy]))
+                                               .squeeze()) if noisy.any() else None)
 
-    hook = family.readout_hook(model)
-    _, cache = family.run_with_cache(model, ds.inputs, names_filter=hook)
-    acts, to_logit = cache[hook].double(), family.unit_to_logit(model).double()
+    _, acts, to_logit, _ = linear_readout(model, ds.inputs)
     grid = ds.sum_grid
-    if grid:
-        cluster = neuron_clusters(einops.rearrange(acts, "(a b) unit -> a b unit", a=p))
-    else:
-        cluster = ["all"] * acts.shape[1]
-    names = sorted(set(cluster), key=cluster_order)
-    members = {c: torch.tensor([x == c for x in cluster]) for c in names}
-    cluster_attribution: dict[str, dict[str, float | None]] = {c: {} for c in names}
-    for name, (mask, labels) in subsets.items():
-        per_neuron = margin_push(acts[mask], to_logit, labels[mask])
-        for c in names:
-            cluster_attribution[c][name] = float(per_neuron[members[c]].sum())
-    test_push = margin_push(acts[ds.test_mask], to_logit, ds.true_labels[ds.test_mask]) \
-        if ds.test_mask.any() else acts.abs().mean(0)
+    test_push = push_scores(acts, to_logit, ds)[0] if ds.test_mask.any() else acts.abs().mean(0)
     examples = torch.argsort(test_push, descending=True)[:3].tolist()
-    maps = einops.rearrange(acts[:, examples], "(a b) unit -> unit a b", a=p).tolist() if grid else []
+    maps = einops.rearrange(acts[:, examples].double(), "(a b) unit -> unit a b", a=p).tolist() if grid else []
 
     progress: dict[str, list[float]] = {}
     from ..training.rundir import load_run, trajectory_steps
@@ -149,8 +164,7 @@ def circuit_views(run: Run) -> CircuitViews:
                    "excluded_test_loss": subset_metrics(excluded_logits(m, ds, keys), ds, loss)["test_loss"]}
             for key, value in row.items():
                 progress.setdefault(key, []).append(value)
-    return CircuitViews(attention, head_attribution, cluster_attribution,
-                        {c: int(m.sum()) for c, m in members.items()}, examples, maps, progress)
+    return CircuitViews(attention, head_rows, clusters, located.reference, examples, maps, progress)
 
 
 CIRCUIT: Analysis[CircuitViews] = register_analysis("circuit", "Circuit views", circuit_views, needs=(Capability.HEADS,), order=40)

@@ -19,8 +19,9 @@ Rows and the numbers behind each label:
 - `head frequency` (transformers, add/sub over the full grid; opt-in, one forward per head and
   frequency): what removing frequency k from one head's output over the (a, b) grid costs —
   every 2-D term of its output with k on either axis projected out, the rest kept.
-- `head`, `frequency` (transformers): what zero-ablating the head, or removing the frequency
-  from the embedding, costs in the same two margins, measured on the whole network's logits:
+- `head`, `frequency` (transformers): what zero-ablating the head (the ablation analysis's head
+  scan, `ablation.scan_heads`), or removing the frequency from the embedding, costs in the same
+  two margins, measured on the whole network's logits:
   `gen_score` the fall of the mean true-label margin on the test pairs, `mem_score` the fall of
   the mean (observed − true) logit difference on the noisy pairs.
 
@@ -55,12 +56,12 @@ from ..core.document import plural
 from ..core.metrics import subset_metrics
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
-from ..families.base import Capability, family_of, logits
-from .ablation import ablated_logits
+from ..families.base import Capability, family_of, head_name, heads, logits
+from .ablation import scan_heads
 from .filtration import filter_residue_weights
 from .interventions import InterventionTable, check_labels
 from .neurons import dominant_split, neuron_ipr
-from .readout import linear_readout, margin_push, margins
+from .readout import linear_readout, margins, push_scores
 from .registry import Analysis, Result, register_analysis
 from .spectra import cluster_order, neuron_clusters, neuron_spectra, transformer_key_frequencies
 
@@ -103,16 +104,9 @@ def label(gen: Tensor, mem: Tensor | None, reference: tuple[float, float], n: in
 
 @torch.no_grad()
 def readout_scores(model: nn.Module, dataset: Dataset) -> tuple[Tensor, Tensor | None]:
-    """(gen_score, mem_score) of every readout unit (see module docstring), from `margin_push`."""
+    """(gen_score, mem_score) of every readout unit (see module docstring), `readout.push_scores`."""
     _, acts, to_logit, _ = linear_readout(model, dataset.inputs)
-
-    def towards(mask: Tensor, labels: Tensor) -> Tensor:
-        return margin_push(acts[mask], to_logit, labels[mask])
-
-    gen = towards(dataset.test_mask, dataset.true_labels)
-    noisy = dataset.noisy_mask
-    mem = towards(noisy, dataset.labels) - towards(noisy, dataset.true_labels) if noisy.any() else None
-    return gen, mem
+    return push_scores(acts, to_logit, dataset)
 
 
 @dataclass(repr=False)
@@ -269,7 +263,7 @@ def _head_frequency_rows(model: nn.Module, dataset: Dataset, full: Tensor, refer
                 return acts
 
             ablated.append(family.forward(model, dataset.inputs, fwd_hooks=[(hook, patch)]))
-            names.append(f"L{layer}H{head} k={k}")
+            names.append(f"{head_name(layer, head)} k={k}")
     rows = _ablation_rows("head frequency", full, ablated, dataset, reference)
     for row, name in zip(rows, names):
         row["index"], row["freq"] = name, int(name.split("k=")[1])
@@ -324,13 +318,17 @@ def _labelled(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...]) -> Loc
             result.rows += _rows("neuron", gen, mem, reference)
         if "neuron cluster" in kinds and dataset.sum_grid:
             result.rows += _cluster_rows(model, dataset, gen, mem, reference)
-    heads = family.head_hooks(model) if family.has(model, Capability.HEADS) else {}
-    for layer, (hook, n_heads) in enumerate(heads.items() if "head" in kinds else []):
-        ablated = [ablated_logits(model, dataset.inputs, hook, [h]) for h in range(n_heads)]
-        for row in _ablation_rows("head", full, ablated, dataset, reference):
-            row["index"] = f"L{layer}H{row['index']}"
+    has_heads = family.has(model, Capability.HEADS)
+    if "head" in kinds and has_heads:
+        # the ablation analysis's head scan: what zero-ablating each head alone costs the margins
+        scans = scan_heads(model, dataset)
+        names = [name for _, _, name in heads(model)]
+        gen, mem = (torch.cat(parts) if parts[0] is not None else None
+                    for parts in zip(*(scan.margin_costs() for scan in scans.values())))
+        for row in _rows("head", gen, mem, reference):
+            row["index"] = names[row["index"]]
             result.rows.append(row)
-    if "head frequency" in kinds and heads and dataset.sum_grid:
+    if "head frequency" in kinds and has_heads and dataset.sum_grid:
         result.rows += _head_frequency_rows(model, dataset, full, reference)
     if "frequency" not in kinds:
         return result

@@ -1,12 +1,30 @@
-"""Activation patching: which hook point, at which position, carries what a model computes.
+"""Activation patching: which component, at which position, carries the rule and which the memory.
+
+`rule_memory_patching(model, dataset)` (the registered `patching` analysis) patches one head
+or one neuron cluster at a time between pairs chosen so that the rule and the memory come apart,
+and scores each patch in the two margins of `readout.margins` (logits; the localisation's unit):
+- memory: into each noisy training pair, the activation of a clean pair with the *same true
+  label* (a test pair where one exists, else a clean training pair; `label_sources`). The rule
+  gives both pairs the same answer, so what the patch takes from the memorised margin (mean
+  observed − true margin of the noisy pairs) is what the component held of that pair's memory.
+- rule: into each test pair, the activation of a clean pair with *another true label*. What the
+  patch takes from the test margin (mean true-label margin) is what the component carries of
+  the rule for that pair.
+Components, each patched alone: `head output` (a head's output at the predicting position,
+`hook_z`), `head input` (what a head reads from one position: its values there, the attention
+pattern kept), `neuron cluster` (a frequency cluster of readout neurons, `spectra.neuron_clusters`,
+full-grid add/sub tasks), and `path` (path patching head → neuron cluster → logits: the head's
+output patched, and only the change it causes in that cluster's activations passed on to the
+logits — the readout is linear, so this is exact).
 
 `patch_sweep(target, dataset, source_model=None, source_pairs=None)` runs `target` on the
 dataset's pairs with one activation replaced at a time — at every hook of `hooks` (default: the
 family's `patch_hooks`, in the order information flows) and every position — by the activation the source computes: the same model on other inputs (across
 inputs: by default each pair with its b replaced by another residue, drawn with `seed`), or
 another model of the same shapes on the same pairs (across models, e.g. a grokked clean model's
-activations patched into a noisy one). Each patched forward is scored on the four subsets, so a
-row says where the information that decides clean, memorised and test predictions flows.
+activations patched into a noisy one). Each patched forward is scored on the four subsets.
+Corrupting b changes the rule's answer and the memory's at once, so this sweep says where
+information flows, not which of the two it is.
 """
 
 from __future__ import annotations
@@ -102,6 +120,181 @@ def patch_sweep(target: nn.Module, dataset: Dataset, source_model: nn.Module | N
     return PatchSweep(source, positions, baseline, metrics)
 
 
+def label_sources(dataset: Dataset, targets: Tensor, same: bool, seed: int = 0, chunk: int = 1024) -> Tensor:
+    """For each target pair (indices into the dataset), a clean pair — not noisy, not itself —
+    whose true label is the same as the target's (`same`) or differs from it: a test pair where
+    one exists, else a clean training pair, drawn with `seed`; −1 where there is none."""
+    gen = torch.Generator().manual_seed(seed)
+    n = len(dataset.true_labels)
+    prefer = dataset.test_mask.double().cpu() * 2  # a test pair beats any training pair
+    allowed = ~dataset.noisy_mask.cpu()
+    true = dataset.true_labels.cpu()
+    out = []
+    for block in targets.cpu().split(chunk):
+        score = torch.rand(len(block), n, generator=gen, dtype=torch.float64) + prefer
+        match = true[None, :] == true[block][:, None]
+        ok = allowed[None, :] & (match if same else ~match) & (torch.arange(n)[None, :] != block[:, None])
+        score = score.masked_fill(~ok, -1.0)
+        best = score.max(1)
+        out.append(torch.where(best.values >= 0, best.indices, torch.full_like(best.indices, -1)))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+@dataclass(repr=False)
+class RuleMemoryPatching(Result):
+    """Each component patched alone (see module docstring). `rows`: kind, index (head or
+    cluster name, `L0H1 → k=3` for a path), position (patched position, None for a cluster),
+    `memory` (memorised margin lost, logits; None on a clean run), `rule` (test margin lost),
+    and the accuracies left (`memorised_acc` on the noisy pairs' observed labels, `test_acc`).
+    `baseline`: the unpatched margins and accuracies; `pairs`: how many pairs each side patched."""
+
+    baseline: dict[str, float | None]
+    rows: list[dict]
+    pairs: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "rows": self.rows, "pairs": self.pairs}
+
+    def top(self, kind: str, score: str) -> dict | None:
+        """The row of `kind` whose patch takes most from `score` (`rule` or `memory`)."""
+        rows = [r for r in self.rows if r["kind"] == kind and r[score] is not None]
+        return max(rows, key=lambda r: r[score]) if rows else None
+
+    def summary(self) -> str:
+        def at(row: dict) -> str:
+            where = "" if row["position"] is None or row["kind"] != "head input" else f" at position {row['position']}"
+            return f"{row['index']}{where}"
+
+        b = self.baseline
+        parts = []
+        for score, margin, what in (("memory", "memorised_margin", "memorised margin"), ("rule", "test_margin", "test margin")):
+            if b[margin] is None:
+                continue
+            named = [f"{kind} {at(row)} ({row[score]:.3g})" for kind in ("head output", "head input", "neuron cluster", "path")
+                     if (row := self.top(kind, score)) is not None and row[score] > 0]
+            parts.append(f"the {what} ({b[margin]:.3g}) loses most by patching " + ", ".join(named) if named else
+                         f"no patch lowers the {what} ({b[margin]:.3g})")
+        if not parts:
+            return "No pair could be patched (the run has neither test pairs nor noisy pairs with a clean partner)."
+        line = ("Patching one component at a time, into each noisy training pair from a clean pair with the same true "
+                f"label ({self.pairs['memory']} pairs: the memory) and into each test pair from a pair with another "
+                f"true label ({self.pairs['rule']} pairs: the rule), in logits of margin: " + "; ".join(parts) + ".")
+        return line
+
+    def tables(self) -> list[Table]:
+        from ..core.document import Table, pct
+
+        def cell(value: float | None) -> str:
+            return "—" if value is None else f"{value:.3g}"
+
+        b = self.baseline
+        rows = [["(unpatched)", "—", "—", cell(b["memorised_margin"]), cell(b["test_margin"]), pct(b["memorised_acc"]),
+                 pct(b["test_acc"])]]
+        rows += [[r["kind"], r["index"], "—" if r["position"] is None else str(r["position"]), cell(r["memory"]),
+                  cell(r["rule"]), pct(r["memorised_acc"]), pct(r["test_acc"])] for r in self.rows]
+        return [Table(["kind", "component", "position", "memorised margin lost", "test margin lost", "memorised",
+                       "test"], rows,
+                      caption="each component patched alone: into the noisy pairs from clean pairs with the same true "
+                              "label (memory), into the test pairs from pairs with another true label (rule); margins "
+                              "in logits (the unpatched row gives the margins themselves)")]
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from ..core.document import Figure
+        from .plots import plot_rule_memory_patching
+
+        return [Figure(plot_rule_memory_patching(self, Path(out_dir) / f"{stem}.png"),
+                       "what patching each component takes from the memorised margin and from the test margin")]
+
+
+@torch.no_grad()
+def rule_memory_patching(model: nn.Module, dataset: Dataset, seed: int = 0) -> RuleMemoryPatching:
+    """Patch every head (output; input at every position), neuron cluster and head → cluster path
+    between rule-preserving and rule-changing pairs (see module docstring)."""
+    import einops
+
+    from ..core.metrics import margin
+    from ..families.base import heads
+    from .readout import linear_readout
+    from .spectra import cluster_order, neuron_clusters
+
+    family = family_of(model)
+    noisy = dataset.noisy_mask.nonzero().squeeze(1)
+    test = dataset.test_mask.nonzero().squeeze(1)
+    mem_src = label_sources(dataset, noisy, same=True, seed=seed)
+    rule_src = label_sources(dataset, test, same=False, seed=seed + 1)
+    noisy, mem_src = noisy[mem_src >= 0], mem_src[mem_src >= 0]
+    test, rule_src = test[rule_src >= 0], rule_src[rule_src >= 0]
+    targets, sources = torch.cat([noisy, test]), torch.cat([mem_src, rule_src])
+    n_mem = len(noisy)
+    pairs = dataset.inputs
+    observed, true = dataset.labels[targets], dataset.true_labels[targets]
+
+    def scored(out: Tensor) -> dict[str, float | None]:
+        out = out.double()
+        mem, rule = out[:n_mem], out[n_mem:]
+        return {"memorised_margin": float((margin(mem, observed[:n_mem]) - margin(mem, true[:n_mem])).mean()) if n_mem else None,
+                "test_margin": float(margin(rule, true[n_mem:]).mean()) if len(rule) else None,
+                "memorised_acc": float((mem.argmax(-1) == observed[:n_mem]).double().mean()) if n_mem else None,
+                "test_acc": float((rule.argmax(-1) == true[n_mem:]).double().mean()) if len(rule) else None}
+
+    readout, acts, to_logit, full = linear_readout(model, pairs)
+    baseline = scored(full[targets])
+
+    def row(kind: str, index: str, position: int | None, out: Tensor) -> dict:
+        s = scored(out)
+        lost = {name: None if baseline[m] is None else baseline[m] - s[m]
+                for name, m in (("memory", "memorised_margin"), ("rule", "test_margin"))}
+        return {"kind": kind, "index": index, "position": position, **lost,
+                "memorised_acc": s["memorised_acc"], "test_acc": s["test_acc"]}
+
+    value_hooks = family.head_value_hooks(model)
+    hooks = set(value_hooks) | set(value_hooks.values())
+    source = family.all_positions(model, pairs[sources], hooks)
+    last = family.n_positions(model) - 1
+    clusters: dict[str, Tensor] = {}
+    if dataset.sum_grid:
+        names = neuron_clusters(einops.rearrange(acts, "(a b) unit -> a b unit", a=dataset.p))
+        for c in sorted(set(names), key=cluster_order):
+            clusters[c] = torch.tensor([n == c for n in names]).nonzero().squeeze(1)
+    target_acts, target_full = acts[targets].double(), full[targets].double()
+    to_logit = to_logit.double()
+
+    def through(members: Tensor, new_acts: Tensor) -> Tensor:
+        """The targets' logits with only `members`' activations changed to `new_acts`'."""
+        return target_full + (new_acts[:, members] - target_acts[:, members]) @ to_logit[members]
+
+    rows = []
+    for hook, head, name in heads(model):
+        def patch(acts: Tensor, hook=None, at=hook, head=head, pos=last) -> Tensor:
+            acts = acts.clone()
+            acts[:, pos, head] = source[at][:, pos, head].to(acts.device)
+            return acts
+
+        captured: dict[str, Tensor] = {}
+
+        def keep(acts: Tensor, hook=None) -> Tensor:
+            captured["acts"] = family.predicting(acts)
+            return acts
+
+        out = family.forward(model, pairs[targets], fwd_hooks=[(hook, patch), (readout, keep)])
+        rows.append(row("head output", name, last, out))
+        new_acts = captured["acts"].to(target_acts.device).double()
+        for c, members in clusters.items():
+            rows.append(row("path", f"{name} → {c}", last, through(members, new_acts)))
+        value = value_hooks[hook]
+        for pos in range(last + 1):
+            def patch_value(acts: Tensor, hook=None, at=value, head=head, pos=pos) -> Tensor:
+                acts = acts.clone()
+                acts[:, pos, head] = source[at][:, pos, head].to(acts.device)
+                return acts
+
+            rows.append(row("head input", name, pos, family.forward(model, pairs[targets], fwd_hooks=[(value, patch_value)])))
+    source_acts = acts[sources].double()
+    for c, members in clusters.items():
+        rows.append(row("neuron cluster", c, None, through(members, source_acts)))
+    return RuleMemoryPatching(baseline, rows, {"memory": n_mem, "rule": len(test)})
+
+
 @dataclass(repr=False)
 class PatchingOverTraining(Result):
     """The final model with one hook's activation patched from each earlier checkpoint of
@@ -193,6 +386,6 @@ PATCHING_OVER_TRAINING: Analysis[PatchingOverTraining] = register_analysis("patc
                   needs=(Capability.POSITIONS,), skip_reason=_needs_trajectory, order=51)
 
 
-PATCHING: Analysis[PatchSweep] = register_analysis("patching", "Activation patching",
-                  lambda run: patch_sweep(run.model, run.dataset, loss=run.spec.train.loss),
-                  needs=(Capability.POSITIONS,), order=50)
+PATCHING: Analysis[RuleMemoryPatching] = register_analysis(
+    "patching", "Activation patching: the rule and the memory", lambda run: rule_memory_patching(run.model, run.dataset),
+    needs=(Capability.HEADS, Capability.POSITIONS), order=50)

@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..core.key_frequencies import CLUSTER_SHARE
-from ..core.tasks import SUBSET_TABLE, SUBSETS
+from ..core.tasks import SUBSET_TABLE
 
 SUBSET_COLORS = {
     "clean": "#1f77b4",
@@ -140,6 +140,22 @@ def plot_pruning(curves, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_head_scan(rows: list[dict], path: Path) -> Path:
+    """Per head, what ablating it alone costs the test margin and the memorised margin (rows of
+    `AblationReport.head_costs`)."""
+    fig, ax = _subplots(figsize=(max(5, 1.2 * len(rows) + 2), 4))
+    x = range(len(rows))
+    ax.bar([i - 0.2 for i in x], [r["gen"] for r in rows], 0.4, color=SUBSET_COLORS["test"], label="test margin")
+    if any(r["mem"] is not None for r in rows):
+        ax.bar([i + 0.2 for i in x], [r["mem"] or 0.0 for r in rows], 0.4, color=SUBSET_COLORS["noisy_observed"],
+               label="memorised (observed − true) margin")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xticks(list(x), [r["head"] for r in rows])
+    ax.set(xlabel="head ablated (zero)", ylabel="margin lost (logits)", title="head scan")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def plot_partition(sweeps, path: Path) -> Path:
     """Per score: test accuracy of f^G_part, of its frequency filtration, and the memorised
     accuracy of the memorisation part, against the fraction of neurons kept."""
@@ -237,13 +253,22 @@ def plot_sweep(summary, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_circuit(views, out_dir: Path, stem: str) -> list[tuple[Path, str]]:
-    """The circuit views' figures: attention, direct logit attribution per head and per neuron
-    cluster, example neurons over (a, b) with their 2-D spectra, and progress measures."""
-    from ..core.fourier import fourier_basis
+def neuron_spectrum_image(grid: torch.Tensor) -> torch.Tensor:
+    """What the example-neuron figure shows of a neuron's activation over (a, b): its power per
+    pair of frequencies (k_a, k_b), every k = 0 … ⌊p/2⌋ (cos and sin summed,
+    `fourier.frequency_power_2d`), with the constant (0, 0) left out so the mean does not drown
+    the rest."""
+    from ..core.fourier import frequency_power_2d
 
+    power = frequency_power_2d(grid.double())
+    power[0, 0] = 0
+    return power
+
+
+def plot_circuit(views, out_dir: Path, stem: str) -> list[tuple[Path, str]]:
+    """The circuit views' figures: attention, the rule and memory scores per head and per neuron
+    cluster, example neurons over (a, b) with their 2-D spectra, and progress measures."""
     out = []
-    subsets = list(SUBSETS)
     fig, axes = _subplots(1, 3, figsize=(16, 4.2))
     patterns = [torch.tensor(v) for v in views.attention.values()]
     if patterns:
@@ -251,38 +276,36 @@ def plot_circuit(views, out_dir: Path, stem: str) -> list[tuple[Path, str]]:
         im = axes[0].imshow(pattern.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
         fig.colorbar(im, ax=axes[0], label="attention")
         axes[0].set(xticks=range(pattern.shape[1]), xticklabels=["a", "b", "="][: pattern.shape[1]],
-                    yticks=range(pattern.shape[0]), yticklabels=list(views.head_attribution)[: pattern.shape[0]],
+                    yticks=range(pattern.shape[0]), yticklabels=list(views.heads)[: pattern.shape[0]],
                     xlabel="key position", ylabel="head", title="attention of the predicting position")
-    for ax, table, title in ((axes[1], views.head_attribution, "heads"),
-                             (axes[2], views.cluster_attribution, "readout neurons by frequency cluster")):
+    for ax, table, title, ylabel in (
+            (axes[1], views.heads, "heads (each zero-ablated alone)", "margin lost (logits)"),
+            (axes[2], views.clusters, "readout neurons by frequency cluster", "summed direct push (logits of margin)")):
         names = list(table)
-        width = 0.8 / len(subsets)
-        for i, subset in enumerate(subsets):
-            values = [table[n].get(subset) or 0.0 for n in names]
-            ax.bar([j + i * width for j in range(len(names))], values, width, color=SUBSET_COLORS[subset],
-                   label=SUBSET_LABELS[subset])
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=45, ha="right", fontsize=8)
+        for offset, score, color, name in ((-0.2, "gen", SUBSET_COLORS["test"], "rule: test true-label margin"),
+                                           (0.2, "mem", SUBSET_COLORS["noisy_observed"],
+                                            "memory: noisy observed − true margin")):
+            if any(table[n].get(score) is not None for n in names):
+                ax.bar([j + offset for j in range(len(names))], [table[n].get(score) or 0.0 for n in names], 0.4,
+                       color=color, label=name)
+        ax.set_xticks(range(len(names)), [f"{n}\n{table[n]['label']}" for n in names], fontsize=7)
         ax.axhline(0, color="black", linewidth=0.5)
-        ax.set(ylabel="direct push on the label's logit margin", title=title)
+        ax.set(ylabel=ylabel, title=title)
     axes[2].legend(fontsize=7)
-    out.append((_save(fig, out_dir / f"{stem}.png"), "attention and direct logit attribution per subset"))
+    out.append((_save(fig, out_dir / f"{stem}.png"), "attention, and the rule and memory scores of each head and "
+                                                      "neuron cluster (the localisation's)"))
 
     if views.example_maps:
         maps = torch.tensor(views.example_maps, dtype=torch.float64)
-        p = maps.shape[-1]
-        basis, _ = fourier_basis(p, torch.float64)
         fig, axes = _subplots(2, len(maps), figsize=(4.2 * len(maps), 7.5), squeeze=False)
         for j, (neuron, grid) in enumerate(zip(views.example_neurons, maps)):
             im = axes[0][j].imshow(grid.numpy(), cmap="RdBu_r", origin="lower")
             fig.colorbar(im, ax=axes[0][j], label="activation")
             axes[0][j].set(xlabel="b", ylabel="a", title=f"neuron {neuron} over (a, b)")
-            power = (basis @ grid @ basis.T).square()
-            power[0, 0] = 0  # the mean activation would drown the rest
-            span = min(p, 25)  # low frequencies, where these circuits live, readable
-            im = axes[1][j].imshow(power[:span, :span].numpy(), cmap="magma", origin="lower")
-            fig.colorbar(im, ax=axes[1][j], label="power")
-            axes[1][j].set(xlabel="component of b (0: const, 2k−1: cos k, 2k: sin k)", ylabel="component of a",
-                           title="2-D Fourier power, constant left out")
+            im = axes[1][j].imshow(neuron_spectrum_image(grid).numpy(), cmap="magma", origin="lower")
+            fig.colorbar(im, ax=axes[1][j], label="power (cos + sin; constant left out)")
+            axes[1][j].set(xlabel="frequency k of b (0: constant)", ylabel="frequency k of a",
+                           title="power per frequency pair")
         out.append((_save(fig, out_dir / f"{stem}_neurons.png"),
                     "example readout neurons (largest push towards the true test labels) and their 2-D spectra"))
 
@@ -312,6 +335,26 @@ def plot_patching(sweep, path: Path) -> Path:
                yticks=range(len(hooks)), xlabel="position patched",
                title=f"{SUBSET_LABELS[subset]}\n(unpatched {sweep.baseline[f'{subset}_acc']:.0%})")
         ax.set_yticklabels(hooks, fontsize=7)
+    return _save(fig, path)
+
+
+def plot_rule_memory_patching(result, path: Path) -> Path:
+    """Per kind of component, what patching each one takes from the memorised margin (memory)
+    and from the test margin (rule), in logits."""
+    kinds = [k for k in ("head output", "head input", "neuron cluster", "path") if any(r["kind"] == k for r in result.rows)]
+    fig, axes = _subplots(1, max(1, len(kinds)), figsize=(4.5 * max(1, len(kinds)), 4.2), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        rows = [r for r in result.rows if r["kind"] == kind]
+        names = [r["index"] + ("" if kind != "head input" else f" @{r['position']}") for r in rows]
+        x = range(len(rows))
+        for offset, score, color, label in ((-0.2, "memory", SUBSET_COLORS["noisy_observed"], "memorised margin lost"),
+                                            (0.2, "rule", SUBSET_COLORS["test"], "test margin lost")):
+            if any(r[score] is not None for r in rows):
+                ax.bar([i + offset for i in x], [r[score] or 0.0 for r in rows], 0.4, color=color, label=label)
+        ax.set_xticks(list(x), names, rotation=60, ha="right", fontsize=6)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set(ylabel="logits", title=kind)
+    axes[0][0].legend(fontsize=7)
     return _save(fig, path)
 
 

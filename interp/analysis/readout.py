@@ -2,7 +2,8 @@
 
 Shared by the analyses that score units (ablation, localisation, circuit views, partition):
 `linear_readout` reads the units and their unit-to-logit map, `margin_push` is a unit's mean
-direct push on a label's margin, `margins` the two margins every component score is measured in.
+direct push on a label's margin, `push_scores` every unit's two scores from those pushes,
+`margins` the two margins every component score is measured in.
 """
 
 from __future__ import annotations
@@ -40,10 +41,24 @@ def contribution_push(contributions: Float[Tensor, "example unit class"], labels
     return margin(contributions.double(), labels[:, None].expand(-1, contributions.shape[1])).mean(0)
 
 
+def push_scores(acts: Float[Tensor, "example unit"], to_logit: Float[Tensor, "unit class"], dataset: Dataset
+                ) -> tuple[Tensor, Tensor | None]:
+    """(gen, mem) [unit]: each unit's mean `margin_push` towards the true label on the test pairs,
+    and towards the observed label minus towards the true one on the noisy pairs (None on a
+    clean run) — the same two quantities `margins` measures on the whole model's logits, so a
+    unit's scores are what removing its contribution costs in them."""
+    gen = margin_push(acts[dataset.test_mask], to_logit, dataset.true_labels[dataset.test_mask])
+    noisy = dataset.noisy_mask
+    if not noisy.any():
+        return gen, None
+    return gen, (margin_push(acts[noisy], to_logit, dataset.labels[noisy])
+                 - margin_push(acts[noisy], to_logit, dataset.true_labels[noisy]))
+
+
 def margins(out: Tensor, dataset: Dataset) -> tuple[float, float | None]:
     """(mean true-label `margin` on the test pairs, mean observed − true margin on the noisy
     pairs; None on a clean run): the two quantities the component scores push or lose."""
-    out = out.double()
+    out = out.detach().double()
     test, noisy = dataset.test_mask, dataset.noisy_mask
     gen = float(margin(out[test], dataset.true_labels[test]).mean())
     if not noisy.any():

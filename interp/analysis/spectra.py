@@ -201,18 +201,13 @@ def neuron_frequencies_2d(acts: Float[Tensor, "p p neuron"]) -> tuple[Tensor, Te
 def _grid_frequencies(acts: Float[Tensor, "p p neuron"]) -> tuple[Tensor, Tensor, Tensor]:
     """(k, share, non-constant power) per neuron: `neuron_frequencies_2d` and the power its share
     is of, from one 2-D transform."""
-    coeffs = activation_spectrum_2d(acts) ** 2
-    coeffs[:, 0, 0] = 0
-    freq_of = fourier.component_frequencies(acts.shape[0])
-    n_freq = acts.shape[0] // 2 + 1
-    # power[n, i, j] summed into blocks by (frequency of row, frequency of column)
-    blocks = torch.zeros(coeffs.shape[0], n_freq, n_freq, dtype=torch.float64)
-    index = freq_of[:, None] * n_freq + freq_of[None, :]
-    blocks.view(coeffs.shape[0], -1).index_add_(1, index.flatten(), coeffs.flatten(1))
-    k = torch.arange(1, n_freq)
+    # power summed into blocks by (frequency of a, frequency of b), the constant left out
+    blocks = fourier.frequency_power_2d(acts.permute(2, 0, 1).double())
+    blocks[:, 0, 0] = 0
+    k = torch.arange(1, blocks.shape[-1])
     per_k = blocks[:, k, k] + blocks[:, k, 0] + blocks[:, 0, k]
     best = per_k.argmax(1)
-    energy = coeffs.sum((1, 2))
+    energy = blocks.sum((1, 2))
     return best + 1, per_k.gather(1, best[:, None]).squeeze(1) / energy.clamp_min(1e-30), energy
 
 

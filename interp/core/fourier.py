@@ -101,6 +101,19 @@ def frequency_power(x: Tensor, dim: int = -1) -> Tensor:
     return torch.movedim(power, -1, dim)
 
 
+def frequency_power_2d(x: Float[Tensor, "... p p"]) -> Float[Tensor, "... k k"]:
+    """Energy per pair of frequencies (k_a, k_b), each 0 … ⌊p/2⌋, of functions over the (a, b)
+    grid: the squared 2-D coefficients (`transform_2d`) summed over the cos and sin rows of each
+    frequency, so every frequency up to ⌊p/2⌋ has one cell (Parseval: sums to ‖x‖²)."""
+    p = x.shape[-1]
+    coeffs = transform_2d(x) ** 2
+    freqs = component_frequencies(p).to(x.device)
+    rows = torch.zeros(*coeffs.shape[:-2], n_frequencies(p) + 1, p, dtype=x.dtype, device=x.device)
+    rows.index_add_(-2, freqs, coeffs)
+    power = torch.zeros(*coeffs.shape[:-2], n_frequencies(p) + 1, n_frequencies(p) + 1, dtype=x.dtype, device=x.device)
+    return power.index_add_(-1, freqs, rows)
+
+
 def project_frequencies(x: Tensor, keep: Tensor, dim: int = -1) -> Tensor:
     """Keep only the components of `x` at the frequencies where `keep` is True.
 

@@ -39,7 +39,7 @@ class Capability(str, Enum):
     #: every readout neuron reads a and b through maps over the residues and writes an output
     #: map over the classes: `neuron_maps`, `neuron_activation`, `with_neuron_maps`
     NEURON_MAPS = "neuron_maps"
-    #: attention heads: `head_hooks`, `head_to_logit`, `attention_patterns`, `unit_axis`
+    #: attention heads: `head_hooks`, `head_value_hooks`, `head_to_logit`, `attention_patterns`, `unit_axis`
     HEADS = "heads"
     #: hook points with a position axis: `patch_hooks`, `n_positions`, `all_positions`
     POSITIONS = "positions"
@@ -199,6 +199,11 @@ class ModelFamily(ABC):
         """Hook name → number of heads, for each attention layer's per-head output (`hook_z`)."""
         raise self._unsupported(Capability.HEADS)
 
+    def head_value_hooks(self, model: nn.Module) -> dict[str, str]:
+        """For each of `head_hooks`, the hook of the same layer's per-head values at every
+        position ([batch, position, head, d_head]): what each head reads from each position."""
+        raise self._unsupported(Capability.HEADS)
+
     def head_to_logit(self, model: nn.Module) -> dict[str, Float[Tensor, "head d_head p"]]:
         """For each of `head_hooks`, the direct map from each head's output to the logits
         (through the residual stream alone)."""
@@ -311,6 +316,18 @@ def replaced_parameters(model: nn.Module, values: dict[str, Tensor]) -> nn.Modul
 # --- any model, through its family -------------------------------------------------------
 
 
+def head_name(layer: int, head: int) -> str:
+    """A head's name in every table, summary and figure: `L0H2` is head 2 of layer 0 (the
+    layer's place in `head_hooks`)."""
+    return f"L{layer}H{head}"
+
+
+def heads(model: nn.Module) -> list[tuple[str, int, str]]:
+    """(hook, head, name) of every attention head, layer by layer (`head_hooks`, `head_name`)."""
+    hooks = family_of(model).head_hooks(model)
+    return [(hook, h, head_name(layer, h)) for layer, (hook, n) in enumerate(hooks.items()) for h in range(n)]
+
+
 def tokens(model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Tensor:
     """What `model`'s own forward takes for each (a, b) pair: the pairs themselves for the
     two-layer net, the token rows `a b =` for the transformer."""
@@ -328,5 +345,6 @@ def training_logits(model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Float[Te
     return family_of(model).training_logits(model, pairs)
 
 
-__all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec", "family_of", "logits",
+__all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec", "family_of",
+           "head_name", "heads", "logits",
            "register", "replaced_parameters", "tokens", "training_logits"]

@@ -374,6 +374,9 @@ class TransformerFamily(ModelFamily):
     def head_hooks(self, model: TransformerBridge) -> dict[str, int]:
         return {f"blocks.{layer}.attn.hook_z": model.cfg.n_heads for layer in range(model.cfg.n_layers)}
 
+    def head_value_hooks(self, model: TransformerBridge) -> dict[str, str]:
+        return {f"blocks.{layer}.attn.hook_z": f"blocks.{layer}.attn.hook_v" for layer in range(model.cfg.n_layers)}
+
     def head_to_logit(self, model: TransformerBridge) -> dict[str, Tensor]:
         w, cfg = model.state_dict(), model.cfg
         out = {}
@@ -388,11 +391,15 @@ class TransformerFamily(ModelFamily):
         return {name: cache[name][:, :, -1].to(pairs.device) for name in names}  # [batch, head, key]
 
     def unit_axis(self, model: TransformerBridge, hook: str) -> int:
-        # [batch, position, head, d_head] at q, k, v, z; [batch, head, query, key] at scores and pattern
+        # [batch, position, head, d_head] at q, k, v, z; [batch, head, query, key] at the pattern
         if hook.endswith(("hook_q", "hook_k", "hook_v", "hook_z")):
             return -2
-        if hook.endswith(("hook_attn_scores", "hook_pattern")):
+        if hook.endswith("hook_pattern"):
             return 1
+        if hook.endswith("hook_attn_scores"):
+            # the bridge's attention has consumed the scores by the time this hook fires
+            raise ValueError(f"{hook}: TransformerLens's bridge discards edits of the attention scores; ablate a "
+                             "head at hook_q, hook_k, hook_v, hook_pattern or hook_z")
         return -1
 
     def n_positions(self, model: TransformerBridge) -> int:
