@@ -60,7 +60,8 @@ def test_the_edit_forgets_the_planted_lookups_and_keeps_the_rule(search):
     before, after = search.baseline, search.edit.metrics
     assert before["noisy_observed_acc"] > 0.9  # the planted net memorises
     assert after["noisy_observed_acc"] <= 0.1
-    assert after["test_acc"] >= before["test_acc"] - 0.01
+    # the rule stays as the label-free teacher holds it (the re-synthesized net: 99.0% test here)
+    assert after["test_acc"] >= search.teacher_metrics["test_acc"] - 0.01 and search.edit.agreement >= 0.99
     assert search.exactness < 1e-3
     # random parts of about the same size leave most of the memory
     size = min({pt.parameter for pt in search.curve("random")}, key=lambda s: abs(s - search.edit.size))
@@ -75,8 +76,9 @@ def test_the_search_reads_no_label(planted, search):
     """The same pairs with other observed labels, another split and no noise mask give the same edit."""
     model, ds = planted
     generator = torch.Generator().manual_seed(5)
-    other = Dataset.from_tensors(ds.task, ds.inputs, torch.randint(0, P, (len(ds.inputs),), generator=generator),
-                                 torch.rand(len(ds.inputs), generator=generator) < 0.3)
+    train = torch.rand(len(ds.inputs), generator=generator) < 0.3
+    observed = torch.where(train, torch.randint(0, P, (len(ds.inputs),), generator=generator), ds.true_labels)
+    other = Dataset.from_tensors(ds.task, ds.inputs, observed, train)
     assert torch.equal(edit_search(model, other, with_labels=False).keep, search.keep)
 
 
