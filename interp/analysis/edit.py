@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from ..core.document import Figure, Table
 
 #: the learned mask's penalties on the removed share, weakest first (each a point of its curve)
-STRENGTHS = (10.0, 3.0, 1.0, 0.5, 0.25, 0.1)
+STRENGTHS = (3.0, 1.0, 0.5, 0.25, 0.1, 0.05)
 MASK_STEPS = (300, 200, 200, 200, 200, 200)  # optimiser steps per strength (warm-started after the first)
 MASK_LR = 0.1
 GATE = 3.0  # the gates' logits start at and stay within ±GATE (keep 0.95 at the start)
@@ -75,7 +75,7 @@ GATE = 3.0  # the gates' logits start at and stay within ±GATE (keep 0.95 at th
 SIZES = (0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.16, 0.25, 0.35, 0.5)
 STEP_SHARE = 0.0025  # greedy re-ranks after removing this much, or a tenth of what it has removed
 RANDOM_SEEDS = (0, 1, 2)
-LEAD = 0.1  # the teacher's class must win by this share of the model's median lead
+LEAD = 0.5  # the teacher's class must win by this share of the model's median lead
 READS = "the weights and the model's own logits over every input pair of the dataset; no label, split or noise mask"
 #: the chosen edit agrees with the teacher's argmax on at least this share of the grid
 AGREEMENT = 0.99

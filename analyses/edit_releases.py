@@ -1,0 +1,83 @@
+"""The weight edit that forgets the noise (`interp.analysis.edit`) on every release and on the
+planted nets: what each method reaches, and the edit `interp edit` would write.
+
+    python analyses/edit_releases.py [--out DIR] [NAME ...]
+
+For each model: the label-free teacher, the unedited and the teacher's memorised and test
+accuracy, the chosen edit (its size and both accuracies), and per method the smallest edit
+that takes memorisation to ≤ 5% with its test accuracy (— where none does). Prints one Markdown
+table, writes it with the numbers to `DIR/edit_releases.{md,json}` and each model's Pareto
+figure to `DIR/edit_NAME.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import interp
+from interp.analysis.edit import edit_search
+from interp.planted import planted_transformer, planted_two_layer
+from interp.training.rundir import write_json, write_text
+
+RELEASES = ("nanda-noisy-59", "nanda-inversion", "nanda-noisy", "nanda-coexistence", "liu-lu-80", "doshi-coexistence",
+            "nanda-grokking")
+FORGOTTEN = 0.05  # "the memory removed": memorised at most this
+METHODS = ("learned mask", "greedy", "flip count", "localisation ranking", "random")
+
+
+def models(names: list[str]):
+    for name in names:
+        if name == "planted two-layer":
+            ds = interp.make_dataset(interp.TaskSpec(p=59, train_fraction=0.5), interp.NoiseSpec(kind="wrong", rate=0.2, seed=1))
+            yield name, planted_two_layer(ds, act="relu", seed=2).model, ds
+        elif name == "planted transformer":
+            ds = interp.make_dataset(interp.TaskSpec(p=59, train_fraction=0.5), interp.NoiseSpec(kind="wrong", rate=0.1, seed=7))
+            yield name, planted_transformer(ds), ds
+        else:
+            run = interp.load(name)
+            yield name, run.model, run.dataset
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("names", nargs="*", default=[*RELEASES, "planted two-layer", "planted transformer"])
+    parser.add_argument("--out", default="reports/edit_releases")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    header = ["model", "teacher", "memorised / test", "teacher: memorised / test", "chosen edit: size, memorised / test",
+              *(f"{m}: smallest size with memorised ≤ 5%, test" for m in METHODS), "seconds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    data = {}
+    for name, model, ds in models(args.names):
+        start = time.perf_counter()
+        search = edit_search(model, ds)
+        seconds = time.perf_counter() - start
+        search.figures(out, f"edit_{name.replace(' ', '_')}")
+        b, t, e = search.baseline, search.teacher_metrics, search.edit
+        cells = [name, search.teacher, f"{pct(b['noisy_observed_acc'])} / {pct(b['test_acc'])}",
+                 f"{pct(t['noisy_observed_acc'])} / {pct(t['test_acc'])}",
+                 f"{e.size:.1%}, {pct(e.metrics['noisy_observed_acc'])} / {pct(e.metrics['test_acc'])}"]
+        for method in METHODS:
+            done = [pt for pt in search.curve(method) if pt.metrics["noisy_observed_acc"] is not None
+                    and pt.metrics["noisy_observed_acc"] <= FORGOTTEN]
+            best = min(done, key=lambda pt: pt.size) if done else None
+            cells.append("—" if best is None else f"{best.size:.1%}, {pct(best.metrics['test_acc'])}")
+        cells.append(f"{seconds:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+        data[name] = {"result": search.to_dict(), "seconds": seconds, "chosen": asdict(e)}
+    write_text(out / "edit_releases.md", "\n".join(lines) + "\n")
+    write_json(out / "edit_releases.json", data)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
