@@ -2,9 +2,9 @@
 memorisation down and keeps its rule, found without reading a label.
 
 **What the search reads.** The model's weights, its own logits over every pair of the dataset,
-and its label-free extraction of those logits (`filtration.label_free_logits`: the re-synthesized
-net for two-layer nets, the key-frequency diagonal filter for transformers on a sum grid), the
-*teacher*. Never the observed or true labels, the split or the noise mask: those are read
+and a label-free target made from them, the *teacher* (`teacher`): for transformers on a sum
+grid, the logits' diagonal filter over every frequency; otherwise the model's label-free
+extraction (`filtration.label_free_logits`, the re-synthesized net for two-layer nets). Never the observed or true labels, the split or the noise mask: those are read
 afterwards, only to score each edit on the four subsets. The one method that reads labels,
 `localisation ranking`, is there for comparison and says so.
 
@@ -55,10 +55,10 @@ from ..core import fourier
 from ..core.fourier import residue_order
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
-from ..families.base import family_of, logits
+from ..families.base import Capability, family_of, logits
 from ..training.rundir import Run, save_run, sha256
 from ..training.train import evaluate
-from .filtration import label_free_logits
+from .filtration import diagonal_filter_logits, label_free_logits
 from .interventions import ACCURACIES, scored
 from .readout import linear_readout
 from .registry import Analysis, Result, register_analysis
@@ -127,6 +127,18 @@ def edit_space(model: nn.Module, dataset: Dataset) -> EditSpace:
     top2 = full.topk(2, dim=1).values
     margin = max(float((top2[:, 0] - top2[:, 1]).median()), 1e-6)
     return EditSpace(full - acts @ to_logit, acts, parts, norm / norm.sum(), editable, margin)
+
+
+def teacher(model: nn.Module, dataset: Dataset) -> tuple[str, Float[Tensor, "pair p"]]:
+    """(name, logits) of the label-free target. On a sum grid without per-neuron maps, the
+    diagonal filter over *every* frequency: it keeps each function of a + b or a − b and drops
+    only the cross terms where a memorised spike spreads, so it leaves out no frequency the
+    rule might use (a key set can: k = 9 on nanda-noisy-59). Otherwise the model's label-free
+    extraction (`filtration.label_free_logits`)."""
+    if dataset.sum_grid and not family_of(model).has(model, Capability.NEURON_MAPS):
+        every = list(range(1, dataset.p // 2 + 1))
+        return "diagonal filter over every frequency", diagonal_filter_logits(model, dataset, every)
+    return label_free_logits(model, dataset)
 
 
 def teacher_loss(space: EditSpace, keep: Tensor, target: Tensor) -> Tensor:
@@ -338,12 +350,12 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True) ->
     """Every method's curve, the chosen edit, and the check that the written model computes it.
     `with_labels=False` leaves out the one method that reads labels (`localisation ranking`)."""
     space = edit_space(model, dataset)
-    name, teacher = label_free_logits(model, dataset)
-    wanted = teacher.argmax(1)
+    name, target = teacher(model, dataset)
+    wanted = target.argmax(1)
     full = space.logits(torch.ones_like(space.share))
-    result = EditSearch(name, scored(full, dataset), scored(teacher, dataset))
+    result = EditSearch(name, scored(full, dataset), scored(target, dataset))
     masks = {"learned mask": learned_masks(space, wanted), "greedy": greedy_masks(space, wanted)}
-    disputed, counts, ranking = flip_counts(space, teacher)
+    disputed, counts, ranking = flip_counts(space, target)
     masks["flip count"] = neuron_masks(space, ranking)
     if with_labels:
         from .localize import readout_scores, reference_margins
