@@ -146,10 +146,11 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_edit(args) -> int:
-    from .analysis.edit import edit_search, write_edited_run
+    from .analysis.edit import edit_search, refuse_filled, write_edited_run
     from .reporting.report import write_analysis
     from .training.release import load
 
+    refuse_filled(args.out)
     run = load(args.run_dir)
     search = edit_search(run.model, run.dataset)
     edited = write_edited_run(run, Path(args.out), search)

@@ -67,6 +67,8 @@ def test_the_edit_forgets_the_planted_lookups_and_keeps_the_rule(search):
     size = min({pt.parameter for pt in search.curve("random")}, key=lambda s: abs(s - search.edit.size))
     random = [pt.metrics["noisy_observed_acc"] for pt in search.curve("random") if pt.parameter == size]
     assert sum(random) / len(random) > after["noisy_observed_acc"] + 0.3
+    # one lookup neuron holds each noisy label: it flips after fewer removals than a clean pair
+    assert search.flips["median_noisy"] < search.flips["median_clean"]
     # every method has its curve, and the report's pieces are there
     assert {pt.method for pt in search.points} == {"learned mask", "greedy", "flip count", "localisation ranking", "random"}
     assert "memorised" in search.summary() and search.tables()[0].rows
