@@ -197,7 +197,7 @@ def greedy_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]
             # removing part j changes the loss by about grad_j · (0 − 1): the largest first
             gain = torch.where(space.editable & (keep > 0), grad, -torch.inf).flatten()
             candidates = torch.topk(gain, min(CANDIDATES, int(torch.isfinite(gain).sum()))).indices
-            exact = float(loss) - _removal_losses(space, keep, target, candidates)
+            exact = float(loss.detach()) - _removal_losses(space, keep, target, candidates)
             best = torch.argsort(exact, descending=True)
             chosen = candidates[best][exact[best] > 0]
             if not len(chosen):
