@@ -68,7 +68,7 @@ from .registry import Analysis, Result, register_analysis
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
 
-#: the learned mask's penalties on the removed share, weakest first (each a point of its curve)
+#: the learned mask's penalties on the removed share, strongest first (each a point of its curve)
 STRENGTHS = (3.0, 1.0, 0.5, 0.25, 0.1, 0.05)
 MASK_STEPS = (300, 200, 200, 200, 200, 200)  # optimiser steps per strength (warm-started after the first)
 MASK_LR = 0.1
