@@ -96,7 +96,7 @@ def test_a_noisy_s4_run_is_analysed_and_z_p_only_analyses_say_why_they_skip():
     extraction = analyze(run, "filtration")
     assert {"f^G", "f^R", "restricted", "excluded"} <= set(extraction.rows) and extraction.label_free()[0] == "f^G"
     reason = ANALYSES["localize"].skip_reason(run)
-    assert "not yet generalised to a task over a group (S4 (a∘b))" in reason
+    assert "not yet generalised to a task over a group (S4 (a∘b))" in reason and "\n" not in reason
     with pytest.raises(ValueError, match="does not apply"):
         analyze(run, "localize")
 

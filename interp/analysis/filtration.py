@@ -239,8 +239,9 @@ class Extraction(Result):
         method, acc = self.label_free()
         from ..core.document import pct
 
-        keys = [str(k) if self.irreps is None else self.irreps[k] for k in self.key_frequencies]
-        line = (f"Key {'frequencies' if self.irreps is None else 'irreps'} used by the filters: {', '.join(keys)}. "
+        keys = ", ".join(map(str, self.key_frequencies)) if self.irreps is None else (
+            ", ".join(self.irreps[k] for k in self.key_frequencies) or "none")
+        line = (f"Key {'frequencies' if self.irreps is None else 'irreps'} used by the filters: {keys}. "
                 f"Label-free extraction ({method}): test {pct(acc)}.")
         for name, curve in self.curves.items():
             best = max(curve, key=lambda k: curve[k]["test_acc"])

@@ -75,7 +75,7 @@ class Analysis(Generic[R]):
     def skip_reason(self, run: Run) -> str | None:
         """Why the analysis does not apply to `run`, in words, or None."""
         if run.spec.task.group and not self.groups:
-            return (f"it reads Z_p frequencies and is not yet generalised to a task over a group "
+            return (f"it is written for Z_p tasks and not yet generalised to a task over a group "
                     f"({run.spec.task.describe()})")
         reason = family_of(run.model).lacks(run.model, self.needs)
         if reason is None and self.extra_reason is not None:

@@ -109,6 +109,9 @@ class NeuronSpectra(Result):
         out = {k: v.tolist() if torch.is_tensor(v) else v for k, v in asdict(self).items()}
         if self.irreps is None:
             del out["irreps"]  # a Z_p result serialises as it did before groups
+        else:  # phases are undefined (NaN) on a group
+            for name in ("phase_u", "phase_v", "phase_w", "phase_error"):
+                del out[name]
         return out
 
     def summary(self) -> str:
