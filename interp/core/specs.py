@@ -12,10 +12,10 @@ import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
-if TYPE_CHECKING:
-    from .groups import Group
+from .groups import Group, GroupError, cyclic, read_table
+from .groups import group as built_in_group  # `group` is also a TaskSpec field
 
 OPS = ("add", "sub", "mul", "div", "x2y2")
 NOISE_KINDS = ("wrong", "uniform", "symmetric")
@@ -88,11 +88,9 @@ GROUP_OPS = ("add", "sub")
 def _group_of(name: str, table: tuple[tuple[int, ...], ...], elements: tuple[str, ...]) -> Group:
     """The task's group, built once per (name, table): a built-in by name, or a user's table
     (checked to be a group)."""
-    from .groups import Group, group
-
     if table:
         return Group.from_table(name, table, elements or None)
-    return group(name)
+    return built_in_group(name)
 
 
 @dataclass(frozen=True)
@@ -134,8 +132,6 @@ class TaskSpec:
 
     def _check_group(self) -> None:
         """Normalise the group fields (JSON gives lists) and set `p` to the group's order."""
-        from .groups import GroupError
-
         if not isinstance(self.group, str) or not self.group:
             raise SpecError(f"task.group must name the group (a built-in such as S5, or the name of task.table), "
                             f"got {self.group!r}")
@@ -160,13 +156,11 @@ class TaskSpec:
             object.__setattr__(self, name, value)
 
     @classmethod
-    def from_group(cls, group: Group, **fields: Any) -> "TaskSpec":
+    def from_group(cls, group: Group, **fields: Any) -> TaskSpec:
         """The task of composition in `group`, a built-in (`groups.group`) or any `Group`
         (`Group.from_table`, a user's table in its own element order, stored in the spec)."""
-        from .groups import group as built_in
-
         try:
-            same = built_in(group.name)
+            same = built_in_group(group.name)
             user = not (same.order == group.order and bool((same.table == group.table).all())
                         and same.elements == group.elements)
         except ValueError:
@@ -182,8 +176,6 @@ class TaskSpec:
             return _group_of(self.group, self.table, self.elements)
         if self.op not in GROUP_OPS:
             raise SpecError(f"{self.op} mod {self.p} is not composition in a group given by its elements")
-        from .groups import cyclic
-
         return cyclic(self.p)
 
     @property
@@ -470,8 +462,6 @@ class RunSpec:
 
 def _group_file(path: str) -> dict[str, Any]:
     """The task fields of a user's group read from a JSON file (`groups.read_table`)."""
-    from .groups import GroupError, read_table
-
     try:
         group = read_table(path)
     except (OSError, GroupError) as err:
