@@ -70,9 +70,6 @@ class Harmonics:
         mask = torch.movedim(keep, dim, -1)[..., unit] if keep.dim() > 1 else keep[unit]
         return torch.movedim((coeffs * mask) @ basis, -1, dim)
 
-    def unit_name(self, u: int) -> str:
-        return self.names[u] if self.group is not None else str(u)
-
 
 @functools.lru_cache(maxsize=32)
 def _frequencies(op: str, p: int) -> Harmonics:
