@@ -25,6 +25,7 @@ neurons, each labelled by construction:
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .core.groups import Group
 from .core.specs import TwoLayerSpec
 from .core.tasks import Dataset
 from .families.base import logits
@@ -405,3 +407,39 @@ def gromov_solution(
         net.V.copy_(torch.cos(theta + phase_v[:, None]))
         net.W.copy_(torch.cos(theta + phase_w[:, None]).T * (2 / width))
     return net, {"freq": freqs, "phase_u": phase_u, "phase_v": phase_v, "phase_w": phase_w}
+
+
+def group_composition_net(group: Group, representations: list[Tensor], scale: float = 2.0) -> TwoLayerNet:
+    """An analytic network computing a ∘ b in `group` from orthogonal representations ρ given as
+    matrices (`representations[r][g]` = ρ_r(g), d×d), e.g. built in closed form: a quadratic
+    two-layer net whose logit of class c is scale · Σ_ρ d_ρ tr(ρ(a)ρ(b)ρ(c)ᵀ) = scale · Σ_ρ d_ρ
+    χ_ρ(a b c⁻¹), largest at c = a∘b when the ρ together are faithful (Chughtai et al.'s
+    algorithm). Each product ρ(a)_ij ρ(b)_jk comes from two neurons, u = α ρ_ij(a),
+    v = ±α ρ_jk(b), w = ±γ ρ_ik(c) with 4α²γ = scale · d (so (u + v)² − (u − v)² = 4uv: the
+    squares cancel). α = A/d_ρ, with A large enough that u and v hold nearly all of a neuron's
+    energy, gives every ρ's 2d_ρ³ neurons about the same energy (4A²|G|): each ρ is a cluster, so a
+    key irrep. No bias; every neuron's maps lie wholly in its ρ's matrix coefficients."""
+    reps = [torch.as_tensor(rho, dtype=torch.float64) for rho in representations]
+    for rho in reps:
+        if rho.dim() != 3 or rho.shape[0] != group.order or rho.shape[1] != rho.shape[2]:
+            raise ValueError(f"a representation of {group.name} is [{group.order}, d, d], got {tuple(rho.shape)}")
+        if not torch.allclose(rho[group.table], rho[:, None] @ rho[None, :], atol=1e-9):
+            raise ValueError(f"the matrices are not a representation of {group.name}: ρ(x∘y) ≠ ρ(x)ρ(y)")
+    top = max(rho.shape[1] for rho in reps)
+    amplitude = 2 * top ** (4 / 3) * scale ** (1 / 3)  # A⁶ ≥ 64 d⁸ scale²: w's energy stays under 1/1000 of u's and v's
+    us, vs, ws = [], [], []
+    for rho in reps:
+        d = rho.shape[1]
+        alpha = amplitude / d
+        gamma = scale * d / (4 * alpha**2)
+        for i, j, k in itertools.product(range(d), repeat=3):
+            for sign in (1.0, -1.0):
+                us.append(alpha * rho[:, i, j])
+                vs.append(sign * alpha * rho[:, j, k])
+                ws.append(sign * gamma * rho[:, i, k])
+    net = TwoLayerNet(TwoLayerSpec(width=len(us), act="quadratic", bias=False, init="doshi"), group.order)
+    with torch.no_grad():
+        net.U.copy_(torch.stack(us))
+        net.V.copy_(torch.stack(vs))
+        net.W.copy_(torch.stack(ws).T)
+    return net

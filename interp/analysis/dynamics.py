@@ -98,4 +98,5 @@ def fit_speed(run: Run) -> FitSpeed:
                     first[ds.clean_mask].tolist() if ckpts else [], first[ds.noisy_mask].tolist() if ckpts else [])
 
 
-DYNAMICS: Analysis[FitSpeed] = register_analysis("dynamics", "Which labels are fitted first", fit_speed, order=90)
+DYNAMICS: Analysis[FitSpeed] = register_analysis("dynamics", "Which labels are fitted first", fit_speed, order=90,
+                                              groups=True)

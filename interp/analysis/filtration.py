@@ -13,6 +13,13 @@ hooked, ablated and probed like any other) and is scored on the four subsets:
 
 For mul/div the projections act in the discrete-log index (spectra.residue_order); the column of
 residue 0, which has no place in that index, stays with f^G unchanged.
+
+On a task over a finite group the unit is an irrep (`core.harmonics`): f^G keeps each neuron's
+dominant irrep (Liu & Lu generalised; it reads no label and no operation, so it is the
+label-free extraction of a two-layer net there), the key-irrep filter and the W_E/W_U filters
+keep the key irreps, and restricted / excluded logits use the span of the matrix coefficients
+ρ(a∘b)_ij of the key irreps (Chughtai et al.), for both families. Re-synthesis and the (a, b)
+grid filters are Z_p constructions and are left out.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ from torch import Tensor, nn
 
 from ..core import fourier
 from ..core.fourier import residue_order
+from ..core.harmonics import harmonics_of
 from ..core.metrics import DEFAULT_LOSS, subset_metrics
-from ..core.tasks import SUBSET_TABLE, SUBSETS, Dataset, apply_op
+from ..core.specs import TaskSpec
+from ..core.tasks import SUBSET_TABLE, SUBSETS, Dataset, apply_op, task_labels
 from ..families.base import Capability, family_of, logits
 from .neurons import dominant_split, neuron_uvw, project_per_neuron
 from .registry import Analysis, Result, register_analysis
@@ -46,15 +55,15 @@ if TYPE_CHECKING:
 
 
 
-def key_frequency_filter(model: nn.Module, op: str, freqs: list[int]) -> nn.Module:
-    """Every neuron keeps only the components at `freqs` (k ≥ 1) in u, v and w."""
+def key_frequency_filter(model: nn.Module, task: str | TaskSpec, freqs: list[int]) -> nn.Module:
+    """Every neuron keeps only the components at `freqs` (k ≥ 1; irrep indices on a group) in
+    u, v and w."""
     maps = neuron_uvw(model)
     width, p = maps[0].shape
-    order = residue_order(op, p)
-    n_freq = len(order) // 2 + 1
-    keep = torch.zeros(width, n_freq, dtype=torch.bool)
+    units = harmonics_of(task, p)
+    keep = torch.zeros(width, units.n_units, dtype=torch.bool)
     keep[:, list(freqs)] = True
-    return family_of(model).with_neuron_maps(model, *(project_per_neuron(x, keep, order) for x in maps))
+    return family_of(model).with_neuron_maps(model, *(project_per_neuron(x, keep, units) for x in maps))
 
 
 def resynthesize(model: nn.Module, op: str) -> nn.Module:
@@ -87,7 +96,14 @@ def swap_activation(model: nn.Module, act: str) -> nn.Module:
 def rule_directions(dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair direction"]:
     """Orthonormal directions over all pairs spanned by cos(2πk·c/p), sin(2πk·c/p) with
     c = a∘b computed from the task's operation — for addition, Nanda et al.'s cos(w_k(a+b)),
-    sin(w_k(a+b)). They encode knowledge of the task (not of any label)."""
+    sin(w_k(a+b)); on a group, by the matrix coefficients ρ(c)_ij of the irreps ρ indexed by
+    `freqs` (Chughtai et al.; for C_p the same span). They encode knowledge of the task (not of
+    any label)."""
+    if dataset.task.group:
+        c = task_labels(dataset.task, dataset.inputs[:, 0], dataset.inputs[:, 1])
+        basis, unit = harmonics_of(dataset.task).basis()
+        rows = basis[torch.isin(unit, torch.tensor(list(freqs), dtype=torch.long))]
+        return torch.linalg.qr(rows[:, c].T)[0] if len(rows) else torch.zeros(len(c), 0, dtype=torch.float64)
     c = apply_op(dataset.task.op, dataset.inputs[:, 0], dataset.inputs[:, 1], dataset.p).double()
     if not freqs:
         return torch.zeros(len(c), 0, dtype=torch.float64)
@@ -130,20 +146,20 @@ def excluded_logits(model: nn.Module, dataset: Dataset, freqs: list[int]) -> Flo
     return (out - q @ (q.T @ out)).float()
 
 
-def filter_residue_weights(model: nn.Module, op: str, freqs: list[int], weights=("W_E", "W_U")) -> nn.Module:
+def filter_residue_weights(model: nn.Module, task: str | TaskSpec, freqs: list[int], weights=("W_E", "W_U")) -> nn.Module:
     """A copy of the model whose embedding (residue rows) and/or unembedding (class columns)
-    keep only the constant and the frequencies `freqs` along the residue axis."""
+    keep only the constant and the frequencies (irreps, on a group) `freqs` along the residue axis."""
     family = family_of(model)
     embed, unembed = family.embedding(model), family.unembedding(model)
-    order = residue_order(op, embed.shape[0])
-    keep = torch.zeros(len(order) // 2 + 1, dtype=torch.bool)
+    units = harmonics_of(task, embed.shape[0])
+    order = units.order
+    keep = torch.zeros(units.n_units, dtype=torch.bool)
     keep[0] = True
     keep[list(freqs)] = True
 
     def filtered(w: Tensor, dim: int) -> Tensor:
         w = w.detach().clone()
-        w.index_copy_(dim, order, fourier.project_frequencies(w.index_select(dim, order).double(), keep,
-                                                              dim=dim).to(w.dtype))
+        w.index_copy_(dim, order, units.project(w.index_select(dim, order).double(), keep, dim=dim).to(w.dtype))
         return w
 
     with torch.no_grad():
@@ -162,12 +178,13 @@ def activation_filter_logits(model: nn.Module, dataset: Dataset, freqs: list[int
     return readout_edited_logits(model, dataset, lambda acts: grid_fourier_projection(acts, dataset, freqs).double())
 
 
-def unembedding_ranking(model: nn.Module, op: str) -> list[int]:
-    """Frequencies k ≥ 1 by the power of the unembedding W_U along its class axis, largest first."""
+def unembedding_ranking(model: nn.Module, task: str | TaskSpec) -> list[int]:
+    """Frequencies k ≥ 1 (irreps, on a group) by the power of the unembedding W_U along its class
+    axis, largest first."""
     family = family_of(model)
     unembed = family.unembedding(model)
-    order = residue_order(op, unembed.shape[1])
-    power = fourier.frequency_power(unembed[:, order].double()).sum(0)[1:]
+    units = harmonics_of(task, unembed.shape[1])
+    power = units.power(unembed[:, units.order].double()).sum(0)[1:]
     return [int(k) + 1 for k in torch.argsort(power, descending=True)]
 
 
@@ -207,6 +224,7 @@ class Extraction(Result):
     noise_detection: dict[str, float] | None = None
     #: method -> k -> subset metrics, for the methods with a size parameter (W_U top-k, function-space top-k)
     curves: dict[str, dict[int, dict[str, float | None]]] = field(default_factory=dict)
+    irreps: list[str] | None = None  # on a group: the irreps' names (`key_frequencies` index them)
 
     def tables(self) -> list[Table]:
         """One row per method: the four subsets' accuracies and the losses."""
@@ -221,7 +239,9 @@ class Extraction(Result):
         method, acc = self.label_free()
         from ..core.document import pct
 
-        line = (f"Key frequencies used by the filters: {', '.join(map(str, self.key_frequencies))}. "
+        keys = ", ".join(map(str, self.key_frequencies)) if self.irreps is None else (
+            ", ".join(self.irreps[k] for k in self.key_frequencies) or "none")
+        line = (f"Key {'frequencies' if self.irreps is None else 'irreps'} used by the filters: {keys}. "
                 f"Label-free extraction ({method}): test {pct(acc)}.")
         for name, curve in self.curves.items():
             best = max(curve, key=lambda k: curve[k]["test_acc"])
@@ -248,6 +268,8 @@ class Extraction(Result):
     def to_dict(self) -> dict:
         out = asdict(self)
         out["curves"] = {m: {str(k): v for k, v in c.items()} for m, c in self.curves.items()}
+        if self.irreps is None:
+            del out["irreps"]  # a Z_p result serialises as it did before groups
         return out
 
     def label_free(self) -> tuple[str, float | None]:
@@ -261,7 +283,8 @@ class Extraction(Result):
 #: The first of these that a model's family and task allow is its label-free extraction: the
 #: re-synthesized net (per-neuron maps); else the key-frequency diagonal filter of the logits over
 #: the (a, b) grid (needs the full grid of add/sub); else the W_E filter.
-LABEL_FREE = ("resynthesized", "key-frequency diagonal filter", "W_E filter")
+#: On a group, a two-layer net's is f^G (each neuron's dominant irrep: no label, no operation).
+LABEL_FREE = ("resynthesized", "key-frequency diagonal filter", "W_E filter", "f^G")
 
 
 @torch.no_grad()
@@ -292,7 +315,9 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     advance that reads no label (LABEL_FREE): the re-synthesized network (two-layer), else the
     key-frequency diagonal filter of the logits over the (a, b) grid, else the W_E filter.
     """
-    op = dataset.task.op
+    task, op = dataset.task, dataset.task.op
+    units = harmonics_of(task, family_of(model).embedding(model).shape[0])
+    on_group = units.group is not None
     rows, notes, curves = {}, {}, {}
 
     per_neuron = family_of(model).has(model, Capability.NEURON_MAPS)
@@ -305,15 +330,24 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
 
     score("raw", logits(model, dataset.inputs), "the trained model")
     if per_neuron:
-        spectra = neuron_spectra(model, op)
+        spectra = neuron_spectra(model, task)
         keys = spectra.ranked_frequencies()[:key_top] if key_top else spectra.key_set()
-        g, r = dominant_split(model, op)
-        score("f^G", logits(g, dataset.inputs), "each neuron's dominant frequency (Liu & Lu)")
-        score("f^R", logits(r, dataset.inputs), "each neuron without its dominant frequency")
-        score("resynthesized", logits(resynthesize(model, op), dataset.inputs),
-              "pure cosines at the dominant frequency, phase relation enforced")
-        score(f"key-frequency filter ({len(keys)})", logits(key_frequency_filter(model, op, keys), dataset.inputs),
-              f"all neurons keep frequencies {keys}")
+        g, r = dominant_split(model, task)
+        score("f^G", logits(g, dataset.inputs), f"each neuron's dominant {units.kind} (Liu & Lu)")
+        score("f^R", logits(r, dataset.inputs), f"each neuron without its dominant {units.kind}")
+        if on_group:  # Chughtai et al.'s measures of the circuit, for MLPs too
+            named = [units.names[k] for k in keys]
+            score("restricted", restricted_logits(model, dataset, keys),
+                  f"readout activations projected on the matrix coefficients ρ(a∘b)_ij of the key irreps {named}")
+            score("excluded", excluded_logits(model, dataset, keys),
+                  f"logits without the matrix coefficients ρ(a∘b)_ij of the key irreps {named}")
+            score(f"key-irrep filter ({len(keys)})", logits(key_frequency_filter(model, task, keys), dataset.inputs),
+                  f"all neurons keep irreps {named}")
+        else:
+            score("resynthesized", logits(resynthesize(model, op), dataset.inputs),
+                  "pure cosines at the dominant frequency, phase relation enforced")
+            score(f"key-frequency filter ({len(keys)})", logits(key_frequency_filter(model, op, keys), dataset.inputs),
+                  f"all neurons keep frequencies {keys}")
         for act in ("quadratic", "abs", "reverse_relu"):
             if act != family_of(model).neuron_activation(model):
                 score(f"raw, {act}", logits(swap_activation(model, act), dataset.inputs), f"raw weights, φ = {act}")
@@ -321,15 +355,16 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     else:
         from .spectra import transformer_key_frequencies
 
-        keys = transformer_key_frequencies(model, op, top=key_top)
-        score("restricted", restricted_logits(model, dataset, keys), "MLP activations projected on key-frequency rule directions")
-        score("excluded", excluded_logits(model, dataset, keys), "logits without the key-frequency rule directions")
+        keys = transformer_key_frequencies(model, task, top=key_top)
+        score("restricted", restricted_logits(model, dataset, keys), f"MLP activations projected on key-{units.kind} rule directions")
+        score("excluded", excluded_logits(model, dataset, keys), f"logits without the key-{units.kind} rule directions")
         for which in (("W_U",), ("W_E",), ("W_E", "W_U")):
             name = "+".join(which) + " filter"
-            score(name, logits(filter_residue_weights(model, op, keys, which), dataset.inputs),
-                  f"{' and '.join(which)} keep frequencies {keys}")
-        ranked = unembedding_ranking(model, op)
-        curves["W_U top-k"] = {k: subset_metrics(logits(filter_residue_weights(model, op, ranked[:k], ("W_U",)),
+            score(name, logits(filter_residue_weights(model, task, keys, which), dataset.inputs),
+                  f"{' and '.join(which)} keep {'frequencies' if not on_group else 'irreps'} "
+                  f"{keys if not on_group else [units.names[k] for k in keys]}")
+        ranked = unembedding_ranking(model, task)
+        curves["W_U top-k"] = {k: subset_metrics(logits(filter_residue_weights(model, task, ranked[:k], ("W_U",)),
                                                         dataset.inputs), dataset, loss)
                                for k in sorted({*range(1, 7), 8, 10, 12, 15, 20, 25, 30, 40, len(ranked)} & {*range(1, len(ranked) + 1)})}
         for k in (6, 20):  # Liu & Lu's Appendix D keeps the top 20
@@ -350,7 +385,8 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
     detection = detect_noise(outputs[detector], dataset) if dataset.noisy_mask.any() else None
     if detection is not None:
         detection["method"] = detector
-    return Extraction(family_of(model).name, keys, rows, notes, detection, curves)
+    return Extraction(family_of(model).name, keys, rows, notes, detection, curves,
+                      list(units.names) if on_group else None)
 
 
 def detect_noise(extracted: Float[Tensor, "pair p"], dataset: Dataset) -> dict:
@@ -386,4 +422,5 @@ def detect_noise(extracted: Float[Tensor, "pair p"], dataset: Dataset) -> dict:
 
 
 EXTRACTION: Analysis[Extraction] = register_analysis("filtration", "Extraction",
-                  lambda run: compare_extractions(run.model, run.dataset, loss=run.spec.train.loss), order=20)
+                  lambda run: compare_extractions(run.model, run.dataset, loss=run.spec.train.loss), order=20,
+                  groups=True)

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import fourier
-from ..core.fourier import residue_order
+from ..core.harmonics import Harmonics, harmonics_of, op_of
+from ..core.specs import TaskSpec
 from ..core.tasks import Dataset
 from ..families.activations import ACT_FNS
 from ..families.base import Capability, family_of
@@ -71,11 +72,12 @@ def subnetwork(model: nn.Module, keep: Tensor) -> nn.Module:
     return family_of(model).with_neuron_maps(model, *(x * mask for x in maps))
 
 
-def project_per_neuron(x: Tensor, keep: Tensor, order: Tensor) -> Tensor:
-    """Project each row of x ([width, p]) onto the frequencies in keep ([width, n_freq+1])
-    along the residue axis read in `order`; entries outside `order` are left unchanged."""
+def project_per_neuron(x: Tensor, keep: Tensor, units: Harmonics) -> Tensor:
+    """Project each row of x ([width, p]) onto the units (frequencies or irreps) in keep
+    ([width, n_units]) along the residue axis read in `units.order`; entries outside the order
+    are left unchanged."""
     out = x.detach().clone().double()
-    out[:, order] = fourier.project_frequencies(out[:, order], keep)
+    out[:, units.order] = units.project(out[:, units.order], keep)
     return out.to(x.dtype)
 
 
@@ -85,20 +87,21 @@ def neuron_uvw(model: nn.Module) -> tuple[Tensor, Tensor, Tensor]:
     return maps["u"], maps["v"], maps["w"]
 
 
-def dominant_split(model: nn.Module, op: str) -> tuple[nn.Module, nn.Module]:
-    """(f^G, f^R): each neuron's dominant-frequency part and the remainder, same activation."""
+def dominant_split(model: nn.Module, task: str | TaskSpec) -> tuple[nn.Module, nn.Module]:
+    """(f^G, f^R): each neuron's dominant-frequency part (dominant irrep, on a group) and the
+    remainder, same activation; `task` is a Z_p op's name or the run's `TaskSpec`."""
     p = neuron_uvw(model)[0].shape[1]
-    order = residue_order(op, p)
-    spectra = neuron_spectra(model, op)
+    units = harmonics_of(task, p)
+    spectra = neuron_spectra(model, task)
     n_freq = spectra.power.shape[1]
     keep = torch.zeros(len(spectra.freq), n_freq, dtype=torch.bool)
     keep[torch.arange(len(spectra.freq)), spectra.freq] = True
     vecs = neuron_uvw(model)
-    g = [project_per_neuron(x, keep, order) for x in vecs]
+    g = [project_per_neuron(x, keep, units) for x in vecs]
     r = [x - xg for x, xg in zip(vecs, g)]
-    if op in ("mul", "div"):  # residue 0 stays with f^G
+    if op_of(task) in ("mul", "div"):  # residue 0 stays with f^G
         zero = torch.ones(p, dtype=torch.bool)
-        zero[order] = False
+        zero[units.order] = False
         for x in r:
             x[:, zero] = 0
     return family_of(model).with_neuron_maps(model, *g), family_of(model).with_neuron_maps(model, *r)

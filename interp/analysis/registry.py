@@ -68,9 +68,15 @@ class Analysis(Generic[R]):
     #: Where its section goes in the report (smaller first): from what the weights hold to what
     #: ablations and probes find, then how training got there.
     order: int = 100
+    #: Whether it reads tasks over any finite group (irreps as its units); one written for Z_p's
+    #: frequencies alone is skipped, with the reason said, on a group task.
+    groups: bool = False
 
     def skip_reason(self, run: Run) -> str | None:
         """Why the analysis does not apply to `run`, in words, or None."""
+        if run.spec.task.group and not self.groups:
+            return (f"it is written for Z_p tasks and not yet generalised to a task over a group "
+                    f"({run.spec.task.describe()})")
         reason = family_of(run.model).lacks(run.model, self.needs)
         if reason is None and self.extra_reason is not None:
             reason = self.extra_reason(run)
@@ -85,10 +91,12 @@ ANALYSES: dict[str, Analysis] = {}
 
 
 def register_analysis(name: str, title: str, compute: Callable[[Run], R], needs: tuple[Capability, ...] = (),
-                      skip_reason: Callable[[Run], str | None] | None = None, order: int = 100) -> Analysis[R]:
+                      skip_reason: Callable[[Run], str | None] | None = None, order: int = 100,
+                      groups: bool = False) -> Analysis[R]:
     """Make `compute` the analysis `name`: `interp.analyze`, `interp analyze --analysis NAME` and the
-    report find it from here (no other file lists analyses). Returns the typed handle."""
-    ANALYSES[name] = Analysis(name, title, compute, tuple(needs), skip_reason, order)
+    report find it from here (no other file lists analyses). `groups`: it handles tasks over any
+    finite group (else it is skipped on them). Returns the typed handle."""
+    ANALYSES[name] = Analysis(name, title, compute, tuple(needs), skip_reason, order, groups)
     return ANALYSES[name]
 
 

@@ -3,6 +3,11 @@
 Analyses are pure functions `(model, ...) -> Result`. The residue axis of every weight is read
 through `residue_order`, which is the identity for add/sub/x²+y² and the discrete-log order
 g⁰, g¹, …, g^{p−2} (residue 0 left out) for mul/div, where the structure is periodic.
+
+On a task over a finite group (`TaskSpec.group`) the unit is an irrep instead of a frequency
+(`core.harmonics`): power per irrep, a neuron's dominant irrep, the key irreps by the same rule.
+Amplitude and phase are Z_p notions: on a group a vector's amplitude is the norm of its part in
+the dominant irrep, its phase (and the phase error) NaN, and IPR is taken over irrep powers.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from torch import Tensor, nn
 
 from ..core import fourier
 from ..core import key_frequencies as keyfreq
-from ..core.fourier import residue_order
+from ..core.harmonics import harmonics_of, op_of
 from ..core.key_frequencies import CLUSTER_SHARE
+from ..core.specs import TaskSpec
 from ..families.base import Capability, family_of
 from .registry import Analysis, Result, register_analysis
 
@@ -50,7 +56,8 @@ class NeuronSpectra(Result):
     energy_frac: share of ‖u‖²+‖v‖²+‖w‖² at that frequency; ipr: mean IPR of u, v, w;
     phase_error: φ_u + φ_v − φ_w (add, x²+y², mul in log index) or φ_u − φ_v − φ_w (sub, div),
     wrapped to (−π, π]: 0 for a neuron that implements the rule exactly;
-    power: [width, ⌊n/2⌋+1] summed power per frequency, n the length of the residue axis.
+    power: [width, ⌊n/2⌋+1] summed power per frequency, n the length of the residue axis;
+    irreps: on a group, the irreps' names (`freq` and `power`'s columns then index irreps).
     """
 
     op: str
@@ -66,6 +73,15 @@ class NeuronSpectra(Result):
     ipr: Tensor
     phase_error: Tensor
     power: Tensor
+    irreps: list[str] | None = None
+
+    @property
+    def unit(self) -> str:
+        return "frequency" if self.irreps is None else "irrep"
+
+    def unit_names(self, units: list[int]) -> list[str]:
+        """Frequencies as numbers, irreps by name."""
+        return [str(u) if self.irreps is None else self.irreps[u] for u in units]
 
     def frequency_shares(self) -> Tensor:
         """Share of the neurons' total energy held by neurons dominant at each frequency (clustered
@@ -90,17 +106,26 @@ class NeuronSpectra(Result):
         return keyfreq.key_frequencies(*self.clusters())
 
     def to_dict(self) -> dict:
-        return {k: v.tolist() if torch.is_tensor(v) else v for k, v in asdict(self).items()}
+        out = {k: v.tolist() if torch.is_tensor(v) else v for k, v in asdict(self).items()}
+        if self.irreps is None:
+            del out["irreps"]  # a Z_p result serialises as it did before groups
+        else:  # phases are undefined (NaN) on a group
+            for name in ("phase_u", "phase_v", "phase_w", "phase_error"):
+                del out[name]
+        return out
 
     def summary(self) -> str:
         _, sizes = self.clusters()
         keys = self.key_set()
-        return (f"Key frequencies ({keyfreq.rule_in_words(clusters=True)}; the extraction's key-frequency filter "
-                f"and the probes use the same set): {', '.join(map(str, keys)) or 'none'}"
+        unit = self.unit
+        plural = "frequencies" if unit == "frequency" else "irreps"
+        phase = ("" if self.irreps is not None else
+                 f"; median |phase error| {float(self.phase_error.abs().median()):.3f} rad")
+        return (f"Key {plural} ({keyfreq.rule_in_words(clusters=True, unit=unit)}; the extraction's key-{unit} filter "
+                f"and the probes use the same set): {', '.join(self.unit_names(keys)) or 'none'}"
                 f"{' (clusters of ' + ', '.join(str(int(sizes[k])) for k in keys) + ' neurons)' if keys else ''}; "
-                f"{int(sizes.sum())} of {len(self.freq)} neurons clustered. Median neuron energy share at its dominant frequency "
-                f"{float(self.energy_frac.median()):.3f}; median IPR {float(self.ipr.median()):.3f}; median "
-                f"|phase error| {float(self.phase_error.abs().median()):.3f} rad.")
+                f"{int(sizes.sum())} of {len(self.freq)} neurons clustered. Median neuron energy share at its dominant {unit} "
+                f"{float(self.energy_frac.median()):.3f}; median IPR {float(self.ipr.median()):.3f}{phase}.")
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
@@ -110,20 +135,30 @@ class NeuronSpectra(Result):
                        "per-neuron Fourier spectra: dominant frequencies, energy shares, IPR")]
 
 
-def neuron_spectra(model: nn.Module, op: str) -> NeuronSpectra:
-    """Dominant frequency, amplitudes, phases, energy share and IPR of every neuron."""
+def neuron_spectra(model: nn.Module, task: str | TaskSpec) -> NeuronSpectra:
+    """Dominant frequency (irrep, on a group), amplitudes, phases, energy share and IPR of every
+    neuron; `task` is a Z_p op's name or the run's `TaskSpec`."""
     maps = neuron_vectors(model)
     p = maps["u"].shape[1]
-    order = residue_order(op, p)
-    vecs = {name: x[:, order].double() for name, x in maps.items()}
-    power = sum(fourier.frequency_power(x) for x in vecs.values())
+    units, op = harmonics_of(task, p), op_of(task)
+    vecs = {name: x[:, units.order].double() for name, x in maps.items()}
+    powers = {name: units.power(x) for name, x in vecs.items()}
+    power = sum(powers.values())
     freq = power[:, 1:].argmax(1) + 1
     amp, phase = {}, {}
     for name, x in vecs.items():
-        amp[name], phase[name] = fourier.amplitude_phase(x, freq)
+        if units.group is None:
+            amp[name], phase[name] = fourier.amplitude_phase(x, freq)
+        else:  # no phase on a group: the norm of the vector's part in its neuron's dominant irrep
+            amp[name] = powers[name].gather(1, freq[:, None]).squeeze(1).sqrt()
+            phase[name] = torch.full_like(amp[name], float("nan"))
     sign = -1 if op in ("sub", "div") else 1
     error = fourier.wrap_phase(phase["u"] + sign * phase["v"] - phase["w"])
     total = sum((x**2).sum(1) for x in vecs.values())
+    if units.group is None:
+        ipr = sum(fourier.ipr(x) for x in vecs.values()) / 3
+    else:  # over irrep powers: 1 for a vector in one irrep
+        ipr = sum((q**2).sum(1) / q.sum(1).clamp_min(1e-30) ** 2 for q in powers.values()) / 3
     return NeuronSpectra(
         op=op,
         p=p,
@@ -131,37 +166,42 @@ def neuron_spectra(model: nn.Module, op: str) -> NeuronSpectra:
         amp_u=amp["u"], amp_v=amp["v"], amp_w=amp["w"],
         phase_u=phase["u"], phase_v=phase["v"], phase_w=phase["w"],
         energy_frac=power.gather(1, freq[:, None]).squeeze(1) / total.clamp_min(1e-30),
-        ipr=sum(fourier.ipr(x) for x in vecs.values()) / 3,
+        ipr=ipr,
         phase_error=error,
         power=power,
+        irreps=None if units.group is None else list(units.names),
     )
 
 
-def embedding_spectra(model: nn.Module, op: str = "add") -> dict[str, Tensor]:
-    """Power per frequency of every residue-indexed weight, for any family: the embedding W_E
-    (residue axis), the unembedding W_U (class axis) and the readout units' unit-to-logit map
-    (`<readout hook>.W_out_U`, e.g. W_out·W_U of a transformer's last MLP) — [.., ⌊n/2⌋+1] each."""
+def embedding_spectra(model: nn.Module, task: str | TaskSpec = "add") -> dict[str, Tensor]:
+    """Power per frequency (irrep, on a group) of every residue-indexed weight, for any family:
+    the embedding W_E (residue axis), the unembedding W_U (class axis) and the readout units'
+    unit-to-logit map (`<readout hook>.W_out_U`, e.g. W_out·W_U of a transformer's last MLP) —
+    [.., ⌊n/2⌋+1] each."""
     family = family_of(model)
     with torch.no_grad():
         embed, unembed, to_logit = family.embedding(model), family.unembedding(model), family.unit_to_logit(model)
-    order = residue_order(op, embed.shape[0])
+    units = harmonics_of(task, embed.shape[0])
+    order = units.order
     return {
-        "W_E": fourier.frequency_power(embed[order].double().T),
-        "W_U": fourier.frequency_power(unembed[:, order].double()),
-        f"{family.readout_hook(model)}.W_out_U": fourier.frequency_power(to_logit[:, order].double()),
+        "W_E": units.power(embed[order].double().T),
+        "W_U": units.power(unembed[:, order].double()),
+        f"{family.readout_hook(model)}.W_out_U": units.power(to_logit[:, order].double()),
     }
 
 
-def transformer_key_frequencies(model: nn.Module, op: str = "add", top: int | None = None) -> list[int]:
-    """Key frequencies of a transformer: `key_frequencies.key_frequencies` on the shares of W_E's
-    non-constant power and, for a ± b, on its readout neurons' clusters over the (a, b) grid —
-    every frequency either points to, largest embedding share first; with `top`, the `top`
-    largest embedding shares instead (top-k curves)."""
-    shares = keyfreq.embedding_evidence(embedding_spectra(model, op)["W_E"])
+def transformer_key_frequencies(model: nn.Module, task: str | TaskSpec = "add", top: int | None = None) -> list[int]:
+    """Key frequencies (irreps, on a group) of a transformer: `key_frequencies.key_frequencies` on
+    the shares of W_E's non-constant power and, for a ± b over Z_p, on its readout neurons'
+    clusters over the (a, b) grid — every frequency either points to, largest embedding share
+    first; with `top`, the `top` largest embedding shares instead (top-k curves)."""
+    units = harmonics_of(task, family_of(model).embedding(model).shape[0])
+    sizes = None if units.group is None else units.sizes()
+    shares = keyfreq.embedding_evidence(embedding_spectra(model, task)["W_E"], sizes)
     if top:
         return keyfreq.ranking(shares)[:top]
     keys = set(keyfreq.key_frequencies(shares))
-    if op in ("add", "sub"):
+    if units.group is None and op_of(task) in ("add", "sub"):
         keys |= set(keyfreq.key_frequencies(*grid_cluster_evidence(model)))
     return [k for k in keyfreq.ranking(shares) if k in keys]
 
@@ -234,18 +274,24 @@ class TransformerSpectra(Result):
     power: dict[str, Tensor]
     neuron_freq: Tensor | None = None  # last layer's MLP neurons, from activations (add/sub only)
     neuron_share: Tensor | None = None
+    irreps: list[str] | None = None  # on a group: the irreps' names (the units of keys and powers)
 
     def to_dict(self) -> dict:
-        return {k: (v.tolist() if torch.is_tensor(v) else {n: t.tolist() for n, t in v.items()}
-                    if isinstance(v, dict) else v) for k, v in asdict(self).items()}
+        out = {k: (v.tolist() if torch.is_tensor(v) else {n: t.tolist() for n, t in v.items()}
+                   if isinstance(v, dict) else v) for k, v in asdict(self).items()}
+        if self.irreps is None:
+            del out["irreps"]  # a Z_p result serialises as it did before groups
+        return out
 
     def key_set(self) -> list[int]:
         """The key frequencies, in the one sense the report uses throughout (see NeuronSpectra)."""
         return self.key_frequencies
 
     def summary(self) -> str:
-        line = (f"Key frequencies ({keyfreq.rule_in_words(clusters=False)}; the extraction's filters and the "
-                f"probes use the same set): {', '.join(map(str, self.key_frequencies)) or 'none'}.")
+        unit, plural = ("frequency", "frequencies") if self.irreps is None else ("irrep", "irreps")
+        names = [str(k) if self.irreps is None else self.irreps[k] for k in self.key_frequencies]
+        line = (f"Key {plural} ({keyfreq.rule_in_words(clusters=False, unit=unit)}; the extraction's filters and the "
+                f"probes use the same set): {', '.join(names) or 'none'}.")
         if self.neuron_freq is not None:
             clustered = self.neuron_share > CLUSTER_SHARE
             at_key = torch.isin(self.neuron_freq[clustered], torch.tensor(self.key_frequencies))
@@ -263,16 +309,19 @@ class TransformerSpectra(Result):
 
 
 @torch.no_grad()
-def fourier_analysis(model: nn.Module, op: str) -> NeuronSpectra | TransformerSpectra:
-    """The Fourier summary for either model family."""
+def fourier_analysis(model: nn.Module, task: str | TaskSpec) -> NeuronSpectra | TransformerSpectra:
+    """The Fourier summary for either model family (`task`: a Z_p op's name or the run's spec)."""
     family = family_of(model)
     if family.has(model, Capability.NEURON_MAPS):
-        return neuron_spectra(model, op)
+        return neuron_spectra(model, task)
     p = family.embedding(model).shape[0]
-    result = TransformerSpectra(op, p, transformer_key_frequencies(model, op), embedding_spectra(model, op))
-    if op in ("add", "sub"):  # the (a, b) grid is periodic in the residues themselves
+    units, op = harmonics_of(task, p), op_of(task)
+    result = TransformerSpectra(op, p, transformer_key_frequencies(model, task), embedding_spectra(model, task),
+                                irreps=None if units.group is None else list(units.names))
+    if units.group is None and op in ("add", "sub"):  # the (a, b) grid is periodic in the residues themselves
         result.neuron_freq, result.neuron_share = neuron_frequencies_2d(readout_grid(model))
     return result
 
 
-FOURIER: Analysis[NeuronSpectra | TransformerSpectra] = register_analysis("fourier", "Fourier spectra", lambda run: fourier_analysis(run.model, run.spec.task.op), order=10)
+FOURIER: Analysis[NeuronSpectra | TransformerSpectra] = register_analysis("fourier", "Fourier spectra", lambda run: fourier_analysis(run.model, run.spec.task), order=10,
+                                                                   groups=True)

@@ -153,3 +153,18 @@ def group(name: str) -> Group:
         raise GroupError(f"unknown group {name!r}: expected Cn, Dn, Sn, An (n ≤ 5 for S, A) or products like C3xC3")
     parts = [_BUILT_IN[f[1]](int(f[2])) for f in factors]
     return reduce(direct_product, parts)
+
+
+def read_table(path: str) -> Group:
+    """A user's group from a JSON file `{"name": ..., "table": [[...], ...], "elements": [...]}`
+    (`elements` optional; `name` defaults to the file's stem), checked by `Group.from_table`."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise GroupError(f"{path} is not JSON: {err}") from None
+    if not isinstance(data, dict) or "table" not in data:
+        raise GroupError(f'{path}: expected {{"name": ..., "table": [[...]], "elements": [...]}}')
+    return Group.from_table(str(data.get("name", Path(path).stem)), data["table"], data.get("elements"))

@@ -1,6 +1,13 @@
 """Which frequencies are key: the one rule behind the Fourier section, the filters, the probes,
 the localisation and the circuit views.
 
+Its unit is a spectral unit of the task (`core.harmonics`): a frequency k of Z_p or, for a task
+over a finite group, an irrep (unit 0 the trivial one, K the non-trivial irreps). Everything below
+reads "irrep" for "frequency" unchanged — the same shares, the same bars — with one difference in
+the evidence, not the rule: an embedding's power per irrep is first divided by the irrep's number
+of basis functions (D²/κ), since isotropic noise spreads over functions and irreps differ in how
+many they have (every Z_p frequency has two, so for Z_p this changes nothing).
+
 The evidence is a vector of per-frequency shares s_0 … s_K (K = ⌊n/2⌋ non-constant frequencies,
 n the length of the residue axis; s_0, the constant, is never key), summing to 1 over k ≥ 1:
 
@@ -47,14 +54,17 @@ MIN_CLUSTER = 2
 EMBEDDING_MULTIPLE = 2.0
 
 
-def rule_in_words(clusters: bool) -> str:
-    """The rule as the summaries state it (the same formula as `key_frequencies`)."""
+def rule_in_words(clusters: bool, unit: str = "frequency") -> str:
+    """The rule as the summaries state it (the same formula as `key_frequencies`); `unit` is
+    "frequency" or "irrep" (`Harmonics.kind`)."""
+    even = "1/⌊n/2⌋" if unit == "frequency" else "1/K (K non-trivial irreps)"
     if clusters:
-        return (f"every frequency at which at least {MIN_CLUSTER} neurons cluster (more than {CLUSTER_SHARE:.0%} of "
-                f"a neuron's non-constant power at it) holding at least {CLUSTER_MULTIPLE:g}× the even share 1/⌊n/2⌋ "
+        return (f"every {unit} at which at least {MIN_CLUSTER} neurons cluster (more than {CLUSTER_SHARE:.0%} of "
+                f"a neuron's non-constant power at it) holding at least {CLUSTER_MULTIPLE:g}× the even share {even} "
                 "of the clustered neurons' energy")
-    return (f"every frequency holding at least {EMBEDDING_MULTIPLE:g}× the even share 1/⌊n/2⌋ of the "
-            "embedding's non-constant power")
+    per = "" if unit == "frequency" else " per basis function"
+    return (f"every {unit} holding at least {EMBEDDING_MULTIPLE:g}× the even share {even} of the "
+            f"embedding's non-constant power{per}")
 
 
 def cluster_evidence(power: Tensor) -> tuple[Tensor, Tensor]:
@@ -79,10 +89,13 @@ def clusters_evidence(freq: Tensor, share: Tensor, energy: Tensor, n_freqs: int)
     return held / held.sum().clamp_min(1e-300), sizes
 
 
-def embedding_evidence(power: Tensor) -> Tensor:
+def embedding_evidence(power: Tensor, sizes: Tensor | None = None) -> Tensor:
     """s over frequencies 0 … K from an embedding's power [direction, K+1]: each frequency's share
-    of the non-constant power (s_0 = 0)."""
+    of the non-constant power (s_0 = 0); with `sizes` (each irrep's number of basis functions),
+    of the non-constant power per basis function."""
     total = power.double().sum(0)
+    if sizes is not None:
+        total = total / sizes.double()
     total[0] = 0
     return total / total.sum().clamp_min(1e-300)
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any, Union
+
+from .groups import Group, GroupError, cyclic, read_table
+from .groups import group as built_in_group  # `group` is also a TaskSpec field
 
 OPS = ("add", "sub", "mul", "div", "x2y2")
 NOISE_KINDS = ("wrong", "uniform", "symmetric")
@@ -74,17 +78,44 @@ def _seed(name: str, value: Any) -> None:
     _integer(name, value, 0, SEED_LIMIT)
 
 
+TASK_P_DEFAULT = 113
+
+#: the ops that are composition in a group: a ∘ b and a ∘ b⁻¹ (for Z_p, a + b and a − b)
+GROUP_OPS = ("add", "sub")
+
+
+@lru_cache(maxsize=32)
+def _group_of(name: str, table: tuple[tuple[int, ...], ...], elements: tuple[str, ...]) -> Group:
+    """The task's group, built once per (name, table): a built-in by name, or a user's table
+    (checked to be a group)."""
+    if table:
+        return Group.from_table(name, table, elements or None)
+    return built_in_group(name)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    """a ∘ b mod p over all pairs (b ≠ 0 for div), split into train/test by `train_fraction`."""
+    """a ∘ b mod p over all pairs (b ≠ 0 for div), split into train/test by `train_fraction`.
+
+    With `group` set, the task is composition in that finite group instead (`op` add: a ∘ b,
+    sub: a ∘ b⁻¹), its elements numbered 0..|G|−1 and `p` its order (set from it): a built-in
+    by name ("S5", "A5", "D59", "C3xC3"; `groups.group`), or a user's own Cayley table
+    (`table[a][b]` the index of a ∘ b) with its element names (`TaskSpec.from_group`). Without
+    `group` (a config written before groups existed) it is the Z_p task of `op`.
+    """
 
     op: str = "add"
-    p: int = 113
+    p: int = TASK_P_DEFAULT
     train_fraction: float = 0.3
     seed: int = 0  # train/test split
+    group: str = ""  # "" for Z_p; else a built-in's name or the name of `table`'s group
+    table: tuple[tuple[int, ...], ...] = ()  # a user's Cayley table; () for a built-in
+    elements: tuple[str, ...] = ()  # the user table's element names, in its order
 
     def __post_init__(self) -> None:
         _choice("task.op", self.op, OPS)
+        if self.group or self.table or self.elements:
+            self._check_group()
         if not isinstance(self.p, int) or isinstance(self.p, bool) or self.p < 2:
             raise SpecError(f"task.p must be an integer ≥ 2, got {self.p!r}")
         if self.op == "div" and not is_prime(self.p):
@@ -99,9 +130,78 @@ class TaskSpec:
         if not 0 < self.train_fraction < 1:
             raise SpecError(f"task.train_fraction must lie in (0, 1), got {self.train_fraction!r}")
 
+    def _check_group(self) -> None:
+        """Normalise the group fields (JSON gives lists) and set `p` to the group's order."""
+        if not isinstance(self.group, str) or not self.group:
+            raise SpecError(f"task.group must name the group (a built-in such as S5, or the name of task.table), "
+                            f"got {self.group!r}")
+        try:
+            table = tuple(tuple(int(x) for x in row) for row in self.table)
+            elements = tuple(str(x) for x in self.elements)
+        except (TypeError, ValueError):
+            raise SpecError("task.table must be rows of element indices (from the CLI: task.group=FILE.json)") from None
+        if elements and not table:
+            raise SpecError("task.elements names the elements of a user's task.table; a built-in group names its own")
+        if self.op not in GROUP_OPS:
+            raise SpecError(f"task.op={self.op!r} is not a group operation: with task.group, op is add (a ∘ b) or "
+                            "sub (a ∘ b⁻¹)")
+        try:
+            order = _group_of(self.group, table, elements).order
+        except GroupError as err:
+            raise SpecError(f"task.group: {err}") from None
+        if self.p not in (order, TASK_P_DEFAULT):
+            raise SpecError(f"task.p={self.p!r} but {self.group} has {order} elements: with a group, p is its order "
+                            "(leave p out)")
+        for name, value in (("table", table), ("elements", elements), ("p", order)):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_group(cls, group: Group, **fields: Any) -> TaskSpec:
+        """The task of composition in `group`, a built-in (`groups.group`) or any `Group`
+        (`Group.from_table`, a user's table in its own element order, stored in the spec)."""
+        try:
+            same = built_in_group(group.name)
+            user = not (same.order == group.order and bool((same.table == group.table).all())
+                        and same.elements == group.elements)
+        except ValueError:
+            user = True
+        if user:
+            fields = {"table": tuple(map(tuple, group.table.tolist())), "elements": group.elements, **fields}
+        return cls(group=group.name, **fields)
+
+    @property
+    def structure(self) -> Group:
+        """The group the task composes in: `group`, or C_p for a Z_p add/sub task."""
+        if self.group:
+            return _group_of(self.group, self.table, self.elements)
+        if self.op not in GROUP_OPS:
+            raise SpecError(f"{self.op} mod {self.p} is not composition in a group given by its elements")
+        return cyclic(self.p)
+
     @property
     def commutative(self) -> bool:
+        if self.group:
+            return self.op == "add" and self.structure.abelian
         return self.op in ("add", "mul", "x2y2")
+
+    def describe(self, markdown: bool = False) -> str:
+        """The task in words: `add mod 113`, or `S5 (a∘b)` / `S5 (a∘b⁻¹)`; with `markdown`, the
+        op as code (`` `add` mod 113 ``)."""
+        if self.group:
+            return f"{self.group} ({'a∘b' if self.op == 'add' else 'a∘b⁻¹'})"
+        return f"`{self.op}` mod {self.p}" if markdown else f"{self.op} mod {self.p}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values; a Z_p task leaves out the group fields (so configs written
+        before groups existed read back as they are), a built-in group its empty table."""
+        out = dataclasses.asdict(self)
+        for name in ("group", "table", "elements"):
+            if not out[name]:
+                del out[name]
+        if "table" in out:
+            out["table"] = [list(row) for row in out["table"]]
+            out["elements"] = list(out["elements"])
+        return out
 
 
 @dataclass(frozen=True)
@@ -245,7 +345,8 @@ class RunSpec:
     def __post_init__(self) -> None:
         if self.noise.kind == "symmetric" and self.noise.rate > 0 and not self.task.commutative:
             raise SpecError(
-                f"symmetric noise needs a commutative operation (add, mul, x2y2), not {self.task.op!r}"
+                f"symmetric noise needs a commutative operation (add, mul, x2y2; add in an abelian group), not "
+                f"{self.task.describe()!r}"
             )
 
         self.check_memory()
@@ -278,7 +379,8 @@ class RunSpec:
                             "to raise it")
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        out = {name: self.task.to_dict() if name == "task" else dataclasses.asdict(getattr(self, name))
+               for name in SECTIONS}
         out["model"] = {"arch": self.model.arch, **out["model"]}
         return out
 
@@ -332,13 +434,16 @@ class RunSpec:
         data = self.to_dict()
         overridden = {keys[k] for k in overrides if k in keys}
         for key, raw in overrides.items():
+            if keys.get(key) == ("task", "group") and isinstance(raw, str) and raw.endswith(".json"):
+                data["task"].update(_group_file(raw))
+                continue
             if key not in keys:
                 ambiguous = [k for k in keys if k.endswith("." + key)]
                 if ambiguous:
                     raise SpecError(f"ambiguous key {key!r}: use one of {', '.join(ambiguous)}")
                 raise SpecError(f"unknown key {key!r}; valid keys: {', '.join(sorted(keys))}")
             section, name = keys[key]
-            current = data[section][name]
+            current = data[section].get(name, getattr(getattr(self, section), name))
             data[section][name] = _parse_like(key, raw, current)
         if ("train", "steps") in overridden:
             # fewer steps keep about as many evaluations and checkpoints, unless those were set too
@@ -346,7 +451,22 @@ class RunSpec:
             for name, points in (("eval_every", MIN_EVALS), ("checkpoint_every", MIN_CHECKPOINTS)):
                 if ("train", name) not in overridden and train["steps"] // train[name] < points:
                     train[name] = max(1, train["steps"] // points)
-        return RunSpec.from_dict(data)
+        if ("task", "group") in overridden and ("task", "p") not in overridden:
+            data["task"].pop("p")  # a group's p is its order, whatever the spec overridden had
+        spec = RunSpec.from_dict(data)
+        if ("task", "p") in overridden and spec.task.group and spec.task.p != data["task"]["p"]:
+            raise SpecError(f"task.p={data['task']['p']} but {spec.task.group} has {spec.task.p} elements: with a "
+                            "group, p is its order (leave p out)")
+        return spec
+
+
+def _group_file(path: str) -> dict[str, Any]:
+    """The task fields of a user's group read from a JSON file (`groups.read_table`)."""
+    try:
+        group = read_table(path)
+    except (OSError, GroupError) as err:
+        raise SpecError(f"task.group={path}: {err}") from None
+    return {"group": group.name, "table": [list(r) for r in group.table.tolist()], "elements": list(group.elements)}
 
 
 def _parse_like(key: str, raw: str, current: Any) -> Any:

@@ -1,9 +1,11 @@
-"""Modular-arithmetic tasks over Z_p, the train/test split and the label-noise models.
+"""Composition tasks — modular arithmetic over Z_p, or a ∘ b in any finite group — the
+train/test split and the label-noise models.
 
 A `Dataset` holds pairs (a, b) of the task, with their true labels, their observed labels and
 the masks that say which pairs are clean training examples, noisy training examples and test
 examples. `make_dataset` draws one from the specs: every pair once, in the order a·p + b (pairs
-with b = 0 are absent for division). `Dataset.from_tensors` takes a researcher's own: any pairs,
+with b = 0 are absent for division; for a group, a and b are element indices and the classes
+are the |G| elements). `Dataset.from_tensors` takes a researcher's own: any pairs,
 any split, any observed labels. Analyses ask it "on which examples, against which labels"
 through `Dataset.subsets()`.
 """
@@ -65,6 +67,15 @@ def apply_op(op: str, a: Tensor, b: Tensor, p: int) -> Tensor:
     raise ValueError(f"unknown op {op!r}")
 
 
+def task_labels(task: TaskSpec, a: Tensor, b: Tensor) -> Tensor:
+    """The true label of each pair of `task`: a ∘ b (add) or a ∘ b⁻¹ (sub) in its group, else
+    the Z_p operation (`apply_op`)."""
+    if not task.group:
+        return apply_op(task.op, a, b, task.p)
+    group = task.structure
+    return group.compose(a, b if task.op == "add" else group.inverse()[b])
+
+
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -99,7 +110,7 @@ class Dataset:
     def sum_grid(self) -> bool:
         """Every (a, b) pair of an add or sub task, in a·p + b order: what the 2-D Fourier views
         over the (a, b) grid need (the rule then lives on its (k, k) blocks)."""
-        return self.task.op in ("add", "sub") and len(self.inputs) == self.p ** 2
+        return not self.task.group and self.task.op in ("add", "sub") and len(self.inputs) == self.p ** 2
 
     @property
     def noise_rate(self) -> float:
@@ -128,7 +139,7 @@ class Dataset:
         n = len(inputs)
         inputs = inputs.long()
         if n == 0 or int(inputs.min()) < 0 or int(inputs.max()) >= p:
-            raise DatasetError(f"inputs must be residues 0..{p - 1} (task p = {p})")
+            raise DatasetError(f"inputs must be residues 0..{p - 1} (task {task.describe()})")
         if task.op == "div" and bool((inputs[:, 1] == 0).any()):
             raise DatasetError("division pairs must have b ≠ 0")
         if len(torch.unique(inputs[:, 0] * p + inputs[:, 1])) != n:
@@ -140,12 +151,12 @@ class Dataset:
             raise DatasetError(f"train_mask must be boolean, got {train.dtype}")
         if observed.is_floating_point() or int(observed.min()) < 0 or int(observed.max()) >= p:
             raise DatasetError(f"observed_labels must be integer classes 0..{p - 1}")
-        truth = apply_op(task.op, inputs[:, 0], inputs[:, 1], p)
+        truth = task_labels(task, inputs[:, 0], inputs[:, 1])
         if true_labels is not None:
             given = torch.as_tensor(true_labels).long()
             if given.shape != (n,) or not torch.equal(given, truth):
                 wrong = int((given != truth).sum()) if given.shape == (n,) else n
-                raise DatasetError(f"true_labels differ from {task.op} mod {p} on {wrong} pairs")
+                raise DatasetError(f"true_labels differ from {task.describe()} on {wrong} pairs")
         observed = observed.long()
         if not torch.equal(observed[~train], truth[~train]):
             raise DatasetError(f"observed_labels differ from the true labels on {int((observed != truth)[~train].sum())} "
@@ -163,13 +174,13 @@ class Dataset:
         n = len(self.inputs)
         noise = "user labels" if self.noise is None else f"{self.noise.kind} @ {self.noise.rate}"
         return (
-            f"Dataset({self.task.op} mod {self.p}: {n} pairs, {int(self.train_mask.sum())} train "
+            f"Dataset({self.task.describe()}: {n} pairs, {int(self.train_mask.sum())} train "
             f"({int(self.noisy_mask.sum())} noisy, {noise}), {int(self.test_mask.sum())} test)"
         )
 
     def same_as(self, other: "Dataset") -> bool:
         """Whether both hold the same pairs, labels and split (wherever they came from)."""
-        return self.task.op == other.task.op and self.p == other.p and all(
+        return self.task.describe() == other.task.describe() and self.p == other.p and all(
             torch.equal(getattr(self, name), getattr(other, name))
             for name in ("inputs", "true_labels", "labels", "train_mask", "noisy_mask"))
 
@@ -185,9 +196,9 @@ def make_dataset(task: TaskSpec, noise: NoiseSpec | None = None) -> Dataset:
     """All pairs of `task`, split by `task.seed`, with noise drawn by `noise.seed`."""
     noise = noise or NoiseSpec()
     if noise.kind == "symmetric" and noise.rate > 0 and not task.commutative:
-        raise ValueError(f"symmetric noise needs a commutative op, not {task.op!r}")
+        raise ValueError(f"symmetric noise needs a commutative op, not {task.describe()!r}")
     inputs = all_pairs(task)
-    true_labels = apply_op(task.op, inputs[:, 0], inputs[:, 1], task.p)
+    true_labels = task_labels(task, inputs[:, 0], inputs[:, 1])
     n = len(inputs)
     n_train = round(task.train_fraction * n)
     if not 0 < n_train < n:

@@ -59,7 +59,7 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
     best = max(tested, key=tested.get) if tested else None
     size = ", ".join(f"{k} {v}" for k, v in vars(spec.model).items()
                      if k not in ("seed", "init", "n_layers", "d_head") and not isinstance(v, bool))
-    model = (f"{spec.model.arch.replace('_', '-')} network ({size}), `{spec.task.op}` mod {spec.task.p}, "
+    model = (f"{spec.model.arch.replace('_', '-')} network ({size}), {spec.task.describe(markdown=True)}, "
              f"{run.dataset.describe_noise()}, {run.step} steps")
     return {
         "model": model, "phase": phase(final), "raw_test_acc": final["test_acc"],

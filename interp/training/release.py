@@ -118,7 +118,7 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None) -> st
     noise = (f"{spec.noise.kind} label noise at rate {spec.noise.rate}" if run.dataset.noise is not None
              else run.dataset.describe_noise())
     lines = [f"# {name}", "",
-             f"{spec.model.arch} network on `{spec.task.op}` mod {spec.task.p}, "
+             f"{spec.model.arch} network on {spec.task.describe(markdown=True)}, "
              f"{noise}, trained {run.step} steps.", ""]
     if command:
         lines += ["Trained with:", "", "```bash", command, "```", ""]

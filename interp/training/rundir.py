@@ -425,7 +425,7 @@ def read_dataset(run_dir: Path, spec: RunSpec, files: dict[str, str] | None = No
         dataset = Dataset.from_tensors(spec.task, stored["inputs"], stored["observed_labels"], stored["train_mask"],
                                        stored.get("true_labels"))
     except DatasetError as err:
-        raise CheckpointError(f"{path} is not a dataset of {spec.task.op} mod {spec.task.p}: {err}") from None
+        raise CheckpointError(f"{path} is not a dataset of {spec.task.describe()}: {err}") from None
     for name, value in dataset_tensors(dataset).items():
         if name in stored and not torch.equal(stored[name], value):
             raise CheckpointError(f"{path}: `{name}` disagrees with the labels and split stored beside it")
@@ -517,9 +517,8 @@ class Run:
     def __post_init__(self) -> None:
         if self.dataset is None:
             self.dataset = make_dataset(self.spec.task, self.spec.noise)
-        elif (self.dataset.task.op, self.dataset.p) != (self.spec.task.op, self.spec.task.p):
-            raise ValueError(f"the dataset is {self.dataset.task.op} mod {self.dataset.p}, the spec "
-                             f"{self.spec.task.op} mod {self.spec.task.p}")
+        elif (self.dataset.task.describe(), self.dataset.p) != (self.spec.task.describe(), self.spec.task.p):
+            raise ValueError(f"the dataset is {self.dataset.task.describe()}, the spec {self.spec.task.describe()}")
 
     @property
     def final_metrics(self) -> dict[str, Any]:
@@ -540,7 +539,7 @@ class Run:
 
     def __repr__(self) -> str:
         where = f" at {self.path}" if self.path is not None else ""
-        return f"Run({self.spec.model.arch}, {self.spec.task.op} mod {self.spec.task.p}, step {self.step}{where})"
+        return f"Run({self.spec.model.arch}, {self.spec.task.describe()}, step {self.step}{where})"
 
 
 def save_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None) -> None:

@@ -222,8 +222,8 @@ def train(
 
 def _train(spec: RunSpec, out: Path | None, dataset: Dataset | None, resume: bool, progress: bool,
            device: str | torch.device) -> Run:
-    if dataset is not None and (dataset.task.op, dataset.p) != (spec.task.op, spec.task.p):
-        raise ValueError(f"the dataset is {dataset.task.op} mod {dataset.p}, the spec {spec.task.op} mod {spec.task.p}")
+    if dataset is not None and (dataset.task.describe(), dataset.p) != (spec.task.describe(), spec.task.p):
+        raise ValueError(f"the dataset is {dataset.task.describe()}, the spec {spec.task.describe()}")
     model = build_model(spec.model, spec.task.p)
     if next(model.parameters()).device != torch.device(device):
         model = model.to(device)
