@@ -22,8 +22,8 @@ from interp.analysis.edit import edit_search
 from interp.planted import planted_transformer, planted_two_layer
 from interp.training.rundir import write_json, write_text
 
-RELEASES = ("nanda-noisy-59", "nanda-inversion", "nanda-noisy", "nanda-coexistence", "liu-lu-80", "doshi-coexistence",
-            "nanda-grokking")
+#: every release with wrong training labels (nanda-grokking has none: nothing to forget)
+RELEASES = ("nanda-noisy-59", "nanda-inversion", "nanda-noisy", "nanda-coexistence", "liu-lu-80", "doshi-coexistence")
 FORGOTTEN = 0.05  # "the memory removed": memorised at most this
 METHODS = ("learned mask", "greedy", "flip count", "localisation ranking", "random")
 

@@ -114,3 +114,15 @@ def test_interp_edit_writes_a_run_of_the_same_architecture(tmp_path, transformer
     capsys.readouterr()
     assert main(["edit", str(tmp_path / "run"), "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_a_run_without_wrong_labels_has_nothing_to_forget(planted):
+    from interp.analysis.edit import EDIT
+    from interp.core.specs import RunSpec, TrainSpec, TwoLayerSpec
+    from interp.training.rundir import Run
+
+    model, _ = planted
+    clean = make_dataset(TaskSpec(p=P, train_fraction=0.5), NoiseSpec())
+    spec = RunSpec(task=clean.task, noise=NoiseSpec(), model=TwoLayerSpec(width=model.U.shape[0]), train=TrainSpec())
+    run = Run(spec, model, [], 0, dataset=clean)
+    assert "no memory to forget" in EDIT.skip_reason(run)

@@ -445,5 +445,9 @@ def _median(values: Tensor) -> int | None:
     return int(values.median()) if len(values) else None
 
 
+def _nothing_to_forget(run: Run) -> str | None:
+    return None if run.dataset.noisy_mask.any() else "no training label is wrong, so there is no memory to forget"
+
+
 EDIT: Analysis[EditSearch] = register_analysis("edit", "The edit that forgets the noise", lambda run: edit_search(run.model, run.dataset),
-                                              order=35)
+                                              skip_reason=_nothing_to_forget, order=35)

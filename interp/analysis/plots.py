@@ -379,6 +379,9 @@ def plot_edit_pareto(search, path: Path) -> Path:
     fig, axes = _subplots(1, 2, figsize=(12, 4.2))
     methods = list(dict.fromkeys(pt.method for pt in search.points))
     for ax, key in zip(axes, ("noisy_observed_acc", "test_acc")):
+        if search.baseline[key] is None:  # a clean dataset: nothing memorised to plot
+            ax.text(0.5, 0.5, "no noisy training labels", ha="center", va="center", transform=ax.transAxes)
+            continue
         for method in methods:
             curve = search.curve(method)
             sizes = sorted({pt.size if method != "random" else round(pt.parameter, 6) for pt in curve})
