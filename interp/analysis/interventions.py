@@ -143,15 +143,18 @@ class InterventionTable:
 
         base = self.baseline
         rows = [["model", "—", "—", _pct(base["noisy_observed_acc"]), "", _pct(base["test_acc"]), "", ""]]
-        for label in ("memorising", "generalising"):
-            for kind in self.kind_sizes:
+        for kind in self.kind_sizes:
+            for label in ("memorising", "generalising"):
                 row = self.label_row(kind, label)
                 if row is None:
                     continue
-                ref = self.random_mean(row)
+                ref, (held, modes) = self.random_mean(row), self.held(kind, label)
+                verdict = ("no control (the whole kind)" if self.verdict(row) == "no control" else
+                           f"holds ({held} of {modes} modes)" if held == modes else
+                           f"does not hold ({held} of {modes} modes)")
                 rows.append([kind, label, f"{row.size} of {self.kind_sizes[kind]}",
                              _pct(row.metrics["noisy_observed_acc"]), _pct(ref["noisy_observed_acc"]),
-                             _pct(row.metrics["test_acc"]), _pct(ref["test_acc"]), self.held_words(kind, label)])
+                             _pct(row.metrics["test_acc"]), _pct(ref["test_acc"]), verdict])
         return Table(["kind", "set", "n", "memorised", "random: memorised", "test", "random: test", "verdict"], rows,
                      caption=f"each label set zero-ablated, beside random sets of the same size (mean of {len(SEEDS)} "
                              "seeds); the verdict, from the margins, over every ablation mode")
