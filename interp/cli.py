@@ -71,9 +71,8 @@ def _cmd_analyze(args) -> int:
 
 
 def format_headline(data: dict) -> str:
-    """The first screen of a report: raw vs. extracted accuracy and which components memorise."""
-    from .core.document import plural
-
+    """The first screen of a report: raw vs. extracted accuracy, then the headline's claims in
+    plain words (where the rule and the memory live, the edit; `interp.reporting.headline`)."""
     h = data["headline"]
     pct = lambda x: "—" if x is None else f"{x:.1%}"  # noqa: E731
     lines = [h["model"].replace("`", ""), f"phase: {h['phase']}", "",
@@ -84,13 +83,7 @@ def format_headline(data: dict) -> str:
     if h["noise_auroc"] is not None:
         lines.append(f"{'noisy labels found without labels, AUROC':<52}{h['noise_auroc']:>8.4f}")
     lines.append("")
-    def listing(counts: dict[str, int]) -> str:
-        return ", ".join(f"{n} {label}" for label, n in sorted(counts.items(), key=lambda x: -x[1]))
-
-    rows = [(plural(kind), counts) for kind, counts in h["components"].items() if kind != "neuron part"]
-    rows += [(f"{part} parts of neurons", counts) for part, counts in h.get("neuron_parts", {}).items()]
-    width = max((len(name) for name, _ in rows), default=0) + 2
-    lines += [f"{name:<{width}}{listing(counts)}" for name, counts in rows]
+    lines += [f"{claim['topic']}: {claim['text']}" for claim in h.get("claims", [])]
     return "\n".join(lines)
 
 

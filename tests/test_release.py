@@ -75,7 +75,7 @@ def test_refresh_card_recomputes_the_extraction_and_keeps_the_command(tmp_path):
     shutil.copytree(MODELS_DIR / "doshi-coexistence", copy)
     old = (copy / "MODEL_CARD.md").read_text()
     (copy / "MODEL_CARD.md").write_text(old.replace("| resynthesized |", "| stale |"))
-    card = refresh_card(copy).read_text()
+    card = refresh_card(copy, checks=False).read_text()
     assert card == old  # the stale row is recomputed, the command and everything else kept
 
 

@@ -104,23 +104,60 @@ class InterventionTable:
         ok = min(wins) >= -TIE and max(wins) > TIE
         return "holds" if ok else "fails"
 
+    def label_row(self, kind: str, label: str, mode: str = "zero") -> SetAblation | None:
+        """The ablation of `kind`'s `label` set in `mode`, or None when the set is empty or unchecked."""
+        return next((r for r in self.label_rows() if (r.kind, r.label, r.mode) == (kind, label, mode)), None)
+
+    def held(self, kind: str, label: str) -> tuple[int, int]:
+        """(in how many ablation modes the set's verdict is `holds`, in how many it was ablated)."""
+        same = [r for r in self.label_rows() if (r.kind, r.label) == (kind, label)]
+        return sum(self.verdict(r) == "holds" for r in same), len(same)
+
+    def held_words(self, kind: str, label: str) -> str:
+        """The verdict over the modes in words: `holds in 3 of 3 ablation modes`, or why there is none."""
+        row = self.label_row(kind, label)
+        if row is not None and self.verdict(row) == "no control":
+            return "no control: the set is the whole kind"
+        held, modes = self.held(kind, label)
+        return f"holds in {held} of {modes} ablation modes"
+
     def summary(self) -> str:
         """Per kind and label: the zero ablation's numbers beside random, and in how many modes it holds."""
         lines = []
         for row in self.label_rows():
             if row.mode != "zero" or row.label == "mixed":
                 continue
-            same = [r for r in self.label_rows() if (r.kind, r.label) == (row.kind, row.label)]
-            held = sum(self.verdict(r) == "holds" for r in same)
             ref = self.random_mean(row)
             numbers = ", ".join(f"{name} {_pct(self.baseline[key])} → {_pct(row.metrics[key])} "
                                 f"(random: {_pct(ref[key])})"
                                 for name, key in (("memorised", "noisy_observed_acc"), ("test", "test_acc"))
                                 if self.baseline[key] is not None)
-            tail = ("no control: the set is the whole kind" if self.verdict(row) == "no control"
-                    else f"holds in {held} of {len(same)} ablation modes")
-            lines.append(f"Ablating the {row.size} {row.label} {row.kind} component(s): {numbers}; {tail}.")
+            lines.append(f"Ablating the {row.size} {row.label} {row.kind} component(s): {numbers}; "
+                         f"{self.held_words(row.kind, row.label)}.")
         return " ".join(lines)
+
+    def compact(self) -> Table:
+        """Per kind, its memorising and generalising sets zero-ablated beside random sets of their
+        size: memorised and test accuracy, and the verdict over every ablation mode."""
+        from ..core.document import Table
+
+        base = self.baseline
+        rows = [["model", "—", "—", _pct(base["noisy_observed_acc"]), "", _pct(base["test_acc"]), "", ""]]
+        for kind in self.kind_sizes:
+            for label in ("memorising", "generalising"):
+                row = self.label_row(kind, label)
+                if row is None:
+                    continue
+                ref, (held, modes) = self.random_mean(row), self.held(kind, label)
+                verdict = ("no control (the whole kind)" if self.verdict(row) == "no control" else
+                           f"holds ({held} of {modes} modes)" if held == modes else
+                           f"does not hold ({held} of {modes} modes)")
+                rows.append([kind, label, f"{row.size} of {self.kind_sizes[kind]}",
+                             _pct(row.metrics["noisy_observed_acc"]), _pct(ref["noisy_observed_acc"]),
+                             _pct(row.metrics["test_acc"]), _pct(ref["test_acc"]), verdict])
+        return Table(["kind", "set", "n", "memorised", "random: memorised", "test", "random: test", "verdict"], rows,
+                     caption=f"each label set zero-ablated, beside random sets of the same size (mean of {len(SEEDS)} "
+                             "seeds); the verdict, from the margins, over every ablation mode")
 
     def table(self) -> Table:
         from ..core.document import Table

@@ -3,7 +3,8 @@
 `write_analysis` writes one result under `RUN_DIR/analysis/`; `write_report` runs every
 registered analysis that applies to a run (`interp.analysis.registry`) and lays each result's own
 summary, tables and figures out as a section, after a headline. Nothing here knows an analysis
-by name except the headline, which quotes the extraction and the localisation.
+by name except the headline, which quotes the extraction, and the localisation and the edit in
+plain words (`interp.reporting.headline`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from ..analysis.registry import ANALYSES, Result, analyze, in_report_order
 from ..training import rundir
 from ..training.rundir import CheckpointError, Run, write_json
+from .headline import claims
 
 __all__ = ["ANALYSES", "analyze", "write_analysis", "write_report"]
 
@@ -68,6 +70,7 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         "noise_auroc": extraction.noise_detection["auroc"] if extraction.noise_detection else None,
         "components": results["localize"].counts() if "localize" in results else {},
         "neuron_parts": results["localize"].parts_counts() if "localize" in results else {},
+        "claims": claims(results.get("localize"), results.get("edit")),
     }
 
 
@@ -118,6 +121,7 @@ def _write_report(run: Run, out_dir: Path, progress: bool) -> dict[str, Any]:
     top = [
         Section("Headline", [
             f"**Model:** {headline['model']}. **Phase:** {headline['phase']}.",
+            *(f"**{claim['topic']}:** {claim['text']}" for claim in headline["claims"]),
             Table(["", "test accuracy"], [
                 ["raw model", pct(final["test_acc"])],
                 [f"extracted without labels ({headline['label_free_method']})",
@@ -126,8 +130,6 @@ def _write_report(run: Run, out_dir: Path, progress: bool) -> dict[str, Any]:
             (f"**Memorised:** {pct(final['noisy_observed_acc'])} of the noisy training labels are fitted. "
              f"Noise detection from the label-free extraction: AUROC {headline['noise_auroc']:.4f}."
              if headline["noise_auroc"] is not None else "The run has no noisy labels: nothing to memorise."),
-            *([f"**Which components memorise:** {results['localize'].summary()} (see Localisation)"]
-              if "localize" in results else []),
         ]),
         Section("Training", [
             Table(["subset", "accuracy", "loss"], [[s, pct(final.get(f"{s}_acc")),

@@ -5,7 +5,8 @@ A release is a run directory without its optimizer state: `config.json`, `model.
 weights, history and state of every `trajectory_every`-th step, so progress measures over
 training can be computed from the release alone; it cannot be resumed), and a `MODEL_CARD.md`
 written from the run (how it was trained, its per-subset accuracies, its extraction numbers
-when `analysis/filtration.json` exists, how to load it).
+when `analysis/filtration.json` exists, how to load it; `interp.reporting.cards.refresh_card`
+adds the localisation's intervention table and the edit).
 """
 
 from __future__ import annotations
@@ -112,7 +113,10 @@ def _assemble(run_dir: Path, scratch: Path, trajectory_every: int | None) -> Non
     rundir.write_manifest(scratch, manifest)
 
 
-def model_card(run: Run, name: str, command: str, extraction: dict | None) -> str:
+def model_card(run: Run, name: str, command: str, extraction: dict | None, checks: tuple[str, ...] = ()) -> str:
+    """The card's Markdown; `checks` are sections written by the reporting layer (the
+    localisation's intervention table, the edit: `interp.reporting.cards`), placed after the
+    extraction."""
     spec = run.spec
     last = run.final_metrics
     noise = (f"{spec.noise.kind} label noise at rate {spec.noise.rate}" if run.dataset.noise is not None
@@ -137,6 +141,8 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None) -> st
             d = result["noise_detection"]
             lines += ["", f"Noise detection ({d['method']}): AUROC {d['auroc']:.4f}, precision {d['precision']:.3f}, "
                           f"recall {d['recall']:.3f}."]
+    for section in checks:
+        lines += ["", section.strip("\n")]
     lines += ["", "## Loading", "", "```python", "import interp", "", f'run = interp.load("{name}")',
               "logits = interp.logits(run.model, run.dataset.inputs)", "```", "",
               "Without `interp` (TransformerLens 4.x or plain PyTorch): see docs/checkpoints.md.",

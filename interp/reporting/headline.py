@@ -1,0 +1,191 @@
+"""The report's headline in plain words: where the rule lives, where the memory lives, and what
+edit removes the memory at what cost, each claim quoted from the results that back it.
+
+- **The rule** and **the memory**: every kind's generalising (memorising) set in the
+  localisation's intervention table (`Localization.interventions`), with what zero-ablating it
+  does to the memorised and test accuracy beside random sets of the same size. A set is claimed
+  only where its verdict holds in every ablation mode; one that holds in some modes, or in
+  none, is named after the words "does not hold up against random sets of its size" with its
+  numbers; a set that is the whole kind (no random control) is listed as unchecked.
+- **Unchecked**: the mixed sets (no verdict), the whole-kind sets, and the labels of kinds the
+  table does not ablate (neuron parts, head frequencies), said to be from scores alone.
+- **The edit**: the chosen label-free weight edit (`EditSearch.edit`): its size, memorised and
+  test accuracy before and after, and random parts of about that size; where no edit reached
+  the agreement the search asks for, it says so.
+
+Nothing here is hard-coded about a model: change the results and the words change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..core.document import pct, plural
+
+if TYPE_CHECKING:
+    from ..analysis.edit import EditSearch
+    from ..analysis.interventions import InterventionTable, SetAblation
+    from ..analysis.localize import Localization
+
+#: what each accuracy is called in the headline (the keys of `interventions.scored`)
+NAMES = {"noisy_observed_acc": "memorised", "test_acc": "test", "clean_acc": "clean"}
+SMALL = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+LISTED = 8  # name up to this many members of a set; count a larger one
+
+
+def claims(localization: Localization | None, search: EditSearch | None) -> list[dict[str, str]]:
+    """The headline's claims in order, each {"topic", "text"}: `The rule`, `The memory`,
+    `Unchecked` (when anything is), `The edit (…)`; one plain sentence each."""
+    out = []
+    if localization is not None:
+        memory = ("the run has no noisy labels: nothing to memorise." if localization.memorised is None
+                  else _placed(localization, "memorising") + _weak_memory(localization.memorised))
+        out += [{"topic": "The rule", "text": _placed(localization, "generalising")},
+                {"topic": "The memory", "text": memory}]
+        unchecked = _unchecked(localization)
+        if unchecked:
+            out.append({"topic": "Unchecked", "text": unchecked})
+    if search is not None:
+        out.append(edit_claim(search))
+    return out
+
+
+def _placed(loc: Localization, label: str) -> str:
+    """The kinds' `label` sets that hold up in every ablation mode, then those that do not."""
+    table = loc.interventions
+    if table is None:
+        sets = [_what(kind, rows, len(_of(loc, kind))) for kind, rows in _sets(loc, label).items()]
+        return (f"by score alone (not checked by intervention): {_join(sets)}." if sets
+                else f"no component is labelled {label}.")
+    primary, other = ("test_acc", "noisy_observed_acc") if label == "generalising" else ("noisy_observed_acc", "test_acc")
+    good, bad = [], []
+    for kind in table.kind_sizes:
+        row = table.label_row(kind, label)
+        if row is None or table.verdict(row) == "no control":
+            continue
+        held, modes = table.held(kind, label)
+        what = _what(kind, [r for r in _of(loc, kind) if r["label"] == label], table.kind_sizes[kind])
+        if held == modes:
+            good.append(f"{what} ({_evidence(table, row, [primary])})")
+        else:
+            bad.append(f"{what}, labelled {label}, {'do' if what.startswith(('the ', 'all ')) or row.size > 1 else 'does'} "
+                       f"not hold up against random sets of the same size ({_evidence(table, row, [primary, other])}; "
+                       f"holds in {held} of {modes} modes)")
+    if not good and not bad:
+        return f"no set labelled {label} can be checked against random sets of its size."
+    if not bad:
+        return _join(good) + "."
+    return f"{_join(good)} — but {_join(bad)}." if good else _join(bad) + "."
+
+
+def _evidence(table: InterventionTable, row: SetAblation, keys: list[str]) -> str:
+    """What zero-ablating the set does to the accuracies `keys`, beside random sets of its size."""
+    ref = table.random_mean(row)
+    return "ablated: " + ", ".join(f"{NAMES[key]} {_change(table.baseline[key], row.metrics[key])}, random {pct(ref[key])}"
+                                   for key in keys if table.baseline[key] is not None)
+
+
+def _unchecked(loc: Localization) -> str:
+    """The mixed sets, the whole-kind sets and the kinds the intervention table does not ablate."""
+    table = loc.interventions
+    if table is None:
+        return ""
+    mixed, whole = [], []
+    for kind, total in table.kind_sizes.items():
+        rows = _of(loc, kind)
+        for label in ("memorising", "generalising", "mixed"):
+            row = table.label_row(kind, label)
+            if row is None:
+                continue
+            what = _what(kind, [r for r in rows if r["label"] == label], total)
+            if label == "mixed":
+                mixed.append(what)
+            elif table.verdict(row) == "no control":
+                whole.append(f"{what} {label}")
+    by_score = []
+    for kind in dict.fromkeys(f"{r['kind']}: {r['part']}" if r.get("part") else r["kind"] for r in loc.rows):
+        if kind.split(": ")[0] in table.kind_sizes:
+            continue
+        sets = {label: rows for label in ("generalising", "memorising") if (rows := _sets(loc, label).get(kind))}
+        if sets:  # the larger of its two sets
+            label, rows = max(sets.items(), key=lambda item: len(item[1]))
+            by_score.append(f"{_what(kind, rows, 0)} {label}")
+    notes = [f"{head}: {_join(items, ', ')}" for head, items in (
+        ("mixed (no verdict)", mixed), ("the whole kind (no random control)", whole),
+        ("by score alone (not ablated)", by_score)) if items]
+    return _join(notes) + "." if notes else ""
+
+
+def edit_claim(search: EditSearch) -> dict[str, str]:
+    """The chosen edit: its size in the topic; what it does to memorised, test and clean accuracy,
+    and random parts of about its size, in the text."""
+    from ..analysis.edit import AGREEMENT
+
+    e, base = search.edit, search.baseline
+    text = ", ".join(f"{NAMES[key]} {_change(base[key], e.metrics[key])}"
+                     for key in ("noisy_observed_acc", "test_acc", "clean_acc") if base[key] is not None)
+    random = search.curve("random")
+    if random:
+        size = min({pt.parameter for pt in random}, key=lambda s: abs(s - e.size))
+        at = [pt for pt in random if pt.parameter == size]
+        text += f"; random parts of {size:.1%}: " + ", ".join(
+            f"{NAMES[key]} {pct(sum(pt.metrics[key] for pt in at) / len(at))}"
+            for key in ("noisy_observed_acc", "test_acc") if base[key] is not None)
+    if e.agreement < AGREEMENT:
+        text += (f" (short of what the search asks: it agrees with the {search.teacher} extraction on "
+                 f"{pct(e.agreement)} of the grid, not {AGREEMENT:.0%})")
+    return {"topic": f"The edit ({e.size:.1%} of the readout's weight, found without labels)", "text": text + "."}
+
+
+def _weak_memory(memorised: float | None) -> str:
+    if memorised is None or memorised >= 0.5:
+        return ""
+    return f" (The model fits only {pct(memorised)} of the noisy labels: these push towards them without winning.)"
+
+
+# --- words for sets of components -----------------------------------------------------------
+
+
+def _of(loc: Localization, kind: str) -> list[dict]:
+    return [r for r in loc.rows if r["kind"] == kind]
+
+
+def _sets(loc: Localization, label: str) -> dict[str, list[dict]]:
+    """Each kind's rows carrying `label` (a neuron part's kind split into `dominant`/`residual`)."""
+    out: dict[str, list[dict]] = {}
+    for r in loc.rows:
+        if r["label"] == label:
+            out.setdefault(f"{r['kind']}: {r['part']}" if r.get("part") else r["kind"], []).append(r)
+    return out
+
+
+def _what(kind: str, rows: list[dict], total: int) -> str:
+    """A set of `rows` of one kind in words: `frequency clusters 3, 25, 27 (280 neurons)`,
+    `all four heads`, `183 of 512 neurons`."""
+    n = len(rows)
+    if kind == "neuron cluster":
+        freqs = [str(r["index"])[2:] for r in rows if str(r["index"]).startswith("k=")]
+        loose = sum(r["neurons"] for r in rows if not str(r["index"]).startswith("k="))
+        named = [f"frequency cluster{'s' if len(freqs) > 1 else ''} {', '.join(freqs)}"] if freqs else []
+        if loose:
+            named.append("the unclustered neurons")
+        count = sum(r["neurons"] for r in rows)
+        return f"{' and '.join(named)} ({count}{'' if loose and not freqs else ' neurons'})"
+    if kind.startswith("neuron part"):
+        return f"the {kind.split(': ')[-1]} parts of {n} neurons"
+    noun = {"frequency": "embedding frequency"}.get(kind, kind)
+    if n == total and n > 1:
+        return f"all {SMALL[n] if n < len(SMALL) else n} {plural(noun)}"
+    if kind in ("head", "frequency") and n <= LISTED:
+        return f"{noun if n == 1 else plural(noun)} {', '.join(str(r['index']) for r in rows)}"
+    return f"{n} of {total} {plural(noun)}"
+
+
+def _change(before: float | None, after: float | None) -> str:
+    """`100 → 2.9%`, `82.6 → 97.7%`: an accuracy before and after, the first without its unit."""
+    first = "—" if before is None else "100" if before == 1 else "0" if before == 0 else f"{before:.1%}"[:-1]
+    return f"{first} → {pct(after)}"
+
+
+def _join(items: list[str], sep: str = "; ") -> str:
+    return sep.join(items)

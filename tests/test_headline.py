@@ -1,0 +1,96 @@
+"""The headline's claims follow the results: a localisation, its intervention table and an edit
+search built by hand, whose verdicts come from `InterventionTable.verdict` on the margins."""
+
+from interp.analysis.edit import EditPoint, EditSearch
+from interp.analysis.interventions import InterventionTable, SetAblation
+from interp.analysis.localize import Localization
+from interp.cli import format_headline
+from interp.reporting.cards import check_sections
+from interp.reporting.headline import claims
+
+BASE = {"clean_acc": 1.0, "noisy_observed_acc": 1.0, "noisy_true_acc": 0.0, "test_acc": 0.826,
+        "gen_margin": 10.0, "mem_margin": 3.0}
+CLUSTERS = {"k=2": ("generalising", 40), "k=5": ("generalising", 30), "k=9": ("generalising", 20),
+            "unclustered": ("memorising", 60)}
+
+
+def _metrics(test: float, memorised: float, gen: float, mem: float) -> dict:
+    return {**BASE, "test_acc": test, "noisy_observed_acc": memorised, "gen_margin": gen, "mem_margin": mem}
+
+
+def _ablation(kind: str, label: str, size: int, own: dict, random: dict) -> list[SetAblation]:
+    return [SetAblation(kind, label, "zero", size, False, 0, own),
+            *(SetAblation(kind, label, "zero", size, True, seed, random) for seed in (0, 1))]
+
+
+def fake(memory_holds: bool, heads: tuple[str, ...] = ("generalising", "generalising", "mixed", "mixed")
+         ) -> Localization:
+    """Three planted rule clusters (2, 5, 9) and an unclustered memorising group; its ablation
+    lowers the memorised margin more than random when `memory_holds`, less otherwise."""
+    rows = [{"kind": "neuron cluster", "index": name, "label": label, "neurons": n, "members": []}
+            for name, (label, n) in CLUSTERS.items()]
+    rows += [{"kind": "head", "index": f"L0H{h}", "label": label} for h, label in enumerate(heads)]
+    table = InterventionTable(BASE, kind_sizes={"neuron cluster": 4, "head": 4})
+    table.rows += _ablation("neuron cluster", "generalising", 3, _metrics(0.1, 0.9, 2.0, 3.0), _metrics(0.5, 0.8, 6.0, 2.0))
+    own_mem = 0.5 if memory_holds else 2.5  # random sets: 1.5
+    table.rows += _ablation("neuron cluster", "memorising", 1, _metrics(0.8, 0.2, 9.5, own_mem),
+                            _metrics(0.6, 0.6, 8.0, 1.5))
+    for label in dict.fromkeys(heads):
+        n = heads.count(label)
+        table.rows += _ablation("head", label, n, _metrics(0.3, 0.5, 4.0, 1.0), _metrics(0.3, 0.5, 4.0, 1.0))
+    return Localization(rows=rows, memorised=1.0, reference=(10.0, 3.0), interventions=table)
+
+
+def search() -> EditSearch:
+    chosen = EditPoint("learned mask", 0.25, 0.043, 4908, 0, 0.995,
+                       {**BASE, "noisy_observed_acc": 0.029, "test_acc": 0.977, "clean_acc": 0.986})
+    randoms = [EditPoint("random", size, size, 100, 0, 0.5, {**BASE, "noisy_observed_acc": 0.96, "test_acc": 0.79})
+               for size in (0.03, 0.04, 0.06)]
+    return EditSearch("key-frequency diagonal filter", BASE, BASE, [chosen, *randoms], chosen=0)
+
+
+def by_topic(found: list[dict]) -> dict[str, str]:
+    return {c["topic"].split(" (")[0]: c["text"] for c in found}
+
+
+def test_the_rule_names_the_planted_clusters_with_their_ablation():
+    rule = by_topic(claims(fake(memory_holds=True), None))["The rule"]
+    assert rule.startswith("frequency clusters 2, 5, 9 (90 neurons) (ablated: test 82.6 → 10.0%, random 50.0%)")
+    # heads that tie with random sets of their size are not claimed
+    assert "— but heads L0H0, L0H1, labelled generalising, do not hold up against random sets" in rule
+
+
+def test_a_set_that_does_not_hold_up_is_said_not_to():
+    held = by_topic(claims(fake(memory_holds=True), None))["The memory"]
+    failed = by_topic(claims(fake(memory_holds=False), None))["The memory"]
+    assert held.startswith("the unclustered neurons (60) (ablated: memorised 100 → 20.0%, random 60.0%)")
+    assert "not hold up" not in held
+    assert failed.startswith("the unclustered neurons (60), labelled memorising, do not hold up against random sets")
+    assert "holds in 0 of 1 modes" in failed
+
+
+def test_mixed_and_whole_kind_sets_are_unchecked_not_claimed():
+    found = by_topic(claims(fake(True, heads=("generalising",) * 4), None))
+    assert "all four heads generalising" in found["Unchecked"] and "heads" not in found["The rule"]
+    assert "mixed (no verdict): heads L0H2, L0H3" in by_topic(claims(fake(True), None))["Unchecked"]
+
+
+def test_the_edit_says_its_size_and_what_it_costs():
+    (claim,) = claims(None, search())
+    assert claim["topic"] == "The edit (4.3% of the readout's weight, found without labels)"
+    assert claim["text"].startswith("memorised 100 → 2.9%, test 82.6 → 97.7%, clean 100 → 98.6%; "
+                                    "random parts of 4.0%: memorised 96.0%, test 79.0%")
+
+
+def test_terminal_headline_and_card_carry_the_claims():
+    found = claims(fake(memory_holds=False), search())
+    data = {"headline": {"model": "m", "phase": "memorisation", "raw_test_acc": 0.826, "memorised_acc": 1.0,
+                         "label_free_method": "x", "label_free_test_acc": 0.99, "best_method": "x",
+                         "best_test_acc": 0.99, "noise_auroc": None, "claims": found}}
+    screen = format_headline(data).splitlines()
+    assert [line for line in screen if line.startswith(("The rule: ", "The memory: ", "The edit ("))] == \
+        [f"{c['topic']}: {c['text']}" for c in found if c["topic"] != "Unchecked"]
+    table, edit = check_sections(fake(memory_holds=False), search())
+    assert "| neuron cluster | generalising | 3 of 4 | 90.0% | 80.0% | 10.0% | 50.0% | holds (1 of 1 modes) |" in table
+    assert "| neuron cluster | memorising | 1 of 4 | 20.0% | 60.0% | 80.0% | 60.0% | does not hold (0 of 1 modes) |" in table
+    assert edit.endswith(f"{found[-1]['topic']}: {found[-1]['text']}")
