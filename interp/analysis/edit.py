@@ -312,6 +312,15 @@ class EditSearch(Result):
     def curve(self, method: str) -> list[EditPoint]:
         return [pt for pt in self.points if pt.method == method]
 
+    def random_near(self, size: float) -> tuple[float, dict[str, float | None]]:
+        """(the control's size nearest `size`, the mean of its random edits' scores over seeds);
+        an empty dict when there is no control."""
+        at = [pt for pt in self.curve("random") if pt.parameter == nearest_size(size)]
+        if not at:
+            return nearest_size(size), {}
+        return nearest_size(size), {k: None if at[0].metrics[k] is None else sum(pt.metrics[k] for pt in at) / len(at)
+                                    for k in at[0].metrics}
+
     def summary(self) -> str:
         from ..core.document import pct
 
@@ -323,11 +332,10 @@ class EditSearch(Result):
                 f"{pct(b['test_acc'])} → {pct(e.metrics['test_acc'])}, clean {pct(b['clean_acc'])} → "
                 f"{pct(e.metrics['clean_acc'])} (the {self.teacher} itself: memorised "
                 f"{pct(self.teacher_metrics['noisy_observed_acc'])}, test {pct(self.teacher_metrics['test_acc'])}).")
-        at = [pt for pt in self.curve("random") if abs(pt.size - _nearest(e.size)) < 1e-9]
-        if at:
-            mean = sum(pt.metrics["noisy_observed_acc"] for pt in at) / len(at)
-            test = sum(pt.metrics["test_acc"] for pt in at) / len(at)
-            line += f" Random parts of the same size ({_nearest(e.size):.1%}): memorised {pct(mean)}, test {pct(test)}."
+        size, random = self.random_near(e.size)
+        if random:
+            line += (f" Random parts of about its size ({size:.1%}): memorised {pct(random['noisy_observed_acc'])}, "
+                     f"test {pct(random['test_acc'])}.")
         f = self.flips
         if f.get("median_noisy") is not None:
             line += (f" Flip counts (Maini et al.): removing a median {f['median_noisy']} neurons flips a noisy "
@@ -359,7 +367,8 @@ class EditSearch(Result):
         return out
 
 
-def _nearest(size: float) -> float:
+def nearest_size(size: float) -> float:
+    """The one of SIZES (where the random control is scored) closest to `size`."""
     return min(SIZES, key=lambda s: abs(s - size))
 
 
@@ -450,4 +459,4 @@ def _nothing_to_forget(run: Run) -> str | None:
 
 
 EDIT: Analysis[EditSearch] = register_analysis("edit", "The edit that forgets the noise", lambda run: edit_search(run.model, run.dataset),
-                                              skip_reason=_nothing_to_forget, order=35)
+                                              needs=(Capability.READOUT_MAP,), skip_reason=_nothing_to_forget, order=35)

@@ -45,6 +45,8 @@ class Capability(str, Enum):
     POSITIONS = "positions"
     #: K models trained as one computation: `stacked_batch`, `stacked_loss_and_grads`
     STACKED = "stacked"
+    #: the readout units' output map can be rewritten as weights: `with_unit_to_logit`
+    READOUT_MAP = "readout_map"
 
     @property
     def description(self) -> str:
@@ -56,6 +58,7 @@ _DESCRIPTIONS = {
     Capability.HEADS: "attention heads",
     Capability.POSITIONS: "hook points with a position axis",
     Capability.STACKED: "a stacked training step",
+    Capability.READOUT_MAP: "a readout map that can be rewritten as weights",
 }
 
 
@@ -166,7 +169,7 @@ class ModelFamily(ABC):
     def with_unit_to_logit(self, model: nn.Module, to_logit: Float[Tensor, "unit p"]) -> nn.Module:
         """A copy of `model` of the same architecture whose readout units push the logits by
         `to_logit` (their activations unchanged): a weight edit of the readout's output side."""
-        raise TypeError(f"the {self.name} family cannot rewrite its readout map")
+        raise self._unsupported(Capability.READOUT_MAP)
 
     def probe_hooks(self, model: nn.Module) -> list[str]:
         """Where linear probes read, the main one first."""

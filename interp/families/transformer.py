@@ -282,7 +282,7 @@ class _GatherRows(torch.autograd.Function):
 class TransformerFamily(ModelFamily):
     name = "transformer"
     spec_type = TransformerSpec
-    provides = frozenset({Capability.HEADS, Capability.POSITIONS, Capability.STACKED})
+    provides = frozenset({Capability.HEADS, Capability.POSITIONS, Capability.STACKED, Capability.READOUT_MAP})
     # one step is already matmul-bound: stacked, 8 runs went 1.22x faster but 4 runs 0.87x
     # (docs/performance.md), so sweeps train transformers one by one
     stacking_pays = False

@@ -82,7 +82,7 @@ class TwoLayerNet(HookedRootModule):
 class TwoLayerFamily(ModelFamily):
     name = "two_layer"
     spec_type = TwoLayerSpec
-    provides = frozenset({Capability.NEURON_MAPS, Capability.STACKED})
+    provides = frozenset({Capability.NEURON_MAPS, Capability.STACKED, Capability.READOUT_MAP})
     stacking_pays = True  # 1.1-3.5x at K = 8 (docs/performance.md)
 
     def owns(self, model: nn.Module) -> bool:

@@ -124,16 +124,13 @@ def edit_claim(search: EditSearch) -> dict[str, str]:
     e, base = search.edit, search.baseline
     text = ", ".join(f"{NAMES[key]} {_change(base[key], e.metrics[key])}"
                      for key in ("noisy_observed_acc", "test_acc", "clean_acc") if base[key] is not None)
-    random = search.curve("random")
+    size, random = search.random_near(e.size)
     if random:
-        size = min({pt.parameter for pt in random}, key=lambda s: abs(s - e.size))
-        at = [pt for pt in random if pt.parameter == size]
         text += f"; random parts of {size:.1%}: " + ", ".join(
-            f"{NAMES[key]} {pct(sum(pt.metrics[key] for pt in at) / len(at))}"
-            for key in ("noisy_observed_acc", "test_acc") if base[key] is not None)
+            f"{NAMES[key]} {pct(random[key])}" for key in ("noisy_observed_acc", "test_acc") if base[key] is not None)
     if e.agreement < AGREEMENT:
-        text += (f" (short of what the search asks: it agrees with the {search.teacher} extraction on "
-                 f"{pct(e.agreement)} of the grid, not {AGREEMENT:.0%})")
+        text += (f" (short of what the search asks: it agrees with the {search.teacher} on "
+                 f"{pct(e.agreement)} of the grid, not {AGREEMENT:.1%})")
     return {"topic": f"The edit ({e.size:.1%} of the readout's weight, found without labels)", "text": text + "."}
 
 
