@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from interp.core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
@@ -32,3 +34,44 @@ def two_layer_spec() -> RunSpec:
 @pytest.fixture
 def transformer_spec() -> RunSpec:
     return small_transformer()
+
+
+@pytest.fixture(scope="session")
+def doc_runs(tmp_path_factory):
+    """A small run of each family, for the docs' snippets that read a run (read-only)."""
+    import interp
+
+    root = tmp_path_factory.mktemp("doc_runs")
+    return {"two_layer": interp.train(small_two_layer(steps=20), root / "two_layer", progress=False),
+            "transformer": interp.train(small_transformer(steps=4), root / "transformer", progress=False)}
+
+
+@pytest.fixture(scope="session")
+def without_interp(doc_runs, tmp_path_factory):
+    """Every snippet that reads a run without interp, in one interpreter where `import interp`
+    raises (one TransformerLens start for all): docs/checkpoints.md's loading snippet of each
+    family on `doc_runs`, each followed by `subsets` (job `load:KIND`), and the transformer
+    loading snippet on every released transformer (job `release:NAME`). Each job runs in its own
+    folder and namespace and saves its `logits` there as logits.safetensors. Returns
+    {job: (outcome, folder)}."""
+    import re
+
+    from fresh import run_fresh
+    from test_docs import snippet
+
+    from interp.training.release import MODELS_DIR, available
+
+    root = tmp_path_factory.mktemp("without_interp")
+    save = "\nfrom safetensors.torch import save_file\nsave_file({'logits': logits.contiguous()}, 'logits.safetensors')\n"
+    jobs = {}
+    for kind, run in doc_runs.items():
+        jobs[f"load:{kind}"] = re.sub(r'run_dir = "[^"]*"', f'run_dir = "{run.path}"', snippet(kind)) + snippet("subsets") + save
+    for name in available():
+        if json.loads((MODELS_DIR / name / "config.json").read_text())["spec"]["model"]["arch"] == "transformer":
+            jobs[f"release:{name}"] = snippet("transformer").replace(
+                'run_dir = "runs/nanda-grokking"', f'run_dir = "{MODELS_DIR / name}"') + save
+    folders = {job: root / re.sub(r"\W", "_", job) for job in jobs}
+    for folder in folders.values():
+        folder.mkdir()
+    outcomes = run_fresh({job: (code, folders[job]) for job, code in jobs.items()}, without_interp=True)
+    return {job: (outcomes[job], folders[job]) for job in jobs}
