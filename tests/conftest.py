@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from interp.core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
@@ -46,3 +48,104 @@ def planted_union():
     ds = interp.make_dataset(TaskSpec(p=23, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.1, seed=7))
     built = planted_transformer(ds, freqs=(2, 5))
     return built.model, ds, built
+
+
+@pytest.fixture(scope="session")
+def doc_runs(tmp_path_factory):
+    """A small run of each family, for the docs' snippets that read a run (read-only)."""
+    import interp
+
+    root = tmp_path_factory.mktemp("doc_runs")
+    return {"two_layer": interp.train(small_two_layer(steps=20), root / "two_layer", progress=False),
+            "transformer": interp.train(small_transformer(steps=4), root / "transformer", progress=False)}
+
+
+@pytest.fixture(scope="session")
+def without_interp(doc_runs, tmp_path_factory):
+    """Every snippet that reads a run without interp, in one interpreter where `import interp`
+    raises (one TransformerLens start for all): docs/checkpoints.md's loading snippet of each
+    family on `doc_runs`, each followed by `subsets` (job `load:KIND`), and the transformer
+    loading snippet on every released transformer (job `release:NAME`). Each job runs in its own
+    folder and namespace and saves its `logits` there as logits.safetensors. Returns
+    {job: (outcome, folder)}."""
+    import re
+
+    from fresh import run_fresh
+    from test_docs import snippet
+
+    from interp.training.release import MODELS_DIR, available
+
+    root = tmp_path_factory.mktemp("without_interp")
+    save = "\nfrom safetensors.torch import save_file\nsave_file({'logits': logits.contiguous()}, 'logits.safetensors')\n"
+    jobs = {}
+    for kind, run in doc_runs.items():
+        jobs[f"load:{kind}"] = re.sub(r'run_dir = "[^"]*"', f'run_dir = "{run.path}"', snippet(kind)) + snippet("subsets") + save
+    for name in available():
+        if json.loads((MODELS_DIR / name / "config.json").read_text())["spec"]["model"]["arch"] == "transformer":
+            jobs[f"release:{name}"] = snippet("transformer").replace(
+                'run_dir = "runs/nanda-grokking"', f'run_dir = "{MODELS_DIR / name}"') + save
+    folders = {job: root / re.sub(r"\W", "_", job) for job in jobs}
+    for folder in folders.values():
+        folder.mkdir()
+    outcomes = run_fresh({job: (code, folders[job]) for job, code in jobs.items()}, without_interp=True)
+    return {job: (outcomes[job], folders[job]) for job in jobs}
+
+
+# What a fresh interpreter sees: its process-wide state before `import interp` and after
+# importing, training and analysing (flush-to-zero on the calling and on a new thread, whether
+# glibc's heap serves a 64 MB block, matplotlib's backend), and which heavy modules the CLI and
+# the report module pull in at start-up.
+_PROBE = """
+import json, re, sys, threading
+import matplotlib
+import torch
+
+def heap_grows():
+    # glibc serves a 64 MB block with mmap unless M_MMAP_THRESHOLD was raised above it
+    def heap():
+        for line in open("/proc/self/maps"):
+            if line.rstrip().endswith("[heap]"):
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                return hi - lo
+        return 0
+    before = heap(); block = torch.empty(64 << 20, dtype=torch.uint8); block.fill_(1)
+    return heap() - before > (32 << 20)
+
+def flushed_in_new_thread():
+    out = []
+    t = threading.Thread(target=lambda: out.append((torch.tensor(1e-30) * 1e-10).item() == 0.0))
+    t.start(); t.join()
+    return out[0]
+
+def state():
+    return ((torch.tensor(1e-30) * 1e-10).item() == 0.0, flushed_in_new_thread(), heap_grows(),
+            matplotlib.get_backend())
+
+before = state()
+import interp.cli, interp.reporting.report
+heavy = sorted(m for m in ('transformer_lens.model_bridge', 'sklearn') if m in sys.modules)
+import interp
+from interp.reporting.report import analyze
+spec = interp.get_preset("liu-lu-80").spec.with_overrides(["p=11", "width=17", "steps=20", "eval_every=10"])
+run = interp.train(spec, progress=False)
+analyze(run, "fourier"); analyze(run, "ablation")
+from interp.analysis.plots import plot_history
+import tempfile, pathlib
+plot_history(run.history, pathlib.Path(tempfile.mkdtemp()) / "h.png")
+after = state()
+print(json.dumps({"before": before, "after": after, "heavy_after_cli_import": heavy}))
+"""
+
+
+@pytest.fixture(scope="session")
+def fresh_interpreter():
+    """`_PROBE`'s findings from one new `python` process (matplotlib's backend set to svg, a
+    backend other than the headless default, so that a switch to Agg would show)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MPLBACKEND": "svg"}
+    done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

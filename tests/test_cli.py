@@ -13,16 +13,11 @@ def test_presets_lists_every_preset(capsys):
         assert name in out
 
 
-def test_start_up_leaves_heavy_imports_for_later():
+def test_start_up_leaves_heavy_imports_for_later(fresh_interpreter):
     """The CLI and two-layer work start without Hugging Face's model zoo (pulled in by the
-    TransformerBridge module) or scikit-learn: seconds of imports on every command."""
-    import subprocess
-    import sys
-
-    code = ("import sys, interp.cli, interp.reporting.report; "
-            "print(sorted(m for m in ('transformer_lens.model_bridge', 'sklearn') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    TransformerBridge module) or scikit-learn: seconds of imports on every command. Checked in a
+    fresh interpreter right after `import interp.cli, interp.reporting.report` (conftest.py)."""
+    assert fresh_interpreter["heavy_after_cli_import"] == []
 
 
 def test_train_with_overrides_prints_subsets(tmp_path, capsys):

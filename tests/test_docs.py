@@ -2,16 +2,12 @@
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import small_transformer, small_two_layer
 from safetensors.torch import load_file
 
-import interp
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -44,28 +40,36 @@ def test_every_snippet_is_run_by_a_test():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    return {"two_layer": interp.train(small_two_layer(steps=20), root / "two_layer", progress=False),
-            "transformer": interp.train(small_transformer(steps=4), root / "transformer", progress=False)}
+def self_contained(tmp_path_factory):
+    """The snippets that train what they need ("self" in HOW), each in its own folder and
+    namespace, in one fresh interpreter (one start of torch and interp for both)."""
+    from fresh import run_fresh
+
+    root = tmp_path_factory.mktemp("self_contained")
+    folders = {name: root / name.replace(".", "_").replace("#", "_") for name, how in HOW.items() if how == "self"}
+    for folder in folders.values():
+        folder.mkdir()
+    outcomes = run_fresh({name: (snippet(name), folder) for name, folder in folders.items()})
+    return {name: (outcomes[name], folder) for name, folder in folders.items()}
 
 
-def test_readme_python_session_runs(tmp_path):
-    subprocess.run([sys.executable, "-c", snippet("README.md#0")], check=True, cwd=tmp_path, capture_output=True)
-    assert (tmp_path / "runs" / "small" / "checkpoints" / "step_100" / "model.safetensors").exists()
+def test_readme_python_session_runs(self_contained):
+    outcome, folder = self_contained["README.md#0"]
+    outcome.check()
+    assert (folder / "runs" / "small" / "checkpoints" / "step_100" / "model.safetensors").exists()
 
 
-def test_own_dataset_snippet_runs(tmp_path):
-    done = subprocess.run([sys.executable, "-c", snippet("your-data")], cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert 0 <= float(done.stdout.strip().splitlines()[-1]) <= 1
-    assert (tmp_path / "runs" / "mine" / "dataset.safetensors").exists()
+def test_own_dataset_snippet_runs(self_contained):
+    outcome, folder = self_contained["your-data"]
+    outcome.check()
+    assert 0 <= float(outcome.stdout.strip().splitlines()[-1]) <= 1
+    assert (folder / "runs" / "mine" / "dataset.safetensors").exists()
 
 
 @pytest.mark.parametrize("name", [n for n, how in HOW.items() if how == "both"])
 @pytest.mark.parametrize("kind", FAMILIES)
-def test_snippet_runs_for_each_family(runs, name, kind, tmp_path):
-    code = re.sub(r'"runs/[^"]*"', f'"{runs[kind].path}"', snippet(name))
+def test_snippet_runs_for_each_family(doc_runs, name, kind, tmp_path):
+    code = re.sub(r'"runs/[^"]*"', f'"{doc_runs[kind].path}"', snippet(name))
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
@@ -75,16 +79,15 @@ def test_snippet_runs_for_each_family(runs, name, kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", FAMILIES)
-def test_loading_snippet_and_subset_accuracy_without_interp(runs, kind, tmp_path):
-    run = runs[kind]
-    code = re.sub(r'run_dir = "[^"]*"', f'run_dir = "{run.path}"', snippet(kind)) + snippet("subsets")
-    out = tmp_path / "logits.safetensors"
-    code = ("import sys\nsys.modules['interp'] = None  # `import interp` raises from here on\n" + code
-            + f"\nfrom safetensors.torch import save_file\nsave_file({{'logits': logits.contiguous()}}, '{out}')\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    torch.testing.assert_close(load_file(out)["logits"], run.logits(run.dataset.inputs), rtol=1e-6, atol=1e-6)
-    printed = dict(line.split() for line in done.stdout.strip().splitlines())
+def test_loading_snippet_and_subset_accuracy_without_interp(doc_runs, without_interp, kind):
+    """checkpoints.md's loading snippet of each family and `subsets`, in a process where `import
+    interp` raises (the `without_interp` fixture, shared with the released transformers)."""
+    run = doc_runs[kind]
+    outcome, folder = without_interp[f"load:{kind}"]
+    outcome.check()
+    torch.testing.assert_close(load_file(folder / "logits.safetensors")["logits"], run.logits(run.dataset.inputs),
+                               rtol=1e-6, atol=1e-6)
+    printed = dict(line.split() for line in outcome.stdout.strip().splitlines())
     for subset, value in run.final_metrics.items():
         if subset.endswith("_acc") and subset[:-4] in printed:
             expected = "None" if value is None else value

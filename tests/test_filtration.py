@@ -100,6 +100,30 @@ def test_transformer_restricted_and_excluded(transformer_spec):
     assert {"raw", "restricted", "excluded", "W_U filter"} <= set(result.rows)
 
 
+def test_unembedding_swaps_need_no_forward_and_change_no_bit(transformer_spec, two_layer_spec):
+    """compare_extractions scores its W_U-only filters from one forward of the original model
+    (`unembedding_input`, then `unembed` per filtered copy): bit for bit each copy's own forward.
+    The raw logits and the excluded and diagonal filters from the raw table are bit for bit the
+    same as computed from the model."""
+    from interp.analysis.filtration import diagonal_filter_logits
+    from interp.families.base import family_of
+
+    for spec in (transformer_spec, two_layer_spec):
+        model = build_model(spec.model, spec.task.p)
+        ds = make_dataset(spec.task, spec.noise)
+        family = family_of(model)
+        with torch.no_grad():
+            shared = family.unembedding_input(model, ds.inputs)
+            raw = logits(model, ds.inputs)
+            assert torch.equal(family.unembed(model, shared), raw)
+            for freqs in ([1], [2, 5], list(range(1, ds.p // 2 + 1))):
+                filtered = filter_residue_weights(model, "add", freqs, ("W_U",))
+                assert torch.equal(family.unembed(filtered, shared), logits(filtered, ds.inputs))
+                assert not torch.equal(family.unembed(filtered, shared), raw) or len(freqs) == ds.p // 2
+            assert torch.equal(excluded_logits(model, ds, [1, 2], raw), excluded_logits(model, ds, [1, 2]))
+            assert torch.equal(diagonal_filter_logits(model, ds, [1, 2], raw), diagonal_filter_logits(model, ds, [1, 2]))
+
+
 def test_function_space_filter_recovers_the_rule_under_planted_spikes():
     """A logit table made of the rule at two frequencies, cos(2πk(a+b−c)/p), plus large spikes
     that move 15% of the pairs to a wrong class: the 8 components of those frequencies carry the

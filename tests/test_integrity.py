@@ -367,18 +367,41 @@ def test_unreachable_ray_address_times_out_with_a_message():
 # --- 6/7. kill -9 during writes ---------------------------------------------------------------
 
 
+# The killed writers run in fresh interpreters started when this module's first test starts:
+# each imports interp (seconds) while the tests before the kill tests run, then waits for the
+# code it is to run on its stdin.
+_WAITING = "import sys\nimport interp.training.release, interp.training.train\nexec(sys.stdin.read())\n"
+_children: list[subprocess.Popen] = []
+
+
+def _waiting_child() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _WAITING], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _writers():
+    _children[:] = [_waiting_child() for _ in range(2)]  # one per kill test below
+    yield
+    for child in _children:
+        child.kill()
+        child.wait(timeout=10)
+        child.stderr.close()
+
+
 def _run_until_marker_then_kill(code: str, marker: Path, timeout: float = 60) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = _children.pop() if _children else _waiting_child()
+    child.stdin.write(textwrap.dedent(code))
+    child.stdin.close()
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if child.poll() is not None or time.monotonic() > deadline:
             child.kill()
-            raise AssertionError(f"child ended before the marker: {child.stderr.read().decode()[-2000:]}")
+            raise AssertionError(f"child ended before the marker: {child.stderr.read()[-2000:]}")
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=10)
+    child.stderr.close()
 
 
 SLOW_WRITE = """

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-from test_docs import snippet
 
 import interp
 from interp.training.release import MODELS_DIR, available
@@ -27,27 +26,22 @@ def test_released_model_loads_and_matches_its_card(name):
     assert metrics["test_acc"] == pytest.approx(run.final_metrics["test_acc"])
 
 
-def _arch(name: str) -> str:  # from the config alone: no model is loaded while tests are collected
-    return json.loads((MODELS_DIR / name / "config.json").read_text())["spec"]["model"]["arch"]
-
-
-def test_released_transformers_in_transformer_lens_without_interp(tmp_path):
-    """Every released transformer through docs/checkpoints.md's snippet, in one process that
-    never imports interp (one TransformerLens start for all of them)."""
-    names = [n for n in RELEASED if _arch(n) == "transformer"]
-    code = "import sys\nsys.modules['interp'] = None\nfrom safetensors.torch import save_file\n"
-    for i, name in enumerate(names):
-        body = snippet("transformer").replace('run_dir = "runs/nanda-grokking"', f'run_dir = "{MODELS_DIR / name}"')
-        code += body + f"\nsave_file({{'logits': logits.contiguous()}}, '{tmp_path / f'{i}.safetensors'}')\n"
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_released_transformers_in_transformer_lens_without_interp(without_interp):
+    """Every released transformer through docs/checkpoints.md's snippet, in a process that never
+    imports interp (the `without_interp` fixture: one TransformerLens start for all of them)."""
     from safetensors.torch import load_file
 
-    for i, name in enumerate(names):
+    names = [n for n in RELEASED if json.loads((MODELS_DIR / n / "config.json").read_text())["spec"]["model"]["arch"]
+             == "transformer"]
+    assert "nanda-grokking" in names
+    assert sorted(job.split(":", 1)[1] for job in without_interp if job.startswith("release:")) == sorted(names)
+    for name in names:
+        outcome, folder = without_interp[f"release:{name}"]
+        outcome.check()
         run = interp.load(name)
         p = run.spec.task.p
         pairs = torch.stack([torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)], 1)
-        torch.testing.assert_close(load_file(tmp_path / f"{i}.safetensors")["logits"], interp.logits(run.model, pairs))
+        torch.testing.assert_close(load_file(folder / "logits.safetensors")["logits"], interp.logits(run.model, pairs))
 
 
 def test_unknown_name():

@@ -139,9 +139,11 @@ def readout_edited_logits(model: nn.Module, dataset: Dataset, edit) -> Float[Ten
 
 
 @torch.no_grad()
-def excluded_logits(model: nn.Module, dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair p"]:
-    """Logits with their components along the key-frequency rule directions removed."""
-    out = logits(model, dataset.inputs).double()
+def excluded_logits(model: nn.Module, dataset: Dataset, freqs: list[int], table: Tensor | None = None
+                    ) -> Float[Tensor, "pair p"]:
+    """Logits with their components along the key-frequency rule directions removed (`table`:
+    the model's logits of all pairs, if already computed)."""
+    out = (logits(model, dataset.inputs) if table is None else table).double()
     q = rule_directions(dataset, freqs)
     return (out - q @ (q.T @ out)).float()
 
@@ -200,13 +202,15 @@ def function_space_filter(table: Float[Tensor, "pair p"], p: int, k: int) -> Flo
 
 
 @torch.no_grad()
-def diagonal_filter_logits(model: nn.Module, dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair p"]:
+def diagonal_filter_logits(model: nn.Module, dataset: Dataset, freqs: list[int], table: Tensor | None = None
+                           ) -> Float[Tensor, "pair p"]:
     """The logits over the (a, b) grid keeping the constant and the (k, k) blocks, k in `freqs`
     (`fourier.grid_blocks(cross=False)`) — the same as filtering the last position's residual
     stream, since the unembedding is linear. Every function of a + b or a − b lives in these
     blocks, while a memorised pair, a spike on the grid, spreads over all of them. Reads no label
-    and assumes only that the rule reads a and b at the same frequencies."""
-    table = logits(model, dataset.inputs)
+    and assumes only that the rule reads a and b at the same frequencies. `table`: the model's
+    logits of all pairs, if already computed."""
+    table = logits(model, dataset.inputs) if table is None else table
     return fourier.project_grid(table, dataset.p, fourier.grid_blocks(dataset.p, freqs, cross=False)).float()
 
 
@@ -328,7 +332,11 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
         if name in LABEL_FREE:
             outputs[name] = out
 
-    score("raw", logits(model, dataset.inputs), "the trained model")
+    # what the unembedding reads: the W_U-only filters below share it (one forward for all)
+    family = family_of(model)
+    before_unembedding = family.unembedding_input(model, dataset.inputs)
+    raw = family.unembed(model, before_unembedding)  # the same as logits(model, dataset.inputs)
+    score("raw", raw, "the trained model")
     if per_neuron:
         spectra = neuron_spectra(model, task)
         keys = spectra.ranked_frequencies()[:key_top] if key_top else spectra.key_set()
@@ -356,30 +364,35 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
         from .spectra import transformer_key_frequencies
 
         keys = transformer_key_frequencies(model, task, top=key_top)
+
+        def filtered_logits(which: tuple[str, ...], freqs: list[int]) -> Tensor:  # W_U alone: no forward
+            filtered = filter_residue_weights(model, task, freqs, which)
+            return (family.unembed(filtered, before_unembedding) if which == ("W_U",)
+                    else logits(filtered, dataset.inputs))
+
         score("restricted", restricted_logits(model, dataset, keys), f"MLP activations projected on key-{units.kind} rule directions")
-        score("excluded", excluded_logits(model, dataset, keys), f"logits without the key-{units.kind} rule directions")
+        score("excluded", excluded_logits(model, dataset, keys, raw), f"logits without the key-{units.kind} rule directions")
         for which in (("W_U",), ("W_E",), ("W_E", "W_U")):
             name = "+".join(which) + " filter"
-            score(name, logits(filter_residue_weights(model, task, keys, which), dataset.inputs),
+            score(name, filtered_logits(which, keys),
                   f"{' and '.join(which)} keep {'frequencies' if not on_group else 'irreps'} "
                   f"{keys if not on_group else [units.names[k] for k in keys]}")
         ranked = unembedding_ranking(model, task)
-        curves["W_U top-k"] = {k: subset_metrics(logits(filter_residue_weights(model, task, ranked[:k], ("W_U",)),
-                                                        dataset.inputs), dataset, loss)
+        curves["W_U top-k"] = {k: subset_metrics(filtered_logits(("W_U",), ranked[:k]), dataset, loss)
                                for k in sorted({*range(1, 7), 8, 10, 12, 15, 20, 25, 30, 40, len(ranked)} & {*range(1, len(ranked) + 1)})}
         for k in (6, 20):  # Liu & Lu's Appendix D keeps the top 20
             if k <= len(ranked):
                 rows[f"W_U top-{k}"] = curves["W_U top-k"][k]
                 notes[f"W_U top-{k}"] = f"W_U keeps its {k} largest frequencies {sorted(ranked[:k])} (Liu & Lu)"
         if dataset.sum_grid:
-            table = logits(model, dataset.inputs)
+            table = raw
             curves["function-space top-k"] = {k: subset_metrics(function_space_filter(table, dataset.p, k), dataset, loss)
                                               for k in (1, 2, 4, 6, 8, 10, 15, 20, 30, 50)}
             score("function-space top-10", function_space_filter(table, dataset.p, 10),
                   "the logit table over (a, b) keeps its 10 largest 2-D Fourier components (label-free baseline)")
             score("key-frequency activation filter", activation_filter_logits(model, dataset, keys),
                   f"readout activations keep their (Const or k) × (Const or k) terms over (a, b), k in {keys}")
-            score("key-frequency diagonal filter", diagonal_filter_logits(model, dataset, keys),
+            score("key-frequency diagonal filter", diagonal_filter_logits(model, dataset, keys, raw),
                   f"the logits (the final residual stream) keep their (k, k) terms over (a, b), k in {keys}")
     detector = next(m for m in LABEL_FREE if m in outputs)
     detection = detect_noise(outputs[detector], dataset) if dataset.noisy_mask.any() else None

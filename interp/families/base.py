@@ -140,6 +140,17 @@ class ModelFamily(ABC):
         return (self.predicting(out).to(pairs.device),
                 {name: self.predicting(value).to(pairs.device) for name, value in cache.items()})
 
+    def unembedding_input(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Any:
+        """What the unembedding reads for each pair, for `unembed`: with it, the logits of copies
+        of `model` that differ from it only in the unembedding (`with_residue_weights(model,
+        unembedding=…)`) take no forward each. By default the pairs (`unembed` runs the forward)."""
+        return pairs
+
+    def unembed(self, model: nn.Module, unembedding_input: Any) -> Float[Tensor, "batch p"]:
+        """`forward(model, pairs)`, bit for bit, from `unembedding_input(original, pairs)` of a
+        model `original` that `model` differs from at most in the unembedding."""
+        return self.forward(model, unembedding_input)
+
     def training_logits(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
         """The values of `forward`, by the cheapest path (no hook points); for training."""
         return self.forward(model, pairs)

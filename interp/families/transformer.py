@@ -314,6 +314,14 @@ class TransformerFamily(ModelFamily):
     def predicting(self, value: Tensor) -> Tensor:
         return value[:, -1]
 
+    def unembedding_input(self, model: TransformerBridge, pairs: Tensor) -> tuple[Tensor, torch.device]:
+        _, cache = model.run_with_cache(self.tokens(model, pairs), names_filter="unembed.hook_in")
+        return cache["unembed.hook_in"], pairs.device  # the residual stream at every position
+
+    def unembed(self, model: TransformerBridge, unembedding_input: tuple[Tensor, torch.device]) -> Tensor:
+        hidden, device = unembedding_input
+        return self.predicting(model.unembed(hidden)).to(device)  # the bridge's own last step
+
     def training_logits(self, model: TransformerBridge, pairs: Tensor) -> Tensor:
         return last_position_logits(model, self.tokens(model, pairs))  # on the model's device (training)
 

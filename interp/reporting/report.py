@@ -25,17 +25,24 @@ __all__ = ["ANALYSES", "analyze", "write_analysis", "write_report"]
 def write_analysis(run: Run, name: str, result: Result, out_dir: Path | None = None) -> list[Path]:
     """Write `result` as `<name>.json`, its figures and its tables (`<name>.md`) into `out_dir`
     (default RUN_DIR/analysis). Returns the paths written."""
+    return _write_analysis(run, name, result, out_dir)[0]
+
+
+def _write_analysis(run: Run, name: str, result: Result, out_dir: Path | None = None):
+    """`write_analysis`, also returning the figures and tables it wrote, so that the report lays
+    them out without drawing every figure a second time."""
     out_dir = Path(out_dir or Path(run.path) / "analysis")
     _refuse_links(out_dir)
     data = {"run": str(run.path), "step": run.step, "analysis": name, "result": result.to_dict()}
     paths = [out_dir / f"{name}.json"]
     write_json(paths[0], data)
-    paths += [figure.path for figure in result.figures(out_dir, name)]
+    figures = result.figures(out_dir, name)
+    paths += [figure.path for figure in figures]
     tables = result.tables()
     if tables:
         paths.append(out_dir / f"{name}.md")
         rundir.write_text(paths[-1], "\n\n".join(t.markdown() for t in tables) + "\n")
-    return paths
+    return paths, figures, tables
 
 
 def _refuse_links(out_dir: Path) -> None:
@@ -107,9 +114,10 @@ def _write_report(run: Run, out_dir: Path, progress: bool) -> dict[str, Any]:
     sections: dict[str, Section] = {}
     for name in tqdm([n for n in in_report_order() if n not in skipped], desc="report", disable=not progress):
         results[name] = result = analyze(run, name)
-        write_analysis(run, name, result, out_dir)
-        blocks: list[Any] = [result.summary()] if result.summary() else []
-        sections[name] = Section(ANALYSES[name].title, blocks + result.tables() + result.figures(out_dir, name))
+        _, figures, tables = _write_analysis(run, name, result, out_dir)
+        summary = result.summary()
+        blocks: list[Any] = [summary] if summary else []
+        sections[name] = Section(ANALYSES[name].title, blocks + tables + figures)
 
     final, headline = run.final_metrics, _headline(run, results)
     plot_history(run.history, out_dir / "training.png", title=f"training curves — phase: {headline['phase']}")
