@@ -35,7 +35,7 @@ def models(names: list[str]):
             yield name, planted_two_layer(ds, act="relu", seed=2).model, ds
         elif name == "planted transformer":
             ds = interp.make_dataset(interp.TaskSpec(p=59, train_fraction=0.5), interp.NoiseSpec(kind="wrong", rate=0.1, seed=7))
-            yield name, planted_transformer(ds), ds
+            yield name, planted_transformer(ds).model, ds
         else:
             run = interp.load(name)
             yield name, run.model, run.dataset
