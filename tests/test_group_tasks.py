@@ -27,6 +27,7 @@ def test_a_group_task_refuses_a_p_that_is_not_its_order():
         assert "\n" not in str(err.value)
     assert TaskSpec(group="S5").p == TaskSpec(group="S5", p=120).p == 120  # left out, or |G|
     assert TaskSpec().p == TaskSpec(p=113).p == 113
+    assert type(RunSpec().to_dict()["task"]["p"]) is int and RunSpec().with_overrides({"p": 59}).task.p == 59
     data = RunSpec(task=TaskSpec(group="S5")).to_dict()  # a saved config holds p = |G|, and loads
     assert data["task"]["p"] == 120 and RunSpec.from_dict(data).task.p == 120
 

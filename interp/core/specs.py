@@ -206,6 +206,7 @@ class TaskSpec:
         """The fields as JSON values; a Z_p task leaves out the group fields (so configs written
         before groups existed read back as they are), a built-in group its empty table."""
         out = dataclasses.asdict(self)
+        out["p"] = int(self.p)  # a plain int, whether given or left out
         for name in ("group", "table", "elements"):
             if not out[name]:
                 del out[name]
