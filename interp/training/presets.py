@@ -150,7 +150,7 @@ PRESETS: dict[str, Preset] = {
             "s5-clean with 20% wrong labels, width 512 and 2000 steps (same optimiser: full-batch "
             "AdamW lr 0.01 wd 1 betas (0.9, 0.98)). Every wrong label is memorised (100%) while "
             "raw test is about 88%; the rule is inside: `interp analyze RUN --analysis filtration` "
-            "gives f^G test 100% and noise-detection AUROC 1.0 (542 s here beside other jobs).",
+            "gives f^G test 100% and noise-detection AUROC 1.0 (239 s here on a loaded 2-core machine).",
         ),
     ]
 }
