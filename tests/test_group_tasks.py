@@ -19,6 +19,19 @@ def test_a_built_in_group_sets_p_to_its_order_and_round_trips():
     assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
+def test_a_group_task_refuses_a_p_that_is_not_its_order():
+    """p=113 (the Z_p default) given with a group is refused, not taken for "p not given"."""
+    for p in (113, 7):
+        with pytest.raises(SpecError, match="S5 has 120 elements") as err:
+            TaskSpec(group="S5", p=p)
+        assert "\n" not in str(err.value)
+    assert TaskSpec(group="S5").p == TaskSpec(group="S5", p=120).p == 120  # left out, or |G|
+    assert TaskSpec().p == TaskSpec(p=113).p == 113
+    assert type(RunSpec().to_dict()["task"]["p"]) is int and RunSpec().with_overrides({"p": 59}).task.p == 59
+    data = RunSpec(task=TaskSpec(group="S5")).to_dict()  # a saved config holds p = |G|, and loads
+    assert data["task"]["p"] == 120 and RunSpec.from_dict(data).task.p == 120
+
+
 def test_a_z_p_spec_serialises_as_before_groups():
     """Configs written before groups existed hold no group fields, and read back as Z_p."""
     data = RunSpec().to_dict()
@@ -89,3 +102,20 @@ def test_cli_trains_a_noisy_group_task_and_the_run_reloads(tmp_path, capsys):
     assert config["spec"]["task"]["group"] == "S3" and config["spec"]["task"]["p"] == 6
     run = load_run(out_dir)
     assert run.dataset.task.group == "S3" and run.dataset.noisy_mask.sum() == round(0.2 * 18)
+
+
+def test_the_s5_presets_are_s5_and_train_from_the_cli(tmp_path, capsys):
+    """The group presets name S5 (p = 120 from the group); a tiny override trains end to end."""
+    from interp.training.presets import PRESETS
+
+    names = [name for name in PRESETS if name.startswith("s5-")]
+    assert "s5-clean" in names
+    for name in names:
+        spec = PRESETS[name].spec
+        assert spec.task.group == "S5" and spec.task.p == 120 and spec.model.act == "quadratic"
+        assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    out_dir = tmp_path / "run"
+    assert main(["train", "--preset", "s5-clean", "--out", str(out_dir), "--no-progress",
+                 "--set", "width=16", "--set", "steps=5"]) == 0
+    assert "test" in capsys.readouterr().out
+    assert json.loads((out_dir / "config.json").read_text())["spec"]["task"]["p"] == 120

@@ -80,6 +80,17 @@ def _seed(name: str, value: Any) -> None:
 
 TASK_P_DEFAULT = 113
 
+
+class _DefaultP(int):
+    """`TaskSpec.p` when it was not given: 113 for Z_p, but told apart from an explicit
+    `p=113`, so a group task refuses a `p` that is not its order instead of taking it quietly."""
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
+
+
+_P_NOT_GIVEN = _DefaultP(TASK_P_DEFAULT)
+
 #: the ops that are composition in a group: a ∘ b and a ∘ b⁻¹ (for Z_p, a + b and a − b)
 GROUP_OPS = ("add", "sub")
 
@@ -105,7 +116,7 @@ class TaskSpec:
     """
 
     op: str = "add"
-    p: int = TASK_P_DEFAULT
+    p: int = _P_NOT_GIVEN  # 113 for Z_p; with a group, leave it out (or give |G|)
     train_fraction: float = 0.3
     seed: int = 0  # train/test split
     group: str = ""  # "" for Z_p; else a built-in's name or the name of `table`'s group
@@ -149,7 +160,7 @@ class TaskSpec:
             order = _group_of(self.group, table, elements).order
         except GroupError as err:
             raise SpecError(f"task.group: {err}") from None
-        if self.p not in (order, TASK_P_DEFAULT):
+        if self.p is not _P_NOT_GIVEN and self.p != order:
             raise SpecError(f"task.p={self.p!r} but {self.group} has {order} elements: with a group, p is its order "
                             "(leave p out)")
         for name, value in (("table", table), ("elements", elements), ("p", order)):
@@ -195,6 +206,7 @@ class TaskSpec:
         """The fields as JSON values; a Z_p task leaves out the group fields (so configs written
         before groups existed read back as they are), a built-in group its empty table."""
         out = dataclasses.asdict(self)
+        out["p"] = int(self.p)  # a plain int, whether given or left out
         for name in ("group", "table", "elements"):
             if not out[name]:
                 del out[name]

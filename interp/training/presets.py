@@ -44,6 +44,18 @@ _NANDA_59 = replace(
     train=replace(_NANDA.train, steps=3000, lr=3e-3, weight_decay=5.0, eval_every=50, checkpoint_every=250),
 )
 
+#: a clean S5 two-layer net that generalises (issue 23): Gromov's quadratic activation learns
+#: composition in S5 far faster than ReLU (docs/reproductions.md has the search)
+_S5 = RunSpec(
+    task=TaskSpec(group="S5", train_fraction=0.6),
+    noise=NoiseSpec(kind="wrong", rate=0.0),
+    model=TwoLayerSpec(width=256, act="quadratic", bias=True, init="standard"),
+    train=TrainSpec(
+        steps=1500, optimizer="adamw", lr=0.01, beta1=0.9, beta2=0.98, weight_decay=1.0, loss="ce",
+        eval_every=50, checkpoint_every=250,
+    ),
+)
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -122,6 +134,23 @@ PRESETS: dict[str, Preset] = {
             "the wrong one it was trained on (test ≥ 95%, memorised ≤ 10%, noisy vs true ≥ 90%; "
             "39 s here on one core beside another job). Trained on, memorisation creeps back: "
             "test 92.7%, memorised 10.1% at step 3000.",
+        ),
+        Preset(
+            "s5-clean",
+            _S5,
+            "Composition a∘b in S5 (120 elements, 14,400 pairs), clean labels, 60% of pairs for "
+            "training: two-layer width-256 quadratic net with bias, CE, full-batch AdamW lr 0.01 "
+            "wd 1 betas (0.9, 0.98), 1500 steps. Expect test ≥ 99% (99.9% by step 1000; about "
+            "115 s here on a loaded 2-core machine).",
+        ),
+        Preset(
+            "s5-noisy",
+            replace(_S5, noise=NoiseSpec(kind="wrong", rate=0.2), model=replace(_S5.model, width=512),
+                    train=replace(_S5.train, steps=2000, eval_every=100, checkpoint_every=250)),
+            "s5-clean with 20% wrong labels, width 512 and 2000 steps (same optimiser: full-batch "
+            "AdamW lr 0.01 wd 1 betas (0.9, 0.98)). Every wrong label is memorised (100%) while "
+            "raw test is about 88%; the rule is inside: `interp analyze RUN --analysis filtration` "
+            "gives f^G test 100% and noise-detection AUROC 1.0 (239 s here on a loaded 2-core machine).",
         ),
     ]
 }
