@@ -97,9 +97,10 @@ class EditSpace:
 
     def logits(self, keep: Float[Tensor, "unit freq"]) -> Float[Tensor, "pair p"]:
         """The edited model's logits with parts weighted by `keep` (1 kept, 0 removed)."""
-        return self.rest + self.acts @ torch.einsum("uk,ukc->uc", keep, self.parts)
+        return self.rest + self.acts @ self.to_logit(keep)
 
     def to_logit(self, keep: Float[Tensor, "unit freq"]) -> Float[Tensor, "unit p"]:
+        """The edited unit-to-logit map: each unit's kept parts summed."""
         return torch.einsum("uk,ukc->uc", keep, self.parts)
 
     def removed_share(self, keep: Tensor) -> float:
