@@ -1,6 +1,21 @@
 import json
+import os
 
 import pytest
+
+# Under pytest-xdist (pyproject's addopts run the suite on `-n 2` workers) each worker gets its
+# share of the cores: torch's default of one thread per core in every worker would oversubscribe
+# them (two workers × two threads on two cores ran slower than one process). Set before torch is
+# imported, so the fresh interpreters the tests start (they inherit the environment) keep to the
+# same share and compute what the worker computes. An explicit OMP_NUM_THREADS is kept.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
+    for _name in ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, os.environ["OMP_NUM_THREADS"])
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 from interp.core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
 
@@ -149,3 +164,24 @@ def fresh_interpreter():
     done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+#: Fixtures that take seconds to build, by the module that defines them ("conftest": the
+#: session-wide ones here). Under pytest-xdist's `--dist loadgroup` (pyproject's addopts) the
+#: tests that use one of them form one group, run by one worker, so each is built once and not
+#: once per worker; every other test goes to whichever worker is free.
+SHARED_FIXTURES = {
+    "without_interp": "conftest", "fresh_interpreter": "conftest",
+    "self_contained": "test_docs", "search": "test_edit", "demo": "test_report",
+    "planted_transformer_model": "test_localize", "_writers": "test_integrity",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = getattr(item, "module", None)
+        for name in getattr(item, "fixturenames", ()):
+            if SHARED_FIXTURES.get(name) in ("conftest", getattr(module, "__name__", None)):
+                item.add_marker(pytest.mark.xdist_group(name))
+                break
