@@ -20,6 +20,18 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
+
+def pytest_configure(config):
+    """A process that runs tests keeps the memory it frees (glibc's heap, not a fresh mmap per
+    large tensor: `interp.core.runtime.reuse_freed_memory`, which changes no value computed).
+    Not in xdist's controlling process, which runs none. The fresh interpreters the tests start
+    keep glibc's defaults: one of them checks that interp leaves those alone."""
+    if "PYTEST_XDIST_WORKER" in os.environ or not getattr(config.option, "numprocesses", None):
+        from interp.core.runtime import reuse_freed_memory
+
+        reuse_freed_memory()
+
+
 # interp is imported where it is used, not here: under xdist this file is also read by the
 # controlling process, which runs no test, and `import interp` (torch, TransformerLens) would
 # hold up the start of the workers by seconds.

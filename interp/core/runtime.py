@@ -9,8 +9,9 @@
   calling thread; denormal products inside multithreaded matmuls made the step of a network
   decayed to ~1e-8 weights 20× slower: a 1000² matmul of 1e-20 values, 2.2 s without, 12 ms
   with), and glibc's reuse of freed memory (elementwise ops on tens of MB were 3-4× slower when
-  every step page-faulted its activations in afresh). A library imported into someone's notebook
-  must not do either: they change what the caller's own code computes and allocates.
+  every step page-faulted its activations in afresh; `reuse_freed_memory()` is that part alone).
+  A library imported into someone's notebook must not do either: they change what the caller's
+  own code computes and allocates.
 - `exp_floored_`: an exp that stays off torch's slow path for underflowing inputs.
 """
 
@@ -45,6 +46,14 @@ def fast_cpu_process() -> None:
     """Process-wide speed settings for a program that owns its process; call it first thing,
     before torch runs any parallel op. Idempotent; the glibc part is a no-op without glibc."""
     torch.set_flush_denormal(True)
+    reuse_freed_memory()
+
+
+def reuse_freed_memory() -> None:
+    """The glibc part of `fast_cpu_process` alone: freed memory is kept and served again
+    instead of being returned to the kernel and page-faulted in afresh. It changes no value
+    computed, only where memory comes from (the test suite's processes use it). Process-wide
+    and opt-in; idempotent; a no-op without glibc."""
     with contextlib.suppress(OSError, AttributeError, TypeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: allocate blocks below 1 GiB from the heap
