@@ -1,0 +1,83 @@
+"""The noisy A5 preset and its phase grid: the spec is what its description and the docs say,
+the dataset is the task it names, and it trains (a few steps; the measured numbers are in
+docs/reproductions.md from the commands beside them)."""
+
+import time
+
+import pytest
+import torch
+
+import interp
+from interp.core.groups import group
+from interp.core.tasks import make_dataset
+from interp.training.presets import PRESETS
+
+NAME = "a5-noisy"
+
+
+@pytest.fixture(scope="module")
+def preset():
+    return PRESETS[NAME]
+
+
+def test_a5_noisy_is_s5_noisy_on_a5_at_width_256_and_an_80_percent_split(preset):
+    spec, s5 = preset.spec, PRESETS["s5-noisy"].spec
+    assert (spec.task.group, spec.task.p, spec.task.train_fraction) == ("A5", 60, 0.8)
+    assert (spec.noise.kind, spec.noise.rate) == ("wrong", 0.2)
+    assert (spec.model.arch, spec.model.width, spec.model.act, spec.model.bias) == ("two_layer", 256, "quadratic", True)
+    assert spec.train == s5.train  # s5-noisy's optimiser, steps and checkpoint interval, unchanged
+    t = spec.train
+    assert (t.optimizer, t.lr, t.weight_decay, t.beta1, t.beta2, t.loss, t.batch_size) == \
+        ("adamw", 0.01, 1.0, 0.9, 0.98, "ce", 0)
+    assert t.steps // t.checkpoint_every == 8  # the release carries eight trajectory checkpoints
+
+
+def test_the_description_states_the_spec(preset):
+    spec, text = preset.spec, preset.description
+    n = spec.task.p ** 2
+    for phrase in (f"{spec.task.group} ({spec.task.p} elements, {n:,} pairs)", f"{spec.noise.rate:.0%} wrong labels",
+                   f"{spec.task.train_fraction:.0%} of pairs", f"width {spec.model.width}",
+                   f"{spec.train.steps} steps", f"lr {spec.train.lr:g} wd {spec.train.weight_decay:g}",
+                   f"betas ({spec.train.beta1:g}, {spec.train.beta2:g})"):
+        assert phrase in text, phrase
+
+
+def test_the_dataset_is_composition_in_a5_with_576_wrong_labels(preset):
+    data = make_dataset(preset.spec.task, preset.spec.noise)
+    a5 = group("A5")
+    assert len(data.inputs) == 3600 and int(data.train_mask.sum()) == 2880
+    assert torch.equal(data.true_labels, a5.table[data.inputs[:, 0], data.inputs[:, 1]])
+    assert not a5.abelian
+    assert int(data.noisy_mask.sum()) == 576  # 20% of the 2,880 training pairs
+    assert not (data.noisy_mask & ~data.train_mask).any()
+    assert (data.labels[data.noisy_mask] != data.true_labels[data.noisy_mask]).all()
+    assert torch.equal(data.labels[~data.noisy_mask], data.true_labels[~data.noisy_mask])
+
+
+def test_a_few_steps_of_the_real_preset_lower_the_training_loss(preset, tmp_path):
+    spec = preset.spec.with_overrides(["steps=4", "eval_every=2", "checkpoint_every=4"])
+    start = time.perf_counter()
+    run = interp.train(spec, tmp_path / "run", progress=False)
+    assert time.perf_counter() - start < 10
+    first, last = run.history[0], run.history[-1]
+    assert (first["step"], last["step"]) == (0, 4)
+    assert last["train_loss"] < first["train_loss"]
+
+
+def test_the_phase_grid_is_the_preset_over_weight_decay_and_noise_and_trains_in_stacks():
+    from pathlib import Path
+
+    from interp.sweep import MAX_STACK, Grid, work_units
+
+    grid = Grid.from_toml(Path(__file__).parents[1] / "analyses" / "group_phases.toml")
+    assert grid.preset == NAME and set(grid.axes) == {"model.seed", "noise.rate", "weight_decay"}
+    assert list(grid.axes)[0] == "model.seed"  # every cell gets one seed before any gets two
+    runs = grid.runs()
+    assert len(runs) == len(grid.axes["model.seed"]) * len(grid.axes["noise.rate"]) * len(grid.axes["weight_decay"])
+    base = PRESETS[NAME].spec
+    for _, point, spec in runs:
+        assert (spec.train.weight_decay, spec.noise.rate, spec.model.seed) == \
+            (point["weight_decay"], point["noise.rate"], point["model.seed"])
+        assert (spec.task, spec.model.width, spec.train.steps) == (base.task, base.model.width, base.train.steps)
+    units = work_units(runs, Path("/nonexistent"))
+    assert [len(u) for u in units] == [min(MAX_STACK, len(runs) - i) for i in range(0, len(runs), MAX_STACK)]
