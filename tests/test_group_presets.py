@@ -1,6 +1,9 @@
-"""The noisy A5 preset and its phase grid: the spec is what its description and the docs say,
-the dataset is the task it names, and it trains (a few steps; the measured numbers are in
-docs/reproductions.md from the commands beside them)."""
+"""The group presets a5-noisy (with its release and phase grid) and nanda-s5-noisy: each spec is
+what its description and the docs say, the dataset is the task it names, a5-noisy trains (a few
+steps) and its release keeps the rule inside (the measured numbers are in docs/reproductions.md
+from the commands beside them)."""
+
+from dataclasses import replace
 
 import pytest
 import torch
@@ -95,3 +98,16 @@ def test_the_release_is_the_preset_with_its_trajectory_and_keeps_the_rule_inside
     assert metrics["noisy_observed_acc"] == 1.0 and metrics["test_acc"] < 0.9  # memorises; raw test is not the rule
     result = interp.analyze(run, "filtration").to_dict()
     assert result["rows"]["f^G"]["test_acc"] >= 0.99 and result["noise_detection"]["auroc"] >= 0.99
+
+
+def test_nanda_s5_noisy_is_nanda_noisy_59_on_s5_at_a_60_percent_split():
+    preset, base = PRESETS["nanda-s5-noisy"], PRESETS["nanda-noisy-59"].spec
+    spec, text = preset.spec, preset.description
+    assert (spec.task.group, spec.task.p, spec.task.train_fraction) == ("S5", 120, 0.6)
+    assert spec.model == base.model and spec.model.arch == "transformer"
+    assert spec.noise == base.noise and spec.noise.rate == 0.1
+    assert spec.train == replace(base.train, eval_every=100)
+    for phrase in (f"S5 ({spec.task.p} elements, {spec.task.p ** 2:,} pairs)", f"{spec.noise.rate:.0%} wrong labels",
+                   f"{spec.task.train_fraction:.0%} of pairs", f"lr {spec.train.lr:g} wd {spec.train.weight_decay:g}",
+                   f"{spec.train.steps} steps"):
+        assert phrase in text, phrase

@@ -63,6 +63,10 @@ _S5_NOISY = replace(_S5, noise=NoiseSpec(kind="wrong", rate=0.2), model=replace(
 _A5_NOISY = replace(_S5_NOISY, task=TaskSpec(group="A5", train_fraction=0.8),
                     model=replace(_S5_NOISY.model, width=256))
 
+#: nanda-noisy-59's transformer and optimiser on S5 (120 elements, 14,400 pairs) at a 60% split
+_NANDA_S5 = replace(_NANDA_59, task=TaskSpec(group="S5", train_fraction=0.6),
+                    train=replace(_NANDA_59.train, eval_every=100))
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -167,6 +171,17 @@ PRESETS: dict[str, Preset] = {
             "raw test is about 81%; the rule is inside: `interp analyze RUN --analysis filtration` "
             "gives f^G test 99.9% and noise-detection AUROC 1.0 (f^G 99.7-100%, AUROC ≥ 0.997 over "
             "six model and split seeds).",
+        ),
+        Preset(
+            "nanda-s5-noisy",
+            _NANDA_S5,
+            "Nanda et al.'s one-layer transformer on composition a∘b in S5 (120 elements, 14,400 "
+            "pairs) with 10% wrong labels, 60% of pairs for training: nanda-noisy-59's optimiser "
+            "(full-batch AdamW lr 0.003 wd 5 betas (0.9, 0.98), 10-step warm-up, 3000 steps). Every "
+            "wrong label is memorised (100%) while test accuracy is about 82%; the restricted "
+            "logits over its key irreps (sign and standard ⊗ sign, as in Chughtai et al.'s S5 "
+            "transformer) score 99.3% test. At 20% wrong labels it memorised without "
+            "generalising in 3000 steps (docs/reproductions.md).",
         ),
     ]
 }
