@@ -295,15 +295,17 @@ LABEL_FREE = ("resynthesized", "key-frequency diagonal filter", "W_E filter", "f
 def label_free_logits(model: nn.Module, dataset: Dataset) -> tuple[str, Float[Tensor, "pair p"]]:
     """(method, logits) of the model's label-free extraction, the first of LABEL_FREE its family
     and task allow. It reads the weights and the model's outputs over the input grid, no label."""
-    op = dataset.task.op
+    task = dataset.task
     if family_of(model).has(model, Capability.NEURON_MAPS):
-        return LABEL_FREE[0], logits(resynthesize(model, op), dataset.inputs)
+        if task.group:  # re-synthesis is Z_p's (cosines with phases); a group's is f^G
+            return LABEL_FREE[3], logits(dominant_split(model, task)[0], dataset.inputs)
+        return LABEL_FREE[0], logits(resynthesize(model, task.op), dataset.inputs)
     from .spectra import transformer_key_frequencies
 
-    keys = transformer_key_frequencies(model, op)
+    keys = transformer_key_frequencies(model, task)
     if dataset.sum_grid:
         return LABEL_FREE[1], diagonal_filter_logits(model, dataset, keys)
-    return LABEL_FREE[2], logits(filter_residue_weights(model, op, keys, ("W_E",)), dataset.inputs)
+    return LABEL_FREE[2], logits(filter_residue_weights(model, task, keys, ("W_E",)), dataset.inputs)
 
 
 @torch.no_grad()
