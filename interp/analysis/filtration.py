@@ -103,7 +103,12 @@ def rule_directions(dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair d
         c = task_labels(dataset.task, dataset.inputs[:, 0], dataset.inputs[:, 1])
         basis, unit = harmonics_of(dataset.task).basis()
         rows = basis[torch.isin(unit, torch.tensor(list(freqs), dtype=torch.long))]
-        return torch.linalg.qr(rows[:, c].T)[0] if len(rows) else torch.zeros(len(c), 0, dtype=torch.float64)
+        if not len(rows):
+            return torch.zeros(len(c), 0, dtype=torch.float64)
+        counts = torch.bincount(c, minlength=basis.shape[1])
+        if bool((counts == counts[0]).all()):  # each element m times (the full grid): already orthogonal
+            return rows[:, c].T / math.sqrt(int(counts[0]))
+        return torch.linalg.qr(rows[:, c].T)[0]
     c = apply_op(dataset.task.op, dataset.inputs[:, 0], dataset.inputs[:, 1], dataset.p).double()
     if not freqs:
         return torch.zeros(len(c), 0, dtype=torch.float64)
