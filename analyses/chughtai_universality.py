@@ -41,7 +41,11 @@ irrep named as they name it, beside the values they released, and writes
   logits by the unembedding alone (MLP: W_U; transformer: W_out·W_U, no biases, no attention or
   embedding path), cross-entropy on all pairs;
 - excluded loss ("Exc. Loss"): the hidden activations minus that projection, through the same
-  map, cross-entropy on the training pairs only.
+  map, cross-entropy on the training pairs only;
+- and at the logits (`total_logit_*`, which their code calls "not used in the paper"; the
+  excluded losses of issue 23's table are these): the centred logits of all pairs, one vector
+  of |G|³ entries, keep (restricted) or lose (excluded) their component along each key irrep's
+  trace tensor — one direction per irrep — scored on all pairs / on the training pairs.
 """
 
 from __future__ import annotations
@@ -195,17 +199,18 @@ def their_measures(run) -> dict:
     inverse = group.inverse()
     centred = out.double() - out.double().mean(-1, keepdim=True)
     basis, unit = harmonics_of(run.spec.task).basis()
-    per_irrep, spans = {}, {}
+    per_irrep, spans, traces = {}, {}, {}
     for index, (irrep, name) in enumerate(zip(irreps, names)):
         if index == 0:
             continue
         cube = irrep.character.double()[group.table[c[:, None], inverse[None, :]]]  # χ(a∘b∘z⁻¹) [pair, z]
-        similarity = float(torch.nn.functional.cosine_similarity(centred.flatten(), cube.flatten(), dim=0))
+        traces[index] = cube / cube.norm()
+        similarity = float((centred * traces[index]).sum() / centred.norm())
         span = torch.linalg.qr(basis[unit == index][:, c].T)[0]  # ρ(a∘b)_ij over pairs, orthonormal
         spans[index] = span
-        kept = span @ (span.T @ hidden)
         per_irrep[name] = {"irrep": irrep.name, "dim": irrep.dim, "logit_trace_similarity": similarity,
-                           **_restricted_excluded(hidden, kept, to_logit, dataset)}
+                           **_restricted_excluded(hidden, span @ (span.T @ hidden), to_logit, dataset),
+                           **_logit_restricted_excluded(centred, [traces[index]], dataset)}
     key = [i for i in spans if per_irrep[names[i]]["logit_trace_similarity"] > 0.005]
     kept = sum((spans[i] @ (spans[i].T @ hidden) for i in key), torch.zeros_like(hidden))
     return {"key_irreps": [names[i] for i in key], "key_irreps_interp_names": [irreps[i].name for i in key],
@@ -213,13 +218,27 @@ def their_measures(run) -> dict:
             "all_loss": _ce(out, c), "train_loss": _ce(out[dataset.train_mask], c[dataset.train_mask]),
             "test_loss": _ce(out[dataset.test_mask], c[dataset.test_mask]),
             **{f"total_{k}": v for k, v in _restricted_excluded(hidden, kept, to_logit, dataset).items()},
+            **{f"total_{k}": v for k, v in _logit_restricted_excluded(centred, [traces[i] for i in key], dataset).items()},
             "per_irrep": per_irrep}
 
 
 def _restricted_excluded(hidden, kept, to_logit, dataset) -> dict:
+    """Theirs at the hidden layer (`Metrics.total_hidden_excluded_and_restricted_loss`)."""
     train = dataset.train_mask
     return {"hidden_restricted_loss": _ce(kept @ to_logit, dataset.true_labels),
             "hidden_excluded_loss": _ce(((hidden - kept) @ to_logit)[train], dataset.labels[train])}
+
+
+def _logit_restricted_excluded(centred, traces, dataset) -> dict:
+    """Theirs at the logits (`Metrics.total_logit_excluded_and_restricted_loss`, "not used in the
+    paper", the issue's "excluded loss"): the centred logits of all pairs, as one vector of
+    |G|³ entries, keep (restricted) or lose (excluded) their component along each key irrep's
+    unit trace tensor χ_ρ(a∘b∘c⁻¹) — one direction per irrep; CE on all pairs / on the training
+    pairs."""
+    kept = sum(((centred * t).sum() * t for t in traces), torch.zeros_like(centred))
+    train = dataset.train_mask
+    return {"logit_restricted_loss": _ce(kept, dataset.true_labels),
+            "logit_excluded_loss": _ce((centred - kept)[train], dataset.labels[train])}
 
 
 def compare(run_dir: Path, theirs: Path | None) -> None:
@@ -252,7 +271,9 @@ def compare(run_dir: Path, theirs: Path | None) -> None:
           f"(interp names {', '.join(interp_keys)})")
     rows = [("train loss", ours["train_loss"], "train_loss"), ("test loss", ours["test_loss"], "test_loss"),
             ("restricted loss (theirs, hidden)", ours["total_hidden_restricted_loss"], "total_hidden_restricted_loss"),
-            ("excluded loss (theirs, hidden)", ours["total_hidden_excluded_loss"], "total_hidden_excluded_loss")]
+            ("excluded loss (theirs, hidden)", ours["total_hidden_excluded_loss"], "total_hidden_excluded_loss"),
+            ("restricted loss (theirs, logits)", ours["total_logit_restricted_loss"], "total_logit_restricted_loss"),
+            ("excluded loss (theirs, logits)", ours["total_logit_excluded_loss"], "total_logit_excluded_loss")]
     print(f"  {'':34} {'ours':>11} {'released':>11}")
     for label, value, key in rows:
         given = released.get(key)

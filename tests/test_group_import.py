@@ -235,4 +235,7 @@ def test_the_reproduction_script_rebuilds_their_order_split_and_measures(tmp_pat
                                                          "s5_5d_b", "s5_6d"])
     assert measures["total_hidden_restricted_loss"] == pytest.approx(measures["all_loss"], abs=1e-5)
     assert measures["total_hidden_excluded_loss"] == pytest.approx(math.log(120), rel=1e-4)
+    # the centred logits are the two key irreps' trace tensors, so nothing is left without them
+    assert measures["total_logit_restricted_loss"] == pytest.approx(measures["all_loss"], abs=1e-5)
+    assert measures["total_logit_excluded_loss"] == pytest.approx(math.log(120), rel=1e-4)
     assert measures["per_irrep"]["s5_6d"]["logit_trace_similarity"] == pytest.approx(0, abs=1e-6)
