@@ -1,12 +1,36 @@
+from __future__ import annotations
+
 import json
+import os
+from typing import TYPE_CHECKING
 
 import pytest
 
-from interp.core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
+# Under pytest-xdist (pyproject's addopts run the suite on `-n 2` workers) each worker gets its
+# share of the cores: torch's default of one thread per core in every worker would oversubscribe
+# them (two workers × two threads on two cores ran slower than one process). Set before torch is
+# imported, so the fresh interpreters the tests start (they inherit the environment) keep to the
+# same share and compute what the worker computes. An explicit OMP_NUM_THREADS is kept.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
+    for _name in ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, os.environ["OMP_NUM_THREADS"])
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+# interp is imported where it is used, not here: under xdist this file is also read by the
+# controlling process, which runs no test, and `import interp` (torch, TransformerLens) would
+# hold up the start of the workers by seconds.
+if TYPE_CHECKING:
+    from interp.core.specs import RunSpec
 
 
 def small_two_layer(**train) -> RunSpec:
     """p=17 two-layer ReLU net with 50% wrong labels: trains in well under a second."""
+    from interp.core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TwoLayerSpec
+
     return RunSpec(
         task=TaskSpec(op="add", p=17, train_fraction=0.6),
         noise=NoiseSpec(kind="wrong", rate=0.5, seed=3),
@@ -17,6 +41,8 @@ def small_two_layer(**train) -> RunSpec:
 
 
 def small_transformer(**train) -> RunSpec:
+    from interp.core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec
+
     return RunSpec(
         task=TaskSpec(op="add", p=17, train_fraction=0.5),
         noise=NoiseSpec(kind="wrong", rate=0.2, seed=1),
@@ -45,7 +71,7 @@ def planted_union():
     import interp
     from interp.planted import planted_transformer
 
-    ds = interp.make_dataset(TaskSpec(p=23, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.1, seed=7))
+    ds = interp.make_dataset(interp.TaskSpec(p=23, train_fraction=0.5), interp.NoiseSpec(kind="wrong", rate=0.1, seed=7))
     built = planted_transformer(ds, freqs=(2, 5))
     return built.model, ds, built
 
@@ -138,14 +164,50 @@ print(json.dumps({"before": before, "after": after, "heavy_after_cli_import": he
 
 
 @pytest.fixture(scope="session")
-def fresh_interpreter():
-    """`_PROBE`'s findings from one new `python` process (matplotlib's backend set to svg, a
-    backend other than the headless default, so that a switch to Agg would show)."""
-    import os
-    import subprocess
-    import sys
+def with_interp(tmp_path_factory):
+    """One new `python` process for every check that needs a fresh interpreter with interp (one
+    start of torch and interp for all of them), matplotlib's backend set to svg, a backend other
+    than the headless default, so that a switch to Agg would show. `_PROBE` runs first (job
+    `probe`), before anything in the process has imported torch or interp; then the snippets that
+    train what they need ("self" in test_docs.HOW). Each job runs in its own folder and namespace.
+    Returns {job: (outcome, folder)}."""
+    import re
 
-    env = {**os.environ, "MPLBACKEND": "svg"}
-    done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from fresh import run_fresh
+    from test_docs import HOW, snippet
+
+    root = tmp_path_factory.mktemp("with_interp")
+    jobs = {"probe": _PROBE, **{name: snippet(name) for name, how in HOW.items() if how == "self"}}
+    folders = {job: root / re.sub(r"\W", "_", job) for job in jobs}
+    for folder in folders.values():
+        folder.mkdir()
+    outcomes = run_fresh({job: (code, folders[job]) for job, code in jobs.items()}, env={**os.environ, "MPLBACKEND": "svg"})
+    return {job: (outcomes[job], folders[job]) for job in jobs}
+
+
+@pytest.fixture(scope="session")
+def fresh_interpreter(with_interp):
+    """`_PROBE`'s findings from its fresh interpreter (`with_interp`)."""
+    outcome, _ = with_interp["probe"]
+    outcome.check()
+    return json.loads(outcome.stdout.strip().splitlines()[-1])
+
+
+#: Fixtures that take seconds to build, by the module that defines them ("conftest": the
+#: session-wide ones here). Under pytest-xdist's `--dist loadgroup` (pyproject's addopts) the
+#: tests that use one of them form one group, run by one worker, so each is built once and not
+#: once per worker; every other test goes to whichever worker is free.
+SHARED_FIXTURES = {
+    "without_interp": "conftest", "with_interp": "conftest", "search": "test_edit", "demo": "test_report",
+    "planted_transformer_model": "test_localize", "_writers": "test_integrity",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = getattr(item, "module", None)
+        for name in getattr(item, "fixturenames", ()):
+            if SHARED_FIXTURES.get(name) in ("conftest", getattr(module, "__name__", None)):
+                item.add_marker(pytest.mark.xdist_group(name))
+                break

@@ -40,17 +40,11 @@ def test_every_snippet_is_run_by_a_test():
 
 
 @pytest.fixture(scope="module")
-def self_contained(tmp_path_factory):
+def self_contained(with_interp):
     """The snippets that train what they need ("self" in HOW), each in its own folder and
-    namespace, in one fresh interpreter (one start of torch and interp for both)."""
-    from fresh import run_fresh
-
-    root = tmp_path_factory.mktemp("self_contained")
-    folders = {name: root / name.replace(".", "_").replace("#", "_") for name, how in HOW.items() if how == "self"}
-    for folder in folders.values():
-        folder.mkdir()
-    outcomes = run_fresh({name: (snippet(name), folder) for name, folder in folders.items()})
-    return {name: (outcomes[name], folder) for name, folder in folders.items()}
+    namespace, in the one fresh interpreter with interp that the start-up probes also use
+    (conftest.py's `with_interp`)."""
+    return {name: with_interp[name] for name, how in HOW.items() if how == "self"}
 
 
 def test_readme_python_session_runs(self_contained):

@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 import shutil
 from html.parser import HTMLParser
@@ -49,22 +51,41 @@ def trained(tmp_path_factory):
     return out
 
 
-def test_report_html_is_self_contained_and_matches_results(trained, tmp_path):
-    data = write_report(interp.load_run(trained), tmp_path, progress=False)
-    page = (tmp_path / "report.html").read_text()
+@pytest.fixture(scope="module")
+def demo(trained, tmp_path_factory):
+    """`interp demo --model RUN --out DIR` once for this module's tests of the report and of the
+    demo (the report takes seconds): (DIR, what it printed, what `write_report` returned to it)."""
+    import interp.reporting.report as report_module
+
+    out_dir, printed, returned = tmp_path_factory.mktemp("demo") / "demo", io.StringIO(), []
+
+    def recording(*args, **kwargs):
+        returned.append(write_report(*args, **kwargs))
+        return returned[-1]
+
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setattr(report_module, "write_report", recording)
+        assert main(["demo", "--model", str(trained), "--out", str(out_dir), "--no-progress"]) == 0
+    (data,) = returned  # the demo wrote its report through write_report, once
+    return out_dir, printed.getvalue(), data
+
+
+def test_report_html_is_self_contained_and_matches_results(trained, demo):
+    out_dir, _, data = demo
+    page = (out_dir / "report.html").read_text()
     parser = Structure()
     parser.feed(page)
     parser.close()
     assert parser.errors == [] and parser.stack == []
     assert parser.external == []  # opens offline: nothing to fetch
-    md = (tmp_path / "report.md").read_text()
+    md = (out_dir / "report.md").read_text()
     figures = [line for line in md.splitlines() if line.startswith("![")]
     assert len(parser.images) == len(figures) >= 8
     assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in parser.images)
     for title in ["Headline", "Training", "Fourier spectra", "Extraction", "Pruning", "Task-agnostic partition",
                   "Linear probes", "Localisation", "Which labels are fitted first"]:
         assert title in parser.headings and f"## {title}" in md
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = json.loads((out_dir / "results.json").read_text())
     assert saved == json.loads(json.dumps(data))
     # independent references: the test accuracy counted from the model's own outputs, and the
     # phase from the thresholds by hand
@@ -93,12 +114,11 @@ def test_report_without_trajectory_says_what_it_skips(trained, tmp_path):
     assert "need a checkpoint trajectory, which this run does not have" in (tmp_path / "report" / "report.md").read_text()
 
 
-def test_demo_prints_the_headline(trained, tmp_path, capsys):
-    assert main(["demo", "--model", str(trained), "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    headline = json.loads((tmp_path / "demo" / "results.json").read_text())["headline"]
+def test_demo_prints_the_headline(demo):
+    out_dir, out, _ = demo
+    headline = json.loads((out_dir / "results.json").read_text())["headline"]
     assert f"{headline['raw_test_acc']:.1%}" in out and f"{headline['label_free_test_acc']:.1%}" in out
-    assert "neurons" in out and (tmp_path / "demo" / "report.html").exists()
+    assert "neurons" in out and (out_dir / "report.html").exists()
 
 
 @pytest.mark.parametrize("test,memorised,expected", [
