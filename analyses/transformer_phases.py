@@ -38,6 +38,15 @@ def main() -> None:
     run_sweep(grid, out, backend=args.backend, progress=True)
     seconds = time.perf_counter() - start
 
+    table = write_phases(grid, out, "Transformer phases under label noise", seconds)
+    print(table)
+    print(f"\n{seconds:.0f} s; wrote {out / 'phases.md'}, {out / 'phases.png'}")
+
+
+def write_phases(grid: Grid, out: Path, title: str, seconds: float, extra: str = "") -> str:
+    """The phase of each run of `grid` under `out` (`interp.core.metrics.phase`): a table per
+    seed and every run's numbers, written with the diagram to `out/phases.md` and `phases.png`
+    (`extra`, markdown, goes below the tables). Returns the tables."""
     rows = []
     for name, point, _ in grid.runs():
         m = load_run(out / name).final_metrics
@@ -61,7 +70,6 @@ def main() -> None:
         lines.append(f"| {r['model.seed']} | {r['noise.rate']:.0%} | {r['weight_decay']:g} | {m['clean_acc']:.1%} | "
                      f"{m['noisy_observed_acc']:.1%} | {m['noisy_true_acc']:.1%} | {m['test_acc']:.1%} | {r['phase']} |")
     table = "\n".join(lines)
-    print(table)
 
     fig = Figure(figsize=(4.5 * len(seeds), 3.6))
     for i, seed in enumerate(seeds):
@@ -80,9 +88,9 @@ def main() -> None:
     fig.legend(handles, PHASES, loc="lower center", ncol=len(PHASES), fontsize=8)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(out / "phases.png", dpi=120)
-    (out / "phases.md").write_text(f"# Transformer phases under label noise\n\n{table}\n\n![phases](phases.png)\n\n"
+    (out / "phases.md").write_text(f"# {title}\n\n{table}\n\n{extra}![phases](phases.png)\n\n"
                                    f"{seconds:.0f} s on this machine (training skipped for finished runs)\n")
-    print(f"\n{seconds:.0f} s; wrote {out / 'phases.md'}, {out / 'phases.png'}")
+    return table
 
 
 def matplotlib_rect(x: float, y: float, color: str):

@@ -156,11 +156,11 @@ def _cmd_edit(args) -> int:
 def _cmd_import(args) -> int:
     from .training.importing import import_checkpoint
 
-    run = import_checkpoint(args.source, args.format, args.task, args.p, dataset=args.dataset,
+    run = import_checkpoint(args.source, args.format, args.task, args.p, group=args.group, dataset=args.dataset,
                             train_fraction=args.train_fraction, split_seed=args.split_seed, act=args.act,
                             loss=args.loss, out=Path(args.out))
     print(f"imported {args.source} ({args.format}) -> {args.out}: {run.spec.model.arch} network, "
-          f"{run.spec.task.op} mod {run.spec.task.p}, {run.dataset!r}\n{format_metrics(run.final_metrics)}")
+          f"{run.spec.task.describe()}, {run.dataset!r}\n{format_metrics(run.final_metrics)}")
     return 0
 
 
@@ -216,8 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("import", help="bring another project's checkpoint in as a run directory")
     i.add_argument("source", help="checkpoint file (.pt, .pth or .safetensors)")
     i.add_argument("--format", required=True, choices=list(FORMATS), help="its layout (docs/checkpoints.md)")
-    i.add_argument("--task", default="add", choices=list(OPS), help="the operation it computes (default add)")
+    i.add_argument("--task", default="add", choices=list(OPS),
+                   help="the operation it computes (default add; with --group, add is a∘b and sub a∘b⁻¹)")
     i.add_argument("--p", type=int, help="the modulus (read from the checkpoint; checked when given)")
+    i.add_argument("--group", metavar="G", help="a model trained on a finite group: a built-in (S5, A5, D59, C3xC3) or "
+                                                "a JSON Cayley table file, as task.group takes; its tokens are the "
+                                                "elements in the table's order")
     i.add_argument("--dataset", help="the dataset it was trained on: inputs, observed_labels, train_mask "
                                      "[, true_labels] as in a run's dataset.safetensors")
     i.add_argument("--train-fraction", type=float, default=0.3, help="without --dataset: the split's train share")

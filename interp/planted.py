@@ -21,6 +21,13 @@ neurons, each labelled by construction:
   turns it into a lookup (`part_labels`); quadratic: u = 0.7·e_{a₀}, v = 0.7·e_{b₀}, w = e_{c₀} (1.96
   on its pair, 0.49 on its row and column, which Gromov's rule outvotes at low noise).
 - inert: neurons with random input maps and a zero output map.
+
+`planted_group_net(dataset, representations)` is the same on a task over a finite group:
+Chughtai et al.'s algorithm in closed form (`group_composition_net`) for the rule, quadratic
+lookups for the memory (u = e_{a₀}, v = e_{b₀}, w = LOOKUP · L · e_{c₀}, L the largest lead of
+the rule's true class over any class; 4·LOOKUP·L on its pair outvotes the rule, LOOKUP·L on its
+row and column does not, while the rule's smallest lead over the next class is above it — |G| at
+every class with every irrep — and lookups do not stack), and inert neurons.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import torch
 from torch import Tensor
 
 from .core.groups import Group
+from .core.irreps import real_irreps
 from .core.specs import TwoLayerSpec
 from .core.tasks import Dataset
 from .families.base import logits
@@ -443,3 +451,40 @@ def group_composition_net(group: Group, representations: list[Tensor], scale: fl
         net.V.copy_(torch.stack(vs))
         net.W.copy_(torch.stack(ws).T)
     return net
+
+
+#: a group lookup's output in units of the rule's largest lead L: 4·LOOKUP > 1 wins its pair;
+#: LOOKUP · L on its row and column must stay under the rule's smallest lead
+LOOKUP = 0.35
+
+
+def planted_group_net(dataset: Dataset, representations: list[Tensor] | None = None, n_inert: int = 20,
+                      seed: int = 0) -> Planted:
+    """A quadratic network for a task over a finite group that memorises each noisy training pair
+    with one lookup neuron and computes a ∘ b with Chughtai et al.'s neurons for `representations`
+    (default: every real-type non-trivial irrep, whose characters sum to a lead of |G| at every
+    wrong class), plus `n_inert` inert neurons (random inputs, zero output)."""
+    group = dataset.task.structure
+    if group is None or dataset.task.op != "add":
+        raise ValueError("planted_group_net builds a ∘ b on a task over a group (task.group)")
+    if representations is None:
+        representations = [r.matrices for r in real_irreps(group)[1:] if r.kind == "real"]
+    rule = group_composition_net(group, representations)
+    out = logits(rule, dataset.inputs).detach()
+    lead = float((out.amax(-1) - out.amin(-1)).max())
+    noisy = dataset.noisy_mask.nonzero().squeeze(1)
+    n_gen, n_mem = rule.U.shape[0], len(noisy)
+    net = TwoLayerNet(TwoLayerSpec(width=n_gen + n_mem + n_inert, act="quadratic", bias=False, init="doshi"),
+                      group.order)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        net.U.zero_(), net.V.zero_(), net.W.zero_()
+        net.U[:n_gen], net.V[:n_gen], net.W[:, :n_gen] = rule.U, rule.V, rule.W
+        for j, i in enumerate(noisy.tolist()):
+            a, b = dataset.inputs[i].tolist()
+            net.U[n_gen + j, a] = net.V[n_gen + j, b] = 1.0
+            net.W[dataset.labels[i], n_gen + j] = LOOKUP * lead
+        inert = slice(n_gen + n_mem, None)
+        net.U[inert] = torch.randn(n_inert, group.order, generator=gen)
+        net.V[inert] = torch.randn(n_inert, group.order, generator=gen)
+    return Planted(net.eval(), ["generalising"] * n_gen + ["memorising"] * n_mem + ["inert"] * n_inert)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from interp.analysis.filtration import compare_extractions, excluded_logits, restricted_logits, rule_directions
-from interp.analysis.registry import ANALYSES, analyze
+from interp.analysis.registry import ANALYSES, Analysis, analyze
 from interp.analysis.spectra import fourier_analysis, neuron_spectra
 from interp.core.groups import dihedral, symmetric
 from interp.core.irreps import real_irreps
@@ -87,7 +87,7 @@ def test_on_the_cyclic_group_every_analysis_is_z_p():
         torch.testing.assert_close(edit(net, ds_cp, [1, 4]), edit(net, ds_zp, [1, 4]), atol=1e-4, rtol=1e-4)
 
 
-def test_a_noisy_s4_run_is_analysed_and_z_p_only_analyses_say_why_they_skip():
+def test_a_noisy_s4_run_is_analysed_and_z_p_only_analyses_say_why_they_skip(monkeypatch):
     spec = RunSpec(TaskSpec(group="S4", train_fraction=0.5), NoiseSpec(rate=0.2), TwoLayerSpec(width=32),
                    TrainSpec(steps=30, lr=3e-3, eval_every=30))
     run = train(spec, progress=False)
@@ -95,10 +95,13 @@ def test_a_noisy_s4_run_is_analysed_and_z_p_only_analyses_say_why_they_skip():
     assert spectra.irreps == [irrep.name for irrep in real_irreps(symmetric(4))] and "Key irreps" in spectra.summary()
     extraction = analyze(run, "filtration")
     assert {"f^G", "f^R", "restricted", "excluded"} <= set(extraction.rows) and extraction.label_free()[0] == "f^G"
-    reason = ANALYSES["localize"].skip_reason(run)
+    assert "irrep" in analyze(run, "localize").rows[0]
+    # an analysis written for Z_p alone (registered without groups=True) skips, saying why
+    monkeypatch.setitem(ANALYSES, "z_p_only", Analysis("z_p_only", "Z_p only", lambda run: None))
+    reason = ANALYSES["z_p_only"].skip_reason(run)
     assert "not yet generalised to a task over a group (S4 (a∘b))" in reason and "\n" not in reason
     with pytest.raises(ValueError, match="does not apply"):
-        analyze(run, "localize")
+        analyze(run, "z_p_only")
 
 
 def test_a_group_transformer_gets_key_irreps_and_restricted_and_excluded_losses():

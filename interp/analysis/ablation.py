@@ -361,4 +361,4 @@ def ablation_report(run: Run, seeds: tuple[int, ...] = (0, 1, 2)) -> AblationRep
     return AblationReport(scans, curves, names)
 
 
-ABLATION: Analysis[AblationReport] = register_analysis("ablation", "Pruning", ablation_report, order=60)
+ABLATION: Analysis[AblationReport] = register_analysis("ablation", "Pruning", ablation_report, order=60, groups=True)

@@ -154,7 +154,7 @@ def circuit_views(run: Run) -> CircuitViews:
 
     steps = trajectory_steps(run.path) if run.path is not None else []
     if steps and grid:
-        keys = transformer_key_frequencies(model, ds.task.op)
+        keys = transformer_key_frequencies(model, ds.task)
         loss = run.spec.train.loss
         for step in progress_bar(steps, "circuit: checkpoints"):
             m = load_run(run.path, step).model
@@ -167,4 +167,5 @@ def circuit_views(run: Run) -> CircuitViews:
     return CircuitViews(attention, head_rows, clusters, located.reference, examples, maps, progress)
 
 
-CIRCUIT: Analysis[CircuitViews] = register_analysis("circuit", "Circuit views", circuit_views, needs=(Capability.HEADS,), order=40)
+CIRCUIT: Analysis[CircuitViews] = register_analysis("circuit", "Circuit views", circuit_views, needs=(Capability.HEADS,), order=40,
+                                                        groups=True)

@@ -53,8 +53,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
-from ..core import fourier
-from ..core.fourier import residue_order
+from ..core.harmonics import harmonics_of
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
 from ..families.base import Capability, family_of, logits
@@ -109,16 +108,15 @@ class EditSpace:
 
 @torch.no_grad()
 def edit_space(model: nn.Module, dataset: Dataset) -> EditSpace:
-    """The readout of `model` over the dataset's pairs, split by class frequency."""
+    """The readout of `model` over the dataset's pairs, split by class frequency (irrep, on a group)."""
     _, acts, to_logit, full = linear_readout(model, dataset.inputs)
     acts, to_logit, full = acts.float(), to_logit.float(), full.float()
     p = to_logit.shape[1]
-    order = residue_order(dataset.task.op, p)  # mul/div: frequencies of the discrete-log index
-    n = len(order)
-    basis = fourier.fourier_basis(n)[0]
-    component = fourier.component_frequencies(n)
-    projections = torch.zeros(n // 2 + 1, p, p)
-    for k in range(n // 2 + 1):
+    units = harmonics_of(dataset.task, p)  # mul/div: frequencies of the discrete-log index
+    order = units.order
+    basis, component = units.basis(torch.float32)
+    projections = torch.zeros(units.n_units, p, p)
+    for k in range(units.n_units):
         rows = basis[component == k]
         projections[k][order[:, None], order[None, :]] = rows.T @ rows
     outside = torch.ones(p, dtype=torch.bool)
@@ -305,6 +303,7 @@ class EditSearch(Result):
     flips: dict[str, float | int | None] = field(default_factory=dict)
     exactness: float | None = None  # max |logits of the written model − closed form|
     keep: Tensor | None = None  # the chosen edit's mask [unit, freq]
+    unit: str = "frequency"  # what the class axis is split by: "frequency", or "irrep" on a group
 
     @property
     def edit(self) -> EditPoint:
@@ -326,7 +325,7 @@ class EditSearch(Result):
         from ..core.document import pct
 
         e, b = self.edit, self.baseline
-        line = (f"Removing {e.size:.1%} of the readout's weight ({e.parts} class-frequency parts of the output "
+        line = (f"Removing {e.size:.1%} of the readout's weight ({e.parts} class-{self.unit} parts of the output "
                 f"weights, {e.neurons} neurons whole), chosen without labels as the smallest learned mask that "
                 f"agrees with the {self.teacher} on {pct(e.agreement)} of the grid: memorised "
                 f"{pct(b['noisy_observed_acc'])} → {pct(e.metrics['noisy_observed_acc'])}, test "
@@ -364,7 +363,8 @@ class EditSearch(Result):
                        "mean and range over seeds)")]
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k != "keep"}
+        # a Z_p result serialises as it did before groups
+        out = {k: v for k, v in asdict(self).items() if k != "keep" and (k != "unit" or v != "frequency")}
         return out
 
 
@@ -394,7 +394,8 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True) ->
     name, target = teacher(model, dataset)
     wanted = target.argmax(1)
     full = space.logits(torch.ones_like(space.share))
-    result = EditSearch(name, scored(full, dataset), scored(target, dataset))
+    result = EditSearch(name, scored(full, dataset), scored(target, dataset),
+                        unit=harmonics_of(dataset.task, full.shape[1]).kind)
     masks = {"learned mask": learned_masks(space, wanted), "greedy": greedy_masks(space, wanted)}
     disputed, counts, ranking = flip_counts(space, target)
     masks["flip count"] = neuron_masks(space, ranking)
@@ -460,4 +461,5 @@ def _nothing_to_forget(run: Run) -> str | None:
 
 
 EDIT: Analysis[EditSearch] = register_analysis("edit", "The edit that forgets the noise", lambda run: edit_search(run.model, run.dataset),
-                                              needs=(Capability.READOUT_MAP,), skip_reason=_nothing_to_forget, order=35)
+                                              needs=(Capability.READOUT_MAP,), skip_reason=_nothing_to_forget, order=35,
+                                              groups=True)

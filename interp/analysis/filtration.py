@@ -103,7 +103,12 @@ def rule_directions(dataset: Dataset, freqs: list[int]) -> Float[Tensor, "pair d
         c = task_labels(dataset.task, dataset.inputs[:, 0], dataset.inputs[:, 1])
         basis, unit = harmonics_of(dataset.task).basis()
         rows = basis[torch.isin(unit, torch.tensor(list(freqs), dtype=torch.long))]
-        return torch.linalg.qr(rows[:, c].T)[0] if len(rows) else torch.zeros(len(c), 0, dtype=torch.float64)
+        if not len(rows):
+            return torch.zeros(len(c), 0, dtype=torch.float64)
+        counts = torch.bincount(c, minlength=basis.shape[1])
+        if bool((counts == counts[0]).all()):  # each element m times (the full grid): already orthogonal
+            return rows[:, c].T / math.sqrt(int(counts[0]))
+        return torch.linalg.qr(rows[:, c].T)[0]
     c = apply_op(dataset.task.op, dataset.inputs[:, 0], dataset.inputs[:, 1], dataset.p).double()
     if not freqs:
         return torch.zeros(len(c), 0, dtype=torch.float64)
@@ -295,15 +300,17 @@ LABEL_FREE = ("resynthesized", "key-frequency diagonal filter", "W_E filter", "f
 def label_free_logits(model: nn.Module, dataset: Dataset) -> tuple[str, Float[Tensor, "pair p"]]:
     """(method, logits) of the model's label-free extraction, the first of LABEL_FREE its family
     and task allow. It reads the weights and the model's outputs over the input grid, no label."""
-    op = dataset.task.op
+    task = dataset.task
     if family_of(model).has(model, Capability.NEURON_MAPS):
-        return LABEL_FREE[0], logits(resynthesize(model, op), dataset.inputs)
+        if task.group:  # re-synthesis is Z_p's (cosines with phases); a group's is f^G
+            return LABEL_FREE[3], logits(dominant_split(model, task)[0], dataset.inputs)
+        return LABEL_FREE[0], logits(resynthesize(model, task.op), dataset.inputs)
     from .spectra import transformer_key_frequencies
 
-    keys = transformer_key_frequencies(model, op)
+    keys = transformer_key_frequencies(model, task)
     if dataset.sum_grid:
         return LABEL_FREE[1], diagonal_filter_logits(model, dataset, keys)
-    return LABEL_FREE[2], logits(filter_residue_weights(model, op, keys, ("W_E",)), dataset.inputs)
+    return LABEL_FREE[2], logits(filter_residue_weights(model, task, keys, ("W_E",)), dataset.inputs)
 
 
 @torch.no_grad()

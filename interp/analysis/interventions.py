@@ -12,7 +12,7 @@ How each kind is ablated:
   resample, in closed form — the readout is linear, so the logits are
   full + (replacement − activation)[:, set] @ unit-to-logit[set], exactly the hooked ablation.
 - `head`: zero, mean and resample at each layer's `hook_z`, all layers in one forward.
-- `frequency` (embedding): zero removes the frequency from W_E; resample gives each residue the
+- `frequency` (embedding; `irrep` on a group): zero removes the frequency from W_E; resample gives each residue the
   frequency's part of another residue's embedding (a random permutation). Mean ablation is not
   run: the part of one frequency averages to zero over the residues, so it equals zero ablation.
 `neuron part` and `head frequency` rows are not checked here.
@@ -47,7 +47,8 @@ SEEDS = (0, 1, 2)
 TIE = 1e-6  # logits: margin changes closer than this to random's count as equal
 ACCURACIES = ("clean_acc", "noisy_observed_acc", "noisy_true_acc", "test_acc")
 #: the modes run per kind (mean ablation of an embedding frequency equals its zero ablation)
-KIND_MODES = {"neuron": MODES, "neuron cluster": MODES, "head": MODES, "frequency": ("zero", "resample")}
+KIND_MODES = {"neuron": MODES, "neuron cluster": MODES, "head": MODES, "frequency": ("zero", "resample"),
+              "irrep": ("zero", "resample")}
 
 Ablator = Callable[[list[int], str, int], Tensor]  # (positions in the kind's rows, mode, seed) -> logits
 
@@ -226,12 +227,13 @@ def _head_ablator(model: nn.Module, dataset: Dataset, names: list[str]) -> Ablat
 
 
 def _frequency_ablator(model: nn.Module, dataset: Dataset, freqs: list[int]) -> Ablator:
-    """Embedding frequencies removed from W_E (zero) or permuted across the residues (resample)."""
-    family, op = family_of(model), dataset.task.op
+    """Embedding frequencies (irreps, on a group) removed from W_E (zero) or permuted across the
+    residues (resample)."""
+    family, task = family_of(model), dataset.task
 
     def ablate(positions: list[int], mode: str, seed: int) -> Tensor:
         removed = {freqs[i] for i in positions}
-        kept = filter_residue_weights(model, op, [k for k in freqs if k not in removed], ("W_E",))
+        kept = filter_residue_weights(model, task, [k for k in freqs if k not in removed], ("W_E",))
         if mode == "resample":
             rest = family.embedding(kept)
             part = family.embedding(model) - rest  # the removed frequencies' part of each residue
@@ -252,7 +254,7 @@ def _ablator(model: nn.Module, dataset: Dataset, kind: str, rows: list[dict]) ->
         return _readout_ablator(model, dataset, lambda positions: [u for i in positions for u in rows[i]["members"]])
     if kind == "head":
         return _head_ablator(model, dataset, [r["index"] for r in rows])
-    if kind == "frequency":
+    if kind in ("frequency", "irrep"):
         return _frequency_ablator(model, dataset, [r["index"] for r in rows])
     return None
 

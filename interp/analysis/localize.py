@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from ..core import fourier
 from ..core.document import plural
+from ..core.harmonics import harmonics_of
 from ..core.metrics import subset_metrics
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
@@ -148,13 +149,16 @@ class Localization(Result):
         if by_head:
             lines.append("Each head's output frequencies that the rule needs (generalising or mixed): " +
                          "; ".join(f"{h}: {', '.join(map(str, sorted(ks)))}" for h, ks in by_head.items()) + ".")
-        freq_rows = [r for r in self.rows if r["kind"] == "frequency"]
+        freq_rows = [r for r in self.rows if r["kind"] in ("frequency", "irrep")]
         if freq_rows and self.key_frequencies is not None:
-            rule = [r["index"] for r in freq_rows if r["label"] in ("generalising", "mixed")]
-            other = {r["index"]: r["label"] for r in freq_rows if r["index"] in self.key_frequencies
-                     and r["index"] not in rule}
-            line = (f"Embedding frequencies the rule needs (generalising or mixed): {', '.join(map(str, rule)) or 'none'}; "
-                    f"the Fourier section's key frequencies: {', '.join(map(str, self.key_frequencies))}")
+            kind = freq_rows[0]["kind"]
+            name = {r["index"]: str(r.get("irrep", r["index"])) for r in freq_rows}
+            rule = [name[r["index"]] for r in freq_rows if r["label"] in ("generalising", "mixed")]
+            other = {name[r["index"]]: r["label"] for r in freq_rows if r["index"] in self.key_frequencies
+                     and name[r["index"]] not in rule}
+            line = (f"Embedding {plural(kind)} the rule needs (generalising or mixed): {', '.join(rule) or 'none'}; "
+                    f"the Fourier section's key {plural(kind)}: "
+                    f"{', '.join(name.get(k, str(k)) for k in self.key_frequencies) or 'none'}")
             if other:
                 line += (" — of these, " + ", ".join(f"{k} is {label}" for k, label in other.items()) +
                          f" here: removing {'it' if len(other) == 1 else 'each'} costs the memorised labels' margin "
@@ -174,14 +178,17 @@ class Localization(Result):
                          "that wins.")
         return " ".join(lines)
 
-    def tables(self, kinds: tuple[str, ...] = ("neuron cluster", "head", "frequency"), top: int = 10) -> list[Table]:
-        """Every neuron cluster, head and embedding frequency, and the `top` neurons by largest score."""
+    def tables(self, kinds: tuple[str, ...] = ("neuron cluster", "head", "frequency", "irrep"), top: int = 10
+               ) -> list[Table]:
+        """Every neuron cluster, head and embedding frequency (irrep), and the `top` neurons by largest score."""
         from ..core.document import Table
 
         def size(row: dict) -> float:
             return max(row["gen_score"], row["mem_score"] or 0.0)
 
-        cols = ["kind", "index", "label", "gen_score", "mem_score", "freq", "ipr"]
+        # on a group the unit column names the irrep (its index is in to_dict)
+        on_group = any("irrep" in r for r in self.rows)
+        cols = ["kind", "index", "label", "gen_score", "mem_score", "irrep" if on_group else "freq", "ipr"]
         neurons = sorted((r for r in self.rows if r["kind"] == "neuron"), key=lambda r: -size(r))[:top]
         rows = [[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c) if row.get(c) is not None
                                                                                  else "—") for c in cols]
@@ -287,21 +294,23 @@ def localize(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...] = DEFAUL
 
 
 def _labelled(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...]) -> Localization:
-    op = dataset.task.op
+    task = dataset.task
     full = logits(model, dataset.inputs)
     reference = reference_margins(full, dataset)
     result = Localization(memorised=subset_metrics(full, dataset)["noisy_observed_acc"], reference=reference)
     family = family_of(model)
     if family.has(model, Capability.NEURON_MAPS):
-        spectra = neuron_spectra(model, op)
-        extra = {"freq": spectra.freq.tolist(), "ipr": neuron_ipr(model).tolist()}
+        spectra = neuron_spectra(model, task)
+        extra = {"freq": spectra.freq.tolist(), "ipr": neuron_ipr(model, task).tolist()}
+        if spectra.irreps is not None:
+            extra["irrep"] = [spectra.irreps[k] for k in extra["freq"]]
         gen, mem = readout_scores(model, dataset)
         if "neuron" in kinds:
             result.rows += _rows("neuron", gen, mem, reference, extra)
         if "neuron part" not in kinds:
             return result
         # the residual's share of each neuron's push: the whole neuron's less its dominant part's
-        g, _ = dominant_split(model, op)
+        g, _ = dominant_split(model, task)
         gen_g, mem_g = readout_scores(g, dataset)
         gen_r, mem_r = gen - gen_g, None if mem is None else mem - mem_g
         n = len(gen_g)
@@ -332,14 +341,19 @@ def _labelled(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...]) -> Loc
         result.rows += _head_frequency_rows(model, dataset, full, reference)
     if "frequency" not in kinds:
         return result
-    everything = list(range(1, dataset.p // 2 + 1))
-    result.key_frequencies = transformer_key_frequencies(model, op)
-    ablated = [logits(filter_residue_weights(model, op, [j for j in everything if j != k], ("W_E",)), dataset.inputs)
-               for k in progress_bar(everything, "localize: embedding frequencies")]
-    for row in _ablation_rows("frequency", full, ablated, dataset, reference):
+    # on a group the embedding's units are its irreps: rows of kind "irrep", same measure
+    units = harmonics_of(task, family.embedding(model).shape[0])
+    everything = list(range(1, units.n_units))
+    result.key_frequencies = transformer_key_frequencies(model, task)
+    ablated = [logits(filter_residue_weights(model, task, [j for j in everything if j != k], ("W_E",)), dataset.inputs)
+               for k in progress_bar(everything, f"localize: embedding {plural(units.kind)}")]
+    for row in _ablation_rows(units.kind, full, ablated, dataset, reference):
         row["index"] = row["freq"] = everything[row["index"]]
+        if units.group is not None:
+            row["irrep"] = units.names[row["index"]]
         result.rows.append(row)
     return result
 
 
-LOCALIZATION: Analysis[Localization] = register_analysis("localize", "Localisation", lambda run: localize(run.model, run.dataset), order=30)
+LOCALIZATION: Analysis[Localization] = register_analysis("localize", "Localisation", lambda run: localize(run.model, run.dataset), order=30,
+                                                         groups=True)

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import fourier
 from ..core.harmonics import Harmonics, harmonics_of, op_of
 from ..core.specs import TaskSpec
 from ..core.tasks import Dataset
@@ -29,9 +28,12 @@ def strength(model: nn.Module) -> Tensor:
     return w.abs().amax(1) * ACT_FNS[family_of(model).neuron_activation(model)](inner)
 
 
-def neuron_ipr(model: nn.Module) -> Tensor:
-    """Each neuron's inverse participation ratio over frequencies, averaged over u, v and w."""
-    return sum(fourier.ipr(x) for x in neuron_vectors(model).values()) / 3
+def neuron_ipr(model: nn.Module, task: str | TaskSpec = "add") -> Tensor:
+    """Each neuron's inverse participation ratio over frequencies (irreps, on a group), averaged
+    over u, v and w, each read in element index order (`Harmonics.ipr`)."""
+    maps = neuron_vectors(model)
+    units = harmonics_of(task, maps["u"].shape[1])
+    return sum(units.ipr(x) for x in maps.values()) / 3
 
 
 @torch.no_grad()
@@ -58,7 +60,7 @@ def neuron_scores(model: nn.Module, dataset: Dataset, loss: str = DEFAULT_LOSS) 
     """Every score that applies to the model's family (`loss`: the run's training loss)."""
     scores = {"attribution": attribution(model, dataset, loss)}
     if family_of(model).has(model, Capability.NEURON_MAPS):
-        scores = {"strength": strength(model), "ipr": neuron_ipr(model), **scores}
+        scores = {"strength": strength(model), "ipr": neuron_ipr(model, dataset.task), **scores}
     return scores
 
 

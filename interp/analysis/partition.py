@@ -73,7 +73,6 @@ def partition_sweep(model: nn.Module, dataset: Dataset, score: str = "strength",
     if not family_of(model).has(model, Capability.NEURON_MAPS):
         raise TypeError("partition_sweep builds subnetworks of per-neuron residue maps (two-layer nets); "
                         "for other families use ablation.pruning_curve")
-    op = dataset.task.op
     values = neuron_scores(model, dataset, loss)[score]
     order = torch.argsort(values, descending=True)
     fractions = fractions or [0.05, 0.1, 0.2, 0.3, 0.5, 0.7]
@@ -84,9 +83,9 @@ def partition_sweep(model: nn.Module, dataset: Dataset, score: str = "strength",
         g = subnetwork(model, keep)
         parts["g"].append(subset_metrics(logits(g, dataset.inputs), dataset, loss))
         parts["r"].append(subset_metrics(logits(subnetwork(model, ~keep), dataset.inputs), dataset, loss))
-        parts["gf"].append(subset_metrics(logits(dominant_split(g, op)[0], dataset.inputs), dataset, loss))
+        parts["gf"].append(subset_metrics(logits(dominant_split(g, dataset.task)[0], dataset.inputs), dataset, loss))
 
-    whole = subset_metrics(logits(dominant_split(model, op)[0], dataset.inputs), dataset, loss)
+    whole = subset_metrics(logits(dominant_split(model, dataset.task)[0], dataset.inputs), dataset, loss)
     return PartitionSweep(score, list(fractions), collect_rows(parts["g"]), collect_rows(parts["r"]),
                           collect_rows(parts["gf"]), whole)
 
@@ -102,7 +101,7 @@ class PartitionReport(Result):
 
     def summary(self) -> str:
         return ("f^G_part keeps the top γ_G of neurons by a score; it is compared with frequency filtration "
-                "(each neuron's dominant frequency) of f^G_part and of the whole network.")
+                "(each neuron's dominant frequency, or irrep on a group) of f^G_part and of the whole network.")
 
     def tables(self) -> list[Table]:
         from ..core.document import Table, pct
@@ -128,4 +127,5 @@ def partition_report(run: Run) -> PartitionReport:
     return PartitionReport({score: partition_sweep(run.model, run.dataset, score, loss=loss) for score in SCORES})
 
 
-PARTITION: Analysis[PartitionReport] = register_analysis("partition", "Task-agnostic partition", partition_report, needs=(Capability.NEURON_MAPS,), order=70)
+PARTITION: Analysis[PartitionReport] = register_analysis("partition", "Task-agnostic partition", partition_report, needs=(Capability.NEURON_MAPS,), order=70,
+                                                           groups=True)

@@ -383,9 +383,9 @@ def _needs_trajectory(run: Run) -> str | None:
 
 
 PATCHING_OVER_TRAINING: Analysis[PatchingOverTraining] = register_analysis("patching_over_training", "Patching from checkpoints", patching_over_training,
-                  needs=(Capability.POSITIONS,), skip_reason=_needs_trajectory, order=51)
+                  needs=(Capability.POSITIONS,), skip_reason=_needs_trajectory, order=51, groups=True)
 
 
 PATCHING: Analysis[RuleMemoryPatching] = register_analysis(
     "patching", "Activation patching: the rule and the memory", lambda run: rule_memory_patching(run.model, run.dataset),
-    needs=(Capability.HEADS, Capability.POSITIONS), order=50)
+    needs=(Capability.HEADS, Capability.POSITIONS), order=50, groups=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
+from ..core.document import plural
 from ..core.key_frequencies import CLUSTER_SHARE
 from ..core.tasks import SUBSET_TABLE
 
@@ -47,27 +48,39 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def _name_units(ax, names: list[str] | None, axis: str = "x", first: int = 0) -> None:
+    """On a group, tick the unit axis with the irreps' names (unit `first` at position `first`)."""
+    if names is not None:
+        ticks = range(first, len(names))
+        (ax.set_xticks if axis == "x" else ax.set_yticks)(list(ticks), [names[u] for u in ticks],
+                                                          fontsize=7, rotation=90 if axis == "x" else 0)
+
+
 def plot_neuron_spectra(spectra, path: Path) -> Path:
-    """Per-neuron power over frequencies (sorted by dominant frequency), the count of neurons
-    per dominant frequency, and the IPR histogram."""
+    """Per-neuron power over frequencies (irreps, on a group; sorted by the dominant one), the
+    count of neurons per dominant frequency, and the IPR histogram."""
+    unit = "frequency k" if spectra.irreps is None else "irrep"
     power = spectra.power[:, 1:]
     order = torch.argsort(spectra.freq * 10 + (1 - spectra.energy_frac))
     normed = power[order] / power[order].sum(1, keepdim=True).clamp_min(1e-30)
     fig, axes = _subplots(1, 3, figsize=(15, 4.2))
     im = axes[0].imshow(normed.T.numpy(), aspect="auto", origin="lower", cmap="viridis",
                         extent=(0, len(order), 0.5, power.shape[1] + 0.5))
-    axes[0].set(xlabel="neuron (sorted by dominant frequency)", ylabel="frequency k",
+    axes[0].set(xlabel=f"neuron (sorted by dominant {unit.split()[0]})", ylabel=unit,
                 title="share of each neuron's power (u+v+w)")
+    _name_units(axes[0], spectra.irreps, "y", first=1)
     fig.colorbar(im, ax=axes[0])
     counts = torch.bincount(spectra.freq, minlength=power.shape[1] + 1)[1:]
     axes[1].bar(range(1, len(counts) + 1), counts.numpy(), color="#555555")
-    axes[1].set(xlabel="dominant frequency k", ylabel="neurons", title="dominant frequencies")
+    axes[1].set(xlabel=f"dominant {unit}", ylabel="neurons", title=f"dominant {plural(unit.split()[0])}")
+    _name_units(axes[1], spectra.irreps, first=1)
     axes[2].hist(spectra.ipr.numpy(), bins=40, color="#555555")
     axes[2].set(xlabel="IPR (mean over u, v, w; r = 2)", ylabel="neurons", title="neuron IPR")
     return _save(fig, path)
 
 
 def plot_transformer_spectra(spectra, path: Path) -> Path:
+    unit = "frequency k" if spectra.irreps is None else "irrep"
     names = [n for n in spectra.power if n in ("W_E", "W_U")]
     layers = [n for n in spectra.power if n.endswith("W_out_U")]
     extra = spectra.neuron_freq is not None
@@ -81,12 +94,15 @@ def plot_transformer_spectra(spectra, path: Path) -> Path:
     for ax, name in zip(axes, names):
         total = spectra.power[name].sum(0)
         ax.bar(range(len(total)), total.numpy(), color="#555555")
-        ax.set(xlabel="frequency k (0 = constant)", ylabel="power", title=f"{name} power per frequency")
+        ax.set(xlabel=f"{unit} (0 = constant)" if spectra.irreps is None else unit, ylabel="power",
+               title=f"{name} power per {unit.split()[0]}")
+        _name_units(ax, spectra.irreps)
     last = spectra.power[layers[-1]]
     normed = last / last.sum(1, keepdim=True).clamp_min(1e-30)
     order = torch.argsort(normed[:, 1:].argmax(1))
     axes[-1].imshow(normed[order].T.numpy(), aspect="auto", origin="lower", cmap="viridis")
-    axes[-1].set(xlabel="neuron (sorted)", ylabel="frequency k", title=f"{layers[-1]}: neuron-to-logit power")
+    axes[-1].set(xlabel="neuron (sorted)", ylabel=unit, title=f"{layers[-1]}: neuron-to-logit power")
+    _name_units(axes[-1], spectra.irreps, "y")
     return _save(fig, path)
 
 
@@ -177,8 +193,6 @@ def plot_localization(loc, path: Path) -> Path:
     """Each component's generalisation score against its memorisation score, coloured by label
     (scores as defined in interp.analysis.localize: pushes on the two margins for neurons, their parts
     and clusters; what ablating them costs in the same margins for heads and frequencies)."""
-    from ..core.document import plural
-
     colors = {"generalising": SUBSET_COLORS["test"], "memorising": SUBSET_COLORS["noisy_observed"],
               "mixed": "#ff7f0e", "inert": "#bbbbbb"}
     kinds = sorted({r["kind"] for r in loc.rows})

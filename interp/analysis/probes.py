@@ -93,7 +93,7 @@ def probe_features(model: nn.Module, dataset: Dataset, hook: str, features: str 
             raise ValueError("f^G features need per-neuron residue maps (two-layer nets)")
         from .neurons import dominant_split
 
-        source = dominant_split(model, dataset.task.op)[0]
+        source = dominant_split(model, dataset.task)[0]
     acts = cache_activations(source, dataset.inputs, hook)
     if features == "fourier":
         if key_frequencies is None:
@@ -214,12 +214,13 @@ def probe_report(run: Run) -> ProbeReport:
     model, ds = run.model, run.dataset
     op = ds.task.op
     family = family_of(model)
-    spectra = fourier_analysis(model, op)
+    spectra = fourier_analysis(model, ds.task)
     keys = spectra.key_set()
     hooks = family.probe_hooks(model)
     main = hooks[0]
     sources = ["raw", "fourier"] + (["f^G"] if family.has(model, Capability.NEURON_MAPS) else [])
-    if op not in ("add", "sub") or not keys:  # no key frequency: nothing to project onto
+    # the (a, b) grid's 2-D Fourier terms exist for Z_p's add/sub only, and need a key frequency
+    if ds.task.group or op not in ("add", "sub") or not keys:
         sources = [s for s in sources if s != "fourier"]
     results = [probe(model, ds, hook, source, key_frequencies=keys, controls=source == "raw")
                for hook, source in progress_bar([(h, s) for h in hooks for s in sources], "probes")]
@@ -232,4 +233,4 @@ def probe_report(run: Run) -> ProbeReport:
     return ProbeReport(results, curves)
 
 
-PROBES: Analysis[ProbeReport] = register_analysis("probes", "Linear probes", probe_report, order=80)
+PROBES: Analysis[ProbeReport] = register_analysis("probes", "Linear probes", probe_report, order=80, groups=True)

@@ -155,10 +155,7 @@ def neuron_spectra(model: nn.Module, task: str | TaskSpec) -> NeuronSpectra:
     sign = -1 if op in ("sub", "div") else 1
     error = fourier.wrap_phase(phase["u"] + sign * phase["v"] - phase["w"])
     total = sum((x**2).sum(1) for x in vecs.values())
-    if units.group is None:
-        ipr = sum(fourier.ipr(x) for x in vecs.values()) / 3
-    else:  # over irrep powers: 1 for a vector in one irrep
-        ipr = sum((q**2).sum(1) / q.sum(1).clamp_min(1e-30) ** 2 for q in powers.values()) / 3
+    ipr = sum(units.ipr(x) for x in vecs.values()) / 3
     return NeuronSpectra(
         op=op,
         p=p,

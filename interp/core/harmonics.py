@@ -42,12 +42,21 @@ class Harmonics:
     def n_units(self) -> int:
         return len(self.names)
 
-    def basis(self) -> tuple[Float[Tensor, "component n"], Tensor]:
-        """The orthonormal rows (float64) over the read order, and each row's unit."""
+    def basis(self, dtype: torch.dtype = torch.float64) -> tuple[Float[Tensor, "component n"], Tensor]:
+        """The orthonormal rows over the read order, and each row's unit."""
         n = len(self.order)
         if self.group is None:
-            return fourier.fourier_basis(n, torch.float64)[0], fourier.component_frequencies(n)
-        return irreps.group_fourier_basis(self.group, torch.float64)[0], irreps.row_irreps(self.group)
+            return fourier.fourier_basis(n, dtype)[0], fourier.component_frequencies(n)
+        return irreps.group_fourier_basis(self.group, dtype)[0], irreps.row_irreps(self.group)
+
+    def ipr(self, x: Tensor) -> Tensor:
+        """Inverse participation ratio of each row of `x` (read order) over the units: how few
+        units hold its power. For Z_p, `fourier.ipr` (|rfft|, as Doshi et al.); for a group,
+        Σ_ρ P_ρ² / (Σ_ρ P_ρ)² of the power per irrep."""
+        if self.group is None:
+            return fourier.ipr(x)
+        power = self.power(x.double())
+        return (power.square().sum(-1) / power.sum(-1).square().clamp_min(1e-30)).to(x.dtype)
 
     def sizes(self) -> Tensor:
         """The number of basis rows of each unit (D²/κ for an irrep; 2 for a frequency k < n/2)."""

@@ -170,11 +170,11 @@ def _what(kind: str, rows: list[dict], total: int) -> str:
         return f"{' and '.join(named)} ({count}{'' if loose and not freqs else ' neurons'})"
     if kind.startswith("neuron part"):
         return f"the {kind.split(': ')[-1]} parts of {n} neurons"
-    noun = {"frequency": "embedding frequency"}.get(kind, kind)
+    noun = {"frequency": "embedding frequency", "irrep": "embedding irrep"}.get(kind, kind)
     if n == total and n > 1:
         return f"all {SMALL[n] if n < len(SMALL) else n} {plural(noun)}"
-    if kind in ("head", "frequency") and n <= LISTED:
-        return f"{noun if n == 1 else plural(noun)} {', '.join(str(r['index']) for r in rows)}"
+    if kind in ("head", "frequency", "irrep") and n <= LISTED:
+        return f"{noun if n == 1 else plural(noun)} {', '.join(str(r.get('irrep', r['index'])) for r in rows)}"
     return f"{n} of {total} {plural(noun)}"
 
 

@@ -2,14 +2,22 @@
 (`interp.families.importers`), pairs it with a dataset — the researcher's own, or a split drawn
 from a spec — and returns a `Run`, written as a normal run directory when `out` is given, which
 `analyze`, `report`, `export` and `load_run` take like any other.
+
+A checkpoint trained on a finite group (`group=`: a built-in such as S5, A5, D59, or a user's
+Cayley table from a JSON file, the forms `task.group` takes) lands on that group's task: its
+token t is the group's element t, in the table's order, so the table must be the one it was
+trained with (docs/checkpoints.md, "A model trained on a group").
 """
 
 from __future__ import annotations
 
-from ..core.metrics import DEFAULT_LOSS
-
 from pathlib import Path
 
+import torch
+
+from ..core.groups import Group, GroupError, read_table
+from ..core.groups import group as built_in_group
+from ..core.metrics import DEFAULT_LOSS
 from ..core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec
 from ..core.tasks import Dataset, DatasetError, make_dataset
 from ..families.base import family_of
@@ -35,30 +43,83 @@ def read_dataset_file(path: str | Path, task: TaskSpec) -> Dataset:
         raise CheckpointImportError(f"{path}: {err}") from None
 
 
+def resolve_group(group: Group | str | Path) -> Group:
+    """The group `import_checkpoint` is given: a `Group`, a built-in's name ("S5", "A5", "D59",
+    "C3xC3"), or a JSON Cayley table file (`groups.read_table`; a path ending in .json, as for
+    `task.group`)."""
+    if isinstance(group, Group):
+        return group
+    try:
+        if isinstance(group, Path) or str(group).endswith(".json"):
+            return read_table(str(group))
+        return built_in_group(str(group))
+    except OSError as err:
+        raise CheckpointImportError(f"group {group}: {err.strerror or err}") from None
+    except GroupError as err:
+        raise CheckpointImportError(str(err)) from None
+
+
+def _check_tokens(model: torch.nn.Module, group: Group, source: str | Path) -> None:
+    """The checkpoint's classes must be the group's elements, one token each (a transformer
+    has one more input token, `=`)."""
+    classes = family_of(model).unembedding(model).shape[-1]
+    if classes == group.order:
+        return
+    if family_of(model).spec(model).arch == "transformer":
+        raise CheckpointImportError(
+            f"{source} has {classes + 1} input tokens; a transformer on {group.name} ({group.order} elements) has "
+            f"|G| + 1 = {group.order + 1}: the elements, in the table's order, then `=`")
+    raise CheckpointImportError(f"{source} has {classes} tokens; a model on {group.name} has one per element, "
+                                f"{group.order}, in the table's order")
+
+
+def _same_task(dataset: Dataset, op: str, p: int, group: Group | None) -> bool:
+    if dataset.task.op != op or dataset.p != p or bool(dataset.task.group) != (group is not None):
+        return False
+    return group is None or torch.equal(dataset.task.structure.table, group.table)
+
+
 def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int | None = None, *,
-                      dataset: Dataset | str | Path | None = None, train_fraction: float = 0.3, split_seed: int = 0,
-                      act: str = "relu", loss: str = DEFAULT_LOSS, out: str | Path | None = None) -> Run:
+                      group: Group | str | Path | None = None, dataset: Dataset | str | Path | None = None,
+                      train_fraction: float = 0.3, split_seed: int = 0, act: str = "relu", loss: str = DEFAULT_LOSS,
+                      out: str | Path | None = None) -> Run:
     """The checkpoint file `source` in `format` (`interp.families.importers.FORMATS`) as a Run of
     the task `op` mod p (p read from the checkpoint; checked when given).
+
+    With `group` (a `Group`, a built-in's name such as "S5", "A5", "D59", or a JSON Cayley table
+    file; `resolve_group`), the task is composition in that group instead (`op` add: a ∘ b, sub:
+    a ∘ b⁻¹): the checkpoint's tokens are the group's elements in the table's order, so it must
+    have |G| of them (an embedding MLP; a transformer |G| + 1, with `=`), else it is refused.
 
     Its dataset is `dataset` — a `Dataset`, or a file for `read_dataset_file` — or, without one,
     every pair split by (`train_fraction`, `split_seed`) with clean labels. `loss` is the loss the
     model was trained with (the analyses score in it). The history holds one row: the imported
     model's metrics, at step 0. With `out`, the run directory is written there, recording where
     the checkpoint came from (`config.json` → `imported_from`)."""
-    model = import_model(source, format, act=act, p=p)
+    structure = None if group is None else resolve_group(group)
+    if structure is not None and p is not None and p != structure.order:
+        raise CheckpointImportError(f"p = {p} but {structure.name} has {structure.order} elements: on a group, p is "
+                                    "its order (leave p out)")
+    model = import_model(source, format, act=act, p=p if structure is None else None)
+    if structure is not None:
+        _check_tokens(model, structure, source)
     p = family_of(model).unembedding(model).shape[-1]
+
+    def task_of(**fields) -> TaskSpec:
+        return TaskSpec(op=op, p=p, **fields) if structure is None else TaskSpec.from_group(structure, op=op, **fields)
+
     if isinstance(dataset, (str, Path)):
-        dataset = read_dataset_file(dataset, TaskSpec(op=op, p=p, train_fraction=0.5))
+        dataset = read_dataset_file(dataset, task_of(train_fraction=0.5))
     if dataset is None:
-        task = TaskSpec(op=op, p=p, train_fraction=train_fraction, seed=split_seed)
+        task = task_of(train_fraction=train_fraction, seed=split_seed)
         dataset = make_dataset(task, NoiseSpec())
     else:
-        if (dataset.task.op, dataset.p) != (op, p):
-            raise CheckpointImportError(f"the dataset is {dataset.task.op} mod {dataset.p}, the model {op} mod {p}")
+        if not _same_task(dataset, op, p, structure):
+            raise CheckpointImportError(f"the dataset is {dataset.task.describe()}, the model "
+                                        f"{task_of(train_fraction=0.5).describe()}")
         # the spec records the split's size; the dataset itself is the user's (config "dataset": "user")
         share = min(max(float(dataset.train_mask.double().mean()), 1e-6), 1 - 1e-6)
-        task = TaskSpec(op=op, p=p, train_fraction=share)
+        task = task_of(train_fraction=share)
     spec = RunSpec(task=task, noise=NoiseSpec(), model=family_of(model).spec(model), train=TrainSpec(loss=loss))
     run = Run(spec, model, [{"step": 0, "lr": 0.0, **evaluate(model, dataset, loss)}], 0, None, dataset)
     if out is not None:

@@ -56,6 +56,17 @@ _S5 = RunSpec(
     ),
 )
 
+#: s5-noisy's optimiser on A5 (60 elements, 3,600 pairs): the search over width × split and the
+#: seed check are in docs/reproductions.md
+_S5_NOISY = replace(_S5, noise=NoiseSpec(kind="wrong", rate=0.2), model=replace(_S5.model, width=512),
+                    train=replace(_S5.train, steps=2000, eval_every=100, checkpoint_every=250))
+_A5_NOISY = replace(_S5_NOISY, task=TaskSpec(group="A5", train_fraction=0.8),
+                    model=replace(_S5_NOISY.model, width=256))
+
+#: nanda-noisy-59's transformer and optimiser on S5 (120 elements, 14,400 pairs) at a 60% split
+_NANDA_S5 = replace(_NANDA_59, task=TaskSpec(group="S5", train_fraction=0.6),
+                    train=replace(_NANDA_59.train, eval_every=100))
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -145,12 +156,32 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "s5-noisy",
-            replace(_S5, noise=NoiseSpec(kind="wrong", rate=0.2), model=replace(_S5.model, width=512),
-                    train=replace(_S5.train, steps=2000, eval_every=100, checkpoint_every=250)),
+            _S5_NOISY,
             "s5-clean with 20% wrong labels, width 512 and 2000 steps (same optimiser: full-batch "
             "AdamW lr 0.01 wd 1 betas (0.9, 0.98)). Every wrong label is memorised (100%) while "
             "raw test is about 88%; the rule is inside: `interp analyze RUN --analysis filtration` "
             "gives f^G test 100% and noise-detection AUROC 1.0 (239 s here on a loaded 2-core machine).",
+        ),
+        Preset(
+            "a5-noisy",
+            _A5_NOISY,
+            "Composition a∘b in A5 (60 elements, 3,600 pairs) with 20% wrong labels, 80% of pairs for "
+            "training: s5-noisy's net and optimiser (quadratic, bias, CE, full-batch AdamW lr 0.01 wd 1 "
+            "betas (0.9, 0.98), 2000 steps) at width 256. Every wrong label is memorised (100%) while "
+            "raw test is about 81%; the rule is inside: `interp analyze RUN --analysis filtration` "
+            "gives f^G test 99.9% and noise-detection AUROC 1.0 (f^G 99.7-100%, AUROC ≥ 0.997 over "
+            "six model and split seeds).",
+        ),
+        Preset(
+            "nanda-s5-noisy",
+            _NANDA_S5,
+            "Nanda et al.'s one-layer transformer on composition a∘b in S5 (120 elements, 14,400 "
+            "pairs) with 10% wrong labels, 60% of pairs for training: nanda-noisy-59's optimiser "
+            "(full-batch AdamW lr 0.003 wd 5 betas (0.9, 0.98), 10-step warm-up, 3000 steps). Every "
+            "wrong label is memorised (100%) while test accuracy is about 82%; the restricted "
+            "logits over its key irreps (sign and standard ⊗ sign, as in Chughtai et al.'s S5 "
+            "transformer) score 99.3% test. At 20% wrong labels no setting tried held the rule "
+            "within the 10-minute budget (docs/reproductions.md).",
         ),
     ]
 }
