@@ -223,9 +223,12 @@ def fresh_interpreter(with_interp):
 #: Fixtures that take seconds to build, by the module that defines them ("conftest": the
 #: session-wide ones here). Under pytest-xdist's `--dist loadgroup` (pyproject's addopts) the
 #: tests that use one of them form one group, run by one worker, so each is built once and not
-#: once per worker; every other test goes to whichever worker is free.
+#: once per worker; every other test goes to whichever worker is free. xdist hands out groups
+#: before single tests, larger first, so these heavy tests also start early rather than leave
+#: one worker running the last of them while the other waits (test_report's `trained`: the demo
+#: and the report without a trajectory, seconds each).
 SHARED_FIXTURES = {
-    "without_interp": "conftest", "with_interp": "conftest", "search": "test_edit", "demo": "test_report",
+    "without_interp": "conftest", "with_interp": "conftest", "search": "test_edit", "trained": "test_report",
     "planted_transformer_model": "test_localize", "_writers": "test_integrity",
 }
 
@@ -233,8 +236,9 @@ SHARED_FIXTURES = {
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        module = getattr(item, "module", None)
-        for name in getattr(item, "fixturenames", ()):
-            if SHARED_FIXTURES.get(name) in ("conftest", getattr(module, "__name__", None)):
-                item.add_marker(pytest.mark.xdist_group(name))
-                break
+        module = getattr(getattr(item, "module", None), "__name__", None)
+        used = getattr(item, "fixturenames", ())
+        group = next((name for name, where in SHARED_FIXTURES.items() if name in used and where in ("conftest", module)),
+                     None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
