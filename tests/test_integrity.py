@@ -369,7 +369,9 @@ def test_unreachable_ray_address_times_out_with_a_message():
 
 # The killed writers run in fresh interpreters started when this module's first test starts:
 # each imports interp (seconds) while the tests before the kill tests run, then waits for the
-# code it is to run on its stdin.
+# code it is to run on its stdin. Under pytest-xdist both cores already run tests, so each is
+# started when its kill test needs it instead: importing beside two busy workers would only
+# compete with them.
 _WAITING = "import sys\nimport interp.training.release, interp.training.train\nexec(sys.stdin.read())\n"
 _children: list[subprocess.Popen] = []
 
@@ -381,7 +383,8 @@ def _waiting_child() -> subprocess.Popen:
 
 @pytest.fixture(scope="module", autouse=True)
 def _writers():
-    _children[:] = [_waiting_child() for _ in range(2)]  # one per kill test below
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        _children[:] = [_waiting_child() for _ in range(2)]  # one per kill test below
     yield
     for child in _children:
         child.kill()
