@@ -59,10 +59,10 @@ def test_the_per_irrep_ipr_is_one_on_a_rule_neuron_and_closed_form_on_a_lookup(p
     mem = torch.tensor([x == "memorising" for x in built.labels])
     torch.testing.assert_close(ipr[gen], torch.ones(int(gen.sum())), atol=1e-5, rtol=0)
     # a one-hot map e_a holds d_ρ²/|G| of its power in each (real-type) irrep ρ
-    dims = torch.tensor([r.dim for r in real_irreps(ds.task.structure)], dtype=torch.float64)
-    one_hot = float(((dims**2 / 24) ** 2).sum())
-    u_v = one_hot  # u = e_a, v = e_b; w = L·e_c has the same shares
-    torch.testing.assert_close(ipr[mem].double(), torch.full((int(mem.sum()),), u_v, dtype=torch.float64),
+    group = ds.task.structure
+    dims = torch.tensor([r.dim for r in real_irreps(group)], dtype=torch.float64)
+    one_hot = float(((dims**2 / group.order) ** 2).sum())  # u = e_a, v = e_b and w = L·e_c alike
+    torch.testing.assert_close(ipr[mem].double(), torch.full((int(mem.sum()),), one_hot, dtype=torch.float64),
                                atol=1e-5, rtol=0)
     # so the IPR ranking's top share is the rule: its filtered subnetwork forgets every wrong label
     share = float(gen.float().mean())
