@@ -367,44 +367,77 @@ def test_unreachable_ray_address_times_out_with_a_message():
 # --- 6/7. kill -9 during writes ---------------------------------------------------------------
 
 
-# The killed writers run in fresh interpreters started when this module's first test starts:
-# each imports interp (seconds) while the tests before the kill tests run, then waits for the
-# code it is to run on its stdin. Under pytest-xdist both cores already run tests, so each is
-# started when its kill test needs it instead: importing beside two busy workers would only
-# compete with them.
-_WAITING = "import sys\nimport interp.training.release, interp.training.train\nexec(sys.stdin.read())\n"
-_children: list[subprocess.Popen] = []
+# The killed writers are forks of one fresh interpreter (the zygote) that imports interp once
+# (seconds) and then, for each line of code it reads on its stdin, forks a writer that runs it,
+# prints the writer's pid, waits for it to end and prints `ended`. It starts when this module's
+# first test starts, to import while the tests before the kill tests run; under pytest-xdist,
+# when the first kill test needs it (both cores already run tests: importing beside them would
+# only compete). It runs one torch thread, so that it has no thread pool for a fork to break.
+_ZYGOTE = r"""
+import json, os, sys, traceback
+import interp.training.release, interp.training.train
+for line in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            exec(compile(json.loads(line), "<writer>", "exec"), {"__name__": "__main__"})
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(1)  # only a writer that was not killed gets here
+    print(pid, flush=True)
+    os.waitpid(pid, 0)
+    print("ended", flush=True)
+"""
+_zygote: list[subprocess.Popen] = []
 
 
-def _waiting_child() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _WAITING], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _start_zygote() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _ZYGOTE], env={**os.environ, "PYTHONPATH": str(ROOT),
+                            "OMP_NUM_THREADS": "1"}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _writers():
     if "PYTEST_XDIST_WORKER" not in os.environ:
-        _children[:] = [_waiting_child() for _ in range(2)]  # one per kill test below
+        _zygote[:] = [_start_zygote()]
     yield
-    for child in _children:
-        child.kill()
-        child.wait(timeout=10)
-        child.stderr.close()
+    for zygote in _zygote:
+        zygote.kill()
+        zygote.wait(timeout=10)
+        zygote.stdin.close(), zygote.stdout.close(), zygote.stderr.close()
+    _zygote.clear()
 
 
 def _run_until_marker_then_kill(code: str, marker: Path, timeout: float = 60) -> None:
-    child = _children.pop() if _children else _waiting_child()
-    child.stdin.write(textwrap.dedent(code))
-    child.stdin.close()
+    if not _zygote:
+        _zygote.append(_start_zygote())
+    zygote = _zygote[0]
+
+    def fail(why: str):
+        zygote.kill()
+        zygote.wait(timeout=10)
+        _zygote.clear()
+        err = zygote.stderr.read()[-2000:]
+        zygote.stdin.close(), zygote.stdout.close(), zygote.stderr.close()
+        raise AssertionError(f"{why}: {err}")
+
+    zygote.stdin.write(json.dumps(textwrap.dedent(code)) + "\n")
+    zygote.stdin.flush()
+    pid = int(zygote.stdout.readline() or 0) or fail("the zygote died")
     deadline = time.monotonic() + timeout
     while not marker.exists():
-        if child.poll() is not None or time.monotonic() > deadline:
-            child.kill()
-            raise AssertionError(f"child ended before the marker: {child.stderr.read()[-2000:]}")
+        try:
+            os.kill(pid, 0)  # the zygote reaps its writer at once: a writer that ended is gone
+        except ProcessLookupError:
+            fail("the writer ended before the marker")
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            fail("no marker in time")
         time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=10)
-    child.stderr.close()
+    os.kill(pid, signal.SIGKILL)
+    assert zygote.stdout.readline().strip() == "ended"  # the writer is dead and reaped
 
 
 SLOW_WRITE = """
