@@ -126,3 +126,28 @@ def test_a_run_without_wrong_labels_has_nothing_to_forget(planted):
     spec = RunSpec(task=clean.task, noise=NoiseSpec(), model=TwoLayerSpec(width=model.U.shape[0]), train=TrainSpec())
     run = Run(spec, model, [], 0, dataset=clean)
     assert "no memory to forget" in EDIT.skip_reason(run)
+
+
+def test_on_a_large_grid_the_search_reads_batches_of_pairs_and_still_forgets(planted, monkeypatch):
+    """Above SEARCH_LOGITS the learned mask's steps and greedy's scores read batches of pairs;
+    the chosen edit, scored on every pair, still forgets the planted lookups."""
+    import interp.analysis.edit as edit
+
+    model, ds = planted
+    n = len(ds.inputs)
+    monkeypatch.setattr(edit, "SEARCH_LOGITS", n * P // 4)
+    space = edit_space(model, ds)
+    assert edit.search_batch(space) == n // 4
+    wanted = edit.teacher(model, ds)[1].argmax(1)
+    seen = []
+    hinge = edit.hinge
+    monkeypatch.setattr(edit, "hinge", lambda out, *a: seen.append(out.shape[-2]) or hinge(out, *a))
+    masks = edit.learned_masks(space, wanted)
+    assert set(seen) == {n // 4}  # every step read one batch, never the whole grid
+    points = [edit._point(space, "learned mask", s, keep, wanted, ds) for s, keep in masks]
+    agreeing = [pt for pt in points if pt.agreement >= edit.AGREEMENT]
+    chosen = min(agreeing, key=lambda pt: pt.size)
+    assert chosen.metrics["noisy_observed_acc"] <= 0.1 and chosen.metrics["test_acc"] >= 0.99
+    seen.clear()
+    edit.greedy_masks(space, wanted)
+    assert set(seen) == {n // 4}

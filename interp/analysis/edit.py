@@ -6,7 +6,10 @@ and a label-free target made from them, the *teacher* (`teacher`): for transform
 grid, the logits' diagonal filter over every frequency; otherwise the model's label-free
 extraction (`filtration.label_free_logits`, the re-synthesized net for two-layer nets). Never the observed or true labels, the split or the noise mask: those are read
 afterwards, only to score each edit on the four subsets. The one method that reads labels,
-`localisation ranking`, is there for comparison and says so.
+`localisation ranking`, is there for comparison and says so. On a grid of more than
+SEARCH_LOGITS logits (S5's 14,400 pairs × 120 classes) the search's steps read random batches of
+pairs (`search_batch`), so one step costs about what it does on Z_64; every edit is still scored
+on every pair.
 
 **The edit space.** The readout units (a two-layer net's hidden neurons; the last MLP layer's
 neurons of a transformer) act on the logits linearly: unit u pushes act_u · T[u], T the
@@ -77,6 +80,10 @@ SIZES = (0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.16, 0.25, 0.35, 0.5)
 CANDIDATES = 128  # greedy scores this many parts exactly per round
 STEP_SHARE = 0.0025  # greedy re-ranks after removing this much, or a tenth of what it has removed
 RANDOM_SEEDS = (0, 1, 2)
+#: the search reads at most this many logits (pairs × classes) per step, about Z_64's grid
+#: (64² pairs, 64 classes): on a larger grid the learned mask's steps each read a fresh random
+#: batch of pairs and greedy scores its removals on one random sample (`search_batch`)
+SEARCH_LOGITS = 64**3
 LEAD = 0.5  # the teacher's class must win by this share of the model's median lead
 READS = "the weights and the model's own logits over every input pair of the dataset; no label, split or noise mask"
 #: the chosen edit agrees with the teacher's argmax on at least this share of the grid
@@ -94,9 +101,12 @@ class EditSpace:
     editable: Bool[Tensor, "unit freq"]  # every part but the constant (k = 0)
     margin: float  # the unedited model's median lead of its top class over the next, in logits
 
-    def logits(self, keep: Float[Tensor, "unit freq"]) -> Float[Tensor, "pair p"]:
-        """The edited model's logits with parts weighted by `keep` (1 kept, 0 removed)."""
-        return self.rest + self.acts @ self.to_logit(keep)
+    def logits(self, keep: Float[Tensor, "unit freq"], rows: Tensor | None = None) -> Float[Tensor, "pair p"]:
+        """The edited model's logits with parts weighted by `keep` (1 kept, 0 removed), on the
+        pairs `rows` (every pair when None)."""
+        if rows is None:
+            return self.rest + self.acts @ self.to_logit(keep)
+        return self.rest[rows] + self.acts[rows] @ self.to_logit(keep)
 
     def to_logit(self, keep: Float[Tensor, "unit freq"]) -> Float[Tensor, "unit p"]:
         """The edited unit-to-logit map: each unit's kept parts summed."""
@@ -143,10 +153,18 @@ def teacher(model: nn.Module, dataset: Dataset) -> tuple[str, Float[Tensor, "pai
     return label_free_logits(model, dataset)
 
 
-def teacher_loss(space: EditSpace, keep: Tensor, target: Tensor) -> Tensor:
-    """How far the edited logits are from predicting the teacher's class `target` on every
-    pair (`hinge`)."""
-    return hinge(space.logits(keep), target, space.margin)
+def teacher_loss(space: EditSpace, keep: Tensor, target: Tensor, rows: Tensor | None = None) -> Tensor:
+    """How far the edited logits are from predicting the teacher's class `target` on the
+    pairs `rows` (every pair when None; `hinge`)."""
+    return hinge(space.logits(keep, rows), target if rows is None else target[rows], space.margin)
+
+
+def search_batch(space: EditSpace) -> int | None:
+    """How many pairs one step of the search reads: None (all of them) when the grid has at
+    most SEARCH_LOGITS logits, else as many pairs as SEARCH_LOGITS holds. The batches are
+    drawn by a fixed seed from the pairs alone, so they read no label either."""
+    n, p = space.rest.shape
+    return None if n * p <= SEARCH_LOGITS else SEARCH_LOGITS // p
 
 
 def hinge(out: Float[Tensor, "... pair p"], target: Tensor, margin: float) -> Float[Tensor, "..."]:
@@ -167,11 +185,13 @@ def learned_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]
     gate = torch.full(space.share.shape, GATE, requires_grad=True)
     optimiser = torch.optim.Adam([gate], lr=MASK_LR)
     fixed = (~space.editable).float()
+    batch, draw = search_batch(space), torch.Generator().manual_seed(0)
     out = []
     for strength, steps in progress_bar(list(zip(STRENGTHS, MASK_STEPS)), "edit: learned mask"):
         for _ in range(steps):
             keep = torch.where(space.editable, torch.sigmoid(gate), fixed)
-            loss = teacher_loss(space, keep, target) + strength * ((1 - keep) * space.share).sum()
+            rows = None if batch is None else torch.randperm(len(target), generator=draw)[:batch]
+            loss = teacher_loss(space, keep, target, rows) + strength * ((1 - keep) * space.share).sum()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -185,18 +205,21 @@ def greedy_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]
     """(size, keep) at each of SIZES reached: each round takes the CANDIDATES parts with the
     largest first-order gain, scores each one's removal exactly, and removes the best (gain > 0)
     up to STEP_SHARE (or a tenth of what is removed, when larger). Stops when no candidate
-    lowers the loss."""
+    lowers the loss. On a grid larger than `search_batch`, the loss is over one random sample
+    of that many pairs."""
     keep = torch.ones_like(space.share)
+    batch = search_batch(space)
+    rows = None if batch is None else torch.randperm(len(target), generator=torch.Generator().manual_seed(0))[:batch]
     out, removed = [], 0.0
     for size in progress_bar(list(SIZES), "edit: greedy"):
         while removed < size:
             trial = keep.clone().requires_grad_(True)
-            loss = teacher_loss(space, trial, target)
+            loss = teacher_loss(space, trial, target, rows)
             (grad,) = torch.autograd.grad(loss, trial)
             # removing part j changes the loss by about grad_j · (0 − 1): the largest first
             gain = torch.where(space.editable & (keep > 0), grad, -torch.inf).flatten()
             candidates = torch.topk(gain, min(CANDIDATES, int(torch.isfinite(gain).sum()))).indices
-            exact = float(loss.detach()) - _removal_losses(space, keep, target, candidates)
+            exact = float(loss.detach()) - _removal_losses(space, keep, target, candidates, rows)
             best = torch.argsort(exact, descending=True)
             chosen = candidates[best][exact[best] > 0]
             if not len(chosen):
@@ -210,13 +233,16 @@ def greedy_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]
 
 
 @torch.no_grad()
-def _removal_losses(space: EditSpace, keep: Tensor, target: Tensor, parts: Tensor) -> Tensor:
-    """The exact loss after removing each of `parts` (flat indices into [unit, freq]) alone."""
-    base = space.logits(keep)
+def _removal_losses(space: EditSpace, keep: Tensor, target: Tensor, parts: Tensor,
+                    rows: Tensor | None = None) -> Tensor:
+    """The exact loss (on the pairs `rows`; all when None) after removing each of `parts`
+    (flat indices into [unit, freq]) alone."""
+    base = space.logits(keep, rows)
+    acts, target = (space.acts, target) if rows is None else (space.acts[rows], target[rows])
     units, freqs = parts // space.share.shape[1], parts % space.share.shape[1]
     losses = []
     for u, k in zip(torch.split(units, 16), torch.split(freqs, 16)):
-        edited = base[None] - space.acts.T[u][..., None] * space.parts[u, k][:, None, :]
+        edited = base[None] - acts.T[u][..., None] * space.parts[u, k][:, None, :]
         losses.append(hinge(edited, target, space.margin))
     return torch.cat(losses)
 
