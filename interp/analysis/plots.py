@@ -20,18 +20,21 @@ SUBSET_COLORS = {
 SUBSET_LABELS = {name: SUBSET_TABLE[name].label for name in SUBSET_COLORS}
 
 
+DPI = 120
+
+
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=DPI)  # the figure's own DPI: the text tight_layout laid out is reused
     return path
 
 
 def _subplots(*grid: int, figsize: tuple[float, float], **kwargs):
     """A figure and its axes without pyplot: no global backend is chosen or changed, and
     nothing is kept in pyplot's figure registry (the caller's notebook stays as it was)."""
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, dpi=DPI)
     return fig, fig.subplots(*grid, **kwargs)
 
 
