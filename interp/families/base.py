@@ -53,6 +53,8 @@ class Capability(str, Enum):
         return _DESCRIPTIONS[self]
 
 
+FORWARD_CHUNK = 4096  # pairs per hook-free forward (`ModelFamily.forward`)
+
 _DESCRIPTIONS = {
     Capability.NEURON_MAPS: "per-neuron maps over the residues (each neuron's u, v and w)",
     Capability.HEADS: "attention heads",
@@ -127,10 +129,16 @@ class ModelFamily(ABC):
 
     def forward(self, model: nn.Module, pairs: Int[Tensor, "batch 2"], fwd_hooks: Iterable[Hook] = ()
                 ) -> Float[Tensor, "batch p"]:
-        """Mod-p logits for each pair through the hooked forward, with `fwd_hooks` applied."""
+        """Mod-p logits for each pair through the hooked forward, with `fwd_hooks` applied.
+        Without hooks, FORWARD_CHUNK pairs at a time: the same logits, and a chunk's activations
+        stay in the CPU's cache (S5's 14,400 pairs: 2.5× faster for a two-layer net, 1.5× for
+        the transformer). With hooks, one batch: a hook may read the batch (mean, resample)."""
         tokens = self.tokens(model, pairs)
-        out = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks)) if fwd_hooks else model(tokens)
-        return self.predicting(out).to(pairs.device)
+        if fwd_hooks:
+            return self.predicting(model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks))).to(pairs.device)
+        if len(tokens) <= FORWARD_CHUNK:
+            return self.predicting(model(tokens)).to(pairs.device)
+        return torch.cat([self.predicting(model(chunk)) for chunk in tokens.split(FORWARD_CHUNK)]).to(pairs.device)
 
     def run_with_cache(self, model: nn.Module, pairs: Int[Tensor, "batch 2"], names_filter=None
                        ) -> tuple[Float[Tensor, "batch p"], dict[str, Tensor]]:
