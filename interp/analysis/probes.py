@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from ..training.rundir import Run
 
 FEATURES = ("raw", "fourier", "f^G")
+#: each probe's controls (`probe`), in the order they are fitted after the probe itself
+CONTROLS = ("shuffled labels", "random features", "observed-label probe (held-out half)")
 
 
 @torch.no_grad()
@@ -66,16 +68,15 @@ class ProbeResult:
 def _fit_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, evals: dict[str, tuple[np.ndarray, np.ndarray]],
                seed: int) -> dict[str, float | None]:
     # scikit-learn: 1.5 s of imports, paid only when a probe is fitted
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    # a feature constant on the training examples gets no weight (no gradient, and the L2
+    # penalty keeps it at 0), so leaving it out fits the same probe, with fewer columns
+    x = x[:, x[train].std(0) > 0]
     scaler = StandardScaler().fit(x[train])
     clf = LogisticRegression(solver="newton-cg", max_iter=100, C=1.0, random_state=seed)
-    with warnings.catch_warnings():  # lbfgs may stop at max_iter on undecodable targets: that is the finding
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        clf.fit(scaler.transform(x[train]), y[train])
+    clf.fit(scaler.transform(x[train]), y[train])
     out = {}
     for name, (mask, labels) in evals.items():
         out[name] = None if not mask.any() else float((clf.predict(scaler.transform(x[mask])) == labels[mask]).mean())
@@ -129,10 +130,15 @@ def _fit_scores(fits: list[Fit]) -> list[dict[str, float | None]]:
     s5-noisy: 5.3 → 2.4 s). The scores are those of the fits one by one."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
-    with threadpool_limits(1), ThreadPoolExecutor(max(1, min(len(fits), os.cpu_count() or 1))) as pool:
-        return list(pool.map(lambda fit: _fit_score(*fit), fits))
+    # warning filters are process-wide: set here, around every thread, not inside each fit
+    with warnings.catch_warnings():  # newton-cg may stop at max_iter on undecodable targets: that is the finding
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        with threadpool_limits(1), ThreadPoolExecutor(max(1, min(len(fits), os.cpu_count() or 1))) as pool:
+            return list(pool.map(lambda fit: _fit_score(*fit), fits))
 
 
 def probe(model: nn.Module, dataset: Dataset, hook: str, features: str = "raw", n_train: int | None = None,
@@ -166,7 +172,7 @@ def _probe_fits(model: nn.Module, dataset: Dataset, hook: str, features: str, n_
         noisy = dataset.noisy_mask.numpy()
         half = dataset.train_mask.numpy() & (rng.random(len(x)) < 0.5)
         held_out = dataset.train_mask.numpy() & ~half
-        names = ["shuffled labels", "random features", "observed-label probe (held-out half)"]
+        names = list(CONTROLS)
         fits += [(x, shuffled, clean, evals, seed), (random_acts, true, clean, evals, seed),
                  (x, observed, half, {"noisy_observed": (held_out & noisy, observed), "clean": (held_out & ~noisy, observed)},
                   seed)]
@@ -259,14 +265,19 @@ def probe_report(run: Run) -> ProbeReport:
     n_clean = int(ds.clean_mask.sum())
     sizes = [n for n in (50, 100, 200, 400, 800, 1600) if n < n_clean]
     # every fit of the report in one pool (`_fit_scores`): first each probe's, then each curve's
-    fits, assemblers = [], []
+    fits, assemblers, fresh = [], [], []
     for hook, source in progress_bar([(h, s) for h in hooks for s in sources], "probes"):
         probe_fits, assemble = _probe_fits(model, ds, hook, source, None, keys, source == "raw", 0)
         assemblers.append((len(probe_fits), assemble))
+        fresh += [len(fits) + 1 + CONTROLS.index("random features")] if len(probe_fits) > 1 else []
         fits += probe_fits
     for source in sources:
         fits += _curve_fits(model, ds, main, sizes, source, keys, 0)
-    scores = iter(_fit_scores(fits))
+    # a fresh model's collinear features converge slowest (nanda-s5-noisy's MLP: 15 s, the
+    # others ≤ 2 s): started first, they do not run alone at the end
+    order = fresh + [i for i in range(len(fits)) if i not in fresh]
+    by_index = dict(zip(order, _fit_scores([fits[i] for i in order])))
+    scores = iter(by_index[i] for i in range(len(fits)))
     results = [assemble([next(scores) for _ in range(n)]) for n, assemble in assemblers]
     # each curve ends at all clean examples: the probe fitted above, not fitted again
     on_all = {r.features: r.accuracy for r in results if r.hook == main}
