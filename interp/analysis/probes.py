@@ -123,22 +123,27 @@ def _clean_subset(dataset: Dataset, n_train: int | None, rng: np.random.Generato
 Fit = tuple  # the arguments of one `_fit_score`
 
 
-def _fit_scores(fits: list[Fit]) -> list[dict[str, float | None]]:
+def _fit_scores(fits: list[Fit], alone: frozenset[int] = frozenset()) -> list[dict[str, float | None]]:
     """`_fit_score` of each fit, as many at once as there are cores, with one BLAS thread each:
     the fits' matrices are thin and much of a fit is single-threaded numpy, so on two cores two
     fits side by side finish in less than half the time of one after another (four fits on
-    s5-noisy: 5.3 → 2.4 s). The scores are those of the fits one by one."""
+    s5-noisy: 5.3 → 2.4 s). The fits numbered in `alone` run afterwards, one at a time with
+    every BLAS thread: a fit far slower than the rest would otherwise end on one thread alone.
+    The scores are those of the fits one by one."""
     from concurrent.futures import ThreadPoolExecutor
 
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
+    together = [i for i in range(len(fits)) if i not in alone]
     # warning filters are process-wide: set here, around every thread, not inside each fit
     with warnings.catch_warnings():  # newton-cg may stop at max_iter on undecodable targets: that is the finding
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)
-        with threadpool_limits(1), ThreadPoolExecutor(max(1, min(len(fits), os.cpu_count() or 1))) as pool:
-            return list(pool.map(lambda fit: _fit_score(*fit), fits))
+        with threadpool_limits(1), ThreadPoolExecutor(max(1, min(len(together), os.cpu_count() or 1))) as pool:
+            scores = dict(zip(together, progress_bar(pool.map(lambda i: _fit_score(*fits[i]), together), "probes: fits")))
+        scores.update({i: _fit_score(*fits[i]) for i in sorted(alone)})
+    return [scores[i] for i in range(len(fits))]
 
 
 def probe(model: nn.Module, dataset: Dataset, hook: str, features: str = "raw", n_train: int | None = None,
@@ -273,11 +278,9 @@ def probe_report(run: Run) -> ProbeReport:
         fits += probe_fits
     for source in sources:
         fits += _curve_fits(model, ds, main, sizes, source, keys, 0)
-    # a fresh model's collinear features converge slowest (nanda-s5-noisy's MLP: 15 s, the
-    # others ≤ 2 s): started first, they do not run alone at the end
-    order = fresh + [i for i in range(len(fits)) if i not in fresh]
-    by_index = dict(zip(order, _fit_scores([fits[i] for i in order])))
-    scores = iter(by_index[i] for i in range(len(fits)))
+    # a fresh model's collinear features converge slowest (nanda-s5-noisy's MLP: 15–20 s, every
+    # other fit ≤ 2 s), so those fits run alone, with every core
+    scores = iter(_fit_scores(fits, alone=frozenset(fresh)))
     results = [assemble([next(scores) for _ in range(n)]) for n, assemble in assemblers]
     # each curve ends at all clean examples: the probe fitted above, not fitted again
     on_all = {r.features: r.accuracy for r in results if r.hook == main}
