@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from interp.analysis.filtration import compare_extractions, excluded_logits, restricted_logits, rule_directions
+from interp.analysis.filtration import (compare_extractions, excluded_logits, filter_residue_weights, label_free_logits,
+                                       restricted_logits, rule_directions)
 from interp.analysis.registry import ANALYSES, Analysis, analyze
 from interp.analysis.spectra import fourier_analysis, neuron_spectra
 from interp.core.groups import dihedral, symmetric
@@ -113,6 +114,11 @@ def test_a_group_transformer_gets_key_irreps_and_restricted_and_excluded_losses(
     assert spectra.irreps is not None and spectra.power["W_E"].shape[-1] == len(real_irreps(symmetric(3)))
     result = compare_extractions(run.model, run.dataset)
     assert {"restricted", "excluded", "W_E filter"} <= set(result.rows)
+    # no sum grid on a group: the label-free extraction filters both W_E and W_U to the key irreps
+    assert result.label_free()[0] == "W_E+W_U filter" and result.noise_detection["method"] == "W_E+W_U filter"
+    method, extracted = label_free_logits(run.model, run.dataset)
+    torch.testing.assert_close(extracted, logits(filter_residue_weights(
+        run.model, run.spec.task, spectra.key_set(), ("W_E", "W_U")), run.dataset.inputs))
     # with every irrep, the excluded logits hold no function of a∘b but the constant: each class's
     # mean over every fibre {(a, b): a∘b = c} is its overall mean
     excluded = excluded_logits(run.model, run.dataset, list(range(1, len(spectra.irreps)))).double()
