@@ -139,15 +139,20 @@ def test_on_a_large_grid_the_search_reads_batches_of_pairs_and_still_forgets(pla
     space = edit_space(model, ds)
     assert edit.search_batch(space) == n // 4
     wanted = edit.teacher(model, ds)[1].argmax(1)
-    seen = []
-    hinge = edit.hinge
+    seen, batches = [], []
+    hinge, pairs_logits = edit.hinge, edit.EditSpace.logits
     monkeypatch.setattr(edit, "hinge", lambda out, *a: seen.append(out.shape[-2]) or hinge(out, *a))
+    monkeypatch.setattr(edit.EditSpace, "logits", lambda self, keep, rows=None: batches.append(rows) or
+                        pairs_logits(self, keep, rows))
     masks = edit.learned_masks(space, wanted)
     assert set(seen) == {n // 4}  # every step read one batch, never the whole grid
+    assert len({tuple(rows.tolist()) for rows in batches}) == len(batches)  # a fresh batch each step
     points = [edit._point(space, "learned mask", s, keep, wanted, ds) for s, keep in masks]
     agreeing = [pt for pt in points if pt.agreement >= edit.AGREEMENT]
     chosen = min(agreeing, key=lambda pt: pt.size)
     assert chosen.metrics["noisy_observed_acc"] <= 0.1 and chosen.metrics["test_acc"] >= 0.99
     seen.clear()
+    batches.clear()
     edit.greedy_masks(space, wanted)
     assert set(seen) == {n // 4}
+    assert len({tuple(rows.tolist()) for rows in batches if rows is not None}) == 1  # one sample throughout

@@ -106,3 +106,10 @@ def test_a_set_that_holds_only_in_the_margins_is_said_to():
     memory = by_topic(claims(loc, None))["The memory"]
     assert memory.startswith("the unclustered neurons (60) (ablated: memorised 100 → 97.0%, random 60.0%)")
     assert "in the margins only: the memorised accuracy moves by under 5%, so the memory is not in this set alone" in memory
+    # the rule's wording, and a set that moves its accuracy by 5 points or more is not qualified
+    rule = next(r for r in loc.interventions.label_rows() if r.label == "generalising")
+    rule.metrics["test_acc"] = 0.80
+    assert "in the margins only: the test accuracy moves by under 5%, so the rule is not in this set alone" in \
+        by_topic(claims(loc, None))["The rule"]
+    rule.metrics["test_acc"] = 0.77  # moved 5.6 points
+    assert "in the margins only" not in by_topic(claims(loc, None))["The rule"]

@@ -52,3 +52,34 @@ def test_transformer_probe_runs_on_the_residual_stream(transformer_spec):
 def test_bad_feature_source():
     with pytest.raises(ValueError, match="unknown features"):
         probe(None, None, "hook_post", "pca")
+
+
+def test_the_report_fits_side_by_side_what_probe_and_learning_curve_fit_alone(gromov):
+    """probe_report's one pool of fits gives each probe and curve point what the functions
+    called alone give (its bookkeeping of which score is whose)."""
+    from interp.analysis.probes import probe_report
+    from interp.core.specs import RunSpec, TrainSpec, TwoLayerSpec
+    from interp.training.rundir import Run
+
+    net, ds = gromov
+    spec = RunSpec(task=ds.task, noise=NoiseSpec(kind="wrong", rate=0.3, seed=0),
+                   model=TwoLayerSpec(width=net.U.shape[0], act="quadratic"), train=TrainSpec())
+    report = probe_report(Run(spec, net, [], 0, dataset=ds))
+    checked = [r for r in report.probes if r.features != "fourier"]  # fourier reads the report's key set
+    assert len(checked) >= 3 and any(r.controls for r in checked)
+    for r in checked:
+        alone = probe(net, ds, r.hook, r.features, controls=bool(r.controls))
+        assert (r.accuracy, r.controls) == (alone.accuracy, alone.controls)
+    sizes = [n for n in report.curves["raw"] if n < int(ds.clean_mask.sum())]
+    assert {n: report.curves["raw"][n] for n in sizes} == learning_curve(net, ds, "hook_post", sizes)
+
+
+def test_a_probe_on_features_that_never_vary_scores_chance_instead_of_failing():
+    import numpy as np
+
+    from interp.analysis.probes import _fit_scores
+
+    labels = np.arange(40) % 3
+    train = np.arange(40) < 30
+    (score,) = _fit_scores([(np.zeros((40, 5)), labels, train, {"test": (~train, labels)}, 0)])
+    assert 0 <= score["test"] <= 0.5

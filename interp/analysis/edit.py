@@ -26,7 +26,7 @@ nonlinearity, so no edit of them is exact in closed form.
 **Methods**, each a curve of edits of growing size:
 - `learned mask` (continuous sparsification, one of the methods Sakarvadia et al. 2025 compare):
   a sigmoid gate per part, trained so that the edited logits predict the teacher's argmax on
-  every pair (`teacher_loss`, a hinge on the lead in units of the model's own median lead) at a
+  every pair (on a large grid, a fresh batch of pairs per step: `search_batch`; `teacher_loss`, a hinge on the lead in units of the model's own median lead) at a
   penalty of `strength` × the removed share; one edit per strength, each warm-started from the
   last.
 - `greedy`: each round scores exactly the removal of the CANDIDATES parts with the largest

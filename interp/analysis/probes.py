@@ -18,6 +18,7 @@ Feature sources (`features`):
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -73,7 +74,8 @@ def _fit_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, evals: dict[str,
 
     # a feature constant on the training examples gets no weight (no gradient, and the L2
     # penalty keeps it at 0), so leaving it out fits the same probe, with fewer columns
-    x = x[:, x[train].std(0) > 0]
+    varies = x[train].std(0) > 0
+    x = x[:, varies] if varies.any() else x[:, :1]  # nothing varies: the intercept alone, at chance
     scaler = StandardScaler().fit(x[train])
     clf = LogisticRegression(solver="newton-cg", max_iter=100, C=1.0, random_state=seed)
     clf.fit(scaler.transform(x[train]), y[train])
@@ -121,6 +123,7 @@ def _clean_subset(dataset: Dataset, n_train: int | None, rng: np.random.Generato
 
 
 Fit = tuple  # the arguments of one `_fit_score`
+_FITTING = threading.Lock()
 
 
 def _fit_scores(fits: list[Fit], alone: frozenset[int] = frozenset()) -> list[dict[str, float | None]]:
@@ -129,18 +132,20 @@ def _fit_scores(fits: list[Fit], alone: frozenset[int] = frozenset()) -> list[di
     fits side by side finish in less than half the time of one after another (four fits on
     s5-noisy: 5.3 → 2.4 s). The fits numbered in `alone` run afterwards, one at a time with
     every BLAS thread: a fit far slower than the rest would otherwise end on one thread alone.
-    The scores are those of the fits one by one."""
+    The scores are those of the fits one by one, up to BLAS's rounding. The BLAS limit and the
+    warning filters are process-wide, so one call at a time holds them (`_FITTING`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
     together = [i for i in range(len(fits)) if i not in alone]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     # warning filters are process-wide: set here, around every thread, not inside each fit
-    with warnings.catch_warnings():  # newton-cg may stop at max_iter on undecodable targets: that is the finding
+    with _FITTING, warnings.catch_warnings():  # newton-cg may stop at max_iter on undecodable targets: that is the finding
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)
-        with threadpool_limits(1), ThreadPoolExecutor(max(1, min(len(together), os.cpu_count() or 1))) as pool:
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(1, min(len(together), cores))) as pool:
             scores = dict(zip(together, progress_bar(pool.map(lambda i: _fit_score(*fits[i]), together), "probes: fits")))
         scores.update({i: _fit_score(*fits[i]) for i in sorted(alone)})
     return [scores[i] for i in range(len(fits))]
@@ -284,7 +289,7 @@ def probe_report(run: Run) -> ProbeReport:
     results = [assemble([next(scores) for _ in range(n)]) for n, assemble in assemblers]
     # each curve ends at all clean examples: the probe fitted above, not fitted again
     on_all = {r.features: r.accuracy for r in results if r.hook == main}
-    curves = {source: {**dict(zip(sizes, scores)), n_clean: on_all[source]} for source in sources}
+    curves = {source: {**{n: next(scores) for n in sizes}, n_clean: on_all[source]} for source in sources}
     return ProbeReport(results, curves)
 
 
