@@ -134,6 +134,10 @@ def _cmd_export(args) -> int:
     from .training.release import export
 
     dest = export(Path(args.run_dir), Path(args.to), args.command or "", args.trajectory_every, replace=args.replace)
+    if args.checks:  # the card's intervention table and edit come from the reporting layer
+        from .reporting.cards import refresh_card
+
+        refresh_card(dest)
     print(f"exported {args.run_dir} -> {dest}")
     return 0
 
@@ -242,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also release the weights of the trajectory checkpoints at multiples of N steps")
     e.add_argument("--replace", action="store_true",
                    help="replace a non-empty release folder (atomically; never merged with the old one)")
+    e.add_argument("--checks", action="store_true",
+                   help="also put the localisation's intervention table and the label-free edit in the model card "
+                        "(computed from the release; slow on a transformer)")
     e.set_defaults(func=_cmd_export)
     return parser
 

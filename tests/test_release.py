@@ -87,16 +87,37 @@ def test_wheel_carries_the_released_models(tmp_path):
     assert "interp/families/transformer.py" in names
 
 
-def test_export_with_trajectory_loads_every_released_step(tmp_path):
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A trained run directory (the conftest's small noisy two-layer net, 40 steps), read only."""
     from conftest import small_two_layer
 
+    path = tmp_path_factory.mktemp("small") / "run"
+    interp.train(small_two_layer(steps=40), path, progress=False)
+    return path
+
+
+@pytest.mark.xdist_group("small_run")
+def test_export_with_trajectory_loads_every_released_step(tmp_path, small_run):
     from interp.training.rundir import trajectory_steps
     from interp.training.release import export
 
-    interp.train(small_two_layer(steps=40), tmp_path / "run", progress=False)
-    dest = export(tmp_path / "run", tmp_path / "release", "interp train ...", trajectory_every=20)
+    dest = export(small_run, tmp_path / "release", "interp train ...", trajectory_every=20)
     assert trajectory_steps(dest) == [20, 40]
     assert not any(dest.rglob("optimizer.safetensors"))  # weights only
     early = interp.load_run(dest, step=20)
     assert early.step == 20 and early.history[-1]["step"] == 20
     assert interp.analyze(interp.load(dest), "dynamics").checkpoint_steps == [20, 40]
+
+
+@pytest.mark.xdist_group("small_run")
+def test_export_with_checks_puts_the_interventions_and_the_edit_in_the_card(tmp_path, small_run):
+    from interp.cli import main
+    from interp.reporting.cards import EDIT_HEADING, INTERVENTIONS_HEADING
+
+    assert main(["export", str(small_run), "--to", str(tmp_path / "release"), "--command", "interp train X",
+                 "--checks"]) == 0
+    card = (tmp_path / "release" / "MODEL_CARD.md").read_text()
+    assert INTERVENTIONS_HEADING in card and EDIT_HEADING in card and "interp train X" in card
+    assert "| neuron | memorising |" in card and "does not hold" in card  # this tiny net's verdict, from its table
+    interp.load(tmp_path / "release")  # the release still verifies
