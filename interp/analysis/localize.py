@@ -166,8 +166,8 @@ class Localization(Result):
             lines.append(line + ".")
         t = self.thresholds
         g, m = self.reference or (0.0, 0.0)
-        lines.append(f"Scores are logits of margin, labelled as shares of the model's own margins (test |G| = "
-                     f"{g:.3g}, memorised |M| = {m:.3g} logits) in every kind: a component is inert when both "
+        lines.append(f"Scores are logits of margin, labelled as shares of the model's own margins (test margin "
+                     f"{g:.3g}, memorised margin {m:.3g} logits) in every kind: a component is inert when both "
                      f"shares are under {t['inert']:.0%} of an equal split (1 / n, n components of the kind), "
                      f"generalising or memorising when one share is {t['ratio']:g}× the other, mixed otherwise.")
         if self.interventions is not None:
@@ -193,8 +193,11 @@ class Localization(Result):
         rows = [[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c) if row.get(c) is not None
                                                                                  else "—") for c in cols]
                 for row in [r for r in self.rows if r["kind"] in kinds] + neurons]
-        out = [Table(cols, rows, caption=f"every neuron cluster, head and embedding frequency, and the {top} neurons "
-                                         "with the largest scores")]
+        present = [kind for kind in kinds if any(r["kind"] == kind for r in self.rows)]
+        named = [{"frequency": "embedding frequency", "irrep": "embedding irrep"}.get(k, k) for k in present]
+        listed = ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + named[-1] if named else ""
+        out = [Table(cols, rows, caption=(f"every {listed}, and " if listed else "") +
+                     f"the {top} neurons with the largest scores")]
         return out + ([self.interventions.table()] if self.interventions is not None else [])
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:

@@ -131,8 +131,9 @@ class NeuronSpectra(Result):
         from ..core.document import Figure
         from .plots import plot_neuron_spectra
 
+        units = "irreps" if self.irreps is not None else "frequencies"
         return [Figure(plot_neuron_spectra(self, Path(out_dir) / f"{stem}.png"),
-                       "per-neuron Fourier spectra: dominant frequencies, energy shares, IPR")]
+                       f"per-neuron Fourier spectra: dominant {units}, energy shares, IPR")]
 
 
 def neuron_spectra(model: nn.Module, task: str | TaskSpec) -> NeuronSpectra:

@@ -60,7 +60,10 @@ class Group:
         """The group whose Cayley table is `table` ([n, n] indices), after checking the group
         axioms: closure, a two-sided identity, every row and column a permutation (inverses, for
         a finite table), and associativity (checked on all n³ triples)."""
-        table = torch.as_tensor(table)
+        try:
+            table = torch.as_tensor(table)
+        except (TypeError, ValueError) as error:  # ragged rows or non-numbers: torch's words name neither
+            raise GroupError(f"{name}: a Cayley table is a square integer matrix ({error})") from None
         if table.dim() != 2 or table.shape[0] != table.shape[1] or table.is_floating_point() or not len(table):
             raise GroupError(f"{name}: a Cayley table is a square integer matrix, got {tuple(table.shape)}")
         table, n = table.long(), table.shape[0]
@@ -150,7 +153,9 @@ def group(name: str) -> Group:
     """A built-in group by name: "C7", "D5" (order 10), "S5", "A5", or products "C3xC3"."""
     factors = [re.fullmatch(r"([CDSA])(\d+)", f.strip()) for f in re.split(r"[x×]", name)]
     if None in factors or any(int(f[2]) < 1 for f in factors):
-        raise GroupError(f"unknown group {name!r}: expected Cn, Dn, Sn, An (n ≤ 5 for S, A) or products like C3xC3")
+        hint = f" (did you mean {name.upper()!r}?)" if name != name.upper() and re.fullmatch(r"[cdsa]\d+", name) else ""
+        raise GroupError(f"unknown group {name!r}{hint}: expected Cn, Dn, Sn, An (n ≤ 5 for S, A), products like "
+                         "C3xC3, or a JSON file with a Cayley table")
     parts = [_BUILT_IN[f[1]](int(f[2])) for f in factors]
     return reduce(direct_product, parts)
 

@@ -58,13 +58,14 @@ def rule_in_words(clusters: bool, unit: str = "frequency") -> str:
     """The rule as the summaries state it (the same formula as `key_frequencies`); `unit` is
     "frequency" or "irrep" (`Harmonics.kind`)."""
     even = "1/⌊n/2⌋" if unit == "frequency" else "1/K (K non-trivial irreps)"
+    rest = "non-constant" if unit == "frequency" else "non-trivial"  # on a group: off the trivial irrep
     if clusters:
         return (f"every {unit} at which at least {MIN_CLUSTER} neurons cluster (more than {CLUSTER_SHARE:.0%} of "
-                f"a neuron's non-constant power at it) holding at least {CLUSTER_MULTIPLE:g}× the even share {even} "
+                f"a neuron's {rest} power at it) holding at least {CLUSTER_MULTIPLE:g}× the even share {even} "
                 "of the clustered neurons' energy")
     per = "" if unit == "frequency" else " per basis function"
     return (f"every {unit} holding at least {EMBEDDING_MULTIPLE:g}× the even share {even} of the "
-            f"embedding's non-constant power{per}")
+            f"embedding's {rest} power{per}")
 
 
 def cluster_evidence(power: Tensor) -> tuple[Tensor, Tensor]:

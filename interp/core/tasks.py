@@ -139,7 +139,8 @@ class Dataset:
         n = len(inputs)
         inputs = inputs.long()
         if n == 0 or int(inputs.min()) < 0 or int(inputs.max()) >= p:
-            raise DatasetError(f"inputs must be residues 0..{p - 1} (task {task.describe()})")
+            what = "element indices" if task.group else "residues"
+            raise DatasetError(f"inputs must be {what} 0..{p - 1} (task {task.describe()})")
         if task.op == "div" and bool((inputs[:, 1] == 0).any()):
             raise DatasetError("division pairs must have b ≠ 0")
         if len(torch.unique(inputs[:, 0] * p + inputs[:, 1])) != n:
