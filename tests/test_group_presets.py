@@ -111,3 +111,17 @@ def test_nanda_s5_noisy_is_nanda_noisy_59_on_s5_at_a_60_percent_split():
                    f"{spec.task.train_fraction:.0%} of pairs", f"lr {spec.train.lr:g} wd {spec.train.weight_decay:g}",
                    f"{spec.train.steps} steps"):
         assert phrase in text, phrase
+
+
+def test_the_model_card_of_a_group_run_names_the_element_of_each_token():
+    from interp.core.groups import group
+    from interp.core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TwoLayerSpec
+    from interp.training.release import model_card
+    from interp.training.train import train
+
+    spec = RunSpec(TaskSpec(group="D4", train_fraction=0.5), NoiseSpec(rate=0.2), TwoLayerSpec(width=16),
+                   TrainSpec(steps=2, eval_every=2))
+    card = model_card(train(spec, progress=False), "d4", "", None)
+    names = group("D4").elements
+    assert f"token i is element i of D4 (8 elements; 0 = {names[0]}, 1 = {names[1]}," in card
+    assert 'interp.core.groups.group("D4").elements' in card

@@ -124,6 +124,13 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None, check
     lines = [f"# {name}", "",
              f"{spec.model.arch} network on {spec.task.describe(markdown=True)}, "
              f"{noise}, trained {run.step} steps.", ""]
+    if spec.task.group:  # without interp, a token means nothing until its element is named
+        group = spec.task.structure
+        shown = ", ".join(f"{i} = {e}" for i, e in enumerate(group.elements[:6]))
+        where = ("the user's table, as stored in the spec below" if spec.task.table else
+                 f'`interp.core.groups.group("{group.name}").elements`; docs/concepts.md, "Groups and irreps"')
+        lines += [f"Elements: token i is element i of {group.name} ({group.order} elements; {shown}, …), in the order "
+                  f"of {where}. Labels are element indices in the same order.", ""]
     if command:
         lines += ["Trained with:", "", "```bash", command, "```", ""]
     lines += ["## Accuracy at the end of training", "", "| subset | accuracy | loss |", "| --- | --- | --- |"]
