@@ -106,6 +106,9 @@ def test_a_set_that_holds_only_in_the_margins_is_said_to():
     memory = by_topic(claims(loc, None))["The memory"]
     assert memory.startswith("the unclustered neurons (60) (ablated: memorised 100 → 97.0%, random 60.0%)")
     assert "in the margins only: the memorised accuracy moves by under 5%, so the memory is not in this set alone" in memory
+    # the card's compact table and the localisation's summary say the same
+    assert "holds in the margins only (1 of 1 modes; memorised moves under 5%)" in loc.interventions.compact().markdown()
+    assert "in the margins only (memorised accuracy moves by under 5%)" in loc.interventions.summary()
     # the rule's wording, and a set that moves its accuracy by 5 points or more is not qualified
     rule = next(r for r in loc.interventions.label_rows() if r.label == "generalising")
     rule.metrics["test_acc"] = 0.80

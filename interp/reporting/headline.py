@@ -7,7 +7,7 @@ edit removes the memory at what cost, each claim quoted from the results that ba
   only where its verdict holds in every ablation mode; one that holds in some modes, or in
   none, is named after the words "does not hold up against random sets of its size" with its
   numbers; a set that is the whole kind (no random control) is listed as unchecked. A claimed
-  set whose ablation moves its accuracy by under MOVED is said to hold "in the margins only":
+  set whose ablation moves its accuracy by under `interventions.MOVED` holds "in the margins only":
   it lowers the margin more than random sets do, but the rule (memory) is not in it alone.
 - **Unchecked**: the mixed sets (no verdict), the whole-kind sets, and the labels of kinds the
   table does not ablate (neuron parts, head frequencies), said to be from scores alone.
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 NAMES = {"noisy_observed_acc": "memorised", "test_acc": "test", "clean_acc": "clean"}
 SMALL = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 LISTED = 8  # name up to this many members of a set; count a larger one
-MOVED = 0.05  # a set whose ablation moves its accuracy by less is said to hold in the margins only
 
 
 def claims(localization: Localization | None, search: EditSearch | None) -> list[dict[str, str]]:
@@ -69,7 +68,7 @@ def _placed(loc: Localization, label: str) -> str:
         held, modes = table.held(kind, label)
         what = _what(kind, [r for r in _of(loc, kind) if r["label"] == label], table.kind_sizes[kind])
         if held == modes:
-            good.append(f"{what} ({_evidence(table, row, [primary])}){_margins_only(table, row, primary)}")
+            good.append(f"{what} ({_evidence(table, row, [primary])}){_margins_only(table, row)}")
         else:
             bad.append(f"{what}, labelled {label}, {'do' if what.startswith(('the ', 'all ')) or row.size > 1 else 'does'} "
                        f"not hold up against random sets of the same size ({_evidence(table, row, [primary, other])}; "
@@ -81,14 +80,17 @@ def _placed(loc: Localization, label: str) -> str:
     return f"{_join(good)} — but {_join(bad)}." if good else _join(bad) + "."
 
 
-def _margins_only(table: InterventionTable, row: SetAblation, key: str) -> str:
+def _margins_only(table: InterventionTable, row: SetAblation) -> str:
     """The words for a set whose verdict holds in the margins while zero-ablating it moves the
-    accuracy it is named for by under MOVED: it carries part of what its label says, not all."""
-    before, after = table.baseline[key], row.metrics[key]
-    if before is None or after is None or abs(after - before) >= MOVED:
+    accuracy it is named for by under MOVED (`InterventionTable.margins_only`): it carries part
+    of what its label says, not all."""
+    from ..analysis.interventions import MOVED
+
+    name = table.margins_only(row)
+    if name is None:
         return ""
-    return (f" — in the margins only: the {NAMES[key]} accuracy moves by under {MOVED:.0%}, so the "
-            f"{'memory' if key == 'noisy_observed_acc' else 'rule'} is not in this set alone")
+    return (f" — in the margins only: the {name} accuracy moves by under {MOVED:.0%}, so the "
+            f"{'memory' if name == 'memorised' else 'rule'} is not in this set alone")
 
 
 def _evidence(table: InterventionTable, row: SetAblation, keys: list[str]) -> str:
