@@ -43,11 +43,11 @@ def test_an_edit_is_exact_in_closed_form_and_as_weights(planted, family):
         model = build_model(TransformerSpec(d_model=32, n_heads=2, d_head=16, d_mlp=24), 13)
     space = edit_space(model, ds)
     full = logits(model, ds.inputs)
-    torch.testing.assert_close(space.logits(torch.ones_like(space.share)), full, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(space.logits(torch.ones_like(space.share)).float(), full, atol=1e-4, rtol=1e-4)
     keep = _random_keep(space)
     edited = edited_model(model, space, keep)
     assert type(edited) is type(model)
-    torch.testing.assert_close(logits(edited, ds.inputs), space.logits(keep), atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(logits(edited, ds.inputs), space.logits(keep).float(), atol=2e-4, rtol=1e-4)
     # removing every part but the constant leaves logits that are the rest plus a per-pair constant
     bare = space.logits((~space.editable).float())
     centred = bare - bare.mean(1, keepdim=True)
@@ -70,7 +70,7 @@ def test_the_edit_forgets_the_planted_lookups_and_keeps_the_rule(search):
     # one lookup neuron holds each noisy label: it flips after fewer removals than a clean pair
     assert search.flips["median_noisy"] < search.flips["median_clean"]
     # every method has its curve, and the report's pieces are there
-    assert {pt.method for pt in search.points} == {"learned mask", "greedy", "flip count", "localisation ranking", "random"}
+    assert {pt.method for pt in search.points} == {"learned mask", "learned neuron mask", "greedy", "flip count", "localisation ranking", "random"}
     assert "memorised" in search.summary() and search.tables()[0].rows
 
 
@@ -146,7 +146,8 @@ def test_on_a_large_grid_the_search_reads_batches_of_pairs_and_still_forgets(pla
                         pairs_logits(self, keep, rows))
     masks = edit.learned_masks(space, wanted)
     assert set(seen) == {n // 4}  # every step read one batch, never the whole grid
-    assert len({tuple(rows.tolist()) for rows in batches}) == len(batches)  # a fresh batch each step
+    # a fresh batch each optimiser step (the polish after each strength reads one fixed sample)
+    assert len({tuple(rows.tolist()) for rows in batches}) >= sum(edit.MASK_STEPS) - 1
     points = [edit._point(space, "learned mask", s, keep, wanted, ds) for s, keep in masks]
     agreeing = [pt for pt in points if pt.agreement >= edit.AGREEMENT]
     chosen = min(agreeing, key=lambda pt: pt.size)

@@ -75,6 +75,8 @@ STRENGTHS = (3.0, 1.0, 0.5, 0.25, 0.1, 0.05)
 MASK_STEPS = (300, 200, 200, 200, 200, 200)  # optimiser steps per strength (warm-started after the first)
 MASK_LR = 0.1
 GATE = 3.0  # the gates' logits start at and stay within ±GATE (keep 0.95 at the start)
+POLISH_ROUNDS = 32  # at most this many single removals polish each learned mask (bounded cost)
+BAND = 1e-3  # a gate's logit must end below −BAND to remove its part (float64 noise is ~1e-12)
 #: the sizes (removed share of the readout map's squared norm) at which the ranked methods are scored
 SIZES = (0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.16, 0.25, 0.35, 0.5)
 CANDIDATES = 128  # greedy scores this many parts exactly per round
@@ -88,6 +90,8 @@ LEAD = 0.5  # the teacher's class must win by this share of the model's median l
 READS = "the weights and the model's own logits over every input pair of the dataset; no label, split or noise mask"
 #: the chosen edit agrees with the teacher's argmax on at least this share of the grid
 AGREEMENT = 0.995
+#: the methods the chosen edit is taken from (`choose`): both read no label
+LEARNED = ("learned mask", "learned neuron mask")
 
 
 @dataclass
@@ -110,7 +114,7 @@ class EditSpace:
 
     def to_logit(self, keep: Float[Tensor, "unit freq"]) -> Float[Tensor, "unit p"]:
         """The edited unit-to-logit map: each unit's kept parts summed."""
-        return torch.einsum("uk,ukc->uc", keep, self.parts)
+        return torch.einsum("uk,ukc->uc", keep.to(self.parts.dtype), self.parts)
 
     def removed_share(self, keep: Tensor) -> float:
         return float(((1 - keep) * self.share).sum())
@@ -120,12 +124,14 @@ class EditSpace:
 def edit_space(model: nn.Module, dataset: Dataset) -> EditSpace:
     """The readout of `model` over the dataset's pairs, split by class frequency (irrep, on a group)."""
     _, acts, to_logit, full = linear_readout(model, dataset.inputs)
-    acts, to_logit, full = acts.float(), to_logit.float(), full.float()
+    # float64 from here on: the search's gates, sizes and agreements are then the same, to far
+    # inside BAND, whatever order a CPU sums in (AVX2 or AVX-512, any thread count)
+    acts, to_logit, full = acts.double(), to_logit.double(), full.double()
     p = to_logit.shape[1]
     units = harmonics_of(dataset.task, p)  # mul/div: frequencies of the discrete-log index
     order = units.order
-    basis, component = units.basis(torch.float32)
-    projections = torch.zeros(units.n_units, p, p)
+    basis, component = units.basis(torch.float64)
+    projections = torch.zeros(units.n_units, p, p, dtype=torch.float64)
     for k in range(units.n_units):
         rows = basis[component == k]
         projections[k][order[:, None], order[None, :]] = rows.T @ rows
@@ -180,14 +186,19 @@ def hinge(out: Float[Tensor, "... pair p"], target: Tensor, margin: float) -> Fl
 # --- the methods --------------------------------------------------------------------------
 
 
-def learned_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]:
-    """(strength, keep) per strength of STRENGTHS: continuous sparsification towards the teacher."""
-    gate = torch.full(space.share.shape, GATE, requires_grad=True)
+def learned_masks(space: EditSpace, target: Tensor, whole_units: bool = False) -> list[tuple[float, Tensor]]:
+    """(strength, keep) per strength of STRENGTHS: continuous sparsification towards the teacher,
+    one gate per part (per unit, gating all its editable parts together, with `whole_units`).
+    A part is removed where its gate ends below −BAND: a gate that ends inside the band is
+    undecided and keeps its part, so no rounding of the gates' last digits decides an edit."""
+    gate = torch.full((space.share.shape[0], 1) if whole_units else space.share.shape, GATE,
+                      dtype=space.share.dtype, requires_grad=True)
     optimiser = torch.optim.Adam([gate], lr=MASK_LR)
-    fixed = (~space.editable).float()
+    fixed = (~space.editable).to(space.share.dtype)
     batch, draw = search_batch(space), torch.Generator().manual_seed(0)
     out = []
-    for strength, steps in progress_bar(list(zip(STRENGTHS, MASK_STEPS)), "edit: learned mask"):
+    label = "edit: learned neuron mask" if whole_units else "edit: learned mask"
+    for strength, steps in progress_bar(list(zip(STRENGTHS, MASK_STEPS)), label):
         for _ in range(steps):
             keep = torch.where(space.editable, torch.sigmoid(gate), fixed)
             rows = None if batch is None else torch.randperm(len(target), generator=draw)[:batch]
@@ -197,8 +208,39 @@ def learned_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]
             optimiser.step()
             with torch.no_grad():  # a gate never saturates, so the next strength can move it
                 gate.clamp_(-GATE, GATE)
-        out.append((strength, torch.where(space.editable, (gate > 0).float(), fixed).detach()))
+        keep = torch.where(space.editable & (gate < -BAND), 0.0, 1.0).to(fixed.dtype).detach()
+        out.append((strength, polished(space, keep, target, strength, whole_units)))
     return out
+
+
+def polished(space: EditSpace, keep: Tensor, target: Tensor, strength: float, whole_units: bool = False) -> Tensor:
+    """`keep` after single removals that lower the objective the gates relax — the teacher loss
+    plus `strength` × the removed share — scored exactly, the best first, until none does. The
+    sigmoid's relaxation can stall where one whole removal pays but a partial one does not (a
+    lookup neuron still kept at 5% of its push wins its pair)."""
+    batch = search_batch(space)
+    rows = None if batch is None else torch.randperm(len(target), generator=torch.Generator().manual_seed(0))[:batch]
+    share = (space.share * space.editable).sum(1) if whole_units else space.share.flatten()
+    for _ in range(POLISH_ROUNDS):
+        removable = (keep * space.editable).sum(1) > 0 if whole_units else (space.editable & (keep > 0)).flatten()
+        if not removable.any():
+            return keep
+        trial = keep.clone().requires_grad_(True)
+        loss = teacher_loss(space, trial, target, rows)
+        (grad,) = torch.autograd.grad(loss, trial)
+        first_order = (grad * space.editable).sum(1) if whole_units else grad.flatten()
+        gain = torch.where(removable, first_order - strength * share, -torch.inf)
+        candidates = torch.topk(gain, min(CANDIDATES, int(removable.sum()))).indices
+        change = (_removal_losses(space, keep, target, candidates, rows, whole_units) - float(loss.detach())
+                  + strength * share[candidates])
+        best = int(torch.argmin(change))  # the first of a tie: topk's order, the same on every CPU
+        if not float(change[best]) < -1e-9:  # a real gain, not rounding
+            return keep
+        if whole_units:
+            keep[candidates[best]] = (~space.editable[candidates[best]]).to(keep.dtype)
+        else:
+            keep.view(-1)[candidates[best]] = 0.0
+    return keep
 
 
 def greedy_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]:
@@ -234,15 +276,20 @@ def greedy_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]
 
 @torch.no_grad()
 def _removal_losses(space: EditSpace, keep: Tensor, target: Tensor, parts: Tensor,
-                    rows: Tensor | None = None) -> Tensor:
+                    rows: Tensor | None = None, whole_units: bool = False) -> Tensor:
     """The exact loss (on the pairs `rows`; all when None) after removing each of `parts`
-    (flat indices into [unit, freq]) alone."""
+    (flat indices into [unit, freq]; unit indices, each unit's kept editable parts together,
+    with `whole_units`) alone."""
     base = space.logits(keep, rows)
     acts, target = (space.acts, target) if rows is None else (space.acts[rows], target[rows])
-    units, freqs = parts // space.share.shape[1], parts % space.share.shape[1]
     losses = []
-    for u, k in zip(torch.split(units, 16), torch.split(freqs, 16)):
-        edited = base[None] - acts.T[u][..., None] * space.parts[u, k][:, None, :]
+    for chunk in torch.split(parts, 16):
+        if whole_units:
+            u, push = chunk, torch.einsum("uk,ukc->uc", keep[chunk] * space.editable[chunk], space.parts[chunk])
+        else:
+            u, k = chunk // space.share.shape[1], chunk % space.share.shape[1]
+            push = space.parts[u, k]
+        edited = base[None] - acts.T[u][..., None] * push[:, None, :]
         losses.append(hinge(edited, target, space.margin))
     return torch.cat(losses)
 
@@ -255,7 +302,7 @@ def neuron_masks(space: EditSpace, ranking: list[int]) -> list[tuple[float, Tens
     for size in SIZES:
         keep = torch.ones_like(space.share)
         count = min(int((cumulative < size).sum()) + 1, len(ranking))
-        keep[ranking[:count]] = (~space.editable[ranking[:count]]).float()
+        keep[ranking[:count]] = (~space.editable[ranking[:count]]).to(keep.dtype)
         out.append((size, keep))
     return out
 
@@ -405,7 +452,7 @@ def _point(space: EditSpace, method: str, parameter: float, keep: Tensor, wanted
     removed = keep.eq(0) & space.editable
     whole = removed.sum(1) == space.editable.sum(1)
     return EditPoint(method, float(parameter), space.removed_share(keep), int(removed.sum()), int(whole.sum()),
-                     float((out.argmax(1) == wanted).float().mean()), scored(out, dataset))
+                     int((out.argmax(1) == wanted).sum()) / len(wanted), scored(out, dataset))
 
 
 def edited_model(model: nn.Module, space: EditSpace, keep: Tensor) -> nn.Module:
@@ -422,7 +469,9 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True) ->
     full = space.logits(torch.ones_like(space.share))
     result = EditSearch(name, scored(full, dataset), scored(target, dataset),
                         unit=harmonics_of(dataset.task, full.shape[1]).kind)
-    masks = {"learned mask": learned_masks(space, wanted), "greedy": greedy_masks(space, wanted)}
+    masks = {"learned mask": learned_masks(space, wanted),
+             "learned neuron mask": learned_masks(space, wanted, whole_units=True),
+             "greedy": greedy_masks(space, wanted)}
     disputed, counts, ranking = flip_counts(space, target)
     masks["flip count"] = neuron_masks(space, ranking)
     if with_labels:
@@ -436,11 +485,9 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True) ->
         masks.setdefault("random", []).extend(random_masks(space, seed))
     for method, curve in masks.items():
         result.points += [_point(space, method, parameter, keep, wanted, dataset) for parameter, keep in curve]
-    learned = [i for i, pt in enumerate(result.points) if pt.method == "learned mask"]
-    agreeing = [i for i in learned if result.points[i].agreement >= AGREEMENT]
-    result.chosen = (min(agreeing, key=lambda i: result.points[i].size) if agreeing
-                     else max(learned, key=lambda i: result.points[i].agreement))
-    result.keep = masks["learned mask"][learned.index(result.chosen)][1]
+    result.chosen = choose(result.points)
+    chosen = result.points[result.chosen]
+    result.keep = dict(masks[chosen.method])[chosen.parameter]
     flippable = counts > 0
     result.flips = {"disputed": int(disputed.sum()), "unflippable": int((~flippable).sum()),
                     "median_disputed": _median(counts[disputed & flippable])}
@@ -451,6 +498,22 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True) ->
         written = logits(edited_model(model, space, result.keep), dataset.inputs)
         result.exactness = float((written - space.logits(result.keep)).abs().max())
     return result
+
+
+def choose(points: list[EditPoint]) -> int:
+    """The index of the edit `interp edit` writes, by a rule that reads no label and no float's
+    last digits: among the learned masks (parts or whole neurons), the smallest that agrees with
+    the teacher on at least AGREEMENT of the grid; when none does, the most agreeing. Ties go to
+    fewer parts removed, then to the first in `points` (parts before neurons, strongest penalty
+    first). Sizes are compared to 1e-9 of the readout's norm, so two masks that remove the same
+    share are a tie, not a coin toss of summation order."""
+    learned = [i for i, pt in enumerate(points) if pt.method in LEARNED]
+    if not learned:
+        raise ValueError("no learned mask to choose from")
+    agreeing = [i for i in learned if points[i].agreement >= AGREEMENT]
+    if agreeing:
+        return min(agreeing, key=lambda i: (round(points[i].size, 9), points[i].parts, i))
+    return min(learned, key=lambda i: (-points[i].agreement, round(points[i].size, 9), points[i].parts, i))
 
 
 def refuse_filled(out: str | Path) -> Path:
