@@ -557,6 +557,23 @@ def save_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None) -> No
     update_manifest(run_dir, files)
 
 
+def save_new_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None) -> None:
+    """`save_run` into the new run directory `run_dir` (absent or an empty folder), holding its
+    lock: assembled in a scratch folder beside it and renamed into place, so a second writer
+    is refused (`RunDirectoryLocked`) and a failure part-way (a NaN, a full disk) leaves
+    nothing behind that a rerun would trip on."""
+    run_dir = Path(run_dir)
+    with locked(run_dir):
+        if os.path.islink(run_dir) or run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise CheckpointError(f"{run_dir} is not empty; choose another --out")
+        scratch = scratch_beside(run_dir)
+        try:
+            save_run(scratch, run, extra)
+            replace_folder(scratch, run_dir)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _history_list(history: Any) -> list:
     if not isinstance(history, list):
         raise CheckpointError(f"a history is a list of metric rows, not {type(history).__name__}")
