@@ -17,7 +17,6 @@ import interp
 from interp.cli import main
 from interp.core.groups import Group, GroupError, cyclic, read_table, symmetric
 from interp.core.specs import SpecError, TaskSpec
-from interp.families import importers
 from interp.families.importers import CheckpointImportError, import_model, read_state_dict
 from interp.training.rundir import locked
 
