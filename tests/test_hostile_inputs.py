@@ -69,6 +69,22 @@ def test_a_small_file_claiming_huge_shapes_is_refused_before_anything_is_allocat
     assert "bomb.pt" in one_line(err) and "INTERP_MAX_BYTES" in str(err.value)
 
 
+def test_a_dataset_file_claiming_huge_shapes_is_refused_before_it_is_read_as_a_dataset(tmp_path, monkeypatch):
+    from interp.core import tasks
+    from interp.training.importing import read_dataset_file
+
+    torch.save({"inputs": torch.zeros(1, 1, dtype=torch.long).expand(10**10, 2),
+                "observed_labels": torch.zeros(1, dtype=torch.long).expand(10**10),
+                "train_mask": torch.ones(1, dtype=torch.bool).expand(10**10)}, tmp_path / "data.pt")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the dataset was laid out before its size was checked")
+
+    monkeypatch.setattr(tasks.Dataset, "from_tensors", refuse)
+    with pytest.raises(CheckpointImportError, match=r"the largest, inputs, of shape \[10000000000, 2\]"):
+        read_dataset_file(tmp_path / "data.pt", TaskSpec(p=P))
+
+
 def test_a_model_whose_run_would_not_fit_is_refused_before_it_is_built(tmp_path, no_model_is_built):
     # 36 MB of tensors once laid out, but a run over all p² = 9·10⁶ pairs of a width-3000 net is ~600 GiB
     torch.save({"U": expanded(3000, 3000), "W": expanded(3000, 3000)}, tmp_path / "wide.pt")
