@@ -223,7 +223,7 @@ class Summary:
 
         write_json(out / "summary.json", {"axes": self.axes, "rows": self.rows})
         rundir.write_text(out / "summary.md", self.table() + "\n")
-        rundir._atomic_write(out / "summary.png", lambda tmp: plot_sweep(self, Path(tmp)))
+        rundir.atomic_write(out / "summary.png", lambda tmp: plot_sweep(self, Path(tmp)))
 
 
 def summarise(grid: Grid, out: Path) -> Summary:

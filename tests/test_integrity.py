@@ -443,8 +443,8 @@ def _run_until_marker_then_kill(code: str, marker: Path, timeout: float = 60) ->
 SLOW_WRITE = """
     import os, sys, time
     from pathlib import Path
-    from interp.training import rundir
-    real, marker, nth = rundir.atomic_write_bytes, Path(sys.argv[0] if False else {marker!r}), {nth}
+    from interp.core import file_safety
+    real, marker, nth = file_safety.atomic_write_bytes, Path(sys.argv[0] if False else {marker!r}), {nth}
     count = [0]
     def slow(path, data):
         count[0] += 1
@@ -454,7 +454,7 @@ SLOW_WRITE = """
             marker.write_text('now')
             time.sleep(60)
         return real(path, data)
-    rundir.atomic_write_bytes = slow
+    file_safety.atomic_write_bytes = slow
 """
 
 

@@ -60,7 +60,7 @@ from ..core.harmonics import harmonics_of
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
 from ..families.base import Capability, family_of, logits
-from ..training.rundir import Run, save_run, sha256
+from ..training.rundir import Run, save_new_run, sha256
 from ..training.train import evaluate
 from .filtration import diagonal_filter_logits, label_free_logits
 from .interventions import ACCURACIES, scored
@@ -534,7 +534,7 @@ def write_edited_run(run: Run, out: str | Path, search: EditSearch | None = None
     edited = Run(run.spec, model, [{"step": run.step, "lr": 0.0, **evaluate(model, run.dataset, run.spec.train.loss)}],
                  run.step, None, run.dataset)
     source = None if run.path is None else Path(run.path)
-    save_run(out, edited, {"edited_from": {
+    save_new_run(out, edited, {"edited_from": {  # under out's lock: two edits into one folder cannot interleave
         "run": None if source is None else str(source), "model_sha256": None if source is None else sha256(source / "model.safetensors"),
         "teacher": search.teacher, "reads": READS, "edit": asdict(search.edit), "exactness": search.exactness}})
     edited.path = out

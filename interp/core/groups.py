@@ -57,29 +57,93 @@ class Group:
 
     @classmethod
     def from_table(cls, name: str, table, elements: tuple[str, ...] | None = None) -> "Group":
-        """The group whose Cayley table is `table` ([n, n] indices), after checking the group
-        axioms: closure, a two-sided identity, every row and column a permutation (inverses, for
-        a finite table), and associativity (checked on all n³ triples)."""
-        try:
-            table = torch.as_tensor(table)
-        except (TypeError, ValueError) as error:  # ragged rows or non-numbers: torch's words name neither
-            raise GroupError(f"{name}: a Cayley table is a square integer matrix ({error})") from None
-        if table.dim() != 2 or table.shape[0] != table.shape[1] or table.is_floating_point() or not len(table):
-            raise GroupError(f"{name}: a Cayley table is a square integer matrix, got {tuple(table.shape)}")
-        table, n = table.long(), table.shape[0]
+        """The group whose Cayley table is `table` ([n, n] integer indices), after checking the
+        group axioms: closure, every row and column a permutation (inverses, for a finite table),
+        a two-sided identity, and associativity. Every check takes O(n²) memory and at most
+        O(n² log n) time (associativity by Light's test on a generating set of at most log₂ n
+        elements), so a large table costs what it holds, never n³."""
+        table = _as_table(name, table)
+        n = table.shape[0]
         if int(table.min()) < 0 or int(table.max()) >= n:
             raise GroupError(f"{name}: entries must index the {n} elements 0..{n - 1}")
-        every = torch.arange(n)
-        if not (torch.sort(table, 1).values == every).all() or not (torch.sort(table, 0).values == every[:, None]).all():
+        if not (_permutations(table, 1) and _permutations(table, 0)):
             raise GroupError(f"{name}: not a Latin square (some element lacks an inverse or repeats in a row or column)")
-        if not (table == every).all(1).any() or not (table.T == every).all(1).any():
+        every = torch.arange(n)
+        left, right = (table == every).all(1), (table.T == every).all(1)  # e ∘ y = y, x ∘ e = x
+        if not (left & right).any():
             raise GroupError(f"{name}: no identity element")
-        if not torch.equal(table[table], table[:, table]):  # (x∘y)∘z == x∘(y∘z) for all x, y, z
+        if not _associative(table, int((left & right).nonzero()[0])):
             raise GroupError(f"{name}: not associative")
         elements = tuple(elements) if elements is not None else tuple(str(i) for i in range(n))
         if len(elements) != n or len(set(elements)) != n:
             raise GroupError(f"{name}: {len(elements)} element names for {n} elements, or names repeat")
         return cls(name, table, elements)
+
+
+SQUARE = "a Cayley table is a square matrix of element indices (rows of integers)"
+
+
+def _as_table(name: str, table) -> Int[Tensor, "n n"]:
+    """`table` as an [n, n] int64 tensor, its form checked before torch reads it (a dict, ragged
+    or deeply nested rows, true/false or fractional entries are refused in one line)."""
+    if not torch.is_tensor(table):
+        if not isinstance(table, (list, tuple)) or not all(isinstance(row, (list, tuple)) for row in table):
+            got = type(table).__name__ if not isinstance(table, (list, tuple)) else "rows that are not lists"
+            raise GroupError(f"{name}: {SQUARE}, got {got}")
+        if any(len(row) != len(table) for row in table):
+            raise GroupError(f"{name}: {SQUARE}, got rows of lengths other than {len(table)}")
+        try:
+            table = torch.as_tensor(table)
+        except (TypeError, ValueError, RuntimeError, OverflowError) as error:  # torch's words name neither
+            raise GroupError(f"{name}: {SQUARE} ({' '.join(str(error).split())})") from None
+    if table.dim() != 2 or table.shape[0] != table.shape[1] or not len(table):
+        raise GroupError(f"{name}: {SQUARE}, got shape {tuple(table.shape)}")
+    if table.dtype == torch.bool:
+        raise GroupError(f"{name}: {SQUARE}, got true/false entries")
+    if table.is_floating_point() or table.is_complex():
+        raise GroupError(f"{name}: {SQUARE}, got {table.dtype} entries")
+    return table.long()
+
+
+def _permutations(table: Tensor, dim: int) -> bool:
+    """Whether every row (dim 1) or column (dim 0) of `table` holds each index once: O(n²)."""
+    seen = torch.zeros_like(table, dtype=torch.bool)
+    return bool(seen.scatter_(dim, table, True).all())
+
+
+def _associative(table: Tensor, identity: int) -> bool:
+    """(x∘y)∘z = x∘(y∘z) for all x, y, z, by Light's test: with S a generating set, it is
+    enough that (x∘s)∘z = x∘(s∘z) for every s in S (the s for which it holds are closed under
+    ∘, so they are everything). A group of order n has a generating set of at most ⌊log₂ n⌋
+    elements (each new generator at least doubles the subgroup), so a table that needs more is
+    not a group: O(n² log n) time, O(n²) memory."""
+    generators = _generating_set(table, identity, limit=len(table).bit_length() - 1)
+    if generators is None:
+        return False
+    return all(torch.equal(table[table[:, s]], table[:, table[s]]) for s in generators)
+
+
+def _generating_set(table: Tensor, identity: int, limit: int) -> list[int] | None:
+    """A set of elements whose products (any bracketing) give every element, picked greedily
+    (the first element not yet reached); None when more than `limit` are needed. Each element
+    is multiplied once by those reached before it: O(n²)."""
+    reached = torch.zeros(len(table), dtype=torch.bool)
+    reached[identity] = True
+    generators: list[int] = []
+    while not reached.all():
+        if len(generators) == limit:
+            return None
+        generators.append(int((~reached).nonzero()[0]))
+        waiting = [generators[-1]]
+        reached[generators[-1]] = True
+        while waiting:
+            x = waiting.pop()
+            members = reached.nonzero()[:, 0]
+            products = torch.cat([table[x, members], table[members, x]])
+            new = products[~reached[products]].unique()
+            reached[new] = True
+            waiting.extend(new.tolist())
+    return generators
 
 
 @lru_cache(maxsize=None)
@@ -170,6 +234,8 @@ def read_table(path: str) -> Group:
         data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
         raise GroupError(f"{path} is not JSON: {err}") from None
+    except RecursionError:  # lists nested thousands deep: the parser's stack, not ours
+        raise GroupError(f"{path}: lists nested too deep for a Cayley table (rows of integers)") from None
     if not isinstance(data, dict) or "table" not in data:
         raise GroupError(f'{path}: expected {{"name": ..., "table": [[...]], "elements": [...]}}')
     return Group.from_table(str(data.get("name", Path(path).stem)), data["table"], data.get("elements"))

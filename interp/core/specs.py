@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any, Union
@@ -104,6 +105,13 @@ def _group_of(name: str, table: tuple[tuple[int, ...], ...], elements: tuple[str
     return built_in_group(name)
 
 
+def _index(x: Any) -> int:
+    """An element index as given: an integer (int() would turn true/false and 0.5 into indices)."""
+    if isinstance(x, bool):
+        raise TypeError(f"{x!r} is not an element index")
+    return operator.index(x)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """a ∘ b mod p over all pairs (b ≠ 0 for div), split into train/test by `train_fraction`.
@@ -147,7 +155,7 @@ class TaskSpec:
             raise SpecError(f"task.group must name the group (a built-in such as S5, or the name of task.table), "
                             f"got {self.group!r}")
         try:
-            table = tuple(tuple(int(x) for x in row) for row in self.table)
+            table = tuple(tuple(map(_index, row)) for row in self.table)
             elements = tuple(str(x) for x in self.elements)
         except (TypeError, ValueError):
             raise SpecError("task.table must be rows of element indices (from the CLI: task.group=FILE.json)") from None

@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..core.specs import SpecError, TransformerSpec, TwoLayerSpec
+from ..core.specs import RunSpec, SpecError, TaskSpec, TransformerSpec, TwoLayerSpec, memory_limit
 from .base import family_of
 from .transformer import BLOCK_NAMES, N_CTX, TOP_NAMES
 
@@ -54,16 +54,70 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     exactly one dict of tensors (under any key: "model", "state_dict", …), which is taken — the
     other entries (an optimizer's state, a config, an epoch count) are ignored. Anything else
     raises `CheckpointImportError`.
+
+    What a file may cost is bounded by the memory limit (`INTERP_MAX_BYTES`, as for a spec)
+    before it is read and again before any tensor is laid out: the file's size, the sizes its
+    zip archive records for its storages (torch unpacks deflated ones), and the tensors' shapes
+    — a view that repeats one number (a stride-0 `expand`) counts at the size it claims. Meta,
+    sparse and quantized tensors are refused: an importer reads dense numbers.
     """
     path = Path(path)
     if not path.is_file():
+        if path.is_symlink():
+            raise CheckpointImportError(f"{path} is a symbolic link to {os.readlink(path)}, which is not a file")
         raise CheckpointImportError(f"{path} does not exist or is not a file")
     suffix = path.suffix.lower()
+    if suffix not in (".safetensors", ".pt", ".pth"):
+        raise CheckpointImportError(f"{path}: unknown file type {suffix or '(none)'!r}; expected .pt, .pth or .safetensors")
+    _check_bytes(path, path.stat().st_size, "the file")
     if suffix == ".safetensors":
-        return _read_safetensors(path)
-    if suffix in (".pt", ".pth"):
-        return _state_dict_in(path, _torch_load(path))
-    raise CheckpointImportError(f"{path}: unknown file type {suffix or '(none)'!r}; expected .pt, .pth or .safetensors")
+        state = _read_safetensors(path)
+    else:
+        _check_bytes(path, _zip_storage_bytes(path), "its storages, unpacked,")
+        state = _state_dict_in(path, _torch_load(path))
+    _check_tensors(path, state)
+    return state
+
+
+def _check_bytes(path: Path, size: int, what: str) -> None:
+    limit = memory_limit()
+    if size > limit:
+        raise CheckpointImportError(f"{path}: {what} would take {_gib(size)}, over the memory limit of {_gib(limit)}; "
+                                    "set INTERP_MAX_BYTES to raise it")
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB"
+
+
+def _zip_storage_bytes(path: Path) -> int:
+    """What a torch zip file unpacks to, from the sizes its central directory records (read
+    without unpacking anything); 0 for the legacy format, whose storages are no larger than
+    the file."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return 0
+
+
+def _check_tensors(path: Path, state: StateDict) -> None:
+    """Every tensor dense, with numbers on the CPU, and all of them, laid out, within the limit."""
+    for key, tensor in state.items():
+        if tensor.device.type != "cpu":  # map_location moved every real device's tensors here
+            hint = " (a shape without numbers)" if tensor.is_meta else ""
+            raise CheckpointImportError(f"{path}: {key} is a {tensor.device.type} tensor{hint}; save the weights")
+        if tensor.layout != torch.strided:
+            raise CheckpointImportError(f"{path}: {key} is a {str(tensor.layout).replace('torch.', '')} tensor; "
+                                        "save dense tensors (`.to_dense()`)")
+        if tensor.is_quantized:
+            raise CheckpointImportError(f"{path}: {key} is a quantized tensor; save float weights (`.dequantize()`)")
+    claimed = sum(tensor.numel() * tensor.element_size() for tensor in state.values())
+    if claimed > memory_limit():
+        key, tensor = max(state.items(), key=lambda item: item[1].numel() * item[1].element_size())
+        _check_bytes(path, claimed, f"its tensors (the largest, {key}, of shape {list(tensor.shape)})")
 
 
 def _read_safetensors(path: Path) -> StateDict:
@@ -77,28 +131,23 @@ def _read_safetensors(path: Path) -> StateDict:
 
 
 def _torch_load(path: Path) -> object:
+    import warnings
+
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as err:
-        reason = _unpickler_reason(err)
-        if "Unsupported global" in reason:  # a pickled class or function, which weights_only refuses
+        with warnings.catch_warnings():  # torch's advice on pickle protocols is not the user's business
+            warnings.simplefilter("ignore")
+            return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:  # torch's wording changes between releases; ours does not
+        found = re.search(r"GLOBAL\s+([\w.]+)", str(err))  # the class or function pickled, when torch names it
+        if found:
             raise CheckpointImportError(
-                f"{path} pickles objects other than tensors and plain containers, which are never "
-                f"unpickled here (torch.load weights_only=True): {reason}") from None
-        raise CheckpointImportError(f"{path} is not a readable torch file: {reason}") from None
+                f"{path} pickles objects other than tensors and plain containers ({found[1]}), which are never "
+                "unpickled here (torch.load weights_only=True); save a state dict of tensors") from None
+        raise CheckpointImportError(
+            f"{path} is not a readable torch file: torch.load(weights_only=True), the only way files are read "
+            "here, takes tensors and plain containers, not what this file holds (a pickled object, or no pickle)") from None
     except Exception as err:  # truncated, not a torch file, …: one line, not a traceback
         raise CheckpointImportError(f"{path} is not a readable torch file: {_first_line(err)}") from None
-
-
-def _unpickler_reason(err: BaseException) -> str:
-    """The reason in torch's several-paragraph weights_only message, on one line."""
-    text = str(err)
-    marker = "WeightsUnpickler error:"
-    if marker not in text:
-        return _first_line(err)
-    reason = text.split(marker, 1)[1].split("Check the documentation", 1)[0]
-    reason = " ".join(reason.split()).split(" Please use ", 1)[0]  # drop the advice to allowlist it
-    return reason or _first_line(err)
 
 
 def _first_line(err: BaseException) -> str:
@@ -156,18 +205,37 @@ def _dims(state: StateDict, key: str, n: int, what: str) -> tuple[int, ...]:
     return shape
 
 
-def _loaded(family, spec, p: int, state: StateDict) -> nn.Module:
-    """A model built by `family` for (spec, p) holding `state`, loaded strictly."""
+def _check_finite(state: StateDict, keys, what: str) -> None:
+    """Every weight a number: NaN or ±inf, named with its key, is refused before anything is built."""
+    for key in keys:
+        nan, inf = int(state[key].isnan().sum()), int(state[key].isinf().sum())
+        if nan or inf:
+            kinds = " and ".join(kind for kind, count in (("NaN", nan), ("inf", inf)) if count)
+            raise CheckpointImportError(f"{what}: weights contain {kinds} in {key} ({nan + inf} of "
+                                        f"{state[key].numel()} entries); only finite weights can be imported")
+
+
+def _loaded(family, spec, p: int, state: StateDict, what: str) -> nn.Module:
+    """A model built by `family` for (spec, p) holding `state`, loaded strictly; its weights
+    must still be finite in the family's dtype (float32 overflows beyond ±3.4e38)."""
     model = family.build(spec, p)
     model.load_state_dict(state, strict=True)  # copies into the family's own dtype (float32)
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointImportError(f"{what}: weights overflow float32 in {name} (values beyond ±3.4e38); "
+                                        "only finite weights can be imported")
     return model.eval()
 
 
-def _spec(kind: type, **fields):
+def _spec(kind: type, p: int, what: str, **fields):
+    """The model's spec, after checking that a run of it over Z_p fits the memory limit (the
+    estimate `RunSpec.memory_bytes`, from shapes alone, before any model is built)."""
     try:
-        return kind(**fields)
+        spec = kind(**fields)
+        RunSpec(task=TaskSpec(p=p), model=spec)
     except SpecError as err:
-        raise CheckpointImportError(str(err)) from None
+        raise CheckpointImportError(f"{what}: {err}") from None
+    return spec
 
 
 # --- legacy HookedTransformer ↔ native bridge --------------------------------------------------
@@ -256,13 +324,15 @@ def from_hooked_transformer(state: StateDict, act: str = "relu", what: str = "Ho
                                     "state dict (load it into FAMILY.build(spec, p)), not a legacy HookedTransformer one")
     state = _without_extras(state, what)
     dims = _hooked_dims(state, what)
-    _check_keys(state, _legacy_shapes(**dims), what)
+    shapes = _legacy_shapes(**dims)
+    _check_keys(state, shapes, what)
     p = dims["p"]
-    spec = _spec(TransformerSpec, n_layers=dims["n_layers"], d_model=dims["d_model"], n_heads=dims["n_heads"],
-                 d_head=dims["d_head"], d_mlp=dims["d_mlp"], act=act)
     if p < 2:
         raise CheckpointImportError(f"{what}: embed.W_E has d_vocab = {p + 1}, so p = {p} < 2")
-    return _loaded(FAMILY, spec, p, _bridge_state(state, dims["n_layers"], p))
+    spec = _spec(TransformerSpec, p, what, n_layers=dims["n_layers"], d_model=dims["d_model"],
+                 n_heads=dims["n_heads"], d_head=dims["d_head"], d_mlp=dims["d_mlp"], act=act)
+    _check_finite(state, shapes, what)
+    return _loaded(FAMILY, spec, p, _bridge_state(state, dims["n_layers"], p), what)
 
 
 def _bridge_state(state: StateDict, n_layers: int, p: int) -> StateDict:
@@ -314,11 +384,13 @@ def from_embed_mlp(state: StateDict, act: str = "relu", what: str = "embedding-M
 
     p, e = _dims(state, "W_x", 2, what)
     _, h = _dims(state, "W", 2, what)
-    _check_keys(state, {"W_x": (p, e), "W_y": (p, e), "W": (2 * e, h), "W_U": (h, p)}, what)
-    spec = _spec(TwoLayerSpec, width=h, act=act, tied=False, bias=False)
+    shapes = {"W_x": (p, e), "W_y": (p, e), "W": (2 * e, h), "W_U": (h, p)}
+    _check_keys(state, shapes, what)
+    spec = _spec(TwoLayerSpec, p, what, width=h, act=act, tied=False, bias=False)
+    _check_finite(state, shapes, what)
     w_x, w_y, w, w_u = (state[k].double() for k in ("W_x", "W_y", "W", "W_U"))  # fold in float64
     folded = {"U": (w_x @ w[:e]).T, "V": (w_y @ w[e:]).T, "W": w_u.T}
-    return _loaded(FAMILY, spec, p, {k: v.float().contiguous() for k, v in folded.items()})
+    return _loaded(FAMILY, spec, p, {k: v.float().contiguous() for k, v in folded.items()}, what)
 
 
 def from_two_layer(state: StateDict, act: str = "relu", what: str = "two-layer state dict") -> nn.Module:
@@ -330,9 +402,11 @@ def from_two_layer(state: StateDict, act: str = "relu", what: str = "two-layer s
     width, p = _dims(state, "U", 2, what)
     expected = {"U": (width, p), "V": (width, p), "W": (p, width), "mu": (p,)}
     tied, bias = "V" not in state, "mu" in state
-    _check_keys(state, {k: s for k, s in expected.items() if (k != "V" or not tied) and (k != "mu" or bias)}, what)
-    spec = _spec(TwoLayerSpec, width=width, act=act, tied=tied, bias=bias)
-    return _loaded(FAMILY, spec, p, dict(state))
+    shapes = {k: s for k, s in expected.items() if (k != "V" or not tied) and (k != "mu" or bias)}
+    _check_keys(state, shapes, what)
+    spec = _spec(TwoLayerSpec, p, what, width=width, act=act, tied=tied, bias=bias)
+    _check_finite(state, shapes, what)
+    return _loaded(FAMILY, spec, p, dict(state), what)
 
 
 # --- one entry point --------------------------------------------------------------------------

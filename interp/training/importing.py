@@ -11,6 +11,7 @@ trained with (docs/checkpoints.md, "A model trained on a group").
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from ..core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec
 from ..core.tasks import Dataset, DatasetError, make_dataset
 from ..families.base import family_of
 from ..families.importers import CheckpointImportError, import_model, read_state_dict
-from .rundir import Run, save_run, sha256
+from .rundir import Run, save_new_run, sha256
 from .train import evaluate
 
 
@@ -37,10 +38,19 @@ def read_dataset_file(path: str | Path, task: TaskSpec) -> Dataset:
     if missing:
         raise CheckpointImportError(f"{path} lacks {', '.join(missing)} (see docs/checkpoints.md, dataset.safetensors)")
     try:
-        return Dataset.from_tensors(task, tensors["inputs"], observed, tensors["train_mask"].bool(),
+        return Dataset.from_tensors(task, tensors["inputs"], observed, _mask(tensors["train_mask"]),
                                     tensors.get("true_labels"))
     except DatasetError as err:
         raise CheckpointImportError(f"{path}: {err}") from None
+
+
+def _mask(mask: torch.Tensor) -> torch.Tensor:
+    """A train mask as bool: a bool tensor, or integers that are all 0 or 1. Anything else is
+    left for `Dataset.from_tensors` to refuse (a float mask such as 0.3 is not a split)."""
+    if mask.dtype != torch.bool and not mask.is_floating_point() and not mask.is_complex() \
+            and bool(((mask == 0) | (mask == 1)).all()):
+        return mask.bool()
+    return mask
 
 
 def resolve_group(group: Group | str | Path) -> Group:
@@ -121,12 +131,18 @@ def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int |
         share = min(max(float(dataset.train_mask.double().mean()), 1e-6), 1 - 1e-6)
         task = task_of(train_fraction=share)
     spec = RunSpec(task=task, noise=NoiseSpec(), model=family_of(model).spec(model), train=TrainSpec(loss=loss))
-    run = Run(spec, model, [{"step": 0, "lr": 0.0, **evaluate(model, dataset, loss)}], 0, None, dataset)
+    metrics = evaluate(model, dataset, loss)
+    overflow = [name for name, value in metrics.items() if isinstance(value, float) and not math.isfinite(value)]
+    if overflow:
+        raise CheckpointImportError(f"{source}: the model's {overflow[0]} on its dataset is {metrics[overflow[0]]} "
+                                    "(its logits overflow float32); only a model with finite outputs can be imported")
+    run = Run(spec, model, [{"step": 0, "lr": 0.0, **metrics}], 0, None, dataset)
     if out is not None:
         out = Path(out)
         if (out / "config.json").exists():
             raise CheckpointImportError(f"{out} already holds a run; choose another --out")
+        # the file the checkpoint was read from: a symbolic link is the user's way of naming it
+        save_new_run(out, run, {"imported_from": {"file": Path(source).name, "format": format,
+                                                  "sha256": sha256(Path(source).resolve())}})
         run.path = out
-        save_run(out, run, {"imported_from": {"file": Path(source).name, "format": format,
-                                              "sha256": sha256(Path(source))}})
     return run

@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..core import file_safety
 from ..core.tasks import SUBSETS
 from . import rundir
 from .rundir import CheckpointError, Run, checkpoint_dir, load_run, trajectory_steps
@@ -100,14 +101,14 @@ def _extraction(run_dir: Path) -> dict | None:
 def _assemble(run_dir: Path, scratch: Path, trajectory_every: int | None) -> None:
     """Write the release's files into `scratch` from their verified bytes, then its manifests."""
     files = rundir.read_manifest(run_dir)
-    manifest = {name: rundir.atomic_write_bytes(scratch / name, rundir.read_verified(run_dir, name, files))
+    manifest = {name: file_safety.atomic_write_bytes(scratch / name, rundir.read_verified(run_dir, name, files))
                 for name in RELEASE_FILES}
     for step in trajectory_steps(run_dir) if trajectory_every else []:
         if step % trajectory_every:
             continue
         source, own, _ = rundir.read_checkpoint(run_dir, step, files)
         target = checkpoint_dir(scratch, step)
-        copied = {name: rundir.atomic_write_bytes(target / name, rundir.read_verified(source, name, own, run_dir))
+        copied = {name: file_safety.atomic_write_bytes(target / name, rundir.read_verified(source, name, own, run_dir))
                   for name in RELEASE_CHECKPOINT_FILES}
         manifest[f"checkpoints/step_{step}/{rundir.MANIFEST}"] = rundir.write_manifest(target, copied)
     rundir.write_manifest(scratch, manifest)
