@@ -1,5 +1,7 @@
-"""The model-family interface: a third family, registered from outside the library, runs every
-analysis that applies to it; pair inputs cannot silently reach a transformer."""
+"""The model-family interface: a third family, registered from outside the library
+(tests/third_party.py, whose conformance test_open_toolkit runs), is chosen by `model.arch`,
+validated with the public validators and sized by its own memory estimate; pair inputs cannot
+silently reach a transformer."""
 
 import pytest
 import torch
