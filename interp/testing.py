@@ -41,7 +41,7 @@ from .training.train import train
 CHECK_TASK = TaskSpec(op="add", p=11, train_fraction=0.6)
 CHECK_NOISE = NoiseSpec(kind="wrong", rate=0.3, seed=1)
 #: A few steps, with a checkpoint trajectory (for the analyses that read one).
-CHECK_TRAIN = TrainSpec(steps=20, lr=1e-2, eval_every=10, checkpoint_every=10)
+CHECK_TRAIN = TrainSpec(steps=10, lr=1e-2, eval_every=5, checkpoint_every=5)
 #: A task over a group (S3), for the analyses that declare `groups=True`.
 CHECK_GROUP_TASK = TaskSpec(group="S3", train_fraction=0.6)
 
@@ -346,8 +346,24 @@ def check_importer_round_trip(case: Case) -> None:
                                atol=1e-4, rtol=1e-4, msg=lambda m: f"imported as {fmt!r} it computes otherwise: {m}")
 
 
+def check_memory_estimate(case: Case) -> None:
+    """The family's memory estimate (0: none) covers at least its parameters in float32 with their
+    gradients and two optimizer moments, and `RunSpec.memory_bytes` counts it."""
+    family, p = case.family, case.task.p
+    estimate = family.memory_bytes(case.spec, p)
+    _require(isinstance(estimate, int) and estimate >= 0, f"memory_bytes gave {estimate!r}, not a count of bytes")
+    if estimate:
+        n = sum(q.numel() for q in family.build(case.spec, p).parameters())
+        _require(estimate >= 16 * n, f"memory_bytes gave {estimate}, under the {16 * n} bytes of the parameters, "
+                 "their gradients and two optimizer moments")
+    spec = RunSpec(task=case.task, noise=CHECK_NOISE, model=case.spec, train=CHECK_TRAIN)
+    without = RunSpec(task=case.task, noise=CHECK_NOISE, model=SMALL_SPECS["two_layer"], train=CHECK_TRAIN)
+    base = without.memory_bytes() - FAMILIES["two_layer"].memory_bytes(without.model, p)
+    _require(spec.memory_bytes() == base + estimate, "RunSpec.memory_bytes does not count the family's estimate")
+
+
 FAMILY_CHECKS: tuple[Callable[[Case], None], ...] = (
-    check_registered, check_build_is_seeded, check_forward, check_unit_to_logit_is_linear, check_residue_weights,
+    check_registered, check_build_is_seeded, check_memory_estimate, check_forward, check_unit_to_logit_is_linear, check_residue_weights,
     check_training_step, check_capabilities_honoured, check_analyses_apply_or_say_why, check_save_load_round_trip,
     check_importer_round_trip,
 )

@@ -28,7 +28,7 @@ from interp.cli import main
 
 assert interp.families.FAMILIES["embed_mlp_test"].spec_type.__module__ == "third_party"
 spec = interp.RunSpec().with_overrides(["p=11", "train_fraction=0.6", "noise.rate=0.3", "model.arch=embed_mlp_test",
-                                        "model.hidden=16", "steps=4", "eval_every=4", "checkpoint_every=4"])
+                                        "model.hidden=16", "steps=1", "eval_every=1", "checkpoint_every=1"])
 interp.train(spec, "run", progress=False)
 code = main(["analyze", "run", "--analysis", "neuron_count", "--out", "out"])
 print(json.dumps({"analyses": sorted(interp.ANALYSES), "families": sorted(interp.families.FAMILIES), "code": code,

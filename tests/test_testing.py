@@ -13,7 +13,8 @@ from interp.analysis.registry import ANALYSES, Analysis, add_analysis
 from interp.families import Capability, register, unregister
 from interp.testing import (Case, ConformanceError, check_analysis, check_capabilities_honoured, check_figures_draw,
                             check_groups_honoured, check_registered, check_results_serialise, check_skips_are_worded,
-                            check_unit_to_logit_is_linear, check_residue_weights, check_build_is_seeded)
+                            check_unit_to_logit_is_linear, check_residue_weights, check_build_is_seeded,
+                            check_memory_estimate)
 
 SPEC = EmbedMLPSpec(hidden=12)
 
@@ -61,6 +62,11 @@ class WrongSpec(EmbedMLPFamily):
         return EmbedMLPSpec()
 
 
+class Undersized(EmbedMLPFamily):
+    def memory_bytes(self, spec, p):
+        return 4 * p * spec.hidden  # one float per unembedding weight: no gradients, no activations
+
+
 class Unseeded(EmbedMLPFamily):
     def build(self, spec, p):
         model = super().build(spec, p)
@@ -77,6 +83,7 @@ class Unseeded(EmbedMLPFamily):
     (EditsInPlace(), check_residue_weights, "with_residue_weights changed the model it copied"),
     (WrongSpec(), check_registered, r"spec\(build\(spec\)\)"),
     (Unseeded(), check_build_is_seeded, "two builds of one spec differ"),
+    (Undersized(), check_memory_estimate, "under the .* bytes of the parameters"),
 ], ids=lambda x: type(x).__name__ if isinstance(x, EmbedMLPFamily) else None)
 def test_a_broken_family_fails_the_check_of_its_contract(family, check, message):
     with registered(family) as case, pytest.raises((AssertionError, TypeError), match=message):
