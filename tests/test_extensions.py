@@ -1,6 +1,6 @@
 """A family and an analysis from an installed package, found through its entry points: nothing
-in interp is edited, and `import interp` lists them, `--set model.arch=NAME` trains the family
-and `interp analyze --analysis NAME` runs the analysis; an entry point that fails to load is
+in interp is edited, and `import interp` lists them, `--set model.arch=NAME` trains the family,
+`interp analyze --analysis NAME` runs the analysis and the report has a section for it; an entry point that fails to load is
 skipped with a warning naming it."""
 
 import json
@@ -24,6 +24,7 @@ broken = no_such_module:NOTHING
 USE = """
 import json
 import interp
+from interp.analysis.registry import in_report_order
 from interp.cli import main
 
 assert interp.families.FAMILIES["embed_mlp_test"].spec_type.__module__ == "third_party"
@@ -32,7 +33,7 @@ spec = interp.RunSpec().with_overrides(["p=11", "train_fraction=0.6", "noise.rat
 interp.train(spec, "run", progress=False)
 code = main(["analyze", "run", "--analysis", "neuron_count", "--out", "out"])
 print(json.dumps({"analyses": sorted(interp.ANALYSES), "families": sorted(interp.families.FAMILIES), "code": code,
-                  "arch": interp.load_run("run").spec.model.arch}))
+                  "arch": interp.load_run("run").spec.model.arch, "report": in_report_order()}))
 """
 
 
@@ -49,6 +50,7 @@ def test_an_installed_package_adds_a_family_and_an_analysis(tmp_path):
     found = json.loads(outcome.stdout.strip().splitlines()[-1])
     assert "neuron_count" in found["analyses"] and "embed_mlp_test" in found["families"] and found["code"] == 0
     assert found["arch"] == "embed_mlp_test" and "broken" not in found["analyses"]
+    assert "neuron_count" in found["report"]  # the report's sections, in order (a report is written: test_open_toolkit)
     written = json.loads((tmp_path / "out" / "neuron_count.json").read_text())["result"]
     assert written["total"] == 16 and 0 < written["alive"] <= 16
     assert "skipped the entry point broken = no_such_module:NOTHING of interp.analyses" in outcome.stderr
