@@ -12,8 +12,11 @@ can run them one by one with `parametrize_with_checks`:
     def test_conformance(subject, check):
         check(subject)
 
-The checks train a tiny run (p = 11, a few steps, 30% wrong labels, kept in a temporary folder
-until the process ends) once per (family, spec), and compute each analysis once per run.
+A family is checked while registered (`interp.families.register`), an analysis likewise
+(`register_analysis`, or an entry point). The checks train a tiny run (p = 11, ten steps, 30%
+wrong labels, kept in a temporary folder until the process ends) once per (family, spec), and
+compute each analysis once per run; an analysis is checked on the built-in families' runs
+(`standard_cases`: each on Z_p, and the two-layer net on S3).
 """
 
 from __future__ import annotations
