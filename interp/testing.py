@@ -151,7 +151,8 @@ def check_forward(case: Case) -> None:
     family, run = case.family, trained_run(case)
     model, pairs, p = run.model, _pairs(case), case.task.p
     logits = family.forward(model, pairs)
-    _require(logits.shape == (len(pairs), p), f"forward gives {tuple(logits.shape)}, not (batch, p) = {(len(pairs), p)}")
+    _require(logits.shape == (len(pairs), p),
+             f"forward gives {tuple(logits.shape)}, not (batch, p) = {(len(pairs), p)}")
     with torch.no_grad():
         fast = family.training_logits(model, pairs)
     torch.testing.assert_close(fast, logits, msg=lambda m: f"training_logits differs from forward: {m}")
@@ -223,8 +224,9 @@ def _neuron_maps(case: Case, model: nn.Module, pairs: torch.Tensor) -> None:
     _require(set(maps) == {"u", "v", "w"} and all(m.shape == (n, case.task.p) for m in maps.values()),
              "neuron_maps gives u, v, w as [neuron, p] over the readout neurons")
     rebuilt = family.with_neuron_maps(model, maps["u"], maps["v"], maps["w"])
-    torch.testing.assert_close(family_of(rebuilt).forward(rebuilt, pairs), family.forward(model, pairs), atol=1e-4,
-                               rtol=1e-4, msg=lambda m: f"rebuilt from its neuron maps the model computes otherwise: {m}")
+    torch.testing.assert_close(
+        family_of(rebuilt).forward(rebuilt, pairs), family.forward(model, pairs), atol=1e-4, rtol=1e-4,
+        msg=lambda m: f"rebuilt from its neuron maps the model computes otherwise: {m}")
 
 
 def _heads(case: Case, model: nn.Module, pairs: torch.Tensor) -> None:
@@ -366,8 +368,9 @@ def check_memory_estimate(case: Case) -> None:
 
 
 FAMILY_CHECKS: tuple[Callable[[Case], None], ...] = (
-    check_registered, check_build_is_seeded, check_memory_estimate, check_forward, check_unit_to_logit_is_linear, check_residue_weights,
-    check_training_step, check_capabilities_honoured, check_analyses_apply_or_say_why, check_save_load_round_trip,
+    check_registered, check_build_is_seeded, check_memory_estimate, check_forward, check_unit_to_logit_is_linear,
+    check_residue_weights, check_training_step, check_capabilities_honoured, check_analyses_apply_or_say_why,
+    check_save_load_round_trip,
     check_importer_round_trip,
 )
 

@@ -1,7 +1,7 @@
 """A family and an analysis from an installed package, found through its entry points: nothing
 in interp is edited, and `import interp` lists them, `--set model.arch=NAME` trains the family,
-`interp analyze --analysis NAME` runs the analysis and the report has a section for it; an entry point that fails to load is
-skipped with a warning naming it."""
+`interp analyze --analysis NAME` runs the analysis and the report has a section for it; an entry
+point that fails to load is skipped with a warning naming it."""
 
 import json
 import os
