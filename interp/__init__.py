@@ -22,6 +22,9 @@ from .training.presets import PRESETS, get_preset
 from .training.release import load
 from .training.rundir import CheckpointError, Run, load_run, save_run
 from .training.train import TrainingDiverged, evaluate, train
+from .extensions import load_extensions
+
+load_extensions()  # families and analyses of installed packages (entry points), after the built-ins
 
 __all__ = [
     "ANALYSES", "analyze", "CheckpointError", "Dataset", "NoiseSpec", "PRESETS", "Run", "RunSpec", "SUBSETS", "SpecError",

@@ -54,22 +54,81 @@ def test_readme_python_session_runs(self_contained):
 
 
 def test_own_dataset_snippet_runs(self_contained):
+    """It prints the memorisation of the run it trained on its own split: the accuracy, against
+    the wrong labels it was given, on the training pairs with a < 5, computed here from the
+    saved run with a plain forward."""
+    import interp
+
     outcome, folder = self_contained["your-data"]
     outcome.check()
-    assert 0 <= float(outcome.stdout.strip().splitlines()[-1]) <= 1
+    run = interp.load_run(folder / "runs" / "mine")
+    data = run.dataset
+    noisy = data.train_mask & (data.inputs[:, 0] < 5)
+    assert torch.equal(noisy, data.noisy_mask) and torch.equal(data.labels[noisy], (data.inputs[noisy].sum(1) + 1) % 23)
+    memorised = (run.logits(data.inputs[noisy]).argmax(-1) == data.labels[noisy]).double().mean()
+    assert float(outcome.stdout.strip().splitlines()[-1]) == pytest.approx(float(memorised), abs=1e-12)
     assert (folder / "runs" / "mine" / "dataset.safetensors").exists()
+
+
+def check_analyses_md(namespace, printed, run, tmp_path):
+    """The two analyses' results are the run's: its type of spectra, the raw model's test accuracy
+    in the extraction's rows; the summary, the table and every registered analysis printed."""
+    import interp
+    from interp.analysis.spectra import NeuronSpectra, TransformerSpectra
+
+    kind = NeuronSpectra if run.spec.model.arch == "two_layer" else TransformerSpectra
+    assert type(namespace["spectra"]) is kind
+    extraction = namespace["extraction"]
+    assert extraction.rows["raw"]["test_acc"] == pytest.approx(run.final_metrics["test_acc"], abs=1e-9)
+    assert printed == f"{extraction.summary()}\n{extraction.tables()[0].markdown()}\n{sorted(interp.ANALYSES)}\n"
+
+
+def check_with_interp(namespace, printed, run, tmp_path):
+    """The names it binds are what its comments say: the tokens of the run's family, the model's
+    own output and cache, the predicting position's logits as `interp.logits`."""
+    import interp
+
+    pairs = run.dataset.inputs
+    expected = interp.logits(run.model, pairs)
+    tokens, logits, cache = namespace["tokens"], namespace["logits"], namespace["cache"]
+    if run.spec.model.arch == "transformer":
+        assert torch.equal(tokens[:, :2], pairs) and bool((tokens[:, 2] == run.spec.task.p).all())
+        logits = logits[:, -1]
+    else:
+        assert torch.equal(tokens, pairs)
+    torch.testing.assert_close(logits, expected)
+    assert interp.families.family_of(run.model).readout_hook(run.model) in cache
+
+
+def check_verify(namespace, printed, run, tmp_path):
+    """`verify` passes on the run and names the file when one byte of a copy's weights changes."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy)
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(AssertionError, match="model.safetensors"):
+        namespace["verify"](copy)
+
+
+CHECKS = {"analyses.md#0": check_analyses_md, "with-interp": check_with_interp, "verify": check_verify}
 
 
 @pytest.mark.parametrize("name", [n for n, how in HOW.items() if how == "both"])
 @pytest.mark.parametrize("kind", FAMILIES)
-def test_snippet_runs_for_each_family(doc_runs, name, kind, tmp_path):
+def test_snippet_runs_for_each_family(doc_runs, name, kind, tmp_path, capsys):
     code = re.sub(r'"runs/[^"]*"', f'"{doc_runs[kind].path}"', snippet(name))
+    namespace: dict = {}
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        exec(compile(code, name, "exec"), {})
+        exec(compile(code, name, "exec"), namespace)
     finally:
         os.chdir(cwd)
+    CHECKS[name](namespace, capsys.readouterr().out, doc_runs[kind], tmp_path)
 
 
 @pytest.mark.parametrize("kind", FAMILIES)

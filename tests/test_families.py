@@ -1,107 +1,37 @@
-"""The model-family interface: a third family, registered from outside the library, runs every
-analysis that applies to it; pair inputs cannot silently reach a transformer."""
-
-import json
-from dataclasses import dataclass
+"""The model-family interface: a third family, registered from outside the library
+(tests/third_party.py, whose conformance test_open_toolkit runs), is chosen by `model.arch`,
+validated with the public validators and sized by its own memory estimate; pair inputs cannot
+silently reach a transformer."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import small_transformer
+from third_party import FAMILY, EmbedMLPSpec, registered
 from torch import nn
-from transformer_lens import HookedRootModule
-from transformer_lens.hook_points import HookPoint
 
 import interp
-from interp.families.base import FAMILIES, ModelFamily, family_of, register, replaced_parameters
-from interp.analysis.registry import ANALYSES
-from interp.core.specs import MODEL_SPECS, NoiseSpec, RunSpec, TaskSpec, TrainSpec
+from interp.core.specs import RunSpec, SpecError, TransformerSpec
+from interp.families.base import family_of
 
 
-@dataclass(frozen=True)
-class BagSpec:
-    arch = "bag"
-    d_embed: int = 16
-    d_hidden: int = 48
-    seed: int = 0
-
-
-class BagMLP(HookedRootModule):
-    """logits = relu((E[a] + E[b]) · W_in) · W_out: one shared embedding, unlike the two-layer net."""
-
-    def __init__(self, spec: BagSpec, p: int):
-        super().__init__()
-        gen = torch.Generator().manual_seed(spec.seed)
-        self.E = nn.Parameter(torch.randn(p, spec.d_embed, generator=gen) / spec.d_embed**0.5)
-        self.W_in = nn.Parameter(torch.randn(spec.d_embed, spec.d_hidden, generator=gen) / spec.d_embed**0.5)
-        self.W_out = nn.Parameter(torch.randn(spec.d_hidden, p, generator=gen) / spec.d_hidden**0.5)
-        self.spec = spec
-        self.hook_embed, self.hook_hidden, self.hook_logits = HookPoint(), HookPoint(), HookPoint()
-        self.setup()
-
-    def forward(self, pairs):
-        embed = self.hook_embed(self.E[pairs].sum(1))
-        return self.hook_logits(self.hook_hidden(F.relu(embed @ self.W_in)) @ self.W_out)
-
-
-class BagFamily(ModelFamily):
-    name, spec_type = "bag", BagSpec
-
-    def owns(self, model):
-        return isinstance(model, BagMLP)
-
-    def build(self, spec, p):
-        return BagMLP(spec, p)
-
-    def spec(self, model):
-        return model.spec
-
-    def readout_hook(self, model):
-        return "hook_hidden"
-
-    def unit_to_logit(self, model):
-        return model.W_out.detach()
-
-    def embedding(self, model):
-        return model.E.detach()
-
-    def unembedding(self, model):
-        return model.W_out.detach()
-
-    def with_residue_weights(self, model, embedding=None, unembedding=None):
-        values = {"E": embedding} if embedding is not None else {}
-        if unembedding is not None:
-            values["W_out"] = unembedding
-        return replaced_parameters(model, values)
-
-
-@pytest.fixture
-def bag_family():
-    family = register(BagFamily())
-    yield family
-    FAMILIES.pop("bag")
-    MODEL_SPECS.pop("bag")
-
-
-def test_a_registered_family_trains_saves_and_runs_every_analysis_that_applies(bag_family, tmp_path):
-    spec = RunSpec(task=TaskSpec(op="add", p=11, train_fraction=0.7), noise=NoiseSpec(kind="wrong", rate=0.3),
-                   model=BagSpec(), train=TrainSpec(steps=30, lr=1e-2, eval_every=10, checkpoint_every=10))
-    run = interp.train(spec, tmp_path / "bag", progress=False)
-    loaded = interp.load_run(tmp_path / "bag")
-    assert family_of(loaded.model) is bag_family and loaded.spec == spec
-    torch.testing.assert_close(loaded.logits(run.dataset.inputs), run.logits(run.dataset.inputs))
-
-    data = interp.report.write_report(loaded, tmp_path / "report", progress=False)
-    applies = {name for name, a in ANALYSES.items() if a.skip_reason(loaded) is None}
-    # the partition needs per-neuron residue maps, the circuit views heads, patching positions,
-    # the edit a readout map it can rewrite as weights
-    skipped = {"partition", "circuit", "patching", "patching_over_training", "edit"}
-    assert applies == set(ANALYSES) - skipped
-    assert set(data["analyses"]) == applies and set(data["skipped"]) == skipped
-    json.dumps(data)  # every number serialisable
-    # the family's views drive the analyses: the readout scan ablates every hidden unit
-    assert len(data["analyses"]["ablation"]["scans"]["neurons"]["metrics"]["test_acc"]) == 48
-    assert data["analyses"]["fourier"]["power"]["W_E"] and "hook_hidden.W_out_U" in data["analyses"]["fourier"]["power"]
+def test_a_registered_family_is_chosen_by_arch_validated_and_sized_by_itself(monkeypatch):
+    base = RunSpec().with_overrides(["p=11"])
+    with registered():
+        spec = base.with_overrides(["model.arch=embed_mlp_test", "model.hidden=12"])
+        assert spec.model == EmbedMLPSpec(hidden=12) and spec.task == base.task and spec.train == base.train
+        # its memory is its family's estimate, beside the dataset's and the logits'
+        dataset_and_logits = 11**2 * 36 + 11**3 * 12
+        assert spec.memory_bytes() == dataset_and_logits + FAMILY.memory_bytes(spec.model, 11) > dataset_and_logits
+        monkeypatch.setenv("INTERP_MAX_BYTES", str(spec.memory_bytes() - 1))
+        with pytest.raises(SpecError, match="model embed_mlp_test"):
+            base.with_overrides(["model.arch=embed_mlp_test", "model.hidden=12"])
+        monkeypatch.delenv("INTERP_MAX_BYTES")
+        with pytest.raises(SpecError, match="model.hidden must be an integer, got 1.5"):  # the public validators
+            EmbedMLPSpec(hidden=1.5)
+    with pytest.raises(SpecError, match="model.arch='embed_mlp_test' is not one of two_layer, transformer"):
+        base.with_overrides(["model.arch=embed_mlp_test"])  # taken back: unknown again
+    # a built-in family by name, its own keys set in the same command
+    assert base.with_overrides(["arch=transformer", "d_model=64"]).model == TransformerSpec(d_model=64)
 
 
 def test_unknown_model_names_the_registered_families():

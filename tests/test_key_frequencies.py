@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from interp import TaskSpec, build_model, make_dataset
-from interp.core.key_frequencies import (CLUSTER_MULTIPLE, EMBEDDING_MULTIPLE, MIN_CLUSTER, cluster_evidence,
+from interp.core.key_frequencies import (CLUSTER_MULTIPLE, MIN_CLUSTER, cluster_evidence,
                                     key_frequencies)
 from interp.analysis.spectra import neuron_spectra, transformer_key_frequencies
 from interp.core.specs import NoiseSpec, TransformerSpec, TwoLayerSpec
@@ -107,11 +107,41 @@ def test_untrained_transformer_embedding_has_no_key_frequency():
     assert transformer_key_frequencies(model) == []
 
 
-def test_embedding_rule_is_twice_the_even_share():
-    shares = torch.zeros(30, dtype=torch.float64)
-    shares[1:] = 1 / 29
-    shares[[5, 6]] += torch.tensor([EMBEDDING_MULTIPLE / 29, (EMBEDDING_MULTIPLE - 1) / 29 * 0.99], dtype=torch.float64)
-    assert key_frequencies(shares / shares.sum()) == [5]
+def boundary_shares(n_freqs: int, bar: float, above: int, below: int, gap: float = 1e-9) -> torch.Tensor:
+    """Shares over 0 … n_freqs summing to 1 over k ≥ 1 (none renormalised after the bar is set):
+    `above` holds the bar times (1 + gap), `below` the bar times (1 − gap), every other k ≥ 1
+    an equal part of the rest, the constant nothing."""
+    shares = torch.zeros(n_freqs + 1, dtype=torch.float64)
+    shares[[above, below]] = torch.tensor([bar * (1 + gap), bar * (1 - gap)], dtype=torch.float64)
+    rest = [k for k in range(1, n_freqs + 1) if k not in (above, below)]
+    shares[rest] = (1 - shares.sum()) / len(rest)
+    assert abs(float(shares.sum()) - 1) < 1e-12
+    return shares
+
+
+# The bars are written out (2/K and 1/(2K), as the docs state them), not read from the constants,
+# so a changed multiple fails here: a multiple off by more than a part in 10⁸, or K off by one
+# (the bar 2/(K+1) takes in the share just under 2/K), moves one of the two frequencies across.
+@pytest.mark.parametrize("n_freqs", [5, 29, 56])
+def test_embedding_bar_is_exactly_twice_the_even_share(n_freqs):
+    shares = boundary_shares(n_freqs, 2 / n_freqs, above=2, below=1)
+    assert float(shares[3:].max()) < 2 / n_freqs  # the rest under the bar
+    assert key_frequencies(shares) == [2]
+    shares[1] = 2 / n_freqs  # at the bar exactly: key (≥)
+    assert key_frequencies(shares) == [2, 1]
+
+
+@pytest.mark.parametrize("n_freqs", [3, 29, 56])
+def test_cluster_bar_is_exactly_half_the_even_share_of_at_least_two_neurons(n_freqs):
+    shares = boundary_shares(n_freqs, 0.5 / n_freqs, above=1, below=n_freqs)
+    sizes = torch.full((n_freqs + 1,), 2)
+    # every other frequency holds more than the bar: give those clusters a single neuron
+    sizes[2:n_freqs] = 1
+    assert key_frequencies(shares, sizes) == [1]
+    sizes[1] = 1  # one neuron is no cluster, whatever its share
+    assert key_frequencies(shares, sizes) == []
+    sizes[1], shares[n_freqs] = 2, 0.5 / n_freqs  # at the bar exactly: key (≥)
+    assert key_frequencies(shares, sizes) == [1, n_freqs]
 
 
 def test_cluster_evidence_counts_only_clustered_neurons():

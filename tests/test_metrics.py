@@ -71,3 +71,21 @@ def test_exp_floored_equals_exp_above_the_normal_range():
 
     x = torch.tensor([3.0, 0.0, -10.0, -87.0, -88.0, -100.0, float("-inf")])
     torch.testing.assert_close(exp_floored_(x.clone()), x.exp(), rtol=1e-6, atol=2e-38)
+
+
+def test_margin_is_the_labels_logit_less_the_mean_logit():
+    from interp.core.metrics import margin
+
+    # one row by hand: logits (1, 2, 6, −1), mean 2; label 2 → 6 − 2, label 3 → −1 − 2
+    row = torch.tensor([1.0, 2.0, 6.0, -1.0])
+    assert margin(row, torch.tensor(2)).item() == 4.0 and margin(row, torch.tensor(3)).item() == -3.0
+    # any leading axes: each entry against its own row's mean, not the batch's or the maximum's
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 7, generator=gen, dtype=torch.float64)
+    labels = torch.randint(7, (3, 5), generator=gen)
+    expected = torch.tensor([[logits[i, j, labels[i, j]] - logits[i, j].sum() / 7 for j in range(5)] for i in range(3)],
+                            dtype=torch.float64)
+    torch.testing.assert_close(margin(logits, labels), expected, rtol=0, atol=1e-12)
+    # a constant added to a row's logits changes no margin
+    torch.testing.assert_close(margin(logits + torch.arange(5.0, dtype=torch.float64)[:, None], labels), expected,
+                               rtol=0, atol=1e-12)

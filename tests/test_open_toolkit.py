@@ -1,137 +1,39 @@
-"""A new family and a new analysis, each defined in this file alone, work everywhere: the family
-trains, saves, loads and runs every analysis that applies (the others are skipped, with the
-reason said in words); the analysis appears in `interp.analyze`, `interp analyze` and the report.
-Nothing outside this file is edited for either."""
+"""A new family and a new analysis, defined outside interp (tests/third_party.py), work
+everywhere: both pass the conformance suites (`interp.testing`) as a third party runs them; the
+family trains, saves, loads and runs every analysis that applies (the others are skipped, with
+the reason said in words); the analysis appears in `interp.analyze`, `interp analyze` and the
+report. Nothing in interp is edited for either."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from transformer_lens import HookedRootModule
-from transformer_lens.hook_points import HookPoint
+from third_party import FAMILY, NEURON_COUNT, EmbedMLP, EmbedMLPSpec, NeuronCount, registered
 
 import interp
-from interp.analysis.registry import ANALYSES, Result, register_analysis
+from interp.analysis.registry import ANALYSES
 from interp.cli import main
-from interp.core.specs import MODEL_SPECS
-from interp.families import FAMILIES, Capability, ModelFamily, register, replaced_parameters
-from interp.families.two_layer import TwoLayerNet
 from interp.reporting.report import write_report
+from interp.testing import parametrize_with_checks
 
 P = 11
+pytestmark = pytest.mark.xdist_group("third_party")  # the module's registration and runs, on one worker
 
 
-@dataclass(frozen=True)
-class EmbedMLPSpec:
-    """Chughtai et al.'s embedding MLP: logits = ReLU([W_x[a]; W_y[b]]·W)·W_U, no biases."""
-
-    arch = "embed_mlp_test"
-    embed: int = 8
-    hidden: int = 40
-    seed: int = 0
-
-
-class EmbedMLP(HookedRootModule):
-    def __init__(self, spec: EmbedMLPSpec, p: int):
-        super().__init__()
-        self.spec, self.p = spec, p
-        gen = torch.Generator().manual_seed(spec.seed)
-        e, h = spec.embed, spec.hidden
-        self.W_x = nn.Parameter(torch.randn(p, e, generator=gen) / e**0.5)
-        self.W_y = nn.Parameter(torch.randn(p, e, generator=gen) / e**0.5)
-        self.W = nn.Parameter(torch.randn(2 * e, h, generator=gen) / (2 * e) ** 0.5)
-        self.W_U = nn.Parameter(torch.randn(h, p, generator=gen) / h**0.5)
-        self.hook_pre, self.hook_post, self.hook_logits = HookPoint(), HookPoint(), HookPoint()
-        self.setup()
-
-    def forward(self, pairs: Tensor) -> Tensor:
-        pre = self.hook_pre(torch.cat([self.W_x[pairs[:, 0]], self.W_y[pairs[:, 1]]], 1) @ self.W)
-        return self.hook_logits(self.hook_post(F.relu(pre)) @ self.W_U)
-
-
-class EmbedMLPFamily(ModelFamily):
-    """Honest neuron maps: neuron n's pre-activation on (a, b) is (W_x·W[:e])[a, n] + (W_y·W[e:])[b, n]."""
-
-    name = EmbedMLPSpec.arch
-    spec_type = EmbedMLPSpec
-    provides = frozenset({Capability.NEURON_MAPS})
-
-    def owns(self, model):
-        return isinstance(model, EmbedMLP)
-
-    def build(self, spec, p):
-        return EmbedMLP(spec, p)
-
-    def spec(self, model):
-        return model.spec
-
-    def readout_hook(self, model):
-        return "hook_post"
-
-    def unit_to_logit(self, model):
-        return model.W_U.detach()
-
-    def embedding(self, model):
-        return model.W_x.detach()
-
-    def unembedding(self, model):
-        return model.W_U.detach()
-
-    def with_residue_weights(self, model, embedding=None, unembedding=None):
-        values = {"W_x": embedding} if embedding is not None else {}
-        if unembedding is not None:
-            values["W_U"] = unembedding
-        return replaced_parameters(model, values).eval()
-
-    def neuron_maps(self, model):
-        e = model.spec.embed
-        return {"u": (model.W_x @ model.W[:e]).detach().T, "v": (model.W_y @ model.W[e:]).detach().T,
-                "w": model.W_U.detach()}
-
-    def neuron_activation(self, model):
-        return "relu"
-
-    def with_neuron_maps(self, model, u, v, w, act=None):
-        # edited maps need not factor through an embedding: the two-layer net computes them exactly
-        net = TwoLayerNet(interp.TwoLayerSpec(width=u.shape[0], act=act or "relu", bias=False), model.p)
-        with torch.no_grad():
-            net.U.copy_(u), net.V.copy_(v), net.W.copy_(w.T)
-        return net.eval()
-
-
-@dataclass(repr=False)
-class NeuronCount(Result):
-    """The in-test analysis: how many readout neurons ever fire on the run's own pairs."""
-
-    alive: int
-    total: int
-
-    def to_dict(self):
-        return {"alive": self.alive, "total": self.total}
-
-    def summary(self):
-        return f"{self.alive} of {self.total} readout neurons fire on some pair."
-
-
-def count_neurons(run) -> NeuronCount:
-    family = interp.families.family_of(run.model)
-    hook = family.readout_hook(run.model)
-    _, cache = family.run_with_cache(run.model, run.dataset.inputs, names_filter=hook)
-    return NeuronCount(int((cache[hook] > 0).any(0).sum()), cache[hook].shape[1])
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def extended():
     """Register the family and the analysis for this module's tests, and take them back after."""
-    family = register(EmbedMLPFamily())
-    analysis = register_analysis("neuron_count", "Live neurons", count_neurons, order=95)
-    yield family, analysis
-    FAMILIES.pop(family.name), MODEL_SPECS.pop(family.name), ANALYSES.pop("neuron_count")
+    with registered() as both:
+        yield both
+
+
+# the conformance suites, as a third party runs them on its own family (its state dict is the
+# embed-mlp checkpoint format, so the importer's round trip is checked too) and analysis
+@parametrize_with_checks([(FAMILY, EmbedMLPSpec(hidden=24), "embed-mlp"), NEURON_COUNT])
+def test_the_family_and_the_analysis_conform(subject, check):
+    check(subject)
 
 
 @pytest.fixture(scope="module")
@@ -157,19 +59,9 @@ def test_the_family_trains_saves_and_loads(run_dir):
                                atol=1e-4, rtol=1e-4)
 
 
-def test_every_analysis_that_applies_runs_and_the_others_say_why(run_dir):
+def test_the_analyses_that_need_what_the_family_lacks_say_why(run_dir):
     run = interp.load_run(run_dir)
-    applied, skipped = [], {}
-    for name, analysis in ANALYSES.items():
-        reason = analysis.skip_reason(run)
-        if reason:
-            skipped[name] = reason
-            continue
-        result = interp.analyze(run, name)
-        json.dumps(result.to_dict())  # serialises
-        applied.append(name)
-    assert {"fourier", "filtration", "localize", "ablation", "partition", "probes", "dynamics",
-            "neuron_count"} <= set(applied)
+    skipped = {name: a.skip_reason(run) for name, a in ANALYSES.items() if a.skip_reason(run)}
     assert set(skipped) == {"circuit", "patching", "patching_over_training", "edit"}
     assert all("embed_mlp_test family does not have" in reason for reason in skipped.values())
     assert "attention heads" in skipped["circuit"] and "position axis" in skipped["patching"]

@@ -85,3 +85,29 @@ def test_neuron_frequencies_2d_of_planted_activations():
     assert freq.tolist() == [3, 7, 2]
     torch.testing.assert_close(share[:2], torch.ones(2, dtype=torch.float64))
     assert 0.9 < share[2] < 1
+
+
+@pytest.mark.parametrize("sign_power, key", [(3.03, ["1b"]), (2.97, [])])
+def test_a_group_embedding_is_read_per_basis_function(sign_power, key):
+    """S4's irreps have 1 (trivial, 1b), 4 (2a) and 9 (3a, 3b) basis functions. W_E planted with every
+    basis function at power 1, the sign irrep 1b's at `sign_power`: per basis function, 1b holds
+    sign_power / (sign_power + 3) of the non-trivial power, against the bar 2 × 1/4, so it is key
+    just above power 3 and not just below; read per irrep instead, it would hold about 3/25 and
+    the 3-dimensional irreps 9/25, none of them key."""
+    from interp.core.groups import symmetric
+    from interp.core.irreps import group_fourier_basis, real_irreps, row_irreps
+    from interp.families import family_of
+
+    task = TaskSpec(group="S4")
+    group = symmetric(4)
+    assert [r.name for r in real_irreps(group)] == ["trivial", "1b", "2a", "3a", "3b"]
+    basis, _ = group_fourier_basis(group, torch.float64)
+    amp = torch.ones(len(basis), dtype=torch.float64)
+    amp[row_irreps(group) == 1] = sign_power ** 0.5
+    model = build_model(TransformerSpec(d_model=32, n_heads=2, d_head=8, d_mlp=16), task.p)
+    w_e = torch.zeros(task.p, 32, dtype=torch.float64)
+    w_e[:, :task.p] = (amp[:, None] * basis).T  # direction j: basis function j, scaled
+    model = family_of(model).with_residue_weights(model, embedding=w_e.float())
+    assert [task.structure.order, *embedding_spectra(model, task)["W_E"].sum(0).round(decimals=4).tolist()] == [
+        24, 1.0, round(sign_power, 4), 4.0, 9.0, 9.0]
+    assert [real_irreps(group)[k].name for k in transformer_key_frequencies(model, task)] == key

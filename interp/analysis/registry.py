@@ -96,8 +96,13 @@ def register_analysis(name: str, title: str, compute: Callable[[Run], R], needs:
     """Make `compute` the analysis `name`: `interp.analyze`, `interp analyze --analysis NAME` and the
     report find it from here (no other file lists analyses). `groups`: it handles tasks over any
     finite group (else it is skipped on them). Returns the typed handle."""
-    ANALYSES[name] = Analysis(name, title, compute, tuple(needs), skip_reason, order, groups)
-    return ANALYSES[name]
+    return add_analysis(Analysis(name, title, compute, tuple(needs), skip_reason, order, groups))
+
+
+def add_analysis(analysis: Analysis[R]) -> Analysis[R]:
+    """Register an `Analysis` made beforehand (e.g. one an installed package's entry point names)."""
+    ANALYSES[analysis.name] = analysis
+    return analysis
 
 
 def in_report_order() -> list[str]:

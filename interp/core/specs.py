@@ -13,7 +13,7 @@ import math
 import operator
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from .groups import Group, GroupError, cyclic, read_table
 from .groups import group as built_in_group  # `group` is also a TaskSpec field
@@ -45,8 +45,9 @@ def _positive(name: str, value: float) -> None:
         raise SpecError(f"{name} must be > 0, got {value!r}")
 
 
-def _integer(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> None:
-    """An integer (never a float, which would be truncated, nor a bool) within bounds."""
+def check_integer(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> None:
+    """An integer (never a float, which would be truncated, nor a bool) within bounds; else a
+    SpecError naming the field (public: a family's spec validates its fields with it)."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise SpecError(f"{name} must be an integer, got {value!r}")
     if value < minimum or (maximum is not None and value >= maximum):
@@ -75,8 +76,12 @@ def _flag(name: str, value: Any) -> None:
 SEED_LIMIT = 2**63
 
 
-def _seed(name: str, value: Any) -> None:
-    _integer(name, value, 0, SEED_LIMIT)
+def check_seed(name: str, value: Any) -> None:
+    """A seed: an integer in [0, SEED_LIMIT); else a SpecError naming the field (public)."""
+    check_integer(name, value, 0, SEED_LIMIT)
+
+
+_integer, _seed = check_integer, check_seed  # the short names the specs below use
 
 
 TASK_P_DEFAULT = 113
@@ -293,6 +298,9 @@ class TransformerSpec:
 
 ModelSpec = Union[TwoLayerSpec, TransformerSpec]
 MODEL_SPECS: dict[str, type] = {"two_layer": TwoLayerSpec, "transformer": TransformerSpec}
+#: model.arch → its family's estimate of a model's training memory (`ModelFamily.memory_bytes`),
+#: filled in by `interp.families.register` as MODEL_SPECS is
+MODEL_MEMORY: dict[str, Callable[[Any, int], int]] = {}
 
 
 @dataclass(frozen=True)
@@ -373,21 +381,14 @@ class RunSpec:
 
     def memory_bytes(self) -> int:
         """A rough upper estimate of the memory training takes: the p² dataset, the full-batch
-        logits and activations, the parameters with their gradients and optimizer state."""
-        p, m = self.task.p, self.model
+        logits, and the model's activations, parameters, gradients and optimizer state (its
+        family's estimate, `ModelFamily.memory_bytes`; 0 for a family that gives none)."""
+        p = self.task.p
         pairs = p * p
         dataset = pairs * 36  # inputs (2 int64), two label vectors (int64), four masks
         logits = pairs * p * 4 * 3  # logits, their softmax and its gradient
-        if isinstance(m, TwoLayerSpec):
-            params = 3 * m.width * p + p
-            acts = pairs * m.width * 4 * 3
-        elif isinstance(m, TransformerSpec):
-            params = (p + 1) * m.d_model + 3 * m.d_model + m.d_model * p + m.n_layers * (
-                4 * m.d_model * m.n_heads * m.d_head + 2 * m.d_model * m.d_mlp)
-            acts = m.n_layers * pairs * 3 * (4 * m.d_model + 3 * m.n_heads * m.d_head + 2 * m.d_mlp + 9 * m.n_heads) * 4
-        else:  # a registered family's spec: only what every family allocates is known
-            params = acts = 0
-        return dataset + logits + acts + params * 4 * 4  # weights, gradients, two moments
+        model = MODEL_MEMORY.get(self.model.arch)
+        return dataset + logits + (model(self.model, p) if model else 0)
 
     def check_memory(self) -> None:
         """Refuse, before anything is allocated, a spec whose estimate exceeds the limit."""
@@ -450,6 +451,14 @@ class RunSpec:
                 key, value = item.split("=", 1)
                 pairs[key.strip()] = value.strip()
             overrides = pairs
+        arch = {k: v for k, v in overrides.items() if k in ("model.arch", "arch")}
+        if arch:  # another family: its spec's defaults, then the other overrides on them
+            name = str(arch.popitem()[1])
+            if name not in MODEL_SPECS:
+                raise SpecError(f"model.arch={name!r} is not one of {', '.join(MODEL_SPECS)}")
+            data = {**self.to_dict(), "model": {"arch": name}}
+            rest = {k: v for k, v in overrides.items() if k not in ("model.arch", "arch")}
+            return RunSpec.from_dict(data).with_overrides(rest) if rest else RunSpec.from_dict(data)
         keys = self.settable_keys()
         data = self.to_dict()
         overridden = {keys[k] for k in overrides if k in keys}
@@ -461,7 +470,7 @@ class RunSpec:
                 ambiguous = [k for k in keys if k.endswith("." + key)]
                 if ambiguous:
                     raise SpecError(f"ambiguous key {key!r}: use one of {', '.join(ambiguous)}")
-                raise SpecError(f"unknown key {key!r}; valid keys: {', '.join(sorted(keys))}")
+                raise SpecError(f"unknown key {key!r}; valid keys: {', '.join(sorted([*keys, 'model.arch']))}")
             section, name = keys[key]
             current = data[section].get(name, getattr(getattr(self, section), name))
             data[section][name] = _parse_like(key, raw, current)

@@ -21,8 +21,9 @@ from .base import (
                    replaced_parameters,
                    tokens,
                    training_logits,
+                   unregister,
 )
 
 __all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec",
            "family_of", "logits", "register", "replaced_parameters", "tokens", "training_logits", "transformer",
-           "two_layer"]
+           "two_layer", "unregister"]

@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from ..core.specs import MODEL_SPECS, SpecError
+from ..core.specs import MODEL_MEMORY, MODEL_SPECS, SpecError
 
 Hook = tuple[str, Callable[..., Any]]
 
@@ -113,6 +113,13 @@ class ModelFamily(ABC):
     @abstractmethod
     def spec(self, model: nn.Module) -> Any:
         """The spec that builds a model of the same shape as `model`."""
+
+    def memory_bytes(self, spec: Any, p: int) -> int:
+        """A rough upper estimate of what a model of `spec` over p residues takes in full-batch
+        training beyond the dataset and the logits (`RunSpec.memory_bytes` adds those): its
+        activations on all p² pairs, its parameters with their gradients and two optimizer
+        moments. A spec over the limit is refused before anything is built; 0: no estimate."""
+        return 0
 
     def config(self, model: nn.Module) -> dict[str, Any]:
         """Extra entries for a checkpoint's config.json (e.g. the TransformerLens config)."""
@@ -291,10 +298,18 @@ FAMILIES: dict[str, ModelFamily] = {}
 
 
 def register(family: ModelFamily) -> ModelFamily:
-    """Add `family` (its spec type becomes buildable and loadable by `model.arch`)."""
+    """Add `family` (its spec type becomes buildable and loadable by `model.arch`, and its
+    memory estimate is checked before training)."""
     FAMILIES[family.name] = family
     MODEL_SPECS[family.name] = family.spec_type
+    MODEL_MEMORY[family.name] = family.memory_bytes
     return family
+
+
+def unregister(name: str) -> None:
+    """Take back the family registered as `name` (e.g. at the end of a test)."""
+    for table in (FAMILIES, MODEL_SPECS, MODEL_MEMORY):
+        table.pop(name, None)
 
 
 def family_of(model: nn.Module) -> ModelFamily:
@@ -369,4 +384,4 @@ def training_logits(model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Float[Te
 
 __all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec", "family_of",
            "head_name", "heads", "logits",
-           "register", "replaced_parameters", "tokens", "training_logits"]
+           "register", "replaced_parameters", "tokens", "training_logits", "unregister"]

@@ -302,6 +302,13 @@ class TransformerFamily(ModelFamily):
         return TransformerSpec(n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=cfg.d_head,
                                d_mlp=cfg.d_mlp, act=cfg.act_fn, seed=cfg.seed or 0)
 
+    def memory_bytes(self, spec: TransformerSpec, p: int) -> int:
+        m = spec
+        params = (p + 1) * m.d_model + 3 * m.d_model + m.d_model * p + m.n_layers * (
+            4 * m.d_model * m.n_heads * m.d_head + 2 * m.d_model * m.d_mlp)
+        acts = m.n_layers * p * p * 3 * (4 * m.d_model + 3 * m.n_heads * m.d_head + 2 * m.d_mlp + 9 * m.n_heads) * 4
+        return acts + params * 4 * 4  # weights, gradients, two moments
+
     def config(self, model: TransformerBridge) -> dict[str, Any]:
         return {"transformer_lens_config": bridge_config(self.spec(model), model.cfg.d_vocab_out)}
 

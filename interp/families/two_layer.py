@@ -94,6 +94,11 @@ class TwoLayerFamily(ModelFamily):
     def spec(self, model: TwoLayerNet) -> TwoLayerSpec:
         return model.spec
 
+    def memory_bytes(self, spec: TwoLayerSpec, p: int) -> int:
+        params = 3 * spec.width * p + p
+        acts = p * p * spec.width * 4 * 3  # pre-activations, activations and their gradient
+        return acts + params * 4 * 4  # weights, gradients, two moments
+
     def readout_hook(self, model: TwoLayerNet) -> str:
         return "hook_post"
 
