@@ -321,9 +321,9 @@ def both_definitions(runs: Path, theirs_root: Path) -> None:
         label_of = dict(zip(theirs, labels))
         gaps = [abs(float(logit.similarity[u]) - released[f"logit_{theirs[u]}_rep_trace_similarity"])
                 for u in range(1, len(labels)) if f"logit_{theirs[u]}_rep_trace_similarity" in released]
-        shares = ", ".join(f"{labels[u]} {100 * float(logit.fraction[u]):.3g}%" for u in logit.key)
-        print(f"| {folder.name} | {', '.join(label_of.get(n, n) for n in listed)} | {shares} | "
-              f"{', '.join(labels[u] for u in spectra.key_set())} | {max(gaps):.1e} ({len(gaps)} irreps) | "
+        shares = "; ".join(f"{labels[u]} {100 * float(logit.fraction[u]):.3g}%" for u in logit.key)
+        print(f"| {folder.name} | {'; '.join(label_of.get(n, n) for n in listed)} | {shares} | "
+              f"{'; '.join(labels[u] for u in spectra.key_set())} | {max(gaps):.1e} ({len(gaps)} irreps) | "
               f"{released['total_logit_restricted_loss']:.4g} / {released['total_logit_excluded_loss']:.4g} → "
               f"{logit.restricted_loss:.4g} / {logit.excluded_loss:.4g} |")
 

@@ -245,7 +245,7 @@ class Extraction(Result):
         from ..core.document import pct
 
         if self.labels:
-            keys = ", ".join(self.labels[k] for k in self.key_frequencies) or "none"
+            keys = "; ".join(self.labels[k] for k in self.key_frequencies) or "none"
         else:
             keys = ", ".join(map(str, self.key_frequencies)) if self.irreps is None else (
                 ", ".join(self.irreps[k] for k in self.key_frequencies) or "none")

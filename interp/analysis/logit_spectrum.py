@@ -68,11 +68,11 @@ class LogitSpectrum:
                 "rule": rule_in_words()}
 
     def described(self, labels: tuple[str, ...] | list[str], most: int = 8) -> str:
-        """"standard (4) (94.1%), sign (5.88%)": the key units with their fractions (the first
+        """"standard (4) (94.1%); sign (5.88%)" (labels such as "2-dim, k = 7" hold commas): the key units with their fractions (the first
         `most`, then how many more), or "none"."""
-        shown = ", ".join(f"{labels[u]} ({100 * float(self.fraction[u]):.3g}%)" for u in self.key[:most])
+        shown = "; ".join(f"{labels[u]} ({100 * float(self.fraction[u]):.3g}%)" for u in self.key[:most])
         more = len(self.key) - most
-        return (shown + (f" and {more} more, each under {100 * float(self.fraction[self.key[most]]):.3g}%"
+        return (shown + (f"; and {more} more, each under {100 * float(self.fraction[self.key[most]]):.3g}%"
                          if more > 0 else "")) or "none"
 
 
@@ -168,7 +168,7 @@ def beside_weights(weight_keys: list[int], logit: LogitSpectrum, labels, unit: s
     only_weight = [labels[u] for u in weight_keys if u not in logit.key]
 
     def listed(names: list[str]) -> str:
-        return ", ".join(names) if len(names) <= 8 else f"{len(names)} {plural} ({', '.join(names[:3])}, …)"
+        return "; ".join(names) if len(names) <= 8 else f"{len(names)} {plural} ({'; '.join(names[:3])}; …)"
 
     if not only_logit and not only_weight:
         diff = "the same set as the weight-based one"

@@ -130,7 +130,7 @@ class NeuronSpectra(Result):
         phase = ("" if self.irreps is not None else
                  f"; median |phase error| {float(self.phase_error.abs().median()):.3f} rad")
         return (f"Key {plural} ({keyfreq.rule_in_words(clusters=True, unit=unit)}; the extraction's key-{unit} filter "
-                f"and the probes use the same set): {', '.join(self.unit_names(keys)) or 'none'}"
+                f"and the probes use the same set): {'; '.join(self.unit_names(keys)) or 'none'}"
                 f"{' (clusters of ' + ', '.join(str(int(sizes[k])) for k in keys) + ' neurons)' if keys else ''}; "
                 f"{int(sizes.sum())} of {len(self.freq)} neurons clustered. Median neuron energy share at its dominant {unit} "
                 f"{float(self.energy_frac.median()):.3f}; median IPR {float(self.ipr.median()):.3f}{phase}."
@@ -313,7 +313,7 @@ class TransformerSpectra(Result):
         names = [self.labels[k] if self.labels else str(k) if self.irreps is None else self.irreps[k]
                  for k in self.key_frequencies]
         line = (f"Key {plural} ({keyfreq.rule_in_words(clusters=False, unit=unit)}; the extraction's filters and the "
-                f"probes use the same set): {', '.join(names) or 'none'}.")
+                f"probes use the same set): {'; '.join(names) or 'none'}.")
         if self.neuron_freq is not None:
             clustered = self.neuron_share > CLUSTER_SHARE
             at_key = torch.isin(self.neuron_freq[clustered], torch.tensor(self.key_frequencies))
