@@ -80,6 +80,10 @@ def _grid(p: int) -> Int[Tensor, "pair 2"]:
     return torch.cartesian_prod(torch.arange(p), torch.arange(p))
 
 
+def _op(task: str | TaskSpec) -> str:
+    return task.op if isinstance(task, TaskSpec) else task
+
+
 def _answers(task: str | TaskSpec, pairs: Tensor, p: int) -> Tensor:
     if isinstance(task, TaskSpec):
         return task_labels(task, pairs[:, 0], pairs[:, 1])
@@ -122,8 +126,8 @@ def key_units(similarity: Tensor) -> list[int]:
 def paper_logit_losses(table: Float[Tensor, "pair p"], answers: Int[Tensor, " pair"], units: Harmonics,
                        key: list[int], train: Tensor, observed: Tensor) -> tuple[float, float]:
     """(restricted, excluded): the centred logits' component along the key units' trace tensors,
-    cross-entropy on all pairs against `answers`; the rest, on the pairs `train` (indices into the
-    grid) against `observed`."""
+    cross-entropy on all pairs against `answers`; the rest, on the pairs `train` (a mask or
+    indices over the pairs) against `observed`."""
     p = table.shape[1]
     centred = table.double() - table.double().mean(-1, keepdim=True)
     basis, unit, at = _at_answers(answers, units, p)
@@ -143,20 +147,25 @@ def paper_logit_losses(table: Float[Tensor, "pair p"], answers: Int[Tensor, " pa
 
 @torch.no_grad()
 def logit_spectrum(model: nn.Module, task: str | TaskSpec, dataset: Dataset | None = None) -> LogitSpectrum:
-    """The logit-based key units of `model` on its task over all pairs, and with `dataset` (which
-    says the training pairs and their observed labels) the paper's losses over them."""
+    """The logit-based key units of `model` over the pairs of `dataset` (train and test: every
+    pair of the task, for a dataset made by `make_dataset`), or without one over every pair of
+    the task; with `dataset`, also the paper's losses (its training pairs and observed labels)."""
     p = family_of(model).embedding(model).shape[0]
     units = harmonics_of(task, p)
-    pairs = _grid(p)
-    answers = _answers(task, pairs, p)
+    if dataset is None:
+        pairs = _grid(p)
+        if _op(task) == "div":  # a / 0 is no pair of the task
+            pairs = pairs[pairs[:, 1] != 0]
+        answers = _answers(task, pairs, p)
+    else:
+        pairs, answers = dataset.inputs, dataset.true_labels
     table = logits(model, pairs).double()
     similarity = trace_similarity(table, answers, units)
     key = key_units(similarity)
     if dataset is None:
         return LogitSpectrum(similarity, key)
     train = dataset.train_mask
-    index = dataset.inputs[train, 0] * p + dataset.inputs[train, 1]
-    restricted, excluded = paper_logit_losses(table, answers, units, key, index, dataset.labels[train])
+    restricted, excluded = paper_logit_losses(table, answers, units, key, train, dataset.labels[train])
     return LogitSpectrum(similarity, key, restricted, excluded)
 
 
