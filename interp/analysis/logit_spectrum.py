@@ -65,7 +65,7 @@ class LogitSpectrum:
     def to_dict(self) -> dict:
         return {"key": self.key, "similarity": self.similarity.tolist(), "fraction": self.fraction.tolist(),
                 "restricted_loss": self.restricted_loss, "excluded_loss": self.excluded_loss,
-                "rule": rule_in_words()}
+                "similarity_bar": SIMILARITY}
 
     def described(self, labels: tuple[str, ...] | list[str], most: int = 8) -> str:
         """"standard (4) (94.1%); sign (5.88%)" (labels such as "2-dim, k = 7" hold commas): the key units with their fractions (the first
