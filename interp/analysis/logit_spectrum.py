@@ -201,5 +201,10 @@ def comparison_table(weight_keys: list[int], logit: LogitSpectrum, labels, ids, 
     units = sorted(set(weight_keys) | set(logit.key), key=lambda u: (-float(logit.fraction[u]), u))
     rows = [[labels[u], ids[u], "yes" if u in weight_keys else "no", f"{float(logit.fraction[u]):.2%}",
              f"{float(logit.similarity[u]):.4f}", "yes" if u in logit.key else "no"] for u in units]
+    plural = "frequencies" if unit == "frequency" else f"{unit}s"
+    caption = f"key {plural} by both definitions"
+    if logit.restricted_loss is not None:
+        caption += (f"; the papers' losses at the logits over the logit-based set: restricted "
+                    f"{logit.restricted_loss:.4g} (all pairs), excluded {logit.excluded_loss:.4g} (training pairs)")
     return Table([unit, "id", "key by the weights (interp)", "share of logit variance",
-                  "trace similarity", f"key by the logits (> {SIMILARITY:g})"], rows)
+                  "trace similarity", f"key by the logits (> {SIMILARITY:g})"], rows, caption)
