@@ -299,6 +299,35 @@ def compare(run_dir: Path, theirs: Path | None) -> None:
     print(f"wrote {run_dir / 'analysis' / 'chughtai.json'} ({time.perf_counter() - start:.1f} s)")
 
 
+def both_definitions(runs: Path, theirs_root: Path) -> None:
+    """The table of docs/reproductions.md: for every imported run under `runs` (`runs/NAME/run`,
+    NAME one of their folders under `theirs_root`), the key irreps they released, the library's
+    logit-based set (`interp analyze --analysis fourier`: their definition, with each irrep's share
+    of the logits' variance) and its weight-based set, the largest difference between the library's
+    trace similarities and the ones they released, and their logit-level losses, released and ours."""
+    print("| run | key irreps released | by the logits (interp, their definition): share of logit variance "
+          "| by the weights (interp) | max \\|Δ similarity\\| vs released | restricted / excluded loss at the "
+          "logits, released → ours |")
+    print("|---|---|---|---|---|---|")
+    for folder in sorted(p for p in runs.iterdir() if (p / "run").is_dir()):
+        run = interp.load_run(folder / "run")
+        spectra = interp.analyze(run, "fourier")
+        labels, logit = spectra.labels, spectra.logit
+        group = run.spec.task.structure
+        irreps = real_irreps(group)
+        theirs = their_names(group, [r.character.double() for r in irreps], [r.dim for r in irreps])
+        released = json.loads((theirs_root / folder.name / "summary_metrics.json").read_text())
+        listed = (theirs_root / folder.name / "key_reps.txt").read_text().split()
+        label_of = dict(zip(theirs, labels))
+        gaps = [abs(float(logit.similarity[u]) - released[f"logit_{theirs[u]}_rep_trace_similarity"])
+                for u in range(1, len(labels)) if f"logit_{theirs[u]}_rep_trace_similarity" in released]
+        shares = "; ".join(f"{labels[u]} {100 * float(logit.fraction[u]):.3g}%" for u in logit.key)
+        print(f"| {folder.name} | {'; '.join(label_of.get(n, n) for n in listed)} | {shares} | "
+              f"{'; '.join(labels[u] for u in spectra.key_set())} | {max(gaps):.1e} ({len(gaps)} irreps) | "
+              f"{released['total_logit_restricted_loss']:.4g} / {released['total_logit_excluded_loss']:.4g} → "
+              f"{logit.restricted_loss:.4g} / {logit.excluded_loss:.4g} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -308,9 +337,14 @@ def main() -> None:
     c = sub.add_parser("compare", help="their key irreps and restricted/excluded losses on an imported run")
     c.add_argument("run", type=Path, help="the run directory `interp import` wrote")
     c.add_argument("--theirs", type=Path, help="their run folder, for the values they released")
+    t = sub.add_parser("table", help="both definitions of the key irreps on every imported run (docs/reproductions.md)")
+    t.add_argument("runs", type=Path, help="a folder of imported runs, RUNS/NAME/run, NAME their run folder's name")
+    t.add_argument("--theirs", type=Path, required=True, help="the folder holding their run folders")
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.theirs, args.out)
+    elif args.command == "table":
+        both_definitions(args.runs, args.theirs)
     else:
         compare(args.run, args.theirs)
 

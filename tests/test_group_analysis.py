@@ -11,6 +11,7 @@ from interp.analysis.filtration import (compare_extractions, excluded_logits, fi
 from interp.analysis.registry import ANALYSES, Analysis, analyze
 from interp.analysis.spectra import fourier_analysis, neuron_spectra
 from interp.core.groups import dihedral, symmetric
+from interp.core.harmonics import harmonics_of
 from interp.core.irreps import real_irreps
 from interp.core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
 from interp.core.tasks import make_dataset
@@ -124,3 +125,54 @@ def test_a_group_transformer_gets_key_irreps_and_restricted_and_excluded_losses(
     excluded = excluded_logits(run.model, run.dataset, list(range(1, len(spectra.irreps)))).double()
     fibres = torch.zeros(6, 6, dtype=torch.float64).index_add_(0, run.dataset.true_labels, excluded) / 6
     torch.testing.assert_close(fibres, excluded.mean(0).expand(6, 6), atol=1e-5, rtol=0)
+
+
+def test_the_logit_based_key_set_holds_a_sign_part_that_the_weights_leave_out():
+    """Chughtai et al.'s S5 MLP in closed form: logits sign(abc⁻¹) + 4χ_standard(abc⁻¹) (times the
+    scale), whose sign part is carried by two neurons with a sliver of the weight energy (u, v
+    scaled by 1/16 and w by 256: the same logits exactly). The trace tensors are orthogonal with
+    equal norms |G|^{3/2}, so the logits' cosine with sign's is 1/√17 and with standard's 4/√17:
+    by the logits both are key (above 0.005); by the weights only standard (sign's cluster holds
+    about 0.4% of the clustered energy, under half the even share 1/6). Over both, the paper's
+    restricted logits are the whole of the centred logits and the excluded ones zero (loss log|G|)."""
+    from interp.analysis.logit_spectrum import SIMILARITY, trace_similarity
+
+    sign, standard = permutation_representations(5)
+    task = TaskSpec(group="S5", train_fraction=0.5)
+    net = group_composition_net(task.structure, [sign, standard])
+    with torch.no_grad():  # the sign representation's two neurons come first
+        net.U[:2] /= 16
+        net.V[:2] /= 16
+        net.W[:, :2] *= 256
+    dataset = make_dataset(task, NoiseSpec(rate=0.0))
+    spectra = fourier_analysis(net, task, dataset)
+    labels = spectra.labels
+    similarity = spectra.logit.similarity
+    expected = torch.zeros(len(labels), dtype=torch.float64)
+    expected[labels.index("sign")], expected[labels.index("standard (4)")] = 17 ** -0.5, 4 * 17 ** -0.5
+    torch.testing.assert_close(similarity, expected, atol=1e-5, rtol=0)
+    assert [labels[u] for u in spectra.logit.key] == ["standard (4)", "sign"]
+    assert [labels[u] for u in spectra.key_set()] == ["standard (4)"], "the weights miss the low-energy sign part"
+    assert spectra.logit.restricted_loss == pytest.approx(float(torch.nn.functional.cross_entropy(
+        logits(net, dataset.inputs).detach().double(), dataset.true_labels)), abs=1e-6)
+    assert spectra.logit.excluded_loss == pytest.approx(math.log(120), abs=1e-5)
+    saved = spectra.to_dict()
+    assert saved["key_set_labels"] == ["standard (4)"] and saved["logit_key_set"]["key_labels"] == ["standard (4)", "sign"]
+    assert "the weight-based set leaves out sign" in spectra.summary()
+    extraction = compare_extractions(net, dataset)
+    assert extraction.to_dict()["logit_key_set"]["key_labels"] == ["standard (4)", "sign"]
+    assert extraction.rows["excluded, logit keys"]["test_loss"] == pytest.approx(math.log(120), rel=1e-4)
+    # a constant added to every pair's logits (a per-pair offset) leaves the similarities as they are
+    table = logits(net, dataset.inputs).detach().double()
+    units_similarity = trace_similarity(table + torch.randn(len(table), 1, dtype=torch.float64) * 50,
+                                        dataset.true_labels, harmonics_of(task))
+    torch.testing.assert_close(units_similarity, expected, atol=1e-5, rtol=0)
+    # the bar, at 2.5% either side: sign's output scaled by t gives it similarity t / √(t² + 16)
+    for t, key in ((1.025 * 0.02, True), (0.975 * 0.02, False)):
+        with torch.no_grad():
+            net.W[:, :2] *= t
+        similarity = float(fourier_analysis(net, task).logit.similarity[labels.index("sign")])
+        assert similarity == pytest.approx(t / math.sqrt(t * t + 16), rel=1e-3)
+        assert (labels.index("sign") in fourier_analysis(net, task).logit.key) is key, (t, similarity, SIMILARITY)
+        with torch.no_grad():
+            net.W[:, :2] /= t

@@ -111,3 +111,29 @@ def test_a_group_embedding_is_read_per_basis_function(sign_power, key):
     assert [task.structure.order, *embedding_spectra(model, task)["W_E"].sum(0).round(decimals=4).tolist()] == [
         24, 1.0, round(sign_power, 4), 4.0, 9.0, 9.0]
     assert [real_irreps(group)[k].name for k in transformer_key_frequencies(model, task)] == key
+
+@pytest.mark.parametrize("op", ["add", "sub"])
+def test_logit_based_key_frequencies_are_nanda_coefficients(op):
+    """The papers' definition on Z_p, against its formula written out here: the cosine of the
+    centred logits of all p² pairs with cos(2πk(a∘b − c)/p) over (a, b, c) (Nanda et al.'s
+    `calculate_coefficients`, normalised). Gromov's net with 3 frequencies puts weight on exactly
+    those: every other frequency's trace tensor is orthogonal to all its terms."""
+    from interp.analysis.spectra import fourier_analysis
+
+    p = 31
+    net, truth = gromov_solution(p, 60, n_freqs=3, seed=0, op=op)
+    result = fourier_analysis(net, op)
+    a, b = torch.cartesian_prod(torch.arange(p), torch.arange(p)).T
+    answer = (a + b if op == "add" else a - b) % p
+    table = logits(net, torch.stack([a, b], 1)).detach().double()
+    centred = table - table.mean(-1, keepdim=True)
+    c = torch.arange(p)
+    for k in range(1, p // 2 + 1):
+        trace = torch.cos(2 * math.pi * k * (answer[:, None] - c[None, :]).double() / p)
+        expected = float((centred * trace).sum() / centred.norm() / trace.norm())
+        assert float(result.logit.similarity[k]) == pytest.approx(expected, abs=1e-9)
+    planted = set(truth["freq"].tolist())
+    assert set(result.logit.key) == planted and min(float(result.logit.similarity[k]) for k in planted) > 0.05
+    assert max(abs(float(result.logit.similarity[k])) for k in range(1, p // 2 + 1) if k not in planted) < 1e-6
+    saved = result.to_dict()
+    assert sorted(saved["key_set"]) == sorted(planted) and saved["key_set_labels"][0].startswith("k = ")

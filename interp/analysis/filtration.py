@@ -24,8 +24,9 @@ grid filters are Z_p constructions and are left out.
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ from ..core.metrics import DEFAULT_LOSS, subset_metrics
 from ..core.specs import TaskSpec
 from ..core.tasks import SUBSET_TABLE, SUBSETS, Dataset, apply_op, task_labels
 from ..families.base import Capability, family_of, logits
+from .logit_spectrum import LogitSpectrum, beside_weights, comparison_table, logit_spectrum
 from .neurons import dominant_split, neuron_uvw, project_per_neuron
 from .registry import Analysis, Result, register_analysis
 from .spectra import neuron_spectra
@@ -233,25 +235,23 @@ class Extraction(Result):
     noise_detection: dict[str, float] | None = None
     #: method -> k -> subset metrics, for the methods with a size parameter (W_U top-k, function-space top-k)
     curves: dict[str, dict[int, dict[str, float | None]]] = field(default_factory=dict)
-    irreps: list[str] | None = None  # on a group: the irreps' names (`key_frequencies` index them)
-
-    def tables(self) -> list[Table]:
-        """One row per method: the four subsets' accuracies and the losses."""
-        from ..core.document import Table, pct
-
-        cols = [f"{s}_acc" for s in SUBSETS] + ["train_loss", "test_loss"]
-        rows = [[name] + [("—" if m[c] is None else f"{m[c]:.4g}") if c.endswith("loss") else pct(m[c]) for c in cols]
-                for name, m in self.rows.items()]
-        return [Table(["method", *(SUBSET_TABLE[s].short for s in SUBSETS), "train loss", "test loss"], rows)]
+    irreps: list[str] | None = None  # on a group: the irreps' stored ids (`key_frequencies` index them)
+    labels: list[str] | None = None  # every unit's readable name ("k = 3", "standard (4)")
+    #: the papers' logit-based key units (`logit_spectrum`), beside `key_frequencies` (interp's, weight-based)
+    logit: LogitSpectrum | None = None
 
     def summary(self) -> str:
         method, acc = self.label_free()
         from ..core.document import pct
 
-        keys = ", ".join(map(str, self.key_frequencies)) if self.irreps is None else (
-            ", ".join(self.irreps[k] for k in self.key_frequencies) or "none")
-        line = (f"Key {'frequencies' if self.irreps is None else 'irreps'} used by the filters: {keys}. "
-                f"Label-free extraction ({method}): test {pct(acc)}.")
+        if self.labels:
+            keys = "; ".join(self.labels[k] for k in self.key_frequencies) or "none"
+        else:
+            keys = ", ".join(map(str, self.key_frequencies)) if self.irreps is None else (
+                ", ".join(self.irreps[k] for k in self.key_frequencies) or "none")
+        unit = "frequency" if self.irreps is None else "irrep"
+        line = (f"Key {'frequencies' if self.irreps is None else 'irreps'} used by the filters (interp's, from the "
+                f"weights): {keys}. Label-free extraction ({method}): test {pct(acc)}.")
         for name, curve in self.curves.items():
             best = max(curve, key=lambda k: curve[k]["test_acc"])
             line += f" {name} over k: best test {pct(curve[best]['test_acc'])} at k = {best}"
@@ -260,6 +260,13 @@ class Extraction(Result):
             d = self.noise_detection
             line += (f" Noise detection ({d['method']}): AUROC {d['auroc']:.4f}, precision {d['precision']:.3f}, "
                      f"recall {d['recall']:.3f}.")
+        if self.logit is not None and self.labels:
+            line += " " + beside_weights(self.key_frequencies, self.logit, self.labels, unit)
+            if LOGIT_ROWS[0] in self.rows:
+                r, x = self.rows[LOGIT_ROWS[0]], self.rows[LOGIT_ROWS[1]]
+                line += (f" interp's restricted / excluded logits over the logit-based set: train loss "
+                         f"{r['train_loss']:.4g} / {x['train_loss']:.4g}, test accuracy {pct(r['test_acc'])} / "
+                         f"{pct(x['test_acc'])} (rows \"{LOGIT_ROWS[0]}\", \"{LOGIT_ROWS[1]}\").")
         return line
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
@@ -274,11 +281,31 @@ class Extraction(Result):
                                   "curve and the disagreement score of clean and noisy training examples"))
         return figures
 
+    def tables(self) -> list[Table]:
+        """One row per method: the four subsets' accuracies and the losses; and the key units by
+        both definitions."""
+        from ..core.document import Table, pct
+
+        cols = [f"{s}_acc" for s in SUBSETS] + ["train_loss", "test_loss"]
+        rows = [[name] + [("—" if m[c] is None else f"{m[c]:.4g}") if c.endswith("loss") else pct(m[c]) for c in cols]
+                for name, m in self.rows.items()]
+        out = [Table(["method", *(SUBSET_TABLE[s].short for s in SUBSETS), "train loss", "test loss"], rows)]
+        if self.logit is not None and self.labels:
+            ids = self.irreps if self.irreps is not None else [str(u) for u in range(len(self.labels))]
+            out.append(comparison_table(self.key_frequencies, self.logit, self.labels, ids,
+                                        "frequency" if self.irreps is None else "irrep"))
+        return out
+
     def to_dict(self) -> dict:
-        out = asdict(self)
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "logit"}
         out["curves"] = {m: {str(k): v for k, v in c.items()} for m, c in self.curves.items()}
         if self.irreps is None:
             del out["irreps"]  # a Z_p result serialises as it did before groups
+        if self.labels:
+            out["key_set_labels"] = [self.labels[k] for k in self.key_frequencies]
+        if self.logit is not None:
+            out["logit_key_set"] = {**self.logit.to_dict(),
+                                    **({"key_labels": [self.labels[u] for u in self.logit.key]} if self.labels else {})}
         return out
 
     def label_free(self) -> tuple[str, float | None]:
@@ -297,6 +324,10 @@ class Extraction(Result):
 #: AUROC 0.866, both 97.5%, 0.998). On a group, a two-layer net's is f^G (each neuron's dominant
 #: irrep: no label, no operation).
 LABEL_FREE = ("resynthesized", "key-frequency diagonal filter", "W_E+W_U filter", "f^G")
+
+#: interp's restricted and excluded logits over the papers' logit-based key set (`logit_spectrum`),
+#: beside "restricted" and "excluded" over interp's own
+LOGIT_ROWS = ("restricted, logit keys", "excluded, logit keys")
 
 
 @torch.no_grad()
@@ -354,7 +385,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
         score("f^G", logits(g, dataset.inputs), f"each neuron's dominant {units.kind} (Liu & Lu)")
         score("f^R", logits(r, dataset.inputs), f"each neuron without its dominant {units.kind}")
         if on_group:  # Chughtai et al.'s measures of the circuit, for MLPs too
-            named = [units.names[k] for k in keys]
+            named = [units.labels[k] for k in keys]
             score("restricted", restricted_logits(model, dataset, keys),
                   f"readout activations projected on the matrix coefficients ρ(a∘b)_ij of the key irreps {named}")
             score("excluded", excluded_logits(model, dataset, keys),
@@ -386,7 +417,7 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
             name = "+".join(which) + " filter"
             score(name, filtered_logits(which, keys),
                   f"{' and '.join(which)} keep {'frequencies' if not on_group else 'irreps'} "
-                  f"{keys if not on_group else [units.names[k] for k in keys]}")
+                  f"{keys if not on_group else [units.labels[k] for k in keys]}")
         ranked = unembedding_ranking(model, task)
         curves["W_U top-k"] = {k: subset_metrics(filtered_logits(("W_U",), ranked[:k]), dataset, loss)
                                for k in sorted({*range(1, 7), 8, 10, 12, 15, 20, 25, 30, 40, len(ranked)} & {*range(1, len(ranked) + 1)})}
@@ -404,12 +435,19 @@ def compare_extractions(model: nn.Module, dataset: Dataset, key_top: int | None 
                   f"readout activations keep their (Const or k) × (Const or k) terms over (a, b), k in {keys}")
             score("key-frequency diagonal filter", diagonal_filter_logits(model, dataset, keys, raw),
                   f"the logits (the final residual stream) keep their (k, k) terms over (a, b), k in {keys}")
+    logit = logit_spectrum(model, task, dataset)
+    if "restricted" in rows:  # the same measures over the papers' key set
+        named = [units.labels[k] for k in logit.key]
+        score(LOGIT_ROWS[0], restricted_logits(model, dataset, logit.key),
+              f"readout activations projected on the rule directions of the logit-based key {units.kind}s {named}")
+        score(LOGIT_ROWS[1], excluded_logits(model, dataset, logit.key, raw),
+              f"logits without the rule directions of the logit-based key {units.kind}s {named}")
     detector = next(m for m in LABEL_FREE if m in outputs)
     detection = detect_noise(outputs[detector], dataset) if dataset.noisy_mask.any() else None
     if detection is not None:
         detection["method"] = detector
     return Extraction(family_of(model).name, keys, rows, notes, detection, curves,
-                      list(units.names) if on_group else None)
+                      list(units.names) if on_group else None, list(units.labels), logit)
 
 
 def detect_noise(extracted: Float[Tensor, "pair p"], dataset: Dataset) -> dict:

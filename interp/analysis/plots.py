@@ -51,6 +51,13 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def _irrep_names(spectra) -> list[str] | None:
+    """On a group, the irreps' readable names (`core.unit_labels`); None for Z_p (numbered ticks)."""
+    if spectra.irreps is None:
+        return None
+    return spectra.labels or spectra.irreps
+
+
 def _name_units(ax, names: list[str] | None, axis: str = "x", first: int = 0) -> None:
     """On a group, tick the unit axis with the irreps' names (unit `first` at position `first`)."""
     if names is not None:
@@ -71,12 +78,12 @@ def plot_neuron_spectra(spectra, path: Path) -> Path:
                         extent=(0, len(order), 0.5, power.shape[1] + 0.5))
     axes[0].set(xlabel=f"neuron (sorted by dominant {unit.split()[0]})", ylabel=unit,
                 title="share of each neuron's power (u+v+w)")
-    _name_units(axes[0], spectra.irreps, "y", first=1)
+    _name_units(axes[0], _irrep_names(spectra), "y", first=1)
     fig.colorbar(im, ax=axes[0])
     counts = torch.bincount(spectra.freq, minlength=power.shape[1] + 1)[1:]
     axes[1].bar(range(1, len(counts) + 1), counts.numpy(), color="#555555")
     axes[1].set(xlabel=f"dominant {unit}", ylabel="neurons", title=f"dominant {plural(unit.split()[0])}")
-    _name_units(axes[1], spectra.irreps, first=1)
+    _name_units(axes[1], _irrep_names(spectra), first=1)
     axes[2].hist(spectra.ipr.numpy(), bins=40, color="#555555")
     axes[2].set(xlabel="IPR (mean over u, v, w; r = 2)", ylabel="neurons", title="neuron IPR")
     return _save(fig, path)
@@ -99,13 +106,13 @@ def plot_transformer_spectra(spectra, path: Path) -> Path:
         ax.bar(range(len(total)), total.numpy(), color="#555555")
         ax.set(xlabel=f"{unit} (0 = constant)" if spectra.irreps is None else unit, ylabel="power",
                title=f"{name} power per {unit.split()[0]}")
-        _name_units(ax, spectra.irreps)
+        _name_units(ax, _irrep_names(spectra))
     last = spectra.power[layers[-1]]
     normed = last / last.sum(1, keepdim=True).clamp_min(1e-30)
     order = torch.argsort(normed[:, 1:].argmax(1))
     axes[-1].imshow(normed[order].T.numpy(), aspect="auto", origin="lower", cmap="viridis")
     axes[-1].set(xlabel="neuron (sorted)", ylabel=unit, title=f"{layers[-1]}: neuron-to-logit power")
-    _name_units(axes[-1], spectra.irreps, "y")
+    _name_units(axes[-1], _irrep_names(spectra), "y")
     return _save(fig, path)
 
 

@@ -12,7 +12,7 @@ the dominant irrep, its phase (and the phase error) NaN, and IPR is taken over i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,10 +27,12 @@ from ..core.harmonics import harmonics_of, op_of
 from ..core.key_frequencies import CLUSTER_SHARE
 from ..core.specs import TaskSpec
 from ..families.base import Capability, family_of
+from ..core.tasks import Dataset
+from .logit_spectrum import LogitSpectrum, beside_weights, comparison_table, logit_spectrum
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
-    from ..core.document import Figure
+    from ..core.document import Figure, Table
 
 
 
@@ -57,7 +59,10 @@ class NeuronSpectra(Result):
     phase_error: φ_u + φ_v − φ_w (add, x²+y², mul in log index) or φ_u − φ_v − φ_w (sub, div),
     wrapped to (−π, π]: 0 for a neuron that implements the rule exactly;
     power: [width, ⌊n/2⌋+1] summed power per frequency, n the length of the residue axis;
-    irreps: on a group, the irreps' names (`freq` and `power`'s columns then index irreps).
+    irreps: on a group, the irreps' stored ids (`freq` and `power`'s columns then index irreps);
+    labels: every unit's readable name ("k = 3", "standard (4)"; `core.unit_labels`);
+    logit: the key units by the papers' logit-based definition (`logit_spectrum`), beside
+    `key_set()`, interp's weight-based ones.
     """
 
     op: str
@@ -74,14 +79,16 @@ class NeuronSpectra(Result):
     phase_error: Tensor
     power: Tensor
     irreps: list[str] | None = None
+    labels: list[str] | None = None
+    logit: LogitSpectrum | None = None
 
     @property
     def unit(self) -> str:
         return "frequency" if self.irreps is None else "irrep"
 
     def unit_names(self, units: list[int]) -> list[str]:
-        """Frequencies as numbers, irreps by name."""
-        return [str(u) if self.irreps is None else self.irreps[u] for u in units]
+        """Readable names ("k = 3", "standard (4)")."""
+        return [self.labels[u] if self.labels else str(u) if self.irreps is None else self.irreps[u] for u in units]
 
     def frequency_shares(self) -> Tensor:
         """Share of the neurons' total energy held by neurons dominant at each frequency (clustered
@@ -106,13 +113,14 @@ class NeuronSpectra(Result):
         return keyfreq.key_frequencies(*self.clusters())
 
     def to_dict(self) -> dict:
-        out = {k: v.tolist() if torch.is_tensor(v) else v for k, v in asdict(self).items()}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "logit"}
+        out = {k: v.tolist() if torch.is_tensor(v) else v for k, v in out.items()}
         if self.irreps is None:
             del out["irreps"]  # a Z_p result serialises as it did before groups
         else:  # phases are undefined (NaN) on a group
             for name in ("phase_u", "phase_v", "phase_w", "phase_error"):
                 del out[name]
-        return out
+        return {**out, **_key_sets(self.key_set(), self.logit, self.labels)}
 
     def summary(self) -> str:
         _, sizes = self.clusters()
@@ -122,10 +130,14 @@ class NeuronSpectra(Result):
         phase = ("" if self.irreps is not None else
                  f"; median |phase error| {float(self.phase_error.abs().median()):.3f} rad")
         return (f"Key {plural} ({keyfreq.rule_in_words(clusters=True, unit=unit)}; the extraction's key-{unit} filter "
-                f"and the probes use the same set): {', '.join(self.unit_names(keys)) or 'none'}"
+                f"and the probes use the same set): {'; '.join(self.unit_names(keys)) or 'none'}"
                 f"{' (clusters of ' + ', '.join(str(int(sizes[k])) for k in keys) + ' neurons)' if keys else ''}; "
                 f"{int(sizes.sum())} of {len(self.freq)} neurons clustered. Median neuron energy share at its dominant {unit} "
-                f"{float(self.energy_frac.median()):.3f}; median IPR {float(self.ipr.median()):.3f}{phase}.")
+                f"{float(self.energy_frac.median()):.3f}; median IPR {float(self.ipr.median()):.3f}{phase}."
+                + ("" if self.logit is None else " " + beside_weights(keys, self.logit, self.labels, unit)))
+
+    def tables(self) -> list[Table]:
+        return _key_tables(self.key_set(), self.logit, self.labels, self.irreps, self.unit)
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
@@ -168,6 +180,7 @@ def neuron_spectra(model: nn.Module, task: str | TaskSpec) -> NeuronSpectra:
         phase_error=error,
         power=power,
         irreps=None if units.group is None else list(units.names),
+        labels=list(units.labels),
     )
 
 
@@ -272,14 +285,24 @@ class TransformerSpectra(Result):
     power: dict[str, Tensor]
     neuron_freq: Tensor | None = None  # last layer's MLP neurons, from activations (add/sub only)
     neuron_share: Tensor | None = None
-    irreps: list[str] | None = None  # on a group: the irreps' names (the units of keys and powers)
+    irreps: list[str] | None = None  # on a group: the irreps' stored ids (the units of keys and powers)
+    labels: list[str] | None = None  # every unit's readable name (`core.unit_labels`)
+    logit: LogitSpectrum | None = None  # the papers' logit-based key units (`logit_spectrum`)
 
     def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "logit"}
         out = {k: (v.tolist() if torch.is_tensor(v) else {n: t.tolist() for n, t in v.items()}
-                   if isinstance(v, dict) else v) for k, v in asdict(self).items()}
+                   if isinstance(v, dict) else v) for k, v in out.items()}
         if self.irreps is None:
             del out["irreps"]  # a Z_p result serialises as it did before groups
-        return out
+        return {**out, **_key_sets(self.key_set(), self.logit, self.labels)}
+
+    @property
+    def unit(self) -> str:
+        return "frequency" if self.irreps is None else "irrep"
+
+    def tables(self) -> list[Table]:
+        return _key_tables(self.key_frequencies, self.logit, self.labels, self.irreps, self.unit)
 
     def key_set(self) -> list[int]:
         """The key frequencies, in the one sense the report uses throughout (see NeuronSpectra)."""
@@ -287,15 +310,18 @@ class TransformerSpectra(Result):
 
     def summary(self) -> str:
         unit, plural = ("frequency", "frequencies") if self.irreps is None else ("irrep", "irreps")
-        names = [str(k) if self.irreps is None else self.irreps[k] for k in self.key_frequencies]
+        names = [self.labels[k] if self.labels else str(k) if self.irreps is None else self.irreps[k]
+                 for k in self.key_frequencies]
         line = (f"Key {plural} ({keyfreq.rule_in_words(clusters=False, unit=unit)}; the extraction's filters and the "
-                f"probes use the same set): {', '.join(names) or 'none'}.")
+                f"probes use the same set): {'; '.join(names) or 'none'}.")
         if self.neuron_freq is not None:
             clustered = self.neuron_share > CLUSTER_SHARE
             at_key = torch.isin(self.neuron_freq[clustered], torch.tensor(self.key_frequencies))
             line += (f" {int(clustered.sum())} of {len(clustered)} readout neurons have more than {CLUSTER_SHARE:.0%} of their "
                      f"activation power at one frequency; of these, {float(at_key.double().mean()) if clustered.any() else 0:.0%} "
                      "at a key frequency.")
+        if self.logit is not None:
+            line += " " + beside_weights(self.key_frequencies, self.logit, self.labels, unit)
         return line
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
@@ -306,20 +332,47 @@ class TransformerSpectra(Result):
                        "power per frequency of the embedding, unembedding and readout-to-logit map")]
 
 
+def _key_sets(weight_keys: list[int], logit: LogitSpectrum | None, labels: list[str] | None) -> dict:
+    """The key sets as `to_dict` fields: interp's (weight-based) and the papers' (logit-based), by
+    index and by readable name."""
+    out = {"key_set": list(weight_keys)}
+    if labels:
+        out["key_set_labels"] = [labels[u] for u in weight_keys]
+    if logit is not None:
+        out["logit_key_set"] = {**logit.to_dict(), **({"key_labels": [labels[u] for u in logit.key]} if labels else {})}
+    return out
+
+
+def _key_tables(weight_keys: list[int], logit: LogitSpectrum | None, labels: list[str] | None,
+                irreps: list[str] | None, unit: str) -> list[Table]:
+    if logit is None or not labels:
+        return []
+    ids = irreps if irreps is not None else [str(u) for u in range(len(labels))]
+    return [comparison_table(weight_keys, logit, labels, ids, unit)]
+
+
 @torch.no_grad()
-def fourier_analysis(model: nn.Module, task: str | TaskSpec) -> NeuronSpectra | TransformerSpectra:
-    """The Fourier summary for either model family (`task`: a Z_p op's name or the run's spec)."""
+def fourier_analysis(model: nn.Module, task: str | TaskSpec, dataset: Dataset | None = None
+                     ) -> NeuronSpectra | TransformerSpectra:
+    """The Fourier summary for either model family (`task`: a Z_p op's name or the run's spec),
+    with the papers' logit-based key units beside interp's (and, given the run's `dataset`, their
+    losses at the logits)."""
     family = family_of(model)
-    if family.has(model, Capability.NEURON_MAPS):
-        return neuron_spectra(model, task)
     p = family.embedding(model).shape[0]
+    logit = logit_spectrum(model, task, dataset)
+    if family.has(model, Capability.NEURON_MAPS):
+        result = neuron_spectra(model, task)
+        result.logit = logit
+        return result
     units, op = harmonics_of(task, p), op_of(task)
     result = TransformerSpectra(op, p, transformer_key_frequencies(model, task), embedding_spectra(model, task),
-                                irreps=None if units.group is None else list(units.names))
+                                irreps=None if units.group is None else list(units.names), labels=list(units.labels),
+                                logit=logit)
     if units.group is None and op in ("add", "sub"):  # the (a, b) grid is periodic in the residues themselves
         result.neuron_freq, result.neuron_share = neuron_frequencies_2d(readout_grid(model))
     return result
 
 
-FOURIER: Analysis[NeuronSpectra | TransformerSpectra] = register_analysis("fourier", "Fourier spectra", lambda run: fourier_analysis(run.model, run.spec.task), order=10,
-                                                                   groups=True)
+FOURIER: Analysis[NeuronSpectra | TransformerSpectra] = register_analysis(
+    "fourier", "Fourier spectra", lambda run: fourier_analysis(run.model, run.spec.task, run.dataset), order=10,
+    groups=True)

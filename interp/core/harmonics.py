@@ -22,16 +22,20 @@ from . import fourier, irreps
 from .fourier import residue_order
 from .groups import Group
 from .specs import TaskSpec
+from .unit_labels import frequency_label, irrep_labels
 
 
 @dataclass(frozen=True, eq=False)
 class Harmonics:
     """`order`: the element indices in the order the basis reads them (length n); `names[u]`:
-    unit u's name ("k=3" or "4a"); `group`: the group for irreps, None for Z_p frequencies."""
+    unit u's stored id ("k=3" or "4a", what files and JSON hold); `labels[u]`: the name a reader
+    knows ("k = 3", "standard (4)"; `unit_labels`), what summaries, tables and figures print;
+    `group`: the group for irreps, None for Z_p frequencies."""
 
     order: Tensor
     names: tuple[str, ...]
     group: Group | None = None
+    labels: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -83,12 +87,20 @@ class Harmonics:
 @functools.lru_cache(maxsize=32)
 def _frequencies(op: str, p: int) -> Harmonics:
     order = residue_order(op, p)
-    return Harmonics(order, tuple(f"k={k}" for k in range(fourier.n_frequencies(len(order)) + 1)))
+    ks = range(fourier.n_frequencies(len(order)) + 1)
+    return Harmonics(order, tuple(f"k={k}" for k in ks), labels=("constant", *(frequency_label(k) for k in ks[1:])))
 
 
 def group_harmonics(group: Group) -> Harmonics:
     """The irreps of `group` as units, elements in index order."""
-    return Harmonics(torch.arange(group.order), tuple(r.name for r in irreps.real_irreps(group)), group)
+    names = tuple(r.name for r in irreps.real_irreps(group))
+    key = (irreps._key(group), group.elements)  # the labels read the elements' names too
+    if key not in _LABELS:
+        _LABELS[key] = irrep_labels(group, [r.character for r in irreps.real_irreps(group)], list(names))
+    return Harmonics(torch.arange(group.order), names, group, _LABELS[key])
+
+
+_LABELS: dict = {}  # `unit_labels.irrep_labels` once per group (name, table and element names)
 
 
 def harmonics_of(task: str | TaskSpec, p: int | None = None) -> Harmonics:
