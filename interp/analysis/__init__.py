@@ -4,7 +4,8 @@ importing this package registers them all. Shared building blocks sit below them
 maps and their surgery).
 """
 
-from . import ablation, circuit, dynamics, edit, filtration, localize, partition, patching, probes, spectra  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    ablation, circuit, class_subspaces, dynamics, edit, filtration, localize, partition, patching, probes, spectra)
 from .registry import ANALYSES, Analysis, Result, analyze, register_analysis
 
 __all__ = ["ANALYSES", "Analysis", "Result", "analyze", "register_analysis"]
