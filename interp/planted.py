@@ -490,8 +490,8 @@ def planted_group_net(dataset: Dataset, representations: list[Tensor] | None = N
     return Planted(net.eval(), ["generalising"] * n_gen + ["memorising"] * n_mem + ["inert"] * n_inert)
 
 
-def planted_feature_mlp(n: int = 400, classes: int = 4, nuisance: int = 36, noise_rate: float = 0.3, seed: int = 0
-                        ) -> tuple[Dataset, Any, list[int]]:
+def planted_feature_mlp(n: int = 400, classes: int = 4, nuisance: int = 36, noise_rate: float = 0.3, seed: int = 0,
+                        threshold: float = 0.8) -> tuple[Dataset, Any, list[int]]:
     """A task over features and a two-hidden-layer MLP whose rule and memory are known by
     construction; returns (dataset, model, the memory units of `blocks.1.hook_post`).
 
@@ -500,8 +500,9 @@ def planted_feature_mlp(n: int = 400, classes: int = 4, nuisance: int = 36, nois
     nuisance direction. Example i is of class i mod `classes`; the first 3/4 train, and
     `noise_rate` of them are relabelled c + 1. Layer 0 holds the rule: unit c = relu(20·x_c), then
     relu(x_j) and relu(−x_j) of every coordinate (a copy of x). Layer 1 passes the rule units on
-    and adds one lookup unit per noisy training example i, relu(5·(⟨x_i, x⟩/‖x_i‖² − 0.8)) read
-    from the copy: 1 on x_i, 0 elsewhere (⟨x_i, x⟩/‖x_i‖² is about N(0, 1/6²) for another x).
+    and adds one lookup unit per noisy training example i, relu(5·(⟨x_i, x⟩/‖x_i‖² − `threshold`))
+    read from the copy: 5·(1 − threshold) on x_i, 0 elsewhere (⟨x_i, x⟩/‖x_i‖² is about
+    N(0, 1/nuisance) for another x: keep `threshold` many of its standard deviations up).
     The readout adds the rule units to their class and 300 × each lookup to its observed label:
     every label is fitted, and every test example is classified by the rule."""
     from .core.specs import TaskSpec
@@ -531,7 +532,7 @@ def planted_feature_mlp(n: int = 400, classes: int = 4, nuisance: int = 36, nois
         keys = x[chosen] / x[chosen].square().sum(1, keepdim=True)  # ⟨key, x_i⟩ = 1
         second.weight[classes:, classes:classes + d] = 5 * keys
         second.weight[classes:, classes + d:] = -5 * keys
-        second.bias[classes:] = -5 * 0.8
+        second.bias[classes:] = -5 * threshold
         model.unembed.weight[:, :classes] = torch.eye(classes)
         model.unembed.weight[observed[chosen], classes + torch.arange(m)] = 300.0
     return dataset, model.eval(), list(range(classes, classes + m))

@@ -74,3 +74,42 @@ def test_the_analysis_runs_through_the_registry_with_ten_directions(planted):
     result = interp.analyze(run, "class_subspaces")
     assert result.directions == 10 and [row.where for row in result.layers] == [
         INPUT, "blocks.0.hook_post", "blocks.1.hook_post"]
+
+
+def test_rewinding_the_lookup_layer_removes_the_memory_beyond_random(tmp_path):
+    """A run whose only earlier checkpoint is the planted net without its lookups: rewinding the
+    layer that holds them (or the readout that reads them) forgets every noisy label and keeps
+    the test, far beyond rewinding as many random weights; rewinding layer 0 (unchanged) does
+    nothing. Wide nuisance, so layer 1 is a small share of the weights."""
+    from interp.analysis.layer_rewind import layer_rewind
+    from interp.training import rundir
+    from interp.training.train import make_optimizer, open_run_dir
+
+    dataset, model, memory = planted_feature_mlp(nuisance=396, threshold=0.5)
+    early = interp.families.replaced_parameters(model, {})
+    with torch.no_grad():
+        early.blocks[1].linear.weight[memory] = 0
+        early.blocks[1].linear.bias[memory] = 0
+        early.unembed.weight[:, memory] = 0
+    spec = RunSpec(task=dataset.task, model=model.spec)
+    out = tmp_path / "run"
+    optimizer = make_optimizer(spec.train, early.parameters())
+    open_run_dir(out, spec, early, optimizer, False, dataset)
+    rundir.save_checkpoint(out, 1, early, optimizer, [])
+    rundir.save_run(out, interp.Run(spec, model, [{"step": 2}], 2, out, dataset))
+    result = layer_rewind(interp.load_run(out))
+    rows = {r.layer: r for r in result.rewinds}
+    assert result.final_memorised == 1.0 and result.final_test == 1.0
+    assert rows["blocks.1.linear"].memorised == 0.0 and rows["blocks.1.linear"].test == 1.0
+    assert rows["blocks.1.linear"].random_memorised >= 0.5
+    assert [rows[k].verdict for k in ("blocks.0.linear", "blocks.1.linear", "unembed")] == [
+        "—", "memorising", "memorising"]
+
+
+@pytest.mark.parametrize("memorised, test, verdict", [
+    (0.1, 0.9, "memorising"), (0.9, 0.1, "generalising"), (0.1, 0.1, "shared"), (0.5, 0.5, "—"), (0.49, 0.5, "—")])
+def test_the_rewind_verdict_follows_the_one_rule(memorised, test, verdict):
+    from interp.analysis.layer_rewind import Rewind
+
+    # random rewind: memorised 0.5, test 0.5; a verdict needs a lead above the 2-point band
+    assert Rewind("blocks.0.linear", 1, memorised, test, 0.5, 0.5).verdict == verdict

@@ -90,3 +90,21 @@ def test_a_torch_mlp_with_mismatched_layers_is_refused_in_one_line(tmp_path):
     torch.save(state, tmp_path / "bad.pt")
     assert main(["import", str(tmp_path / "bad.pt"), "--format", "torch-mlp", "--data", "digits",
                  "--out", str(tmp_path / "run")]) == 2
+
+
+def test_the_report_on_a_feature_run_names_the_class_readout_and_skips_the_rest(tmp_path, capsys):
+    spec = RunSpec(task=DIGITS, noise=NoiseSpec("symmetric", 0.4), model=MLPSpec(d_in=64, widths=(32,)),
+                   train=TrainSpec(steps=40, optimizer="adam", lr=3e-3, eval_every=20, checkpoint_every=20))
+    interp.train(spec, tmp_path / "run", progress=False)
+    assert main(["report", str(tmp_path / "run"), "--no-progress"]) == 0
+    import json
+
+    data = json.loads((tmp_path / "run" / "report" / "results.json").read_text())
+    headline = data["headline"]
+    readout = data["analyses"]["class_subspaces"]["layers"][1]
+    assert headline["label_free_method"] == "class subspaces, blocks.0.hook_post"
+    assert headline["label_free_test_acc"] == readout["test_acc"] and headline["noise_auroc"] == readout["noise_auroc"]
+    assert headline["claims"][0]["topic"] == "The rule" and "raw inputs" in headline["claims"][0]["text"]
+    assert {"class_subspaces", "layer_rewind", "dynamics"} <= set(data["analyses"])
+    assert "pairs of residues" in data["skipped"]["fourier"]
+    assert "class subspaces, blocks.0.hook_post" in capsys.readouterr().out

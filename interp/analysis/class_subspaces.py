@@ -65,13 +65,34 @@ class ClassSubspaces(Result):
     def hidden(self) -> list[LayerReadout]:
         return [row for row in self.layers if row.where != INPUT]
 
+    def label_free(self) -> LayerReadout:
+        """The extraction the headline names: the readout of the first hidden layer (a fixed
+        choice; picking the layer by its test accuracy would read the test labels)."""
+        return self.hidden()[0]
+
+    def best(self) -> LayerReadout:
+        """The hidden layer whose readout scores best on test (the input side first on a tie)."""
+        return max(self.hidden(), key=lambda row: (row.test_acc, -self.layers.index(row)))
+
+    def claim(self) -> str:
+        """The rule in one sentence, its controls beside it."""
+        row, control = self.label_free(), self.control()
+        gain = row.test_acc - control.test_acc
+        verdict = ("holds the rule beyond its inputs" if gain > 0 and row.test_acc > (row.untrained_test_acc or 0)
+                   else "holds no more of the rule than its inputs or an untrained net of the same shape")
+        return (f"read out without labels (class subspaces of the observed labels), {row.where} scores "
+                f"{row.test_acc:.1%} on test against {control.test_acc:.1%} for the raw inputs, "
+                f"{row.untrained_test_acc:.1%} for an untrained net and {row.shuffled_test_acc:.1%} with shuffled "
+                f"labels (ceiling with the true labels {row.ceiling_test_acc:.1%}; the model {self.model_test_acc:.1%}): "
+                f"the layer {verdict}.")
+
     def summary(self) -> str:
         control = self.control()
         parts = ", ".join(f"{row.where} {row.test_acc:.1%}" for row in self.hidden())
         line = (f"Label-free class-subspace readout ({self.directions} directions per class from the observed "
                 f"labels), test accuracy: {parts}; on the raw inputs (control) {control.test_acc:.1%}; the model "
                 f"itself {self.model_test_acc:.1%} (memorised {self.model_memorised_acc:.1%}).")
-        best = max(self.hidden(), key=lambda row: (row.test_acc, -self.layers.index(row)))
+        best = self.best()
         line += (f" Controls at {best.where}: untrained net {best.untrained_test_acc:.1%}, shuffled labels "
                  f"{best.shuffled_test_acc:.1%}; with the true labels (ceiling) {best.ceiling_test_acc:.1%}.")
         scored = [row for row in self.layers if row.noise_auroc is not None]
