@@ -187,4 +187,4 @@ def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Cl
 
 CLASS_SUBSPACES: Analysis[ClassSubspaces] = register_analysis(
     "class_subspaces", "Class structure: the label-free readout", class_subspace_readout, needs=(Capability.LAYERS,),
-    order=15, features=True)
+    order=15, groups=True, features=True)

@@ -136,4 +136,4 @@ def _needs_trajectory(run: Run) -> str | None:
 
 LAYER_REWIND: Analysis[LayerRewind] = register_analysis(
     "layer_rewind", "Rewinding one layer", layer_rewind, needs=(Capability.LAYERS,), skip_reason=_needs_trajectory,
-    order=55, features=True)
+    order=55, groups=True, features=True)
