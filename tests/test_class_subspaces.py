@@ -104,6 +104,7 @@ def test_rewinding_the_lookup_layer_removes_the_memory_beyond_random(tmp_path):
     assert rows["blocks.1.linear"].random_memorised >= 0.5
     assert [rows[k].verdict for k in ("blocks.0.linear", "blocks.1.linear", "unembed")] == [
         "—", "memorising", "memorising"]
+    assert "blocks.1.linear to step 1" in result.claim() and "blocks.0.linear" not in result.claim()
 
 
 @pytest.mark.parametrize("memorised, test, verdict", [

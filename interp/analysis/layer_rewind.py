@@ -68,6 +68,20 @@ class LayerRewind(Result):
                 out[r.layer] = r
         return out
 
+    def claim(self) -> str:
+        """Where the memory lives, in one sentence: the layers whose strongest rewind is
+        memorising (with the random control beside it), or that none is."""
+        strongest = self.strongest()
+        held = [(layer, r) for layer, r in strongest.items() if r.verdict == "memorising"]
+        if not held:
+            return ("no single-layer rewind separates memory from rule against random weights: "
+                    + "; ".join(f"{layer} {r.verdict} (memorised {r.memorised:.1%}, random {r.random_memorised:.1%})"
+                                for layer, r in strongest.items()) + ".")
+        return ("rewinding " + "; ".join(
+            f"{layer} to step {r.step} takes memorised {self.final_memorised:.1%} → {r.memorised:.1%} (as many random "
+            f"weights: {r.random_memorised:.1%}) with test {self.final_test:.1%} → {r.test:.1%} (random "
+            f"{r.random_test:.1%})" for layer, r in held) + ": the memory sits there, checked against random weights.")
+
     def summary(self) -> str:
         parts = [f"{layer} to step {r.step}: memorised {r.memorised:.1%} (random {r.random_memorised:.1%}), test "
                  f"{r.test:.1%} (random {r.random_test:.1%}) — {r.verdict}" for layer, r in self.strongest().items()]

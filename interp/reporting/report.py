@@ -75,6 +75,8 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         method, acc, auroc = f"class subspaces, {first.where}", first.test_acc, first.noise_auroc
         best, tested = f"class subspaces, {top.where}", {f"class subspaces, {top.where}": top.test_acc}
         rule_claims = [{"topic": "The rule", "text": readout.claim()}]
+        if "layer_rewind" in results:
+            rule_claims.append({"topic": "The memory", "text": results["layer_rewind"].claim()})
     else:
         method, acc, best, tested, auroc = "none applies", None, None, {}, None
     size = ", ".join(f"{k} {v}" for k, v in vars(spec.model).items()
