@@ -1,18 +1,18 @@
 """Real data with noisy labels (issue 29): the memorising MLP read out without labels, beside
 confident learning (cleanlab) on the same splits.
 
-    OMP_NUM_THREADS=1 python analyses/real_data_cleanlab.py [--data digits] [--rates 0.2 0.4 0.6 0.8]
-        [--out runs/real-data-cleanlab]
+    OMP_NUM_THREADS=1 python analyses/real_data_cleanlab.py [--data digits] [--kind symmetric]
+        [--rates 0.2 0.4 0.6 0.8] [--out runs/real-data-cleanlab]
 
-For each symmetric noise rate: trains the preset (`digits-40` or `mnist5k-40` with that rate;
-a finished run directory is reused), then reads it with the `class_subspaces` analysis (the
-label-free class-subspace readout per layer, its raw-input control, noise AUROC from label
-doubt). On the same split and the same observed labels, cleanlab 2.x: out-of-sample
+For each noise rate (of `--kind`: symmetric, or pair_flip, each class to the next): trains the
+preset (`digits-40` or `mnist5k-40` with that noise; a finished run directory is reused),
+then reads it with the `class_subspaces` analysis (the label-free class-subspace readout per
+layer, its raw-input control, noise AUROC from label doubt). On the same split and the same observed labels, cleanlab 2.x: out-of-sample
 probabilities from 5-fold `cross_val_predict` of scikit-learn's MLP (256 hidden units),
 `get_label_quality_scores` for the AUROC, `find_label_issues` for the flagged examples, and the
 same MLP retrained on the examples it keeps. The clean-label ceiling is the preset trained with
 no noise. Needs `pip install cleanlab` (the `benchmark` extra). Writes `<out>/<data>.md` and
-prints every number it writes.
+prints every number it writes (`<out>/<data>-pair_flip.md` for pair-flip noise).
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def cleanlab_row(ds, seed: int = 0) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="digits", choices=list(PRESET))
+    parser.add_argument("--kind", default="symmetric", choices=["symmetric", "pair_flip"])
     parser.add_argument("--rates", type=float, nargs="+", default=[0.2, 0.4, 0.6, 0.8])
     parser.add_argument("--out", default="runs/real-data-cleanlab")
     args = parser.parse_args()
@@ -75,7 +76,8 @@ def main() -> None:
     base = interp.get_preset(PRESET[args.data]).spec
     start = time.perf_counter()
     ceiling = trained(replace(base, noise=replace(base.noise, rate=0.0)), out / f"{args.data}-clean").final_metrics
-    lines = [f"clean-label ceiling ({PRESET[args.data]} with no noise): test {ceiling['test_acc']:.1%}", "",
+    lines = [f"clean-label ceiling ({PRESET[args.data]} with no noise): test {ceiling['test_acc']:.1%}; "
+             f"{args.kind} noise", "",
              "| noise | memorised | final test | best test (step) | readout layer 1 / layer 2 (raw inputs) | "
              "noise AUROC, label doubt at layer 1 | cleanlab AUROC | cleanlab precision / recall | "
              "cleanlab test, noisy → kept | seconds |",
@@ -83,7 +85,9 @@ def main() -> None:
     print(lines[0])
     for rate in args.rates:
         t0 = time.perf_counter()
-        run = trained(replace(base, noise=replace(base.noise, rate=rate)), out / f"{args.data}-{rate:g}")
+        kind = "" if args.kind == "symmetric" else f"{args.kind}-"
+        run = trained(replace(base, noise=replace(base.noise, kind=args.kind, rate=rate)),
+                      out / f"{args.data}-{kind}{rate:g}")
         m = run.final_metrics
         best = max(run.history, key=lambda row: (row["test_acc"], -row["step"]))
         readout = {row.where: row for row in class_subspace_readout(run).layers}
@@ -100,8 +104,9 @@ def main() -> None:
     lines += ["", f"total {time.perf_counter() - start:.0f} s (seconds column: interp's training and analysis + "
                   "cleanlab's six fits)"]
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.data}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / f'{args.data}.md'}")
+    name = f"{args.data}.md" if args.kind == "symmetric" else f"{args.data}-{args.kind}.md"
+    (out / name).write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / name}")
 
 
 if __name__ == "__main__":
