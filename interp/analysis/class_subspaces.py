@@ -83,7 +83,8 @@ class ClassSubspaces(Result):
         return (f"read out without labels (class subspaces of the observed labels), {row.where} scores "
                 f"{row.test_acc:.1%} on test against {control.test_acc:.1%} for the raw inputs, "
                 f"{row.untrained_test_acc:.1%} for an untrained net and {row.shuffled_test_acc:.1%} with shuffled "
-                f"labels (ceiling with the true labels {row.ceiling_test_acc:.1%}; the model {self.model_test_acc:.1%}): "
+                f"labels (ceiling with the true labels {row.ceiling_test_acc:.1%}; the model "
+                f"{self.model_test_acc:.1%}): "
                 f"the layer {verdict}.")
 
     def summary(self) -> str:
@@ -128,7 +129,8 @@ def plot_class_subspaces(result: ClassSubspaces, path: Path) -> Path:
     where = [row.where for row in result.layers]
     x = torch.arange(len(where), dtype=torch.float64)
     series = [("readout (observed labels)", "test_acc", "#9467bd"), ("untrained net", "untrained_test_acc", "#7f7f7f"),
-              ("shuffled labels", "shuffled_test_acc", "#bcbd22"), ("true labels (ceiling)", "ceiling_test_acc", "#2ca02c")]
+              ("shuffled labels", "shuffled_test_acc", "#bcbd22"),
+              ("true labels (ceiling)", "ceiling_test_acc", "#2ca02c")]
     width = 0.8 / len(series)
     for i, (label, name, color) in enumerate(series):
         values = [getattr(row, name) if getattr(row, name) is not None else float("nan") for row in result.layers]
@@ -181,8 +183,8 @@ def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Cl
             untrained_acc, _accuracy(score(values, shuffled)[0], ds.true_labels, test),
             _accuracy(score(values, ds.true_labels[train])[0], ds.true_labels, test), _auroc(doubt, noisy[train])))
     predicted = family.forward(model, ds.inputs).argmax(-1)
-    return ClassSubspaces(directions, _accuracy(predicted, ds.true_labels, test), _accuracy(predicted, ds.labels, noisy),
-                          rows)
+    return ClassSubspaces(directions, _accuracy(predicted, ds.true_labels, test),
+                          _accuracy(predicted, ds.labels, noisy), rows)
 
 
 CLASS_SUBSPACES: Analysis[ClassSubspaces] = register_analysis(

@@ -120,8 +120,8 @@ def layer_rewind(run: Run) -> LayerRewind:
             count = sum(sizes[n] for n in group)
             controls = [_scores(replaced_parameters(model, _random_rewind(final, early, count, seed)), ds, loss)
                         for seed in CONTROL_SEEDS]
-            rewinds.append(Rewind(group[0].rsplit(".", 1)[0], step, mem, acc,
-                                  sum(c[0] for c in controls) / len(controls), sum(c[1] for c in controls) / len(controls)))
+            random_mem, random_acc = (sum(c[i] for c in controls) / len(controls) for i in (0, 1))
+            rewinds.append(Rewind(group[0].rsplit(".", 1)[0], step, mem, acc, random_mem, random_acc))
     return LayerRewind(memorised, test, rewinds)
 
 

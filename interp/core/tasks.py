@@ -188,7 +188,8 @@ class Dataset:
         n = len(self.inputs)
         noise = "user labels" if self.noise is None else f"{self.noise.kind} @ {self.noise.rate}"
         return (
-            f"Dataset({self.task.describe()}: {n} {'examples' if self.task.features else 'pairs'}, {int(self.train_mask.sum())} train "
+            f"Dataset({self.task.describe()}: {n} {'examples' if self.task.features else 'pairs'}, "
+            f"{int(self.train_mask.sum())} train "
             f"({int(self.noisy_mask.sum())} noisy, {noise}), {int(self.test_mask.sum())} test)"
         )
 

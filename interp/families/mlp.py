@@ -176,7 +176,8 @@ def from_sequential_state(state: dict[str, Tensor], act: str = "relu") -> MLPNet
     if len(layers) < 2:
         raise ValueError("a torch-mlp state dict needs at least two Linear layers (one hidden layer)")
     for i, layer in zip(sorted(linear), layers):
-        if set(layer) != {"weight", "bias"} or layer["weight"].dim() != 2 or layer["bias"].shape != layer["weight"].shape[:1]:
+        weight, bias = layer.get("weight"), layer.get("bias")
+        if weight is None or bias is None or weight.dim() != 2 or bias.shape != weight.shape[:1]:
             raise ValueError(f"layer {i} is not a Linear layer with a weight [out, in] and a bias [out]")
     for (i, a), (j, b) in zip(zip(sorted(linear), layers), list(zip(sorted(linear), layers))[1:]):
         if b["weight"].shape[1] != a["weight"].shape[0]:
