@@ -53,6 +53,24 @@ def test_class_conditional_matrix_noise_follows_its_rows():
     assert "matrix" in ds.describe_noise()
 
 
+def test_mnist1d_is_built_from_code_and_leaves_the_global_generators_alone():
+    import random
+
+    import numpy as np
+
+    from interp.core.features import _load
+
+    random.seed(7)
+    np.random.seed(7)
+    expected = (random.random(), np.random.rand())
+    random.seed(7)
+    np.random.seed(7)
+    x, y = _load.__wrapped__("mnist1d")  # uncached: the build itself runs here
+    assert x.shape == (5000, 40) and torch.bincount(y).tolist() == [500] * 10
+    assert (random.random(), np.random.rand()) == expected
+    assert TaskSpec(op="classify", data="mnist1d").p == 10
+
+
 def test_specs_without_matrix_or_data_serialise_as_before():
     assert "matrix" not in RunSpec().to_dict()["noise"] and "data" not in RunSpec().to_dict()["task"]
 

