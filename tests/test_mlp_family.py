@@ -35,6 +35,8 @@ def test_hooks_are_named_per_layer_and_cached():
     assert [k for k in cache.keys()] == [f"blocks.{i}.hook_{s}" for i in range(3) for s in ("pre", "post")] + [
         "hook_logits"]
     assert cache["blocks.2.hook_post"].shape == (7, 4) and torch.equal(cache["hook_logits"], logits)
+    first = model.blocks[0].linear
+    torch.testing.assert_close(cache["blocks.0.hook_pre"], x @ first.weight.detach().T + first.bias.detach())
     assert torch.equal(cache["blocks.0.hook_post"], torch.relu(cache["blocks.0.hook_pre"]))
     family = family_of(model)
     assert family.layer_hooks(model) == ["blocks.0.hook_post", "blocks.1.hook_post", "blocks.2.hook_post"]
@@ -74,6 +76,8 @@ def test_a_torch_mlp_imports_with_its_own_logits_and_exports_back(tmp_path):
                  str(tmp_path / "data.safetensors"), "--out", str(tmp_path / "run")]) == 0
     run = interp.load_run(tmp_path / "run")
     assert run.spec.model == MLPSpec(d_in=6, widths=(8, 5)) and run.spec.task.features
+    again = interp.import_checkpoint(tmp_path / "mlp.pt", "torch-mlp", dataset=run.dataset)  # a Dataset, in Python
+    assert again.spec.task == run.spec.task and again.dataset.same_as(run.dataset)
     with torch.no_grad():
         expected = seq(x)
     torch.testing.assert_close(interp.logits(run.model, x), expected, rtol=0, atol=1e-6)
@@ -93,7 +97,7 @@ def test_a_torch_mlp_with_mismatched_layers_is_refused_in_one_line(tmp_path):
 
 
 def test_the_report_on_a_feature_run_names_the_class_readout_and_skips_the_rest(tmp_path, capsys):
-    spec = RunSpec(task=DIGITS, noise=NoiseSpec("symmetric", 0.4), model=MLPSpec(d_in=64, widths=(32,)),
+    spec = RunSpec(task=DIGITS, noise=NoiseSpec("symmetric", 0.4), model=MLPSpec(d_in=64, widths=(32, 16)),
                    train=TrainSpec(steps=40, optimizer="adam", lr=3e-3, eval_every=20, checkpoint_every=20))
     interp.train(spec, tmp_path / "run", progress=False)
     assert main(["report", str(tmp_path / "run"), "--no-progress"]) == 0
