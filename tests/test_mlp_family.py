@@ -76,8 +76,9 @@ def test_a_torch_mlp_imports_with_its_own_logits_and_exports_back(tmp_path):
                  str(tmp_path / "data.safetensors"), "--out", str(tmp_path / "run")]) == 0
     run = interp.load_run(tmp_path / "run")
     assert run.spec.model == MLPSpec(d_in=6, widths=(8, 5)) and run.spec.task.features
-    again = interp.import_checkpoint(tmp_path / "mlp.pt", "torch-mlp", dataset=run.dataset)  # a Dataset, in Python
-    assert again.spec.task == run.spec.task and again.dataset.same_as(run.dataset)
+    mine = interp.Dataset.from_tensors(TaskSpec(op="classify", data="mine", p=3), x, truth, torch.arange(40) < 30)
+    again = interp.import_checkpoint(tmp_path / "mlp.pt", "torch-mlp", dataset=mine)  # a Dataset, in Python
+    assert again.spec.task.describe() == "classify mine" and again.dataset.same_as(mine)
     with torch.no_grad():
         expected = seq(x)
     torch.testing.assert_close(interp.logits(run.model, x), expected, rtol=0, atol=1e-6)
