@@ -4,7 +4,8 @@ and each bad input refused in one line."""
 import pytest
 import torch
 
-from interp.core.features import load_features
+import interp
+from interp.core.features import FEATURE_SETS, load_features
 from interp.core.specs import NoiseSpec, RunSpec, SpecError, TaskSpec
 from interp.core.tasks import Dataset, DatasetError, make_dataset
 
@@ -14,6 +15,7 @@ DIGITS = TaskSpec(op="classify", data="digits", train_fraction=0.7)
 def test_digits_task_takes_its_classes_from_the_data_and_splits_every_class():
     x, y = load_features("digits")
     assert x.shape == (1797, 64) and x.dtype == torch.float32 and float(x.max()) == 1.0
+    assert FEATURE_SETS["digits"][1:3] == (10, 64)
     assert DIGITS.p == 10 and DIGITS.describe() == "classify digits"
     ds = make_dataset(DIGITS, NoiseSpec("symmetric", 0.4))
     assert torch.equal(ds.inputs, x) and torch.equal(ds.true_labels, y)
@@ -66,7 +68,7 @@ def test_mnist1d_is_built_from_code_and_leaves_the_global_generators_alone():
     random.seed(7)
     np.random.seed(7)
     x, y = _load.__wrapped__("mnist1d")  # uncached: the build itself runs here
-    assert x.shape == (5000, 40) and torch.bincount(y).tolist() == [500] * 10
+    assert x.shape == (5000, FEATURE_SETS["mnist1d"][2]) and torch.bincount(y).tolist() == [500] * 10
     assert (random.random(), np.random.rand()) == expected
     assert TaskSpec(op="classify", data="mnist1d").p == 10
 
@@ -84,6 +86,7 @@ def test_specs_without_matrix_or_data_serialise_as_before():
     (lambda: NoiseSpec("matrix", matrix=[[1, 0], [0, 1]], rate=0.2), "leave noise.rate at 0"),
     (lambda: NoiseSpec("wrong", 0.2, matrix=[[1, 0], [0, 1]]), "for noise.kind=matrix"),
     (lambda: RunSpec(task=DIGITS, noise=NoiseSpec("matrix", matrix=[[1, 0], [0, 1]])), "10 classes"),
+    (lambda: interp.get_preset("digits-40").spec.with_overrides(["task.data=mnist5k"]), "set model.d_in=784"),
 ])
 def test_bad_specs_are_one_line(make, message):
     with pytest.raises(SpecError, match=message):

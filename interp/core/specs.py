@@ -116,7 +116,7 @@ class TaskSpec:
     `group` (a config written before groups existed) it is the Z_p task of `op`.
 
     With `op="classify"`, the task is classification of feature vectors instead: `data` names a
-    built-in data set (`features.FEATURE_SETS`: "digits", "mnist5k"; `p`, its number of classes,
+    built-in data set (`features.FEATURE_SETS`: "digits", "mnist5k", "mnist1d"; `p`, its number of classes,
     is set from it) or a user's own (`Dataset.from_tensors`; give `p`), split per class by
     `train_fraction`.
     """
@@ -423,6 +423,10 @@ class RunSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
 
     def __post_init__(self) -> None:
+        width = getattr(self.model, "d_in", None)  # a model over features reads this many
+        if self.task.data in FEATURE_SETS and width is not None and width != FEATURE_SETS[self.task.data][2]:
+            raise SpecError(f"model.d_in={width} but {self.task.data} has {FEATURE_SETS[self.task.data][2]} features "
+                            f"per example: set model.d_in={FEATURE_SETS[self.task.data][2]}")
         if self.noise.matrix and len(self.noise.matrix) != self.task.p:
             raise SpecError(f"noise.matrix is {len(self.noise.matrix)} × {len(self.noise.matrix)} but the task has "
                             f"{self.task.p} classes")
