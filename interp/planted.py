@@ -491,7 +491,7 @@ def planted_group_net(dataset: Dataset, representations: list[Tensor] | None = N
 
 
 def planted_feature_mlp(n: int = 400, classes: int = 4, nuisance: int = 36, noise_rate: float = 0.3, seed: int = 0,
-                        threshold: float = 0.8) -> tuple[Dataset, Any, list[int]]:
+                        threshold: float = 0.8, inert: int = 0) -> tuple[Dataset, Any, list[int]]:
     """A task over features and a two-hidden-layer MLP whose rule and memory are known by
     construction; returns (dataset, model, the memory units of `blocks.1.hook_post`).
 
@@ -504,7 +504,8 @@ def planted_feature_mlp(n: int = 400, classes: int = 4, nuisance: int = 36, nois
     read from the copy: 5·(1 − threshold) on x_i, 0 elsewhere (⟨x_i, x⟩/‖x_i‖² is about
     N(0, 1/nuisance) for another x: keep `threshold` many of its standard deviations up).
     The readout adds the rule units to their class and 300 × each lookup to its observed label:
-    every label is fitted, and every test example is classified by the rule."""
+    every label is fitted, and every test example is classified by the rule. `inert` more units
+    in layer 1 read random directions of the copy and write nothing."""
     from .core.specs import TaskSpec
     from .families.mlp import MLPNet, MLPSpec
 
@@ -520,7 +521,7 @@ def planted_feature_mlp(n: int = 400, classes: int = 4, nuisance: int = 36, nois
     dataset = Dataset.from_tensors(TaskSpec(op="classify", data="planted", p=classes), x, observed, train, truth)
 
     m = len(chosen)
-    model = MLPNet(MLPSpec(d_in=d, widths=(classes + 2 * d, classes + m)), classes)
+    model = MLPNet(MLPSpec(d_in=d, widths=(classes + 2 * d, classes + m + inert)), classes)
     with torch.no_grad():
         for param in model.parameters():
             param.zero_()
@@ -530,9 +531,11 @@ def planted_feature_mlp(n: int = 400, classes: int = 4, nuisance: int = 36, nois
         first.weight[classes + d:] = -torch.eye(d)
         second.weight[:classes, :classes] = torch.eye(classes)
         keys = x[chosen] / x[chosen].square().sum(1, keepdim=True)  # ⟨key, x_i⟩ = 1
-        second.weight[classes:, classes:classes + d] = 5 * keys
-        second.weight[classes:, classes + d:] = -5 * keys
-        second.bias[classes:] = -5 * threshold
+        lookups = slice(classes, classes + m)
+        second.weight[lookups, classes:classes + d] = 5 * keys
+        second.weight[lookups, classes + d:] = -5 * keys
+        second.bias[lookups] = -5 * threshold
+        second.weight[classes + m:, classes:] = torch.randn(inert, 2 * d, generator=gen) / d
         model.unembed.weight[:, :classes] = torch.eye(classes)
         model.unembed.weight[observed[chosen], classes + torch.arange(m)] = 300.0
     return dataset, model.eval(), list(range(classes, classes + m))

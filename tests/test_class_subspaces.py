@@ -114,3 +114,33 @@ def test_the_rewind_verdict_follows_the_one_rule(memorised, test, verdict):
 
     # random rewind: memorised 0.5, test 0.5; a verdict needs a lead above the 2-point band
     assert Rewind("blocks.0.linear", 1, memorised, test, 0.5, 0.5).verdict == verdict
+
+
+def test_the_most_suspect_units_of_the_lookup_layer_are_its_lookups():
+    """Layer 1 holds 4 rule units, 90 lookups and 400 inert units: ranked by correlation with
+    the label-free doubt, the top 90 are the lookups; ablating them forgets every noisy label and
+    keeps the test, which 90 random units of the layer do not."""
+    from interp.analysis.suspect_neurons import most_suspect, suspect_neurons, suspicion
+
+    dataset, model, memory = planted_feature_mlp(inert=400)
+    run = interp.Run(RunSpec(task=dataset.task, model=model.spec), model, [], 0, None, dataset)
+    _, cache = model.run_with_cache(dataset.inputs)
+    first = cache["blocks.0.hook_post"][dataset.train_mask]
+    labels = dataset.labels[dataset.train_mask]
+    doubt = label_doubt(first, labels, class_subspaces(first, labels, 4, k=1))
+    score = suspicion(cache["blocks.1.hook_post"][dataset.train_mask], doubt)
+    assert sorted(most_suspect(score, len(memory))) == memory
+    result = suspect_neurons(run, shares=(90 / 494,), directions=1)
+    row = next(r for r in result.rows if r.layer == "blocks.1.hook_post")
+    assert (row.units, row.memorised, row.test) == (90, 0.0, 1.0)
+    assert row.random_memorised > 0.5 and row.verdict == "memorising"
+
+
+def test_suspicion_is_the_activation_weighted_doubt_and_ties_go_to_the_smaller_unit():
+    from interp.analysis.suspect_neurons import most_suspect, suspicion
+
+    doubt = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    acts = torch.stack([doubt, -doubt, torch.ones(4), 2 * doubt + 1, doubt], 1)
+    expected = torch.tensor([14 / 6, float("-inf"), 1.5, 34 / 16, 14 / 6], dtype=torch.float64)
+    torch.testing.assert_close(suspicion(acts, doubt), expected)
+    assert most_suspect(suspicion(acts, doubt), 2) == [0, 4]

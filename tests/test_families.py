@@ -95,7 +95,8 @@ def test_a_registered_family_trains_saves_and_runs_every_analysis_that_applies(b
     applies = {name for name, a in ANALYSES.items() if a.skip_reason(loaded) is None}
     # the partition needs per-neuron residue maps, the circuit views heads, patching positions,
     # the edit a readout map it can rewrite as weights
-    skipped = {"partition", "circuit", "patching", "patching_over_training", "edit", "class_subspaces", "layer_rewind"}
+    skipped = {"partition", "circuit", "patching", "patching_over_training", "edit", "class_subspaces", "layer_rewind",
+               "suspect_neurons"}
     assert applies == set(ANALYSES) - skipped
     assert set(data["analyses"]) == applies and set(data["skipped"]) == skipped
     json.dumps(data)  # every number serialisable

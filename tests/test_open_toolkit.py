@@ -170,7 +170,8 @@ def test_every_analysis_that_applies_runs_and_the_others_say_why(run_dir):
         applied.append(name)
     assert {"fourier", "filtration", "localize", "ablation", "partition", "probes", "dynamics",
             "neuron_count"} <= set(applied)
-    assert set(skipped) == {"circuit", "patching", "patching_over_training", "edit", "class_subspaces", "layer_rewind"}
+    assert set(skipped) == {"circuit", "patching", "patching_over_training", "edit", "class_subspaces", "layer_rewind",
+                            "suspect_neurons"}
     assert all("embed_mlp_test family does not have" in reason for reason in skipped.values())
     assert "attention heads" in skipped["circuit"] and "position axis" in skipped["patching"]
     # the neuron-map analyses read this family's maps: f^G + f^R is the whole network's pre-activation

@@ -6,7 +6,7 @@ maps and their surgery).
 
 from . import (  # noqa: E402,F401
     ablation, circuit, class_subspaces, dynamics, edit, filtration, layer_rewind, localize, partition, patching, probes,
-    spectra)
+    spectra, suspect_neurons)
 from .registry import ANALYSES, Analysis, Result, analyze, register_analysis
 
 __all__ = ["ANALYSES", "Analysis", "Result", "analyze", "register_analysis"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..core.metrics import subset_metrics
+from ..core.metrics import VERDICT_BAND, accuracy_verdict, subset_metrics
 from ..families.base import Capability, family_of, replaced_parameters
 from ..training.rundir import Run, load_run, trajectory_steps
 from .registry import Analysis, Result, register_analysis
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
     from ..core.document import Table
 
 CONTROL_SEEDS = (0, 1)
-
-#: a rewind must beat the random one by more than this (accuracy) to earn a verdict
-BAND = 0.02
 
 
 @dataclass
@@ -42,13 +39,7 @@ class Rewind:
 
     @property
     def verdict(self) -> str:
-        memory = self.random_memorised - self.memorised > BAND  # lowers memorisation more than random
-        rule = self.random_test - self.test > BAND  # lowers test more than random
-        if memory and not rule:
-            return "memorising"
-        if rule and not memory:
-            return "generalising"
-        return "shared" if memory and rule else "—"
+        return accuracy_verdict(self.memorised, self.test, self.random_memorised, self.random_test)
 
 
 @dataclass(repr=False)
@@ -96,7 +87,7 @@ class LayerRewind(Result):
                  f"{r.random_test:.1%}", r.verdict] for r in self.rewinds]
         return [Table(["layer", "rewound to step", "memorised", "random", "test", "random", "verdict"], rows,
                       f"one layer rewound; random: as many weights drawn from the whole net, mean of "
-                      f"{len(CONTROL_SEEDS)} draws; a verdict needs a lead over random above {BAND:.0%}")]
+                      f"{len(CONTROL_SEEDS)} draws; a verdict needs a lead over random above {VERDICT_BAND:.0%}")]
 
 
 def _scores(model, dataset, loss: str) -> tuple[float, float]:
