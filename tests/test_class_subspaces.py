@@ -97,7 +97,7 @@ def test_rewinding_the_lookup_layer_removes_the_memory_beyond_random(tmp_path):
     open_run_dir(out, spec, early, optimizer, False, dataset)
     rundir.save_checkpoint(out, 1, early, optimizer, [])
     rundir.save_run(out, interp.Run(spec, model, [{"step": 2}], 2, out, dataset))
-    result = layer_rewind(interp.load_run(out))
+    result = layer_rewind(interp.load_run(out), directions=1)
     rows = {r.layer: r for r in result.rewinds}
     assert result.final_memorised == 1.0 and result.final_test == 1.0
     assert rows["blocks.1.linear"].memorised == 0.0 and rows["blocks.1.linear"].test == 1.0
@@ -105,6 +105,15 @@ def test_rewinding_the_lookup_layer_removes_the_memory_beyond_random(tmp_path):
     assert [rows[k].verdict for k in ("blocks.0.linear", "blocks.1.linear", "unembed")] == [
         "—", "memorising", "memorising"]
     assert "blocks.1.linear to step 1" in result.claim() and "blocks.0.linear" not in result.claim()
+    # without labels: the rewind that agrees with the readout is the lookup layer's (the readout's
+    # classes are the true ones here; rewinding layer 0 changes nothing, so it keeps the noise)
+    choice = result.label_free()
+    assert (choice.layer, choice.step, choice.agreement) == ("blocks.1.linear", 1, 1.0)
+    assert rows["blocks.0.linear"].agreement < 0.8
+    from interp.analysis.layer_rewind import rewound
+
+    edited = rewound(interp.load_run(out), "blocks.1.linear", 1)
+    assert torch.equal(interp.logits(edited, dataset.inputs), interp.logits(early, dataset.inputs))
 
 
 @pytest.mark.parametrize("memorised, test, verdict", [
@@ -113,7 +122,7 @@ def test_the_rewind_verdict_follows_the_one_rule(memorised, test, verdict):
     from interp.analysis.layer_rewind import Rewind
 
     # random rewind: memorised 0.5, test 0.5; a verdict needs a lead above the 2-point band
-    assert Rewind("blocks.0.linear", 1, memorised, test, 0.5, 0.5).verdict == verdict
+    assert Rewind("blocks.0.linear", 1, memorised, test, 0.5, 0.5, 0.0).verdict == verdict
 
 
 def test_the_most_suspect_units_of_the_lookup_layer_are_its_lookups():
