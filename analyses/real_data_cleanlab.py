@@ -9,8 +9,9 @@ preset (`digits-40` or `mnist5k-40` with that noise; a finished run directory is
 then reads it with the `class_subspaces` analysis (the label-free class-subspace readout per
 layer, its raw-input control, noise AUROC from label doubt). On the same split and the same
 observed labels, cleanlab 2.x: out-of-sample probabilities from 5-fold `cross_val_predict` of
-scikit-learn's MLP (256 hidden units), `get_label_quality_scores` for the AUROC, `find_label_issues` for the flagged examples, and the
-same MLP retrained on the examples it keeps. The clean-label ceiling is the preset trained with
+scikit-learn's MLP (256 hidden units), `get_label_quality_scores` for the AUROC,
+`find_label_issues` for the flagged examples, and the same MLP retrained on the examples it
+keeps. The clean-label ceiling is the preset trained with
 no noise. Needs `pip install cleanlab` (the `benchmark` extra). Writes `<out>/<data>.md` and
 prints every number it writes (`<out>/<data>-pair_flip.md` for pair-flip noise).
 """

@@ -88,8 +88,8 @@ class LayerRewind(Result):
 
     def edit_line(self) -> str:
         r = self.label_free()
-        return (f"{r.layer} rewound to step {r.step}, the rewind whose predictions agree most ({r.agreement:.1%} of the "
-                f"training examples) with the class-subspace readout: memorised {self.final_memorised:.1%} → "
+        return (f"{r.layer} rewound to step {r.step}, the rewind whose predictions agree most "
+                f"({r.agreement:.1%} of the training examples) with the class-subspace readout: memorised {self.final_memorised:.1%} → "
                 f"{r.memorised:.1%}, test {self.final_test:.1%} → {r.test:.1%}.")
 
     def summary(self) -> str:

@@ -6,10 +6,10 @@ Label doubt (`core.class_structure.label_doubt`, at the first hidden layer, from
 labels alone) ranks training examples by how strongly the class structure disagrees with their
 label. A unit's suspicion is the mean doubt of the training examples it fires on, weighted by
 its (positive) activation: a unit that fires on doubted examples alone scores their doubt, one
-that fires on a whole class scores the class's mostly clean examples (ties to the smaller index). For each layer and each size (a share of its units), the
-most suspect units are zero-ablated and the model scored — memorised and test accuracy — beside
-as many random units of the same layer (`CONTROL_SEEDS`, averaged), under the one verdict rule
-(`core.metrics.accuracy_verdict`). No true label picks a unit; the truth only scores.
+that fires on a whole class scores the class's mostly clean examples (ties to the smaller index).
+For each layer and each size (a share of its units), the most suspect units are zero-ablated
+and the model scored — memorised and test accuracy — beside as many random units of the same
+layer (`CONTROL_SEEDS`, averaged), under the one verdict rule (`core.metrics.accuracy_verdict`). No true label picks a unit; the truth only scores.
 """
 
 from __future__ import annotations

@@ -392,5 +392,5 @@ def import_model(path: str | os.PathLike, format: str, act: str = "relu", p: int
 
 
 __all__ = ["BLOCK_NAMES", "CheckpointImportError", "EXPORT_FORMATS", "FORMATS", "TOP_NAMES", "from_embed_mlp",
-           "from_hooked_transformer", "from_torch_mlp", "from_two_layer", "to_torch_mlp", "import_model", "read_state_dict",
-           "to_hooked_transformer"]
+           "from_hooked_transformer", "from_torch_mlp", "from_two_layer", "to_torch_mlp", "import_model",
+           "read_state_dict", "to_hooked_transformer"]
