@@ -15,6 +15,7 @@ from .core.metrics import subset_metrics
 from .core.specs import NoiseSpec, RunSpec, SpecError, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
 from .core.tasks import SUBSETS, Dataset, make_dataset
 from .families import build_model, logits, tokens
+from .families.mlp import MLPNet, MLPSpec
 from .families.two_layer import TwoLayerNet
 from .reporting import report  # noqa: E402,F401  (interp.report.write_report without a separate import)
 from .training.importing import import_checkpoint
@@ -28,7 +29,7 @@ load_extensions()  # families and analyses of installed packages (entry points),
 
 __all__ = [
     "ANALYSES", "analyze", "CheckpointError", "Dataset", "NoiseSpec", "PRESETS", "Run", "RunSpec", "SUBSETS", "SpecError",
-    "TaskSpec", "TrainSpec", "TrainingDiverged", "TransformerSpec", "TwoLayerNet", "TwoLayerSpec",
+    "MLPNet", "MLPSpec", "TaskSpec", "TrainSpec", "TrainingDiverged", "TransformerSpec", "TwoLayerNet", "TwoLayerSpec",
     "build_model", "evaluate", "get_preset", "import_checkpoint", "load", "load_run", "logits", "make_dataset", "save_run",
     "subset_metrics", "tokens", "train",
 ]

@@ -133,12 +133,33 @@ def _cmd_sweep(args) -> int:
 def _cmd_export(args) -> int:
     from .training.release import export
 
+    if args.format:
+        return _export_state_dict(args)
     dest = export(Path(args.run_dir), Path(args.to), args.command or "", args.trajectory_every, replace=args.replace)
     if args.checks:  # the card's intervention table and edit come from the reporting layer
         from .reporting.cards import refresh_card
 
         refresh_card(dest)
     print(f"exported {args.run_dir} -> {dest}")
+    return 0
+
+
+def _export_state_dict(args) -> int:
+    """`interp export RUN --format F --to FILE.pt`: the final model as another library's state dict."""
+    import torch
+
+    from .families.importers import EXPORT_FORMATS
+    from .training.release import load
+
+    run = load(args.run_dir)
+    state = EXPORT_FORMATS[args.format](run.model)
+    dest = Path(args.to)
+    if dest.exists() and not args.replace:
+        raise ValueError(f"{dest} exists; pass --replace to replace it")
+    tmp = dest.with_name(dest.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(dest)  # atomic: a reader sees the old file or the whole new one
+    print(f"exported {args.run_dir} -> {dest} ({args.format} state dict; torch.load(..., weights_only=True))")
     return 0
 
 
@@ -162,7 +183,7 @@ def _cmd_import(args) -> int:
 
     run = import_checkpoint(args.source, args.format, args.task, args.p, group=args.group, dataset=args.dataset,
                             train_fraction=args.train_fraction, split_seed=args.split_seed, act=args.act,
-                            loss=args.loss, out=Path(args.out))
+                            loss=args.loss, out=Path(args.out), data=args.data)
     print(f"imported {args.source} ({args.format}) -> {args.out}: {run.spec.model.arch} network, "
           f"{run.spec.task.describe()}, {run.dataset!r}\n{format_metrics(run.final_metrics)}")
     return 0
@@ -215,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
     w.set_defaults(func=_cmd_sweep)
     from .core.specs import ACTIVATIONS, LOSSES, OPS
-    from .families.importers import FORMATS
+    from .families.importers import EXPORT_FORMATS, FORMATS
 
     i = sub.add_parser("import", help="bring another project's checkpoint in as a run directory")
     i.add_argument("source", help="checkpoint file (.pt, .pth or .safetensors)")
@@ -226,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--group", metavar="G", help="a model trained on a finite group: a built-in (S5, A5, D59, C3xC3) or "
                                                 "a JSON Cayley table file, as task.group takes; its tokens are the "
                                                 "elements in the table's order")
+    i.add_argument("--data", help="a model over feature vectors (torch-mlp): the built-in data set it classifies "
+                                  "(digits, mnist5k), split per class by --train-fraction and --split-seed")
     i.add_argument("--dataset", help="the dataset it was trained on: inputs, observed_labels, train_mask "
                                      "[, true_labels] as in a run's dataset.safetensors")
     i.add_argument("--train-fraction", type=float, default=0.3, help="without --dataset: the split's train share")
@@ -240,7 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     ed.set_defaults(func=_cmd_edit)
     e = sub.add_parser("export", help="copy a run's final model to a release folder with a model card")
     e.add_argument("run_dir")
-    e.add_argument("--to", required=True, help="release folder, e.g. models/liu-lu-80")
+    e.add_argument("--to", required=True, help="release folder, e.g. models/liu-lu-80 (with --format: a .pt file)")
+    e.add_argument("--format", choices=list(EXPORT_FORMATS),
+                   help="write the final model as a plain state dict in this layout instead of a release folder "
+                        "(torch-mlp: an nn.Sequential of Linear layers)")
     e.add_argument("--command", help="the command that trained it, for the model card")
     e.add_argument("--trajectory-every", type=int, metavar="N",
                    help="also release the weights of the trajectory checkpoints at multiples of N steps")

@@ -488,3 +488,54 @@ def planted_group_net(dataset: Dataset, representations: list[Tensor] | None = N
         net.U[inert] = torch.randn(n_inert, group.order, generator=gen)
         net.V[inert] = torch.randn(n_inert, group.order, generator=gen)
     return Planted(net.eval(), ["generalising"] * n_gen + ["memorising"] * n_mem + ["inert"] * n_inert)
+
+
+def planted_feature_mlp(n: int = 400, classes: int = 4, nuisance: int = 36, noise_rate: float = 0.3, seed: int = 0,
+                        threshold: float = 0.8, inert: int = 0) -> tuple[Dataset, Any, list[int]]:
+    """A task over features and a two-hidden-layer MLP whose rule and memory are known by
+    construction; returns (dataset, model, the memory units of `blocks.1.hook_post`).
+
+    Inputs: coordinate c < `classes` is 3 on class c (plus N(0, 0.3²) on every class), the
+    `nuisance` others N(0, 5²): on the raw inputs the class directions carry less energy than any
+    nuisance direction. Example i is of class i mod `classes`; the first 3/4 train, and
+    `noise_rate` of them are relabelled c + 1. Layer 0 holds the rule: unit c = relu(20·x_c), then
+    relu(x_j) and relu(−x_j) of every coordinate (a copy of x). Layer 1 passes the rule units on
+    and adds one lookup unit per noisy training example i, relu(5·(⟨x_i, x⟩/‖x_i‖² − `threshold`))
+    read from the copy: 5·(1 − threshold) on x_i, 0 elsewhere (⟨x_i, x⟩/‖x_i‖² is about
+    N(0, 1/nuisance) for another x: keep `threshold` many of its standard deviations up).
+    The readout adds the rule units to their class and 300 × each lookup to its observed label:
+    every label is fitted, and every test example is classified by the rule. `inert` more units
+    in layer 1 read random directions of the copy and write nothing."""
+    from .core.specs import TaskSpec
+    from .families.mlp import MLPNet, MLPSpec
+
+    gen = torch.Generator().manual_seed(seed)
+    d = classes + nuisance
+    truth = torch.arange(n) % classes
+    x = torch.cat([3 * torch.eye(classes)[truth] + 0.3 * torch.randn(n, classes, generator=gen),
+                   5 * torch.randn(n, nuisance, generator=gen)], 1)
+    train = torch.arange(n) < 3 * n // 4
+    chosen = torch.randperm(int(train.sum()), generator=gen)[:round(noise_rate * int(train.sum()))].sort().values
+    observed = truth.clone()
+    observed[chosen] = (truth[chosen] + 1) % classes
+    dataset = Dataset.from_tensors(TaskSpec(op="classify", data="planted", p=classes), x, observed, train, truth)
+
+    m = len(chosen)
+    model = MLPNet(MLPSpec(d_in=d, widths=(classes + 2 * d, classes + m + inert)), classes)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.zero_()
+        first, second = model.blocks[0].linear, model.blocks[1].linear
+        first.weight[:classes, :classes] = 20 * torch.eye(classes)
+        first.weight[classes:classes + d] = torch.eye(d)
+        first.weight[classes + d:] = -torch.eye(d)
+        second.weight[:classes, :classes] = torch.eye(classes)
+        keys = x[chosen] / x[chosen].square().sum(1, keepdim=True)  # ⟨key, x_i⟩ = 1
+        lookups = slice(classes, classes + m)
+        second.weight[lookups, classes:classes + d] = 5 * keys
+        second.weight[lookups, classes + d:] = -5 * keys
+        second.bias[lookups] = -5 * threshold
+        second.weight[classes + m:, classes:] = torch.randn(inert, 2 * d, generator=gen) / d
+        model.unembed.weight[:, :classes] = torch.eye(classes)
+        model.unembed.weight[observed[chosen], classes + torch.arange(m)] = 300.0
+    return dataset, model.eval(), list(range(classes, classes + m))

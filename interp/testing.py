@@ -308,10 +308,9 @@ def check_analyses_apply_or_say_why(case: Case) -> None:
     """Every registered analysis whose needs the model has runs and serialises; every other one
     is skipped with one line that names what the family lacks."""
     run = trained_run(case)
-    has = case.family.capabilities(run.model)
     for name, analysis in ANALYSES.items():
         reason = analysis.skip_reason(run)
-        missing = [c for c in analysis.needs if c not in has]
+        missing = [c for c in analysis.needs if not case.family.has(run.model, c)]
         if missing:
             _require(bool(reason) and "\n" not in reason and case.family.name in reason
                      and all(c.description in reason for c in missing),

@@ -4,7 +4,9 @@ importing this package registers them all. Shared building blocks sit below them
 maps and their surgery).
 """
 
-from . import ablation, circuit, dynamics, edit, errors, filtration, localize, partition, patching, probes, spectra  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    ablation, circuit, class_subspaces, dynamics, edit, errors, filtration, layer_rewind, localize, partition, patching,
+    probes, spectra, suspect_neurons)
 from .registry import ANALYSES, Analysis, Result, analyze, register_analysis
 
 __all__ = ["ANALYSES", "Analysis", "Result", "analyze", "register_analysis"]

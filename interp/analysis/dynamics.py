@@ -99,4 +99,4 @@ def fit_speed(run: Run) -> FitSpeed:
 
 
 DYNAMICS: Analysis[FitSpeed] = register_analysis("dynamics", "Which labels are fitted first", fit_speed, order=90,
-                                              groups=True)
+                                              groups=True, features=True)

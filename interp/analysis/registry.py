@@ -92,11 +92,14 @@ ANALYSES: dict[str, Analysis] = {}
 
 def register_analysis(name: str, title: str, compute: Callable[[Run], R], needs: tuple[Capability, ...] = (),
                       skip_reason: Callable[[Run], str | None] | None = None, order: int = 100,
-                      groups: bool = False) -> Analysis[R]:
+                      groups: bool = False, features: bool = False) -> Analysis[R]:
     """Make `compute` the analysis `name`: `interp.analyze`, `interp analyze --analysis NAME` and the
     report find it from here (no other file lists analyses). `groups`: it handles tasks over any
-    finite group (else it is skipped on them). Returns the typed handle."""
-    return add_analysis(Analysis(name, title, compute, tuple(needs), skip_reason, order, groups))
+    finite group (else it is skipped on them). `features`: it handles models that read feature
+    vectors (else it needs `Capability.PAIRS`, and models over features skip it). Returns the
+    typed handle."""
+    needs = tuple(needs) if features else (Capability.PAIRS, *needs)
+    return add_analysis(Analysis(name, title, compute, needs, skip_reason, order, groups))
 
 
 def add_analysis(analysis: Analysis[R]) -> Analysis[R]:

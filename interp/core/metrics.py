@@ -160,3 +160,21 @@ def phase(metrics: dict[str, float | None]) -> str:
             return "coexistence"
         return "full inversion" if memorised <= PHASE_LOW else "partial inversion"
     return "memorisation" if memorised >= PHASE_HIGH else "forgetting"
+
+
+#: an intervention must beat its random control by more than this (accuracy) to earn a verdict
+VERDICT_BAND = 0.02
+
+
+def accuracy_verdict(memorised: float, test: float, random_memorised: float, random_test: float,
+                     band: float = VERDICT_BAND) -> str:
+    """The one verdict rule, on accuracies after an intervention and after its random control:
+    `memorising` when it lowers memorisation more and test less than random (each by more than
+    `band`), `generalising` the reverse, `shared` when it lowers both more, else `—`."""
+    memory = random_memorised - memorised > band
+    rule = random_test - test > band
+    if memory and not rule:
+        return "memorising"
+    if rule and not memory:
+        return "generalising"
+    return "shared" if memory and rule else "—"

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any, Callable, Union
 
+from .features import FEATURE_SETS
 from .groups import Group, GroupError, cyclic, read_table
 from .groups import group as built_in_group  # `group` is also a TaskSpec field
 
-OPS = ("add", "sub", "mul", "div", "x2y2")
-NOISE_KINDS = ("wrong", "uniform", "symmetric")
+OPS = ("add", "sub", "mul", "div", "x2y2", "classify")
+NOISE_KINDS = ("wrong", "uniform", "symmetric", "pair_flip", "matrix")
 ACTIVATIONS = ("relu", "quadratic", "gelu", "abs", "reverse_relu")
 INITS = ("standard", "doshi")
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -126,6 +127,11 @@ class TaskSpec:
     by name ("S5", "A5", "D59", "C3xC3"; `groups.group`), or a user's own Cayley table
     (`table[a][b]` the index of a ∘ b) with its element names (`TaskSpec.from_group`). Without
     `group` (a config written before groups existed) it is the Z_p task of `op`.
+
+    With `op="classify"`, the task is classification of feature vectors instead: `data` names a
+    built-in data set (`features.FEATURE_SETS`: "digits", "mnist5k", "mnist1d"; `p`, its number of classes,
+    is set from it) or a user's own (`Dataset.from_tensors`; give `p`), split per class by
+    `train_fraction`.
     """
 
     op: str = "add"
@@ -135,9 +141,12 @@ class TaskSpec:
     group: str = ""  # "" for Z_p; else a built-in's name or the name of `table`'s group
     table: tuple[tuple[int, ...], ...] = ()  # a user's Cayley table; () for a built-in
     elements: tuple[str, ...] = ()  # the user table's element names, in its order
+    data: str = ""  # with op classify: the feature data set's name
 
     def __post_init__(self) -> None:
         _choice("task.op", self.op, OPS)
+        if self.op == "classify" or self.data:
+            self._check_features()
         if self.group or self.table or self.elements:
             self._check_group()
         if not isinstance(self.p, int) or isinstance(self.p, bool) or self.p < 2:
@@ -153,6 +162,29 @@ class TaskSpec:
         _finite("task.train_fraction", self.train_fraction)
         if not 0 < self.train_fraction < 1:
             raise SpecError(f"task.train_fraction must lie in (0, 1), got {self.train_fraction!r}")
+
+    def _check_features(self) -> None:
+        """A classification task names its data; a built-in's `p` is its number of classes."""
+        if self.op != "classify":
+            raise SpecError(f"task.data={self.data!r} names a classification task's data: set task.op=classify")
+        if not isinstance(self.data, str) or not self.data:
+            raise SpecError(f"task.op=classify needs task.data, a data set's name ({', '.join(FEATURE_SETS)}, or your "
+                            "own through Dataset.from_tensors)")
+        if self.group:
+            raise SpecError("task.group and task.data exclude each other: a task is over a group or over features")
+        if self.data in FEATURE_SETS:
+            classes = FEATURE_SETS[self.data][1]
+            if self.p is not _P_NOT_GIVEN and self.p != classes:
+                raise SpecError(f"task.p={self.p!r} but {self.data} has {classes} classes (leave p out)")
+            object.__setattr__(self, "p", classes)
+        elif self.p is _P_NOT_GIVEN:
+            raise SpecError(f"task.data={self.data!r} is no built-in data set ({', '.join(FEATURE_SETS)}): give its "
+                            "number of classes as task.p")
+
+    @property
+    def features(self) -> bool:
+        """Whether the task classifies feature vectors (rather than composing a and b)."""
+        return self.op == "classify"
 
     def _check_group(self) -> None:
         """Normalise the group fields (JSON gives lists) and set `p` to the group's order."""
@@ -204,6 +236,8 @@ class TaskSpec:
 
     @property
     def commutative(self) -> bool:
+        if self.features:
+            return False
         if self.group:
             return self.op == "add" and self.structure.abelian
         return self.op in ("add", "mul", "x2y2")
@@ -211,6 +245,8 @@ class TaskSpec:
     def describe(self, markdown: bool = False) -> str:
         """The task in words: `add mod 113`, or `S5 (a∘b)` / `S5 (a∘b⁻¹)`; with `markdown`, the
         op as code (`` `add` mod 113 ``)."""
+        if self.features:
+            return f"classify {self.data}"
         if self.group:
             return f"{self.group} ({'a∘b' if self.op == 'add' else 'a∘b⁻¹'})"
         return f"`{self.op}` mod {self.p}" if markdown else f"{self.op} mod {self.p}"
@@ -220,7 +256,7 @@ class TaskSpec:
         before groups existed read back as they are), a built-in group its empty table."""
         out = dataclasses.asdict(self)
         out["p"] = int(self.p)  # a plain int, whether given or left out
-        for name in ("group", "table", "elements"):
+        for name in ("group", "table", "elements", "data"):
             if not out[name]:
                 del out[name]
         if "table" in out:
@@ -236,12 +272,17 @@ class NoiseSpec:
     kind: `wrong` — a fraction `rate` of training examples gets a label drawn uniformly from the
     p−1 wrong classes (Liu & Lu); `uniform` — drawn from all p classes, so about 1/p of them stay
     correct (Doshi et al.); `symmetric` — like `wrong`, but (a, b) and (b, a) share the corrupted
-    label (commutative ops only).
+    label (commutative ops only; on a task over features, where there are no pairs, it is the
+    literature's symmetric noise: `wrong`'s draw); `pair_flip` — each corrupted example of class c
+    is labelled c+1 mod p (one fixed other class); `matrix` — class-conditional: `matrix[i][j]` is
+    the share of class i's training examples observed as j (rows sum to 1; `rate` stays 0, the
+    matrix sets it).
     """
 
     kind: str = "wrong"
     rate: float = 0.0
     seed: int = 0
+    matrix: tuple[tuple[float, ...], ...] = ()  # kind matrix only: p × p, row-stochastic
 
     def __post_init__(self) -> None:
         _choice("noise.kind", self.kind, NOISE_KINDS)
@@ -249,6 +290,33 @@ class NoiseSpec:
         _finite("noise.rate", self.rate)
         if not 0 <= self.rate < 1:
             raise SpecError(f"noise.rate must lie in [0, 1), got {self.rate!r}")
+        if self.kind == "matrix" or self.matrix:
+            self._check_matrix()
+
+    def _check_matrix(self) -> None:
+        if self.kind != "matrix":
+            raise SpecError(f"noise.matrix is for noise.kind=matrix, not {self.kind!r}")
+        try:
+            rows = tuple(tuple(float(x) for x in row) for row in self.matrix)
+        except (TypeError, ValueError):
+            raise SpecError("noise.matrix must be rows of numbers (a p × p table)") from None
+        if not rows or any(len(row) != len(rows) for row in rows):
+            raise SpecError("noise.matrix must be a square p × p table")
+        if any(not math.isfinite(x) or x < 0 for row in rows for x in row) or any(
+                abs(sum(row) - 1) > 1e-6 for row in rows):
+            raise SpecError("noise.matrix rows must be shares ≥ 0 summing to 1 (row i: where class i's labels go)")
+        if self.rate != 0:
+            raise SpecError("with noise.kind=matrix, leave noise.rate at 0: the matrix sets it")
+        object.__setattr__(self, "matrix", rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values (without `matrix` when there is none, as written before it existed)."""
+        out = dataclasses.asdict(self)
+        if not out["matrix"]:
+            del out["matrix"]
+        else:
+            out["matrix"] = [list(row) for row in out["matrix"]]
+        return out
 
 
 @dataclass(frozen=True)
@@ -371,7 +439,15 @@ class RunSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
 
     def __post_init__(self) -> None:
-        if self.noise.kind == "symmetric" and self.noise.rate > 0 and not self.task.commutative:
+        width = getattr(self.model, "d_in", None)  # a model over features reads this many
+        if self.task.data in FEATURE_SETS and width is not None and width != FEATURE_SETS[self.task.data][2]:
+            raise SpecError(f"model.d_in={width} but {self.task.data} has {FEATURE_SETS[self.task.data][2]} features "
+                            f"per example: set model.d_in={FEATURE_SETS[self.task.data][2]}")
+        if self.noise.matrix and len(self.noise.matrix) != self.task.p:
+            raise SpecError(f"noise.matrix is {len(self.noise.matrix)} × {len(self.noise.matrix)} but the task has "
+                            f"{self.task.p} classes")
+        if (self.noise.kind == "symmetric" and self.noise.rate > 0 and not self.task.commutative
+                and not self.task.features):
             raise SpecError(
                 f"symmetric noise needs a commutative operation (add, mul, x2y2; add in an abelian group), not "
                 f"{self.task.describe()!r}"
@@ -400,8 +476,8 @@ class RunSpec:
                             "to raise it")
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: self.task.to_dict() if name == "task" else dataclasses.asdict(getattr(self, name))
-               for name in SECTIONS}
+        out = {name: getattr(self, name).to_dict() if name in ("task", "noise") else dataclasses.asdict(
+            getattr(self, name)) for name in SECTIONS}
         out["model"] = {"arch": self.model.arch, **out["model"]}
         return out
 

@@ -8,6 +8,11 @@ with b = 0 are absent for division; for a group, a and b are element indices and
 are the |G| elements). `Dataset.from_tensors` takes a researcher's own: any pairs,
 any split, any observed labels. Analyses ask it "on which examples, against which labels"
 through `Dataset.subsets()`.
+
+A task over features (`TaskSpec(op="classify", data=...)`) has the same contract with feature
+vectors [N, d] as its inputs: `make_dataset` loads a built-in set (`features.load_features`),
+splits each class by `task.seed` and corrupts training labels by `noise`;
+`Dataset.from_tensors` takes a user's features, labels and split.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from .features import load_features
 from .groups import cyclic
 from .specs import NoiseSpec, TaskSpec
 
@@ -88,7 +94,7 @@ class DatasetError(ValueError):
 class Dataset:
     task: TaskSpec
     noise: NoiseSpec | None  # None: the split and the labels are the user's own (`from_tensors`)
-    inputs: Int[Tensor, "pair 2"]
+    inputs: Int[Tensor, "pair 2"] | Float[Tensor, "example d"]  # pairs, or a feature task's vectors
     true_labels: Int[Tensor, " pair"]
     labels: Int[Tensor, " pair"]  # observed: equal to true_labels except on noisy examples
     train_mask: Bool[Tensor, " pair"]
@@ -122,6 +128,8 @@ class Dataset:
         `user labels, 39.9% of training labels wrong`."""
         if self.noise is None:
             return f"user labels, {self.noise_rate:.1%} of training labels wrong"
+        if self.noise.kind == "matrix":
+            return f"class-conditional (matrix) label noise, {self.noise_rate:.1%} of training labels wrong"
         return f"{self.noise.kind} label noise at {self.noise.rate:.0%}"
 
     @classmethod
@@ -130,7 +138,12 @@ class Dataset:
         """A researcher's own dataset of `task`: any distinct (a, b) pairs, the labels the model
         was trained on, and which pairs it was trained on. The true labels are a ∘ b (given ones
         are checked against it); the noisy examples are the training pairs whose observed label
-        differs from the true one; test pairs keep their true labels (they score generalisation)."""
+        differs from the true one; test pairs keep their true labels (they score generalisation).
+
+        For a task over features: `inputs` are feature vectors [N, d] (finite floats), and the
+        true labels, when not given, are the observed ones (no example is known to be noisy)."""
+        if task.features:
+            return _from_features(cls, task, inputs, observed_labels, train_mask, true_labels)
         p = task.p
         inputs, observed = torch.as_tensor(inputs), torch.as_tensor(observed_labels)
         train = torch.as_tensor(train_mask)
@@ -175,7 +188,8 @@ class Dataset:
         n = len(self.inputs)
         noise = "user labels" if self.noise is None else f"{self.noise.kind} @ {self.noise.rate}"
         return (
-            f"Dataset({self.task.describe()}: {n} pairs, {int(self.train_mask.sum())} train "
+            f"Dataset({self.task.describe()}: {n} {'examples' if self.task.features else 'pairs'}, "
+            f"{int(self.train_mask.sum())} train "
             f"({int(self.noisy_mask.sum())} noisy, {noise}), {int(self.test_mask.sum())} test)"
         )
 
@@ -184,6 +198,54 @@ class Dataset:
         return self.task.describe() == other.task.describe() and self.p == other.p and all(
             torch.equal(getattr(self, name), getattr(other, name))
             for name in ("inputs", "true_labels", "labels", "train_mask", "noisy_mask"))
+
+
+def _from_features(cls: type[Dataset], task: TaskSpec, inputs: Tensor, observed_labels: Tensor, train_mask: Tensor,
+                   true_labels: Tensor | None) -> Dataset:
+    """`Dataset.from_tensors` for a task over features, each bad input refused in one line."""
+    inputs, observed, train = (torch.as_tensor(x) for x in (inputs, observed_labels, train_mask))
+    if inputs.dim() != 2 or not inputs.is_floating_point() or len(inputs) == 0:
+        raise DatasetError(f"inputs must be float feature vectors of shape [N, d], got {inputs.dtype} "
+                           f"{tuple(inputs.shape)}")
+    if not bool(torch.isfinite(inputs).all()):
+        bad = int((~torch.isfinite(inputs)).any(1).sum())
+        raise DatasetError(f"inputs hold NaN or infinite features in {bad} examples")
+    n, p = len(inputs), task.p
+    truth = observed if true_labels is None else torch.as_tensor(true_labels)
+    for name, value in (("observed_labels", observed), ("true_labels", truth), ("train_mask", train)):
+        if value.shape != (n,):
+            raise DatasetError(f"{name} must have shape [{n}] (one per example), got {tuple(value.shape)}")
+    if train.dtype != torch.bool:
+        raise DatasetError(f"train_mask must be boolean, got {train.dtype}")
+    for name, value in (("observed_labels", observed), ("true_labels", truth)):
+        if value.is_floating_point() or value.dtype == torch.bool or int(value.min()) < 0 or int(value.max()) >= p:
+            raise DatasetError(f"{name} must be integer classes 0..{p - 1} (task {task.describe()})")
+    observed, truth = observed.long(), truth.long()
+    if not train.any() or train.all():
+        raise DatasetError("train_mask leaves an empty train or test set")
+    if not torch.equal(observed[~train], truth[~train]):
+        raise DatasetError(f"observed_labels differ from the true labels on {int((observed != truth)[~train].sum())} "
+                           "test examples: test labels are the true ones by definition")
+    missing = sorted(set(range(p)) - set(observed[train].tolist()))
+    if missing:
+        raise DatasetError(f"class{'es' if len(missing) > 1 else ''} {', '.join(map(str, missing))} "
+                           f"{'have' if len(missing) > 1 else 'has'} no training example (by observed label)")
+    return cls(task, None, inputs.float().clone(), truth.clone(), observed.clone(), train.clone(),
+               train & (observed != truth))
+
+
+def stratified_split(labels: Int[Tensor, " example"], fraction: float, seed: int) -> Bool[Tensor, " example"]:
+    """The training mask: round(fraction · n_c) examples of each class c, drawn by `seed`."""
+    gen = _generator(seed)
+    train = torch.zeros(len(labels), dtype=torch.bool)
+    for c in torch.unique(labels).tolist():
+        members = (labels == c).nonzero().squeeze(1)
+        n_train = round(fraction * len(members))
+        if not 0 < n_train < len(members):
+            raise ValueError(f"train_fraction {fraction} leaves class {c} ({len(members)} examples) with an empty "
+                             "train or test set")
+        train[members[torch.randperm(len(members), generator=gen)[:n_train]]] = True
+    return train
 
 
 def all_pairs(task: TaskSpec) -> Int[Tensor, "pair 2"]:
@@ -196,6 +258,11 @@ def all_pairs(task: TaskSpec) -> Int[Tensor, "pair 2"]:
 def make_dataset(task: TaskSpec, noise: NoiseSpec | None = None) -> Dataset:
     """All pairs of `task`, split by `task.seed`, with noise drawn by `noise.seed`."""
     noise = noise or NoiseSpec()
+    if task.features:
+        inputs, true_labels = load_features(task.data)
+        train_mask = stratified_split(true_labels, task.train_fraction, task.seed)
+        labels = _corrupt(task, noise, inputs, true_labels, train_mask)
+        return Dataset(task, noise, inputs, true_labels, labels, train_mask, labels != true_labels)
     if noise.kind == "symmetric" and noise.rate > 0 and not task.commutative:
         raise ValueError(f"symmetric noise needs a commutative op, not {task.describe()!r}")
     inputs = all_pairs(task)
@@ -218,22 +285,45 @@ def _corrupt(
     true_labels: Tensor,
     train_mask: Tensor,
 ) -> Tensor:
-    """Observed labels: exactly round(rate · n_train) training examples are corrupted."""
+    """Observed labels: exactly round(rate · n_train) training examples are corrupted (for
+    `matrix`, round(n_c · (1 − matrix[c][c])) of each class c)."""
     labels = true_labels.clone()
     train_idx = train_mask.nonzero().squeeze(1)
+    if noise.kind == "matrix":
+        return _corrupt_by_matrix(noise, labels, train_idx)
     n_corrupt = round(noise.rate * len(train_idx))
     if n_corrupt == 0:
         return labels
     gen = _generator(noise.seed)
     p = task.p
-    if noise.kind == "symmetric":
+    if noise.kind == "symmetric" and not task.features:
         return _corrupt_symmetric(p, inputs, labels, train_idx, n_corrupt, gen)
     chosen = train_idx[torch.randperm(len(train_idx), generator=gen)[:n_corrupt]]
-    if noise.kind == "wrong":
+    if noise.kind == "pair_flip":
+        labels[chosen] = (true_labels[chosen] + 1) % p
+    elif noise.kind in ("wrong", "symmetric"):  # symmetric on features: no pairs to share a label
         shift = torch.randint(1, p, (n_corrupt,), generator=gen)  # never 0: always wrong
         labels[chosen] = (true_labels[chosen] + shift) % p
     else:  # uniform over all p classes
         labels[chosen] = torch.randint(0, p, (n_corrupt,), generator=gen)
+    return labels
+
+
+def _corrupt_by_matrix(noise: NoiseSpec, labels: Tensor, train_idx: Tensor) -> Tensor:
+    """Class-conditional noise: of class c's training examples, round(n_c · (1 − T[c][c])) drawn
+    at random are relabelled, each to a class j ≠ c drawn with probability ∝ T[c][j]."""
+    gen = _generator(noise.seed)
+    table = torch.tensor(noise.matrix, dtype=torch.float64)
+    truth = labels[train_idx]
+    for c in range(len(table)):
+        members = train_idx[truth == c]
+        n_corrupt = round(len(members) * (1 - float(table[c, c])))
+        if n_corrupt == 0:
+            continue
+        chosen = members[torch.randperm(len(members), generator=gen)[:n_corrupt]]
+        away = table[c].clone()
+        away[c] = 0
+        labels[chosen] = torch.multinomial(away, n_corrupt, replacement=True, generator=gen)
     return labels
 
 

@@ -6,7 +6,7 @@ Importing this package registers the built-in families; a new family is one modu
 subclasses `ModelFamily`, states its `provides` capabilities and calls `register(...)`.
 """
 
-from . import transformer, two_layer  # noqa: E402,F401  (each registers itself)
+from . import mlp, transformer, two_layer  # noqa: E402,F401  (each registers itself)
 from .base import (
                    FAMILIES,
                    Capability,
@@ -25,5 +25,5 @@ from .base import (
 )
 
 __all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec",
-           "family_of", "logits", "register", "replaced_parameters", "tokens", "training_logits", "transformer",
-           "two_layer", "unregister"]
+           "family_of", "logits", "mlp", "register", "replaced_parameters", "tokens", "training_logits",
+           "transformer", "two_layer", "unregister"]

@@ -47,6 +47,11 @@ class Capability(str, Enum):
     STACKED = "stacked"
     #: the readout units' output map can be rewritten as weights: `with_unit_to_logit`
     READOUT_MAP = "readout_map"
+    #: inputs that are (a, b) pairs of residues, read through embedding weights by residue: what
+    #: every analysis of a composition task assumes (families whose `inputs` are "pairs" have it)
+    PAIRS = "pairs"
+    #: hidden layers in order, each a hook and its parameters: `layer_hooks`, `layer_parameters`
+    LAYERS = "layers"
 
     @property
     def description(self) -> str:
@@ -61,6 +66,8 @@ _DESCRIPTIONS = {
     Capability.POSITIONS: "hook points with a position axis",
     Capability.STACKED: "a stacked training step",
     Capability.READOUT_MAP: "a readout map that can be rewritten as weights",
+    Capability.PAIRS: "(a, b) pairs of residues as inputs",
+    Capability.LAYERS: "a stack of hidden layers",
 }
 
 
@@ -74,6 +81,10 @@ class ModelFamily(ABC):
     #: The capabilities every model of the family has (see `Capability`).
     provides: frozenset[Capability] = frozenset()
 
+    #: What the model reads: "pairs" (a, b) of residues (then it has `Capability.PAIRS`), or
+    #: "features", the vectors of a classification task (`TaskSpec(op="classify")`).
+    inputs = "pairs"
+
     #: Whether sweeps should stack this family's runs (`interp.sweep`): only where one stacked
     #: step beats K single steps on this CPU.
     stacking_pays = False
@@ -83,6 +94,8 @@ class ModelFamily(ABC):
         return self.provides
 
     def has(self, model: nn.Module, capability: Capability) -> bool:
+        if capability is Capability.PAIRS:  # from `inputs`, so a family written before it has it
+            return self.inputs == "pairs"
         return capability in self.capabilities(model)
 
     def lacks(self, model: nn.Module, needs: Iterable[Capability]) -> str | None:
@@ -258,6 +271,16 @@ class ModelFamily(ABC):
         hooks = set(hooks)
         _, cache = model.run_with_cache(self.tokens(model, pairs), names_filter=lambda n: n in hooks)
         return {name: value.to(pairs.device) for name, value in cache.items()}
+
+    # --- Capability.LAYERS --------------------------------------------------------------------
+    def layer_hooks(self, model: nn.Module) -> list[str]:
+        """Each hidden layer's output hook ([batch, units]), input side first."""
+        raise self._unsupported(Capability.LAYERS)
+
+    def layer_parameters(self, model: nn.Module) -> list[list[str]]:
+        """The parameter names of each layer, input side first, the readout's last (one more
+        entry than `layer_hooks`): what rewinding a layer restores."""
+        raise self._unsupported(Capability.LAYERS)
 
     # --- training -----------------------------------------------------------------------------
     def training_batch(self, model: nn.Module, pairs: Tensor, labels: Tensor) -> Any:

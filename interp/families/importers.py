@@ -409,6 +409,31 @@ def from_two_layer(state: StateDict, act: str = "relu", what: str = "two-layer s
     return _loaded(FAMILY, spec, p, dict(state), what)
 
 
+# --- plain PyTorch MLPs -----------------------------------------------------------------------
+
+
+def from_torch_mlp(state: StateDict, act: str = "relu", what: str = "torch-mlp state dict") -> nn.Module:
+    """interp's MLP over features from the state dict of a plain `nn.Sequential(Linear, act,
+    Linear, act, …, Linear)` (keys `K.weight`, `K.bias`; `act` between the Linear layers)."""
+    from .mlp import from_sequential_state
+
+    try:
+        return from_sequential_state(state, act)
+    except ValueError as err:
+        raise CheckpointImportError(f"{what}: {err}") from None
+
+
+def to_torch_mlp(model: nn.Module) -> StateDict:
+    """The state dict of the plain `nn.Sequential` that computes `model`'s logits (`from_torch_mlp`
+    reads it back)."""
+    from .mlp import MLPNet, sequential_state
+
+    if not isinstance(model, MLPNet):
+        raise CheckpointImportError(f"torch-mlp exports a model of the mlp family, not a {family_of(model).name} "
+                                    "model")
+    return sequential_state(model)
+
+
 # --- one entry point --------------------------------------------------------------------------
 
 #: format name → importer(state, act, what)
@@ -416,6 +441,13 @@ FORMATS: dict[str, Callable[..., nn.Module]] = {
     "hooked-transformer": from_hooked_transformer,
     "embed-mlp": from_embed_mlp,
     "two-layer": from_two_layer,
+    "torch-mlp": from_torch_mlp,
+}
+
+#: format name → exporter(model) → state dict (the formats other tools load without interp)
+EXPORT_FORMATS: dict[str, Callable[[nn.Module], StateDict]] = {
+    "hooked-transformer": to_hooked_transformer,
+    "torch-mlp": to_torch_mlp,
 }
 
 
@@ -428,9 +460,11 @@ def import_model(path: str | os.PathLike, format: str, act: str = "relu", p: int
     model = FORMATS[format](read_state_dict(path), act, what=str(path))
     model_p = family_of(model).unembedding(model).shape[-1]
     if p is not None and model_p != p:
-        raise CheckpointImportError(f"{path} holds a model over p = {model_p} residues, not p = {p}")
+        what = "classes" if family_of(model).inputs == "features" else "residues"
+        raise CheckpointImportError(f"{path} holds a model over p = {model_p} {what}, not p = {p}")
     return model
 
 
-__all__ = ["BLOCK_NAMES", "CheckpointImportError", "FORMATS", "TOP_NAMES", "from_embed_mlp", "from_hooked_transformer",
-           "from_two_layer", "import_model", "read_state_dict", "to_hooked_transformer"]
+__all__ = ["BLOCK_NAMES", "CheckpointImportError", "EXPORT_FORMATS", "FORMATS", "TOP_NAMES", "from_embed_mlp",
+           "from_hooked_transformer", "from_torch_mlp", "from_two_layer", "to_torch_mlp", "import_model",
+           "read_state_dict", "to_hooked_transformer"]

@@ -60,12 +60,27 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
     from ..core.metrics import phase
 
     spec, final = run.spec, run.final_metrics
-    extraction = results["filtration"]
-    method, acc = extraction.label_free()
-    # restricted and excluded logits know the operation: circuit measures, not extractions
-    tested = {k: v["test_acc"] for k, v in extraction.rows.items()
-              if k not in ("raw", "restricted", "excluded") and v["test_acc"] is not None}
-    best = max(tested, key=tested.get) if tested else None
+    extraction = results.get("filtration")
+    readout = results.get("class_subspaces")  # a task over features: class structure, not harmonics
+    rule_claims = []
+    if extraction is not None:
+        method, acc = extraction.label_free()
+        # restricted and excluded logits know the operation: circuit measures, not extractions
+        tested = {k: v["test_acc"] for k, v in extraction.rows.items()
+                  if k not in ("raw", "restricted", "excluded") and v["test_acc"] is not None}
+        best = max(tested, key=tested.get) if tested else None
+        auroc = extraction.noise_detection["auroc"] if extraction.noise_detection else None
+    elif readout is not None:
+        first, top = readout.label_free(), readout.best()
+        method, acc, auroc = f"class subspaces, {first.where}", first.test_acc, first.noise_auroc
+        best, tested = f"class subspaces, {top.where}", {f"class subspaces, {top.where}": top.test_acc}
+        rule_claims = [{"topic": "The rule", "text": readout.claim()}]
+        if "layer_rewind" in results:
+            rewind = results["layer_rewind"]
+            rule_claims += [{"topic": "The memory", "text": rewind.claim()},
+                            {"topic": "The edit (a layer rewound, chosen without labels)", "text": rewind.edit_line()}]
+    else:
+        method, acc, best, tested, auroc = "none applies", None, None, {}, None
     size = ", ".join(f"{k} {v}" for k, v in vars(spec.model).items()
                      if k not in ("seed", "init", "n_layers", "d_head") and not isinstance(v, bool))
     model = (f"{spec.model.arch.replace('_', '-')} network ({size}), {spec.task.describe(markdown=True)}, "
@@ -74,10 +89,10 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         "model": model, "phase": phase(final), "raw_test_acc": final["test_acc"],
         "memorised_acc": final["noisy_observed_acc"], "label_free_method": method, "label_free_test_acc": acc,
         "best_method": best, "best_test_acc": tested.get(best),
-        "noise_auroc": extraction.noise_detection["auroc"] if extraction.noise_detection else None,
+        "noise_auroc": auroc,
         "components": results["localize"].counts() if "localize" in results else {},
         "neuron_parts": results["localize"].parts_counts() if "localize" in results else {},
-        "claims": claims(results.get("localize"), results.get("edit")),
+        "claims": rule_claims + claims(results.get("localize"), results.get("edit")),
     }
 
 

@@ -84,6 +84,8 @@ def _check_tokens(model: torch.nn.Module, group: Group, source: str | Path) -> N
 
 
 def _same_task(dataset: Dataset, op: str, p: int, group: Group | None) -> bool:
+    if op == "classify":
+        return dataset.task.features and dataset.p == p
     if dataset.task.op != op or dataset.p != p or bool(dataset.task.group) != (group is not None):
         return False
     return group is None or torch.equal(dataset.task.structure.table, group.table)
@@ -92,7 +94,7 @@ def _same_task(dataset: Dataset, op: str, p: int, group: Group | None) -> bool:
 def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int | None = None, *,
                       group: Group | str | Path | None = None, dataset: Dataset | str | Path | None = None,
                       train_fraction: float = 0.3, split_seed: int = 0, act: str = "relu", loss: str = DEFAULT_LOSS,
-                      out: str | Path | None = None) -> Run:
+                      out: str | Path | None = None, data: str | None = None) -> Run:
     """The checkpoint file `source` in `format` (`interp.families.importers.FORMATS`) as a Run of
     the task `op` mod p (p read from the checkpoint; checked when given).
 
@@ -104,7 +106,9 @@ def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int |
     Its dataset is `dataset` — a `Dataset`, or a file for `read_dataset_file` — or, without one,
     every pair split by (`train_fraction`, `split_seed`) with clean labels. `loss` is the loss the
     model was trained with (the analyses score in it). The history holds one row: the imported
-    model's metrics, at step 0. With `out`, the run directory is written there, recording where
+    model's metrics, at step 0. A model over feature vectors (`torch-mlp`) classifies: its task is
+    `data` (a built-in feature set, split per class by `train_fraction`, `split_seed`) or the
+    features of `dataset` (`op` is ignored). With `out`, the run directory is written there, recording where
     the checkpoint came from (`config.json` → `imported_from`)."""
     structure = None if group is None else resolve_group(group)
     if structure is not None and p is not None and p != structure.order:
@@ -114,8 +118,18 @@ def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int |
     if structure is not None:
         _check_tokens(model, structure, source)
     p = family_of(model).unembedding(model).shape[-1]
+    if family_of(model).inputs == "features":
+        op = "classify"
+        if dataset is None and data is None:
+            raise CheckpointImportError(f"{source} holds a model over feature vectors: name its data (--data, e.g. "
+                                        "digits) or give its dataset (--dataset)")
+        if isinstance(dataset, Dataset):
+            data = dataset.task.data
+        data = data or "user"
 
     def task_of(**fields) -> TaskSpec:
+        if op == "classify":
+            return TaskSpec(op=op, p=p, data=data, **fields)
         return TaskSpec(op=op, p=p, **fields) if structure is None else TaskSpec.from_group(structure, op=op, **fields)
 
     if isinstance(dataset, (str, Path)):

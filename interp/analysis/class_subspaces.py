@@ -1,0 +1,192 @@
+"""Class structure on a task over features: the label-free readout of the rule, layer by layer,
+with its controls, and noise detection from it.
+
+For each hidden layer (and, as the control, the raw inputs), the class subspaces of the
+training examples grouped by their *observed* labels (`core.class_structure`) read every
+example out: its class is the one whose subspace it is closest to in angle. No true label is
+read, so its test accuracy is the rule that the layer holds, pulled out without labels. Beside
+it: the same readout on an untrained network of the same spec (is it the training or the
+architecture?), with the observed labels shuffled (must fall to chance: the readout is not
+reading the truth some other way), and with the true labels (the ceiling of this readout on
+these activations). Noise detection: each training example's doubt about its label (the best
+other class's affinity minus its own label's), scored against the true noise mask (AUROC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, label_doubt, readout
+from ..families.base import Capability, build_model, family_of
+from ..training.rundir import Run
+from .registry import Analysis, Result, register_analysis
+
+if TYPE_CHECKING:
+    from ..core.document import Figure, Table
+
+#: the control's name among the layers: the readout on the raw inputs
+INPUT = "input"
+
+#: the shuffled-label control's seed (any fixed one: the permutation must not depend on the run)
+SHUFFLE_SEED = 0
+
+
+@dataclass
+class LayerReadout:
+    """The readout at one place (`where`: a hook, or `input`)."""
+
+    where: str
+    test_acc: float  # label-free: subspaces from the observed labels
+    recovered_acc: float  # noisy training examples against their true labels
+    untrained_test_acc: float | None  # the same readout on an untrained net (None on the inputs)
+    shuffled_test_acc: float  # subspaces from the observed labels shuffled: chance expected
+    ceiling_test_acc: float  # subspaces from the true labels
+    noise_auroc: float | None  # label doubt vs the true noise mask (None: no noisy example)
+
+
+@dataclass(repr=False)
+class ClassSubspaces(Result):
+    directions: int  # per class
+    model_test_acc: float
+    model_memorised_acc: float
+    layers: list[LayerReadout]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def control(self) -> LayerReadout:
+        return next(row for row in self.layers if row.where == INPUT)
+
+    def hidden(self) -> list[LayerReadout]:
+        return [row for row in self.layers if row.where != INPUT]
+
+    def label_free(self) -> LayerReadout:
+        """The extraction the headline names: the readout of the first hidden layer (a fixed
+        choice; picking the layer by its test accuracy would read the test labels)."""
+        return self.hidden()[0]
+
+    def best(self) -> LayerReadout:
+        """The hidden layer whose readout scores best on test (the input side first on a tie)."""
+        return max(self.hidden(), key=lambda row: (row.test_acc, -self.layers.index(row)))
+
+    def claim(self) -> str:
+        """The rule in one sentence, its controls beside it."""
+        row, control = self.label_free(), self.control()
+        gain = row.test_acc - control.test_acc
+        verdict = ("holds the rule beyond its inputs" if gain > 0 and row.test_acc > (row.untrained_test_acc or 0)
+                   else "holds no more of the rule than its inputs or an untrained net of the same shape")
+        return (f"read out without labels (class subspaces of the observed labels), {row.where} scores "
+                f"{row.test_acc:.1%} on test against {control.test_acc:.1%} for the raw inputs, "
+                f"{row.untrained_test_acc:.1%} for an untrained net and {row.shuffled_test_acc:.1%} with shuffled "
+                f"labels (ceiling with the true labels {row.ceiling_test_acc:.1%}; the model "
+                f"{self.model_test_acc:.1%}): "
+                f"the layer {verdict}.")
+
+    def summary(self) -> str:
+        control = self.control()
+        parts = ", ".join(f"{row.where} {row.test_acc:.1%}" for row in self.hidden())
+        line = (f"Label-free class-subspace readout ({self.directions} directions per class from the observed "
+                f"labels), test accuracy: {parts}; on the raw inputs (control) {control.test_acc:.1%}; the model "
+                f"itself {self.model_test_acc:.1%} (memorised {self.model_memorised_acc:.1%}).")
+        best = self.best()
+        line += (f" Controls at {best.where}: untrained net {best.untrained_test_acc:.1%}, shuffled labels "
+                 f"{best.shuffled_test_acc:.1%}; with the true labels (ceiling) {best.ceiling_test_acc:.1%}.")
+        scored = [row for row in self.layers if row.noise_auroc is not None]
+        if scored:
+            line += " Noise detection AUROC: " + ", ".join(f"{row.where} {row.noise_auroc:.3f}" for row in scored) + "."
+        return line
+
+    def tables(self) -> list[Table]:
+        from ..core.document import Table
+
+        def pct(x: float | None) -> str:
+            return "–" if x is None else f"{x:.1%}"
+
+        rows = [[row.where, pct(row.test_acc), pct(row.recovered_acc), pct(row.untrained_test_acc),
+                 pct(row.shuffled_test_acc), pct(row.ceiling_test_acc),
+                 "–" if row.noise_auroc is None else f"{row.noise_auroc:.3f}"] for row in self.layers]
+        return [Table(["where", "readout test (label-free)", "noisy train vs true", "untrained net", "shuffled labels",
+                       "true labels (ceiling)", "noise AUROC"], rows,
+                      f"class-subspace readout, {self.directions} directions per class; the model's own test "
+                      f"accuracy {self.model_test_acc:.1%}")]
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from ..core.document import Figure
+
+        return [Figure(plot_class_subspaces(self, Path(out_dir) / f"{stem}.png"),
+                       "label-free class-subspace readout per layer, with its controls")]
+
+
+def plot_class_subspaces(result: ClassSubspaces, path: Path) -> Path:
+    from .plots import _save, _subplots
+
+    fig, ax = _subplots(figsize=(7, 4))
+    where = [row.where for row in result.layers]
+    x = torch.arange(len(where), dtype=torch.float64)
+    series = [("readout (observed labels)", "test_acc", "#9467bd"), ("untrained net", "untrained_test_acc", "#7f7f7f"),
+              ("shuffled labels", "shuffled_test_acc", "#bcbd22"),
+              ("true labels (ceiling)", "ceiling_test_acc", "#2ca02c")]
+    width = 0.8 / len(series)
+    for i, (label, name, color) in enumerate(series):
+        values = [getattr(row, name) if getattr(row, name) is not None else float("nan") for row in result.layers]
+        ax.bar((x + (i - 1.5) * width).tolist(), values, width, label=label, color=color)
+    ax.axhline(result.model_test_acc, color="#d62728", linestyle="--", label="the model's test accuracy")
+    ax.set_xticks(x.tolist(), where, fontsize=8)
+    ax.set(ylabel="test accuracy", ylim=(0, 1.02), title="class-subspace readout per layer")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _auroc(score: Tensor, noisy: Tensor) -> float | None:
+    if not noisy.any() or noisy.all():
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(noisy.numpy(), score.numpy()))
+
+
+def _accuracy(predicted: Tensor, labels: Tensor, mask: Tensor) -> float:
+    return float((predicted[mask] == labels[mask]).double().mean()) if mask.any() else float("nan")
+
+
+@torch.no_grad()
+def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> ClassSubspaces:
+    ds, model = run.dataset, run.model
+    family = family_of(model)
+    hooks = family.layer_hooks(model)
+    untrained = build_model(family.spec(model), ds.p)
+    acts = {INPUT: ds.inputs}
+    _, cache = family.run_with_cache(model, ds.inputs, names_filter=lambda name: name in hooks)
+    acts.update({hook: cache[hook] for hook in hooks})
+    _, fresh = family.run_with_cache(untrained, ds.inputs, names_filter=lambda name: name in hooks)
+    train, test, noisy = ds.train_mask, ds.test_mask, ds.noisy_mask
+    gen = torch.Generator().manual_seed(SHUFFLE_SEED)
+    shuffled = ds.labels[train][torch.randperm(int(train.sum()), generator=gen)]
+
+    def score(values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        bases = class_subspaces(values[train], labels, ds.p, directions)
+        return readout(values, bases), bases
+
+    rows = []
+    for where, values in acts.items():
+        predicted, bases = score(values, ds.labels[train])
+        doubt = label_doubt(values[train], ds.labels[train], bases)
+        untrained_acc = None if where == INPUT else _accuracy(score(fresh[where], ds.labels[train])[0], ds.true_labels,
+                                                              test)
+        rows.append(LayerReadout(
+            where, _accuracy(predicted, ds.true_labels, test), _accuracy(predicted, ds.true_labels, noisy),
+            untrained_acc, _accuracy(score(values, shuffled)[0], ds.true_labels, test),
+            _accuracy(score(values, ds.true_labels[train])[0], ds.true_labels, test), _auroc(doubt, noisy[train])))
+    predicted = family.forward(model, ds.inputs).argmax(-1)
+    return ClassSubspaces(directions, _accuracy(predicted, ds.true_labels, test),
+                          _accuracy(predicted, ds.labels, noisy), rows)
+
+
+CLASS_SUBSPACES: Analysis[ClassSubspaces] = register_analysis(
+    "class_subspaces", "Class structure: the label-free readout", class_subspace_readout, needs=(Capability.LAYERS,),
+    order=15, groups=True, features=True)

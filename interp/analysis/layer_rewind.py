@@ -1,0 +1,184 @@
+"""Where the memory lives, layer by layer: rewind one layer's weights to an earlier checkpoint
+(Stephenson et al. 2021; Maini et al. 2023), with a random control.
+
+For each trajectory checkpoint and each layer (the hidden layers and the readout, the family's
+`layer_parameters`), the final model with that layer's parameters taken from the checkpoint is
+scored: memorised (noisy training examples against their observed labels) and test accuracy.
+The control rewinds as many individual weights, drawn at random from the whole network
+(`CONTROL_SEEDS`, averaged), to the same checkpoint. The verdict follows the one rule every
+intervention here uses: *memorising* when the rewind lowers memorisation more and test accuracy
+less than the random one does; *generalising* the reverse; *shared* when it lowers both more.
+
+The label-free choice (an edit that reads no label): each rewound model's agreement, on the
+training examples, with the class-subspace readout of the final model's first hidden layer
+(`core.class_structure`, from the observed labels); the rewind that agrees most is the edit
+(`label_free()`; `rewound(run, layer, step)` builds it, same architecture). Memorised and test
+accuracy only score it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, readout
+from ..core.metrics import VERDICT_BAND, accuracy_verdict, subset_metrics
+from ..families.base import Capability, family_of, replaced_parameters
+from ..training.rundir import Run, load_run, trajectory_steps
+from .registry import Analysis, Result, register_analysis
+
+if TYPE_CHECKING:
+    from ..core.document import Table
+
+CONTROL_SEEDS = (0, 1)
+
+
+@dataclass
+class Rewind:
+    layer: str  # the layer's first parameter's module, e.g. blocks.1.linear or unembed
+    step: int
+    memorised: float
+    test: float
+    random_memorised: float
+    random_test: float
+    agreement: float  # with the class-subspace readout on the training examples: label-free
+
+    @property
+    def verdict(self) -> str:
+        return accuracy_verdict(self.memorised, self.test, self.random_memorised, self.random_test)
+
+
+@dataclass(repr=False)
+class LayerRewind(Result):
+    final_memorised: float
+    final_test: float
+    rewinds: list[Rewind]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "rewinds": [{**asdict(r), "verdict": r.verdict} for r in self.rewinds]}
+
+    def label_free(self) -> Rewind:
+        """The rewind whose training predictions agree most with the class-subspace readout
+        (ties: the earliest step, then the layer nearest the input)."""
+        return max(self.rewinds, key=lambda r: (r.agreement, -r.step, -self.rewinds.index(r)))
+
+    def strongest(self) -> dict[str, Rewind]:
+        """Per layer, the rewind that lowers memorisation most (the earliest step on a tie)."""
+        out: dict[str, Rewind] = {}
+        for r in self.rewinds:
+            if r.layer not in out or r.memorised < out[r.layer].memorised:
+                out[r.layer] = r
+        return out
+
+    def claim(self) -> str:
+        """Where the memory lives, in one sentence: the layers whose strongest rewind is
+        memorising (with the random control beside it), or that none is."""
+        strongest = self.strongest()
+        held = [(layer, r) for layer, r in strongest.items() if r.verdict == "memorising"]
+        if not held:
+            return ("no single-layer rewind separates memory from rule against random weights: "
+                    + "; ".join(f"{layer} {r.verdict} (memorised {r.memorised:.1%}, random {r.random_memorised:.1%})"
+                                for layer, r in strongest.items()) + ".")
+        return ("rewinding " + "; ".join(
+            f"{layer} to step {r.step} takes memorised {self.final_memorised:.1%} → {r.memorised:.1%} (as many random "
+            f"weights: {r.random_memorised:.1%}) with test {self.final_test:.1%} → {r.test:.1%} (random "
+            f"{r.random_test:.1%})" for layer, r in held) + ": the memory sits there, checked against random weights.")
+
+    def edit_line(self) -> str:
+        r = self.label_free()
+        return (f"{r.layer} rewound to step {r.step}, the rewind whose predictions agree most "
+                f"({r.agreement:.1%} of the training examples) with the class-subspace readout: memorised {self.final_memorised:.1%} → "
+                f"{r.memorised:.1%}, test {self.final_test:.1%} → {r.test:.1%}.")
+
+    def summary(self) -> str:
+        parts = [f"{layer} to step {r.step}: memorised {r.memorised:.1%} (random {r.random_memorised:.1%}), test "
+                 f"{r.test:.1%} (random {r.random_test:.1%}) — {r.verdict}" for layer, r in self.strongest().items()]
+        return (f"Rewinding one layer to an earlier checkpoint (final model: memorised {self.final_memorised:.1%}, "
+                f"test {self.final_test:.1%}); per layer, the rewind that lowers memorisation most: "
+                + "; ".join(parts) + ". Chosen without labels: " + self.edit_line())
+
+    def tables(self) -> list[Table]:
+        from ..core.document import Table
+
+        rows = [[r.layer, str(r.step), f"{r.memorised:.1%}", f"{r.random_memorised:.1%}", f"{r.test:.1%}",
+                 f"{r.random_test:.1%}", r.verdict, f"{r.agreement:.1%}"] for r in self.rewinds]
+        return [Table(["layer", "rewound to step", "memorised", "random", "test", "random", "verdict",
+                       "agrees with the readout (label-free)"], rows,
+                      f"one layer rewound; random: as many weights drawn from the whole net, mean of "
+                      f"{len(CONTROL_SEEDS)} draws; a verdict needs a lead over random above {VERDICT_BAND:.0%}")]
+
+
+def _scores(model, dataset, loss: str) -> tuple[float, float]:
+    m = subset_metrics(family_of(model).forward(model, dataset.inputs), dataset, loss)
+    return m["noisy_observed_acc"], m["test_acc"]
+
+
+def rewound(run: Run, layer: str, step: int):
+    """The final model with `layer`'s parameters (e.g. "blocks.0.linear") from the checkpoint at
+    `step`: same architecture, loads wherever the run's model does."""
+    early = dict(load_run(run.path, step).model.named_parameters())
+    group = next(g for g in family_of(run.model).layer_parameters(run.model) if g[0].rsplit(".", 1)[0] == layer)
+    return replaced_parameters(run.model, {n: early[n].detach() for n in group})
+
+
+@torch.no_grad()
+def layer_rewind(run: Run, directions: int = DEFAULT_DIRECTIONS) -> LayerRewind:
+    model, ds, loss = run.model, run.dataset, run.spec.train.loss
+    family = family_of(model)
+    groups = family.layer_parameters(model)
+    train = ds.train_mask
+    first = family.layer_hooks(model)[0]
+    _, cache = family.run_with_cache(model, ds.inputs, names_filter=lambda name: name == first)
+    acts = cache[first]
+    target = readout(acts[train], class_subspaces(acts[train], ds.labels[train], ds.p, directions))
+
+    def agreement(edited) -> float:
+        predicted = family.forward(edited, ds.inputs[train]).argmax(-1)
+        return float((predicted == target).double().mean())
+
+    final = {name: p.detach() for name, p in model.named_parameters()}
+    sizes = {name: p.numel() for name, p in final.items()}
+    memorised, test = _scores(model, ds, loss)
+    rewinds = []
+    for step in [s for s in trajectory_steps(run.path) if s < run.step]:
+        early = {name: p.detach() for name, p in load_run(run.path, step).model.named_parameters()}
+        for group in groups:
+            edited = replaced_parameters(model, {n: early[n] for n in group})
+            mem, acc = _scores(edited, ds, loss)
+            count = sum(sizes[n] for n in group)
+            controls = [_scores(replaced_parameters(model, _random_rewind(final, early, count, seed)), ds, loss)
+                        for seed in CONTROL_SEEDS]
+            random_mem, random_acc = (sum(c[i] for c in controls) / len(controls) for i in (0, 1))
+            rewinds.append(Rewind(group[0].rsplit(".", 1)[0], step, mem, acc, random_mem, random_acc,
+                                  agreement(edited)))
+    return LayerRewind(memorised, test, rewinds)
+
+
+def _random_rewind(final: dict, early: dict, count: int, seed: int) -> dict:
+    """Every parameter with `count` entries, drawn uniformly over the whole net, from `early`."""
+    names = list(final)
+    flat_final = torch.cat([final[n].flatten() for n in names])
+    flat_early = torch.cat([early[n].flatten() for n in names])
+    chosen = torch.randperm(len(flat_final), generator=torch.Generator().manual_seed(seed))[:count]
+    flat_final = flat_final.clone()
+    flat_final[chosen] = flat_early[chosen]
+    out, start = {}, 0
+    for n in names:
+        out[n] = flat_final[start:start + final[n].numel()].view_as(final[n])
+        start += final[n].numel()
+    return out
+
+
+def _needs_trajectory(run: Run) -> str | None:
+    if run.path is None or not [s for s in trajectory_steps(run.path) if s < run.step]:
+        return "rewinding needs a run directory with a checkpoint before the final step"
+    if not run.dataset.noisy_mask.any():
+        return "the run has no noisy labels: nothing to memorise"
+    return None
+
+
+LAYER_REWIND: Analysis[LayerRewind] = register_analysis(
+    "layer_rewind", "Rewinding one layer", layer_rewind, needs=(Capability.LAYERS,), skip_reason=_needs_trajectory,
+    order=55, groups=True, features=True)

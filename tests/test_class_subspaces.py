@@ -1,0 +1,155 @@
+"""The label-free class-subspace readout against a planted MLP whose rule (layer 0) and memory
+(lookups in layer 1) are known by construction, and the readout's geometry in closed form."""
+
+import pytest
+import torch
+
+import interp
+from interp.analysis.class_subspaces import INPUT, class_subspace_readout
+from interp.core.class_structure import affinities, class_subspaces, label_doubt
+from interp.core.specs import RunSpec
+from interp.planted import planted_feature_mlp
+
+
+def test_subspaces_and_affinities_in_closed_form():
+    # class 0 spans e0, e1; class 1 spans e2: cosines read off by hand
+    acts = torch.tensor([[1.0, 0, 0], [0, 2, 0], [0, 0, 3], [0, 0, -1]])
+    bases = class_subspaces(acts, torch.tensor([0, 0, 1, 1]), 2, k=2)
+    assert bases[1, 1].abs().sum() == 0  # class 1 has rank 1: its second row is empty
+    point = torch.tensor([[1.0, 1, 1]])
+    torch.testing.assert_close(affinities(point, bases), torch.tensor([[(2 / 3) ** 0.5, (1 / 3) ** 0.5]],
+                                                                      dtype=torch.float64))
+    doubt = label_doubt(point.repeat(2, 1), torch.tensor([0, 1]), bases)
+    torch.testing.assert_close(doubt, torch.tensor([1 / 3 ** 0.5 - (2 / 3) ** 0.5, (2 / 3) ** 0.5 - 1 / 3 ** 0.5],
+                                                   dtype=torch.float64))
+
+
+@pytest.fixture(scope="module")
+def planted():
+    dataset, model, memory = planted_feature_mlp()
+    spec = RunSpec(task=dataset.task, model=interp.families.family_of(model).spec(model))
+    return interp.Run(spec, model, [], 0, None, dataset), memory
+
+
+def test_the_planted_mlp_memorises_every_label_and_keeps_the_rule(planted):
+    run, _ = planted
+    ds = run.dataset
+    predicted = interp.logits(run.model, ds.inputs).argmax(-1)
+    assert bool((predicted[ds.train_mask] == ds.labels[ds.train_mask]).all())  # noisy ones included
+    assert bool((predicted[ds.test_mask] == ds.true_labels[ds.test_mask]).all())
+
+
+def test_the_readout_finds_the_rule_where_it_lives_and_not_in_the_raw_inputs(planted):
+    """One direction per class: the planted rule gives each class one direction (with ten, the
+    other classes' directions, brought in by the noisy examples, would enter every subspace)."""
+    run, _ = planted
+    result = class_subspace_readout(run, directions=1)
+    rows = {row.where: row for row in result.layers}
+    assert result.model_memorised_acc == 1.0
+    rule = rows["blocks.0.hook_post"]
+    assert rule.test_acc >= 0.95 and rule.recovered_acc >= 0.95  # label-free: observed labels only
+    assert rows[INPUT].test_acc <= 0.6  # the control: nuisance outweighs the class directions
+    assert rule.shuffled_test_acc <= 0.5  # shuffled labels carry no rule (chance is 0.25)
+    assert rule.noise_auroc >= 0.99 and rows["blocks.1.hook_post"].noise_auroc >= 0.99
+    assert rule.ceiling_test_acc >= 0.95
+    assert "blocks.0.hook_post" in result.summary() and len(result.tables()[0].rows) == 3
+
+
+def test_the_readout_reads_no_true_label(planted):
+    """Swapping the true labels of the noisy examples for their observed ones changes nothing
+    the label-free readout computes (only the scores that compare against the truth)."""
+    run, _ = planted
+    ds = run.dataset
+    blind = interp.Dataset.from_tensors(ds.task, ds.inputs, ds.labels, ds.train_mask)
+    assert not blind.noisy_mask.any()
+    # ten directions: there the noisy examples pull every class's subspace (the truth would not)
+    seen = class_subspace_readout(interp.Run(run.spec, run.model, [], 0, None, blind))
+    full = class_subspace_readout(run)
+    assert [(r.test_acc, r.untrained_test_acc, r.shuffled_test_acc) for r in seen.layers] == [
+        (r.test_acc, r.untrained_test_acc, r.shuffled_test_acc) for r in full.layers]
+
+
+def test_the_analysis_runs_through_the_registry_with_ten_directions(planted):
+    run, _ = planted
+    result = interp.analyze(run, "class_subspaces")
+    assert result.directions == 10 and [row.where for row in result.layers] == [
+        INPUT, "blocks.0.hook_post", "blocks.1.hook_post"]
+
+
+def test_rewinding_the_lookup_layer_removes_the_memory_beyond_random(tmp_path):
+    """A run whose only earlier checkpoint is the planted net without its lookups: rewinding the
+    layer that holds them (or the readout that reads them) forgets every noisy label and keeps
+    the test, far beyond rewinding as many random weights; rewinding layer 0 (unchanged) does
+    nothing. Wide nuisance, so layer 1 is a small share of the weights."""
+    from interp.analysis.layer_rewind import layer_rewind
+    from interp.training import rundir
+    from interp.training.train import make_optimizer, open_run_dir
+
+    dataset, model, memory = planted_feature_mlp(nuisance=396, threshold=0.5)
+    early = interp.families.replaced_parameters(model, {})
+    with torch.no_grad():
+        early.blocks[1].linear.weight[memory] = 0
+        early.blocks[1].linear.bias[memory] = 0
+        early.unembed.weight[:, memory] = 0
+    spec = RunSpec(task=dataset.task, model=model.spec)
+    out = tmp_path / "run"
+    optimizer = make_optimizer(spec.train, early.parameters())
+    open_run_dir(out, spec, early, optimizer, False, dataset)
+    rundir.save_checkpoint(out, 1, early, optimizer, [])
+    rundir.save_run(out, interp.Run(spec, model, [{"step": 2}], 2, out, dataset))
+    result = layer_rewind(interp.load_run(out), directions=1)
+    rows = {r.layer: r for r in result.rewinds}
+    assert result.final_memorised == 1.0 and result.final_test == 1.0
+    assert rows["blocks.1.linear"].memorised == 0.0 and rows["blocks.1.linear"].test == 1.0
+    assert rows["blocks.1.linear"].random_memorised >= 0.5
+    assert [rows[k].verdict for k in ("blocks.0.linear", "blocks.1.linear", "unembed")] == [
+        "—", "memorising", "memorising"]
+    assert "blocks.1.linear to step 1" in result.claim() and "blocks.0.linear" not in result.claim()
+    # without labels: the rewind that agrees with the readout is the lookup layer's (the readout's
+    # classes are the true ones here; rewinding layer 0 changes nothing, so it keeps the noise)
+    choice = result.label_free()
+    assert (choice.layer, choice.step, choice.agreement) == ("blocks.1.linear", 1, 1.0)
+    assert rows["blocks.0.linear"].agreement < 0.8
+    from interp.analysis.layer_rewind import rewound
+
+    edited = rewound(interp.load_run(out), "blocks.1.linear", 1)
+    assert torch.equal(interp.logits(edited, dataset.inputs), interp.logits(early, dataset.inputs))
+
+
+@pytest.mark.parametrize("memorised, test, verdict", [
+    (0.1, 0.9, "memorising"), (0.9, 0.1, "generalising"), (0.1, 0.1, "shared"), (0.5, 0.5, "—"), (0.49, 0.5, "—")])
+def test_the_rewind_verdict_follows_the_one_rule(memorised, test, verdict):
+    from interp.analysis.layer_rewind import Rewind
+
+    # random rewind: memorised 0.5, test 0.5; a verdict needs a lead above the 2-point band
+    assert Rewind("blocks.0.linear", 1, memorised, test, 0.5, 0.5, 0.0).verdict == verdict
+
+
+def test_the_most_suspect_units_of_the_lookup_layer_are_its_lookups():
+    """Layer 1 holds 4 rule units, 90 lookups and 400 inert units: ranked by correlation with
+    the label-free doubt, the top 90 are the lookups; ablating them forgets every noisy label and
+    keeps the test, which 90 random units of the layer do not."""
+    from interp.analysis.suspect_neurons import most_suspect, suspect_neurons, suspicion
+
+    dataset, model, memory = planted_feature_mlp(inert=400)
+    run = interp.Run(RunSpec(task=dataset.task, model=model.spec), model, [], 0, None, dataset)
+    _, cache = model.run_with_cache(dataset.inputs)
+    first = cache["blocks.0.hook_post"][dataset.train_mask]
+    labels = dataset.labels[dataset.train_mask]
+    doubt = label_doubt(first, labels, class_subspaces(first, labels, 4, k=1))
+    score = suspicion(cache["blocks.1.hook_post"][dataset.train_mask], doubt)
+    assert sorted(most_suspect(score, len(memory))) == memory
+    result = suspect_neurons(run, shares=(90 / 494,), directions=1)
+    row = next(r for r in result.rows if r.layer == "blocks.1.hook_post")
+    assert (row.units, row.memorised, row.test) == (90, 0.0, 1.0)
+    assert row.random_memorised > 0.5 and row.verdict == "memorising"
+
+
+def test_suspicion_is_the_activation_weighted_doubt_and_ties_go_to_the_smaller_unit():
+    from interp.analysis.suspect_neurons import most_suspect, suspicion
+
+    doubt = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    acts = torch.stack([doubt, -doubt, torch.ones(4), 2 * doubt + 1, doubt], 1)
+    expected = torch.tensor([14 / 6, float("-inf"), 1.5, 34 / 16, 14 / 6], dtype=torch.float64)
+    torch.testing.assert_close(suspicion(acts, doubt), expected)
+    assert most_suspect(suspicion(acts, doubt), 2) == [0, 4]
