@@ -95,6 +95,22 @@ def test_the_edit_forgets_the_planted_memory_on_a_group():
     assert control["noisy_observed_acc"] > 0.25 and control["test_acc"] < 0.9
 
 
+def test_the_chosen_edit_does_not_depend_on_the_order_units_are_summed_in():
+    """The same net with its hidden units in another order sums the readout in another order
+    (as another CPU's vector width or thread count does): the same edit, unit for unit."""
+    import copy
+
+    ds = make_dataset(TaskSpec(group="S3", train_fraction=0.6), NoiseSpec(kind="wrong", rate=0.2, seed=1))
+    model = planted_group_net(ds).model
+    order = torch.randperm(model.U.shape[0], generator=torch.Generator().manual_seed(3))
+    shuffled = copy.deepcopy(model)
+    with torch.no_grad():
+        shuffled.U.copy_(model.U[order]), shuffled.V.copy_(model.V[order]), shuffled.W.copy_(model.W[:, order])
+    first, second = edit_search(model, ds, with_labels=False), edit_search(shuffled, ds, with_labels=False)
+    assert second.chosen == first.chosen and torch.equal(second.keep, first.keep[order])
+    assert second.edit.metrics == pytest.approx(first.edit.metrics, rel=1e-6)  # margins: the forward's float32
+
+
 def test_a_transformer_on_a_group_is_localised_by_irreps(tmp_path):
     spec = RunSpec(task=TaskSpec(group="S3", train_fraction=0.6), noise=NoiseSpec(kind="wrong", rate=0.2, seed=1),
                    model=TransformerSpec(d_model=16, n_heads=2, d_head=8, d_mlp=32),
