@@ -103,7 +103,7 @@ def test_rewinding_the_lookup_layer_removes_the_memory_beyond_random(tmp_path):
     assert rows["blocks.1.linear"].memorised == 0.0 and rows["blocks.1.linear"].test == 1.0
     assert rows["blocks.1.linear"].random_memorised >= 0.5
     assert [rows[k].verdict for k in ("blocks.0.linear", "blocks.1.linear", "unembed")] == [
-        "—", "memorising", "memorising"]
+        "inert", "memorising", "memorising"]
     assert "blocks.1.linear to step 1" in result.claim() and "blocks.0.linear" not in result.claim()
     # without labels: the rewind that agrees with the readout is the lookup layer's (the readout's
     # classes are the true ones here; rewinding layer 0 changes nothing, so it keeps the noise)
@@ -117,7 +117,7 @@ def test_rewinding_the_lookup_layer_removes_the_memory_beyond_random(tmp_path):
 
 
 @pytest.mark.parametrize("memorised, test, verdict", [
-    (0.1, 0.9, "memorising"), (0.9, 0.1, "generalising"), (0.1, 0.1, "shared"), (0.5, 0.5, "—"), (0.49, 0.5, "—")])
+    (0.1, 0.9, "memorising"), (0.9, 0.1, "generalising"), (0.1, 0.1, "shared"), (0.5, 0.5, "inert"), (0.49, 0.5, "inert")])
 def test_the_rewind_verdict_follows_the_one_rule(memorised, test, verdict):
     from interp.analysis.layer_rewind import Rewind
 

@@ -70,7 +70,8 @@ def test_the_edit_forgets_the_planted_lookups_and_keeps_the_rule(search):
     # one lookup neuron holds each noisy label: it flips after fewer removals than a clean pair
     assert search.flips["median_noisy"] < search.flips["median_clean"]
     # every method has its curve, and the report's pieces are there
-    assert {pt.method for pt in search.points} == {"learned mask", "learned neuron mask", "greedy", "flip count", "localisation ranking", "random"}
+    assert {pt.method for pt in search.points} == {"learned mask", "learned neuron mask", "greedy", "flip count", "localisation ranking", "random",
+                                                  "toward the teacher's weights"}
     assert "memorised" in search.summary() and search.tables()[0].rows
 
 
@@ -157,3 +158,43 @@ def test_on_a_large_grid_the_search_reads_batches_of_pairs_and_still_forgets(pla
     edit.greedy_masks(space, wanted)
     assert set(seen) == {n // 4}
     assert len({tuple(rows.tolist()) for rows in batches if rows is not None}) == 1  # one sample throughout
+
+
+def test_a_move_toward_the_teacher_net_is_linear_in_the_weights_and_its_share_is_the_smallest_that_agrees(planted):
+    """`toward` moves u, v and w in a straight line (t = 0 the model, 1 the teacher net, the
+    midpoint their mean); the bisected share agrees and one bisection step less does not."""
+    from interp.analysis.edit import AGREEMENT, BISECT, SHIFTS, shift_share, shifted_edits, toward
+    from interp.analysis.filtration import label_free_model
+    from interp.analysis.neurons import neuron_uvw
+
+    model, ds = planted
+    _, target = label_free_model(model, ds.task)
+    torch.testing.assert_close(logits(toward(model, target, 0.0), ds.inputs), logits(model, ds.inputs))
+    torch.testing.assert_close(logits(toward(model, target, 1.0), ds.inputs), logits(target, ds.inputs))
+    for x, y, mid in zip(neuron_uvw(model), neuron_uvw(target), neuron_uvw(toward(model, target, 0.5))):
+        torch.testing.assert_close(mid, (x + y) / 2)
+    whole = sum(float((y - x).double().square().sum()) for x, y in zip(neuron_uvw(model), neuron_uvw(target)))
+    assert shift_share(model, target) == pytest.approx(whole / sum(float(x.double().square().sum()) for x in neuron_uvw(model)))
+    wanted = logits(target, ds.inputs).argmax(1)
+
+    def agreement(t: float) -> float:
+        return float((logits(toward(model, target, t).double(), ds.inputs).argmax(1) == wanted).double().mean())
+
+    found = shifted_edits(model, target, ds, wanted)
+    assert [t for t, _ in found[: len(SHIFTS)]] == list(SHIFTS)
+    t = found[-1][0]
+    assert agreement(t) >= AGREEMENT and agreement(t - SHIFTS[0] / 2 ** (BISECT - 1)) < AGREEMENT
+
+
+def test_the_input_side_is_edited_only_where_no_readout_edit_agrees():
+    from interp.analysis.edit import SHIFTED, EditPoint, choose
+
+    def point(method, size, agreement):
+        return EditPoint(method, size, size, 1, 0, agreement, {})
+
+    readout_agrees = [point("learned mask", 0.3, 0.996), point(SHIFTED, 0.1, 1.0), point("learned mask", 0.2, 0.99)]
+    assert choose(readout_agrees) == 0  # the output side alone forgets: the input side stays as trained
+    readout_fails = [point("learned mask", 0.3, 0.9), point(SHIFTED, 0.8, 0.996), point(SHIFTED, 0.9, 1.0)]
+    assert choose(readout_fails) == 1  # the smallest agreeing move
+    nothing_agrees = [point("learned mask", 0.3, 0.9), point(SHIFTED, 0.8, 0.95)]
+    assert choose(nothing_agrees) == 1  # the most agreeing

@@ -62,8 +62,9 @@ from ..core.tasks import Dataset
 from ..families.base import Capability, family_of, logits
 from ..training.rundir import Run, save_new_run, sha256
 from ..training.train import evaluate
-from .filtration import diagonal_filter_logits, label_free_logits
+from .filtration import diagonal_filter_logits, label_free_logits, label_free_model
 from .interventions import ACCURACIES, scored
+from .neurons import neuron_uvw
 from .readout import linear_readout
 from .registry import Analysis, Result, register_analysis
 
@@ -92,6 +93,12 @@ READS = "the weights and the model's own logits over every input pair of the dat
 AGREEMENT = 0.995
 #: the methods the chosen edit is taken from (`choose`): both read no label
 LEARNED = ("learned mask", "learned neuron mask")
+#: the edit of both sides (nets with neuron maps): every neuron's u, v and w moved a share t of
+#: the way to the teacher net's; t is scored at SHIFTS, then bisected BISECT times below the
+#: first share that agrees
+SHIFTED = "toward the teacher's weights"
+SHIFTS = tuple(i / 10 for i in range(1, 11))
+BISECT = 12
 
 
 @dataclass
@@ -320,6 +327,49 @@ def random_masks(space: EditSpace, seed: int) -> list[tuple[float, Tensor]]:
     return out
 
 
+def toward(model: nn.Module, target: nn.Module, t: float) -> nn.Module:
+    """`model` with every neuron's u, v and w moved a share `t` of the way to `target`'s (same
+    architecture): t = 1 is the target net, t = 0 the model."""
+    maps, aims = neuron_uvw(model), neuron_uvw(target)
+    return family_of(model).with_neuron_maps(model, *(x + t * (y - x) for x, y in zip(maps, aims)))
+
+
+def shift_share(model: nn.Module, target: nn.Module) -> float:
+    """‖target − model‖² / ‖model‖² over the neuron maps (u, v, w): the size of the whole move,
+    so a move by t has size t² times this."""
+    maps, aims = neuron_uvw(model), neuron_uvw(target)
+    return float(sum((y.double() - x.double()).square().sum() for x, y in zip(maps, aims))
+                 / sum(x.double().square().sum() for x in maps))
+
+
+@torch.no_grad()
+def shifted_edits(model: nn.Module, target: nn.Module, dataset: Dataset, wanted: Tensor
+                  ) -> list[tuple[float, Tensor]]:
+    """(t, logits in float64) at each share of SHIFTS, then at the bisection of the step below
+    the first share whose argmax agrees with `wanted` on AGREEMENT of the grid: the smallest
+    such move to BISECT halvings. Scored in float64, so no CPU's summation order moves t."""
+    def scored_at(t: float) -> Tensor:
+        return logits(toward(model, target, t).double(), dataset.inputs.to(torch.long))
+
+    def agrees(out: Tensor) -> bool:
+        return int((out.argmax(1) == wanted).sum()) >= AGREEMENT * len(wanted)
+
+    out = [(t, scored_at(t)) for t in progress_bar(list(SHIFTS), "edit: toward the teacher")]
+    first = next((i for i, (_, o) in enumerate(out) if agrees(o)), None)
+    if first is None:
+        return out
+    low, high = (0.0 if first == 0 else out[first - 1][0]), out[first][0]
+    best = out[first]
+    for _ in range(BISECT):
+        mid = (low + high) / 2
+        trial = scored_at(mid)
+        if agrees(trial):
+            high, best = mid, (mid, trial)
+        else:
+            low = mid
+    return out + ([best] if best[0] != out[first][0] else [])
+
+
 @torch.no_grad()
 def flip_counts(space: EditSpace, teacher: Tensor) -> tuple[Tensor, Tensor, list[int]]:
     """Maini et al.'s count for every pair: the fewest readout neurons whose removal lets another
@@ -375,8 +425,9 @@ class EditSearch(Result):
     chosen: int = -1  # index into points of the edit `interp edit` writes
     flips: dict[str, float | int | None] = field(default_factory=dict)
     exactness: float | None = None  # max |logits of the written model − closed form|
-    keep: Tensor | None = None  # the chosen edit's mask [unit, freq]
+    keep: Tensor | None = None  # the chosen edit's mask [unit, freq] (None for a SHIFTED edit)
     unit: str = "frequency"  # what the class axis is split by: "frequency", or "irrep" on a group
+    teacher_size: float | None = None  # the teacher net as an edit: its change's share of the neuron maps' squared norm
 
     @property
     def edit(self) -> EditPoint:
@@ -398,6 +449,15 @@ class EditSearch(Result):
         from ..core.document import pct
 
         e, b = self.edit, self.baseline
+        if e.method == SHIFTED:
+            best = max((pt for pt in self.points if pt.method in LEARNED), key=lambda pt: pt.agreement)
+            return (f"Moving every neuron's input and output weights {e.parameter:.1%} of the way to the {self.teacher} "
+                    f"(a change of {e.size:.1%} of the neuron maps' squared norm; the {self.teacher} itself is "
+                    f"{self.teacher_size:.1%}), chosen without labels as the smallest such move that agrees with it on "
+                    f"{pct(e.agreement)} of the grid, since no edit of the readout alone does (the best agrees on "
+                    f"{pct(best.agreement)}): memorised {pct(b['noisy_observed_acc'])} → "
+                    f"{pct(e.metrics['noisy_observed_acc'])}, test {pct(b['test_acc'])} → {pct(e.metrics['test_acc'])}, "
+                    f"clean {pct(b['clean_acc'])} → {pct(e.metrics['clean_acc'])}.")
         line = (f"Removing {e.size:.1%} of the readout's weight ({e.parts} class-{self.unit} parts of the output "
                 f"weights, {e.neurons} neurons whole), chosen without labels as the smallest learned mask that "
                 f"agrees with the {self.teacher} on {pct(e.agreement)} of the grid: memorised "
@@ -485,9 +545,15 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True) ->
         masks.setdefault("random", []).extend(random_masks(space, seed))
     for method, curve in masks.items():
         result.points += [_point(space, method, parameter, keep, wanted, dataset) for parameter, keep in curve]
+    extracted = label_free_model(model, dataset.task)
+    if extracted is not None:  # both sides: the neurons moved toward the teacher net
+        result.teacher_size = shift_share(model, extracted[1])
+        result.points += [EditPoint(SHIFTED, t, t * t * result.teacher_size, 0, 0,
+                                    int((out.argmax(1) == wanted).sum()) / len(wanted), scored(out, dataset))
+                          for t, out in shifted_edits(model, extracted[1], dataset, wanted)]
     result.chosen = choose(result.points)
     chosen = result.points[result.chosen]
-    result.keep = dict(masks[chosen.method])[chosen.parameter]
+    result.keep = None if chosen.method == SHIFTED else dict(masks[chosen.method])[chosen.parameter]
     flippable = counts > 0
     result.flips = {"disputed": int(disputed.sum()), "unflippable": int((~flippable).sum()),
                     "median_disputed": _median(counts[disputed & flippable])}
@@ -495,25 +561,38 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True) ->
         result.flips["median_noisy"] = _median(counts[dataset.noisy_mask & flippable])
         result.flips["median_clean"] = _median(counts[dataset.clean_mask & flippable])
     with torch.no_grad():
-        written = logits(edited_model(model, space, result.keep), dataset.inputs)
-        result.exactness = float((written - space.logits(result.keep)).abs().max())
+        written = logits(chosen_model(model, dataset, result), dataset.inputs).double()
+        exact = (logits(toward(model, extracted[1], chosen.parameter).double(), dataset.inputs)
+                 if chosen.method == SHIFTED else space.logits(result.keep))
+        result.exactness = float((written - exact).abs().max())
     return result
+
+
+def chosen_model(model: nn.Module, dataset: Dataset, search: EditSearch) -> nn.Module:
+    """The model of the same architecture that computes `search`'s chosen edit."""
+    if search.edit.method == SHIFTED:
+        return toward(model, label_free_model(model, dataset.task)[1], search.edit.parameter)
+    return edited_model(model, edit_space(model, dataset), search.keep)
 
 
 def choose(points: list[EditPoint]) -> int:
     """The index of the edit `interp edit` writes, by a rule that reads no label and no float's
-    last digits: among the learned masks (parts or whole neurons), the smallest that agrees with
-    the teacher on at least AGREEMENT of the grid; when none does, the most agreeing. Ties go to
-    fewer parts removed, then to the first in `points` (parts before neurons, strongest penalty
-    first). Sizes are compared to 1e-9 of the readout's norm, so two masks that remove the same
-    share are a tie, not a coin toss of summation order."""
+    last digits: among the learned masks of the readout (parts or whole neurons), the smallest
+    that agrees with the teacher on at least AGREEMENT of the grid; when none does, the smallest
+    agreeing move of both sides toward the teacher's weights (SHIFTED: an edit of the input side
+    too, taken only where the output side alone cannot forget); when none agrees, the most
+    agreeing of them all. Ties go to fewer parts removed, then to the first in `points` (parts
+    before neurons, strongest penalty first). Sizes are compared to 1e-9, so two edits of the
+    same size are a tie, not a coin toss of summation order."""
     learned = [i for i, pt in enumerate(points) if pt.method in LEARNED]
     if not learned:
         raise ValueError("no learned mask to choose from")
-    agreeing = [i for i in learned if points[i].agreement >= AGREEMENT]
-    if agreeing:
-        return min(agreeing, key=lambda i: (round(points[i].size, 9), points[i].parts, i))
-    return min(learned, key=lambda i: (-points[i].agreement, round(points[i].size, 9), points[i].parts, i))
+    shifted = [i for i, pt in enumerate(points) if pt.method == SHIFTED]
+    for pool in (learned, shifted):
+        agreeing = [i for i in pool if points[i].agreement >= AGREEMENT]
+        if agreeing:
+            return min(agreeing, key=lambda i: (round(points[i].size, 9), points[i].parts, i))
+    return min(learned + shifted, key=lambda i: (-points[i].agreement, round(points[i].size, 9), points[i].parts, i))
 
 
 def refuse_filled(out: str | Path) -> Path:
@@ -530,7 +609,7 @@ def write_edited_run(run: Run, out: str | Path, search: EditSearch | None = None
     recording the edit (`edited_from`)."""
     out = refuse_filled(out)
     search = search if search is not None else edit_search(run.model, run.dataset)
-    model = edited_model(run.model, edit_space(run.model, run.dataset), search.keep)
+    model = chosen_model(run.model, run.dataset, search)
     edited = Run(run.spec, model, [{"step": run.step, "lr": 0.0, **evaluate(model, run.dataset, run.spec.train.loss)}],
                  run.step, None, run.dataset)
     source = None if run.path is None else Path(run.path)

@@ -331,14 +331,25 @@ LOGIT_ROWS = ("restricted, logit keys", "excluded, logit keys")
 
 
 @torch.no_grad()
+def label_free_model(model: nn.Module, task: TaskSpec) -> tuple[str, nn.Module] | None:
+    """(method, network) of a net with neuron maps' label-free extraction, of the same
+    architecture: the re-synthesized net on Z_p, f^G on a group (re-synthesis is Z_p's cosines
+    with phases). None for other families (their extraction is a filter of the logits)."""
+    if not family_of(model).has(model, Capability.NEURON_MAPS):
+        return None
+    if task.group:
+        return LABEL_FREE[3], dominant_split(model, task)[0]
+    return LABEL_FREE[0], resynthesize(model, task.op)
+
+
+@torch.no_grad()
 def label_free_logits(model: nn.Module, dataset: Dataset) -> tuple[str, Float[Tensor, "pair p"]]:
     """(method, logits) of the model's label-free extraction, the first of LABEL_FREE its family
     and task allow. It reads the weights and the model's outputs over the input grid, no label."""
     task = dataset.task
-    if family_of(model).has(model, Capability.NEURON_MAPS):
-        if task.group:  # re-synthesis is Z_p's (cosines with phases); a group's is f^G
-            return LABEL_FREE[3], logits(dominant_split(model, task)[0], dataset.inputs)
-        return LABEL_FREE[0], logits(resynthesize(model, task.op), dataset.inputs)
+    extracted = label_free_model(model, task)
+    if extracted is not None:
+        return extracted[0], logits(extracted[1], dataset.inputs)
     from .spectra import transformer_key_frequencies
 
     keys = transformer_key_frequencies(model, task)

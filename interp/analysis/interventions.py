@@ -17,11 +17,13 @@ How each kind is ablated:
   run: the part of one frequency averages to zero over the residues, so it equals zero ablation.
 `neuron part` and `head frequency` rows are not checked here.
 
-A label set *holds* (`verdict`) when, in the margins, ablating it does what its label says
-more than the random sets do on average — memorising lowers the memorised margin more and the
-test margin less; generalising the reverse; inert moves both less — no worse on either
-(within TIE logits) and better on one. `mixed` has no verdict, and
-a set that is the whole kind has no control (a random set of that size is the same set).
+A label set *holds* (`verdict`) when its outcome under the one verdict rule
+(`core.metrics.accuracy_verdict`) is its label: `memorising` lowers memorisation more than the
+random sets do on average and test no more; `generalising` the reverse; `shared` lowers both
+more (then the rule and the memory share those components, whatever the scores said); `inert`
+neither. Accuracies decide, by more than VERDICT_BAND; where they tie, the margins. `mixed` has
+no verdict, and a set that is the whole kind has no control (a random set of that size is the
+same set).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor, nn
 
-from ..core.metrics import subset_metrics
+from ..core.metrics import accuracy_verdict, subset_metrics
 from ..core.tasks import Dataset
 from ..families.base import family_of, logits
 from .ablation import MODES, _replacement, ablated_logits_at
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 
 LABELS = ("memorising", "generalising", "mixed", "inert")
 SEEDS = (0, 1, 2)
-TIE = 1e-6  # logits: margin changes closer than this to random's count as equal
 #: a set whose verdict holds but whose zero ablation moves the accuracy its label is about
 #: (memorised for memorising, test for generalising) by less holds "in the margins only"
 MOVED = 0.05
@@ -83,30 +84,23 @@ class InterventionTable:
         matched = [r.metrics for r in self.rows if r.random and (r.kind, r.label, r.mode) == (row.kind, row.label, row.mode)]
         return {k: None if matched[0][k] is None else sum(m[k] for m in matched) / len(matched) for k in matched[0]}
 
-    def verdict(self, row: SetAblation) -> str:
-        """`holds`, `fails`, `no control` or `—` (mixed), from the margins (module docstring)."""
-        if row.label == "mixed":
-            return "—"
+    def outcome(self, row: SetAblation) -> str:
+        """What ablating the set does beside random sets of its size, by the one verdict rule
+        (`core.metrics.accuracy_verdict`: accuracies first, margins where they tie):
+        `memorising`, `generalising`, `shared` or `inert`; `no control` for the whole kind."""
         if row.size >= self.kind_sizes[row.kind]:
             return "no control"
-        ref = self.random_mean(row)
+        ref, m = self.random_mean(row), row.metrics
+        return accuracy_verdict(m["noisy_observed_acc"], m["test_acc"], ref["noisy_observed_acc"], ref["test_acc"],
+                                margins=(m["mem_margin"], m["gen_margin"], ref["mem_margin"], ref["gen_margin"]))
 
-        def change(m: dict, key: str) -> float:
-            return 0.0 if m[key] is None else m[key] - self.baseline[key]
-
-        gen, mem = change(row.metrics, "gen_margin"), change(row.metrics, "mem_margin")
-        gen_r, mem_r = change(ref, "gen_margin"), change(ref, "mem_margin")
-        # (how much more the set lowers the margin it should, how much less the other) than random:
-        # it holds when it is no worse on either (to rounding) and better on one — a tie is a
-        # random set that removes as much, e.g. 2 of 4 heads where every pair holds a rule head
-        if row.label == "memorising":
-            wins = (mem_r - mem, gen - gen_r)
-        elif row.label == "generalising":
-            wins = (gen_r - gen, mem - mem_r)
-        else:
-            wins = (abs(gen_r) - abs(gen), abs(mem_r) - abs(mem))
-        ok = min(wins) >= -TIE and max(wins) > TIE
-        return "holds" if ok else "fails"
+    def verdict(self, row: SetAblation) -> str:
+        """`holds` where the outcome is the set's label, `fails` where it is not, `no control`
+        (the whole kind) or `—` (mixed: no label to hold)."""
+        if row.label == "mixed":
+            return "—"
+        outcome = self.outcome(row)
+        return outcome if outcome == "no control" else "holds" if outcome == row.label else "fails"
 
     def label_row(self, kind: str, label: str, mode: str = "zero") -> SetAblation | None:
         """The ablation of `kind`'s `label` set in `mode`, or None when the set is empty or unchecked."""
@@ -167,16 +161,18 @@ class InterventionTable:
                     continue
                 ref, (held, modes) = self.random_mean(row), self.held(kind, label)
                 only = self.margins_only(row) if held == modes else None
-                verdict = ("no control (the whole kind)" if self.verdict(row) == "no control" else
+                outcome = self.outcome(row)
+                verdict = ("no control (the whole kind)" if outcome == "no control" else
                            f"holds in the margins only ({held} of {modes} modes; {only} moves under {MOVED:.0%})"
                            if only else f"holds ({held} of {modes} modes)" if held == modes else
-                           f"does not hold ({held} of {modes} modes)")
+                           f"{outcome}, not {label} (holds in {held} of {modes} modes)")
                 rows.append([kind, label, f"{row.size} of {self.kind_sizes[kind]}",
                              _pct(row.metrics["noisy_observed_acc"]), _pct(ref["noisy_observed_acc"]),
                              _pct(row.metrics["test_acc"]), _pct(ref["test_acc"]), verdict])
         return Table(["kind", "set", "n", "memorised", "random: memorised", "test", "random: test", "verdict"], rows,
                      caption=f"each label set zero-ablated, beside random sets of the same size (mean of {len(SEEDS)} "
-                             "seeds); the verdict, from the margins, over every ablation mode")
+                             "seeds); the verdict by the one rule (accuracies; margins where they tie) in the zero "
+                             "mode, and in how many ablation modes the label holds")
 
     def table(self) -> Table:
         from ..core.document import Table
@@ -195,13 +191,15 @@ class InterventionTable:
             rows.append([row.kind, row.label, str(row.size), row.mode, *(_pct(m[k]) for k in ACCURACIES),
                          margin(m["gen_margin"]), margin(m["mem_margin"]), _pct(ref["noisy_observed_acc"]),
                          _pct(ref["test_acc"]), margin(ref["gen_margin"]), margin(ref["mem_margin"]),
-                         self.verdict(row)])
+                         f"{self.verdict(row)} ({self.outcome(row)})"])
         return Table(cols, rows, caption=f"each label set ablated at once, beside random sets of the same size "
-                                         f"(mean of {len(SEEDS)} seeds); margins in logits; verdict from the margins")
+                                         f"(mean of {len(SEEDS)} seeds); margins in logits; the verdict, and in brackets "
+                                         "the outcome by the one rule (accuracies; margins where they tie)")
 
     def to_dict(self) -> dict:
         return {"baseline": self.baseline, "kind_sizes": self.kind_sizes,
-                "rows": [{**asdict(r), "verdict": None if r.random else self.verdict(r)} for r in self.rows]}
+                "rows": [{**asdict(r), "verdict": None if r.random else self.verdict(r),
+                          "outcome": None if r.random else self.outcome(r)} for r in self.rows]}
 
 
 def _pct(value: float | None) -> str:

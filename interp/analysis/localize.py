@@ -62,6 +62,7 @@ from .ablation import scan_heads
 from .filtration import filter_residue_weights
 from .interventions import InterventionTable, check_labels
 from .neurons import dominant_split, neuron_ipr
+from .part_split import PartCheck, part_check
 from .readout import linear_readout, margins, push_scores
 from .registry import Analysis, Result, register_analysis
 from .spectra import cluster_order, neuron_clusters, neuron_spectra, transformer_key_frequencies
@@ -118,6 +119,7 @@ class Localization(Result):
     reference: tuple[float, float] | None = None  # (|G|, |M|) in logits: the labels compare shares of them
     thresholds: dict = field(default_factory=lambda: {"inert": INERT, "ratio": RATIO})
     interventions: InterventionTable | None = None  # each label set ablated beside random sets of its size
+    parts: PartCheck | None = None  # each neuron's dominant part against its residual, by intervention
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Number of components per (kind, label)."""
@@ -172,6 +174,8 @@ class Localization(Result):
                      f"generalising or memorising when one share is {t['ratio']:g}× the other, mixed otherwise.")
         if self.interventions is not None:
             lines.append(self.interventions.summary())
+        if self.parts is not None:
+            lines.append(self.parts.summary())
         if self.memorised is not None and self.memorised < 0.5:
             lines.append(f"The model gives only {self.memorised:.1%} of the noisy pairs their observed label, so "
                          "'memorising' marks the components that push hardest towards the wrong labels, not a memory "
@@ -198,7 +202,8 @@ class Localization(Result):
         listed = ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + named[-1] if named else ""
         out = [Table(cols, rows, caption=(f"every {listed}, and " if listed else "") +
                      f"the {top} neurons with the largest scores")]
-        return out + ([self.interventions.table()] if self.interventions is not None else [])
+        return (out + ([self.interventions.table()] if self.interventions is not None else [])
+                + ([self.parts.table()] if self.parts is not None and self.parts.rows else []))
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
@@ -210,7 +215,8 @@ class Localization(Result):
     def to_dict(self) -> dict:
         return {"rows": self.rows, "memorised": self.memorised, "reference": self.reference, "thresholds": self.thresholds,
                 "counts": self.counts(),
-                "interventions": None if self.interventions is None else self.interventions.to_dict()}
+                "interventions": None if self.interventions is None else self.interventions.to_dict(),
+                "parts": None if self.parts is None else self.parts.to_dict()}
 
 
 def _rows(kind: str, gen: Tensor, mem: Tensor | None, reference: tuple[float, float], extra: dict[str, list] | None = None,
@@ -289,10 +295,13 @@ def localize(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...] = DEFAUL
     """Scores and labels for every readout neuron (and, for two-layer nets, each neuron's
     dominant-frequency part and residual; for transformers, each head and embedding frequency),
     for the row `kinds` asked for; with `check`, every label set ablated beside random sets
-    (`interventions.check_labels`)."""
+    (`interventions.check_labels`) and, with neuron parts, f^G and f^R beside their controls
+    (`part_split.part_check`)."""
     result = _labelled(model, dataset, kinds)
     if check:
         result.interventions = check_labels(model, dataset, result.rows)
+        if "neuron part" in kinds and family_of(model).has(model, Capability.NEURON_MAPS):
+            result.parts = part_check(model, dataset)
     return result
 
 

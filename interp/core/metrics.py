@@ -164,17 +164,37 @@ def phase(metrics: dict[str, float | None]) -> str:
 
 #: an intervention must beat its random control by more than this (accuracy) to earn a verdict
 VERDICT_BAND = 0.02
+#: where the accuracies tie (within the band), the margins (in logits) decide beyond this
+MARGIN_TIE = 1e-6
+VERDICTS = ("memorising", "generalising", "shared", "inert")
 
 
-def accuracy_verdict(memorised: float, test: float, random_memorised: float, random_test: float,
-                     band: float = VERDICT_BAND) -> str:
-    """The one verdict rule, on accuracies after an intervention and after its random control:
-    `memorising` when it lowers memorisation more and test less than random (each by more than
-    `band`), `generalising` the reverse, `shared` when it lowers both more, else `—`."""
-    memory = random_memorised - memorised > band
-    rule = random_test - test > band
-    if memory and not rule:
-        return "memorising"
-    if rule and not memory:
-        return "generalising"
-    return "shared" if memory and rule else "—"
+def lowers_more(after: float | None, random: float | None, margin_after: float | None = None,
+                margin_random: float | None = None, band: float = VERDICT_BAND) -> bool:
+    """Whether an intervention lowers a quantity more than its random control does: the
+    accuracy by more than `band`; where the accuracies tie (within the band, e.g. a test
+    accuracy already at chance), the margin (logits) by more than MARGIN_TIE. False where the
+    quantity does not exist (no noisy labels)."""
+    if after is None or random is None:
+        return False
+    if abs(random - after) > band:
+        return random - after > 0
+    return margin_after is not None and margin_random is not None and margin_random - margin_after > MARGIN_TIE
+
+
+def accuracy_verdict(memorised: float | None, test: float, random_memorised: float | None, random_test: float,
+                     band: float = VERDICT_BAND, margins: tuple[float | None, float, float | None, float] | None = None
+                     ) -> str:
+    """The one verdict rule, on what an intervention leaves and what its random control (same
+    size) leaves. With `lowers_more` on memorised accuracy and on test accuracy:
+    `memorising` when it lowers memorisation more than random and test no more; `generalising`
+    the reverse; `shared` when it lowers both more (the rule and the memory share what it
+    removes); `inert` when it lowers neither more. `margins` = (memorised margin, test margin,
+    random's memorised margin, random's test margin) decide where the accuracies tie. Without
+    noisy labels (`memorised` None) only `generalising` or `inert`."""
+    mem_m, gen_m, mem_r, gen_r = margins or (None, None, None, None)
+    memory = lowers_more(memorised, random_memorised, mem_m, mem_r, band)
+    rule = lowers_more(test, random_test, gen_m, gen_r, band)
+    if memory and rule:
+        return "shared"
+    return "memorising" if memory else "generalising" if rule else "inert"

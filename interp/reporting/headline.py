@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 
 #: what each accuracy is called in the headline (the keys of `interventions.scored`)
 NAMES = {"noisy_observed_acc": "memorised", "test_acc": "test", "clean_acc": "clean"}
+#: what each outcome of the one verdict rule (`core.metrics.accuracy_verdict`) says of a set
+OUTCOME_WORDS = {"shared": "shared — ablating it lowers both memorised and test more than random sets do",
+                 "inert": "inert — ablating it lowers neither more than random sets do",
+                 "memorising": "memorising — ablating it lowers memorised more than random sets do, test no more",
+                 "generalising": "generalising — ablating it lowers test more than random sets do, memorised no more"}
+#: the units of the split, coarsest first, and how the headline says the split is at each
+UNITS = {"head": "across heads", "neuron cluster": "across frequency clusters of neurons", "neuron": "across neurons",
+         "frequency": "across embedding frequencies", "irrep": "across embedding irreps",
+         "neuron part": "inside each neuron"}
 SMALL = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 LISTED = 8  # name up to this many members of a set; count a larger one
 
@@ -42,6 +51,9 @@ def claims(localization: Localization | None, search: EditSearch | None) -> list
     if localization is not None:
         memory = ("the run has no noisy labels: nothing to memorise." if localization.memorised is None
                   else _placed(localization, "memorising") + _weak_memory(localization.memorised))
+        where = split_claim(localization)
+        if where is not None:
+            out.append(where)
         out += [{"topic": "The rule", "text": _placed(localization, "generalising")},
                 {"topic": "The memory", "text": memory}]
         unchecked = _unchecked(localization)
@@ -70,14 +82,89 @@ def _placed(loc: Localization, label: str) -> str:
         if held == modes:
             good.append(f"{what} ({_evidence(table, row, [primary])}){_margins_only(table, row)}")
         else:
-            bad.append(f"{what}, labelled {label}, {'do' if what.startswith(('the ', 'all ')) or row.size > 1 else 'does'} "
-                       f"not hold up against random sets of the same size ({_evidence(table, row, [primary, other])}; "
-                       f"holds in {held} of {modes} modes)")
+            plural_ = what.startswith(("the ", "all ")) or row.size > 1
+            outcome = table.outcome(row)
+            verdict = (f"hold{'' if plural_ else 's'} up when zero-ablated but not in every ablation mode" if outcome == label
+                       else f"{'do' if plural_ else 'does'} not hold up against random sets of the same size: "
+                            f"{OUTCOME_WORDS[outcome]}")
+            bad.append(f"{what}, labelled {label}, {verdict} ({_evidence(table, row, [primary, other])}"
+                       f"{_tied(table, row)}; holds in {held} of {modes} modes)")
     if not good and not bad:
         return f"no set labelled {label} can be checked against random sets of its size."
     if not bad:
         return _join(good) + "."
     return f"{_join(good)} — but {_join(bad)}." if good else _join(bad) + "."
+
+
+def split_claim(loc: Localization) -> dict[str, str] | None:
+    """Where the split between rule and memory is: the coarsest unit whose intervention separates
+    them (`separating`), with its numbers, and the coarser units that do not (the rule and the
+    memory share those components). None when no unit was checked by intervention."""
+    checked = separating(loc)
+    if not checked:
+        return None
+    found = next((unit for unit, ok in checked.items() if ok), None)
+    coarser = [unit for unit in checked if unit != found and (found is None or _coarser(unit, found))]
+    shared = [f"{UNITS[unit][len('across '):] if unit != 'neuron part' else 'parts of neurons'}" for unit in coarser]
+    if found is None:
+        return {"topic": "Where the split is", "text": "no unit checked separates the rule from the memory: "
+                f"they share the {_join(shared, ', ')} (see the sets below)."}
+    text = f"{UNITS[found]} — {_separation(loc, found)}"
+    if shared:
+        text += f" Coarser units do not separate them: the rule and the memory share the {_join(shared, ', ')}."
+    return {"topic": "Where the split is", "text": text}
+
+
+def separating(loc: Localization) -> dict[str, bool]:
+    """{unit: whether its intervention separates rule from memory}, for every unit checked, in
+    UNITS' order (coarsest first). A kind of component separates when one of its label sets holds
+    in every ablation mode and none has the opposite outcome; the neurons' parts when
+    `PartCheck.separates`."""
+    out: dict[str, bool] = {}
+    table = loc.interventions
+    opposite = {"memorising": "generalising", "generalising": "memorising"}
+    for unit in UNITS:
+        if unit == "neuron part":
+            if loc.parts is not None and loc.parts.rows:
+                out[unit] = loc.parts.separates
+            continue
+        if table is None or unit not in table.kind_sizes:
+            continue
+        rows = {label: row for label in opposite if (row := table.label_row(unit, label)) is not None
+                and table.outcome(row) != "no control"}
+        if rows:
+            held = any(table.held(unit, label)[0] == table.held(unit, label)[1] for label in rows)
+            out[unit] = held and not any(table.outcome(row) == opposite[label] for label, row in rows.items())
+    return out
+
+
+def _coarser(unit: str, than: str) -> bool:
+    order = list(UNITS)
+    return order.index(unit) < order.index(than)
+
+
+def _separation(loc: Localization, unit: str) -> str:
+    """The numbers that show the split at `unit`."""
+    if unit == "neuron part":
+        parts, base = loc.parts, loc.parts.baseline
+        control = {"f^G": f"keeping instead a random other {parts.unit} of each neuron at the same norm",
+                   "f^R": f"removing instead a random other {parts.unit} of each neuron at the dominant one's norm"}
+        return "; ".join(
+            f"keeping only each neuron's {'dominant ' + parts.unit if r.extraction == 'f^G' else 'residual'} "
+            f"({r.extraction}): memorised {_change(base['noisy_observed_acc'], r.metrics['noisy_observed_acc'])}, "
+            f"test {_change(base['test_acc'], r.metrics['test_acc'])} ({control[r.extraction]}: memorised "
+            f"{pct(r.control['noisy_observed_acc'])}, test {pct(r.control['test_acc'])}; {r.outcome})"
+            for r in parts.rows) + f". The rule is in each neuron's dominant {parts.unit}, the memory in the rest."
+    table = loc.interventions
+    said = []
+    for label in ("memorising", "generalising"):
+        row = table.label_row(unit, label)
+        if row is None or table.outcome(row) == "no control":
+            continue
+        what = _what(unit, [r for r in _of(loc, unit) if r["label"] == label], table.kind_sizes[unit])
+        said.append(f"{what} scored {label}: {_evidence(table, row, ['noisy_observed_acc', 'test_acc'])} "
+                    f"({table.outcome(row)})")
+    return _join(said) + "."
 
 
 def _margins_only(table: InterventionTable, row: SetAblation) -> str:
@@ -91,6 +178,16 @@ def _margins_only(table: InterventionTable, row: SetAblation) -> str:
         return ""
     return (f" — in the margins only: the {name} accuracy moves by under {MOVED:.0%}, so the "
             f"{'memory' if name == 'memorised' else 'rule'} is not in this set alone")
+
+
+def _tied(table: InterventionTable, row: SetAblation) -> str:
+    """Where an accuracy is within the verdict's band of random's, the margins decided: said so."""
+    from ..core.metrics import VERDICT_BAND
+
+    ref = table.random_mean(row)
+    tied = [NAMES[key] for key in ("noisy_observed_acc", "test_acc") if row.metrics[key] is not None
+            and abs(row.metrics[key] - ref[key]) <= VERDICT_BAND]
+    return f"; {' and '.join(tied)} within {VERDICT_BAND:.0%} of random, so the margins decide" if tied else ""
 
 
 def _evidence(table: InterventionTable, row: SetAblation, keys: list[str]) -> str:
@@ -134,11 +231,21 @@ def _unchecked(loc: Localization) -> str:
 def edit_claim(search: EditSearch) -> dict[str, str]:
     """The chosen edit: its size in the topic; what it does to memorised, test and clean accuracy,
     and random parts of about its size, in the text."""
-    from ..analysis.edit import AGREEMENT
+    from ..analysis.edit import AGREEMENT, LEARNED, SHIFTED
 
     e, base = search.edit, search.baseline
     text = ", ".join(f"{NAMES[key]} {_change(base[key], e.metrics[key])}"
                      for key in ("noisy_observed_acc", "test_acc", "clean_acc") if base[key] is not None)
+    if e.method == SHIFTED:
+        best = max((pt.agreement for pt in search.points if pt.method in LEARNED), default=0.0)
+        text = (f"every neuron's input and output weights moved {e.parameter:.1%} of the way to the {search.teacher} "
+                f"(which, as an edit, changes {search.teacher_size:.1%}): {text}. No edit of the readout alone "
+                f"forgets here (the best agrees with the {search.teacher} on {pct(best)} of the grid), so the edit "
+                f"reaches into the input side")
+        if e.agreement < AGREEMENT:
+            text += f" (short of what the search asks: it agrees on {pct(e.agreement)}, not {AGREEMENT:.1%})"
+        return {"topic": f"The edit ({e.size:.1%} of the neuron weights' squared norm, both sides, found without labels)",
+                "text": text + "."}
     size, random = search.random_near(e.size)
     if random:
         text += f"; random parts of {size:.1%}: " + ", ".join(
