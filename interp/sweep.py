@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .analysis.plots import _save, _subplots
 from .core.specs import RunSpec, SpecError
 from .families.base import family_for_spec
 from .training import rundir
@@ -219,8 +220,6 @@ class Summary:
         return "\n".join(lines)
 
     def write(self, out: Path) -> None:
-        from .analysis.plots import plot_sweep
-
         write_json(out / "summary.json", {"axes": self.axes, "rows": self.rows})
         rundir.write_text(out / "summary.md", self.table() + "\n")
         rundir.atomic_write(out / "summary.png", lambda tmp: plot_sweep(self, Path(tmp)))
@@ -238,3 +237,33 @@ def summarise(grid: Grid, out: Path) -> Summary:
                      "noisy_observed_acc": run.final_metrics.get("noisy_observed_acc"),
                      "extracted_method": method, "extracted_test_acc": extracted})
     return Summary(list(grid.axes), rows)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def plot_sweep(summary, path: Path) -> Path:
+    """Test, memorised and extracted accuracy against the first grid axis, one line per value
+    of the other axes."""
+    first, rest = summary.axes[0], summary.axes[1:]
+    lines: dict[tuple, list[dict]] = {}
+    for row in summary.rows:
+        lines.setdefault(tuple(row[a] for a in rest), []).append(row)
+    panels = [("test_acc", "test accuracy (raw model)"), ("noisy_observed_acc", "noisy labels memorised"),
+              ("extracted_test_acc", "test accuracy, extracted (label-free)")]
+    fig, axes = _subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    for ax, (key, title) in zip(axes, panels):
+        for values, rows in lines.items():
+            xs = [r[first] for r in rows]
+            ys = [float("nan") if r[key] is None else r[key] for r in rows]
+            label = ", ".join(f"{a}={v}" for a, v in zip(rest, values)) or None
+            ax.plot(xs, ys, marker="o", label=label)
+        numeric = all(isinstance(r[first], (int, float)) for r in summary.rows)
+        if numeric and min(r[first] for r in summary.rows) > 0 and max(r[first] for r in summary.rows) / min(
+                r[first] for r in summary.rows) > 8:
+            ax.set_xscale("log", base=2)
+        ax.set(xlabel=first, title=title, ylim=(-0.02, 1.02))
+    axes[0].set_ylabel("accuracy")
+    if rest:
+        axes[-1].legend(fontsize=8)
+    return _save(fig, path)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import interp
-from interp.analysis import plots
+from interp.analysis import circuit
 from interp.analysis.ablation import AblationReport, scan_heads
 from interp.analysis.circuit import CircuitViews, circuit_views
 from interp.analysis.localize import localize
@@ -98,8 +98,8 @@ def test_example_neuron_figure_shows_every_frequency(tmp_path, monkeypatch):
                          {"k=27": {"gen": 1.0, "mem": 0.0, "label": "generalising", "neurons": 1}},
                          (1.0, 1.0), [0], [grid.tolist()])
     saved = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.setdefault(path.name, fig) and path)
-    plots.plot_circuit(views, tmp_path, "c")
+    monkeypatch.setattr(circuit, "_save", lambda fig, path: saved.setdefault(path.name, fig) and path)
+    circuit.plot_circuit(views, tmp_path, "c")
     spectrum = [ax for ax in saved["c_neurons.png"].axes if ax.get_title().startswith("power per frequency")]
     shown = torch.tensor(spectrum[0].images[0].get_array())  # the data the panel draws
     assert shown.shape == (p // 2 + 1, p // 2 + 1)

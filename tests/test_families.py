@@ -6,12 +6,15 @@ silently reach a transformer."""
 import pytest
 import torch
 from conftest import small_transformer
-from third_party import FAMILY, EmbedMLPSpec, registered
+from third_party import FAMILY, EmbedMLPFamily, EmbedMLPSpec, registered
 from torch import nn
 
 import interp
-from interp.core.specs import RunSpec, SpecError, TransformerSpec
-from interp.families.base import family_of
+from interp.analysis.filtration import compare_extractions
+from interp.analysis.spectra import fourier_analysis
+from interp.core.specs import NoiseSpec, RunSpec, SpecError, TaskSpec, TransformerSpec, TwoLayerSpec
+from interp.families.base import FAMILIES, family_of, register
+from interp.families.two_layer import TwoLayerNet
 
 
 def test_a_registered_family_is_chosen_by_arch_validated_and_sized_by_itself(monkeypatch):
@@ -37,6 +40,43 @@ def test_a_registered_family_is_chosen_by_arch_validated_and_sized_by_itself(mon
 def test_unknown_model_names_the_registered_families():
     with pytest.raises(TypeError, match="no registered model family"):
         family_of(nn.Linear(2, 2))
+
+
+def _claims(monkeypatch) -> list[nn.Module]:
+    """Every model a registered family is asked about and claims, in order: one entry each time
+    the registry is searched for a model's family."""
+    claimed = []
+    for family in FAMILIES.values():
+        def owns(model, ask=family.owns):
+            mine = ask(model)
+            if mine:
+                claimed.append(model)
+            return mine
+        monkeypatch.setattr(family, "owns", owns)
+    return claimed
+
+
+@pytest.mark.parametrize("analysis", [lambda model, ds: fourier_analysis(model, ds.task, ds),
+                                      lambda model, ds: compare_extractions(model, ds)], ids=["fourier", "filtration"])
+def test_one_analysis_call_searches_the_registry_once_per_model(monkeypatch, analysis):
+    # every helper the analysis calls asks for the model's family; the filtration also builds
+    # filtered copies, each a model of its own, searched for once
+    ds = interp.make_dataset(TaskSpec(p=11, train_fraction=0.6), NoiseSpec(kind="wrong", rate=0.2, seed=1))
+    claimed = _claims(monkeypatch)
+    model = TwoLayerNet(TwoLayerSpec(width=24), ds.p)  # built directly: its family never asked for yet
+    analysis(model, ds)
+    assert sum(m is model for m in claimed) == 1
+    assert len({id(m) for m in claimed}) == len(claimed)  # `claimed` keeps each alive, so ids are distinct
+
+
+def test_a_family_replaced_or_taken_back_no_longer_owns_its_models():
+    with registered():
+        model = FAMILY.build(EmbedMLPSpec(hidden=4), 5)
+        assert family_of(model) is FAMILY
+        replacement = register(EmbedMLPFamily())  # the same name: it takes FAMILY's place
+        assert family_of(model) is replacement
+    with pytest.raises(TypeError, match="no registered model family"):
+        family_of(model)
 
 
 def test_transformer_refuses_bare_pairs_and_takes_them_through_the_pair_api(tmp_path):

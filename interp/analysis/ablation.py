@@ -29,6 +29,7 @@ from ..core.metrics import DEFAULT_LOSS, aggregate_subsets, collect_rows, score_
 from ..core.runtime import EXP_FLOOR
 from ..core.tasks import Dataset
 from ..families.base import Capability, family_of, heads, logits
+from .plots import SUBSET_COLORS, SUBSET_LABELS, _save, _subplots
 from .readout import linear_readout, margins, push_scores
 from .registry import Analysis, Result, register_analysis
 
@@ -330,7 +331,6 @@ class AblationReport(Result):
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
-        from .plots import plot_head_scan, plot_pruning
 
         out = [Figure(plot_pruning(self.curves, Path(out_dir) / f"{stem}.png"),
                       "accuracy per subset as units are removed in each order")]
@@ -364,3 +364,38 @@ def ablation_report(run: Run, seeds: tuple[int, ...] = (0, 1, 2)) -> AblationRep
 
 
 ABLATION: Analysis[AblationReport] = register_analysis("ablation", "Pruning", ablation_report, order=60, groups=True)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def plot_pruning(curves, path: Path) -> Path:
+    """Test and memorised accuracy as units are removed, one line per order."""
+    fig, axes = _subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    for ax, (key, title) in zip(axes, [("test_acc", "test"), ("noisy_observed_acc", SUBSET_LABELS["noisy_observed"])]):
+        for i, curve in enumerate(curves):
+            random = curve.label.startswith("random")
+            ax.plot(curve.fractions, [v if v is not None else float("nan") for v in curve.metrics[key]],
+                    color="#999999" if random else f"C{i}", lw=1 if random else 2,
+                    label=None if random and not curve.label.endswith("0)") else
+                    ("random order (each seed)" if random else curve.label))
+        ax.set(xlabel="fraction of neurons removed", title=title, ylim=(-0.02, 1.02))
+    axes[0].set_ylabel("accuracy")
+    axes[1].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_head_scan(rows: list[dict], path: Path) -> Path:
+    """Per head, what ablating it alone costs the test margin and the memorised margin (rows of
+    `AblationReport.head_costs`)."""
+    fig, ax = _subplots(figsize=(max(5, 1.2 * len(rows) + 2), 4))
+    x = range(len(rows))
+    ax.bar([i - 0.2 for i in x], [r["gen"] for r in rows], 0.4, color=SUBSET_COLORS["test"], label="test margin")
+    if any(r["mem"] is not None for r in rows):
+        ax.bar([i + 0.2 for i in x], [r["mem"] or 0.0 for r in rows], 0.4, color=SUBSET_COLORS["noisy_observed"],
+               label="memorised (observed − true) margin")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xticks(list(x), [r["head"] for r in rows])
+    ax.set(xlabel="head ablated (zero)", ylabel="margin lost (logits)", title="head scan")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -31,6 +31,7 @@ import torch
 
 from ..core.runtime import progress_bar
 from ..families.base import Capability, family_of, heads
+from .plots import SUBSET_COLORS, _save, _subplots
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -106,7 +107,6 @@ class CircuitViews(Result):
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
-        from .plots import plot_circuit
 
         return [Figure(path, caption) for path, caption in plot_circuit(self, Path(out_dir), stem)]
 
@@ -169,3 +169,75 @@ def circuit_views(run: Run) -> CircuitViews:
 
 CIRCUIT: Analysis[CircuitViews] = register_analysis("circuit", "Circuit views", circuit_views, needs=(Capability.HEADS,), order=40,
                                                         groups=True)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def neuron_spectrum_image(grid: torch.Tensor) -> torch.Tensor:
+    """What the example-neuron figure shows of a neuron's activation over (a, b): its power per
+    pair of frequencies (k_a, k_b), every k = 0 … ⌊p/2⌋ (cos and sin summed,
+    `fourier.frequency_power_2d`), with the constant (0, 0) left out so the mean does not drown
+    the rest."""
+    from ..core.fourier import frequency_power_2d
+
+    power = frequency_power_2d(grid.double())
+    power[0, 0] = 0
+    return power
+
+
+def plot_circuit(views, out_dir: Path, stem: str) -> list[tuple[Path, str]]:
+    """The circuit views' figures: attention, the rule and memory scores per head and per neuron
+    cluster, example neurons over (a, b) with their 2-D spectra, and progress measures."""
+    out = []
+    fig, axes = _subplots(1, 3, figsize=(16, 4.2))
+    patterns = [torch.tensor(v) for v in views.attention.values()]
+    if patterns:
+        pattern = torch.cat(patterns)
+        im = axes[0].imshow(pattern.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        fig.colorbar(im, ax=axes[0], label="attention")
+        axes[0].set(xticks=range(pattern.shape[1]), xticklabels=["a", "b", "="][: pattern.shape[1]],
+                    yticks=range(pattern.shape[0]), yticklabels=list(views.heads)[: pattern.shape[0]],
+                    xlabel="key position", ylabel="head", title="attention of the predicting position")
+    for ax, table, title, ylabel in (
+            (axes[1], views.heads, "heads (each zero-ablated alone)", "margin lost (logits)"),
+            (axes[2], views.clusters, "readout neurons by frequency cluster", "summed direct push (logits of margin)")):
+        names = list(table)
+        for offset, score, color, name in ((-0.2, "gen", SUBSET_COLORS["test"], "rule: test true-label margin"),
+                                           (0.2, "mem", SUBSET_COLORS["noisy_observed"],
+                                            "memory: noisy observed − true margin")):
+            if any(table[n].get(score) is not None for n in names):
+                ax.bar([j + offset for j in range(len(names))], [table[n].get(score) or 0.0 for n in names], 0.4,
+                       color=color, label=name)
+        ax.set_xticks(range(len(names)), [f"{n}\n{table[n]['label']}" for n in names], fontsize=7)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set(ylabel=ylabel, title=title)
+    axes[2].legend(fontsize=7)
+    out.append((_save(fig, out_dir / f"{stem}.png"), "attention, and the rule and memory scores of each head and "
+                                                      "neuron cluster (the localisation's)"))
+
+    if views.example_maps:
+        maps = torch.tensor(views.example_maps, dtype=torch.float64)
+        fig, axes = _subplots(2, len(maps), figsize=(4.2 * len(maps), 7.5), squeeze=False)
+        for j, (neuron, grid) in enumerate(zip(views.example_neurons, maps)):
+            im = axes[0][j].imshow(grid.numpy(), cmap="RdBu_r", origin="lower")
+            fig.colorbar(im, ax=axes[0][j], label="activation")
+            axes[0][j].set(xlabel="b", ylabel="a", title=f"neuron {neuron} over (a, b)")
+            im = axes[1][j].imshow(neuron_spectrum_image(grid).numpy(), cmap="magma", origin="lower")
+            fig.colorbar(im, ax=axes[1][j], label="power (cos + sin; constant left out)")
+            axes[1][j].set(xlabel="frequency k of b (0: constant)", ylabel="frequency k of a",
+                           title="power per frequency pair")
+        out.append((_save(fig, out_dir / f"{stem}_neurons.png"),
+                    "example readout neurons (largest push towards the true test labels) and their 2-D spectra"))
+
+    if views.progress:
+        fig, ax = _subplots(figsize=(7, 4))
+        steps = views.progress["step"]
+        for key, label in (("train_loss", "train loss"), ("test_loss", "test loss"),
+                           ("restricted_test_loss", "restricted (key frequencies only), test"),
+                           ("excluded_test_loss", "excluded (key frequencies removed), test")):
+            ax.plot(steps, views.progress[key], marker="o", markersize=3, label=label)
+        ax.set(yscale="log", xlabel="step", ylabel="loss", title="progress measures over the trajectory")
+        ax.legend(fontsize=8)
+        out.append((_save(fig, out_dir / f"{stem}_progress.png"), "restricted and excluded loss over training"))
+    return out

@@ -24,6 +24,7 @@ from torch import Tensor
 from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, label_doubt, readout
 from ..families.base import Capability, build_model, family_of
 from ..training.rundir import Run
+from .plots import _save, _subplots
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -123,8 +124,6 @@ class ClassSubspaces(Result):
 
 
 def plot_class_subspaces(result: ClassSubspaces, path: Path) -> Path:
-    from .plots import _save, _subplots
-
     fig, ax = _subplots(figsize=(7, 4))
     where = [row.where for row in result.layers]
     x = torch.arange(len(where), dtype=torch.float64)

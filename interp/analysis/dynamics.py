@@ -17,6 +17,7 @@ import torch
 from ..core.runtime import progress_bar
 from ..families.base import logits
 from ..training.rundir import Run, load_run, trajectory_steps
+from .plots import SUBSET_COLORS, SUBSET_LABELS, _save, _subplots
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -72,7 +73,6 @@ class FitSpeed(Result):
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
-        from .plots import plot_fit_speed
 
         return [Figure(plot_fit_speed(self, Path(out_dir) / f"{stem}.png"),
                        "fraction of clean and noisy training examples fitted over training")]
@@ -100,3 +100,18 @@ def fit_speed(run: Run) -> FitSpeed:
 
 DYNAMICS: Analysis[FitSpeed] = register_analysis("dynamics", "Which labels are fitted first", fit_speed, order=90,
                                               groups=True, features=True)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def plot_fit_speed(speed, path: Path) -> Path:
+    """Fraction of clean and of noisy examples fitted (against the labels trained on) per step."""
+    fig, ax = _subplots(figsize=(7, 4))
+    ax.plot(speed.steps, speed.clean_acc, color=SUBSET_COLORS["clean"], label=SUBSET_LABELS["clean"])
+    if any(v is not None for v in speed.noisy_acc):
+        ax.plot(speed.steps, [v if v is not None else float("nan") for v in speed.noisy_acc],
+                color=SUBSET_COLORS["noisy_observed"], label=SUBSET_LABELS["noisy_observed"])
+    ax.set(xscale="symlog", xlabel="step", ylabel="fraction fitted", ylim=(-0.02, 1.02), title="which labels are fitted first")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

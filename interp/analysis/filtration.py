@@ -44,6 +44,7 @@ from ..core.tasks import SUBSET_TABLE, SUBSETS, Dataset, apply_op, task_labels
 from ..families.base import Capability, family_of, logits
 from .logit_spectrum import LogitSpectrum, beside_weights, comparison_table, logit_spectrum
 from .neurons import dominant_split, neuron_uvw, project_per_neuron
+from .plots import SUBSET_COLORS, SUBSET_LABELS, _save, _subplots
 from .registry import Analysis, Result, register_analysis
 from .spectra import neuron_spectra
 
@@ -271,7 +272,6 @@ class Extraction(Result):
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
-        from .plots import plot_extraction, plot_noise_detection
 
         figures = [Figure(plot_extraction(self, Path(out_dir) / f"{stem}.png"),
                           "accuracy per subset of each extracted network")]
@@ -496,3 +496,40 @@ def detect_noise(extracted: Float[Tensor, "pair p"], dataset: Dataset) -> dict:
 EXTRACTION: Analysis[Extraction] = register_analysis("filtration", "Extraction",
                   lambda run: compare_extractions(run.model, run.dataset, loss=run.spec.train.loss), order=20,
                   groups=True)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def plot_extraction(extraction, path: Path) -> Path:
+    """Accuracy of each extraction method on the four subsets, as grouped bars."""
+    methods = list(extraction.rows)
+    fig, ax = _subplots(figsize=(max(8, 1.1 * len(methods)), 4.5))
+    width = 0.2
+    for i, (name, color) in enumerate(SUBSET_COLORS.items()):
+        values = [extraction.rows[m][f"{name}_acc"] or 0 for m in methods]
+        ax.bar([j + (i - 1.5) * width for j in range(len(methods))], values, width, color=color,
+               label=SUBSET_LABELS[name])
+    ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="accuracy", ylim=(0, 1.05), title="extracted networks on the four subsets")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path)
+
+
+def plot_noise_detection(detection: dict, path: Path) -> Path:
+    """ROC curve of the noise detector and histograms of its score on clean and noisy examples."""
+    fig, axes = _subplots(1, 2, figsize=(11, 4))
+    axes[0].plot(detection["roc"]["fpr"], detection["roc"]["tpr"], color=SUBSET_COLORS["noisy_observed"])
+    axes[0].plot([0, 1], [0, 1], color="#bbbbbb", linestyle="--", label="chance")
+    axes[0].set(xlabel="false-positive rate (clean flagged)", ylabel="true-positive rate (noisy flagged)",
+                title=f"ROC, AUROC {detection['auroc']:.4f}")
+    axes[0].legend(fontsize=8)
+    edges = detection["histogram"]["edges"]
+    centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    width = edges[1] - edges[0]
+    for name, color in (("clean", SUBSET_COLORS["clean"]), ("noisy", SUBSET_COLORS["noisy_observed"])):
+        axes[1].bar(centres, detection["histogram"][name], width, color=color, alpha=0.6, label=f"{name} training examples")
+    axes[1].set(yscale="log", xlabel="log p(top class) − log p(observed label)", ylabel="examples",
+                title="disagreement with the observed label")
+    axes[1].legend(fontsize=8)
+    return _save(fig, path)

@@ -26,6 +26,7 @@ from ..core.metrics import DEFAULT_LOSS, collect_rows, subset_metrics
 from ..core.tasks import Dataset
 from ..families.base import Capability, family_of, logits
 from .neurons import SCORES, dominant_split, neuron_scores, subnetwork
+from .plots import SUBSET_COLORS, _save, _subplots
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -117,7 +118,6 @@ class PartitionReport(Result):
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
-        from .plots import plot_partition
 
         return [Figure(plot_partition(list(self.sweeps.values()), Path(out_dir) / f"{stem}.png"), "partition sweeps")]
 
@@ -129,3 +129,23 @@ def partition_report(run: Run) -> PartitionReport:
 
 PARTITION: Analysis[PartitionReport] = register_analysis("partition", "Task-agnostic partition", partition_report, needs=(Capability.NEURON_MAPS,), order=70,
                                                            groups=True)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def plot_partition(sweeps, path: Path) -> Path:
+    """Per score: test accuracy of f^G_part, of its frequency filtration, and the memorised
+    accuracy of the memorisation part, against the fraction of neurons kept."""
+    fig, axes = _subplots(1, len(sweeps), figsize=(5 * len(sweeps), 4), sharey=True, squeeze=False)
+    for ax, sweep in zip(axes[0], sweeps):
+        ax.plot(sweep.fractions, sweep.generalisation["test_acc"], color=SUBSET_COLORS["test"], label="f^G_part: test")
+        ax.plot(sweep.fractions, sweep.filtered_generalisation["test_acc"], color=SUBSET_COLORS["test"], ls="--",
+                label="f^G_part filtered: test")
+        ax.plot(sweep.fractions, sweep.memorisation["noisy_observed_acc"], color=SUBSET_COLORS["noisy_observed"],
+                label="rest: memorised")
+        ax.axhline(sweep.filtered_whole["test_acc"], color="#555555", lw=1, ls=":", label="whole net filtered: test")
+        ax.set(xlabel="γ_G (fraction of neurons kept, top by score)", title=f"score: {sweep.score}", ylim=(-0.02, 1.02))
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=7)
+    return _save(fig, path)

@@ -40,6 +40,7 @@ from ..core.metrics import DEFAULT_LOSS, subset_metrics
 from ..core.runtime import progress_bar
 from ..core.tasks import SUBSET_TABLE, SUBSETS, Dataset
 from ..families.base import Capability, family_of
+from .plots import SUBSET_COLORS, SUBSET_LABELS, _save, _subplots
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -76,7 +77,6 @@ class PatchSweep(Result):
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
-        from .plots import plot_patching
 
         return [Figure(plot_patching(self, Path(out_dir) / f"{stem}.png"),
                        f"accuracy per subset with one activation patched from {self.source}")]
@@ -200,7 +200,6 @@ class RuleMemoryPatching(Result):
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
-        from .plots import plot_rule_memory_patching
 
         return [Figure(plot_rule_memory_patching(self, Path(out_dir) / f"{stem}.png"),
                        "what patching each component takes from the memorised margin and from the test margin")]
@@ -343,7 +342,6 @@ class PatchingOverTraining(Result):
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
-        from .plots import plot_patching_over_training
 
         return [Figure(plot_patching_over_training(self, Path(out_dir) / f"{stem}.png"),
                        "the final model's accuracy per subset with one activation patched from each checkpoint")]
@@ -389,3 +387,57 @@ PATCHING_OVER_TRAINING: Analysis[PatchingOverTraining] = register_analysis("patc
 PATCHING: Analysis[RuleMemoryPatching] = register_analysis(
     "patching", "Activation patching: the rule and the memory", lambda run: rule_memory_patching(run.model, run.dataset),
     needs=(Capability.HEADS, Capability.POSITIONS), order=50, groups=True)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def plot_patching(sweep, path: Path) -> Path:
+    """Accuracy per subset after patching each (hook, position), one heat map per subset."""
+    subsets = [s for s in SUBSET_COLORS if sweep.baseline.get(f"{s}_acc") is not None]
+    hooks = list(sweep.metrics)
+    fig, axes = _subplots(1, len(subsets), figsize=(4.2 * len(subsets), 0.5 * len(hooks) + 2.2), squeeze=False)
+    for ax, subset in zip(axes[0], subsets):
+        grid = torch.tensor([[sweep.metrics[h][p][f"{subset}_acc"] for p in sweep.positions] for h in hooks])
+        im = ax.imshow(grid.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        fig.colorbar(im, ax=ax, label="accuracy")
+        ax.set(xticks=range(len(sweep.positions)), xticklabels=["a", "b", "="][: len(sweep.positions)],
+               yticks=range(len(hooks)), xlabel="position patched",
+               title=f"{SUBSET_LABELS[subset]}\n(unpatched {sweep.baseline[f'{subset}_acc']:.0%})")
+        ax.set_yticklabels(hooks, fontsize=7)
+    return _save(fig, path)
+
+
+def plot_rule_memory_patching(result, path: Path) -> Path:
+    """Per kind of component, what patching each one takes from the memorised margin (memory)
+    and from the test margin (rule), in logits."""
+    kinds = [k for k in ("head output", "head input", "neuron cluster", "path") if any(r["kind"] == k for r in result.rows)]
+    fig, axes = _subplots(1, max(1, len(kinds)), figsize=(4.5 * max(1, len(kinds)), 4.2), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        rows = [r for r in result.rows if r["kind"] == kind]
+        names = [r["index"] + ("" if kind != "head input" else f" @{r['position']}") for r in rows]
+        x = range(len(rows))
+        for offset, score, color, label in ((-0.2, "memory", SUBSET_COLORS["noisy_observed"], "memorised margin lost"),
+                                            (0.2, "rule", SUBSET_COLORS["test"], "test margin lost")):
+            if any(r[score] is not None for r in rows):
+                ax.bar([i + offset for i in x], [r[score] or 0.0 for r in rows], 0.4, color=color, label=label)
+        ax.set_xticks(list(x), names, rotation=60, ha="right", fontsize=6)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set(ylabel="logits", title=kind)
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_patching_over_training(result, path: Path) -> Path:
+    """Per subset, the final model's accuracy against the checkpoint each hook was patched from,
+    one line per hook, the unpatched accuracy dashed."""
+    subsets = [s for s in SUBSET_COLORS if result.baseline.get(f"{s}_acc") is not None]
+    fig, axes = _subplots(1, len(subsets), figsize=(4.2 * len(subsets), 3.4), squeeze=False)
+    for ax, subset in zip(axes[0], subsets):
+        for hook, by_name in result.metrics.items():
+            ax.plot(result.steps, by_name[f"{subset}_acc"], marker="o", markersize=3, label=hook)
+        ax.axhline(result.baseline[f"{subset}_acc"], color="grey", linestyle="--", linewidth=1)
+        ax.set(xlabel="checkpoint patched from (step)", ylabel="accuracy", ylim=(-0.02, 1.02),
+               title=SUBSET_LABELS[subset])
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)

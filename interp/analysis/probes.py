@@ -33,6 +33,7 @@ from ..core.fourier import grid_fourier_projection
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
 from ..families.base import Capability, build_model, family_of, logits
+from .plots import SUBSET_COLORS, SUBSET_LABELS, _save, _subplots
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -252,7 +253,6 @@ class ProbeReport(Result):
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
-        from .plots import plot_probe_curves
 
         return [Figure(plot_probe_curves(self.curves, Path(out_dir) / f"{stem}.png"),
                        "probe accuracy against the number of probe-training examples")]
@@ -294,3 +294,22 @@ def probe_report(run: Run) -> ProbeReport:
 
 
 PROBES: Analysis[ProbeReport] = register_analysis("probes", "Linear probes", probe_report, order=80, groups=True)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def plot_probe_curves(curves: dict, path: Path) -> Path:
+    """Probe accuracy against the number of clean probe-training examples: one panel per
+    feature source, the subsets in their usual colours (test; noisy examples vs true labels)."""
+    fig, axes = _subplots(1, len(curves), figsize=(4.5 * len(curves), 3.8), sharey=True, squeeze=False)
+    for ax, (source, curve) in zip(axes[0], curves.items()):
+        sizes = sorted(curve)
+        for subset in ("test", "noisy_true"):
+            values = [curve[n][subset] for n in sizes]
+            ax.plot(sizes, [float("nan") if v is None else v for v in values], color=SUBSET_COLORS[subset],
+                    marker="o", label=SUBSET_LABELS[subset])
+        ax.set(xscale="log", xlabel="clean probe-training examples", ylim=(-0.02, 1.02), title=f"features: {source}")
+    axes[0][0].set_ylabel("probe accuracy (true label)")
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)

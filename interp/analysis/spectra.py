@@ -29,6 +29,7 @@ from ..core.specs import TaskSpec
 from ..families.base import Capability, family_of
 from ..core.tasks import Dataset
 from .logit_spectrum import LogitSpectrum, beside_weights, comparison_table, logit_spectrum
+from .plots import _save, _subplots
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -141,7 +142,6 @@ class NeuronSpectra(Result):
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
-        from .plots import plot_neuron_spectra
 
         units = "irreps" if self.irreps is not None else "frequencies"
         return [Figure(plot_neuron_spectra(self, Path(out_dir) / f"{stem}.png"),
@@ -326,7 +326,6 @@ class TransformerSpectra(Result):
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
-        from .plots import plot_transformer_spectra
 
         return [Figure(plot_transformer_spectra(self, Path(out_dir) / f"{stem}.png"),
                        "power per frequency of the embedding, unembedding and readout-to-logit map")]
@@ -376,3 +375,72 @@ def fourier_analysis(model: nn.Module, task: str | TaskSpec, dataset: Dataset | 
 FOURIER: Analysis[NeuronSpectra | TransformerSpectra] = register_analysis(
     "fourier", "Fourier spectra", lambda run: fourier_analysis(run.model, run.spec.task, run.dataset), order=10,
     groups=True)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def _irrep_names(spectra) -> list[str] | None:
+    """On a group, the irreps' readable names (`core.unit_labels`); None for Z_p (numbered ticks)."""
+    if spectra.irreps is None:
+        return None
+    return spectra.labels or spectra.irreps
+
+
+def _name_units(ax, names: list[str] | None, axis: str = "x", first: int = 0) -> None:
+    """On a group, tick the unit axis with the irreps' names (unit `first` at position `first`)."""
+    if names is not None:
+        ticks = range(first, len(names))
+        (ax.set_xticks if axis == "x" else ax.set_yticks)(list(ticks), [names[u] for u in ticks],
+                                                          fontsize=7, rotation=90 if axis == "x" else 0)
+
+
+def plot_neuron_spectra(spectra, path: Path) -> Path:
+    """Per-neuron power over frequencies (irreps, on a group; sorted by the dominant one), the
+    count of neurons per dominant frequency, and the IPR histogram."""
+    from ..core.document import plural
+    unit = "frequency k" if spectra.irreps is None else "irrep"
+    power = spectra.power[:, 1:]
+    order = torch.argsort(spectra.freq * 10 + (1 - spectra.energy_frac))
+    normed = power[order] / power[order].sum(1, keepdim=True).clamp_min(1e-30)
+    fig, axes = _subplots(1, 3, figsize=(15, 4.2))
+    im = axes[0].imshow(normed.T.numpy(), aspect="auto", origin="lower", cmap="viridis",
+                        extent=(0, len(order), 0.5, power.shape[1] + 0.5))
+    axes[0].set(xlabel=f"neuron (sorted by dominant {unit.split()[0]})", ylabel=unit,
+                title="share of each neuron's power (u+v+w)")
+    _name_units(axes[0], _irrep_names(spectra), "y", first=1)
+    fig.colorbar(im, ax=axes[0])
+    counts = torch.bincount(spectra.freq, minlength=power.shape[1] + 1)[1:]
+    axes[1].bar(range(1, len(counts) + 1), counts.numpy(), color="#555555")
+    axes[1].set(xlabel=f"dominant {unit}", ylabel="neurons", title=f"dominant {plural(unit.split()[0])}")
+    _name_units(axes[1], _irrep_names(spectra), first=1)
+    axes[2].hist(spectra.ipr.numpy(), bins=40, color="#555555")
+    axes[2].set(xlabel="IPR (mean over u, v, w; r = 2)", ylabel="neurons", title="neuron IPR")
+    return _save(fig, path)
+
+
+def plot_transformer_spectra(spectra, path: Path) -> Path:
+    unit = "frequency k" if spectra.irreps is None else "irrep"
+    names = [n for n in spectra.power if n in ("W_E", "W_U")]
+    layers = [n for n in spectra.power if n.endswith("W_out_U")]
+    extra = spectra.neuron_freq is not None
+    fig, axes = _subplots(1, len(names) + 1 + extra, figsize=(5 * (len(names) + 1 + extra), 4))
+    if extra:
+        counts = torch.bincount(spectra.neuron_freq[spectra.neuron_share > CLUSTER_SHARE], minlength=spectra.p // 2 + 1)
+        axes[-1].bar(range(len(counts)), counts.numpy(), color="#555555")
+        axes[-1].set(xlabel="frequency k", ylabel="MLP neurons",
+                     title=f"neurons with > {CLUSTER_SHARE:.0%} of their activation power at k")
+        axes = axes[:-1]
+    for ax, name in zip(axes, names):
+        total = spectra.power[name].sum(0)
+        ax.bar(range(len(total)), total.numpy(), color="#555555")
+        ax.set(xlabel=f"{unit} (0 = constant)" if spectra.irreps is None else unit, ylabel="power",
+               title=f"{name} power per {unit.split()[0]}")
+        _name_units(ax, _irrep_names(spectra))
+    last = spectra.power[layers[-1]]
+    normed = last / last.sum(1, keepdim=True).clamp_min(1e-30)
+    order = torch.argsort(normed[:, 1:].argmax(1))
+    axes[-1].imshow(normed[order].T.numpy(), aspect="auto", origin="lower", cmap="viridis")
+    axes[-1].set(xlabel="neuron (sorted)", ylabel=unit, title=f"{layers[-1]}: neuron-to-logit power")
+    _name_units(axes[-1], _irrep_names(spectra), "y")
+    return _save(fig, path)

@@ -20,6 +20,7 @@ predicting position ([batch, units] for a neuron hook).
 from __future__ import annotations
 
 import copy
+import weakref
 from abc import ABC, abstractmethod
 from enum import Enum
 from typing import Any, Callable, Iterable
@@ -117,7 +118,8 @@ class ModelFamily(ABC):
     # --- building ----------------------------------------------------------------------------
     @abstractmethod
     def owns(self, model: nn.Module) -> bool:
-        """Whether `model` is of this family."""
+        """Whether `model` is of this family: an answer that stays the same while the model lives
+        (`family_of` asks once per model)."""
 
     @abstractmethod
     def build(self, spec: Any, p: int) -> nn.Module:
@@ -319,10 +321,16 @@ class ModelFamily(ABC):
 
 FAMILIES: dict[str, ModelFamily] = {}
 
+#: Each model's family, found once by `family_of` and kept while the model lives (held beside the
+#: model, not on it: its attributes, state dict, copies and pickles are untouched); emptied when
+#: the registry changes, since a family may come or go.
+_RESOLVED: weakref.WeakKeyDictionary[nn.Module, ModelFamily] = weakref.WeakKeyDictionary()
+
 
 def register(family: ModelFamily) -> ModelFamily:
     """Add `family` (its spec type becomes buildable and loadable by `model.arch`, and its
     memory estimate is checked before training)."""
+    _RESOLVED.clear()
     FAMILIES[family.name] = family
     MODEL_SPECS[family.name] = family.spec_type
     MODEL_MEMORY[family.name] = family.memory_bytes
@@ -331,11 +339,25 @@ def register(family: ModelFamily) -> ModelFamily:
 
 def unregister(name: str) -> None:
     """Take back the family registered as `name` (e.g. at the end of a test)."""
+    _RESOLVED.clear()
     for table in (FAMILIES, MODEL_SPECS, MODEL_MEMORY):
         table.pop(name, None)
 
 
 def family_of(model: nn.Module) -> ModelFamily:
+    """The registered family that owns `model` (the first, in registration order). Asked of the
+    registry once per model: an analysis and every helper it calls get the answer found first."""
+    try:
+        return _RESOLVED[model]
+    except KeyError:
+        pass
+    except TypeError:  # a model that cannot be weakly referenced: asked each time
+        return _owner(model)
+    _RESOLVED[model] = family = _owner(model)
+    return family
+
+
+def _owner(model: nn.Module) -> ModelFamily:
     for family in FAMILIES.values():
         if family.owns(model):
             return family
