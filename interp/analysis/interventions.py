@@ -165,7 +165,8 @@ class InterventionTable:
                 verdict = ("no control (the whole kind)" if outcome == "no control" else
                            f"holds in the margins only ({held} of {modes} modes; {only} moves under {MOVED:.0%})"
                            if only else f"holds ({held} of {modes} modes)" if held == modes else
-                           f"{outcome}, not {label} (holds in {held} of {modes} modes)")
+                           f"holds when zero-ablated, not in every mode ({held} of {modes} modes)" if outcome == label
+                           else f"{outcome}, not {label} (holds in {held} of {modes} modes)")
                 rows.append([kind, label, f"{row.size} of {self.kind_sizes[kind]}",
                              _pct(row.metrics["noisy_observed_acc"]), _pct(ref["noisy_observed_acc"]),
                              _pct(row.metrics["test_acc"]), _pct(ref["test_acc"]), verdict])

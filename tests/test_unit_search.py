@@ -1,0 +1,64 @@
+"""Where the split between rule and memory is (`reporting.headline.split_claim`), pinned on models
+whose split is known: across neurons (the planted two-layer net: lookup neurons), inside each
+neuron (the a5-noisy release: every neuron carries both, its dominant irrep the rule), across heads
+(the planted transformer: lookup heads); and the one verdict rule at its boundaries."""
+
+import pytest
+
+import interp
+from interp import NoiseSpec, TaskSpec, make_dataset
+from interp.analysis.localize import localize
+from interp.core.metrics import VERDICT_BAND, accuracy_verdict
+from interp.planted import planted_two_layer
+from interp.reporting.headline import separating, split_claim
+from interp.training.release import resolve
+
+
+def test_across_neurons_on_the_planted_net():
+    ds = make_dataset(TaskSpec(p=23, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.2, seed=1))
+    loc = localize(planted_two_layer(ds, act="relu", seed=2).model, ds)
+    assert separating(loc)["neuron"]
+    text = split_claim(loc)["text"]
+    assert text.startswith("across neurons — 53 of 181 neurons scored memorising: ablated: memorised 100 → 0.0%")
+    assert "Coarser units" not in text  # nothing coarser was checked
+
+
+def test_inside_each_neuron_on_a_release_whose_neurons_share_rule_and_memory():
+    run = interp.load_run(resolve("a5-noisy"))
+    loc = localize(run.model, run.dataset, kinds=("neuron", "neuron part"))
+    assert separating(loc) == {"neuron": False, "neuron part": True}
+    f_g, f_r = loc.parts.rows
+    assert (f_g.extraction, f_g.outcome, f_r.extraction, f_r.outcome) == ("f^G", "memorising", "f^R", "generalising")
+    assert f_g.metrics["noisy_observed_acc"] < 0.01 < 0.95 < f_g.metrics["test_acc"]
+    assert f_g.control["test_acc"] < 0.2  # a random other irrep at the same norm keeps no rule
+    text = split_claim(loc)["text"]
+    assert text.startswith("inside each neuron — keeping only each neuron's dominant irrep (f^G): memorised 100 → 0.0%")
+    assert text.endswith("Coarser units do not separate them: the rule and the memory share the neurons.")
+
+
+def test_across_heads_on_the_planted_transformer():
+    from interp.planted import planted_transformer
+
+    ds = make_dataset(TaskSpec(p=13, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.2, seed=1))
+    loc = localize(planted_transformer(ds).model, ds, kinds=("head", "neuron"))
+    assert separating(loc)["head"]
+    assert split_claim(loc)["text"].startswith("across heads — heads L0H2, L0H3 scored memorising: ablated: "
+                                               "memorised 100 → 0.0%")
+
+
+@pytest.mark.parametrize("memorised, test, margins, verdict", [
+    (0.5 - VERDICT_BAND * 1.01, 0.5 + VERDICT_BAND * 1.01, None, "memorising"),
+    (0.5 - VERDICT_BAND * 1.01, 0.5 - VERDICT_BAND * 1.01, None, "shared"),
+    (0.5 + VERDICT_BAND * 1.01, 0.5 - VERDICT_BAND * 1.01, None, "generalising"),
+    (0.5 - VERDICT_BAND * 0.99, 0.5, None, "inert"),  # within the band, no margins: not more
+    (0.5 - VERDICT_BAND * 0.99, 0.5, (1.0, 5.0, 2.0, 5.0), "memorising"),  # the margins decide the tie
+    (0.5, 0.5 - VERDICT_BAND * 0.99, (2.0, 4.0, 2.0, 5.0), "generalising"),
+    (0.5 - VERDICT_BAND * 1.01, 0.5, (3.0, 5.0, 2.0, 5.0), "memorising"),  # accuracies first, whatever the margins
+])
+def test_the_one_verdict_rule_at_its_boundaries(memorised, test, margins, verdict):
+    assert accuracy_verdict(memorised, test, 0.5, 0.5, margins=margins) == verdict
+
+
+def test_without_noisy_labels_a_set_is_generalising_or_inert():
+    assert accuracy_verdict(None, 0.1, None, 0.5) == "generalising"
+    assert accuracy_verdict(None, 0.5, None, 0.5) == "inert"
