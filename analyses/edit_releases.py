@@ -4,7 +4,9 @@ planted nets: what each method reaches, and the edit `interp edit` would write.
     python analyses/edit_releases.py [--out DIR] [NAME ...]
 
 For each model: the label-free teacher, the unedited and the teacher's memorised and test
-accuracy, the chosen edit (its size and both accuracies), and per method the smallest edit
+accuracy, the chosen edit (its method, size and both accuracies; a readout edit's size is its
+share of the readout map's squared norm, a move toward the teacher's weights' of the neuron
+maps' u, v and w together), and per method the smallest edit
 that takes memorisation to ≤ 5% with its test accuracy (— where none does). Prints one Markdown
 table, writes it with the numbers to `DIR/edit_releases.{md,json}` and each model's Pareto
 figure to `DIR/edit_NAME.png`.
@@ -18,14 +20,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import interp
-from interp.analysis.edit import edit_search
+from interp.analysis.edit import SHIFTED, edit_search
 from interp.planted import planted_transformer, planted_two_layer
 from interp.training.rundir import write_json, write_text
 
-#: every release with wrong training labels (nanda-grokking has none: nothing to forget)
-RELEASES = ("nanda-noisy-59", "nanda-inversion", "nanda-noisy", "nanda-coexistence", "liu-lu-80", "doshi-coexistence")
+#: every release with wrong training labels (nanda-grokking and s5-clean have none: nothing to forget)
+RELEASES = ("nanda-noisy-59", "nanda-inversion", "nanda-noisy", "nanda-coexistence", "liu-lu-80", "doshi-coexistence",
+            "a5-noisy", "s5-noisy", "nanda-s5-noisy")
 FORGOTTEN = 0.05  # "the memory removed": memorised at most this
-METHODS = ("learned mask", "greedy", "flip count", "localisation ranking", "random")
+METHODS = ("learned mask", "learned neuron mask", "greedy", "flip count", "localisation ranking", "random",
+           SHIFTED)
 
 
 def models(names: list[str]):
@@ -52,7 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    header = ["model", "teacher", "memorised / test", "teacher: memorised / test", "chosen edit: size, memorised / test",
+    header = ["model", "teacher", "memorised / test", "teacher: memorised / test",
+              "chosen edit: method, size, memorised / test",
               *(f"{m}: smallest size with memorised ≤ 5%, test" for m in METHODS), "seconds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     data = {}
@@ -64,7 +69,7 @@ def main() -> None:
         b, t, e = search.baseline, search.teacher_metrics, search.edit
         cells = [name, search.teacher, f"{pct(b['noisy_observed_acc'])} / {pct(b['test_acc'])}",
                  f"{pct(t['noisy_observed_acc'])} / {pct(t['test_acc'])}",
-                 f"{e.size:.1%}, {pct(e.metrics['noisy_observed_acc'])} / {pct(e.metrics['test_acc'])}"]
+                 f"{e.method}, {e.size:.1%}, {pct(e.metrics['noisy_observed_acc'])} / {pct(e.metrics['test_acc'])}"]
         for method in METHODS:
             done = [pt for pt in search.curve(method) if pt.metrics["noisy_observed_acc"] is not None
                     and pt.metrics["noisy_observed_acc"] <= FORGOTTEN]

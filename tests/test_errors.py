@@ -39,6 +39,11 @@ def test_generalised_structured_noise_is_named_with_its_region():
     headline = result.headline()
     assert headline.startswith("Held-out pairs with a in 0–11 follow the training noise") and g_name in headline
     assert f"with a in 0–11, {n_inside - n_spoiled} of {n_inside} test pairs" in result.summary()
+    # the report's headline names it
+    from interp.reporting.report import _error_claims
+
+    assert _error_claims(result) == [{"topic": "Test errors", "text": headline}]
+    assert _error_claims(explain_test_errors(dataset.true_labels, dataset)) == []
 
 
 def test_a_row_is_in_the_region_from_half_of_its_test_pairs():

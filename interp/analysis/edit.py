@@ -38,11 +38,16 @@ nonlinearity, so no edit of them is exact in closed form.
 - `localisation ranking` (reads labels): whole neurons in order of the localisation's
   memorisation share minus its generalisation share.
 - `random`: random parts, the control at each size (RANDOM_SEEDS seeds).
+- `toward the teacher's weights` (nets with neuron maps, whose teacher is a net of the same
+  architecture: the re-synthesis on Z_p, f^G on a group): every neuron's u, v and w moved a share
+  t of the way to the teacher net's — the input side too, for where the memory is not in the
+  readout (liu-lu-80: each neuron's residual, on both sides). Its size is t² ‖teacher − model‖² /
+  ‖model‖² over u, v, w; t is the smallest share (to BISECT halvings) that agrees.
 
-The chosen edit, which `interp edit` writes, is fixed in advance and reads no label: the smallest
-`learned mask` edit whose argmax agrees with the teacher's on at least AGREEMENT (99.5%) of the
-grid (the
-most agreeing one if none does).
+The chosen edit, which `interp edit` writes, is fixed in advance and reads no label (`choose`):
+the smallest learned readout mask whose argmax agrees with the teacher's on at least AGREEMENT
+(99.5%) of the grid; where none does, the smallest agreeing move toward the teacher's weights;
+where nothing agrees, the most agreeing.
 """
 
 from __future__ import annotations

@@ -4,13 +4,18 @@ edit removes the memory at what cost, each claim quoted from the results that ba
 - **The rule** and **the memory**: every kind's generalising (memorising) set in the
   localisation's intervention table (`Localization.interventions`), with what zero-ablating it
   does to the memorised and test accuracy beside random sets of the same size. A set is claimed
-  only where its verdict holds in every ablation mode; one that holds in some modes, or in
-  none, is named after the words "does not hold up against random sets of its size" with its
-  numbers; a set that is the whole kind (no random control) is listed as unchecked. A claimed
+  only where its verdict (the one rule, `core.metrics.accuracy_verdict`) holds in every ablation
+  mode; one that does not is named with what it is instead (`shared`: ablating it lowers both
+  accuracies more than random sets do; `inert`: neither) and its numbers; a set that is the whole kind (no random control) is listed as unchecked. A claimed
   set whose ablation moves its accuracy by under `interventions.MOVED` holds "in the margins only":
   it lowers the margin more than random sets do, but the rule (memory) is not in it alone.
+- **Where the split is** (first): the coarsest unit whose intervention separates the rule from
+  the memory (`separating`: heads, neuron clusters, neurons, embedding frequencies, then each
+  neuron's dominant part against its residual, `part_split`), with its numbers beside its
+  controls, and the coarser units that do not separate (the rule and the memory share them).
 - **Unchecked**: the mixed sets (no verdict), the whole-kind sets, and the labels of kinds the
-  table does not ablate (neuron parts, head frequencies), said to be from scores alone.
+  table does not ablate (head frequencies; neuron parts where f^G/f^R were not checked), said to
+  be from scores alone.
 - **The edit**: the chosen label-free weight edit (`EditSearch.edit`): its size, memorised and
   test accuracy before and after, and random parts of about that size; where no edit reached
   the agreement the search asks for, it says so.
@@ -216,8 +221,9 @@ def _unchecked(loc: Localization) -> str:
                 whole.append(f"{what} {label}")
     by_score = []
     for kind in dict.fromkeys(f"{r['kind']}: {r['part']}" if r.get("part") else r["kind"] for r in loc.rows):
-        if kind.split(": ")[0] in table.kind_sizes:
-            continue
+        if kind.split(": ")[0] in table.kind_sizes or (kind.startswith("neuron part") and loc.parts is not None
+                                                        and loc.parts.rows):
+            continue  # checked by intervention: the neuron parts as f^G and f^R (`split_claim`)
         sets = {label: rows for label in ("generalising", "memorising") if (rows := _sets(loc, label).get(kind))}
         if sets:  # the larger of its two sets
             label, rows = max(sets.items(), key=lambda item: len(item[1]))

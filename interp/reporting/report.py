@@ -92,8 +92,14 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         "noise_auroc": auroc,
         "components": results["localize"].counts() if "localize" in results else {},
         "neuron_parts": results["localize"].parts_counts() if "localize" in results else {},
-        "claims": rule_claims + claims(results.get("localize"), results.get("edit")),
+        "claims": rule_claims + claims(results.get("localize"), results.get("edit")) + _error_claims(results.get("errors")),
     }
+
+
+def _error_claims(errors: Any) -> list[dict[str, str]]:
+    """The test errors that follow the training noise's map (`analysis.errors`), when they do."""
+    line = None if errors is None else errors.headline()
+    return [{"topic": "Test errors", "text": line}] if line else []
 
 
 def write_report(run: Run, out_dir: Path | str, progress: bool = True, replace: bool = False) -> dict[str, Any]:
