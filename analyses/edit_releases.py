@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import interp
-from interp.analysis.edit import SHIFTED, edit_search
+from interp.analysis.edit import DOMINANT, SHIFTED, edit_search
 from interp.planted import planted_transformer, planted_two_layer
 from interp.training.rundir import write_json, write_text
 
@@ -29,7 +29,7 @@ RELEASES = ("nanda-noisy-59", "nanda-inversion", "nanda-noisy", "nanda-coexisten
             "a5-noisy", "s5-noisy", "nanda-s5-noisy")
 FORGOTTEN = 0.05  # "the memory removed": memorised at most this
 METHODS = ("learned mask", "learned neuron mask", "greedy", "flip count", "localisation ranking", "random",
-           SHIFTED)
+           SHIFTED, DOMINANT)
 
 
 def models(names: list[str]):

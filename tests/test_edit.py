@@ -71,7 +71,7 @@ def test_the_edit_forgets_the_planted_lookups_and_keeps_the_rule(search):
     assert search.flips["median_noisy"] < search.flips["median_clean"]
     # every method has its curve, and the report's pieces are there
     assert {pt.method for pt in search.points} == {"learned mask", "learned neuron mask", "greedy", "flip count", "localisation ranking", "random",
-                                                  "toward the teacher's weights"}
+                                                  "toward the teacher's weights", "each neuron's dominant part (f^G)"}
     assert "memorised" in search.summary() and search.tables()[0].rows
 
 

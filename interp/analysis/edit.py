@@ -69,7 +69,7 @@ from ..training.rundir import Run, save_new_run, sha256
 from ..training.train import evaluate
 from .filtration import diagonal_filter_logits, label_free_logits, label_free_model
 from .interventions import ACCURACIES, scored
-from .neurons import neuron_uvw
+from .neurons import dominant_split, neuron_uvw
 from .readout import linear_readout
 from .registry import Analysis, Result, register_analysis
 
@@ -103,6 +103,9 @@ LEARNED = ("learned mask", "learned neuron mask")
 #: first share that agrees
 SHIFTED = "toward the teacher's weights"
 SHIFTS = tuple(i / 10 for i in range(1, 11))
+#: each neuron's residual removed on both sides (f^G, `part_split`): the split's unit as an edit,
+#: scored beside the others and never chosen (it aims at no teacher)
+DOMINANT = "each neuron's dominant part (f^G)"
 BISECT = 12
 
 
@@ -556,6 +559,12 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True) ->
         result.points += [EditPoint(SHIFTED, t, t * t * result.teacher_size, 0, 0,
                                     int((out.argmax(1) == wanted).sum()) / len(wanted), scored(out, dataset))
                           for t, out in shifted_edits(model, extracted[1], dataset, wanted)]
+        # the unit where the split sits inside neurons, as an edit beside the chosen one: f^G
+        dominant = dominant_split(model, dataset.task)[0]
+        with torch.no_grad():
+            out = logits(dominant.double(), dataset.inputs)
+        result.points.append(EditPoint(DOMINANT, 1.0, shift_share(model, dominant), 0, 0,
+                                       int((out.argmax(1) == wanted).sum()) / len(wanted), scored(out, dataset)))
     result.chosen = choose(result.points)
     chosen = result.points[result.chosen]
     result.keep = None if chosen.method == SHIFTED else dict(masks[chosen.method])[chosen.parameter]

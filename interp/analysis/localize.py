@@ -154,7 +154,7 @@ class Localization(Result):
         freq_rows = [r for r in self.rows if r["kind"] in ("frequency", "irrep")]
         if freq_rows and self.key_frequencies is not None:
             kind = freq_rows[0]["kind"]
-            name = {r["index"]: str(r.get("irrep", r["index"])) for r in freq_rows}
+            name = {r["index"]: str(r.get("irrep_label", r["index"])) for r in freq_rows}
             rule = [name[r["index"]] for r in freq_rows if r["label"] in ("generalising", "mixed")]
             other = {name[r["index"]]: r["label"] for r in freq_rows if r["index"] in self.key_frequencies
                      and name[r["index"]] not in rule}
@@ -194,8 +194,9 @@ class Localization(Result):
         on_group = any("irrep" in r for r in self.rows)
         cols = ["kind", "index", "label", "gen_score", "mem_score", "irrep" if on_group else "freq", "ipr"]
         neurons = sorted((r for r in self.rows if r["kind"] == "neuron"), key=lambda r: -size(r))[:top]
-        rows = [[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c) if row.get(c) is not None
-                                                                                 else "—") for c in cols]
+        shown = {"irrep": "irrep_label"}  # a reader's name in the table, the stored id in to_dict
+        rows = [[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else
+                 str(row.get(shown.get(c, c), row.get(c)) if row.get(c) is not None else "—") for c in cols]
                 for row in [r for r in self.rows if r["kind"] in kinds] + neurons]
         present = [kind for kind in kinds if any(r["kind"] == kind for r in self.rows)]
         named = [{"frequency": "embedding frequency", "irrep": "embedding irrep"}.get(k, k) for k in present]
@@ -314,8 +315,9 @@ def _labelled(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...]) -> Loc
     if family.has(model, Capability.NEURON_MAPS):
         spectra = neuron_spectra(model, task)
         extra = {"freq": spectra.freq.tolist(), "ipr": neuron_ipr(model, task).tolist()}
-        if spectra.irreps is not None:
+        if spectra.irreps is not None:  # the stored id, and the name a reader knows (`core.unit_labels`)
             extra["irrep"] = [spectra.irreps[k] for k in extra["freq"]]
+            extra["irrep_label"] = [spectra.labels[k] for k in extra["freq"]]
         gen, mem = readout_scores(model, dataset)
         if "neuron" in kinds:
             result.rows += _rows("neuron", gen, mem, reference, extra)
@@ -362,7 +364,7 @@ def _labelled(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...]) -> Loc
     for row in _ablation_rows(units.kind, full, ablated, dataset, reference):
         row["index"] = row["freq"] = everything[row["index"]]
         if units.group is not None:
-            row["irrep"] = units.names[row["index"]]
+            row["irrep"], row["irrep_label"] = units.names[row["index"]], units.labels[row["index"]]
         result.rows.append(row)
     return result
 

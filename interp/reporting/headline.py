@@ -237,11 +237,15 @@ def _unchecked(loc: Localization) -> str:
 def edit_claim(search: EditSearch) -> dict[str, str]:
     """The chosen edit: its size in the topic; what it does to memorised, test and clean accuracy,
     and random parts of about its size, in the text."""
-    from ..analysis.edit import AGREEMENT, LEARNED, SHIFTED
+    from ..analysis.edit import AGREEMENT, DOMINANT, LEARNED, SHIFTED
 
     e, base = search.edit, search.baseline
     text = ", ".join(f"{NAMES[key]} {_change(base[key], e.metrics[key])}"
                      for key in ("noisy_observed_acc", "test_acc", "clean_acc") if base[key] is not None)
+    unit = next((pt for pt in search.points if pt.method == DOMINANT), None)
+    if unit is not None and search.teacher != "f^G":  # the split's unit inside neurons, as an edit, beside the chosen one
+        text += (f" (beside it, each neuron's dominant part alone, f^G, a change of {unit.size:.1%} of the neuron "
+                 f"maps: memorised {pct(unit.metrics['noisy_observed_acc'])}, test {pct(unit.metrics['test_acc'])})")
     if e.method == SHIFTED:
         best = max((pt.agreement for pt in search.points if pt.method in LEARNED), default=0.0)
         text = (f"every neuron's input and output weights moved {e.parameter:.1%} of the way to the {search.teacher} "
@@ -302,7 +306,7 @@ def _what(kind: str, rows: list[dict], total: int) -> str:
     if n == total and n > 1:
         return f"all {SMALL[n] if n < len(SMALL) else n} {plural(noun)}"
     if kind in ("head", "frequency", "irrep") and n <= LISTED:
-        return f"{noun if n == 1 else plural(noun)} {', '.join(str(r.get('irrep', r['index'])) for r in rows)}"
+        return f"{noun if n == 1 else plural(noun)} {', '.join(str(r.get('irrep_label', r.get('irrep', r['index']))) for r in rows)}"
     return f"{n} of {total} {plural(noun)}"
 
 
