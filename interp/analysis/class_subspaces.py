@@ -21,16 +21,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, label_doubt, readout
+from ..core.class_structure import DEFAULT_DIRECTIONS, INPUT, class_subspaces, label_doubt, readout
 from ..families.base import Capability, build_model, family_of
 from ..training.rundir import Run
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
-
-#: the control's name among the layers: the readout on the raw inputs
-INPUT = "input"
 
 #: the shuffled-label control's seed (any fixed one: the permutation must not depend on the run)
 SHUFFLE_SEED = 0
