@@ -39,6 +39,7 @@ from .core.specs import MODEL_SPECS, NoiseSpec, RunSpec, TaskSpec, TrainSpec, Tr
 from .families.base import FAMILIES, Capability, ModelFamily, family_of
 from .families.importers import import_model, to_hooked_transformer, to_torch_mlp
 from .families.mlp import MLPSpec
+from .families.token_transformer import TokenTransformerSpec
 from .training.rundir import Run, load_run
 from .training.train import train
 
@@ -58,6 +59,7 @@ SMALL_SPECS: dict[str, Any] = {
     "two_layer": TwoLayerSpec(width=24),
     "transformer": TransformerSpec(d_model=16, n_heads=2, d_head=8, d_mlp=32),
     "mlp": MLPSpec(d_in=64, widths=(16, 8)),
+    "token_transformer": TokenTransformerSpec(d_in=64, n_tokens=8, d_model=16, n_heads=2, d_head=8, d_mlp=32),
 }
 
 #: The families whose checkpoints one of the importers (`families.importers.FORMATS`) reads:
