@@ -203,7 +203,8 @@ def check_residue_weights(case: Case) -> None:
         try:
             family.embedding(model)
         except TypeError as err:
-            _require(Capability.PAIRS.description in str(err), f"the refusal of the embedding does not name pairs: {err}")
+            _require(Capability.PAIRS.description in str(err),
+                     f"the refusal of the embedding does not name pairs: {err}")
             return
         raise ConformanceError(f"{family.name} reads no (a, b) pairs but its embedding did not refuse")
     embed, unembed = family.embedding(model), family.unembedding(model)

@@ -98,8 +98,8 @@ def _xor_run(nuisance: int = 6, n: int = 600):
     truth = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
     observed = truth.clone()
     observed[torch.arange(n)[: n // 2][torch.randperm(n // 2, generator=gen)[: n // 10]]] ^= 1  # 20% of train noisy
-    ds = interp.Dataset.from_tensors(TaskSpec(op="classify", data="planted", p=2), x, observed, torch.arange(n) < n // 2,
-                                     truth)
+    train = torch.arange(n) < n // 2
+    ds = interp.Dataset.from_tensors(TaskSpec(op="classify", data="planted", p=2), x, observed, train, truth)
     model = MLPNet(MLPSpec(d_in=2 + nuisance, widths=(4, 4)), 2)
     with torch.no_grad():
         for param in model.parameters():

@@ -244,8 +244,8 @@ class ProbeReport(Result):
         from ..core.document import pct
 
         best = max(self.probes, key=lambda r: r.accuracy["test"] or 0)
-        line = (f"Best probe for the true label: {best.features} features at `{best.hook}`, test {pct(best.accuracy['test'])}, "
-                f"noisy examples against their true labels {pct(best.accuracy['noisy_true'])} (the model itself: "
+        line = (f"Best probe for the true label: {best.features} features at `{best.hook}`, test "
+                f"{pct(best.accuracy['test'])}, noisy examples against their true labels {pct(best.accuracy['noisy_true'])} (the model itself: "
                 f"{pct(best.model_accuracy['test'])} and {pct(best.model_accuracy['noisy_true'])}).")
         inputs = self.inputs()
         if inputs is not None:
