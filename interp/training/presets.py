@@ -228,7 +228,8 @@ PRESETS: dict[str, Preset] = {
             "digits-40 read by a transformer over tokens: each digit's 8 rows of 8 pixels are 8 tokens, "
             "plus a readout token (d_model 64, 4 heads of 16, MLP 256, one block, no layer norm); Adam lr "
             "1e-3 in minibatches of 128, 2400 steps (about 240 epochs). Every wrong label is memorised "
-            "(100% from step 1650) while test accuracy falls from about 85% (step 350) to about 60%.",
+            "(100% from step 1650) while test accuracy falls from about 85% (step 350) to about 60%; "
+            "`interp analyze RUN --analysis class_subspaces --analysis probes` sets each beside its controls.",
         ),
     ]
 }
