@@ -14,9 +14,10 @@ can run them one by one with `parametrize_with_checks`:
 
 A family is checked while registered (`interp.families.register`), an analysis likewise
 (`register_analysis`, or an entry point). The checks train a tiny run (p = 11, ten steps, 30%
-wrong labels, kept in a temporary folder until the process ends) once per (family, spec), and
-compute each analysis once per run; an analysis is checked on the built-in families' runs
-(`standard_cases`: each on Z_p, and the two-layer net on S3).
+wrong labels, kept in a temporary folder until the process ends; a family that reads feature
+vectors, `inputs = "features"`, trains on digits instead) once per (family, spec), and compute
+each analysis once per run; an analysis is checked on the built-in families' runs
+(`standard_cases`: each on its task, and the two-layer net on S3).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from .analysis.registry import ANALYSES, Analysis, Result, analyze
 from .core.metrics import loss_fn
 from .core.specs import MODEL_SPECS, NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
 from .families.base import FAMILIES, Capability, ModelFamily, family_of
-from .families.importers import import_model, to_hooked_transformer
+from .families.importers import import_model, to_hooked_transformer, to_torch_mlp
+from .families.mlp import MLPSpec
+from .families.token_transformer import TokenTransformerSpec
 from .training.rundir import Run, load_run
 from .training.train import train
 
@@ -47,11 +50,16 @@ CHECK_NOISE = NoiseSpec(kind="wrong", rate=0.3, seed=1)
 CHECK_TRAIN = TrainSpec(steps=10, lr=1e-2, eval_every=5, checkpoint_every=5)
 #: A task over a group (S3), for the analyses that declare `groups=True`.
 CHECK_GROUP_TASK = TaskSpec(group="S3", train_fraction=0.6)
+#: The task of a family that reads feature vectors: scikit-learn's digits (64 features, 10
+#: classes, shipped with it), with CHECK_NOISE's 30% wrong labels.
+CHECK_FEATURE_TASK = TaskSpec(op="classify", data="digits", train_fraction=0.6)
 
 #: Small specs of the built-in families (d_model ≥ p: a transformer's readout map can be rewritten).
 SMALL_SPECS: dict[str, Any] = {
     "two_layer": TwoLayerSpec(width=24),
     "transformer": TransformerSpec(d_model=16, n_heads=2, d_head=8, d_mlp=32),
+    "mlp": MLPSpec(d_in=64, widths=(16, 8)),
+    "token_transformer": TokenTransformerSpec(d_in=64, n_tokens=8, d_model=16, n_heads=2, d_head=8, d_mlp=32),
 }
 
 #: The families whose checkpoints one of the importers (`families.importers.FORMATS`) reads:
@@ -59,6 +67,7 @@ SMALL_SPECS: dict[str, Any] = {
 IMPORT_FORMATS: dict[str, tuple[str, Callable[[nn.Module], dict]]] = {
     "two_layer": ("two-layer", lambda model: model.state_dict()),
     "transformer": ("hooked-transformer", to_hooked_transformer),
+    "mlp": ("torch-mlp", to_torch_mlp),
 }
 
 
@@ -108,8 +117,13 @@ def _result(analysis: Analysis, case: Case) -> Result:
 def standard_cases() -> list[Case]:
     """The runs every analysis is checked on: each built-in family on Z_p, and the two-layer net
     on S3."""
-    return [*(Case(FAMILIES[name], spec) for name, spec in SMALL_SPECS.items()),
+    return [*(Case(FAMILIES[name], spec, task_for(FAMILIES[name])) for name, spec in SMALL_SPECS.items()),
             Case(FAMILIES["two_layer"], SMALL_SPECS["two_layer"], CHECK_GROUP_TASK)]
+
+
+def task_for(family: ModelFamily) -> TaskSpec:
+    """The task a family is checked on: by what it reads (pairs, or feature vectors)."""
+    return CHECK_FEATURE_TASK if family.inputs == "features" else CHECK_TASK
 
 
 def _pairs(case: Case) -> torch.Tensor:
@@ -182,8 +196,17 @@ def check_unit_to_logit_is_linear(case: Case) -> None:
 
 def check_residue_weights(case: Case) -> None:
     """embedding [p, d] and unembedding [d, p] are the model's; with_residue_weights returns a
-    copy holding the new ones (the model untouched), and `unembed` gives its logits."""
+    copy holding the new ones (the model untouched), and `unembed` gives its logits. A family
+    without (a, b) pairs refuses the embedding with a TypeError that says so."""
     family, model, pairs, p = case.family, trained_run(case).model, _pairs(case), case.task.p
+    if not family.has(model, Capability.PAIRS):
+        try:
+            family.embedding(model)
+        except TypeError as err:
+            _require(Capability.PAIRS.description in str(err),
+                     f"the refusal of the embedding does not name pairs: {err}")
+            return
+        raise ConformanceError(f"{family.name} reads no (a, b) pairs but its embedding did not refuse")
     embed, unembed = family.embedding(model), family.unembedding(model)
     _require(embed.shape[0] == p and unembed.shape[-1] == p, f"embedding {tuple(embed.shape)} / unembedding "
              f"{tuple(unembed.shape)} are not indexed by the {p} residues")
@@ -462,7 +485,7 @@ def family_checks(family: ModelFamily, spec: Any, import_format: str | None = No
                   ) -> list[tuple[Case, Callable[[Case], None]]]:
     """(subject, check) for every family check; `import_format`: an importer's format that reads
     the family's state dict as it is (`families.importers.FORMATS`), if any."""
-    case = Case(family, spec, import_format=import_format)
+    case = Case(family, spec, task_for(family), import_format=import_format)
     return [(case, check) for check in FAMILY_CHECKS]
 
 
@@ -510,4 +533,4 @@ def built_in_subjects() -> list[Any]:
 
 __all__ = ["ANALYSIS_CHECKS", "CAPABILITY_CHECKS", "Case", "ConformanceError", "FAMILY_CHECKS", "SMALL_SPECS",
            "analysis_checks", "built_in_subjects", "check_analysis", "check_family", "family_checks",
-           "parametrize_with_checks", "standard_cases", "trained_run"]
+           "parametrize_with_checks", "standard_cases", "task_for", "trained_run"]

@@ -153,3 +153,27 @@ def test_suspicion_is_the_activation_weighted_doubt_and_ties_go_to_the_smaller_u
     expected = torch.tensor([14 / 6, float("-inf"), 1.5, 34 / 16, 14 / 6], dtype=torch.float64)
     torch.testing.assert_close(suspicion(acts, doubt), expected)
     assert most_suspect(suspicion(acts, doubt), 2) == [0, 4]
+
+
+def test_the_planted_rule_layer_is_beyond_both_controls_and_the_claim_says_so(planted):
+    run, _ = planted
+    result = class_subspace_readout(run, directions=1)
+    rule = result.label_free()
+    assert rule.where == "blocks.0.hook_post" and rule.untrained_test_acc < 0.7  # a random net does not make it
+    assert result.beyond_controls(rule) and "holds the rule beyond its inputs and an untrained net" in result.claim()
+    assert "Beyond both controls by more than 2%: blocks.0.hook_post" in result.summary()
+
+
+@pytest.mark.parametrize("inputs, layer, untrained, beyond", [
+    (0.80, 0.90, 0.70, True), (0.80, 0.90, 0.89, False),  # an untrained net reads as much (digits-40's case)
+    (0.89, 0.90, 0.70, False),  # the raw inputs read as much
+    (0.80, 0.821, 0.80, True), (0.80, 0.819, 0.80, False)])  # the 2-point band
+def test_a_layer_holds_the_rule_only_beyond_both_controls_and_the_band(inputs, layer, untrained, beyond):
+    from interp.analysis.class_subspaces import ClassSubspaces, LayerReadout
+
+    rows = [LayerReadout(INPUT, inputs, 0.5, None, 0.1, 0.99, 0.9),
+            LayerReadout("blocks.0.hook_post", layer, 0.5, untrained, 0.1, 0.99, 0.9)]
+    result = ClassSubspaces(10, 0.6, 1.0, rows)
+    assert result.beyond_controls(rows[1]) == beyond and not result.beyond_controls(rows[0])
+    assert ("holds the rule beyond" in result.claim()) == beyond
+    assert ("untrained net" in result.summary()) and (f"{untrained:.1%}" in result.summary())

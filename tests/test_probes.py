@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import interp
 from interp import NoiseSpec, TaskSpec, build_model, make_dataset
 from interp.planted import gromov_solution
 from interp.analysis.probes import cache_activations, learning_curve, probe
@@ -83,3 +84,73 @@ def test_a_probe_on_features_that_never_vary_scores_chance_instead_of_failing():
     train = np.arange(40) < 30
     (score,) = _fit_scores([(np.zeros((40, 5)), labels, train, {"test": (~train, labels)}, 0)])
     assert 0 <= score["test"] <= 0.5
+
+
+def _xor_run(nuisance: int = 6, n: int = 600):
+    """A task over features whose true label, (x0 > 0) xor (x1 > 0), no linear map of the inputs
+    reads, and a planted MLP whose first layer makes it linear: |x0 − x1| − |x0 + x1| has the
+    label's sign, and layer 0 holds relu(±(x0 + x1)), relu(±(x0 − x1)). Layer 1 copies them."""
+    from interp.core.specs import RunSpec
+    from interp.families.mlp import MLPNet, MLPSpec
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.rand(n, 2, generator=gen) * 2 - 1, torch.randn(n, nuisance, generator=gen)], 1)
+    truth = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
+    observed = truth.clone()
+    observed[torch.arange(n)[: n // 2][torch.randperm(n // 2, generator=gen)[: n // 10]]] ^= 1  # 20% of train noisy
+    train = torch.arange(n) < n // 2
+    ds = interp.Dataset.from_tensors(TaskSpec(op="classify", data="planted", p=2), x, observed, train, truth)
+    model = MLPNet(MLPSpec(d_in=2 + nuisance, widths=(4, 4)), 2)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.zero_()
+        model.blocks[0].linear.weight[:, :2] = torch.tensor([[1.0, 1], [-1, -1], [1, -1], [-1, 1]])
+        model.blocks[1].linear.weight.copy_(torch.eye(4))
+        model.unembed.weight[1] = torch.tensor([-1.0, -1, 1, 1])
+    return interp.Run(RunSpec(task=ds.task, model=model.spec), model.eval(), [], 0, None, ds)
+
+
+def test_a_layer_that_makes_the_label_linear_beats_the_raw_inputs_and_an_untrained_net():
+    """On a task over features the probes read the raw inputs too (the control), and each
+    layer beside an untrained net of its shape: the planted layers hold the XOR label linearly,
+    the inputs and the untrained net do not."""
+    from interp.core.class_structure import INPUT
+
+    run = _xor_run()
+    report = interp.analyze(run, "probes")
+    rows = {r.hook: r for r in report.probes}
+    assert list(rows) == [INPUT, "blocks.0.hook_post", "blocks.1.hook_post"]
+    assert rows[INPUT].accuracy["test"] < 0.7 and not rows[INPUT].controls  # XOR: no linear readout of the inputs
+    for hook in ("blocks.0.hook_post", "blocks.1.hook_post"):
+        assert rows[hook].accuracy["test"] > 0.95
+        assert rows[hook].controls["random features"]["test"] < 0.8  # the untrained net of the same shape
+    assert rows["blocks.0.hook_post"].model_accuracy["test"] == 1.0
+    assert "Beyond both controls" in report.verdict() and "`blocks.1.hook_post`" in report.verdict()
+    assert "the raw inputs" in report.summary()
+
+
+def _probe_row(hook: str, test: float, untrained: float | None = None):
+    from interp.analysis.probes import ProbeResult
+
+    controls = {} if untrained is None else {"random features": {"test": untrained}, "shuffled labels": {"test": 0.5}}
+    return ProbeResult(hook, "raw", 100, {"test": test, "noisy_true": test}, {"test": 0.5, "noisy_true": 0.5}, controls)
+
+
+@pytest.mark.parametrize("inputs, layer, untrained, beyond", [
+    (0.80, 0.90, 0.70, True), (0.80, 0.90, 0.89, False),  # the untrained net reads as much
+    (0.89, 0.90, 0.70, False),  # the inputs read as much
+    (0.80, 0.821, 0.80, True), (0.80, 0.819, 0.80, False)])  # the 2-point band
+def test_a_layer_holds_the_label_only_beyond_both_controls_and_the_band(inputs, layer, untrained, beyond):
+    from interp.analysis.probes import ProbeReport
+    from interp.core.class_structure import INPUT
+
+    report = ProbeReport([_probe_row(INPUT, inputs), _probe_row("blocks.0.hook_post", layer, untrained)], {})
+    assert ("`blocks.0.hook_post`" in report.verdict()) == beyond
+
+
+def test_a_probe_of_the_inputs_needs_a_task_over_features(gromov):
+    from interp.core.class_structure import INPUT
+
+    net, ds = gromov
+    with pytest.raises(ValueError, match="task over features"):
+        probe(net, ds, INPUT)

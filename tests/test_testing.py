@@ -148,3 +148,34 @@ def test_check_family_names_the_check_broken():
         from interp.testing import check_family
 
         check_family(case.family, case.spec)
+
+
+def test_a_feature_family_that_answers_for_an_embedding_by_residue_fails_its_check():
+    """A family over feature vectors has no (a, b) pairs: its embedding must refuse, saying so
+    (checked on digits, the feature task of the checks)."""
+    from dataclasses import dataclass as frozen_dataclass
+
+    from interp.families.mlp import MLPFamily, MLPNet, MLPSpec
+    from interp.testing import task_for
+
+    @frozen_dataclass(frozen=True)
+    class LeakySpec(MLPSpec):
+        arch = "mlp_leaky"
+
+    class EmbedsFeatures(MLPFamily):
+        name, spec_type = "mlp_leaky", LeakySpec
+
+        def owns(self, model):
+            return isinstance(model, MLPNet) and type(model.spec) is LeakySpec
+
+        def embedding(self, model):
+            return model.blocks[0].linear.weight.detach().T  # rows by feature, not by residue
+
+    family = EmbedsFeatures()
+    assert task_for(family).features
+    register(family)
+    try:
+        with pytest.raises(AssertionError, match="reads no .a, b. pairs but its embedding did not refuse"):
+            check_residue_weights(Case(family, LeakySpec(d_in=64, widths=(8,)), task_for(family)))
+    finally:
+        unregister(family.name)

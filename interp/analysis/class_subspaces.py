@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, label_doubt, readout
+from ..core.class_structure import DEFAULT_DIRECTIONS, INPUT, class_subspaces, label_doubt, readout
+from ..core.metrics import VERDICT_BAND
 from ..families.base import Capability, build_model, family_of
 from ..training.rundir import Run
 from .plots import _save, _subplots
@@ -29,9 +30,6 @@ from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
-
-#: the control's name among the layers: the readout on the raw inputs
-INPUT = "input"
 
 #: the shuffled-label control's seed (any fixed one: the permutation must not depend on the run)
 SHUFFLE_SEED = 0
@@ -75,11 +73,17 @@ class ClassSubspaces(Result):
         """The hidden layer whose readout scores best on test (the input side first on a tie)."""
         return max(self.hidden(), key=lambda row: (row.test_acc, -self.layers.index(row)))
 
+    def beyond_controls(self, row: LayerReadout) -> bool:
+        """Whether the layer's readout beats both controls — the raw inputs and an untrained net
+        of the same shape — by more than the verdict band: only then did training put there
+        the class structure it reads (the check that can contradict "the layer holds the rule")."""
+        return row.where != INPUT and row.test_acc - max(self.control().test_acc, row.untrained_test_acc) > VERDICT_BAND
+
     def claim(self) -> str:
         """The rule in one sentence, its controls beside it."""
         row, control = self.label_free(), self.control()
-        gain = row.test_acc - control.test_acc
-        verdict = ("holds the rule beyond its inputs" if gain > 0 and row.test_acc > (row.untrained_test_acc or 0)
+        verdict = (f"holds the rule beyond its inputs and an untrained net (by more than {VERDICT_BAND:.0%})"
+                   if self.beyond_controls(row)
                    else "holds no more of the rule than its inputs or an untrained net of the same shape")
         return (f"read out without labels (class subspaces of the observed labels), {row.where} scores "
                 f"{row.test_acc:.1%} on test against {control.test_acc:.1%} for the raw inputs, "
@@ -90,13 +94,18 @@ class ClassSubspaces(Result):
 
     def summary(self) -> str:
         control = self.control()
-        parts = ", ".join(f"{row.where} {row.test_acc:.1%}" for row in self.hidden())
+        parts = ", ".join(f"{row.where} {row.test_acc:.1%} (untrained net {row.untrained_test_acc:.1%})"
+                          for row in self.hidden())
         line = (f"Label-free class-subspace readout ({self.directions} directions per class from the observed "
                 f"labels), test accuracy: {parts}; on the raw inputs (control) {control.test_acc:.1%}; the model "
                 f"itself {self.model_test_acc:.1%} (memorised {self.model_memorised_acc:.1%}).")
+        beyond = [row.where for row in self.hidden() if self.beyond_controls(row)]
+        line += (f" Beyond both controls by more than {VERDICT_BAND:.0%}: {', '.join(beyond)}." if beyond else
+                 f" No layer beats both the raw inputs and the untrained net by more than {VERDICT_BAND:.0%}: the "
+                 "class structure it reads is the inputs' geometry, not something training put there.")
         best = self.best()
-        line += (f" Controls at {best.where}: untrained net {best.untrained_test_acc:.1%}, shuffled labels "
-                 f"{best.shuffled_test_acc:.1%}; with the true labels (ceiling) {best.ceiling_test_acc:.1%}.")
+        line += (f" At {best.where}: shuffled labels {best.shuffled_test_acc:.1%}; with the true labels (ceiling) "
+                 f"{best.ceiling_test_acc:.1%}.")
         scored = [row for row in self.layers if row.noise_auroc is not None]
         if scored:
             line += " Noise detection AUROC: " + ", ".join(f"{row.where} {row.noise_auroc:.3f}" for row in scored) + "."

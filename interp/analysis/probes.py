@@ -8,8 +8,14 @@ activations of a freshly initialised model of the same architecture (random feat
 probe for the observed (noisy) label fitted on a random half of the training examples and
 scored on the other half (is the memorised label itself linearly readable?).
 
+On a task over features (a deep MLP on digits, say) the probes read each hidden layer, and one
+more row reads the raw inputs (hook `input`): the control a layer must beat, beside the
+untrained net of the same shape (the random-feature control), before "the layer holds the true
+label" means something training put there.
+
 Feature sources (`features`):
-- `raw`: the activations at the hook (last position for transformers);
+- `raw`: the activations at the hook (last position for transformers; the feature vectors
+  themselves at `input`);
 - `fourier`: each unit's activation over the full (a, b) grid projected onto the 2-D Fourier
   terms of the key frequencies (Const or k) × (Const or k), k key — only add/sub;
 - `f^G`: the activations of the dominant-frequency subnetwork (two-layer nets).
@@ -29,6 +35,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from ..core.class_structure import INPUT
 from ..core.fourier import grid_fourier_projection
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
@@ -92,6 +99,10 @@ def probe_features(model: nn.Module, dataset: Dataset, hook: str, features: str 
     `features` (see FEATURES)."""
     if features not in FEATURES:
         raise ValueError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
+    if hook == INPUT:
+        if not dataset.task.features or features != "raw":
+            raise ValueError("a probe of the raw inputs needs a task over features and the raw feature source")
+        return dataset.inputs.reshape(len(dataset.inputs), -1).float().numpy()
     source = model
     if features == "f^G":
         if not family_of(model).has(model, Capability.NEURON_MAPS):
@@ -173,7 +184,7 @@ def _probe_fits(model: nn.Module, dataset: Dataset, hook: str, features: str, n_
         pred = logits(model, dataset.inputs).argmax(-1).numpy()
     model_accuracy = {name: None if not m.any() else float((pred[m] == y[m]).mean()) for name, (m, y) in evals.items()}
     names = []
-    if controls:
+    if controls and hook != INPUT:  # an untrained net's inputs are the inputs: no control to fit
         shuffled = true.copy()
         shuffled[clean] = rng.permutation(true[clean])
         fresh = build_model(_respec(model), dataset.p)
@@ -234,9 +245,37 @@ class ProbeReport(Result):
         from ..core.document import pct
 
         best = max(self.probes, key=lambda r: r.accuracy["test"] or 0)
-        return (f"Best probe for the true label: {best.features} features at `{best.hook}`, test {pct(best.accuracy['test'])}, "
-                f"noisy examples against their true labels {pct(best.accuracy['noisy_true'])} (the model itself: "
+        line = (f"Best probe for the true label: {best.features} features at `{best.hook}`, test "
+                f"{pct(best.accuracy['test'])}, noisy examples against their true labels {pct(best.accuracy['noisy_true'])} (the model itself: "
                 f"{pct(best.model_accuracy['test'])} and {pct(best.model_accuracy['noisy_true'])}).")
+        inputs = self.inputs()
+        if inputs is not None:
+            layers = [r for r in self.probes if r.hook != INPUT and r.features == "raw" and r.controls]
+            line += (" Per layer, test (untrained net of the same shape): " + ", ".join(
+                f"`{r.hook}` {pct(r.accuracy['test'])} ({pct(r.controls['random features']['test'])})" for r in layers)
+                + f"; the raw inputs {pct(inputs.accuracy['test'])}. " + self.verdict())
+        return line
+
+    def inputs(self) -> ProbeResult | None:
+        """The probe of the raw inputs (tasks over features), or None."""
+        return next((r for r in self.probes if r.hook == INPUT), None)
+
+    def verdict(self) -> str:
+        """Which layers hold the true label beyond both controls — the raw inputs and an
+        untrained net of the same shape — by more than the verdict band (tasks over features)."""
+        from ..core.metrics import VERDICT_BAND
+
+        inputs = self.inputs()
+        if inputs is None:
+            return ""
+        beyond = [r.hook for r in self.probes if r.hook != INPUT and r.features == "raw" and r.controls
+                  and r.accuracy["test"] - max(inputs.accuracy["test"], r.controls["random features"]["test"])
+                  > VERDICT_BAND]
+        if not beyond:
+            return ("No layer's probe beats both the raw inputs and an untrained net by more than "
+                    f"{VERDICT_BAND:.0%}: training made the true label no more linearly readable than it was.")
+        return (f"Beyond both controls by more than {VERDICT_BAND:.0%}: " + ", ".join(f"`{h}`" for h in beyond)
+                + " (training put the true label there, linearly readable).")
 
     def tables(self) -> list[Table]:
         from ..core.document import Table, pct
@@ -249,7 +288,7 @@ class ProbeReport(Result):
                          pct(ctl["shuffled labels"]["test"]) if ctl else "—",
                          pct(ctl["random features"]["test"]) if ctl else "—"])
         return [Table(["hook", "features", "probe: test", "probe: noisy vs true", "model: test", "model: noisy vs true",
-                       "shuffled-label control: test", "random-feature control: test"], rows)]
+                       "shuffled-label control: test", "random-feature control (untrained net): test"], rows)]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
@@ -264,11 +303,13 @@ def probe_report(run: Run) -> ProbeReport:
     model, ds = run.model, run.dataset
     op = ds.task.op
     family = family_of(model)
-    spectra = fourier_analysis(model, ds.task)
-    keys = spectra.key_set()
     hooks = family.probe_hooks(model)
     main = hooks[0]
-    sources = ["raw", "fourier"] + (["f^G"] if family.has(model, Capability.NEURON_MAPS) else [])
+    if ds.task.features:  # no harmonics to project on; the raw inputs are the first control
+        keys, sources, hooks = None, ["raw"], [INPUT, *hooks]
+    else:
+        keys = fourier_analysis(model, ds.task).key_set()
+        sources = ["raw", "fourier"] + (["f^G"] if family.has(model, Capability.NEURON_MAPS) else [])
     # the (a, b) grid's 2-D Fourier terms exist for Z_p's add/sub only, and need a key frequency
     if ds.task.group or op not in ("add", "sub") or not keys:
         sources = [s for s in sources if s != "fourier"]
@@ -293,7 +334,8 @@ def probe_report(run: Run) -> ProbeReport:
     return ProbeReport(results, curves)
 
 
-PROBES: Analysis[ProbeReport] = register_analysis("probes", "Linear probes", probe_report, order=80, groups=True)
+PROBES: Analysis[ProbeReport] = register_analysis("probes", "Linear probes", probe_report, order=80, groups=True,
+                                                  features=True)
 
 
 # --- figures ------------------------------------------------------------------------------

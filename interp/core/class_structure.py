@@ -19,6 +19,10 @@ from torch import Tensor
 #: directions kept per class (the issue's and FINDINGS' readout)
 DEFAULT_DIRECTIONS = 10
 
+#: the raw inputs' name among a model's layers: where every readout of class structure has its
+#: control (a layer that reads out no better than its inputs holds nothing training put there)
+INPUT = "input"
+
 
 def class_subspaces(acts: Float[Tensor, "example d"], labels: Int[Tensor, " example"], classes: int,
                     k: int = DEFAULT_DIRECTIONS) -> Float[Tensor, "class k d"]:

@@ -476,7 +476,8 @@ class RunSpec:
                             "to raise it")
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name).to_dict() if name in ("task", "noise") else dataclasses.asdict(
+        # a section with fields that JSON would change (tuples) says how to write them
+        out = {name: getattr(self, name).to_dict() if hasattr(getattr(self, name), "to_dict") else dataclasses.asdict(
             getattr(self, name)) for name in SECTIONS}
         out["model"] = {"arch": self.model.arch, **out["model"]}
         return out

@@ -13,7 +13,7 @@ written for composition tasks is skipped on it, with the reason said.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from jaxtyping import Float
@@ -52,6 +52,10 @@ class MLPSpec:
         _integer("model.d_in", self.d_in, 1)
         _seed("model.seed", self.seed)
         _choice("model.act", self.act, ACTIVATIONS)
+
+    def to_dict(self) -> dict:
+        """The fields as JSON values (`widths` a list, as it reads back from config.json)."""
+        return {**asdict(self), "widths": list(self.widths)}
 
 
 class MLPBlock(nn.Module):
