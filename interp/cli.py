@@ -164,14 +164,16 @@ def _export_state_dict(args) -> int:
 
 
 def _cmd_edit(args) -> int:
-    from .analysis.edit import edit_search, refuse_filled, write_edited_run
+    from .analysis.edit import chosen_model, edit_search, provenance
     from .reporting.report import write_analysis
+    from .training.derived import refuse_filled, save_derived_run
     from .training.release import load
 
     refuse_filled(args.out)
     run = load(args.run_dir)
     search = edit_search(run.model, run.dataset)
-    edited = write_edited_run(run, Path(args.out), search)
+    edited = save_derived_run(run, chosen_model(run.model, run.dataset, search), args.out, "edited_from",
+                              provenance(search))
     paths = write_analysis(edited, "edit", search, Path(args.out) / "analysis")
     print(f"{search.summary()}\nwrote the edited run {args.out} (same architecture; config.json → edited_from), "
           f"and {', '.join(str(p) for p in paths)}\n{format_metrics(edited.final_metrics)}")

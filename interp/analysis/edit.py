@@ -65,8 +65,6 @@ from ..core.harmonics import harmonics_of
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
 from ..families.base import Capability, family_of, logits
-from ..training.rundir import Run, save_new_run, sha256
-from ..training.train import evaluate
 from .filtration import diagonal_filter_logits, label_free_logits, label_free_model
 from .interventions import ACCURACIES, scored
 from .neurons import dominant_split, neuron_uvw
@@ -609,36 +607,16 @@ def choose(points: list[EditPoint]) -> int:
     return min(learned + shifted, key=lambda i: (-points[i].agreement, round(points[i].size, 9), points[i].parts, i))
 
 
-def refuse_filled(out: str | Path) -> Path:
-    """`out` as a Path, refused (before any work) when it is a non-empty folder."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out} is not empty; choose another --out")
-    return out
-
-
-def write_edited_run(run: Run, out: str | Path, search: EditSearch | None = None) -> Run:
-    """The run with its model replaced by the chosen edit of `search` (computed when None),
-    written to the new run directory `out`: same spec, dataset and architecture, its config
-    recording the edit (`edited_from`)."""
-    out = refuse_filled(out)
-    search = search if search is not None else edit_search(run.model, run.dataset)
-    model = chosen_model(run.model, run.dataset, search)
-    edited = Run(run.spec, model, [{"step": run.step, "lr": 0.0, **evaluate(model, run.dataset, run.spec.train.loss)}],
-                 run.step, None, run.dataset)
-    source = None if run.path is None else Path(run.path)
-    save_new_run(out, edited, {"edited_from": {  # under out's lock: two edits into one folder cannot interleave
-        "run": None if source is None else str(source), "model_sha256": None if source is None else sha256(source / "model.safetensors"),
-        "teacher": search.teacher, "reads": READS, "edit": asdict(search.edit), "exactness": search.exactness}})
-    edited.path = out
-    return edited
+def provenance(search: EditSearch) -> dict:
+    """What an edited run's config records of the edit (`training.derived.save_derived_run`)."""
+    return {"teacher": search.teacher, "reads": READS, "edit": asdict(search.edit), "exactness": search.exactness}
 
 
 def _median(values: Tensor) -> int | None:
     return int(values.median()) if len(values) else None
 
 
-def _nothing_to_forget(run: Run) -> str | None:
+def _nothing_to_forget(run) -> str | None:
     return None if run.dataset.noisy_mask.any() else "no training label is wrong, so there is no memory to forget"
 
 
