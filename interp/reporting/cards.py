@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ..training import rundir
 from ..training.release import model_card, resolve
 from ..training.rundir import load_run
-from .headline import edit_claim
+from .headline import edit_claim, split_claim
 
 if TYPE_CHECKING:
     from ..analysis.edit import EditSearch
@@ -25,8 +25,12 @@ def check_sections(localization: Localization | None, search: EditSearch | None)
     """The card's sections for the intervention table and the edit (Markdown, one per result)."""
     out = []
     if localization is not None and localization.interventions is not None:
+        where = split_claim(localization)
+        parts = localization.parts
         out.append(f"{INTERVENTIONS_HEADING} (`interp analyze RUN_DIR --analysis localize`)\n\n"
-                   f"{localization.interventions.compact().markdown()}")
+                   + (f"{where['topic']}: {where['text']}\n\n" if where else "")
+                   + f"{localization.interventions.compact().markdown()}"
+                   + (f"\n\n{parts.table().markdown()}" if parts is not None and parts.rows else ""))
     if search is not None:
         claim = edit_claim(search)
         out.append(f"{EDIT_HEADING} (`interp edit RUN_DIR --out EDITED`)\n\n{claim['topic']}: {claim['text']}")

@@ -249,7 +249,7 @@ def edit_claim(search: EditSearch) -> dict[str, str]:
     if e.method == SHIFTED:
         best = max((pt.agreement for pt in search.points if pt.method in LEARNED), default=0.0)
         text = (f"every neuron's input and output weights moved {e.parameter:.1%} of the way to the {search.teacher} "
-                f"(which, as an edit, changes {search.teacher_size:.1%}): {text}. No edit of the readout alone "
+                f"network (which, as an edit, changes {search.teacher_size:.1%}): {text}. No edit of the readout alone "
                 f"forgets here (the best agrees with the {search.teacher} on {pct(best)} of the grid), so the edit "
                 f"reaches into the input side")
         if e.agreement < AGREEMENT:
