@@ -1,7 +1,7 @@
 """The weight edit that forgets the noise (`interp.analysis.edit`) on every release and on the
 planted nets: what each method reaches, and the edit `interp edit` would write.
 
-    python analyses/edit_releases.py [--out DIR] [NAME ...]
+    python analyses/edit_releases.py [--out DIR] [--cards] [NAME ...]
 
 For each model: the label-free teacher, the unedited and the teacher's memorised and test
 accuracy, the chosen edit (its method, size and both accuracies; a readout edit's size is its
@@ -9,7 +9,9 @@ share of the readout map's squared norm, a move toward the teacher's weights' of
 maps' u, v and w together), and per method the smallest edit
 that takes memorisation to ≤ 5% with its test accuracy (— where none does). Prints one Markdown
 table, writes it with the numbers to `DIR/edit_releases.{md,json}` and each model's Pareto
-figure to `DIR/edit_NAME.png`.
+figure to `DIR/edit_NAME.png`; each model's row and numbers also go to `DIR/edit_NAME.{md,json}`
+as soon as it is done. With `--cards`, each release's MODEL_CARD.md is refreshed from the same
+search (`interp.reporting.cards.refresh_card`: the localisation is recomputed, the edit is not).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import interp
 from interp.analysis.edit import DOMINANT, SHIFTED, edit_search
 from interp.planted import planted_transformer, planted_two_layer
+from interp.reporting.cards import refresh_card
 from interp.training.rundir import write_json, write_text
 
 #: every release with wrong training labels (nanda-grokking and s5-clean have none: nothing to forget)
@@ -53,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("names", nargs="*", default=[*RELEASES, "planted two-layer", "planted transformer"])
     parser.add_argument("--out", default="reports/edit_releases")
+    parser.add_argument("--cards", action="store_true", help="refresh each release's model card from its search")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,6 +83,11 @@ def main() -> None:
         lines.append("| " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
         data[name] = {"result": search.to_dict(), "seconds": seconds, "chosen": asdict(e)}
+        stem = f"edit_{name.replace(' ', '_')}"
+        write_text(out / f"{stem}.md", lines[-1] + "\n")
+        write_json(out / f"{stem}.json", data[name])
+        if args.cards and not name.startswith("planted"):
+            refresh_card(name, search=search)
     write_text(out / "edit_releases.md", "\n".join(lines) + "\n")
     write_json(out / "edit_releases.json", data)
     print("\n".join(lines))

@@ -37,12 +37,13 @@ def check_sections(localization: Localization | None, search: EditSearch | None)
     return tuple(out)
 
 
-def refresh_card(name_or_path: str | Path, checks: bool = True) -> Path:
+def refresh_card(name_or_path: str | Path, checks: bool = True, search: EditSearch | None = None) -> Path:
     """Rewrite a release's MODEL_CARD.md from the release itself — its extraction recomputed, the
     training command of the old card kept — after an analysis changes what it reports. With
     `checks`, the localisation (with its intervention table) and the edit search are recomputed
     too (slow on a transformer); without, the old card's sections for them are kept as they are.
-    MODEL_CARD.md is not in the release's manifest, so the manifest stays valid."""
+    MODEL_CARD.md is not in the release's manifest, so the manifest stays valid. `search`: the
+    release's edit search when the caller has already run it (analyses/edit_releases.py)."""
     from ..analysis.filtration import compare_extractions
 
     path = resolve(name_or_path)
@@ -54,8 +55,8 @@ def refresh_card(name_or_path: str | Path, checks: bool = True) -> Path:
         from ..analysis.edit import EDIT
         from ..analysis.localize import LOCALIZATION
 
-        sections = check_sections(*(None if analysis.skip_reason(run) else analysis(run)
-                                    for analysis in (LOCALIZATION, EDIT)))
+        sections = check_sections(None if LOCALIZATION.skip_reason(run) else LOCALIZATION(run),
+                                  search if search is not None else None if EDIT.skip_reason(run) else EDIT(run))
     else:
         sections = tuple(re.findall(rf"^((?:{INTERVENTIONS_HEADING}|{EDIT_HEADING}).*?)(?=^## )", old, re.S | re.M))
     card = path / "MODEL_CARD.md"
