@@ -123,7 +123,7 @@ def split_claim(loc: Localization) -> dict[str, str] | None:
 def separating(loc: Localization) -> dict[str, bool]:
     """{unit: whether its intervention separates rule from memory}, for every unit checked, in
     UNITS' order (coarsest first). A kind of component separates when one of its label sets holds
-    in every ablation mode and none has the opposite outcome; the neurons' parts when
+    in every ablation mode, not in the margins only, and none has the opposite outcome; the neurons' parts when
     `PartCheck.separates`."""
     out: dict[str, bool] = {}
     table = loc.interventions
@@ -137,8 +137,9 @@ def separating(loc: Localization) -> dict[str, bool]:
             continue
         rows = {label: row for label in opposite if (row := table.label_row(unit, label)) is not None
                 and table.outcome(row) != "no control"}
-        if rows:
-            held = any(table.held(unit, label)[0] == table.held(unit, label)[1] for label in rows)
+        if rows:  # a set that holds in the margins only does not move what its label names: no split
+            held = any(table.held(unit, label)[0] == table.held(unit, label)[1] and table.margins_only(row) is None
+                       for label, row in rows.items())
             out[unit] = held and not any(table.outcome(row) == opposite[label] for label, row in rows.items())
     return out
 
@@ -167,8 +168,9 @@ def _separation(loc: Localization, unit: str) -> str:
         if row is None or table.outcome(row) == "no control":
             continue
         what = _what(unit, [r for r in _of(loc, unit) if r["label"] == label], table.kind_sizes[unit])
+        only = " in the margins only" if table.margins_only(row) else ""
         said.append(f"{what} scored {label}: {_evidence(table, row, ['noisy_observed_acc', 'test_acc'])} "
-                    f"({table.outcome(row)})")
+                    f"({table.outcome(row)}{only})")
     return _join(said) + "."
 
 
