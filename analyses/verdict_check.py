@@ -242,8 +242,8 @@ def _renamed(metrics: dict) -> dict:
 
 def card_verdicts(card: Path) -> dict[tuple[str, str], str] | None:
     """The outcome each row of the card's compact intervention table states, by (kind, set);
-    None when the card predates the rule (its verdicts say "does not hold", not an outcome)."""
-    if not card.exists():
+    None when the card predates the rule (its caption does not name "the one rule")."""
+    if not card.exists() or "by the one rule" not in card.read_text():
         return None
     found = {}
     for line in card.read_text().splitlines():
@@ -251,8 +251,6 @@ def card_verdicts(card: Path) -> dict[tuple[str, str], str] | None:
         if len(cells) != 8 or cells[1] not in ("memorising", "generalising"):
             continue
         kind, label, verdict = cells[0], cells[1], cells[7]
-        if verdict.startswith("does not hold"):
-            return None
         if verdict.startswith("holds"):
             found[kind, label] = label
         elif verdict.startswith("no control"):
