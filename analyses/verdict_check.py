@@ -14,10 +14,13 @@ which components carry which label). What is not: the ablations, the scores, the
 - embedding frequencies: W_E's residue rows with frequency k's cos and sin parts projected out,
   in a Fourier basis of Z_p built here (the constant and the other frequencies kept), fed in
   through a hook on the embedding;
+- embedding irreps (a transformer on a group): the same with the irrep's isotypic part, found
+  here as an eigenspace of the conjugacy classes' convolutions (no irrep is built); interp's
+  projection is read only to match each part to the irrep number in its rows, and the largest
+  distance between the two projections is printed;
 - random sets: the first n of `torch.randperm(kind size)` with `torch.Generator().manual_seed(s)`,
   s = 0, 1, 2 (positions in the kind's rows), averaged over the three draws.
-A set the size of its kind has no control. Irrep rows (a transformer on a group) are not
-re-derived here: their basis is a group's irreps, not the Fourier basis of Z_p.
+A set the size of its kind has no control.
 
 Prints, per release, one table: kind, set, n, memorised and test accuracy after the ablation
 and for random sets (here, and interp's), the verdict here, interp's (`InterventionTable.outcome`,
@@ -45,7 +48,7 @@ SEEDS = (0, 1, 2)
 BAND = 0.02
 #: where the accuracies tie (within BAND), the mean margin must fall by more than this (logits)
 TIE = 1e-6
-KINDS = ("neuron", "neuron cluster", "head", "frequency")
+KINDS = ("neuron", "neuron cluster", "head", "frequency", "irrep")
 
 
 # --- the rule -------------------------------------------------------------------------------
@@ -178,30 +181,79 @@ def fourier_part(p: int, k: int) -> Tensor:
     return sum(torch.outer(w, w) / w.dot(w) for w in waves if w.dot(w) > 1e-9)
 
 
-def ablate_frequencies(model: nn.Module, pairs: Tensor, freqs: list[int]) -> Tensor:
-    """Logits with the embedding's residue rows stripped of frequencies `freqs`."""
-    p = model.cfg.d_vocab_out
-    table = model.get_submodule("embed._original_component").weight.detach()
-    residues = table[:p].double()
-    stripped = residues - sum(fourier_part(p, k) for k in freqs) @ residues
-    new = torch.cat([stripped.to(table.dtype), table[p:]])
+def isotypic_parts(table: Tensor) -> list[Tensor]:
+    """[n, n] projections of functions on a group (Cayley `table`) onto its isotypic components,
+    one per irrep: the joint eigenspaces of convolution by the sums of the conjugacy classes
+    (central, so they commute; each acts on irrep ρ's part as |C| χ_ρ(C) / d_ρ, and a random
+    combination of them separates the irreps). Needs every element conjugate to its inverse
+    (S_n, A_5), which makes the operators symmetric."""
+    n = len(table)
+    g = torch.arange(n)
+    identity = int((table == g).all(1).nonzero()[0])
+    inverse = (table == identity).int().argmax(1)
+    conjugates = table[table[g[None], g[:, None]], inverse[g[None]]]  # [x, h] = h x h⁻¹
+    which = torch.full((n,), -1)
+    for x in range(n):
+        if which[x] < 0:
+            which[conjugates[x]] = int(which.max()) + 1
+    weights = torch.rand(int(which.max()) + 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    # (T f)(x) = Σ_y w[class of y x⁻¹] f(y)
+    op = weights[which[table[g[None], inverse[:, None]]]]
+    if not torch.allclose(op, op.T):
+        raise ValueError("an element not conjugate to its inverse: the class operators are not symmetric")
+    values, vectors = torch.linalg.eigh(op)
+    cuts = [0, *((values[1:] - values[:-1]) > 1e-8 * values.abs().max()).nonzero().flatten().add(1).tolist(), n]
+    return [vectors[:, a:b] @ vectors[:, a:b].T for a, b in zip(cuts, cuts[1:])]
+
+
+def ablate_residue_parts(model: nn.Module, pairs: Tensor, parts: list[Tensor]) -> Tensor:
+    """Logits with the embedding's residue rows stripped of the projections `parts`."""
+    embedding = model.get_submodule("embed._original_component")
+    table = embedding.weight.detach()
+    n = len(parts[0])
+    residues = table[:n].double()
+    stripped = residues - sum(parts) @ residues
+    new = torch.cat([stripped.to(table.dtype), table[n:]])
 
     def replace(module, args, out):
         return new[args[0]]
 
-    with hooked(model.get_submodule("embed._original_component"), False, replace):
+    with hooked(embedding, False, replace):
         return forward(model, pairs)
 
 
-def ablation(model: nn.Module, pairs: Tensor, kind: str, rows: list[dict]):
-    """(positions in the kind's rows) -> logits, for one kind."""
+def ablation(model: nn.Module, dataset, kind: str, rows: list[dict], irreps: list[Tensor] | None = None):
+    """(positions in the kind's rows) -> logits, for one kind (`irreps`: each irrep row's
+    isotypic projection)."""
+    pairs = dataset.inputs
     if kind == "neuron":
         return lambda pos: ablate_neurons(model, pairs, [rows[i]["index"] for i in pos])
     if kind == "neuron cluster":
         return lambda pos: ablate_neurons(model, pairs, [u for i in pos for u in rows[i]["members"]])
     if kind == "head":
         return lambda pos: ablate_heads(model, pairs, [rows[i]["index"] for i in pos])
-    return lambda pos: ablate_frequencies(model, pairs, [rows[i]["index"] for i in pos])
+    if kind == "frequency":
+        return lambda pos: ablate_residue_parts(model, pairs, [fourier_part(dataset.p, rows[i]["index"]) for i in pos])
+    return lambda pos: ablate_residue_parts(model, pairs, [irreps[i] for i in pos])
+
+
+def matched_irreps(task, indices: list[int]) -> tuple[list[Tensor], float]:
+    """The isotypic projection here of each irrep interp numbers `indices` (the one nearest to
+    interp's, `harmonics_of(task).project`, read only to name them), and the largest distance
+    between a projection here and interp's."""
+    from interp.core.harmonics import harmonics_of
+
+    units, mine = harmonics_of(task), isotypic_parts(task.structure.table)
+    found, worst = [], 0.0
+    for j in indices:
+        keep = torch.zeros(units.n_units, dtype=torch.bool)
+        keep[j] = True
+        theirs = units.project(torch.eye(task.structure.order, dtype=torch.float64), keep, dim=0)
+        distances = [float((part - theirs).norm()) for part in mine]
+        best = min(range(len(mine)), key=distances.__getitem__)
+        worst = max(worst, distances[best])
+        found.append(mine[best])
+    return found, worst
 
 
 @torch.no_grad()
@@ -212,7 +264,10 @@ def check(model: nn.Module, dataset, rows: list[dict], table=None) -> list[dict]
     found = []
     for kind in KINDS:
         mine = [r for r in rows if r["kind"] == kind]
-        run = ablation(model, dataset.inputs, kind, mine)
+        if not any(r["label"] in ("memorising", "generalising") for r in mine):
+            continue
+        irreps, distance = matched_irreps(dataset.task, [r["index"] for r in mine]) if kind == "irrep" else (None, None)
+        run = ablation(model, dataset, kind, mine, irreps)
         for label in ("memorising", "generalising"):
             members = [i for i, r in enumerate(mine) if r["label"] == label]
             if not members:
@@ -223,7 +278,7 @@ def check(model: nn.Module, dataset, rows: list[dict], table=None) -> list[dict]
             random = {k: None if draws[0][k] is None else sum(d[k] for d in draws) / len(draws) for k in draws[0]}
             verdict = "no control" if len(members) == len(mine) else rule(here, random)
             entry = {"kind": kind, "label": label, "n": len(members), "of": len(mine), "here": here,
-                     "random": random, "verdict": verdict}
+                     "random": random, "verdict": verdict, "irrep_distance": distance}
             if table is not None:
                 row = table.label_row(kind, label, "zero")
                 entry["interp"] = {"here": _renamed(row.metrics), "random": _renamed(table.random_mean(row)),
@@ -291,7 +346,11 @@ def report(name: str, found: list[dict], card: dict | None) -> tuple[str, bool]:
             f"{_pct(i['here']['memorised'])} / {_pct(i['random']['memorised'])}",
             f"{_pct(i['here']['test'])} / {_pct(i['random']['test'])}",
             e["verdict"], i["verdict"], theirs, "yes" if agree else "NO"]) + " |")
-    lines += ["", f"largest difference from interp's numbers (accuracies and margins): {worst:.2g}", ""]
+    lines += ["", f"largest difference from interp's numbers (accuracies and margins): {worst:.2g}"]
+    distances = [e["irrep_distance"] for e in found if e["irrep_distance"] is not None]
+    if distances:
+        lines.append(f"largest distance between an isotypic projection here and interp's: {max(distances):.2g}")
+    lines.append("")
     return "\n".join(lines), ok
 
 
@@ -304,9 +363,14 @@ def main() -> None:
         run = interp.load_run(path)
         result = localize(run.model, run.dataset)
         found = check(run.model, run.dataset, result.rows, result.interventions)
-        skipped = sorted(set(result.interventions.kind_sizes) - set(KINDS))
         text, ok = report(path.name, found, card_verdicts(path / "MODEL_CARD.md"))
-        print(text + (f"not re-derived here: {', '.join(skipped)}\n" if skipped else ""), flush=True)
+        theirs = {(r.kind, r.label) for r in result.interventions.label_rows()
+                  if r.label in ("memorising", "generalising")}
+        missed = sorted(theirs - {(e["kind"], e["label"]) for e in found})
+        if missed:
+            text += f"checked by interp, not here: {missed}\n"
+            ok = False
+        print(text, flush=True)
         all_ok &= ok
     sys.exit(0 if all_ok else 1)
 
