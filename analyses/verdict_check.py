@@ -24,8 +24,9 @@ A set the size of its kind has no control.
 
 Prints, per release, one table: kind, set, n, memorised and test accuracy after the ablation
 and for random sets (here, and interp's), the verdict here, interp's (`InterventionTable.outcome`,
-zero mode) and the card's (its compact table, where the card states the rule's outcome), and
-whether they agree; then the largest difference between the numbers here and interp's.
+zero mode) and the card's (the compact intervention table of models/NAME/MODEL_CARD.md; where the
+card predates the rule, that table as interp renders it now), and whether all three agree; then
+the largest difference between the numbers here and interp's. Exits 1 when any disagree.
 """
 
 from __future__ import annotations
@@ -295,13 +296,13 @@ def _renamed(metrics: dict) -> dict:
 # --- the card -------------------------------------------------------------------------------
 
 
-def card_verdicts(card: Path) -> dict[tuple[str, str], str] | None:
-    """The outcome each row of the card's compact intervention table states, by (kind, set);
+def card_verdicts(text: str) -> dict[tuple[str, str], str] | None:
+    """The outcome each row of a card's compact intervention table states, by (kind, set);
     None when the card predates the rule (its caption does not name "the one rule")."""
-    if not card.exists() or "by the one rule" not in card.read_text():
+    if "by the one rule" not in text:
         return None
     found = {}
-    for line in card.read_text().splitlines():
+    for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) != 8 or cells[1] not in ("memorising", "generalising"):
             continue
@@ -324,10 +325,10 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.1%}"
 
 
-def report(name: str, found: list[dict], card: dict | None) -> tuple[str, bool]:
+def report(name: str, found: list[dict], card: dict, source: str) -> tuple[str, bool]:
     cols = ["kind", "set", "n", "memorised / random (here)", "test / random (here)",
             "memorised / random (interp)", "test / random (interp)", "verdict here", "interp", "card", "agree?"]
-    lines = [f"### {name}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = [f"### {name}", "", f"card: {source}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     ok, worst = True, 0.0
     for e in found:
         i = e["interp"]
@@ -336,8 +337,8 @@ def report(name: str, found: list[dict], card: dict | None) -> tuple[str, bool]:
                 a, b = e[side][key], i[side][key]
                 if a is not None and b is not None:
                     worst = max(worst, abs(a - b))
-        theirs = card.get((e["kind"], e["label"]), "—") if card is not None else "(card predates the rule)"
-        agree = e["verdict"] == i["verdict"] and (card is None or theirs == e["verdict"])
+        theirs = card.get((e["kind"], e["label"]), "—")
+        agree = e["verdict"] == i["verdict"] == theirs
         ok &= agree
         lines.append("| " + " | ".join([
             e["kind"], e["label"], f"{e['n']} of {e['of']}",
@@ -363,7 +364,14 @@ def main() -> None:
         run = interp.load_run(path)
         result = localize(run.model, run.dataset)
         found = check(run.model, run.dataset, result.rows, result.interventions)
-        text, ok = report(path.name, found, card_verdicts(path / "MODEL_CARD.md"))
+        # the card when it states the rule's outcomes, else its table as interp renders it now
+        written = path / "MODEL_CARD.md"
+        card = card_verdicts(written.read_text()) if written.exists() else None
+        source = f"{written}"
+        if card is None:
+            card = card_verdicts(result.interventions.compact().markdown())
+            source = f"{written} predates the rule: its intervention table as interp renders it now"
+        text, ok = report(path.name, found, card, source)
         theirs = {(r.kind, r.label) for r in result.interventions.label_rows()
                   if r.label in ("memorising", "generalising")}
         missed = sorted(theirs - {(e["kind"], e["label"]) for e in found})
