@@ -296,17 +296,22 @@ def _renamed(metrics: dict) -> dict:
 # --- the card -------------------------------------------------------------------------------
 
 
+#: the header of the compact intervention table (`InterventionTable.compact`), as Markdown
+HEADER = "| kind | set | n | memorised | random: memorised | test | random: test | verdict |"
+
+
 def card_verdicts(text: str) -> dict[tuple[str, str], str] | None:
     """The outcome each row of a card's compact intervention table states, by (kind, set);
     None when the card predates the rule (its caption does not name "the one rule")."""
-    if "by the one rule" not in text:
+    if "by the one rule" not in text or HEADER not in text:
         return None
     found = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 8 or cells[1] not in ("memorising", "generalising"):
+    for line in text.split(HEADER, 1)[1].splitlines()[2:]:  # below the header and its rule
+        if not line.startswith("|"):
+            break  # the table's end
+        kind, label, *_, verdict = (c.strip() for c in line.strip().strip("|").split("|"))
+        if label not in ("memorising", "generalising"):
             continue
-        kind, label, verdict = cells[0], cells[1], cells[7]
         if verdict.startswith("holds"):
             found[kind, label] = label
         elif verdict.startswith("no control"):

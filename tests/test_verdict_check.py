@@ -32,6 +32,14 @@ def test_independent_ablation_agrees_with_the_table_on_a_planted_net():
         for side in ("here", "random"):
             assert e[side] == pytest.approx(e["interp"][side], abs=1e-6), (e["label"], side)
         assert e["verdict"] == e["interp"]["verdict"] == e["label"]  # planted: each set is what it is labelled
+    # the card's table read back: as rendered, and with one verdict in the words of a failing set;
+    # a later table with the same columns is not read
+    compact = result.interventions.compact().markdown()
+    later = "\n\n| neuron | memorising | 1 | 0% | 0% | 0% | 0% | inert, not memorising |"
+    assert script.card_verdicts(f"# card\n\n{compact}{later}") == {(e["kind"], e["label"]): e["verdict"] for e in found}
+    failing = compact.replace("holds (3 of 3 modes) |\n| neuron | generalising",
+                              "shared, not memorising (holds in 0 of 3 modes) |\n| neuron | generalising")
+    assert script.card_verdicts(failing)[("neuron", "memorising")] == "shared"
     # the rule written out in the script is interp's at its boundaries: accuracies just inside and
     # outside the band, ties decided by margins just beyond and within the tie, no noisy labels
     # (random at 0.04: 0.02 and 0.08 lie exactly the band away in floating point)
