@@ -366,13 +366,16 @@ def main() -> None:
     args = parser.parse_args()
     all_ok = True
     for path in map(Path, args.runs):
-        run = interp.load_run(path)
+        try:
+            run = interp.load_run(path)
+        except (OSError, RuntimeError, ValueError) as error:
+            sys.exit(f"verdict_check: {error}")
         result = localize(run.model, run.dataset)
         found = check(run.model, run.dataset, result.rows, result.interventions)
         # the card when it states the rule's outcomes, else its table as interp renders it now
         written = path / "MODEL_CARD.md"
         card = card_verdicts(written.read_text()) if written.exists() else None
-        source = f"{written}"
+        source = str(written)
         if card is None:
             card = card_verdicts(result.interventions.compact().markdown())
             source = f"{written} predates the rule: its intervention table as interp renders it now"
