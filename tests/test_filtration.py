@@ -174,3 +174,28 @@ def test_diagonal_filter_extracts_the_planted_transformer_rule():
     assert detect_noise(filtered, ds)["auroc"] == 1.0
     # keeping frequencies the rule does not use loses it
     assert subset_metrics(diagonal_filter_logits(built.model, ds, [3, 4, 6]), ds)["test_acc"] < 0.5
+
+
+def test_the_label_free_row_is_the_label_free_extraction():
+    """compare_extractions' label-free row (the method `label_free()` names, and its scores) is
+    `label_free_logits` scored alone, bit for bit, on each of its four cases: two-layer on Z_p
+    (re-synthesis) and on a group (f^G), transformer on the (a, b) grid (diagonal filter) and on
+    a group (W_E+W_U filter). The model cards' test reads the cheaper one."""
+    from interp import RunSpec, TrainSpec, TransformerSpec, TwoLayerSpec, subset_metrics
+    from interp.analysis.filtration import LABEL_FREE, label_free_logits
+
+    small = TransformerSpec(d_model=16, n_heads=2, d_head=8, d_mlp=32)
+    cases = [(TaskSpec(p=7, train_fraction=0.5), TwoLayerSpec(width=16)),
+             (TaskSpec(group="S3", train_fraction=0.5), TwoLayerSpec(width=16)),
+             (TaskSpec(p=7, train_fraction=0.5), small),
+             (TaskSpec(group="S3", train_fraction=0.5), small)]
+    methods = []
+    for task, model_spec in cases:
+        spec = RunSpec(task, NoiseSpec(kind="wrong", rate=0.3, seed=1), model_spec, TrainSpec())
+        model, ds = build_model(spec.model, spec.task.p), make_dataset(spec.task, spec.noise)
+        with torch.no_grad():
+            method, extracted = label_free_logits(model, ds)
+        result = compare_extractions(model, ds)
+        assert result.label_free()[0] == method and result.rows[method] == subset_metrics(extracted, ds, "ce")
+        methods.append(method)
+    assert methods == [LABEL_FREE[0], LABEL_FREE[3], LABEL_FREE[1], LABEL_FREE[2]]

@@ -1,0 +1,117 @@
+"""`interp train --preset liu-lu-80` as a whole process against a plain autograd loop of the same net.
+
+    python benchmarks/train_overhead.py [--steps 2000] [--pairs 5] [--threads N] [--interp "python -m interp.cli"]
+
+Both sides are fresh processes timed from start to exit, so imports, building the data, the
+evaluations every `eval_every` steps, checkpoints and the run directory all count for interp.
+The plain loop is written below with torch alone (it imports nothing of interp): the same sizes
+(every pair a + b mod 59, 80% of them for training, 80% of those relabelled wrong, width 513,
+ReLU, output bias), one-hot inputs through dense products, `F.cross_entropy` and autograd,
+full-batch AdamW at the preset's learning rate and weight decay, training and test accuracy
+20 times (as often as interp evaluates a run whose steps are overridden), the weights saved at
+the end. The two are run in turn (A B A B ...), so a slow
+spell of the shared machine falls on both sides of a pair; the ratio printed is interp's wall
+time over the plain loop's, per pair, then the median and the spread. `--threads N` gives both
+sides N threads (OMP_NUM_THREADS); by default each takes torch's default, one per core. On a
+machine shared with other jobs, two threads per process oversubscribe the cores and each
+parallel op waits for a descheduled thread, which slows both sides by up to 10x, unevenly;
+one thread each keeps the comparison about the work each side does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: liu-lu-80's sizes and optimiser (interp/training/presets.py), spelled out for the plain loop
+P, TRAIN_FRACTION, NOISE_RATE, WIDTH, LR, WEIGHT_DECAY = 59, 0.8, 0.8, 513, 1e-3, 0.1
+
+
+def plain_loop(steps: int, out: Path) -> None:
+    """What a researcher writes without interp: one-hot inputs, dense products, autograd."""
+    import torch
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.cartesian_prod(torch.arange(P), torch.arange(P)).unbind(1)
+    labels = (a + b) % P
+    order = torch.randperm(P * P, generator=gen)
+    train = order[: round(TRAIN_FRACTION * P * P)]
+    test = order[len(train):]
+    observed = labels.clone()
+    wrong = train[: round(NOISE_RATE * len(train))]
+    observed[wrong] = (labels[wrong] + torch.randint(1, P, (len(wrong),), generator=gen)) % P
+    x = torch.cat([F.one_hot(a, P), F.one_hot(b, P)], 1).float()
+
+    def uniform(*shape: int, fan_in: int) -> torch.nn.Parameter:
+        return torch.nn.Parameter((torch.rand(*shape, generator=gen) * 2 - 1) / fan_in**0.5)
+
+    first, readout, bias = uniform(WIDTH, 2 * P, fan_in=2 * P), uniform(P, WIDTH, fan_in=WIDTH), uniform(P, fan_in=WIDTH)
+    params = [first, readout, bias]
+    opt = torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
+
+    def logits(inputs: torch.Tensor) -> torch.Tensor:
+        return F.relu(inputs @ first.T) @ readout.T + bias
+
+    x_train, y_train = x[train], observed[train]
+    eval_every = max(1, steps // 20)
+    for step in range(steps + 1):
+        if step % eval_every == 0 or step == steps:
+            with torch.no_grad():
+                correct = logits(x).argmax(1) == observed
+                print(step, correct[train].float().mean().item(), correct[test].float().mean().item())
+        if step == steps:
+            break
+        loss = F.cross_entropy(logits(x_train), y_train)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.save({"first": first, "readout": readout, "bias": bias}, out / "plain.pt")
+
+
+def wall(command: list[str], env: dict[str, str]) -> float:
+    """Seconds from start to exit of `command` (its output discarded; a failure stops the benchmark)."""
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="threads of each side (default: torch's, one per core)")
+    parser.add_argument("--interp", default=f"{sys.executable} -m interp.cli",
+                        help="the command that runs interp's CLI (default: this Python's interp.cli)")
+    parser.add_argument("--plain-loop", type=Path, help=argparse.SUPPRESS)  # the child process's side
+    args = parser.parse_args()
+    if args.plain_loop:
+        plain_loop(args.steps, args.plain_loop)
+        return
+    env = dict(os.environ)
+    if args.threads:
+        env.update({name: str(args.threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.pairs):
+            ours = wall([*shlex.split(args.interp), "train", "--preset", "liu-lu-80", "--set", f"train.steps={args.steps}",
+                         "--out", f"{tmp}/run{i}", "--no-progress"], env)
+            plain = wall([sys.executable, __file__, "--steps", str(args.steps), "--plain-loop", tmp], env)
+            rows.append((ours, plain))
+            print(f"pair {i + 1}: interp {ours:6.1f} s   plain loop {plain:6.1f} s   ratio {ours / plain:.2f}", flush=True)
+    ratios = sorted(o / p for o, p in rows)
+    threads = f"{args.threads} thread(s) each" if args.threads else "default threads"
+    print(f"{args.steps} steps of liu-lu-80, {args.pairs} interleaved pairs, {threads}: median ratio {statistics.median(ratios):.2f} "
+          f"(from {ratios[0]:.2f} to {ratios[-1]:.2f}); interp median {statistics.median(o for o, _ in rows):.1f} s, "
+          f"plain loop median {statistics.median(p for _, p in rows):.1f} s")
+
+
+if __name__ == "__main__":
+    main()
