@@ -198,3 +198,6 @@ def test_the_input_side_is_edited_only_where_no_readout_edit_agrees():
     assert choose(readout_fails) == 1  # the smallest agreeing move
     nothing_agrees = [point("learned mask", 0.3, 0.9), point(SHIFTED, 0.8, 0.95)]
     assert choose(nothing_agrees) == 1  # the most agreeing
+    # the whole move is the teacher net itself: it agrees by construction and is no edit
+    only_the_teacher = [point("learned mask", 0.3, 0.96), point(SHIFTED, 0.9, 0.9), point(SHIFTED, 1.0, 1.0)]
+    assert choose(only_the_teacher) == 0

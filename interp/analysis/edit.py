@@ -591,15 +591,16 @@ def choose(points: list[EditPoint]) -> int:
     """The index of the edit `interp edit` writes, by a rule that reads no label and no float's
     last digits: among the learned masks of the readout (parts or whole neurons), the smallest
     that agrees with the teacher on at least AGREEMENT of the grid; when none does, the smallest
-    agreeing move of both sides toward the teacher's weights (SHIFTED: an edit of the input side
-    too, taken only where the output side alone cannot forget); when none agrees, the most
-    agreeing of them all. Ties go to fewer parts removed, then to the first in `points` (parts
+    agreeing move of both sides toward the teacher's weights short of the teacher itself (SHIFTED,
+    t < 1: an edit of the input side too, taken only where the output side alone cannot forget);
+    when none agrees, the most agreeing of them all. Ties go to fewer parts removed, then to the first in `points` (parts
     before neurons, strongest penalty first). Sizes are compared to 1e-9, so two edits of the
     same size are a tie, not a coin toss of summation order."""
     learned = [i for i, pt in enumerate(points) if pt.method in LEARNED]
     if not learned:
         raise ValueError("no learned mask to choose from")
-    shifted = [i for i, pt in enumerate(points) if pt.method == SHIFTED]
+    # the whole move (t = 1) is the teacher net itself, the extraction, not an edit smaller than it
+    shifted = [i for i, pt in enumerate(points) if pt.method == SHIFTED and pt.parameter < 1]
     for pool in (learned, shifted):
         agreeing = [i for i in pool if points[i].agreement >= AGREEMENT]
         if agreeing:
