@@ -212,7 +212,8 @@ def plot_circuit(views, out_dir: Path, stem: str) -> list[tuple[Path, str]]:
         ax.set_xticks(range(len(names)), [f"{n}\n{table[n]['label']}" for n in names], fontsize=7)
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set(ylabel=ylabel, title=title)
-    axes[2].legend(fontsize=7)
+    if axes[2].get_legend_handles_labels()[0]:  # no clusters (e.g. a group): nothing to name
+        axes[2].legend(fontsize=7)
     out.append((_save(fig, out_dir / f"{stem}.png"), "attention, and the rule and memory scores of each head and "
                                                       "neuron cluster (the localisation's)"))
 
