@@ -33,7 +33,14 @@ def test_inside_each_neuron_on_a_release_whose_neurons_share_rule_and_memory():
     assert f_g.control["test_acc"] < 0.2  # a random other irrep at the same norm keeps no rule
     text = split_claim(loc)["text"]
     assert text.startswith("inside each neuron — keeping only each neuron's dominant irrep (f^G): memorised 100 → 0.0%")
-    assert text.endswith("Coarser units do not separate them: the rule and the memory share the neurons.")
+    assert "The rule is in each neuron's dominant irrep, the memory in the rest." in text  # both parts hold
+    assert text.endswith("Coarser units checked do not separate them: the neurons (their verdicts are below).")
+
+
+def test_a_clean_run_is_asked_where_the_rule_is():
+    ds = make_dataset(TaskSpec(p=23, train_fraction=0.5), NoiseSpec())
+    loc = localize(planted_two_layer(ds, act="relu", seed=2).model, ds, kinds=("neuron",))
+    assert split_claim(loc)["topic"] == "Where the rule is"
 
 
 def test_across_heads_on_the_planted_transformer():

@@ -37,10 +37,11 @@ if TYPE_CHECKING:
 #: what each accuracy is called in the headline (the keys of `interventions.scored`)
 NAMES = {"noisy_observed_acc": "memorised", "test_acc": "test", "clean_acc": "clean"}
 #: what each outcome of the one verdict rule (`core.metrics.accuracy_verdict`) says of a set
-OUTCOME_WORDS = {"shared": "shared — ablating it lowers both memorised and test more than random sets do",
-                 "inert": "inert — ablating it lowers neither more than random sets do",
-                 "memorising": "memorising — ablating it lowers memorised more than random sets do, test no more",
-                 "generalising": "generalising — ablating it lowers test more than random sets do, memorised no more"}
+OUTCOME_WORDS = {"shared": "shared — its ablation lowers both memorised and test more than random sets' does",
+                 "inert": "inert — its ablation lowers neither more than random sets' does",
+                 "memorising": "memorising — its ablation lowers memorised more than random sets' does, test no more",
+                 "generalising": "generalising — its ablation lowers test more than random sets' does, memorised no "
+                                 "more"}
 #: the units of the split, coarsest first, and how the headline says the split is at each
 UNITS = {"head": "across heads", "neuron cluster": "across frequency clusters of neurons", "neuron": "across neurons",
          "frequency": "across embedding frequencies", "irrep": "across embedding irreps",
@@ -89,7 +90,7 @@ def _placed(loc: Localization, label: str) -> str:
         else:
             plural_ = what.startswith(("the ", "all ")) or row.size > 1
             outcome = table.outcome(row)
-            verdict = (f"hold{'' if plural_ else 's'} up when zero-ablated but not in every ablation mode" if outcome == label
+            verdict = (f"hold{'' if plural_ else 's'} up only in some ablation modes" if outcome == label
                        else f"{'do' if plural_ else 'does'} not hold up against random sets of the same size: "
                             f"{OUTCOME_WORDS[outcome]}")
             bad.append(f"{what}, labelled {label}, {verdict} ({_evidence(table, row, [primary, other])}"
@@ -103,21 +104,23 @@ def _placed(loc: Localization, label: str) -> str:
 
 def split_claim(loc: Localization) -> dict[str, str] | None:
     """Where the split between rule and memory is: the coarsest unit whose intervention separates
-    them (`separating`), with its numbers, and the coarser units that do not (the rule and the
-    memory share those components). None when no unit was checked by intervention."""
+    them (`separating`), with its numbers, and the coarser units checked that do not (their sets'
+    verdicts are in the rule and the memory claims). On a run without noisy labels, where the
+    rule is. None when no unit was checked by intervention."""
     checked = separating(loc)
     if not checked:
         return None
+    topic = "Where the split is" if loc.memorised is not None else "Where the rule is"
     found = next((unit for unit, ok in checked.items() if ok), None)
     coarser = [unit for unit in checked if unit != found and (found is None or _coarser(unit, found))]
-    shared = [f"{UNITS[unit][len('across '):] if unit != 'neuron part' else 'parts of neurons'}" for unit in coarser]
+    names = [UNITS[unit][len("across "):] if unit != "neuron part" else "parts of neurons" for unit in coarser]
     if found is None:
-        return {"topic": "Where the split is", "text": "no unit checked separates the rule from the memory: "
-                f"they share the {_join(shared, ', ')} (see the sets below)."}
+        return {"topic": topic, "text": f"no unit checked separates the rule from the memory (the "
+                                        f"{_join(names, ', ')}: their verdicts are below)."}
     text = f"{UNITS[found]} — {_separation(loc, found)}"
-    if shared:
-        text += f" Coarser units do not separate them: the rule and the memory share the {_join(shared, ', ')}."
-    return {"topic": "Where the split is", "text": text}
+    if names:
+        text += f" Coarser units checked do not separate them: the {_join(names, ', ')} (their verdicts are below)."
+    return {"topic": topic, "text": text}
 
 
 def separating(loc: Localization) -> dict[str, bool]:
@@ -153,14 +156,27 @@ def _separation(loc: Localization, unit: str) -> str:
     """The numbers that show the split at `unit`."""
     if unit == "neuron part":
         parts, base = loc.parts, loc.parts.baseline
-        control = {"f^G": f"keeping instead a random other {parts.unit} of each neuron at the same norm",
-                   "f^R": f"removing instead a random other {parts.unit} of each neuron at the dominant one's norm"}
-        return "; ".join(
+        control = {"f^G": f"keeping instead a random other {parts.unit} of each neuron, rescaled to the dominant "
+                          "part's norm",
+                   "f^R": f"subtracting instead a random other {parts.unit} of each neuron, rescaled to the "
+                          "dominant part's norm"}
+        rows = {r.extraction: r for r in parts.rows}
+        said = "; ".join(
             f"keeping only each neuron's {'dominant ' + parts.unit if r.extraction == 'f^G' else 'residual'} "
             f"({r.extraction}): memorised {_change(base['noisy_observed_acc'], r.metrics['noisy_observed_acc'])}, "
             f"test {_change(base['test_acc'], r.metrics['test_acc'])} ({control[r.extraction]}: memorised "
-            f"{pct(r.control['noisy_observed_acc'])}, test {pct(r.control['test_acc'])}; {r.outcome})"
-            for r in parts.rows) + f". The rule is in each neuron's dominant {parts.unit}, the memory in the rest."
+            f"{pct(r.control['noisy_observed_acc'])}, test {pct(r.control['test_acc'])}; {r.outcome}"
+            f"{_tied_to(r.metrics, r.control, 'the control')})" for r in parts.rows)
+        if all(r.holds for r in parts.rows):
+            return said + f". The rule is in each neuron's dominant {parts.unit}, the memory in the rest."
+        held = [r for r in parts.rows if r.holds]
+        other = next(r for r in parts.rows if not r.holds)
+        if held[0].extraction == "f^G":
+            return (said + f". Removing the rest forgets and keeps the rule: the rule is in each neuron's dominant "
+                    f"{parts.unit}, the memory in the rest — though removing the dominant parts is {other.outcome}: "
+                    "they carry part of the memorised margin too.")
+        return (said + f". Removing the dominant parts loses the rule and keeps the memory: the rule is in each "
+                f"neuron's dominant {parts.unit}; removing the rest is {other.outcome}.")
     table = loc.interventions
     said = []
     for label in ("memorising", "generalising"):
@@ -170,7 +186,7 @@ def _separation(loc: Localization, unit: str) -> str:
         what = _what(unit, [r for r in _of(loc, unit) if r["label"] == label], table.kind_sizes[unit])
         only = " in the margins only" if table.margins_only(row) else ""
         said.append(f"{what} scored {label}: {_evidence(table, row, ['noisy_observed_acc', 'test_acc'])} "
-                    f"({table.outcome(row)}{only})")
+                    f"({table.outcome(row)}{only}{_tied_to(row.metrics, table.random_mean(row), 'random')})")
     return _join(said) + "."
 
 
@@ -189,12 +205,16 @@ def _margins_only(table: InterventionTable, row: SetAblation) -> str:
 
 def _tied(table: InterventionTable, row: SetAblation) -> str:
     """Where an accuracy is within the verdict's band of random's, the margins decided: said so."""
+    return _tied_to(row.metrics, table.random_mean(row), "random")
+
+
+def _tied_to(metrics: dict, control: dict, name: str) -> str:
+    """`; memorised within 2% of random, so the margins decide` where an accuracy ties its control."""
     from ..core.metrics import VERDICT_BAND
 
-    ref = table.random_mean(row)
-    tied = [NAMES[key] for key in ("noisy_observed_acc", "test_acc") if row.metrics[key] is not None
-            and abs(row.metrics[key] - ref[key]) <= VERDICT_BAND]
-    return f"; {' and '.join(tied)} within {VERDICT_BAND:.0%} of random, so the margins decide" if tied else ""
+    tied = [NAMES[key] for key in ("noisy_observed_acc", "test_acc") if metrics[key] is not None
+            and control[key] is not None and abs(metrics[key] - control[key]) <= VERDICT_BAND]
+    return f"; {' and '.join(tied)} within {VERDICT_BAND:.0%} of {name}, so the margins decide" if tied else ""
 
 
 def _evidence(table: InterventionTable, row: SetAblation, keys: list[str]) -> str:
@@ -245,18 +265,21 @@ def edit_claim(search: EditSearch) -> dict[str, str]:
     text = ", ".join(f"{NAMES[key]} {_change(base[key], e.metrics[key])}"
                      for key in ("noisy_observed_acc", "test_acc", "clean_acc") if base[key] is not None)
     unit = next((pt for pt in search.points if pt.method == DOMINANT), None)
+    net = {"resynthesized": "re-synthesized net", "f^G": "f^G net"}.get(search.teacher, search.teacher)
     if unit is not None and search.teacher != "f^G":  # the split's unit inside neurons, as an edit, beside the chosen one
-        text += (f" (beside it, each neuron's dominant part alone, f^G, a change of {unit.size:.1%} of the neuron "
-                 f"maps: memorised {pct(unit.metrics['noisy_observed_acc'])}, test {pct(unit.metrics['test_acc'])})")
+        text += (f" (beside it, each neuron's dominant part alone, f^G, a move of {unit.size:.1%} of the neuron "
+                 f"maps' squared norm: memorised {pct(unit.metrics['noisy_observed_acc'])}, test "
+                 f"{pct(unit.metrics['test_acc'])})")
     if e.method == SHIFTED:
-        best = max((pt.agreement for pt in search.points if pt.method in LEARNED), default=0.0)
-        text = (f"every neuron's input and output weights moved {e.parameter:.1%} of the way to the {search.teacher} "
-                f"network (which, as an edit, changes {search.teacher_size:.1%}): {text}. No edit of the readout alone "
-                f"forgets here (the best agrees with the {search.teacher} on {pct(best)} of the grid), so the edit "
-                f"reaches into the input side")
+        best = max((pt for pt in search.points if pt.method in LEARNED), key=lambda pt: pt.agreement)
+        text = (f"every neuron's input and output weights moved {e.parameter:.1%} of the way to the {net} (the whole "
+                f"move, the {net} itself, would be {search.teacher_size:.1%}): {text}. No edit of the readout alone "
+                f"agrees with the {net} on {AGREEMENT:.1%} of the grid (the most agreeing, on {pct(best.agreement)}: "
+                f"memorised {pct(best.metrics['noisy_observed_acc'])}, test {pct(best.metrics['test_acc'])}), so the "
+                "edit reaches into the input side")
         if e.agreement < AGREEMENT:
             text += f" (short of what the search asks: it agrees on {pct(e.agreement)}, not {AGREEMENT:.1%})"
-        return {"topic": f"The edit ({e.size:.1%} of the neuron weights' squared norm, both sides, found without labels)",
+        return {"topic": f"The edit ({e.size:.1%} of the neuron maps' squared norm (u, v, w), found without labels)",
                 "text": text + "."}
     size, random = search.random_near(e.size)
     if random:
