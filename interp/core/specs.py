@@ -36,7 +36,7 @@ def is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise SpecError(f"{name}={value!r} is not one of {', '.join(choices)}")
 
@@ -144,7 +144,7 @@ class TaskSpec:
     data: str = ""  # with op classify: the feature data set's name
 
     def __post_init__(self) -> None:
-        _choice("task.op", self.op, OPS)
+        check_choice("task.op", self.op, OPS)
         if self.op == "classify" or self.data:
             self._check_features()
         if self.group or self.table or self.elements:
@@ -285,7 +285,7 @@ class NoiseSpec:
     matrix: tuple[tuple[float, ...], ...] = ()  # kind matrix only: p × p, row-stochastic
 
     def __post_init__(self) -> None:
-        _choice("noise.kind", self.kind, NOISE_KINDS)
+        check_choice("noise.kind", self.kind, NOISE_KINDS)
         _seed("noise.seed", self.seed)
         _finite("noise.rate", self.rate)
         if not 0 <= self.rate < 1:
@@ -340,8 +340,8 @@ class TwoLayerSpec:
         _flag("model.tied", self.tied)
         _flag("model.bias", self.bias)
         _seed("model.seed", self.seed)
-        _choice("model.act", self.act, ACTIVATIONS)
-        _choice("model.init", self.init, INITS)
+        check_choice("model.act", self.act, ACTIVATIONS)
+        check_choice("model.init", self.init, INITS)
 
 
 @dataclass(frozen=True)
@@ -361,7 +361,7 @@ class TransformerSpec:
         for name in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp"):
             _integer(f"model.{name}", getattr(self, name), 1)
         _seed("model.seed", self.seed)
-        _choice("model.act", self.act, ("relu", "gelu"))
+        check_choice("model.act", self.act, ("relu", "gelu"))
 
 
 ModelSpec = Union[TwoLayerSpec, TransformerSpec]
@@ -399,9 +399,9 @@ class TrainSpec:
         _number("train.lr", self.lr, positive=True)
         for name in ("weight_decay", "momentum", "beta1", "beta2"):
             _number(f"train.{name}", getattr(self, name))
-        _choice("train.optimizer", self.optimizer, OPTIMIZERS)
-        _choice("train.loss", self.loss, LOSSES)
-        _choice("train.schedule", self.schedule, SCHEDULES)
+        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("train.loss", self.loss, LOSSES)
+        check_choice("train.schedule", self.schedule, SCHEDULES)
         if self.weight_decay < 0 or self.batch_size < 0 or self.warmup_steps < 0:
             raise SpecError("train.weight_decay, train.batch_size and train.warmup_steps must be ≥ 0")
         for name in ("beta1", "beta2"):

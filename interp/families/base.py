@@ -398,6 +398,17 @@ def replaced_parameters(model: nn.Module, values: dict[str, Tensor]) -> nn.Modul
 # --- any model, through its family -------------------------------------------------------
 
 
+def block_patch_hooks(n_layers: int) -> list[str]:
+    """The hook points activation patching walks in a TransformerLens-style stack of `n_layers`
+    attention + MLP blocks: the embedding, then each block's heads, attention output, MLP
+    neurons and residual stream."""
+    out = ["hook_embed"]
+    for layer in range(n_layers):
+        out += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_attn_out", f"blocks.{layer}.mlp.hook_post",
+                f"blocks.{layer}.hook_resid_post"]
+    return out
+
+
 def head_name(layer: int, head: int) -> str:
     """A head's name in every table, summary and figure: `L0H2` is head 2 of layer 0 (the
     layer's place in `head_hooks`)."""

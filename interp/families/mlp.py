@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from ..core.specs import ACTIVATIONS, SpecError, _choice, _integer, _seed
+from ..core.specs import ACTIVATIONS, SpecError, check_choice, check_integer, check_seed
 from .activations import ACT_FNS
 from .base import Capability, ModelFamily, register
 
@@ -47,11 +47,11 @@ class MLPSpec:
         if isinstance(widths, int) or not isinstance(widths, (tuple, list)) or not widths:
             raise SpecError(f"model.widths must be one or more layer widths, got {self.widths!r}")
         for w in widths:
-            _integer("model.widths", w, 1)
+            check_integer("model.widths", w, 1)
         object.__setattr__(self, "widths", tuple(widths))
-        _integer("model.d_in", self.d_in, 1)
-        _seed("model.seed", self.seed)
-        _choice("model.act", self.act, ACTIVATIONS)
+        check_integer("model.d_in", self.d_in, 1)
+        check_seed("model.seed", self.seed)
+        check_choice("model.act", self.act, ACTIVATIONS)
 
     def to_dict(self) -> dict:
         """The fields as JSON values (`widths` a list, as it reads back from config.json)."""

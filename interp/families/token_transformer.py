@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from ..core.specs import ACTIVATIONS, SpecError, _choice, _integer, _seed
+from ..core.specs import ACTIVATIONS, SpecError, check_choice, check_integer, check_seed
 from .activations import ACT_FNS
-from .base import Capability, ModelFamily, register
+from .base import Capability, ModelFamily, block_patch_hooks, register
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,9 @@ class TokenTransformerSpec:
 
     def __post_init__(self) -> None:
         for name in ("d_in", "n_tokens", "d_model", "n_heads", "d_head", "d_mlp", "n_layers"):
-            _integer(f"model.{name}", getattr(self, name), 1)
-        _seed("model.seed", self.seed)
-        _choice("model.act", self.act, ACTIVATIONS)
+            check_integer(f"model.{name}", getattr(self, name), 1)
+        check_seed("model.seed", self.seed)
+        check_choice("model.act", self.act, ACTIVATIONS)
         if self.d_in % self.n_tokens:
             raise SpecError(f"model.n_tokens={self.n_tokens} does not divide model.d_in={self.d_in} into equal tokens")
 
@@ -206,11 +206,7 @@ class TokenTransformerFamily(ModelFamily):
 
     # --- Capability.POSITIONS ---
     def patch_hooks(self, model: TokenTransformer) -> list[str]:
-        out = ["hook_embed"]
-        for i in range(model.spec.n_layers):
-            out += [f"blocks.{i}.attn.hook_z", f"blocks.{i}.hook_attn_out", f"blocks.{i}.mlp.hook_post",
-                    f"blocks.{i}.hook_resid_post"]
-        return out
+        return block_patch_hooks(model.spec.n_layers)
 
     def n_positions(self, model: TokenTransformer) -> int:
         return model.spec.n_tokens + 1

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 _BRIDGE_MODULE = "transformer_lens.model_bridge"
 
 from ..core.specs import TransformerSpec
-from .base import Capability, ModelFamily, device_of, register, replaced_parameters
+from .base import Capability, ModelFamily, block_patch_hooks, device_of, register, replaced_parameters
 
 N_CTX = 3  # tokens `a b =`
 
@@ -421,11 +421,7 @@ class TransformerFamily(ModelFamily):
         return N_CTX
 
     def patch_hooks(self, model: TransformerBridge) -> list[str]:
-        out = ["hook_embed"]
-        for layer in range(model.cfg.n_layers):
-            out += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_attn_out", f"blocks.{layer}.mlp.hook_post",
-                    f"blocks.{layer}.hook_resid_post"]
-        return out
+        return block_patch_hooks(model.cfg.n_layers)
 
     def probe_hooks(self, model: TransformerBridge) -> list[str]:
         last = model.cfg.n_layers - 1
