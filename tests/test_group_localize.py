@@ -109,6 +109,13 @@ def test_the_chosen_edit_does_not_depend_on_the_order_units_are_summed_in():
     first, second = edit_search(model, ds, with_labels=False), edit_search(shuffled, ds, with_labels=False)
     assert second.chosen == first.chosen and torch.equal(second.keep, first.keep[order])
     assert second.edit.metrics == pytest.approx(first.edit.metrics, rel=1e-6)  # margins: the forward's float32
+    # the move of both sides toward the teacher net: the same shares, the same agreements
+    from interp.analysis.edit import SHIFTED
+
+    def shifted(search):
+        return [(pt.parameter, pt.agreement) for pt in search.points if pt.method == SHIFTED]
+
+    assert shifted(first) and shifted(second) == shifted(first)
 
 
 def test_a_transformer_on_a_group_is_localised_by_irreps(tmp_path):

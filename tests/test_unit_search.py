@@ -69,3 +69,23 @@ def test_the_one_verdict_rule_at_its_boundaries(memorised, test, margins, verdic
 def test_without_noisy_labels_a_set_is_generalising_or_inert():
     assert accuracy_verdict(None, 0.1, None, 0.5) == "generalising"
     assert accuracy_verdict(None, 0.5, None, 0.5) == "inert"
+
+
+def test_the_verdicts_and_the_split_are_the_same_at_any_thread_count():
+    """Another thread count sums in another order (as another CPU's vector width does): the same
+    outcomes for every set and part, and the same words."""
+    import torch
+
+    ds = make_dataset(TaskSpec(p=23, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.2, seed=1))
+    model = planted_two_layer(ds, act="relu", seed=2).model
+    before = torch.get_num_threads()
+    found = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            loc = localize(model, ds)
+            found.append(([loc.interventions.outcome(r) for r in loc.interventions.label_rows()],
+                          [r.outcome for r in loc.parts.rows], split_claim(loc)["text"]))
+    finally:
+        torch.set_num_threads(before)
+    assert found[0] == found[1]
