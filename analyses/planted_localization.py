@@ -23,7 +23,8 @@ import interp
 from interp.training.rundir import write_json
 from interp.analysis.localize import localize
 from interp.core.metrics import subset_metrics
-from interp.planted import planted_transformer, planted_two_layer, recovery
+from interp.planted import planted_transformer, planted_two_layer
+from interp.testing import recovery
 
 NAMES = ("generalising", "memorising", "inert")
 

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 import interp
 from interp.analysis.localize import localize
+from interp.analysis.unit_rows import UnitRow
 
 SEEDS = (0, 1, 2)
 #: an ablation must lower an accuracy by more than this beyond random sets to count
@@ -223,18 +224,18 @@ def ablate_residue_parts(model: nn.Module, pairs: Tensor, parts: list[Tensor]) -
         return forward(model, pairs)
 
 
-def ablation(model: nn.Module, dataset, kind: str, rows: list[dict], irreps: list[Tensor] | None = None):
+def ablation(model: nn.Module, dataset, kind: str, rows: list[UnitRow], irreps: list[Tensor] | None = None):
     """(positions in the kind's rows) -> logits, for one kind (`irreps`: each irrep row's
     isotypic projection)."""
     pairs = dataset.inputs
     if kind == "neuron":
-        return lambda pos: ablate_neurons(model, pairs, [rows[i]["index"] for i in pos])
+        return lambda pos: ablate_neurons(model, pairs, [rows[i].index for i in pos])
     if kind == "neuron cluster":
-        return lambda pos: ablate_neurons(model, pairs, [u for i in pos for u in rows[i]["members"]])
+        return lambda pos: ablate_neurons(model, pairs, [u for i in pos for u in rows[i].members])
     if kind == "head":
-        return lambda pos: ablate_heads(model, pairs, [rows[i]["index"] for i in pos])
+        return lambda pos: ablate_heads(model, pairs, [rows[i].name for i in pos])
     if kind == "frequency":
-        return lambda pos: ablate_residue_parts(model, pairs, [fourier_part(dataset.p, rows[i]["index"]) for i in pos])
+        return lambda pos: ablate_residue_parts(model, pairs, [fourier_part(dataset.p, rows[i].index) for i in pos])
     return lambda pos: ablate_residue_parts(model, pairs, [irreps[i] for i in pos])
 
 
@@ -258,19 +259,19 @@ def matched_irreps(task, indices: list[int]) -> tuple[list[Tensor], float]:
 
 
 @torch.no_grad()
-def check(model: nn.Module, dataset, rows: list[dict], table=None) -> list[dict]:
+def check(model: nn.Module, dataset, rows: list[UnitRow], table=None) -> list[dict]:
     """For each kind's memorising and generalising set: the numbers here (zero ablation and
     the mean of random sets), the verdict here and, given interp's intervention `table`, its
     numbers and outcome."""
     found = []
     for kind in KINDS:
-        mine = [r for r in rows if r["kind"] == kind]
-        if not any(r["label"] in ("memorising", "generalising") for r in mine):
+        mine = [r for r in rows if r.kind == kind]
+        if not any(r.label in ("memorising", "generalising") for r in mine):
             continue
-        irreps, distance = matched_irreps(dataset.task, [r["index"] for r in mine]) if kind == "irrep" else (None, None)
+        irreps, distance = matched_irreps(dataset.task, [r.index for r in mine]) if kind == "irrep" else (None, None)
         run = ablation(model, dataset, kind, mine, irreps)
         for label in ("memorising", "generalising"):
-            members = [i for i, r in enumerate(mine) if r["label"] == label]
+            members = [i for i, r in enumerate(mine) if r.label == label]
             if not members:
                 continue
             here = score(run(members), dataset)

@@ -64,7 +64,7 @@ class Planted:
 
     def truths(self) -> dict[str, list[str]]:
         """The labels by construction per row kind of `interp.analysis.localize` (`neuron part: dominant`
-        and `neuron part: residual` for the parts), as `recovery` takes them."""
+        and `neuron part: residual` for the parts), as `interp.testing.recovery` takes them."""
         return {"neuron": self.labels, **{f"neuron part: {k}": v for k, v in (self.part_labels or {}).items()}}
 
 
@@ -147,13 +147,14 @@ class PlantedTransformer:
     analytic: bool = True  # both sides closed-form (else a trained generalising side)
 
     def truths(self, dataset: Dataset) -> dict[str, list[str]]:
-        """The labels by construction per row kind of `interp.analysis.localize`, as `recovery` takes
-        them. Both sides closed-form: neurons, neuron clusters (a cluster's truth is its
-        members', its inert ones aside), heads, head frequencies (each side's copying heads
-        carry exactly that side's frequencies) and embedding frequencies. A trained generalising
-        side: neurons, heads and embedding frequencies — the last only as far as construction
-        decides them (`sufficient_frequencies` keeps what the model needs together, not what it
-        needs one by one), so check them where each kept frequency is needed."""
+        """The labels by construction per row kind of `interp.analysis.localize`, as
+        `interp.testing.recovery` takes them. Both sides closed-form: neurons, neuron clusters (a
+        cluster's truth is its members', its inert ones aside), heads, head frequencies (each
+        side's copying heads carry exactly that side's frequencies) and embedding frequencies. A
+        trained generalising side: neurons, heads and embedding frequencies — the last only as
+        far as construction decides them (`sufficient_frequencies` keeps what the model needs
+        together, not what it needs one by one), so check them where each kept frequency is
+        needed."""
         out = {"neuron": self.neuron_labels, "head": self.head_labels, "frequency": self.frequency_labels}
         if self.analytic:
             from .analysis.readout import linear_readout
@@ -168,24 +169,6 @@ class PlantedTransformer:
             out["head frequency"] = [head if head == self.frequency_labels[k - 1] else "inert"
                                      for head in self.head_labels for k in range(1, p // 2 + 1)]
         return out
-
-
-def precision_recall(predicted: list[str], truth: list[str], label: str) -> tuple[float, float]:
-    """Precision and recall of `label` in `predicted` against `truth` (1.0 when nothing is predicted)."""
-    pred, true = torch.tensor([x == label for x in predicted]), torch.tensor([x == label for x in truth])
-    hits = int((pred & true).sum())
-    return hits / max(int(pred.sum()), 1), hits / max(int(true.sum()), 1)
-
-
-def recovery(rows: list[dict], truths: dict[str, list[str]]) -> dict[str, dict[str, tuple[float, float]]]:
-    """Per kind of `truths` (a localisation row kind, or `neuron part: PART`), the precision and
-    recall of each label that kind's truth holds, from `interp.analysis.localize` rows."""
-    out = {}
-    for key, truth in truths.items():
-        kind, _, part = key.partition(": ")
-        got = [r["label"] for r in rows if r["kind"] == kind and (not part or r.get("part") == part)]
-        out[key] = {name: precision_recall(got, truth, name) for name in dict.fromkeys(truth)}
-    return out
 
 
 def _legacy_zeros(spec: Any, p: int) -> dict[str, Tensor]:

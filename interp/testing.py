@@ -18,6 +18,10 @@ wrong labels, kept in a temporary folder until the process ends; a family that r
 vectors, `inputs = "features"`, trains on digits instead) once per (family, spec), and compute
 each analysis once per run; an analysis is checked on the built-in families' runs
 (`standard_cases`: each on its task, and the two-layer net on S3).
+
+`recovery(rows, truths)` scores a localisation's labels against a planted model's labels by
+construction (precision and recall per kind and label, `precision_recall`): how a model whose
+answer is known (`interp.planted`, or a third party's own) checks the localisation.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import torch
 from torch import nn
 
 from .analysis.registry import ANALYSES, Analysis, Result, analyze
+from .analysis.unit_rows import UnitRow
 from .core.metrics import loss_fn
 from .core.specs import MODEL_SPECS, NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
 from .families.base import FAMILIES, Capability, ModelFamily, family_of
@@ -531,6 +536,32 @@ def built_in_subjects() -> list[Any]:
     return [*((FAMILIES[name], spec) for name, spec in SMALL_SPECS.items() if name in FAMILIES), *ANALYSES.values()]
 
 
+# --- scoring a localisation against a planted truth -------------------------------------------
+
+
+def precision_recall(predicted: list[str], truth: list[str], label: str) -> tuple[float, float]:
+    """Precision and recall of `label` in `predicted` against `truth`, position by position (0.0
+    where nothing is predicted `label`, or nothing truly is)."""
+    if len(predicted) != len(truth):
+        raise ValueError(f"{len(predicted)} labels predicted for {len(truth)} true ones")
+    pred, true = torch.tensor([x == label for x in predicted]), torch.tensor([x == label for x in truth])
+    hits = int((pred & true).sum())
+    return hits / max(int(pred.sum()), 1), hits / max(int(true.sum()), 1)
+
+
+def recovery(rows: list[UnitRow], truths: dict[str, list[str]]) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per kind of `truths` (a localisation row kind, or `neuron part: PART`; the truth one label
+    per row of that kind, in the rows' order), the precision and recall of each label the truth
+    holds, from a localisation's rows (`interp.analysis.localize`; a planted model's `truths()`,
+    `interp.planted`)."""
+    out = {}
+    for key, truth in truths.items():
+        kind, _, part = key.partition(": ")
+        got = [r.label for r in rows if r.kind == kind and (not part or r.part == part)]
+        out[key] = {name: precision_recall(got, truth, name) for name in dict.fromkeys(truth)}
+    return out
+
+
 __all__ = ["ANALYSIS_CHECKS", "CAPABILITY_CHECKS", "Case", "ConformanceError", "FAMILY_CHECKS", "SMALL_SPECS",
            "analysis_checks", "built_in_subjects", "check_analysis", "check_family", "family_checks",
-           "parametrize_with_checks", "standard_cases", "task_for", "trained_run"]
+           "parametrize_with_checks", "precision_recall", "recovery", "standard_cases", "task_for", "trained_run"]

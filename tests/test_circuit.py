@@ -52,19 +52,19 @@ def test_circuit_view_localisation_and_head_scan_agree_on_the_planted_union(plan
     model, ds, built = planted_union
     run = as_run(model, ds)
     views = circuit_views(run)
-    rows = {r["index"]: r for r in localize(model, ds, kinds=("neuron cluster", "head"), check=False).rows}
+    rows = {r.name: r for r in localize(model, ds, kinds=("neuron cluster", "head"), check=False).rows}
     scans = scan_heads(model, ds)
     scan = {r["head"]: r for r in AblationReport(scans, [], {hook: [n for h, _, n in heads(model) if h == hook]
                                                            for hook in scans}).head_costs()}
     assert list(views.heads) == list(scan) == ["L0H0", "L0H1", "L0H2", "L0H3"]
     for name, head in views.heads.items():
-        assert head["gen"] == pytest.approx(rows[name]["gen_score"]) == pytest.approx(scan[name]["gen"])
-        assert head["mem"] == pytest.approx(rows[name]["mem_score"]) == pytest.approx(scan[name]["mem"])
-        assert head["label"] == rows[name]["label"]
+        assert head["gen"] == pytest.approx(rows[name].gen_score) == pytest.approx(scan[name]["gen"])
+        assert head["mem"] == pytest.approx(rows[name].mem_score) == pytest.approx(scan[name]["mem"])
+        assert head["label"] == rows[name].label
         assert abs(head["direct_gen"]) < 1e-9
     for name, cluster in views.clusters.items():
         assert (cluster["gen"], cluster["mem"], cluster["label"]) == pytest.approx(
-            (rows[name]["gen_score"], rows[name]["mem_score"], rows[name]["label"]))
+            (rows[name].gen_score, rows[name].mem_score, rows[name].label))
     # one answer, and the one built in: the memory in the lookup heads and neurons, the rule elsewhere
     by = {name: label for name, label in zip(views.heads, built.head_labels)}
     assert by[max(views.heads, key=lambda h: views.heads[h]["mem"])] == "memorising"

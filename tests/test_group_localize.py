@@ -19,7 +19,8 @@ from interp.core.metrics import subset_metrics
 from interp.core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec
 from interp.core.tasks import make_dataset
 from interp.families.base import family_of, logits
-from interp.planted import planted_group_net, recovery
+from interp.planted import planted_group_net
+from interp.testing import recovery
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_localize_names_every_planted_neuron_on_a_group(planted):
     found = recovery(result.rows, built.truths())["neuron"]
     assert found == {"generalising": (1.0, 1.0), "memorising": (1.0, 1.0), "inert": (1.0, 1.0)}
     # each neuron's unit is its dominant irrep, by name: the rule neurons' are sign and standard
-    named = {r["irrep"] for r, truth in zip((r for r in result.rows if r["kind"] == "neuron"), built.labels)
+    named = {r.irrep for r, truth in zip((r for r in result.rows if r.kind == "neuron"), built.labels)
              if truth == "generalising"}
     assert named == {"1b", "3a"} or named == {"1b", "3b"}
     # every label set, ablated, does what its label says beside random sets of its size
@@ -130,10 +131,10 @@ def test_a_transformer_on_a_group_is_localised_by_irreps(tmp_path):
             assert "group" not in (analysis.skip_reason(run) or ""), name
     model, ds = run.model, run.dataset
     result = localize(model, ds, check=False)
-    rows = [r for r in result.rows if r["kind"] == "irrep"]
+    rows = [r for r in result.rows if r.kind == "irrep"]
     group = ds.task.structure
     irreps = real_irreps(group)
-    assert [r["irrep"] for r in rows] == [r.name for r in irreps[1:]]
+    assert [r.irrep for r in rows] == [r.name for r in irreps[1:]]
     # removing irrep ρ from W_E: the projection onto its matrix coefficients, built here by QR
     family = family_of(model)
     embed = family.embedding(model).detach().double()
@@ -142,5 +143,5 @@ def test_a_transformer_on_a_group_is_localised_by_irreps(tmp_path):
         q, _ = torch.linalg.qr(rho.matrices.reshape(group.order, -1).double())
         kept = family.with_residue_weights(model, embedding=(embed - q @ (q.T @ embed)).float())
         gen, mem = margins(logits(kept, ds.inputs), ds)
-        assert row["gen_score"] == pytest.approx(gen0 - gen, abs=1e-4)
-        assert row["mem_score"] == pytest.approx(mem0 - mem, abs=1e-4)
+        assert row.gen_score == pytest.approx(gen0 - gen, abs=1e-4)
+        assert row.mem_score == pytest.approx(mem0 - mem, abs=1e-4)

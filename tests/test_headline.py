@@ -5,6 +5,7 @@ accuracies first, margins where they tie)."""
 from interp.analysis.edit import EditPoint, EditSearch
 from interp.analysis.interventions import InterventionTable, SetAblation
 from interp.analysis.localize import Localization
+from interp.analysis.unit_rows import UnitRow
 from interp.cli import format_headline
 from interp.reporting.cards import check_sections
 from interp.reporting.headline import claims
@@ -24,13 +25,20 @@ def _ablation(kind: str, label: str, size: int, own: dict, random: dict) -> list
             *(SetAblation(kind, label, "zero", size, True, seed, random) for seed in (0, 1))]
 
 
+def _row(kind: str, index: int, label: str, **unit) -> UnitRow:
+    """A row whose scores the headline does not read (it reads the intervention table)."""
+    return UnitRow(kind, index, label, gen_score=0.0, mem_score=0.0, gen_share=0.0, mem_share=0.0, **unit)
+
+
 def fake(memory_holds: bool, heads: tuple[str, ...] = ("generalising", "generalising", "mixed", "mixed")
          ) -> Localization:
     """Three planted rule clusters (2, 5, 9) and an unclustered memorising group; its ablation
     lowers the memorised margin more than random when `memory_holds`, less otherwise."""
-    rows = [{"kind": "neuron cluster", "index": name, "label": label, "neurons": n, "members": []}
-            for name, (label, n) in CLUSTERS.items()]
-    rows += [{"kind": "head", "index": f"L0H{h}", "label": label} for h, label in enumerate(heads)]
+    sizes = [n for _, n in CLUSTERS.values()]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    rows = [_row("neuron cluster", i, label, name=name, members=tuple(range(start, start + n)))
+            for i, ((name, (label, n)), start) in enumerate(zip(CLUSTERS.items(), starts))]
+    rows += [_row("head", h, label, name=f"L0H{h}") for h, label in enumerate(heads)]
     table = InterventionTable(BASE, kind_sizes={"neuron cluster": 4, "head": 4})
     table.rows += _ablation("neuron cluster", "generalising", 3, _metrics(0.1, 0.9, 2.0, 3.0), _metrics(0.5, 0.8, 6.0, 2.0))
     own_mem = (0.2, 0.5) if memory_holds else (0.7, 2.5)  # random sets: memorised 0.6, margin 1.5

@@ -1,6 +1,8 @@
 """The intervention table: every label set ablated beside random sets of its size, on a planted
 net whose labels are known; the closed-form readout ablation equals the hooked one."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -37,7 +39,7 @@ def test_planted_label_sets_hold_up_and_shuffled_ones_do_not(planted):
     assert zero["memorising"]["noisy_observed_acc"] == 0.0 and zero["memorising"]["test_acc"] > 0.95
     # the check can contradict the labels: swapped, neither set holds
     swap = {"memorising": "generalising", "generalising": "memorising"}
-    rows = [{**r, "label": swap.get(r["label"], r["label"])} for r in result.rows]
+    rows = [replace(r, label=swap.get(r.label, r.label)) for r in result.rows]
     swapped = check_labels(built.model, ds, rows)
     assert all(swapped.verdict(r) == "fails" for r in swapped.label_rows() if r.label in swap)
 

@@ -1,6 +1,8 @@
 """Planted networks (interp.planted): closed-form generalising neurons, one lookup neuron per
 noisy example, inert neurons. The analyses must find the planted labels again."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -8,10 +10,13 @@ import interp
 from interp import NoiseSpec, TaskSpec, logits, make_dataset
 from interp.analysis.ablation import pruning_curve
 from interp.analysis.localize import label, localize
+from interp.analysis.unit_rows import UnitRow
+from interp.families.base import heads
 from interp.core.metrics import subset_metrics
 from interp.analysis.neurons import neuron_scores
 from interp.analysis.partition import partition_sweep
-from interp.planted import planted_two_layer, precision_recall, recovery
+from interp.planted import planted_two_layer
+from interp.testing import precision_recall, recovery
 
 P, N_GEN = 31, 150
 
@@ -37,7 +42,7 @@ def test_planted_nets_memorise_and_generalise(planted_with_inert):
     assert m["noisy_observed_acc"] == 1.0 and m["test_acc"] > 0.95 and m["clean_acc"] > 0.95
 
 
-def assert_recovered(rows: list[dict], truths: dict[str, list[str]], names=("generalising", "memorising", "inert")
+def assert_recovered(rows: list[UnitRow], truths: dict[str, list[str]], names=("generalising", "memorising", "inert")
                      ) -> None:
     """Precision and recall ≥ 0.95 for each label of `names` in each kind's truth — a check that
     labels shuffled across a kind's components fail."""
@@ -46,13 +51,32 @@ def assert_recovered(rows: list[dict], truths: dict[str, list[str]], names=("gen
         for name in checked:
             assert min(per_label[name]) >= 0.95, (kind, name, per_label[name])
         row_kind, _, part = kind.partition(": ")
-        mine = [r for r in rows if r["kind"] == row_kind and (not part or r.get("part") == part)]
-        labels = shuffled = [r["label"] for r in mine]
+        mine = [r for r in rows if r.kind == row_kind and (not part or r.part == part)]
+        labels = shuffled = [r.label for r in mine]
         gen = torch.Generator().manual_seed(0)
         while shuffled == labels:  # a permutation that moves some label
             shuffled = [labels[i] for i in torch.randperm(len(labels), generator=gen)]
-        moved = recovery([{**r, "label": label} for r, label in zip(mine, shuffled)], {kind: truths[kind]})[kind]
+        moved = recovery([replace(r, label=label) for r, label in zip(mine, shuffled)], {kind: truths[kind]})[kind]
         assert min(min(moved[name]) for name in checked) < 0.95, kind
+
+
+def test_recovery_scores_each_kind_and_part_against_its_truth():
+    def row(kind: str, index: int, label: str, **unit) -> UnitRow:
+        return UnitRow(kind, index, label, 0.0, None, 0.0, None, **unit)
+
+    rows = [row("neuron", i, label) for i, label in enumerate(["generalising", "generalising", "memorising", "inert"])]
+    rows += [row("neuron part", i % 2, label, part=part) for i, (label, part) in enumerate(
+        [("generalising", "dominant"), ("inert", "dominant"), ("memorising", "residual"), ("memorising", "residual")])]
+    truths = {"neuron": ["generalising", "memorising", "memorising", "inert"],
+              "neuron part: dominant": ["generalising", "generalising"],
+              "neuron part: residual": ["memorising", "inert"]}
+    # (precision, recall): hits over predicted, hits over true; 0.0 where none is predicted
+    assert recovery(rows, truths) == {
+        "neuron": {"generalising": (0.5, 1.0), "memorising": (1.0, 0.5), "inert": (1.0, 1.0)},
+        "neuron part: dominant": {"generalising": (1.0, 0.5)},
+        "neuron part: residual": {"memorising": (0.5, 1.0), "inert": (0.0, 0.0)}}
+    with pytest.raises(ValueError, match="3 labels predicted for 4 true ones"):
+        recovery(rows[:3], {"neuron": truths["neuron"]})
 
 
 def test_localize_recovers_every_planted_label(planted_with_inert):
@@ -66,8 +90,8 @@ def test_a_clean_run_has_nothing_memorising():
     ds = make_dataset(TaskSpec(p=P, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.0))
     built = planted_two_layer(ds, seed=2)
     rows = localize(built.model, ds).rows
-    assert all(r["mem_score"] is None and r["label"] in ("generalising", "inert") for r in rows)
-    labels = [r["label"] for r in rows if r["kind"] == "neuron"]
+    assert all(r.mem_score is None and r.label in ("generalising", "inert") for r in rows)
+    labels = [r.label for r in rows if r.kind == "neuron"]
     assert precision_recall(labels, built.labels, "generalising") == (1.0, 1.0)
 
 
@@ -152,8 +176,18 @@ def test_localize_recovers_the_planted_transformer_components(planted_transforme
         # not decided by construction; nor are its barely acting neurons inert beyond SILENT
         del truths["frequency"]
     rows = localize(built.model, ds, kinds=tuple(truths), check=False).rows  # labels here; the check in test_interventions
+    every = heads(built.model)
+    assert all(type(r.index) is int for r in rows)
+    # a head's (and a head frequency's) index is its place in `heads`, its name that head's
+    assert [(r.index, r.name) for r in rows if r.kind == "head"] == [(i, name) for i, (_, _, name) in enumerate(every)]
     if side == "analytic":
-        assert {r["index"] for r in rows if r["kind"] == "neuron cluster"} >= {"k=2", "k=5", "k=9", "unclustered"}
+        assert [r.identifier for r in rows if r.kind == "head frequency"] == [
+            f"{name} k={k}" for _, _, name in every for k in range(1, ds.p // 2 + 1)]
+        assert all(every[r.index][2] == r.name for r in rows if r.kind == "head frequency")
+        clusters = [r for r in rows if r.kind == "neuron cluster"]
+        assert [r.index for r in clusters] == list(range(len(clusters)))
+        assert sorted(u for r in clusters for u in r.members) == list(range(sum(r.kind == "neuron" for r in rows)))
+        assert {r.name for r in rows if r.kind == "neuron cluster"} >= {"k=2", "k=5", "k=9", "unclustered"}
         assert set(truths["neuron cluster"]) == {"generalising", "memorising"}
     assert_recovered(rows, truths, ("generalising", "memorising", "inert") if side == "analytic"
                      else ("generalising", "memorising"))

@@ -37,6 +37,7 @@ from .registry import Analysis, Result, register_analysis
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
     from ..training.rundir import Run
+    from .unit_rows import UnitRow
 
 
 @dataclass(repr=False)
@@ -127,11 +128,11 @@ def circuit_views(run: Run) -> CircuitViews:
                  for hook, pattern in family.attention_patterns(model, ds.inputs).items()}
     located = localize(model, ds, kinds=("neuron cluster", "head"), check=False)
 
-    def scores(row: dict) -> dict[str, Any]:
-        return {"gen": row["gen_score"], "mem": row["mem_score"], "label": row["label"]}
+    def scores(row: UnitRow) -> dict[str, Any]:
+        return {"gen": row.gen_score, "mem": row.mem_score, "label": row.label}
 
-    clusters = {r["index"]: {**scores(r), "neurons": r["neurons"]} for r in located.rows if r["kind"] == "neuron cluster"}
-    head_rows = {r["index"]: scores(r) for r in located.rows if r["kind"] == "head"}
+    clusters = {r.name: {**scores(r), "neurons": r.neurons} for r in located.rows if r.kind == "neuron cluster"}
+    head_rows = {r.name: scores(r) for r in located.rows if r.kind == "head"}
     head_to_logit = family.head_to_logit(model)
     _, cache = family.run_with_cache(model, ds.inputs, names_filter=lambda n: n in head_to_logit)
     for hook, head, name in heads(model):

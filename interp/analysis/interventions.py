@@ -36,15 +36,15 @@ from torch import Tensor, nn
 
 from ..core.metrics import accuracy_verdict, subset_metrics
 from ..core.tasks import Dataset
-from ..families.base import family_of, logits
+from ..families.base import family_of, heads, logits
 from .ablation import MODES, _replacement, ablated_logits_at
 from .filtration import filter_residue_weights
 from .readout import linear_readout, margins
+from .unit_rows import LABELS, UnitRow
 
 if TYPE_CHECKING:
     from ..core.document import Table
 
-LABELS = ("memorising", "generalising", "mixed", "inert")
 SEEDS = (0, 1, 2)
 #: a set whose verdict holds but whose zero ablation moves the accuracy its label is about
 #: (memorised for memorising, test for generalising) by less holds "in the margins only"
@@ -229,15 +229,15 @@ def _readout_ablator(model: nn.Module, dataset: Dataset, units_of: Callable[[lis
     return ablate
 
 
-def _head_ablator(model: nn.Module, dataset: Dataset, names: list[str]) -> Ablator:
-    """Heads named `L{layer}H{head}` ablated at each layer's head hook, in one forward."""
-    hooks = list(family_of(model).head_hooks(model))
+def _head_ablator(model: nn.Module, dataset: Dataset, places: list[int]) -> Ablator:
+    """Heads (their places in `families.base.heads`) ablated at each layer's head hook, in one forward."""
+    every = heads(model)
 
     def ablate(positions: list[int], mode: str, seed: int) -> Tensor:
         units: dict[str, list[int]] = {}
         for i in positions:
-            layer, head = names[i][1:].split("H")
-            units.setdefault(hooks[int(layer)], []).append(int(head))
+            hook, head, _ = every[places[i]]
+            units.setdefault(hook, []).append(head)
         return ablated_logits_at(model, dataset.inputs, units, mode, seed)
 
     return ablate
@@ -263,33 +263,33 @@ def _frequency_ablator(model: nn.Module, dataset: Dataset, freqs: list[int]) -> 
     return ablate
 
 
-def _ablator(model: nn.Module, dataset: Dataset, kind: str, rows: list[dict]) -> Ablator | None:
+def _ablator(model: nn.Module, dataset: Dataset, kind: str, rows: list[UnitRow]) -> Ablator | None:
     if kind == "neuron":
-        index = [r["index"] for r in rows]
+        index = [r.index for r in rows]
         return _readout_ablator(model, dataset, lambda positions: [index[i] for i in positions])
     if kind == "neuron cluster":
-        return _readout_ablator(model, dataset, lambda positions: [u for i in positions for u in rows[i]["members"]])
+        return _readout_ablator(model, dataset, lambda positions: [u for i in positions for u in rows[i].members])
     if kind == "head":
-        return _head_ablator(model, dataset, [r["index"] for r in rows])
+        return _head_ablator(model, dataset, [r.index for r in rows])
     if kind in ("frequency", "irrep"):
-        return _frequency_ablator(model, dataset, [r["index"] for r in rows])
+        return _frequency_ablator(model, dataset, [r.index for r in rows])
     return None
 
 
 @torch.no_grad()
-def check_labels(model: nn.Module, dataset: Dataset, rows: list[dict], seeds: tuple[int, ...] = SEEDS
+def check_labels(model: nn.Module, dataset: Dataset, rows: list[UnitRow], seeds: tuple[int, ...] = SEEDS
                  ) -> InterventionTable:
     """Every label set of the localisation `rows` ablated in every mode of its kind, beside
     random sets of the same size (one per seed)."""
     table = InterventionTable(scored(logits(model, dataset.inputs), dataset))
-    for kind in dict.fromkeys(r["kind"] for r in rows):
-        mine = [r for r in rows if r["kind"] == kind]
+    for kind in dict.fromkeys(r.kind for r in rows):
+        mine = [r for r in rows if r.kind == kind]
         ablate = _ablator(model, dataset, kind, mine)
         if ablate is None:
             continue
         table.kind_sizes[kind] = len(mine)
         for name in LABELS:
-            members = [i for i, r in enumerate(mine) if r["label"] == name]
+            members = [i for i, r in enumerate(mine) if r.label == name]
             if not members:
                 continue
             for mode in KIND_MODES[kind]:

@@ -43,6 +43,7 @@ Checked against planted models (`interp.planted`, tests/test_localize.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,6 +67,7 @@ from .part_split import PartCheck, part_check
 from .readout import linear_readout, margins, push_scores
 from .registry import Analysis, Result, register_analysis
 from .spectra import cluster_order, neuron_clusters, neuron_spectra, transformer_key_frequencies
+from .unit_rows import UnitRow
 
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
@@ -113,7 +115,7 @@ def readout_scores(model: nn.Module, dataset: Dataset) -> tuple[Tensor, Tensor |
 
 @dataclass(repr=False)
 class Localization(Result):
-    rows: list[dict] = field(default_factory=list)
+    rows: list[UnitRow] = field(default_factory=list)  # one per unit scored (`unit_rows`)
     memorised: float | None = None  # the model's accuracy on the noisy pairs' observed labels
     key_frequencies: list[int] | None = None  # the Fourier section's key set, beside the frequency rows
     reference: tuple[float, float] | None = None  # (|G|, |M|) in logits: the labels compare shares of them
@@ -125,17 +127,17 @@ class Localization(Result):
         """Number of components per (kind, label)."""
         out: dict[str, dict[str, int]] = {}
         for row in self.rows:
-            kind = out.setdefault(row["kind"], {})
-            kind[row["label"]] = kind.get(row["label"], 0) + 1
+            kind = out.setdefault(row.kind, {})
+            kind[row.label] = kind.get(row.label, 0) + 1
         return out
 
     def parts_counts(self) -> dict[str, dict[str, int]]:
         """Labels of the neurons' dominant-frequency parts and residuals, counted separately."""
         out: dict[str, dict[str, int]] = {}
         for row in self.rows:
-            if row["kind"] == "neuron part":
-                part = out.setdefault(row["part"], {})
-                part[row["label"]] = part.get(row["label"], 0) + 1
+            if row.kind == "neuron part":
+                part = out.setdefault(row.part, {})
+                part[row.label] = part.get(row.label, 0) + 1
         return out
 
     def summary(self) -> str:
@@ -146,18 +148,18 @@ class Localization(Result):
         lines += [f"Neurons' {part} parts: {listing(c)}." for part, c in self.parts_counts().items()]
         by_head: dict[str, list[int]] = {}
         for r in self.rows:
-            if r["kind"] == "head frequency" and r["label"] in ("generalising", "mixed"):
-                by_head.setdefault(r["index"].split()[0], []).append(r["freq"])
+            if r.kind == "head frequency" and r.label in ("generalising", "mixed"):
+                by_head.setdefault(r.name, []).append(r.freq)
         if by_head:
             lines.append("Each head's output frequencies that the rule needs (generalising or mixed): " +
                          "; ".join(f"{h}: {', '.join(map(str, sorted(ks)))}" for h, ks in by_head.items()) + ".")
-        freq_rows = [r for r in self.rows if r["kind"] in ("frequency", "irrep")]
+        freq_rows = [r for r in self.rows if r.kind in ("frequency", "irrep")]
         if freq_rows and self.key_frequencies is not None:
-            kind = freq_rows[0]["kind"]
-            name = {r["index"]: str(r.get("irrep_label", r["index"])) for r in freq_rows}
-            rule = [name[r["index"]] for r in freq_rows if r["label"] in ("generalising", "mixed")]
-            other = {name[r["index"]]: r["label"] for r in freq_rows if r["index"] in self.key_frequencies
-                     and name[r["index"]] not in rule}
+            kind = freq_rows[0].kind
+            name = {r.index: str(r.index if r.irrep_label is None else r.irrep_label) for r in freq_rows}
+            rule = [name[r.index] for r in freq_rows if r.label in ("generalising", "mixed")]
+            other = {name[r.index]: r.label for r in freq_rows if r.index in self.key_frequencies
+                     and name[r.index] not in rule}
             line = (f"Embedding {plural(kind)} the rule needs (generalising or mixed): {', '.join(rule) or 'none'}; "
                     f"the Fourier section's key {plural(kind)}: "
                     f"{', '.join(name.get(k, str(k)) for k in self.key_frequencies) or 'none'}")
@@ -187,18 +189,19 @@ class Localization(Result):
         """Every neuron cluster, head and embedding frequency (irrep), and the `top` neurons by largest score."""
         from ..core.document import Table
 
-        def size(row: dict) -> float:
-            return max(row["gen_score"], row["mem_score"] or 0.0)
+        def size(row: UnitRow) -> float:
+            return max(row.gen_score, row.mem_score or 0.0)
 
         # on a group the unit column names the irrep (its index is in to_dict)
-        on_group = any("irrep" in r for r in self.rows)
+        on_group = any(r.irrep is not None for r in self.rows)
         cols = ["kind", "index", "label", "gen_score", "mem_score", "irrep" if on_group else "freq", "ipr"]
-        neurons = sorted((r for r in self.rows if r["kind"] == "neuron"), key=lambda r: -size(r))[:top]
+        neurons = sorted((r for r in self.rows if r.kind == "neuron"), key=lambda r: -size(r))[:top]
         shown = {"irrep": "irrep_label"}  # a reader's name in the table, the stored id in to_dict
+        chosen = [r for r in self.rows if r.kind in kinds] + neurons
         rows = [[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else
                  str(row.get(shown.get(c, c), row.get(c)) if row.get(c) is not None else "—") for c in cols]
-                for row in [r for r in self.rows if r["kind"] in kinds] + neurons]
-        present = [kind for kind in kinds if any(r["kind"] == kind for r in self.rows)]
+                for row in (r.to_dict() for r in chosen)]  # each row as serialised
+        present = [kind for kind in kinds if any(r.kind == kind for r in self.rows)]
         named = [{"frequency": "embedding frequency", "irrep": "embedding irrep"}.get(k, k) for k in present]
         listed = ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + named[-1] if named else ""
         out = [Table(cols, rows, caption=(f"every {listed}, and " if listed else "") +
@@ -214,60 +217,57 @@ class Localization(Result):
                        "each component's push (or ablation cost) on the test margin against the memorised margin")]
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "memorised": self.memorised, "reference": self.reference, "thresholds": self.thresholds,
-                "counts": self.counts(),
+        return {"rows": [row.to_dict() for row in self.rows], "memorised": self.memorised, "reference": self.reference,
+                "thresholds": self.thresholds, "counts": self.counts(),
                 "interventions": None if self.interventions is None else self.interventions.to_dict(),
                 "parts": None if self.parts is None else self.parts.to_dict()}
 
 
-def _rows(kind: str, gen: Tensor, mem: Tensor | None, reference: tuple[float, float], extra: dict[str, list] | None = None,
-          n: int | None = None) -> list[dict]:
+def _rows(kind: str, gen: Tensor, mem: Tensor | None, reference: tuple[float, float], n: int | None = None,
+          **per_unit: Sequence) -> list[UnitRow]:
+    """One row per score, labelled together; `per_unit`: a value per row for the row's other
+    fields (`index` defaults to the row's place)."""
     labels = label(gen, mem, reference, n)
-    rows = []
-    for i in range(len(gen)):
-        row = {"kind": kind, "index": i, "label": labels[i], "gen_score": float(gen[i]),
-               "mem_score": None if mem is None else float(mem[i]), "gen_share": float(gen[i]) / reference[0],
-               "mem_share": None if mem is None else float(mem[i]) / reference[1]}
-        for name, values in (extra or {}).items():
-            row[name] = values[i]
-        rows.append(row)
-    return rows
+    per_unit = {"index": range(len(gen)), **per_unit}
+    return [UnitRow(kind, label=labels[i], gen_score=float(gen[i]), mem_score=None if mem is None else float(mem[i]),
+                    gen_share=float(gen[i]) / reference[0], mem_share=None if mem is None else float(mem[i]) / reference[1],
+                    **{name: values[i] for name, values in per_unit.items()})
+            for i in range(len(gen))]
 
 
-
-
-def _ablation_rows(kind: str, full: Tensor, ablated: list[Tensor], dataset: Dataset, reference: tuple[float, float]) -> list[dict]:
+def _ablation_rows(kind: str, full: Tensor, ablated: list[Tensor], dataset: Dataset, reference: tuple[float, float],
+                   **per_unit: Sequence) -> list[UnitRow]:
     """Rows scored by what each ablation costs in the two `margins`."""
     gen0, mem0 = margins(full, dataset)
     lost = [margins(out, dataset) for out in ablated]
     gen = torch.tensor([gen0 - g for g, _ in lost], dtype=torch.float64)
     mem = None if mem0 is None else torch.tensor([mem0 - m for _, m in lost], dtype=torch.float64)
-    return _rows(kind, gen, mem, reference)
+    return _rows(kind, gen, mem, reference, **per_unit)
 
 
 def _cluster_rows(model: nn.Module, dataset: Dataset, gen: Tensor, mem: Tensor | None, reference: tuple[float, float]
-                  ) -> list[dict]:
+                  ) -> list[UnitRow]:
     """One row per frequency cluster of readout neurons, scored by its members' summed pushes."""
     _, acts, _, _ = linear_readout(model, dataset.inputs)
     p = dataset.p
     cluster = neuron_clusters(einops.rearrange(acts, "(a b) unit -> a b unit", a=p))
     names = sorted(set(cluster), key=cluster_order)
     members = [torch.tensor([c == name for c in cluster]) for name in names]
-    rows = _rows("neuron cluster", torch.stack([gen[m].sum() for m in members]),
-                 None if mem is None else torch.stack([mem[m].sum() for m in members]), reference)
-    for row, name, m in zip(rows, names, members):
-        # members travel with the row: the intervention table ablates them together
-        row["index"], row["neurons"], row["members"] = name, int(m.sum()), m.nonzero().flatten().tolist()
-    return rows
+    # members travel with the row: the intervention table ablates them together
+    return _rows("neuron cluster", torch.stack([gen[m].sum() for m in members]),
+                 None if mem is None else torch.stack([mem[m].sum() for m in members]), reference,
+                 name=names, members=[tuple(m.nonzero().flatten().tolist()) for m in members])
 
 
-def _head_frequency_rows(model: nn.Module, dataset: Dataset, full: Tensor, reference: tuple[float, float]) -> list[dict]:
+def _head_frequency_rows(model: nn.Module, dataset: Dataset, full: Tensor, reference: tuple[float, float]
+                         ) -> list[UnitRow]:
     """One row per (head, frequency k): the head's output at the predicting position over the
     (a, b) grid, without its 2-D terms that have k on either axis, patched in."""
     family, p = family_of(model), dataset.p
     component = fourier.component_frequencies(p)
     everything = list(range(1, p // 2 + 1))
-    names, ablated = [], []
+    places, names, freqs, ablated = [], [], [], []
+    first = 0  # the layer's first head's place in `heads` order
     for layer, (hook, n_heads) in enumerate(family.head_hooks(model).items()):
         _, cache = family.run_with_cache(model, dataset.inputs, names_filter=hook)
         for head, k in progress_bar([(h, k) for h in range(n_heads) for k in everything], "localize: head frequencies"):
@@ -280,11 +280,11 @@ def _head_frequency_rows(model: nn.Module, dataset: Dataset, full: Tensor, refer
                 return acts
 
             ablated.append(family.forward(model, dataset.inputs, fwd_hooks=[(hook, patch)]))
-            names.append(f"{head_name(layer, head)} k={k}")
-    rows = _ablation_rows("head frequency", full, ablated, dataset, reference)
-    for row, name in zip(rows, names):
-        row["index"], row["freq"] = name, int(name.split("k=")[1])
-    return rows
+            places.append(first + head)
+            names.append(head_name(layer, head))
+            freqs.append(k)
+        first += n_heads
+    return _ablation_rows("head frequency", full, ablated, dataset, reference, index=places, name=names, freq=freqs)
 
 
 DEFAULT_KINDS = ("neuron", "neuron part", "neuron cluster", "head", "frequency")
@@ -320,7 +320,7 @@ def _labelled(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...]) -> Loc
             extra["irrep_label"] = [spectra.labels[k] for k in extra["freq"]]
         gen, mem = readout_scores(model, dataset)
         if "neuron" in kinds:
-            result.rows += _rows("neuron", gen, mem, reference, extra)
+            result.rows += _rows("neuron", gen, mem, reference, **extra)
         if "neuron part" not in kinds:
             return result
         # the residual's share of each neuron's push: the whole neuron's less its dominant part's
@@ -330,10 +330,8 @@ def _labelled(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...]) -> Loc
         n = len(gen_g)
         gen, mem = torch.cat([gen_g, gen_r]), None if mem_g is None else torch.cat([mem_g, mem_r])
         # labelled together, against one share per neuron: the two parts sum to the neuron
-        for row in _rows("neuron part", gen, mem, reference, n=n):
-            row["part"] = "dominant" if row["index"] < n else "residual"
-            row["index"] = row["index"] % n
-            result.rows.append(row)
+        result.rows += _rows("neuron part", gen, mem, reference, n=n, index=[*range(n), *range(n)],
+                             part=["dominant"] * n + ["residual"] * n)
         return result
     if "neuron" in kinds or "neuron cluster" in kinds:
         gen, mem = readout_scores(model, dataset)
@@ -348,9 +346,7 @@ def _labelled(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...]) -> Loc
         names = [name for _, _, name in heads(model)]
         gen, mem = (torch.cat(parts) if parts[0] is not None else None
                     for parts in zip(*(scan.margin_costs() for scan in scans.values())))
-        for row in _rows("head", gen, mem, reference):
-            row["index"] = names[row["index"]]
-            result.rows.append(row)
+        result.rows += _rows("head", gen, mem, reference, name=names)
     if "head frequency" in kinds and has_heads and dataset.sum_grid:
         result.rows += _head_frequency_rows(model, dataset, full, reference)
     if "frequency" not in kinds:
@@ -361,11 +357,10 @@ def _labelled(model: nn.Module, dataset: Dataset, kinds: tuple[str, ...]) -> Loc
     result.key_frequencies = transformer_key_frequencies(model, task)
     ablated = [logits(filter_residue_weights(model, task, [j for j in everything if j != k], ("W_E",)), dataset.inputs)
                for k in progress_bar(everything, f"localize: embedding {plural(units.kind)}")]
-    for row in _ablation_rows(units.kind, full, ablated, dataset, reference):
-        row["index"] = row["freq"] = everything[row["index"]]
-        if units.group is not None:
-            row["irrep"], row["irrep_label"] = units.names[row["index"]], units.labels[row["index"]]
-        result.rows.append(row)
+    named = {} if units.group is None else {"irrep": [units.names[k] for k in everything],
+                                            "irrep_label": [units.labels[k] for k in everything]}
+    result.rows += _ablation_rows(units.kind, full, ablated, dataset, reference, index=everything, freq=everything,
+                                  **named)
     return result
 
 

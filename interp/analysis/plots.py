@@ -61,12 +61,12 @@ def plot_localization(loc, path: Path) -> Path:
     and clusters; what ablating them costs in the same margins for heads and frequencies)."""
     colors = {"generalising": SUBSET_COLORS["test"], "memorising": SUBSET_COLORS["noisy_observed"],
               "mixed": "#ff7f0e", "inert": "#bbbbbb"}
-    kinds = sorted({r["kind"] for r in loc.rows})
+    kinds = sorted({r.kind for r in loc.rows})
     fig, axes = _subplots(1, len(kinds), figsize=(5 * len(kinds), 4.2), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
-        rows = [r for r in loc.rows if r["kind"] == kind]
+        rows = [r for r in loc.rows if r.kind == kind]
         for name, color in colors.items():
-            pts = [(r["gen_score"], r["mem_score"] or 0.0) for r in rows if r["label"] == name]
+            pts = [(r.gen_score, r.mem_score or 0.0) for r in rows if r.label == name]
             if pts:
                 xs, ys = zip(*pts)
                 ax.scatter(xs, ys, s=12, color=color, label=f"{name} ({len(pts)})")

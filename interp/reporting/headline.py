@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..analysis.edit import EditSearch
     from ..analysis.interventions import InterventionTable, SetAblation
     from ..analysis.localize import Localization
+    from ..analysis.unit_rows import UnitRow
 
 #: what each accuracy is called in the headline (the keys of `interventions.scored`)
 NAMES = {"noisy_observed_acc": "memorised", "test_acc": "test", "clean_acc": "clean"}
@@ -84,7 +85,7 @@ def _placed(loc: Localization, label: str) -> str:
         if row is None or table.verdict(row) == "no control":
             continue
         held, modes = table.held(kind, label)
-        what = _what(kind, [r for r in _of(loc, kind) if r["label"] == label], table.kind_sizes[kind])
+        what = _what(kind, [r for r in _of(loc, kind) if r.label == label], table.kind_sizes[kind])
         if held == modes:
             good.append(f"{what} ({_evidence(table, row, [primary])}){_margins_only(table, row)}")
         else:
@@ -183,7 +184,7 @@ def _separation(loc: Localization, unit: str) -> str:
         row = table.label_row(unit, label)
         if row is None or table.outcome(row) == "no control":
             continue
-        what = _what(unit, [r for r in _of(loc, unit) if r["label"] == label], table.kind_sizes[unit])
+        what = _what(unit, [r for r in _of(loc, unit) if r.label == label], table.kind_sizes[unit])
         only = " in the margins only" if table.margins_only(row) else ""
         said.append(f"{what} scored {label}: {_evidence(table, row, ['noisy_observed_acc', 'test_acc'])} "
                     f"({table.outcome(row)}{only}{_tied_to(row.metrics, table.random_mean(row), 'random')})")
@@ -236,13 +237,13 @@ def _unchecked(loc: Localization) -> str:
             row = table.label_row(kind, label)
             if row is None:
                 continue
-            what = _what(kind, [r for r in rows if r["label"] == label], total)
+            what = _what(kind, [r for r in rows if r.label == label], total)
             if label == "mixed":
                 mixed.append(what)
             elif table.verdict(row) == "no control":
                 whole.append(f"{what} {label}")
     by_score = []
-    for kind in dict.fromkeys(f"{r['kind']}: {r['part']}" if r.get("part") else r["kind"] for r in loc.rows):
+    for kind in dict.fromkeys(_set_kind(r) for r in loc.rows):
         if kind.split(": ")[0] in table.kind_sizes or (kind.startswith("neuron part") and loc.parts is not None
                                                         and loc.parts.rows):
             continue  # checked by intervention: the neuron parts as f^G and f^R (`split_claim`)
@@ -300,30 +301,35 @@ def _weak_memory(memorised: float | None) -> str:
 # --- words for sets of components -----------------------------------------------------------
 
 
-def _of(loc: Localization, kind: str) -> list[dict]:
-    return [r for r in loc.rows if r["kind"] == kind]
+def _of(loc: Localization, kind: str) -> list[UnitRow]:
+    return [r for r in loc.rows if r.kind == kind]
 
 
-def _sets(loc: Localization, label: str) -> dict[str, list[dict]]:
+def _set_kind(row: UnitRow) -> str:
+    """A row's kind, a neuron part's split into `neuron part: dominant` / `neuron part: residual`."""
+    return row.kind if row.part is None else f"{row.kind}: {row.part}"
+
+
+def _sets(loc: Localization, label: str) -> dict[str, list[UnitRow]]:
     """Each kind's rows carrying `label` (a neuron part's kind split into `dominant`/`residual`)."""
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list[UnitRow]] = {}
     for r in loc.rows:
-        if r["label"] == label:
-            out.setdefault(f"{r['kind']}: {r['part']}" if r.get("part") else r["kind"], []).append(r)
+        if r.label == label:
+            out.setdefault(_set_kind(r), []).append(r)
     return out
 
 
-def _what(kind: str, rows: list[dict], total: int) -> str:
+def _what(kind: str, rows: list[UnitRow], total: int) -> str:
     """A set of `rows` of one kind in words: `frequency clusters 3, 25, 27 (280 neurons)`,
     `all four heads`, `183 of 512 neurons`."""
     n = len(rows)
     if kind == "neuron cluster":
-        freqs = [str(r["index"])[2:] for r in rows if str(r["index"]).startswith("k=")]
-        loose = sum(r["neurons"] for r in rows if not str(r["index"]).startswith("k="))
+        freqs = [r.name[2:] for r in rows if r.name.startswith("k=")]
+        loose = sum(r.neurons for r in rows if not r.name.startswith("k="))
         named = [f"frequency cluster{'s' if len(freqs) > 1 else ''} {', '.join(freqs)}"] if freqs else []
         if loose:
             named.append("the unclustered neurons")
-        count = sum(r["neurons"] for r in rows)
+        count = sum(r.neurons for r in rows)
         return f"{' and '.join(named)} ({count}{'' if loose and not freqs else ' neurons'})"
     if kind.startswith("neuron part"):
         return f"the {kind.split(': ')[-1]} parts of {n} neurons"
@@ -331,7 +337,8 @@ def _what(kind: str, rows: list[dict], total: int) -> str:
     if n == total and n > 1:
         return f"all {SMALL[n] if n < len(SMALL) else n} {plural(noun)}"
     if kind in ("head", "frequency", "irrep") and n <= LISTED:
-        return f"{noun if n == 1 else plural(noun)} {', '.join(str(r.get('irrep_label', r.get('irrep', r['index']))) for r in rows)}"
+        names = (r.identifier if r.irrep_label is None else r.irrep_label for r in rows)  # an irrep by its label
+        return f"{noun if n == 1 else plural(noun)} {', '.join(map(str, names))}"
     return f"{n} of {total} {plural(noun)}"
 
 
