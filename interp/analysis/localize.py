@@ -1,6 +1,6 @@
 """One table that says, component by component, what memorises and what generalises.
 
-Rows and the numbers behind each label:
+Rows (`unit_rows.UnitRow`: a unit, its two scores and its label) and the numbers behind each label:
 - `neuron` (each readout unit: a two-layer net's hidden neurons, a transformer's last MLP
   neurons): its direct push on the logits, activation × unit-to-logit map, measured as a margin
   (the pushed class's logit minus the mean logit), so it stays informative when the loss is
