@@ -188,12 +188,16 @@ def search_batch(space: EditSpace) -> int | None:
 
 def hinge(out: Float[Tensor, "... pair p"], target: Tensor, margin: float) -> Float[Tensor, "..."]:
     """The mean over pairs of max(0, LEAD − lead / δ): lead the target's logit minus the best
-    other's, δ = `margin`, the model's own median lead of its top class (so the loss is in no
-    unit of logits and asks nothing of a pair whose target already wins by LEAD · δ)."""
-    index = target.expand(*out.shape[:-1])[..., None]
-    wanted = out.gather(-1, index).squeeze(-1)
-    lead = wanted - out.scatter(-1, index, -torch.inf).amax(-1)
-    return F.relu(LEAD - lead / margin).mean(-1)
+    other's (`leads`), δ = `margin`, the model's own median lead of its top class (so the loss is
+    in no unit of logits and asks nothing of a pair whose target already wins by LEAD · δ)."""
+    return F.relu(LEAD - leads(out, target) / margin).mean(-1)
+
+
+def leads(out: Float[Tensor, "... pair p"], target: Tensor) -> Float[Tensor, "... pair"]:
+    """Each pair's target logit minus its best other logit."""
+    chosen = F.one_hot(target, out.shape[-1]).bool().expand_as(out)
+    wanted = out.masked_select(chosen).view(out.shape[:-1])
+    return wanted - out.masked_fill(chosen, -torch.inf).amax(-1)
 
 
 # --- the methods --------------------------------------------------------------------------
@@ -244,8 +248,7 @@ def polished(space: EditSpace, keep: Tensor, target: Tensor, strength: float, wh
         first_order = (grad * space.editable).sum(1) if whole_units else grad.flatten()
         gain = torch.where(removable, first_order - strength * share, -torch.inf)
         candidates = torch.topk(gain, min(CANDIDATES, int(removable.sum()))).indices
-        change = (_removal_losses(space, keep, target, candidates, rows, whole_units) - float(loss.detach())
-                  + strength * share[candidates])
+        change = _removal_changes(space, keep, target, candidates, rows, whole_units) + strength * share[candidates]
         best = int(torch.argmin(change))  # the first of a tie: topk's order, the same on every CPU
         if not float(change[best]) < -1e-9:  # a real gain, not rounding
             return keep
@@ -274,7 +277,7 @@ def greedy_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]
             # removing part j changes the loss by about grad_j · (0 − 1): the largest first
             gain = torch.where(space.editable & (keep > 0), grad, -torch.inf).flatten()
             candidates = torch.topk(gain, min(CANDIDATES, int(torch.isfinite(gain).sum()))).indices
-            exact = float(loss.detach()) - _removal_losses(space, keep, target, candidates, rows)
+            exact = -_removal_changes(space, keep, target, candidates, rows)
             best = torch.argsort(exact, descending=True)
             chosen = candidates[best][exact[best] > 0]
             if not len(chosen):
@@ -288,23 +291,33 @@ def greedy_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]
 
 
 @torch.no_grad()
-def _removal_losses(space: EditSpace, keep: Tensor, target: Tensor, parts: Tensor,
-                    rows: Tensor | None = None, whole_units: bool = False) -> Tensor:
-    """The exact loss (on the pairs `rows`; all when None) after removing each of `parts`
-    (flat indices into [unit, freq]; unit indices, each unit's kept editable parts together,
-    with `whole_units`) alone."""
-    base = space.logits(keep, rows)
+def _removal_changes(space: EditSpace, keep: Tensor, target: Tensor, parts: Tensor,
+                     rows: Tensor | None = None, whole_units: bool = False) -> Tensor:
+    """The exact change of the teacher loss (on the pairs `rows`; all when None) from removing
+    each of `parts` (flat indices into [unit, freq]; unit indices, each unit's kept editable
+    parts together, with `whole_units`) alone. Only pairs whose hinge can move are recomputed:
+    a removal shifts a pair's lead by at most |activation| × the spread of the removed push, so
+    a pair the unit does not fire on, or whose lead stays above LEAD · δ after that shift, keeps
+    its hinge (zero or unchanged) and adds nothing to the change."""
     acts, target = (space.acts, target) if rows is None else (space.acts[rows], target[rows])
-    losses = []
-    for chunk in torch.split(parts, 16):
+    base = space.logits(keep, rows)
+    lead = leads(base, target)
+    before = F.relu(LEAD - lead / space.margin)
+    wanted = base.gather(1, target[:, None]).squeeze(1)
+    others = base.scatter(1, target[:, None], -torch.inf)  # once per call; each removal subtracts from it
+    changes = torch.zeros(len(parts), dtype=base.dtype)
+    for i, part in enumerate(parts.tolist()):
         if whole_units:
-            u, push = chunk, torch.einsum("uk,ukc->uc", keep[chunk] * space.editable[chunk], space.parts[chunk])
+            u, push = part, keep[part] * space.editable[part] @ space.parts[part]
         else:
-            u, k = chunk // space.share.shape[1], chunk % space.share.shape[1]
+            u, k = divmod(part, space.share.shape[1])
             push = space.parts[u, k]
-        edited = base[None] - acts.T[u][..., None] * push[:, None, :]
-        losses.append(hinge(edited, target, space.margin))
-    return torch.cat(losses)
+        fire = acts[:, u]
+        moved = ((fire != 0) & (lead - fire.abs() * (push.max() - push.min()) < LEAD * space.margin)).nonzero().flatten()
+        fired = fire[moved]
+        new = (wanted[moved] - fired * push[target[moved]]) - (others[moved] - fired[:, None] * push).amax(1)
+        changes[i] = (F.relu(LEAD - new / space.margin) - before[moved]).sum() / len(base)
+    return changes
 
 
 def neuron_masks(space: EditSpace, ranking: list[int]) -> list[tuple[float, Tensor]]:
