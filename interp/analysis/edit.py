@@ -76,7 +76,7 @@ if TYPE_CHECKING:
 
 #: the learned mask's penalties on the removed share, strongest first (each a point of its curve)
 STRENGTHS = (3.0, 1.0, 0.5, 0.25, 0.1, 0.05)
-MASK_STEPS = (300, 200, 200, 200, 200, 200)  # optimiser steps per strength (warm-started after the first)
+MASK_STEPS = (150, 100, 100, 100, 100, 100)  # optimiser steps per strength (warm-started after the first)
 MASK_LR = 0.1
 GATE = 3.0  # the gates' logits start at and stay within ±GATE (keep 0.95 at the start)
 POLISH_ROUNDS = 32  # at most this many single removals polish each learned mask (bounded cost)
