@@ -7,9 +7,11 @@
 For each preset, trains it (a finished run directory under OUT is reused) and, label-free, each
 candidate teacher of the training examples — every one reads only the observed labels, the
 training inputs and the run's checkpoints:
-- the class-subspace readout of the first hidden layer (`core.class_structure`); the observed
-  labels filtered by the label doubt, with the doubted ones replaced by the readout's class, are
-  this same teacher at any threshold ≥ 0 (a doubt above 0 is exactly a readout that disagrees);
+- the class-subspace readout of the first hidden layer (`core.class_structure`). The observed
+  labels filtered by the label doubt, the doubted ones replaced by the readout's class, are this
+  same teacher at every threshold ≤ 0 (a doubt above 0 is exactly a readout that disagrees with
+  the label); a threshold above 0 keeps the observed label on more examples, so its teacher
+  names at least as many wrong labels as the readout does;
 - the checkpoint whose predictions agree most with that readout, alone;
 - the mean softmax of the checkpoints up to it (the early trajectory);
 - the observed labels of each example's 10 nearest neighbours (cosine of the raw inputs);
@@ -65,7 +67,7 @@ def candidates(run) -> list[str]:
     trajectory = trajectory_probabilities(run, early)
     votes = neighbour_votes(inputs, observed, ds.p)
     teachers = {
-        "class-subspace readout, layer 1 (= observed labels with the doubted ones replaced by it)":
+        "class-subspace readout, layer 1 (= the observed labels, those it doubts replaced by it)":
             readout_classes(run),
         f"the chosen checkpoint alone (step {step})": trajectory_probabilities(run, [step]).argmax(-1),
         f"the early trajectory (checkpoints {', '.join(map(str, early))})": trajectory.argmax(-1),

@@ -57,7 +57,7 @@ def test_the_edit_forgets_the_planted_memory_and_keeps_the_rule(planted_run):
     assert "memorised 100.0% → " in result.summary() and len(result.tables()[0].rows) == 5
 
 
-def test_neighbour_votes_and_the_teacher_in_closed_form():
+def test_neighbour_votes_and_the_teacher_in_closed_form(monkeypatch):
     # four directions on the circle: 0° and 10° are each other's nearest, 90° and 100° too;
     # the second neighbour of 0° is 90° (at 90°), of 90° it is 10° (at 80°)
     angles = torch.tensor([0.0, 10.0, 90.0, 100.0]).deg2rad()
@@ -66,6 +66,11 @@ def test_neighbour_votes_and_the_teacher_in_closed_form():
     votes = neighbour_votes(inputs, labels, 3, k=2)
     expected = torch.tensor([[0, 0.5, 0.5], [0.5, 0, 0.5], [0, 0.5, 0.5], [0, 0.5, 0.5]], dtype=torch.float64)
     torch.testing.assert_close(votes, expected)
+    from interp.analysis import feature_edit
+
+    monkeypatch.setattr(feature_edit, "NEIGHBOUR_CHUNK", 3)  # rows in two chunks: the same votes
+    torch.testing.assert_close(neighbour_votes(inputs, labels, 3, k=2), expected)
+    monkeypatch.undo()
     # the same angle twice: a tie goes to the smaller index
     tied = neighbour_votes(torch.tensor([[1.0, 0], [1.0, 0], [2.0, 0], [0, 1.0]]), torch.tensor([0, 1, 2, 0]), 3, k=1)
     assert tied.argmax(1).tolist() == [1, 0, 0, 0]
@@ -126,6 +131,8 @@ def test_interp_edit_takes_the_edit_that_the_run_supports(planted_run, capsys):
     with pytest.raises(ValueError, match="no weight edit applies to this run: edit: .*pairs.*; feature_edit: .*"
                                          "checkpoint before the final step"):
         edit_for(no_trajectory)
+    with pytest.raises(ValueError, match="the feature edit does not apply to this run: .*checkpoint before"):
+        forget_noise(no_trajectory)
 
 
 def test_the_edit_scores_the_same_at_one_and_two_threads(planted_run):

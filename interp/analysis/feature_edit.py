@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 #: nearest training examples whose observed labels vote (the example itself left out)
 NEIGHBOURS = 10
+NEIGHBOUR_CHUNK = 512  # rows of the similarity matrix held at once
 #: the fine-tune: Adam's learning rate, the most full-batch steps, and the agreement with the
 #: teacher on the training examples at which it stops
 FINE_TUNE_LR = 1e-3
@@ -134,10 +135,13 @@ def neighbour_votes(inputs: Float[Tensor, "example d"], labels: Int[Tensor, " ex
     if len(inputs) <= k:
         raise ValueError(f"the neighbour vote needs more than {k} training examples, got {len(inputs)}")
     unit = F.normalize(inputs.double(), dim=1)
-    similarity = ((unit @ unit.T) * 1e9).round()
-    similarity.fill_diagonal_(float("-inf"))
-    nearest = torch.sort(similarity, dim=1, descending=True, stable=True).indices[:, :k]
-    return F.one_hot(labels[nearest], classes).double().mean(1)
+    nearest = []
+    for start in range(0, len(unit), NEIGHBOUR_CHUNK):  # a chunk of rows at a time: memory O(chunk · n)
+        similarity = ((unit[start:start + NEIGHBOUR_CHUNK] @ unit.T) * 1e9).round()
+        rows = torch.arange(len(similarity))
+        similarity[rows, rows + start] = float("-inf")  # not its own neighbour
+        nearest.append(torch.sort(similarity, dim=1, descending=True, stable=True).indices[:, :k])
+    return F.one_hot(labels[torch.cat(nearest)], classes).double().mean(1)
 
 
 def teacher_classes(trajectory: Float[Tensor, "example class"], votes: Float[Tensor, "example class"]
@@ -224,6 +228,9 @@ def _best_evaluation(run: Run) -> Scores | None:
 @torch.no_grad()
 def forget_noise(run: Run, directions: int = DEFAULT_DIRECTIONS) -> tuple[FeatureEdit, nn.Module]:
     """The edit and its scores: (result, the edited model of the same architecture)."""
+    reason = _applies(run)
+    if reason:
+        raise ValueError(f"the feature edit does not apply to this run: {reason}")
     ds, model = run.dataset, run.model
     train = ds.train_mask
     inputs, observed = ds.inputs[train], ds.labels[train]
