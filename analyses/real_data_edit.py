@@ -22,6 +22,12 @@ rule (`fine_tuned`: full-batch Adam, stopping at 99.5% agreement or 100 steps). 
 itself (`forget_noise`, with its controls), the layer rewind chosen without labels
 (`layer_rewind`) and, as one more candidate, the fine-tune toward the edit's teacher started from
 that rewound model. Writes `<out>/edit.md` and prints every number it writes.
+
+    OMP_NUM_THREADS=1 python analyses/real_data_edit.py --rates 0.2 0.6 0.8 [--presets digits-40]
+
+trains each preset at each other rate of the same (symmetric) noise (`noise.rate=R`, the run in
+OUT/NAME-R) and writes the edit's table at each rate, beside the best evaluation, to
+`<out>/rates-PRESETS.md` (the candidates are measured at the preset's own rate only).
 """
 
 from __future__ import annotations
@@ -42,10 +48,29 @@ from interp.training.rundir import trajectory_steps
 from interp.training.train import started
 
 
-def trained(name: str, out: Path):
+def trained(name: str, out: Path, overrides: tuple[str, ...] = ()):
     if (out / "model.safetensors").exists():
         return interp.load_run(out)
-    return interp.train(interp.get_preset(name).spec, out, resume=started(out), progress=False)
+    spec = interp.get_preset(name).spec.with_overrides(list(overrides))
+    return interp.train(spec, out, resume=started(out), progress=False)
+
+
+def rates(presets: list[str], values: list[float], out: Path) -> list[str]:
+    lines = ["| preset | noise | memorised raw → edit | test raw → edit | best evaluation: test (memorised) | "
+             "chosen checkpoint: memorised, test | steps | train + edit seconds |", "|---|---|---|---|---|---|---|---|"]
+    for name in presets:
+        for rate in values:
+            start = time.perf_counter()
+            run = trained(name, out / f"{name}-{rate:g}", (f"noise.rate={rate}",))
+            middle = time.perf_counter()
+            result, _ = forget_noise(run)
+            raw, edit, best, ckpt = (result.row(k) for k in ("raw model", "the edit", "best evaluation", "chosen"))
+            lines.append(f"| {name} | {rate:.0%} | {pct(raw.memorised)} → {pct(edit.memorised)} | {pct(raw.test)} → "
+                         f"{pct(edit.test)} | {pct(best.test)} ({pct(best.memorised)}) | {pct(ckpt.memorised)}, "
+                         f"{pct(ckpt.test)} | {result.steps} | {middle - start:.0f} + "
+                         f"{time.perf_counter() - middle:.0f} |")
+            print(lines[-1], flush=True)
+    return lines
 
 
 def scores(model, run) -> tuple[float, float]:
@@ -99,10 +124,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--presets", nargs="+", default=["digits-40", "mnist5k-40"])
     parser.add_argument("--out", default="runs/real-data-edit")
+    parser.add_argument("--rates", type=float, nargs="+", help="only the edit, at these noise rates")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one thread per process: several times faster on a loaded 2-core machine
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.rates:
+        path = out / f"rates-{'-'.join(args.presets)}.md"
+        path.write_text("\n".join(rates(args.presets, args.rates, out)) + "\n")
+        print(f"wrote {path}")
+        return
     lines = []
     for name in args.presets:
         start = time.perf_counter()
