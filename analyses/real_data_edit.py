@@ -55,20 +55,41 @@ def trained(name: str, out: Path, overrides: tuple[str, ...] = ()):
     return interp.train(spec, out, resume=started(out), progress=False)
 
 
+def neighbour_choice(run) -> str:
+    """An alternative label-free choice of the checkpoint, measured beside the edit's: the one
+    whose training predictions agree most with the neighbour vote's class (the earliest on a tie),
+    as "step (memorised, test)"."""
+    ds = run.dataset
+    train = ds.train_mask
+    votes = neighbour_votes(ds.inputs[train], ds.labels[train], ds.p)
+    target = teacher_classes(torch.zeros_like(votes), votes)
+    best = None
+    for step in [s for s in trajectory_steps(run.path) if s < run.step]:
+        model = interp.load_run(run.path, step).model
+        with torch.no_grad():
+            agreement = float((family_of(model).forward(model, ds.inputs[train]).argmax(-1) == target).double().mean())
+        if best is None or round(agreement, 9) > round(best[0], 9):
+            best = (agreement, step, model)
+    memorised, test = scores(best[2], run)
+    return f"{best[1]} ({pct(memorised)}, {pct(test)})"
+
+
 def rates(presets: list[str], values: list[float], out: Path) -> list[str]:
     lines = ["| preset | noise | memorised raw → edit | test raw → edit | best evaluation: test (memorised) | "
-             "chosen checkpoint: memorised, test | steps | train + edit seconds |", "|---|---|---|---|---|---|---|---|"]
+             "chosen checkpoint: step (memorised, test) | the neighbour vote's choice: step (memorised, test) | "
+             "steps | train + edit seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for name in presets:
         for rate in values:
             start = time.perf_counter()
             run = trained(name, out / f"{name}-{rate:g}", (f"noise.rate={rate}",))
             middle = time.perf_counter()
             result, _ = forget_noise(run)
+            seconds = time.perf_counter() - middle
             raw, edit, best, ckpt = (result.row(k) for k in ("raw model", "the edit", "best evaluation", "chosen"))
             lines.append(f"| {name} | {rate:.0%} | {pct(raw.memorised)} → {pct(edit.memorised)} | {pct(raw.test)} → "
-                         f"{pct(edit.test)} | {pct(best.test)} ({pct(best.memorised)}) | {pct(ckpt.memorised)}, "
-                         f"{pct(ckpt.test)} | {result.steps} | {middle - start:.0f} + "
-                         f"{time.perf_counter() - middle:.0f} |")
+                         f"{pct(edit.test)} | {pct(best.test)} ({pct(best.memorised)}) | {result.checkpoint} "
+                         f"({pct(ckpt.memorised)}, {pct(ckpt.test)}) | {neighbour_choice(run)} | {result.steps} | "
+                         f"{middle - start:.0f} + {seconds:.0f} |")
             print(lines[-1], flush=True)
     return lines
 
