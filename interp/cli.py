@@ -163,19 +163,47 @@ def _export_state_dict(args) -> int:
     return 0
 
 
-def _cmd_edit(args) -> int:
+def _pair_edit(run):
     from .analysis.edit import chosen_model, edit_search, provenance
+
+    search = edit_search(run.model, run.dataset)
+    return search, chosen_model(run.model, run.dataset, search), provenance(search)
+
+
+def _feature_edit(run):
+    from .analysis.feature_edit import forget_noise, provenance
+
+    result, model = forget_noise(run)
+    return result, model, provenance(result)
+
+
+#: the weight edits `interp edit` writes, by the analysis that reports each, in the order tried:
+#: the first whose analysis applies to the run (what its family and dataset support) is written
+EDITS = {"edit": _pair_edit, "feature_edit": _feature_edit}
+
+
+def edit_for(run) -> str:
+    """The name of the edit that applies to `run`, or a one-line error with each one's reason."""
+    reasons = {name: ANALYSES[name].skip_reason(run) for name in EDITS}
+    applies = [name for name, reason in reasons.items() if reason is None]
+    if not applies:
+        raise ValueError("no weight edit applies to this run: " + "; ".join(
+            f"{name}: {reason}" for name, reason in reasons.items()))
+    return applies[0]
+
+
+def _cmd_edit(args) -> int:
     from .reporting.report import write_analysis
     from .training.derived import refuse_filled, save_derived_run
     from .training.release import load
 
     refuse_filled(args.out)
     run = load(args.run_dir)
-    search = edit_search(run.model, run.dataset)
-    edited = save_derived_run(run, chosen_model(run.model, run.dataset, search), args.out, "edited_from",
-                              provenance(search))
-    paths = write_analysis(edited, "edit", search, Path(args.out) / "analysis")
-    print(f"{search.summary()}\nwrote the edited run {args.out} (same architecture; config.json → edited_from), "
+    name = edit_for(run)
+    result, model, provenance = EDITS[name](run)
+    edited = save_derived_run(run, model, args.out, "edited_from", provenance)
+    paths = write_analysis(edited, name, result, Path(args.out) / "analysis")
+    print(f"{result.summary()}\nwrote the edited run {args.out} (same architecture; config.json → edited_from), "
           f"and {', '.join(str(p) for p in paths)}\n{format_metrics(edited.final_metrics)}")
     return 0
 

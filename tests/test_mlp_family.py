@@ -110,8 +110,10 @@ def test_the_report_on_a_feature_run_names_the_class_readout_and_skips_the_rest(
     assert headline["label_free_method"] == "class subspaces, blocks.0.hook_post"
     assert headline["label_free_test_acc"] == readout["test_acc"] and headline["noise_auroc"] == readout["noise_auroc"]
     assert [c["topic"] for c in headline["claims"]] == ["The rule", "The memory",
-                                                         "The edit (a layer rewound, chosen without labels)"]
+                                                         "The edit (fine-tuned toward a label-free teacher)"]
+    edit = data["analyses"]["feature_edit"]["rows"]
+    assert f"memorised {edit[0]['memorised']:.1%} → {edit[3]['memorised']:.1%}" in headline["claims"][2]["text"]
     assert "raw inputs" in headline["claims"][0]["text"] and "random" in headline["claims"][1]["text"]
-    assert {"class_subspaces", "layer_rewind", "suspect_neurons", "dynamics"} <= set(data["analyses"])
+    assert {"class_subspaces", "layer_rewind", "suspect_neurons", "dynamics", "feature_edit"} <= set(data["analyses"])
     assert "pairs of residues" in data["skipped"]["fourier"]
     assert "class subspaces, blocks.0.hook_post" in capsys.readouterr().out

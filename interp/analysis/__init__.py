@@ -5,8 +5,8 @@ maps and their surgery).
 """
 
 from . import (  # noqa: E402,F401
-    ablation, circuit, class_subspaces, dynamics, edit, errors, filtration, layer_rewind, localize, partition, patching,
-    probes, spectra, suspect_neurons)
+    ablation, circuit, class_subspaces, dynamics, edit, errors, feature_edit, filtration, layer_rewind, localize, partition,
+    patching, probes, spectra, suspect_neurons)
 from .registry import ANALYSES, Analysis, Result, analyze, register_analysis
 
 __all__ = ["ANALYSES", "Analysis", "Result", "analyze", "register_analysis"]

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from torch import Tensor
 
 from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, readout
 from ..core.metrics import VERDICT_BAND, accuracy_verdict, subset_metrics
@@ -124,15 +125,23 @@ def rewound(run: Run, layer: str, step: int):
 
 
 @torch.no_grad()
+def readout_classes(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Tensor:
+    """The label-free target of a choice among edits: each training example's class under the
+    class-subspace readout of the final model's first hidden layer (from the observed labels)."""
+    ds, family = run.dataset, family_of(run.model)
+    train, first = ds.train_mask, family.layer_hooks(run.model)[0]
+    _, cache = family.run_with_cache(run.model, ds.inputs, names_filter=lambda name: name == first)
+    acts = cache[first][train]
+    return readout(acts, class_subspaces(acts, ds.labels[train], ds.p, directions))
+
+
+@torch.no_grad()
 def layer_rewind(run: Run, directions: int = DEFAULT_DIRECTIONS) -> LayerRewind:
     model, ds, loss = run.model, run.dataset, run.spec.train.loss
     family = family_of(model)
     groups = family.layer_parameters(model)
     train = ds.train_mask
-    first = family.layer_hooks(model)[0]
-    _, cache = family.run_with_cache(model, ds.inputs, names_filter=lambda name: name == first)
-    acts = cache[first]
-    target = readout(acts[train], class_subspaces(acts[train], ds.labels[train], ds.p, directions))
+    target = readout_classes(run, directions)
 
     def agreement(edited) -> float:
         predicted = family.forward(edited, ds.inputs[train]).argmax(-1)

@@ -76,9 +76,13 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         best, tested = f"class subspaces, {top.where}", {f"class subspaces, {top.where}": top.test_acc}
         rule_claims = [{"topic": "The rule", "text": readout.claim()}]
         if "layer_rewind" in results:
-            rewind = results["layer_rewind"]
-            rule_claims += [{"topic": "The memory", "text": rewind.claim()},
-                            {"topic": "The edit (a layer rewound, chosen without labels)", "text": rewind.edit_line()}]
+            rule_claims.append({"topic": "The memory", "text": results["layer_rewind"].claim()})
+        if "feature_edit" in results:  # the weight edit `interp edit` writes on these runs
+            rule_claims.append({"topic": "The edit (fine-tuned toward a label-free teacher)",
+                                "text": results["feature_edit"].edit_line()})
+        elif "layer_rewind" in results:
+            rule_claims.append({"topic": "The edit (a layer rewound, chosen without labels)",
+                                "text": results["layer_rewind"].edit_line()})
     else:
         method, acc, best, tested, auroc = "none applies", None, None, {}, None
     size = ", ".join(f"{k} {v}" for k, v in vars(spec.model).items()

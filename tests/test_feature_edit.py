@@ -1,0 +1,151 @@
+"""The label-free edit that forgets the noise on a model over features (`feature_edit`), on a
+planted MLP whose memory (lookups in layer 1) and rule (layer 0) are known by construction, its
+teacher's parts in closed form, and `interp edit`'s choice of edit by what a run supports."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+import interp
+from interp.analysis.feature_edit import (
+    EDIT, OBSERVED, RAW, forget_noise, left_out_at_random, neighbour_votes, teacher_classes)
+from interp.cli import edit_for, main
+from interp.core.specs import NoiseSpec, RunSpec, TaskSpec
+from interp.core.tasks import make_dataset
+from interp.planted import planted_feature_mlp
+
+
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory):
+    """A run directory whose trajectory is: step 1, the planted net without its lookups (the rule
+    alone); step 2 and the final step 3, the planted net that memorises every noisy label."""
+    from interp.training import rundir
+    from interp.training.train import make_optimizer, open_run_dir
+
+    dataset, model, memory = planted_feature_mlp()
+    early = interp.families.replaced_parameters(model, {})
+    with torch.no_grad():
+        early.blocks[1].linear.weight[memory] = 0
+        early.blocks[1].linear.bias[memory] = 0
+        early.unembed.weight[:, memory] = 0
+    spec = RunSpec(task=dataset.task, model=model.spec)
+    out = tmp_path_factory.mktemp("planted") / "run"
+    optimizer = make_optimizer(spec.train, early.parameters())
+    open_run_dir(out, spec, early, optimizer, False, dataset)
+    rundir.save_checkpoint(out, 1, early, optimizer, [])
+    rundir.save_checkpoint(out, 2, model, optimizer, [])
+    rundir.save_run(out, interp.Run(spec, model, [{"step": 3}], 3, out, dataset))
+    return out
+
+
+def test_the_edit_forgets_the_planted_memory_and_keeps_the_rule(planted_run):
+    """The teacher takes the rule-only checkpoint (it agrees with the readout; the memorising one
+    at step 2 does not) and names no wrong observed label; the fine-tune toward it forgets the
+    lookups. The same fine-tune on the observed labels keeps every one of them."""
+    run = interp.load_run(planted_run)
+    result, edited = forget_noise(run, directions=1)
+    assert (result.checkpoint, result.checkpoints) == (1, [1])
+    assert result.teacher_memorised == 0.0 and result.teacher_recovered == 1.0
+    raw, edit, control = result.row(RAW), result.row(EDIT), result.row(OBSERVED)
+    assert raw.memorised == 1.0 and raw.test == 1.0
+    assert edit.memorised <= 0.05 and edit.test >= 0.95 and 0 < result.steps <= 100
+    assert control.memorised >= 0.95  # the same steps on the observed labels: not "train more"
+    assert type(edited) is type(run.model) and edited.spec == run.model.spec
+    assert "memorised 100.0% → " in result.summary() and len(result.tables()[0].rows) == 5
+
+
+def test_neighbour_votes_and_the_teacher_in_closed_form(monkeypatch):
+    # four directions on the circle: 0° and 10° are each other's nearest, 90° and 100° too;
+    # the second neighbour of 0° is 90° (at 90°), of 90° it is 10° (at 80°)
+    angles = torch.tensor([0.0, 10.0, 90.0, 100.0]).deg2rad()
+    inputs = torch.stack([angles.cos(), angles.sin()], 1) * torch.tensor([[1.0], [3.0], [0.5], [2.0]])
+    labels = torch.tensor([0, 1, 2, 2])
+    votes = neighbour_votes(inputs, labels, 3, k=2)
+    expected = torch.tensor([[0, 0.5, 0.5], [0.5, 0, 0.5], [0, 0.5, 0.5], [0, 0.5, 0.5]], dtype=torch.float64)
+    torch.testing.assert_close(votes, expected)
+    from interp.analysis import feature_edit
+
+    monkeypatch.setattr(feature_edit, "NEIGHBOUR_CHUNK", 3)  # rows in two chunks: the same votes
+    torch.testing.assert_close(neighbour_votes(inputs, labels, 3, k=2), expected)
+    monkeypatch.undo()
+    # the same angle twice: a tie goes to the smaller index
+    tied = neighbour_votes(torch.tensor([[1.0, 0], [1.0, 0], [2.0, 0], [0, 1.0]]), torch.tensor([0, 1, 2, 0]), 3, k=1)
+    assert tied.argmax(1).tolist() == [1, 0, 0, 0]
+    trajectory = torch.tensor([[0.6, 0.4, 0.0], [0.2, 0.3, 0.5]], dtype=torch.float64)
+    near = torch.tensor([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5]], dtype=torch.float64)
+    assert teacher_classes(trajectory, near).tolist() == [1, 2]  # 0.6 < 0.9; 1.0 beats 0.7
+    assert teacher_classes(torch.tensor([[0.5, 0.5]], dtype=torch.float64),
+                           torch.zeros(1, 2, dtype=torch.float64)).tolist() == [0]  # a tie: the smaller class
+    with pytest.raises(ValueError, match="more than 2 training examples"):
+        neighbour_votes(inputs[:2], labels[:2], 3, k=2)
+
+
+def test_the_random_control_does_not_leave_out_the_noise_drawn_with_the_same_seed():
+    """Label noise is drawn by randperm with seed 0; the control's draw with seed 0 must not be
+    the same one (it would leave out exactly the noisy examples)."""
+    ds = make_dataset(TaskSpec(op="classify", data="digits", train_fraction=0.7), NoiseSpec("symmetric", 0.4))
+    noisy = ds.noisy_mask[ds.train_mask]
+    left_out = left_out_at_random(len(noisy), int(noisy.sum()))
+    assert int(left_out.sum()) == int(noisy.sum())
+    assert 0.3 <= float(noisy[left_out].double().mean()) <= 0.5  # about the noise rate, not all of them
+
+
+def plain_forward(state: dict, x: torch.Tensor) -> torch.Tensor:
+    """The written weights in a plain nn.Sequential, loaded by name without interp."""
+    hidden = sorted({int(k.split(".")[1]) for k in state if k.startswith("blocks.")})
+    linears = []
+    for name in [f"blocks.{i}.linear" for i in hidden] + ["unembed"]:
+        layer = nn.Linear(state[f"{name}.weight"].shape[1], state[f"{name}.weight"].shape[0])
+        layer.load_state_dict({"weight": state[f"{name}.weight"], "bias": state[f"{name}.bias"]})
+        linears += [layer, nn.ReLU()]
+    with torch.no_grad():
+        return nn.Sequential(*linears[:-1])(x)
+
+
+def test_interp_edit_writes_the_feature_edit_that_loads_in_plain_torch(planted_run, tmp_path, capsys):
+    out = tmp_path / "edited"
+    assert main(["edit", str(planted_run), "--out", str(out)]) == 0
+    edited = interp.load_run(out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["edited_from"]["run"] == str(planted_run) and "no true label" in config["edited_from"]["reads"]
+    # ten directions per class (the CLI's): the readout favours the memorising checkpoint less
+    # cleanly than one direction does (the first test), but the edit still forgets
+    assert edited.final_metrics["noisy_observed_acc"] < 0.5 and edited.final_metrics["test_acc"] == 1.0
+    x = edited.dataset.inputs
+    torch.testing.assert_close(plain_forward(load_file(str(out / "model.safetensors")), x),
+                               interp.logits(edited.model, x), rtol=0, atol=1e-4)
+    assert (out / "analysis" / "feature_edit.json").exists() and "The edit:" in capsys.readouterr().out
+
+
+def test_interp_edit_takes_the_edit_that_the_run_supports(planted_run, capsys):
+    pairs = interp.get_preset("liu-lu-80").spec.with_overrides(["p=23"])
+    pair_run = interp.Run(pairs, interp.build_model(pairs.model, 23), [], 0, None,
+                          make_dataset(pairs.task, pairs.noise))
+    assert edit_for(pair_run) == "edit"
+    assert edit_for(interp.load_run(planted_run)) == "feature_edit"
+    features = interp.load_run(planted_run)
+    no_trajectory = interp.Run(features.spec, features.model, [], 3, None, features.dataset)
+    with pytest.raises(ValueError, match="no weight edit applies to this run: edit: .*pairs.*; feature_edit: .*"
+                                         "checkpoint before the final step"):
+        edit_for(no_trajectory)
+    with pytest.raises(ValueError, match="the feature edit does not apply to this run: .*checkpoint before"):
+        forget_noise(no_trajectory)
+
+
+def test_the_edit_scores_the_same_at_one_and_two_threads(planted_run):
+    """Full-batch float32 steps may differ in their last bits with the thread count; the step
+    count, the teacher and every score must not."""
+    run = interp.load_run(planted_run)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            result, _ = forget_noise(run, directions=1)
+            results.append((result.steps, result.relabelled, [(r.memorised, r.test) for r in result.rows]))
+    finally:
+        torch.set_num_threads(before)
+    assert results[0] == results[1]
