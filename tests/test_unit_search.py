@@ -1,7 +1,8 @@
 """Where the split between rule and memory is (`reporting.headline.split_claim`), pinned on models
 whose split is known: across neurons (the planted two-layer net: lookup neurons), inside each
-neuron (the a5-noisy release: every neuron carries both, its dominant irrep the rule), across heads
-(the planted transformer: lookup heads); and the one verdict rule at its boundaries."""
+neuron (the a5-noisy release: every neuron carries both, its dominant irrep the rule; the planted
+`within_neuron_net`, exactly so), across heads (the planted transformer: lookup heads); and the
+one verdict rule at its boundaries."""
 
 import pytest
 
@@ -9,7 +10,7 @@ import interp
 from interp import NoiseSpec, TaskSpec, make_dataset
 from interp.analysis.localize import localize
 from interp.core.metrics import VERDICT_BAND, accuracy_verdict
-from interp.planted import planted_two_layer
+from interp.planted import planted_two_layer, within_neuron_net
 from interp.reporting.headline import separating, split_claim
 from interp.training.release import resolve
 
@@ -35,6 +36,44 @@ def test_inside_each_neuron_on_a_release_whose_neurons_share_rule_and_memory():
     assert text.startswith("inside each neuron — keeping only each neuron's dominant irrep (f^G): memorised 100 → 0.0%")
     assert "The rule is in each neuron's dominant irrep, the memory in the rest." in text  # both parts hold
     assert text.endswith("Coarser units checked do not separate them: the neurons (their verdicts are below).")
+
+
+def _within_neuron(p: int):
+    ds = make_dataset(TaskSpec(p=p, train_fraction=0.5), NoiseSpec(kind="wrong", rate=0.2, seed=1))
+    loc = localize(within_neuron_net(ds), ds)
+    neuron_memorising = [loc.interventions.outcome(r) for r in loc.interventions.label_rows()
+                         if (r.kind, r.label) == ("neuron", "memorising")]
+    return loc, neuron_memorising
+
+
+def test_inside_each_neuron_on_the_planted_within_neuron_net():
+    """Every neuron of `within_neuron_net` carries the rule in its dominant frequency and memory in
+    its residual, so the parts separate. Its neurons as sets do not here: ablating some neurons of a
+    group leaves the group's cross terms behind, which carry rule and memory alike, so the neurons
+    scored memorising are shared in every ablation mode, and those scored generalising are shared
+    too when zero-ablated (p = 23: memorised 37.7% against random sets' 66.7%). The coarsest unit
+    that separates is then the neurons' parts, and the headline says so."""
+    loc, neuron_memorising = _within_neuron(23)
+    assert neuron_memorising == ["shared"] * 3
+    assert separating(loc) == {"neuron": False, "neuron part": True}
+    text = split_claim(loc)["text"]
+    assert text.startswith("inside each neuron — keeping only each neuron's dominant frequency (f^G): "
+                           "memorised 100 → 0.0%, test 100 → 100.0%")
+    assert "The rule is in each neuron's dominant frequency, the memory in the rest." in text  # both parts hold
+    assert text.endswith("Coarser units checked do not separate them: the neurons (their verdicts are below).")
+
+
+def test_across_neurons_where_the_within_neuron_nets_neurons_separate_too():
+    """The same construction on another draw (p = 17): the neurons scored generalising hold in every
+    ablation mode (the memorising ones are still shared), so the neurons separate as well as their
+    parts, and the headline, coarsest unit first, names the neurons: true of this net, whose parts
+    separate beside them."""
+    loc, neuron_memorising = _within_neuron(17)
+    assert neuron_memorising == ["shared"] * 3
+    assert separating(loc) == {"neuron": True, "neuron part": True}
+    text = split_claim(loc)["text"]
+    assert text.startswith("across neurons — 198 of 512 neurons scored memorising: ablated: memorised 100 → 20.7%")
+    assert "(shared); 206 of 512 neurons scored generalising: " in text and text.endswith("(generalising).")
 
 
 def test_a_clean_run_is_asked_where_the_rule_is():
