@@ -15,13 +15,17 @@ time over the plain loop's, per pair, then the median and the spread. `--threads
 sides N threads (OMP_NUM_THREADS); by default each takes torch's default, one per core. On a
 machine shared with other jobs, two threads per process oversubscribe the cores and each
 parallel op waits for a descheduled thread, which slows both sides by up to 10x, unevenly;
-one thread each keeps the comparison about the work each side does.
+one thread each keeps the comparison about the work each side does. Beside the wall times it
+prints each process's CPU time (user + system, from `getrusage` of the finished child): on a
+shared machine a process's wall time also counts the time it waited for a core, its CPU time
+does not, so the CPU ratio moves far less with the neighbours' load than the wall ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import statistics
 import subprocess
@@ -76,11 +80,15 @@ def plain_loop(steps: int, out: Path) -> None:
     torch.save({"first": first, "readout": readout, "bias": bias}, out / "plain.pt")
 
 
-def wall(command: list[str], env: dict[str, str]) -> float:
-    """Seconds from start to exit of `command` (its output discarded; a failure stops the benchmark)."""
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Seconds from start to exit of `command`, and the CPU seconds (user + system) it used,
+    its children's included (its output discarded; a failure stops the benchmark)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -101,16 +109,20 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.pairs):
-            ours = wall([*shlex.split(args.interp), "train", "--preset", "liu-lu-80", "--set", f"train.steps={args.steps}",
-                         "--out", f"{tmp}/run{i}", "--no-progress"], env)
-            plain = wall([sys.executable, __file__, "--steps", str(args.steps), "--plain-loop", tmp], env)
+            ours = timed([*shlex.split(args.interp), "train", "--preset", "liu-lu-80",
+                          "--set", f"train.steps={args.steps}", "--out", f"{tmp}/run{i}", "--no-progress"], env)
+            plain = timed([sys.executable, __file__, "--steps", str(args.steps), "--plain-loop", tmp], env)
             rows.append((ours, plain))
-            print(f"pair {i + 1}: interp {ours:6.1f} s   plain loop {plain:6.1f} s   ratio {ours / plain:.2f}", flush=True)
-    ratios = sorted(o / p for o, p in rows)
+            print(f"pair {i + 1}: interp {ours[0]:6.1f} s ({ours[1]:5.1f} s CPU)   "
+                  f"plain loop {plain[0]:6.1f} s ({plain[1]:5.1f} s CPU)   "
+                  f"ratio {ours[0] / plain[0]:.2f} (CPU {ours[1] / plain[1]:.2f})", flush=True)
     threads = f"{args.threads} thread(s) each" if args.threads else "default threads"
-    print(f"{args.steps} steps of liu-lu-80, {args.pairs} interleaved pairs, {threads}: median ratio {statistics.median(ratios):.2f} "
-          f"(from {ratios[0]:.2f} to {ratios[-1]:.2f}); interp median {statistics.median(o for o, _ in rows):.1f} s, "
-          f"plain loop median {statistics.median(p for _, p in rows):.1f} s")
+    print(f"{args.steps} steps of liu-lu-80, {args.pairs} interleaved pairs, {threads}:")
+    for what, k in (("wall", 0), ("CPU", 1)):
+        ratios = sorted(o[k] / p[k] for o, p in rows)
+        print(f"  {what:>4}: median ratio {statistics.median(ratios):.2f} (from {ratios[0]:.2f} to {ratios[-1]:.2f}); "
+              f"interp median {statistics.median(o[k] for o, _ in rows):.1f} s, "
+              f"plain loop median {statistics.median(p[k] for _, p in rows):.1f} s")
 
 
 if __name__ == "__main__":
