@@ -50,8 +50,10 @@ def main() -> None:
     w64, w59 = torch.randn(64, width), torch.randn(p, width)
     row("readout product, classes padded to 64", lambda: hidden @ w64.T,
         lambda: hidden @ w59.T, "p = 59 classes")
-    row("W gradient, classes padded to 64", lambda: grad.T @ hidden,
-        lambda: grad[:, :p].T @ hidden, "p = 59 classes")
+    row("W gradient, p = 59 classes", lambda: grad[:, :p].T @ hidden,
+        lambda: grad.T @ hidden, "classes padded to 64")
+    row("hidden layer's gradient, p = 59 classes", lambda: grad[:, :p] @ w59,
+        lambda: grad @ w64, "classes padded to 64")
 
     low = torch.full((8, 769, 32), -100.0)
     rows = lookup(train[None], p)
