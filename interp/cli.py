@@ -318,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace a non-empty release folder (atomically; never merged with the old one)")
     e.add_argument("--checks", action="store_true",
                    help="also put the localisation's intervention table and the label-free edit in the model card "
-                        "(computed from the release; slow on a transformer)")
+                        "(on a run over features, the analyses that apply to it; computed from the release; slow on a "
+                        "transformer over pairs)")
     e.set_defaults(func=_cmd_export)
     return parser
 

@@ -64,6 +64,8 @@ def test_export_keeps_the_named_trajectory_steps_only(tmp_path, feature_run):
     assert interp.load_run(dest, step=10).step == 10
     with pytest.raises(ValueError, match=r"15 not a trajectory checkpoint of .* \(it has 10, 20, 30, 40\)"):
         export(feature_run, tmp_path / "other", trajectory_steps=[15])
+    with pytest.raises(ValueError, match="must be integer steps"):
+        export(feature_run, tmp_path / "other", trajectory_steps=[10.0])
     with pytest.raises(ValueError, match="not both"):
         export(feature_run, tmp_path / "other", trajectory_every=10, trajectory_steps=[10])
     assert not (tmp_path / "other").exists()

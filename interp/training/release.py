@@ -4,10 +4,10 @@ A release is a run directory without its optimizer state: `config.json`, `model.
 `dataset.safetensors`, `history.json`, optionally a trajectory (`checkpoints/step_N/` with the
 weights, history and state of every `trajectory_every`-th step, or of the `trajectory_steps`
 named, so progress measures over training can be computed from the release alone; it cannot be
-resumed), and a `MODEL_CARD.md`
-written from the run (how it was trained, its per-subset accuracies, its extraction numbers
-when `analysis/filtration.json` exists, how to load it; `interp.reporting.cards.refresh_card`
-adds the localisation's intervention table and the edit).
+resumed), and a `MODEL_CARD.md` written from the run (how it was trained, its per-subset
+accuracies, its extraction numbers when `analysis/filtration.json` exists, how to load it;
+`interp.reporting.cards.refresh_card` adds the localisation's intervention table and the edit,
+or on a run over features the analyses that apply to it).
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ def export(run_dir: Path, dest: Path, command: str = "", trajectory_every: int |
     """Copy the final model of `run_dir` to `dest` and write its model card; with
     `trajectory_every`, also the weights of the trajectory checkpoints at multiples of it; with
     `trajectory_steps`, of those steps (each one a checkpoint of the run: a release whose
-    weights are large keeps the few that its analyses read). Every file copied is the verified one; the release is assembled beside `dest`, given its
-    own manifest and renamed into place, under `dest`'s lock. A non-empty `dest` is refused
+    weights are large keeps the few that its analyses read). Every file copied is the verified
+    one; the release is assembled beside `dest`, given its own manifest and renamed into place,
+    under `dest`'s lock. A non-empty `dest` is refused
     unless `replace`, and then replaced atomically (never merged)."""
     run_dir, dest = Path(run_dir), Path(dest)
     _refuse_overlap(run_dir, dest)
@@ -110,6 +111,8 @@ def _released_steps(run_dir: Path, every: int | None, named: Sequence[int] | Non
     """The trajectory steps a release copies: the run's checkpoints at multiples of `every`, or
     the `named` ones, each of which must be a checkpoint of the run."""
     have = trajectory_steps(run_dir)
+    if named is not None and any(isinstance(step, bool) or not isinstance(step, int) for step in named):
+        raise ValueError(f"--trajectory-steps must be integer steps, got {list(named)!r}")
     if named is None:
         return [step for step in have if every and not step % every]
     missing = [step for step in named if step not in have]
