@@ -135,7 +135,8 @@ def _cmd_export(args) -> int:
 
     if args.format:
         return _export_state_dict(args)
-    dest = export(Path(args.run_dir), Path(args.to), args.command or "", args.trajectory_every, replace=args.replace)
+    dest = export(Path(args.run_dir), Path(args.to), args.command or "", args.trajectory_every, replace=args.replace,
+                  trajectory_steps=args.trajectory_steps)
     if args.checks:  # the card's intervention table and edit come from the reporting layer
         from .reporting.cards import refresh_card
 
@@ -219,6 +220,17 @@ def _cmd_import(args) -> int:
     return 0
 
 
+def _steps(text: str) -> list[int]:
+    """`--trajectory-steps 25,50`: positive step numbers, comma-separated."""
+    try:
+        steps = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        steps = []
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive step numbers separated by commas, got {text!r}")
+    return steps
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interp", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show the full traceback instead of a one-line error")
@@ -300,11 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--command", help="the command that trained it, for the model card")
     e.add_argument("--trajectory-every", type=int, metavar="N",
                    help="also release the weights of the trajectory checkpoints at multiples of N steps")
+    e.add_argument("--trajectory-steps", type=_steps, metavar="S,S,...",
+                   help="instead, release the weights of these trajectory checkpoints (e.g. 50, or 25,50)")
     e.add_argument("--replace", action="store_true",
                    help="replace a non-empty release folder (atomically; never merged with the old one)")
     e.add_argument("--checks", action="store_true",
                    help="also put the localisation's intervention table and the label-free edit in the model card "
-                        "(computed from the release; slow on a transformer)")
+                        "(on a run over features, the analyses that apply to it; computed from the release; slow on a "
+                        "transformer over pairs)")
     e.set_defaults(func=_cmd_export)
     return parser
 

@@ -112,12 +112,18 @@ def doc_runs(tmp_path_factory):
             "transformer": interp.train(small_transformer(steps=4), root / "transformer", progress=False)}
 
 
+#: the released architectures whose docs/checkpoints.md loading snippet (named as the
+#: architecture) runs on every release of theirs without interp
+RELEASE_SNIPPETS = ("transformer", "mlp", "token_transformer")
+
+
 @pytest.fixture(scope="session")
 def without_interp(doc_runs, tmp_path_factory):
     """Every snippet that reads a run without interp, in one interpreter where `import interp`
     raises (one TransformerLens start for all): docs/checkpoints.md's loading snippet of each
-    family on `doc_runs`, each followed by `subsets` (job `load:KIND`), and the transformer
-    loading snippet on every released transformer (job `release:NAME`). Each job runs in its own
+    family on `doc_runs`, each followed by `subsets` (job `load:KIND`), and the loading
+    snippet of its architecture on every released transformer, MLP and token transformer
+    (`RELEASE_SNIPPETS`; job `release:NAME`). Each job runs in its own
     folder and namespace and saves its `logits` there as logits.safetensors. Returns
     {job: (outcome, folder)}."""
     import re
@@ -133,9 +139,10 @@ def without_interp(doc_runs, tmp_path_factory):
     for kind, run in doc_runs.items():
         jobs[f"load:{kind}"] = re.sub(r'run_dir = "[^"]*"', f'run_dir = "{run.path}"', snippet(kind)) + snippet("subsets") + save
     for name in available():
-        if json.loads((MODELS_DIR / name / "config.json").read_text())["spec"]["model"]["arch"] == "transformer":
-            jobs[f"release:{name}"] = snippet("transformer").replace(
-                'run_dir = "runs/nanda-grokking"', f'run_dir = "{MODELS_DIR / name}"') + save
+        arch = json.loads((MODELS_DIR / name / "config.json").read_text())["spec"]["model"]["arch"]
+        if arch in RELEASE_SNIPPETS:
+            jobs[f"release:{name}"] = re.sub(r'run_dir = "[^"]*"', f'run_dir = "{MODELS_DIR / name}"',
+                                             snippet(arch)) + save
     folders = {job: root / re.sub(r"\W", "_", job) for job in jobs}
     for folder in folders.values():
         folder.mkdir()

@@ -29,9 +29,11 @@ def snippet(name: str) -> str:
 
 #: How each snippet runs: "self" trains what it needs; "both" takes a run of either family in
 #: place of the path it names; "without interp" reads a run of one family in a process where
-#: interp cannot be imported (checkpoints.md's loading snippets, each followed by `subsets`).
+#: interp cannot be imported (checkpoints.md's loading snippets, each followed by `subsets`);
+#: "releases without interp" reads every release of its architecture there (test_release.py).
 HOW = {"README.md#0": "self", "your-data": "self", "analyses.md#0": "both", "with-interp": "both", "verify": "both",
-       "transformer": "without interp", "two_layer": "without interp", "subsets": "without interp"}
+       "transformer": "without interp", "two_layer": "without interp", "subsets": "without interp",
+       "mlp": "releases without interp", "token_transformer": "releases without interp"}
 
 
 def test_every_snippet_is_run_by_a_test():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import interp
+from conftest import RELEASE_SNIPPETS
 from interp.training.release import MODELS_DIR, available
 
 RELEASED = available()
@@ -26,15 +27,19 @@ def test_released_model_loads_and_matches_its_card(name):
     assert metrics["test_acc"] == pytest.approx(run.final_metrics["test_acc"])
 
 
+def _arch(name):
+    return json.loads((MODELS_DIR / name / "config.json").read_text())["spec"]["model"]["arch"]
+
+
 def test_released_transformers_in_transformer_lens_without_interp(without_interp):
     """Every released transformer through docs/checkpoints.md's snippet, in a process that never
     imports interp (the `without_interp` fixture: one TransformerLens start for all of them)."""
     from safetensors.torch import load_file
 
-    names = [n for n in RELEASED if json.loads((MODELS_DIR / n / "config.json").read_text())["spec"]["model"]["arch"]
-             == "transformer"]
+    names = [n for n in RELEASED if _arch(n) == "transformer"]
     assert "nanda-grokking" in names
-    assert sorted(job.split(":", 1)[1] for job in without_interp if job.startswith("release:")) == sorted(names)
+    assert sorted(job.split(":", 1)[1] for job in without_interp if job.startswith("release:")) == \
+        sorted(n for n in RELEASED if _arch(n) in RELEASE_SNIPPETS)
     for name in names:
         outcome, folder = without_interp[f"release:{name}"]
         outcome.check()
@@ -42,6 +47,22 @@ def test_released_transformers_in_transformer_lens_without_interp(without_interp
         p = run.spec.task.p
         pairs = torch.stack([torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)], 1)
         torch.testing.assert_close(load_file(folder / "logits.safetensors")["logits"], interp.logits(run.model, pairs))
+
+
+def test_released_models_over_features_in_plain_torch_without_interp(without_interp):
+    """Every released MLP and token transformer through its docs/checkpoints.md snippet (plain
+    torch on the release's files, interp not importable): the logits over its dataset's inputs
+    are the model's."""
+    from safetensors.torch import load_file
+
+    names = [n for n in RELEASED if _arch(n) in ("mlp", "token_transformer")]
+    assert {"digits-40", "digits-tt-40"} <= set(names)
+    for name in names:
+        outcome, folder = without_interp[f"release:{name}"]
+        outcome.check()
+        run = interp.load(name)
+        torch.testing.assert_close(load_file(folder / "logits.safetensors")["logits"],
+                                   interp.logits(run.model, run.dataset.inputs), rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_name():
@@ -54,14 +75,21 @@ def test_model_card_extraction_matches_the_analysis(name):
     """The card's label-free extraction row is what that extraction scores today, so the card,
     `interp demo` and `results.json` agree. It is computed alone (`label_free_logits`), not with
     every other row of compare_extractions: that the two give the same row is
-    tests/test_filtration.py's `test_the_label_free_row_is_the_label_free_extraction`."""
-    from interp.analysis.filtration import label_free_logits
+    tests/test_filtration.py's `test_the_label_free_row_is_the_label_free_extraction`. On a run
+    over features, where the extraction does not apply, the label-free extraction is the class
+    subspaces' readout of the first hidden layer, and its row of the card is checked the same way."""
+    from interp.analysis.class_subspaces import CLASS_SUBSPACES
+    from interp.analysis.filtration import EXTRACTION, label_free_logits
 
     run = interp.load(name)
+    lines = (MODELS_DIR / name / "MODEL_CARD.md").read_text().splitlines()
+    if EXTRACTION.skip_reason(run):
+        first = CLASS_SUBSPACES(run).label_free()
+        assert any(line.startswith(f"| {first.where} | {first.test_acc:.1%} |") for line in lines)
+        return
     method, extracted = label_free_logits(run.model, run.dataset)
     test_acc = interp.subset_metrics(extracted, run.dataset, run.spec.train.loss)["test_acc"]
-    row = next(line for line in (MODELS_DIR / name / "MODEL_CARD.md").read_text().splitlines()
-               if line.startswith(f"| {method} |"))
+    row = next(line for line in lines if line.startswith(f"| {method} |"))
     assert row.rstrip(" |").endswith(f"{test_acc:.1%}")
 
 

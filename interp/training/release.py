@@ -2,11 +2,12 @@
 
 A release is a run directory without its optimizer state: `config.json`, `model.safetensors`,
 `dataset.safetensors`, `history.json`, optionally a trajectory (`checkpoints/step_N/` with the
-weights, history and state of every `trajectory_every`-th step, so progress measures over
-training can be computed from the release alone; it cannot be resumed), and a `MODEL_CARD.md`
-written from the run (how it was trained, its per-subset accuracies, its extraction numbers
-when `analysis/filtration.json` exists, how to load it; `interp.reporting.cards.refresh_card`
-adds the localisation's intervention table and the edit).
+weights, history and state of every `trajectory_every`-th step, or of the `trajectory_steps`
+named, so progress measures over training can be computed from the release alone; it cannot be
+resumed), and a `MODEL_CARD.md` written from the run (how it was trained, its per-subset
+accuracies, its extraction numbers when `analysis/filtration.json` exists, how to load it;
+`interp.reporting.cards.refresh_card` adds the localisation's intervention table and the edit,
+or on a run over features the analyses that apply to it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 from ..core import file_safety
+from ..core.features import FEATURE_SETS
 from ..core.tasks import SUBSETS
 from . import rundir
 from .rundir import CheckpointError, Run, checkpoint_dir, load_run, trajectory_steps
@@ -24,6 +27,12 @@ from .rundir import CheckpointError, Run, checkpoint_dir, load_run, trajectory_s
 #: what a release copies of a run directory, and of each trajectory checkpoint (no optimizer state)
 RELEASE_FILES = ("config.json", "model.safetensors", "dataset.safetensors", "history.json")
 RELEASE_CHECKPOINT_FILES = ("model.safetensors", "history.json", "state.json")
+
+
+#: how a release of each architecture loads without interp, where docs/checkpoints.md has its
+#: own section for it (the others: TransformerLens 4.x or plain PyTorch)
+PLAIN_LOADING = {"mlp": 'plain PyTorch, "Load an MLP over features in plain PyTorch"',
+                 "token_transformer": 'plain PyTorch, "Load a transformer over feature tokens in plain PyTorch"'}
 
 
 def _models_dir() -> Path:
@@ -62,23 +71,28 @@ def load(name_or_path: str | Path) -> Run:
 
 
 def export(run_dir: Path, dest: Path, command: str = "", trajectory_every: int | None = None,
-           replace: bool = False) -> Path:
+           replace: bool = False, trajectory_steps: Sequence[int] | None = None) -> Path:
     """Copy the final model of `run_dir` to `dest` and write its model card; with
-    `trajectory_every`, also the weights of the trajectory checkpoints at multiples of it.
-    Every file copied is the verified one; the release is assembled beside `dest`, given its
-    own manifest and renamed into place, under `dest`'s lock. A non-empty `dest` is refused
+    `trajectory_every`, also the weights of the trajectory checkpoints at multiples of it; with
+    `trajectory_steps`, of those steps (each one a checkpoint of the run: a release whose
+    weights are large keeps the few that its analyses read). Every file copied is the verified
+    one; the release is assembled beside `dest`, given its own manifest and renamed into place,
+    under `dest`'s lock. A non-empty `dest` is refused
     unless `replace`, and then replaced atomically (never merged)."""
     run_dir, dest = Path(run_dir), Path(dest)
     _refuse_overlap(run_dir, dest)
     if trajectory_every is not None and (not isinstance(trajectory_every, int) or trajectory_every < 1):
         raise ValueError(f"--trajectory-every must be a positive integer, got {trajectory_every!r}")
+    if trajectory_every is not None and trajectory_steps is not None:
+        raise ValueError("give --trajectory-every or --trajectory-steps, not both")
     with rundir.locked(dest):
         rundir.refuse_nonempty(dest, replace, "release folder")
         run = load_run(run_dir)
+        steps = _released_steps(run_dir, trajectory_every, trajectory_steps)
         extraction = _extraction(run_dir)
         scratch = rundir.scratch_beside(dest)
         try:
-            _assemble(run_dir, scratch, trajectory_every)
+            _assemble(run_dir, scratch, steps)
             rundir.write_text(scratch / "MODEL_CARD.md", model_card(run, dest.name, command, extraction))
             rundir.replace_folder(scratch, dest)
         except BaseException:
@@ -93,19 +107,33 @@ def _refuse_overlap(run_dir: Path, dest: Path) -> None:
         raise CheckpointError(f"cannot export {run_dir} into {dest}: one folder holds the other; choose another --to")
 
 
+def _released_steps(run_dir: Path, every: int | None, named: Sequence[int] | None) -> list[int]:
+    """The trajectory steps a release copies: the run's checkpoints at multiples of `every`, or
+    the `named` ones, each of which must be a checkpoint of the run."""
+    have = trajectory_steps(run_dir)
+    if named is not None and any(isinstance(step, bool) or not isinstance(step, int) for step in named):
+        raise ValueError(f"--trajectory-steps must be integer steps, got {list(named)!r}")
+    if named is None:
+        return [step for step in have if every and not step % every]
+    missing = [step for step in named if step not in have]
+    if missing:
+        raise ValueError(f"--trajectory-steps: {', '.join(map(str, missing))} not a trajectory checkpoint of {run_dir} "
+                         f"(it has {', '.join(map(str, have)) or 'none'})")
+    return sorted(set(named))
+
+
 def _extraction(run_dir: Path) -> dict | None:
     path = run_dir / "analysis" / "filtration.json"
     return rundir.read_json(path) if os.path.lexists(path) else None
 
 
-def _assemble(run_dir: Path, scratch: Path, trajectory_every: int | None) -> None:
-    """Write the release's files into `scratch` from their verified bytes, then its manifests."""
+def _assemble(run_dir: Path, scratch: Path, steps: list[int]) -> None:
+    """Write the release's files into `scratch` from their verified bytes, with the trajectory
+    checkpoints at `steps`, then its manifests."""
     files = rundir.read_manifest(run_dir)
     manifest = {name: file_safety.atomic_write_bytes(scratch / name, rundir.read_verified(run_dir, name, files))
                 for name in RELEASE_FILES}
-    for step in trajectory_steps(run_dir) if trajectory_every else []:
-        if step % trajectory_every:
-            continue
+    for step in steps:
         source, own, _ = rundir.read_checkpoint(run_dir, step, files)
         target = checkpoint_dir(scratch, step)
         copied = {name: file_safety.atomic_write_bytes(target / name, rundir.read_verified(source, name, own, run_dir))
@@ -132,6 +160,11 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None, check
                  f'`interp.core.groups.group("{group.name}").elements`; docs/concepts.md, "Groups and irreps"')
         lines += [f"Elements: token i is element i of {group.name} ({group.order} elements; {shown}, …), in the order "
                   f"of {where}. Labels are element indices in the same order.", ""]
+    if spec.task.features:  # what a forward without interp reads, and what the classes are
+        n, d = run.dataset.inputs.shape
+        source = FEATURE_SETS[spec.task.data][3] if spec.task.data in FEATURE_SETS else "the user's own features"
+        lines += [f"Inputs: `inputs` in `dataset.safetensors`, {n:,} feature vectors of {d} features ({source}, "
+                  f"scaled as `interp.core.features` loads them); labels are class indices 0–{spec.task.p - 1}.", ""]
     if command:
         lines += ["Trained with:", "", "```bash", command, "```", ""]
     lines += ["## Accuracy at the end of training", "", "| subset | accuracy | loss |", "| --- | --- | --- |"]
@@ -153,6 +186,7 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None, check
         lines += ["", section.strip("\n")]
     lines += ["", "## Loading", "", "```python", "import interp", "", f'run = interp.load("{name}")',
               "logits = interp.logits(run.model, run.dataset.inputs)", "```", "",
-              "Without `interp` (TransformerLens 4.x or plain PyTorch): see docs/checkpoints.md.",
+              f"Without `interp` ({PLAIN_LOADING.get(spec.model.arch, 'TransformerLens 4.x or plain PyTorch')}): "
+              "see docs/checkpoints.md.",
               "", "## Full spec", "", "```json", json.dumps(spec.to_dict(), indent=2), "```", ""]
     return "\n".join(lines)
