@@ -2,6 +2,7 @@
 planted MLP whose memory (lookups in layer 1) and rule (layer 0) are known by construction, its
 teacher's parts in closed form, and `interp edit`'s choice of edit by what a run supports."""
 
+import dataclasses
 import json
 
 import pytest
@@ -55,6 +56,61 @@ def test_the_edit_forgets_the_planted_memory_and_keeps_the_rule(planted_run):
     assert control.memorised >= 0.95  # the same steps on the observed labels: not "train more"
     assert type(edited) is type(run.model) and edited.spec == run.model.spec
     assert "memorised 100.0% → " in result.summary() and len(result.tables()[0].rows) == 5
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A small real run that memorises part of its noise: digits-40 with 30% of the examples for
+    training, two hidden layers of 64, lr 1e-2 for 60 steps, a checkpoint every 10. Its best
+    evaluation (step 20) is not the checkpoint the teacher takes (step 50)."""
+    spec = interp.get_preset("digits-40").spec.with_overrides(
+        ["task.train_fraction=0.3", "model.widths=64,64", "train.lr=0.01", "train.steps=60", "train.eval_every=10",
+         "train.checkpoint_every=10"])
+    return interp.train(spec, tmp_path_factory.mktemp("digits") / "run", progress=False)
+
+
+def scrambled(ds):
+    """Two copies of `ds`, each with what the edit must not read replaced: (1) every true label and
+    every test label shifted by one class, the noise mask inverted on the training examples; (2)
+    the test inputs replaced by copies of training inputs (exact nearest neighbours), their labels
+    shifted by one class."""
+    train, test = ds.train_mask, ~ds.train_mask
+    shifted = dataclasses.replace(ds, labels=torch.where(test, (ds.labels + 1) % ds.p, ds.labels),
+                                  true_labels=(ds.true_labels + 1) % ds.p, noisy_mask=train & ~ds.noisy_mask)
+    rows = train.nonzero().squeeze(1)
+    copies = rows[torch.arange(int(test.sum())) % len(rows)]
+    inputs, labels = ds.inputs.clone(), ds.labels.clone()
+    inputs[test], labels[test] = ds.inputs[copies], (ds.labels[copies] + 1) % ds.p
+    return [shifted, dataclasses.replace(ds, inputs=inputs, labels=labels, true_labels=labels)]
+
+
+def test_the_edit_reads_no_true_label_noise_mask_or_test_example(digits_run, monkeypatch):
+    """Label-free by test: with the true labels, the noise mask, the test labels and the test
+    inputs scrambled, the teacher, the chosen checkpoint, the step count and the edited weights
+    are bit-identical (the scores, which read the truth afterwards, are not)."""
+    from interp.analysis import feature_edit
+
+    teachers = []
+    original = feature_edit.teacher_classes
+    monkeypatch.setattr(feature_edit, "teacher_classes", lambda *a: teachers.append(original(*a)) or teachers[-1])
+    ds = digits_run.dataset
+    shifted, copied = scrambled(ds)
+    test = ~ds.train_mask
+    assert bool((shifted.true_labels != ds.true_labels).all()) and bool((shifted.labels != ds.labels)[test].all())
+    assert bool((copied.inputs[test] != ds.inputs[test]).any(1).all())
+    outcomes = []
+    for dataset in (ds, shifted, copied):
+        run = interp.Run(digits_run.spec, digits_run.model, digits_run.history, digits_run.step, digits_run.path,
+                         dataset)
+        result, edited = forget_noise(run)
+        outcomes.append((result, edited.state_dict()))
+    (real, weights), *blind = outcomes
+    for teacher, (result, blind_weights) in zip(teachers[1:], blind):
+        assert torch.equal(teachers[0], teacher)
+        assert (real.checkpoint, real.checkpoints, real.steps, real.relabelled) == \
+            (result.checkpoint, result.checkpoints, result.steps, result.relabelled)
+        assert all(torch.equal(weights[name], blind_weights[name]) for name in weights)
+    assert real.row(EDIT).test != blind[0][0].row(EDIT).test  # the scores do read the (scrambled) truth
 
 
 def test_neighbour_votes_and_the_teacher_in_closed_form(monkeypatch):
