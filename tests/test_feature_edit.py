@@ -15,7 +15,7 @@ from interp.analysis.feature_edit import (
     EDIT, OBSERVED, RAW, forget_noise, left_out_at_random, neighbour_votes, teacher_classes)
 from interp.cli import edit_for, main
 from interp.core.specs import NoiseSpec, RunSpec, TaskSpec
-from interp.core.tasks import make_dataset
+from interp.core.tasks import Dataset, make_dataset
 from interp.planted import planted_feature_mlp
 
 
@@ -111,6 +111,25 @@ def test_the_edit_reads_no_true_label_noise_mask_or_test_example(digits_run, mon
             (result.checkpoint, result.checkpoints, result.steps, result.relabelled)
         assert all(torch.equal(weights[name], blind_weights[name]) for name in weights)
     assert real.row(EDIT).test != blind[0][0].row(EDIT).test  # the scores do read the (scrambled) truth
+
+
+def test_the_edit_runs_on_a_users_data_without_true_labels(digits_run):
+    """`Dataset.from_tensors` without true labels marks no label wrong: the edit still applies
+    (it never asks), writes the same weights as with the truth, and leaves memorisation unscored."""
+    ds = digits_run.dataset
+    user = Dataset.from_tensors(ds.task, ds.inputs, ds.labels, ds.train_mask)
+    assert not user.noisy_mask.any()
+    history = [{k: v for k, v in row.items() if not k.startswith("noisy")} for row in digits_run.history]
+    run = interp.Run(digits_run.spec, digits_run.model, history, digits_run.step, digits_run.path, user)
+    assert edit_for(run) == "feature_edit"
+    result, edited = forget_noise(run)
+    _, with_truth = forget_noise(digits_run)
+    assert all(torch.equal(edited.state_dict()[k], with_truth.state_dict()[k]) for k in edited.state_dict())
+    assert result.teacher_memorised is None and all(r.memorised is None for r in result.rows)
+    assert result.row(EDIT).test > result.row(RAW).test  # the test labels are the user's own, scored
+    assert "no true labels" in result.summary() and "memorised" not in result.edit_line().split(":")[1]
+    assert result.tables()[0].rows[0][1] == "–"
+    json.dumps(result.to_dict(), allow_nan=False)
 
 
 def test_neighbour_votes_and_the_teacher_in_closed_form(monkeypatch):

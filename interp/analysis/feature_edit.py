@@ -25,6 +25,8 @@ observed label; test): beside the raw model, the chosen checkpoint itself (a lab
 stop), the best evaluation of training (an oracle: it reads the test labels) and two controls of
 the same fine-tune and step count that show it is not "train more": on the observed labels, and
 on the observed labels with as many examples as the teacher relabels left out at random.
+Where no training label is known to be wrong (a user's data without true labels) the edit runs
+all the same, and memorisation is left unscored (None).
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ class Scores:
     """What a model does, scored by the truth afterwards."""
 
     name: str
-    memorised: float  # noisy training examples predicted as their (wrong) observed label
-    recovered: float  # the same examples predicted as their true label
+    memorised: float | None  # noisy training examples predicted as their (wrong) observed label (None: none known)
+    recovered: float | None  # the same examples predicted as their true label
     clean: float
     test: float
     label_free: bool  # chosen without reading a true label or the test
@@ -81,8 +83,8 @@ class FeatureEdit(Result):
     checkpoints: list[int]  # every checkpoint the teacher averages
     agreement: float  # the chosen checkpoint's agreement with the class-subspace readout
     relabelled: float  # share of training examples whose teacher class is not the observed label
-    teacher_memorised: float  # noisy examples whose teacher class is the wrong observed label (scored)
-    teacher_recovered: float  # ... is the true label (scored)
+    teacher_memorised: float | None  # noisy examples whose teacher class is the wrong observed label (scored)
+    teacher_recovered: float | None  # ... is the true label (scored); both None where no label is known wrong
     steps: int  # fine-tune steps taken
     rows: list[Scores]  # raw model, chosen checkpoint, best evaluation, the edit, the two controls
 
@@ -93,20 +95,30 @@ class FeatureEdit(Result):
         """The row whose name starts with `name` (one of the names below), or None."""
         return next((r for r in self.rows if r.name.startswith(name)), None)
 
+    @property
+    def scored(self) -> bool:
+        """Whether memorisation was scored: some training label is known to be wrong (a dataset
+        without true labels, `Dataset.from_tensors` with none given, marks none)."""
+        return self.teacher_memorised is not None
+
     def edit_line(self) -> str:
         raw, edit = self.row(RAW), self.row(EDIT)
+        scores = (f"memorised {raw.memorised:.1%} → {edit.memorised:.1%}, " if self.scored else
+                  f"{UNSCORED}; ")
         return (f"the final weights fine-tuned for {self.steps} full-batch steps toward a label-free teacher (the "
                 f"checkpoints up to step {self.checkpoint} with the observed labels of each example's "
-                f"{NEIGHBOURS} nearest neighbours): memorised {raw.memorised:.1%} → {edit.memorised:.1%}, test "
-                f"{raw.test:.1%} → {edit.test:.1%}.")
+                f"{NEIGHBOURS} nearest neighbours): {scores}test {raw.test:.1%} → {edit.test:.1%}.")
 
     def summary(self) -> str:
         best, control, dropped = self.row(BEST), self.row(OBSERVED), self.row(DROPPED)
+        if not self.scored:
+            return (f"The edit: {self.edit_line()} The teacher relabels {self.relabelled:.1%} of the training "
+                    f"examples. The same fine-tune on the observed labels: test {control.test:.1%}.")
         line = (f"The edit: {self.edit_line()} The teacher relabels {self.relabelled:.1%} of the training examples "
                 f"and names the wrong observed label for {self.teacher_memorised:.1%} of the noisy ones. The same "
                 f"fine-tune on the observed labels leaves memorised {control.memorised:.1%}, test {control.test:.1%}; "
                 f"with as many examples left out at random, {dropped.memorised:.1%} and {dropped.test:.1%}.")
-        if best is not None:
+        if best is not None and best.memorised is not None:
             line += (f" The best evaluation during training (it reads the test labels): test {best.test:.1%}, "
                      f"memorised {best.memorised:.1%}.")
         return line
@@ -114,17 +126,24 @@ class FeatureEdit(Result):
     def tables(self) -> list[Table]:
         from ..core.document import Table
 
-        rows = [[r.name, f"{r.memorised:.1%}", f"{r.recovered:.1%}", f"{r.clean:.1%}", f"{r.test:.1%}",
+        def pct(x: float | None) -> str:
+            return "–" if x is None else f"{x:.1%}"
+
+        rows = [[r.name, pct(r.memorised), pct(r.recovered), pct(r.clean), pct(r.test),
                  "yes" if r.label_free else "no (reads the test labels)"] for r in self.rows]
         return [Table(["model", "memorised", "noisy vs true", "clean", "test", "label-free"], rows,
                       f"fine-tune of {self.steps} full-batch steps (Adam, lr {FINE_TUNE_LR:g}); teacher: checkpoints "
-                      f"{', '.join(map(str, self.checkpoints))} and {NEIGHBOURS} neighbours' observed labels")]
+                      f"{', '.join(map(str, self.checkpoints))} and {NEIGHBOURS} neighbours' observed labels"
+                      + ("" if self.scored else f"; {UNSCORED}"))]
 
 
 RAW, CHECKPOINT, BEST, EDIT, OBSERVED, DROPPED = (
     "raw model", "chosen checkpoint (the whole net rewound)", "best evaluation during training (oracle)",
     "the edit: fine-tuned toward the teacher", "control: the same fine-tune on the observed labels",
     "control: observed labels, as many examples left out at random")
+#: what the edit says where no training label is known to be wrong
+UNSCORED = ("no true labels (no training label is known to be wrong): memorised not scored against the truth; "
+            "test against the held-out labels")
 
 
 def neighbour_votes(inputs: Float[Tensor, "example d"], labels: Int[Tensor, " example"], classes: int,
@@ -217,11 +236,11 @@ def _scores(name: str, model: nn.Module, run: Run, label_free: bool = True) -> S
 
 
 def _best_evaluation(run: Run) -> Scores | None:
-    rows = [r for r in run.history if r.get("test_acc") is not None and r.get("noisy_observed_acc") is not None]
+    rows = [r for r in run.history if r.get("test_acc") is not None]
     if not rows:
         return None
     best = max(rows, key=lambda r: (round(r["test_acc"], 9), -r["step"]))  # the earliest of a tie
-    return Scores(f"{BEST}, step {best['step']}", best["noisy_observed_acc"], best.get("noisy_true_acc"),
+    return Scores(f"{BEST}, step {best['step']}", best.get("noisy_observed_acc"), best.get("noisy_true_acc"),
                   best.get("clean_acc"), best["test_acc"], False)
 
 
@@ -248,7 +267,7 @@ def forget_noise(run: Run, directions: int = DEFAULT_DIRECTIONS) -> tuple[Featur
     best = _best_evaluation(run)
     if best is not None:
         rows.insert(2, best)
-    noisy = ds.noisy_mask[train]  # the truth, read only to score the teacher
+    noisy = ds.noisy_mask[train]  # the truth, read only to score the teacher (where it is known)
     result = FeatureEdit(step, steps, agreement, float(changed.double().mean()),
                          _share(target[noisy] == observed[noisy]), _share(target[noisy] == ds.true_labels[train][noisy]),
                          taken, rows)
@@ -262,8 +281,8 @@ def provenance(result: FeatureEdit) -> dict:
             "optimizer": "adam, full batch"}
 
 
-def _share(mask: Tensor) -> float:
-    return float(mask.double().mean()) if len(mask) else float("nan")
+def _share(mask: Tensor) -> float | None:
+    return float(mask.double().mean()) if len(mask) else None
 
 
 def _earlier_steps(run: Run) -> list[int]:
@@ -275,9 +294,7 @@ def _applies(run: Run) -> str | None:
         return "its teacher reads neighbours among the inputs: it needs a task over feature vectors"
     if not _earlier_steps(run):
         return "its teacher reads the early trajectory: it needs a run directory with a checkpoint before the final step"
-    if not run.dataset.noisy_mask.any():
-        return "no training label is wrong, so there is no memory to forget"
-    return None
+    return None  # what it reads exists; whether any label is wrong (the truth) is not asked
 
 
 FEATURE_EDIT: Analysis[FeatureEdit] = register_analysis(
