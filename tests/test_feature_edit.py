@@ -12,7 +12,7 @@ from torch import nn
 
 import interp
 from interp.analysis.feature_edit import (
-    EDIT, OBSERVED, RAW, forget_noise, left_out_at_random, neighbour_votes, teacher_classes)
+    EDIT, FLAGGED, OBSERVED, RAW, RELABELLED, forget_noise, neighbour_votes, relabelled_at_random, teacher_classes)
 from interp.cli import edit_for, main
 from interp.core.specs import NoiseSpec, RunSpec, TaskSpec
 from interp.core.tasks import Dataset, make_dataset
@@ -52,11 +52,15 @@ def test_the_edit_forgets_the_planted_memory_and_keeps_the_rule(planted_run):
     assert (result.checkpoint, result.checkpoints) == (1, [1])
     assert result.teacher_memorised == 0.0 and result.teacher_recovered == 1.0
     raw, edit, control = result.row(RAW), result.row(EDIT), result.row(OBSERVED)
+    flagged, relabelled = result.row(FLAGGED), result.row(RELABELLED)
     assert raw.memorised == 1.0 and raw.test == 1.0
     assert edit.memorised <= 0.05 and edit.test >= 0.95 and 0 < result.steps <= 100
     assert control.memorised >= 0.95  # the same steps on the observed labels: not "train more"
+    # the teacher relabels exactly the noisy examples: left out instead, their lookups stay
+    assert result.relabelled == pytest.approx(float(run.dataset.noise_rate)) and flagged.memorised >= 0.95
+    assert relabelled.memorised >= 0.6  # as many relabelled at random: most lookups stay
     assert type(edited) is type(run.model) and edited.spec == run.model.spec
-    assert "memorised 100.0% → " in result.summary() and len(result.tables()[0].rows) == 5
+    assert "memorised 100.0% → " in result.summary() and len(result.tables()[0].rows) == 6
 
 
 @pytest.fixture(scope="module")
@@ -172,14 +176,16 @@ def test_neighbour_votes_and_the_teacher_in_closed_form(monkeypatch):
         neighbour_votes(inputs[:2], labels[:2], 3, k=2)
 
 
-def test_the_random_control_does_not_leave_out_the_noise_drawn_with_the_same_seed():
+def test_the_random_control_does_not_relabel_the_noise_drawn_with_the_same_seed():
     """Label noise is drawn by randperm with seed 0; the control's draw with seed 0 must not be
-    the same one (it would leave out exactly the noisy examples)."""
+    the same one (it would relabel exactly the noisy examples). Each one drawn gets another class."""
     ds = make_dataset(TaskSpec(op="classify", data="digits", train_fraction=0.7), NoiseSpec("symmetric", 0.4))
-    noisy = ds.noisy_mask[ds.train_mask]
-    left_out = left_out_at_random(len(noisy), int(noisy.sum()))
-    assert int(left_out.sum()) == int(noisy.sum())
-    assert 0.3 <= float(noisy[left_out].double().mean()) <= 0.5  # about the noise rate, not all of them
+    noisy, observed = ds.noisy_mask[ds.train_mask], ds.labels[ds.train_mask]
+    relabelled = relabelled_at_random(observed, int(noisy.sum()), ds.p)
+    changed = relabelled != observed
+    assert int(changed.sum()) == int(noisy.sum()) and 0 <= int(relabelled.min()) and int(relabelled.max()) < ds.p
+    assert 0.3 <= float(noisy[changed].double().mean()) <= 0.5  # about the noise rate, not all of them
+    assert len(set(((relabelled - observed) % ds.p)[changed].tolist())) == ds.p - 1  # every other class
 
 
 def plain_forward(state: dict, x: torch.Tensor) -> torch.Tensor:

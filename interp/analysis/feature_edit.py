@@ -22,9 +22,11 @@ The result is a model of the same architecture (`forget_noise`), which `interp e
 
 **Scored afterwards, by the truth** (memorised: noisy training examples predicted as their wrong
 observed label; test): beside the raw model, the chosen checkpoint itself (a label-free early
-stop), the best evaluation of training (an oracle: it reads the test labels) and two controls of
-the same fine-tune and step count that show it is not "train more": on the observed labels, and
-on the observed labels with as many examples as the teacher relabels left out at random.
+stop), the best evaluation of training (an oracle: it reads the test labels) and three controls
+of the same fine-tune and step count: on the observed labels (it is not "train more"); on the
+observed labels with the examples the teacher relabels left out, not relabelled (what the new
+labels add to dropping the flagged ones); and with as many examples relabelled at random, each to
+a random other class (relabelling as many is not what forgets).
 Where no training label is known to be wrong (a user's data without true labels) the edit runs
 all the same, and memorisation is left unscored (None).
 """
@@ -57,11 +59,11 @@ NEIGHBOUR_CHUNK = 512  # rows of the similarity matrix held at once
 FINE_TUNE_LR = 1e-3
 MAX_STEPS = 100
 AGREEMENT = 0.995
-#: the random-drop control's seed (any fixed one: it must not depend on the run)
+#: the random-relabel control's seed (any fixed one: it must not depend on the run)
 CONTROL_SEED = 0
 #: what the teacher reads (an edited run's config records it)
 READS = "observed training labels, training inputs, the run's checkpoints; no true label, noise mask or test example"
-#: the label that cross-entropy skips (the random-drop control's left-out examples)
+#: the label that cross-entropy skips (the left-out examples of a control)
 IGNORE = -100
 
 
@@ -86,7 +88,7 @@ class FeatureEdit(Result):
     teacher_memorised: float | None  # noisy examples whose teacher class is the wrong observed label (scored)
     teacher_recovered: float | None  # ... is the true label (scored); both None where no label is known wrong
     steps: int  # fine-tune steps taken
-    rows: list[Scores]  # raw model, chosen checkpoint, best evaluation, the edit, the two controls
+    rows: list[Scores]  # raw model, chosen checkpoint, best evaluation, the edit, the three controls
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,14 +112,16 @@ class FeatureEdit(Result):
                 f"{NEIGHBOURS} nearest neighbours): {scores}test {raw.test:.1%} → {edit.test:.1%}.")
 
     def summary(self) -> str:
-        best, control, dropped = self.row(BEST), self.row(OBSERVED), self.row(DROPPED)
+        best, control, flagged, relabelled = self.row(BEST), self.row(OBSERVED), self.row(FLAGGED), self.row(RELABELLED)
         if not self.scored:
             return (f"The edit: {self.edit_line()} The teacher relabels {self.relabelled:.1%} of the training "
                     f"examples. The same fine-tune on the observed labels: test {control.test:.1%}.")
         line = (f"The edit: {self.edit_line()} The teacher relabels {self.relabelled:.1%} of the training examples "
                 f"and names the wrong observed label for {self.teacher_memorised:.1%} of the noisy ones. The same "
                 f"fine-tune on the observed labels leaves memorised {control.memorised:.1%}, test {control.test:.1%}; "
-                f"with as many examples left out at random, {dropped.memorised:.1%} and {dropped.test:.1%}.")
+                f"with the examples the teacher relabels left out instead, {flagged.memorised:.1%} and "
+                f"{flagged.test:.1%}; with as many relabelled at random, {relabelled.memorised:.1%} and "
+                f"{relabelled.test:.1%}.")
         if best is not None and best.memorised is not None:
             line += (f" The best evaluation during training (it reads the test labels): test {best.test:.1%}, "
                      f"memorised {best.memorised:.1%}.")
@@ -137,10 +141,11 @@ class FeatureEdit(Result):
                       + ("" if self.scored else f"; {UNSCORED}"))]
 
 
-RAW, CHECKPOINT, BEST, EDIT, OBSERVED, DROPPED = (
+RAW, CHECKPOINT, BEST, EDIT, OBSERVED, FLAGGED, RELABELLED = (
     "raw model", "chosen checkpoint (the whole net rewound)", "best evaluation during training (oracle)",
     "the edit: fine-tuned toward the teacher", "control: the same fine-tune on the observed labels",
-    "control: observed labels, as many examples left out at random")
+    "control: observed labels, the examples the teacher relabels left out",
+    "control: as many examples relabelled at random")
 #: what the edit says where no training label is known to be wrong
 UNSCORED = ("no true labels (no training label is known to be wrong): memorised not scored against the truth; "
             "test against the held-out labels")
@@ -170,14 +175,17 @@ def teacher_classes(trajectory: Float[Tensor, "example class"], votes: Float[Ten
     return ((trajectory + votes) * 1e9).round().argmax(-1)
 
 
-def left_out_at_random(n: int, count: int) -> Tensor:
-    """`count` of `n` examples drawn at random (seed CONTROL_SEED), as a mask. Drawn as the order
-    of uniform draws, not by `randperm`: label noise is drawn by randperm, and with the same seed
-    (0 is every preset's) it would leave out exactly the noisy examples."""
-    order = torch.rand(n, generator=torch.Generator().manual_seed(CONTROL_SEED)).argsort()
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[order[:count]] = True
-    return mask
+def relabelled_at_random(labels: Int[Tensor, " example"], count: int, classes: int) -> Int[Tensor, " example"]:
+    """`labels` with `count` examples, drawn at random (seed CONTROL_SEED), each given a random
+    other class. The examples are drawn as the order of uniform draws, not by `randperm`: label
+    noise is drawn by randperm, and with the same seed (0 is every preset's) it would pick exactly
+    the noisy examples."""
+    generator = torch.Generator().manual_seed(CONTROL_SEED)
+    chosen = torch.rand(len(labels), generator=generator).argsort()[:count]
+    shift = torch.randint(1, classes, (count,), generator=generator)
+    relabelled = labels.clone()
+    relabelled[chosen] = (labels[chosen] + shift) % classes
+    return relabelled
 
 
 def chosen_checkpoint(run: Run, directions: int = DEFAULT_DIRECTIONS) -> tuple[int, float]:
@@ -259,11 +267,11 @@ def forget_noise(run: Run, directions: int = DEFAULT_DIRECTIONS) -> tuple[Featur
     edited, taken = fine_tuned(model, inputs, target)
 
     changed = target != observed
-    dropped = torch.where(left_out_at_random(len(observed), int(changed.sum())), IGNORE, observed)
+    controls = {OBSERVED: observed, FLAGGED: torch.where(changed, IGNORE, observed),
+                RELABELLED: relabelled_at_random(observed, int(changed.sum()), ds.p)}
     rows = [_scores(RAW, model, run), _scores(f"{CHECKPOINT}, step {step}", load_run(run.path, step).model, run),
-            _scores(EDIT, edited, run),
-            _scores(OBSERVED, fine_tuned(model, inputs, observed, taken, None)[0], run),
-            _scores(DROPPED, fine_tuned(model, inputs, dropped, taken, None)[0], run)]
+            _scores(EDIT, edited, run)]
+    rows += [_scores(name, fine_tuned(model, inputs, labels, taken, None)[0], run) for name, labels in controls.items()]
     best = _best_evaluation(run)
     if best is not None:
         rows.insert(2, best)
