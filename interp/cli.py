@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .analysis.registry import ANALYSES
+from .families.base import family_of
 from .core.specs import SpecError
 from .core.tasks import SUBSETS
 from .training.presets import PRESETS, get_preset
@@ -187,8 +188,11 @@ def edit_for(run) -> str:
     reasons = {name: ANALYSES[name].skip_reason(run) for name in EDITS}
     applies = [name for name, reason in reasons.items() if reason is None]
     if not applies:
+        # the edits the model's family can compute first: their reason is the run's, the others' its architecture
+        family = family_of(run.model)
+        first = sorted(reasons, key=lambda name: family.lacks(run.model, ANALYSES[name].needs) is not None)
         raise ValueError("no weight edit applies to this run: " + "; ".join(
-            f"{name}: {reason}" for name, reason in reasons.items()))
+            f"{name}: {reasons[name]}" for name in first))
     return applies[0]
 
 

@@ -216,6 +216,12 @@ def test_interp_edit_writes_the_feature_edit_that_loads_in_plain_torch(planted_r
     assert (out / "analysis" / "feature_edit.json").exists() and "The edit:" in capsys.readouterr().out
 
 
+def test_interp_edit_refuses_an_out_that_is_a_file(planted_run, tmp_path, capsys):
+    (tmp_path / "edited").write_text("x")
+    assert main(["edit", str(planted_run), "--out", str(tmp_path / "edited")]) == 2
+    assert "edited is a file, not a folder; choose another --out" in capsys.readouterr().err
+
+
 def test_interp_edit_takes_the_edit_that_the_run_supports(planted_run, capsys):
     pairs = interp.get_preset("liu-lu-80").spec.with_overrides(["p=23"])
     pair_run = interp.Run(pairs, interp.build_model(pairs.model, 23), [], 0, None,
@@ -224,8 +230,8 @@ def test_interp_edit_takes_the_edit_that_the_run_supports(planted_run, capsys):
     assert edit_for(interp.load_run(planted_run)) == "feature_edit"
     features = interp.load_run(planted_run)
     no_trajectory = interp.Run(features.spec, features.model, [], 3, None, features.dataset)
-    with pytest.raises(ValueError, match="no weight edit applies to this run: edit: .*pairs.*; feature_edit: .*"
-                                         "checkpoint before the final step"):
+    with pytest.raises(ValueError, match="no weight edit applies to this run: feature_edit: .*checkpoint before the "
+                                         "final step; edit: .*pairs"):
         edit_for(no_trajectory)
     with pytest.raises(ValueError, match="the feature edit does not apply to this run: .*checkpoint before"):
         forget_noise(no_trajectory)

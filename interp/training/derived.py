@@ -14,9 +14,11 @@ from .train import evaluate
 
 
 def refuse_filled(out: str | Path) -> Path:
-    """`out` as a Path, refused (before any work) when it is a non-empty folder."""
+    """`out` as a Path, refused (before any work) when it is a file or a non-empty folder."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a folder; choose another --out")
+    if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; choose another --out")
     return out
 
