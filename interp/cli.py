@@ -168,18 +168,19 @@ def _pair_edit(run):
     from .analysis.edit import chosen_model, edit_search, provenance
 
     search = edit_search(run.model, run.dataset)
-    return search, chosen_model(run.model, run.dataset, search), provenance(search)
+    return search, chosen_model(run.model, run.dataset, search), provenance(search), 0  # masks: no update
 
 
 def _feature_edit(run):
     from .analysis.feature_edit import forget_noise, provenance
 
     result, model = forget_noise(run)
-    return result, model, provenance(result)
+    return result, model, provenance(result), result.steps
 
 
 #: the weight edits `interp edit` writes, by the analysis that reports each, in the order tried:
-#: the first whose analysis applies to the run (what its family and dataset support) is written
+#: the first whose analysis applies to the run (what its family and dataset support) is written.
+#: Each returns (result, model, provenance, the optimiser updates it added to the run's weights)
 EDITS = {"edit": _pair_edit, "feature_edit": _feature_edit}
 
 
@@ -204,8 +205,8 @@ def _cmd_edit(args) -> int:
     refuse_filled(args.out)
     run = load(args.run_dir)
     name = edit_for(run)
-    result, model, provenance = EDITS[name](run)
-    edited = save_derived_run(run, model, args.out, "edited_from", provenance)
+    result, model, provenance, updates = EDITS[name](run)
+    edited = save_derived_run(run, model, args.out, "edited_from", provenance, updates)
     paths = write_analysis(edited, name, result, Path(args.out) / "analysis")
     print(f"{result.summary()}\nwrote the edited run {args.out} (same architecture; config.json → edited_from), "
           f"and {', '.join(str(p) for p in paths)}\n{format_metrics(edited.final_metrics)}")

@@ -206,6 +206,8 @@ def test_interp_edit_writes_the_feature_edit_that_loads_in_plain_torch(planted_r
     edited = interp.load_run(out)
     config = json.loads((out / "config.json").read_text())
     assert config["edited_from"]["run"] == str(planted_run) and "no true label" in config["edited_from"]["reads"]
+    # `step` is the number of updates behind the weights: the source's 3 and the fine-tune's
+    assert edited.step == 3 + config["edited_from"]["steps"] and config["edited_from"]["steps"] > 0
     # the CLI writes the edit at the defaults (the test above): the same weights, bit for bit
     _, expected = forget_noise(interp.load_run(planted_run))
     assert all(torch.equal(edited.model.state_dict()[k], v) for k, v in expected.state_dict().items())
