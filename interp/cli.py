@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .analysis.registry import ANALYSES
+from .families.base import family_of
 from .core.specs import SpecError
 from .core.tasks import SUBSETS
 from .training.presets import PRESETS, get_preset
@@ -168,18 +169,19 @@ def _pair_edit(run):
     from .analysis.edit import chosen_model, edit_search, provenance
 
     search = edit_search(run.model, run.dataset)
-    return search, chosen_model(run.model, run.dataset, search), provenance(search)
+    return search, chosen_model(run.model, run.dataset, search), provenance(search), 0  # masks: no update
 
 
 def _feature_edit(run):
     from .analysis.feature_edit import forget_noise, provenance
 
     result, model = forget_noise(run)
-    return result, model, provenance(result)
+    return result, model, provenance(result), result.steps
 
 
 #: the weight edits `interp edit` writes, by the analysis that reports each, in the order tried:
-#: the first whose analysis applies to the run (what its family and dataset support) is written
+#: the first whose analysis applies to the run (what its family and dataset support) is written.
+#: Each returns (result, model, provenance, the optimiser updates it added to the run's weights)
 EDITS = {"edit": _pair_edit, "feature_edit": _feature_edit}
 
 
@@ -188,8 +190,11 @@ def edit_for(run) -> str:
     reasons = {name: ANALYSES[name].skip_reason(run) for name in EDITS}
     applies = [name for name, reason in reasons.items() if reason is None]
     if not applies:
+        # the edits the model's family can compute first: their reason is the run's, the others' its architecture
+        family = family_of(run.model)
+        first = sorted(reasons, key=lambda name: family.lacks(run.model, ANALYSES[name].needs) is not None)
         raise ValueError("no weight edit applies to this run: " + "; ".join(
-            f"{name}: {reason}" for name, reason in reasons.items()))
+            f"{name}: {reasons[name]}" for name in first))
     return applies[0]
 
 
@@ -201,8 +206,8 @@ def _cmd_edit(args) -> int:
     refuse_filled(args.out)
     run = load(args.run_dir)
     name = edit_for(run)
-    result, model, provenance = EDITS[name](run)
-    edited = save_derived_run(run, model, args.out, "edited_from", provenance)
+    result, model, provenance, updates = EDITS[name](run)
+    edited = save_derived_run(run, model, args.out, "edited_from", provenance, updates)
     paths = write_analysis(edited, name, result, Path(args.out) / "analysis")
     print(f"{result.summary()}\nwrote the edited run {args.out} (same architecture; config.json → edited_from), "
           f"and {', '.join(str(p) for p in paths)}\n{format_metrics(edited.final_metrics)}")

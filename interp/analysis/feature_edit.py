@@ -22,9 +22,13 @@ The result is a model of the same architecture (`forget_noise`), which `interp e
 
 **Scored afterwards, by the truth** (memorised: noisy training examples predicted as their wrong
 observed label; test): beside the raw model, the chosen checkpoint itself (a label-free early
-stop), the best evaluation of training (an oracle: it reads the test labels) and two controls of
-the same fine-tune and step count that show it is not "train more": on the observed labels, and
-on the observed labels with as many examples as the teacher relabels left out at random.
+stop), the best evaluation of training (an oracle: it reads the test labels) and three controls
+of the same fine-tune and step count: on the observed labels (it is not "train more"); on the
+observed labels with the examples the teacher relabels left out, not relabelled (what the new
+labels add to dropping the flagged ones); and with as many examples relabelled at random, each to
+a random other class (relabelling as many is not what forgets).
+Where no training label is known to be wrong (a user's data without true labels) the edit runs
+all the same, and memorisation is left unscored (None).
 """
 
 from __future__ import annotations
@@ -55,11 +59,11 @@ NEIGHBOUR_CHUNK = 512  # rows of the similarity matrix held at once
 FINE_TUNE_LR = 1e-3
 MAX_STEPS = 100
 AGREEMENT = 0.995
-#: the random-drop control's seed (any fixed one: it must not depend on the run)
+#: the random-relabel control's seed (any fixed one: it must not depend on the run)
 CONTROL_SEED = 0
 #: what the teacher reads (an edited run's config records it)
 READS = "observed training labels, training inputs, the run's checkpoints; no true label, noise mask or test example"
-#: the label that cross-entropy skips (the random-drop control's left-out examples)
+#: the label that cross-entropy skips (the left-out examples of a control)
 IGNORE = -100
 
 
@@ -68,8 +72,8 @@ class Scores:
     """What a model does, scored by the truth afterwards."""
 
     name: str
-    memorised: float  # noisy training examples predicted as their (wrong) observed label
-    recovered: float  # the same examples predicted as their true label
+    memorised: float | None  # noisy training examples predicted as their (wrong) observed label (None: none known)
+    recovered: float | None  # the same examples predicted as their true label
     clean: float
     test: float
     label_free: bool  # chosen without reading a true label or the test
@@ -81,10 +85,10 @@ class FeatureEdit(Result):
     checkpoints: list[int]  # every checkpoint the teacher averages
     agreement: float  # the chosen checkpoint's agreement with the class-subspace readout
     relabelled: float  # share of training examples whose teacher class is not the observed label
-    teacher_memorised: float  # noisy examples whose teacher class is the wrong observed label (scored)
-    teacher_recovered: float  # ... is the true label (scored)
+    teacher_memorised: float | None  # noisy examples whose teacher class is the wrong observed label (scored)
+    teacher_recovered: float | None  # ... is the true label (scored); both None where no label is known wrong
     steps: int  # fine-tune steps taken
-    rows: list[Scores]  # raw model, chosen checkpoint, best evaluation, the edit, the two controls
+    rows: list[Scores]  # raw model, chosen checkpoint, best evaluation, the edit, the three controls
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,20 +97,32 @@ class FeatureEdit(Result):
         """The row whose name starts with `name` (one of the names below), or None."""
         return next((r for r in self.rows if r.name.startswith(name)), None)
 
+    @property
+    def scored(self) -> bool:
+        """Whether memorisation was scored: some training label is known to be wrong (a dataset
+        without true labels, `Dataset.from_tensors` with none given, marks none)."""
+        return self.teacher_memorised is not None
+
     def edit_line(self) -> str:
         raw, edit = self.row(RAW), self.row(EDIT)
+        scores = (f"memorised {raw.memorised:.1%} → {edit.memorised:.1%}, " if self.scored else
+                  f"{UNSCORED}; ")
         return (f"the final weights fine-tuned for {self.steps} full-batch steps toward a label-free teacher (the "
                 f"checkpoints up to step {self.checkpoint} with the observed labels of each example's "
-                f"{NEIGHBOURS} nearest neighbours): memorised {raw.memorised:.1%} → {edit.memorised:.1%}, test "
-                f"{raw.test:.1%} → {edit.test:.1%}.")
+                f"{NEIGHBOURS} nearest neighbours): {scores}test {raw.test:.1%} → {edit.test:.1%}.")
 
     def summary(self) -> str:
-        best, control, dropped = self.row(BEST), self.row(OBSERVED), self.row(DROPPED)
+        best, control, flagged, relabelled = self.row(BEST), self.row(OBSERVED), self.row(FLAGGED), self.row(RELABELLED)
+        if not self.scored:
+            return (f"The edit: {self.edit_line()} The teacher relabels {self.relabelled:.1%} of the training "
+                    f"examples. The same fine-tune on the observed labels: test {control.test:.1%}.")
         line = (f"The edit: {self.edit_line()} The teacher relabels {self.relabelled:.1%} of the training examples "
                 f"and names the wrong observed label for {self.teacher_memorised:.1%} of the noisy ones. The same "
                 f"fine-tune on the observed labels leaves memorised {control.memorised:.1%}, test {control.test:.1%}; "
-                f"with as many examples left out at random, {dropped.memorised:.1%} and {dropped.test:.1%}.")
-        if best is not None:
+                f"with the examples the teacher relabels left out instead, {flagged.memorised:.1%} and "
+                f"{flagged.test:.1%}; with as many relabelled at random, {relabelled.memorised:.1%} and "
+                f"{relabelled.test:.1%}.")
+        if best is not None and best.memorised is not None:
             line += (f" The best evaluation during training (it reads the test labels): test {best.test:.1%}, "
                      f"memorised {best.memorised:.1%}.")
         return line
@@ -114,17 +130,25 @@ class FeatureEdit(Result):
     def tables(self) -> list[Table]:
         from ..core.document import Table
 
-        rows = [[r.name, f"{r.memorised:.1%}", f"{r.recovered:.1%}", f"{r.clean:.1%}", f"{r.test:.1%}",
+        def pct(x: float | None) -> str:
+            return "–" if x is None else f"{x:.1%}"
+
+        rows = [[r.name, pct(r.memorised), pct(r.recovered), pct(r.clean), pct(r.test),
                  "yes" if r.label_free else "no (reads the test labels)"] for r in self.rows]
         return [Table(["model", "memorised", "noisy vs true", "clean", "test", "label-free"], rows,
                       f"fine-tune of {self.steps} full-batch steps (Adam, lr {FINE_TUNE_LR:g}); teacher: checkpoints "
-                      f"{', '.join(map(str, self.checkpoints))} and {NEIGHBOURS} neighbours' observed labels")]
+                      f"{', '.join(map(str, self.checkpoints))} and {NEIGHBOURS} neighbours' observed labels"
+                      + ("" if self.scored else f"; {UNSCORED}"))]
 
 
-RAW, CHECKPOINT, BEST, EDIT, OBSERVED, DROPPED = (
+RAW, CHECKPOINT, BEST, EDIT, OBSERVED, FLAGGED, RELABELLED = (
     "raw model", "chosen checkpoint (the whole net rewound)", "best evaluation during training (oracle)",
     "the edit: fine-tuned toward the teacher", "control: the same fine-tune on the observed labels",
-    "control: observed labels, as many examples left out at random")
+    "control: observed labels, the examples the teacher relabels left out",
+    "control: as many examples relabelled at random")
+#: what the edit says where no training label is known to be wrong
+UNSCORED = ("no true labels (no training label is known to be wrong): memorised not scored against the truth; "
+            "test against the held-out labels")
 
 
 def neighbour_votes(inputs: Float[Tensor, "example d"], labels: Int[Tensor, " example"], classes: int,
@@ -151,14 +175,17 @@ def teacher_classes(trajectory: Float[Tensor, "example class"], votes: Float[Ten
     return ((trajectory + votes) * 1e9).round().argmax(-1)
 
 
-def left_out_at_random(n: int, count: int) -> Tensor:
-    """`count` of `n` examples drawn at random (seed CONTROL_SEED), as a mask. Drawn as the order
-    of uniform draws, not by `randperm`: label noise is drawn by randperm, and with the same seed
-    (0 is every preset's) it would leave out exactly the noisy examples."""
-    order = torch.rand(n, generator=torch.Generator().manual_seed(CONTROL_SEED)).argsort()
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[order[:count]] = True
-    return mask
+def relabelled_at_random(labels: Int[Tensor, " example"], count: int, classes: int) -> Int[Tensor, " example"]:
+    """`labels` with `count` examples, drawn at random (seed CONTROL_SEED), each given a random
+    other class. The examples are drawn as the order of uniform draws, not by `randperm`: label
+    noise is drawn by randperm, and with the same seed (0 is every preset's) it would pick exactly
+    the noisy examples."""
+    generator = torch.Generator().manual_seed(CONTROL_SEED)
+    chosen = torch.rand(len(labels), generator=generator).argsort()[:count]
+    shift = torch.randint(1, classes, (count,), generator=generator)
+    relabelled = labels.clone()
+    relabelled[chosen] = (labels[chosen] + shift) % classes
+    return relabelled
 
 
 def chosen_checkpoint(run: Run, directions: int = DEFAULT_DIRECTIONS) -> tuple[int, float]:
@@ -217,11 +244,11 @@ def _scores(name: str, model: nn.Module, run: Run, label_free: bool = True) -> S
 
 
 def _best_evaluation(run: Run) -> Scores | None:
-    rows = [r for r in run.history if r.get("test_acc") is not None and r.get("noisy_observed_acc") is not None]
+    rows = [r for r in run.history if r.get("test_acc") is not None]
     if not rows:
         return None
     best = max(rows, key=lambda r: (round(r["test_acc"], 9), -r["step"]))  # the earliest of a tie
-    return Scores(f"{BEST}, step {best['step']}", best["noisy_observed_acc"], best.get("noisy_true_acc"),
+    return Scores(f"{BEST}, step {best['step']}", best.get("noisy_observed_acc"), best.get("noisy_true_acc"),
                   best.get("clean_acc"), best["test_acc"], False)
 
 
@@ -240,15 +267,15 @@ def forget_noise(run: Run, directions: int = DEFAULT_DIRECTIONS) -> tuple[Featur
     edited, taken = fine_tuned(model, inputs, target)
 
     changed = target != observed
-    dropped = torch.where(left_out_at_random(len(observed), int(changed.sum())), IGNORE, observed)
+    controls = {OBSERVED: observed, FLAGGED: torch.where(changed, IGNORE, observed),
+                RELABELLED: relabelled_at_random(observed, int(changed.sum()), ds.p)}
     rows = [_scores(RAW, model, run), _scores(f"{CHECKPOINT}, step {step}", load_run(run.path, step).model, run),
-            _scores(EDIT, edited, run),
-            _scores(OBSERVED, fine_tuned(model, inputs, observed, taken, None)[0], run),
-            _scores(DROPPED, fine_tuned(model, inputs, dropped, taken, None)[0], run)]
+            _scores(EDIT, edited, run)]
+    rows += [_scores(name, fine_tuned(model, inputs, labels, taken, None)[0], run) for name, labels in controls.items()]
     best = _best_evaluation(run)
     if best is not None:
         rows.insert(2, best)
-    noisy = ds.noisy_mask[train]  # the truth, read only to score the teacher
+    noisy = ds.noisy_mask[train]  # the truth, read only to score the teacher (where it is known)
     result = FeatureEdit(step, steps, agreement, float(changed.double().mean()),
                          _share(target[noisy] == observed[noisy]), _share(target[noisy] == ds.true_labels[train][noisy]),
                          taken, rows)
@@ -262,8 +289,8 @@ def provenance(result: FeatureEdit) -> dict:
             "optimizer": "adam, full batch"}
 
 
-def _share(mask: Tensor) -> float:
-    return float(mask.double().mean()) if len(mask) else float("nan")
+def _share(mask: Tensor) -> float | None:
+    return float(mask.double().mean()) if len(mask) else None
 
 
 def _earlier_steps(run: Run) -> list[int]:
@@ -275,9 +302,7 @@ def _applies(run: Run) -> str | None:
         return "its teacher reads neighbours among the inputs: it needs a task over feature vectors"
     if not _earlier_steps(run):
         return "its teacher reads the early trajectory: it needs a run directory with a checkpoint before the final step"
-    if not run.dataset.noisy_mask.any():
-        return "no training label is wrong, so there is no memory to forget"
-    return None
+    return None  # what it reads exists; whether any label is wrong (the truth) is not asked
 
 
 FEATURE_EDIT: Analysis[FeatureEdit] = register_analysis(

@@ -14,9 +14,11 @@ from .train import evaluate
 
 
 def refuse_filled(out: str | Path) -> Path:
-    """`out` as a Path, refused (before any work) when it is a non-empty folder."""
+    """`out` as a Path, refused (before any work) when it is a file or a non-empty folder."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a folder; choose another --out")
+    if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; choose another --out")
     return out
 
@@ -28,12 +30,18 @@ def source_of(run: Run) -> dict[str, str | None]:
             "model_sha256": None if source is None else sha256(source / "model.safetensors")}
 
 
-def save_derived_run(run: Run, model: nn.Module, out: str | Path, key: str, provenance: dict[str, Any]) -> Run:
+def save_derived_run(run: Run, model: nn.Module, out: str | Path, key: str, provenance: dict[str, Any],
+                     updates: int = 0) -> Run:
     """`run` with its model replaced by `model` (same architecture), evaluated on its dataset and
-    written to the new run directory `out`, its config recording `{key: source_of(run) + provenance}`."""
+    written to the new run directory `out`, its config recording `{key: source_of(run) + provenance}`.
+    `updates`: the optimiser steps the edit added (a fine-tune's; 0 for a mask or projection), so
+    that the derived run's `step` stays the number of updates behind its weights."""
+    if updates < 0:
+        raise ValueError(f"updates must be ≥ 0, got {updates}")
     out = refuse_filled(out)
-    derived = Run(run.spec, model, [{"step": run.step, "lr": 0.0, **evaluate(model, run.dataset, run.spec.train.loss)}],
-                  run.step, None, run.dataset)
+    step = run.step + updates
+    derived = Run(run.spec, model, [{"step": step, "lr": 0.0, **evaluate(model, run.dataset, run.spec.train.loss)}],
+                  step, None, run.dataset)
     # under out's lock (save_new_run): two writers into one folder cannot interleave
     save_new_run(out, derived, {key: {**source_of(run), **provenance}})
     derived.path = out
