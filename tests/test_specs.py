@@ -86,3 +86,21 @@ def test_override_values_are_validated():
 def test_unknown_preset():
     with pytest.raises(KeyError, match="unknown preset 'nope'.*liu-lu-80"):
         get_preset("nope")
+
+
+def test_a_low_memory_limit_leaves_import_working_and_the_presets_refused_in_one_line(monkeypatch):
+    """INTERP_MAX_BYTES below a preset's needs: `import interp` still works in a fresh process
+    (presets are built when first read), and reading them raises a one-line SpecError."""
+    import os
+    import subprocess
+    import sys
+
+    from interp.training import presets
+
+    env = {**os.environ, "INTERP_MAX_BYTES": "1000"}
+    done = subprocess.run([sys.executable, "-c", "import interp; print(interp.RunSpec.__name__)"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "RunSpec", done.stderr[-500:]
+    monkeypatch.setenv("INTERP_MAX_BYTES", "1000")
+    with pytest.raises(SpecError, match=r"^the built-in presets: this spec needs about .* INTERP_MAX_BYTES"):
+        list(presets._Presets())
