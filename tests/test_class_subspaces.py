@@ -9,6 +9,7 @@ from interp.analysis.class_subspaces import INPUT, class_subspace_readout
 from interp.core.class_structure import affinities, class_subspaces, label_doubt
 from interp.core.specs import RunSpec
 from interp.planted import planted_feature_mlp
+from planted_runs import write_planted_feature_run
 
 
 def test_subspaces_and_affinities_in_closed_form():
@@ -82,21 +83,8 @@ def test_rewinding_the_lookup_layer_removes_the_memory_beyond_random(tmp_path):
     the test, far beyond rewinding as many random weights; rewinding layer 0 (unchanged) does
     nothing. Wide nuisance, so layer 1 is a small share of the weights."""
     from interp.analysis.layer_rewind import layer_rewind
-    from interp.training import rundir
-    from interp.training.train import make_optimizer, open_run_dir
-
     dataset, model, memory = planted_feature_mlp(nuisance=396, threshold=0.5)
-    early = interp.families.replaced_parameters(model, {})
-    with torch.no_grad():
-        early.blocks[1].linear.weight[memory] = 0
-        early.blocks[1].linear.bias[memory] = 0
-        early.unembed.weight[:, memory] = 0
-    spec = RunSpec(task=dataset.task, model=model.spec)
-    out = tmp_path / "run"
-    optimizer = make_optimizer(spec.train, early.parameters())
-    open_run_dir(out, spec, early, optimizer, False, dataset)
-    rundir.save_checkpoint(out, 1, early, optimizer, [])
-    rundir.save_run(out, interp.Run(spec, model, [{"step": 2}], 2, out, dataset))
+    out = write_planted_feature_run(tmp_path / "run", dataset, model, memory)
     result = layer_rewind(interp.load_run(out), directions=1)
     rows = {r.layer: r for r in result.rewinds}
     assert result.final_memorised == 1.0 and result.final_test == 1.0
@@ -113,7 +101,8 @@ def test_rewinding_the_lookup_layer_removes_the_memory_beyond_random(tmp_path):
     from interp.analysis.layer_rewind import rewound
 
     edited = rewound(interp.load_run(out), "blocks.1.linear", 1)
-    assert torch.equal(interp.logits(edited, dataset.inputs), interp.logits(early, dataset.inputs))
+    rule_only = interp.load_run(out, 1).model  # the checkpoint at step 1: the net without its lookups
+    assert torch.equal(interp.logits(edited, dataset.inputs), interp.logits(rule_only, dataset.inputs))
 
 
 @pytest.mark.parametrize("memorised, test, verdict", [

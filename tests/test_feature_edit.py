@@ -14,32 +14,19 @@ import interp
 from interp.analysis.feature_edit import (
     EDIT, FLAGGED, OBSERVED, RAW, RELABELLED, forget_noise, neighbour_votes, relabelled_at_random, teacher_classes)
 from interp.cli import edit_for, main
-from interp.core.specs import NoiseSpec, RunSpec, TaskSpec
+from interp.core.specs import NoiseSpec, TaskSpec
 from interp.core.tasks import Dataset, make_dataset
 from interp.planted import planted_feature_mlp
+from planted_runs import write_planted_feature_run
 
 
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory):
     """A run directory whose trajectory is: step 1, the planted net without its lookups (the rule
     alone); step 2 and the final step 3, the planted net that memorises every noisy label."""
-    from interp.training import rundir
-    from interp.training.train import make_optimizer, open_run_dir
-
     dataset, model, memory = planted_feature_mlp()
-    early = interp.families.replaced_parameters(model, {})
-    with torch.no_grad():
-        early.blocks[1].linear.weight[memory] = 0
-        early.blocks[1].linear.bias[memory] = 0
-        early.unembed.weight[:, memory] = 0
-    spec = RunSpec(task=dataset.task, model=model.spec)
-    out = tmp_path_factory.mktemp("planted") / "run"
-    optimizer = make_optimizer(spec.train, early.parameters())
-    open_run_dir(out, spec, early, optimizer, False, dataset)
-    rundir.save_checkpoint(out, 1, early, optimizer, [])
-    rundir.save_checkpoint(out, 2, model, optimizer, [])
-    rundir.save_run(out, interp.Run(spec, model, [{"step": 3}], 3, out, dataset))
-    return out
+    return write_planted_feature_run(tmp_path_factory.mktemp("planted") / "run", dataset, model, memory,
+                                     memorising_steps=1)
 
 
 def test_the_edit_forgets_the_planted_memory_and_keeps_the_rule(planted_run):
