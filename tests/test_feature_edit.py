@@ -163,6 +163,18 @@ def test_neighbour_votes_and_the_teacher_in_closed_form(monkeypatch):
         neighbour_votes(inputs[:2], labels[:2], 3, k=2)
 
 
+def test_the_teachers_choices_do_not_turn_on_the_last_digits():
+    """Another CPU or thread count sums in another order and moves a float's last digits: a
+    difference that small must not pick a neighbour or the teacher's class. Here a neighbour at a
+    cosine 2e-10 below the exact duplicate's, and a class 1e-13 ahead, are ties (rounded to 1e-9),
+    decided by the smaller index and the smaller class."""
+    inputs = torch.tensor([[1.0, 0.0], [1.0, 2e-5], [2.0, 0.0], [0.0, 1.0]])
+    votes = neighbour_votes(inputs, torch.tensor([0, 1, 2, 0]), 3, k=1)
+    assert votes[0].argmax().item() == 1  # not 2, whose cosine is 1 exactly
+    nearly = torch.tensor([[0.5, 0.5 + 1e-13]], dtype=torch.float64)
+    assert teacher_classes(nearly, torch.zeros(1, 2, dtype=torch.float64)).tolist() == [0]
+
+
 def test_the_random_control_does_not_relabel_the_noise_drawn_with_the_same_seed():
     """Label noise is drawn by randperm with seed 0; the control's draw with seed 0 must not be
     the same one (it would relabel exactly the noisy examples). Each one drawn gets another class."""
