@@ -98,3 +98,35 @@ def test_transformer_training_path_matches_hooked_forward(n_layers, act):
     torch.testing.assert_close(training_logits(model, inputs), logits(model, inputs), rtol=1e-5, atol=1e-5)
     two_layer = build_model(TwoLayerSpec(width=16), P)
     torch.testing.assert_close(training_logits(two_layer, inputs), logits(two_layer, inputs))
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_transformer_forward_runs_the_last_mlp_at_the_last_position_alone(n_layers):
+    """The family's forward skips the last MLP at the other positions: the same logits bit for
+    bit, with and without a hook before it; a hook on the MLP itself sees every position."""
+    from interp.analysis.ablation import ablation_hook
+    from interp.families.base import FORWARD_CHUNK, ModelFamily, family_of
+
+    model = build_model(TransformerSpec(n_layers=n_layers, d_model=32, n_heads=4, d_head=8, d_mlp=64), P)
+    family = family_of(model)
+    inputs = torch.cartesian_prod(torch.arange(P), torch.arange(P)).repeat(FORWARD_CHUNK // P**2 + 1, 1)  # > one chunk
+    positions = []
+    model.blocks[-1].mlp.register_forward_hook(lambda module, args, out: positions.append(out.shape[1]))
+    head = [ablation_hook(model, f"blocks.{n_layers - 1}.attn.hook_z", [1, 3], "mean", 0)]
+    with torch.no_grad():
+        for hooks in ([], head):
+            positions.clear()
+            fast = family.forward(model, inputs, hooks)
+            assert set(positions) == {1}
+            assert torch.equal(fast, ModelFamily.forward(family, model, inputs, hooks))
+        positions.clear()
+        late = [ablation_hook(model, family.readout_hook(model), [0, 5], "zero", 0)]
+        family.forward(model, inputs, late)
+        assert set(positions) == {3}
+        # the cache, read at the last position, is the same too, and no hook is left behind
+        positions.clear()
+        out, cache = family.run_with_cache(model, inputs[:P])
+        full_out, full_cache = ModelFamily.run_with_cache(family, model, inputs[:P])
+        assert positions == [1, 3] and torch.equal(out, full_out) and cache.keys() == full_cache.keys()
+        assert all(torch.equal(cache[name], full_cache[name]) for name in full_cache)
+        assert not any(point._forward_hooks for point in model.hook_dict.values())

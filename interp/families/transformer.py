@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 _BRIDGE_MODULE = "transformer_lens.model_bridge"
 
 from ..core.specs import TransformerSpec
-from .base import Capability, ModelFamily, block_patch_hooks, device_of, register, replaced_parameters
+from .base import (FORWARD_CHUNK, Capability, ModelFamily, block_patch_hooks, device_of, register,
+                   replaced_parameters)
 
 N_CTX = 3  # tokens `a b =`
 
@@ -153,6 +154,20 @@ def check_tokens(tokens: Tensor, equals: int) -> None:
             f"this transformer reads token rows `a b =` of shape [batch, {N_CTX}] ending in the `=` token "
             f"{equals}; got shape {shape}. For (a, b) pairs use interp.tokens(model, pairs), or the API that "
             "takes pairs: interp.logits(model, pairs), run.run_with_cache(pairs)")
+
+
+def _last_position(value: Tensor, hook: Any) -> Tensor:
+    return value[:, -1:]
+
+
+def _past_last_mlp_input(model: TransformerBridge, hooks: list) -> bool:
+    """Whether a hook sits on the last block's MLP, the residual after it, the final norm or
+    the unembedding (aliases included: hook points are compared as objects)."""
+    last = f"blocks.{model.cfg.n_layers - 1}."
+    late = {id(point) for name, point in model.hook_dict.items()
+            if name.startswith((last + "mlp.", last + "ln2.hook_out", last + "hook_out", "ln_final.", "unembed."))}
+    return any(not isinstance(name, str) or name not in model.hook_dict or id(model.hook_dict[name]) in late
+               for name, _ in hooks)
 
 
 def is_transformer(model: object) -> bool:
@@ -320,6 +335,30 @@ class TransformerFamily(ModelFamily):
 
     def predicting(self, value: Tensor) -> Tensor:
         return value[:, -1]
+
+    def forward(self, model: TransformerBridge, pairs: Tensor, fwd_hooks=()) -> Tensor:
+        """`ModelFamily.forward`, with the last block's MLP run at the last position alone: past
+        the last attention no position reads another, and only the last one's logits are
+        returned, so the other two positions' MLP (two thirds of a one-layer model's work) is
+        skipped — the same logits bit for bit (tests/test_nets.py). Not where a hook reads or
+        writes the last MLP, the residual after it or the unembedding: it would see one position."""
+        hooks = list(fwd_hooks)
+        mid = f"blocks.{model.cfg.n_layers - 1}.ln2.hook_in"
+        if mid not in model.hook_dict or _past_last_mlp_input(model, hooks):
+            return super().forward(model, pairs, hooks)
+        tokens = self.tokens(model, pairs)
+        chunks = tokens.split(FORWARD_CHUNK) if not hooks else [tokens]  # a hook may read the batch
+        return torch.cat([self.predicting(model.run_with_hooks(chunk, fwd_hooks=[*hooks, (mid, _last_position)]))
+                          for chunk in chunks]).to(pairs.device)
+
+    def run_with_cache(self, model: TransformerBridge, pairs: Tensor, names_filter=None) -> tuple[Tensor, dict[str, Tensor]]:
+        """`ModelFamily.run_with_cache`, whose activations are read at the last position alone:
+        so with the last MLP run there alone, as in `forward` (the same values bit for bit)."""
+        mid = f"blocks.{model.cfg.n_layers - 1}.ln2.hook_in"
+        if mid not in model.hook_dict:
+            return super().run_with_cache(model, pairs, names_filter)
+        with model.hooks(fwd_hooks=[(mid, _last_position)]):
+            return super().run_with_cache(model, pairs, names_filter)
 
     def unembedding_input(self, model: TransformerBridge, pairs: Tensor) -> tuple[Tensor, torch.device]:
         _, cache = model.run_with_cache(self.tokens(model, pairs), names_filter="unembed.hook_in")
