@@ -247,12 +247,13 @@ def polished(space: EditSpace, keep: Tensor, target: Tensor, strength: float, wh
         if not removable.any():
             return keep
         trial = keep.clone().requires_grad_(True)
-        loss = teacher_loss(space, trial, target, rows)
-        (grad,) = torch.autograd.grad(loss, trial)
+        out = space.logits(trial, rows)
+        (grad,) = torch.autograd.grad(hinge(out, target if rows is None else target[rows], space.margin), trial)
         first_order = (grad * space.editable).sum(1) if whole_units else grad.flatten()
         gain = torch.where(removable, first_order - strength * share, -torch.inf)
         candidates = torch.topk(gain, min(CANDIDATES, int(removable.sum()))).indices
-        change = _removal_changes(space, keep, target, candidates, rows, whole_units) + strength * share[candidates]
+        change = (_removal_changes(space, keep, target, candidates, rows, whole_units, out.detach())
+                  + strength * share[candidates])
         best = int(torch.argmin(change))  # the first of a tie: topk's order, the same on every CPU
         if not float(change[best]) < -1e-9:  # a real gain, not rounding
             return keep
@@ -276,12 +277,12 @@ def greedy_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]
     for size in progress_bar(list(SIZES), "edit: greedy"):
         while removed < size:
             trial = keep.clone().requires_grad_(True)
-            loss = teacher_loss(space, trial, target, rows)
-            (grad,) = torch.autograd.grad(loss, trial)
+            base = space.logits(trial, rows)
+            (grad,) = torch.autograd.grad(hinge(base, target if rows is None else target[rows], space.margin), trial)
             # removing part j changes the loss by about grad_j · (0 − 1): the largest first
             gain = torch.where(space.editable & (keep > 0), grad, -torch.inf).flatten()
             candidates = torch.topk(gain, min(CANDIDATES, int(torch.isfinite(gain).sum()))).indices
-            exact = -_removal_changes(space, keep, target, candidates, rows)
+            exact = -_removal_changes(space, keep, target, candidates, rows, base=base.detach())
             best = torch.argsort(exact, descending=True)
             chosen = candidates[best][exact[best] > 0]
             if not len(chosen):
@@ -296,28 +297,29 @@ def greedy_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]
 
 @torch.no_grad()
 def _removal_changes(space: EditSpace, keep: Tensor, target: Tensor, parts: Tensor,
-                     rows: Tensor | None = None, whole_units: bool = False) -> Tensor:
+                     rows: Tensor | None = None, whole_units: bool = False, base: Tensor | None = None) -> Tensor:
     """The exact change of the teacher loss (on the pairs `rows`; all when None) from removing
     each of `parts` (flat indices into [unit, freq]; unit indices, each unit's kept editable
     parts together, with `whole_units`) alone. Only pairs whose hinge can move are recomputed:
     a removal shifts a pair's lead by at most |activation| × the spread of the removed push, so
     a pair the unit does not fire on, or whose lead stays above LEAD · δ after that shift, keeps
-    its hinge (zero or unchanged) and adds nothing to the change."""
+    its hinge (zero or unchanged) and adds nothing to the change. `base`: `space.logits(keep,
+    rows)` when the caller has it already."""
     acts, target = (space.acts, target) if rows is None else (space.acts[rows], target[rows])
-    base = space.logits(keep, rows)
+    base = space.logits(keep, rows) if base is None else base
     lead = leads(base, target)
     before = F.relu(LEAD - lead / space.margin)
     wanted = base.gather(1, target[:, None]).squeeze(1)
     others = base.scatter(1, target[:, None], -torch.inf)  # once per call; each removal subtracts from it
     changes = torch.zeros(len(parts), dtype=base.dtype)
-    for i, part in enumerate(parts.tolist()):
-        if whole_units:
-            u, push = part, keep[part] * space.editable[part] @ space.parts[part]
-        else:
-            u, k = divmod(part, space.share.shape[1])
-            push = space.parts[u, k]
-        fire = acts[:, u]
-        moved = ((fire != 0) & (lead - fire.abs() * (push.max() - push.min()) < LEAD * space.margin)).nonzero().flatten()
+    # each candidate's push, its spread and its unit's activations (a row each), gathered at once
+    if whole_units:
+        units, pushes = parts, torch.stack([keep[u] * space.editable[u] @ space.parts[u] for u in parts.tolist()])
+    else:
+        units, pushes = parts // space.share.shape[1], space.parts.flatten(0, 1)[parts]
+    spreads, fires = pushes.amax(1) - pushes.amin(1), acts[:, units].T.contiguous()
+    for i, (push, fire) in enumerate(zip(pushes, fires)):
+        moved = ((fire != 0) & (lead - fire.abs() * spreads[i] < LEAD * space.margin)).nonzero().flatten()
         fired = fire[moved]
         new = (wanted[moved] - fired * push[target[moved]]) - (others[moved] - fired[:, None] * push).amax(1)
         changes[i] = (F.relu(LEAD - new / space.margin) - before[moved]).sum() / len(base)

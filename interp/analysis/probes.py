@@ -171,24 +171,26 @@ def probe(model: nn.Module, dataset: Dataset, hook: str, features: str = "raw", 
 
 
 def _probe_fits(model: nn.Module, dataset: Dataset, hook: str, features: str, n_train: int | None,
-                key_frequencies: list[int] | None, controls: bool, seed: int):
+                key_frequencies: list[int] | None, controls: bool, seed: int, memo: dict | None = None):
     """(the fits of `probe`, a function of their scores that returns its ProbeResult): the
-    activations are computed here, in the calling thread, and only the fits run side by side."""
-    x = probe_features(model, dataset, hook, features, key_frequencies)
+    activations are computed here, in the calling thread, and only the fits run side by side.
+    `memo` keeps what several calls on one model share (its predictions, the untrained net, each
+    hook's and source's activations): the same values, computed once."""
+    memo = {} if memo is None else memo
+    x = _memo(memo, ("features", hook, features), lambda: probe_features(model, dataset, hook, features, key_frequencies))
     rng = np.random.default_rng(seed)
     clean = _clean_subset(dataset, n_train, rng)
     true, observed = dataset.true_labels.numpy(), dataset.labels.numpy()
     evals = _evals(dataset)
     fits: list[Fit] = [(x, true, clean, evals, seed)]
-    with torch.no_grad():
-        pred = logits(model, dataset.inputs).argmax(-1).numpy()
+    pred = _memo(memo, "predictions", lambda: _predictions(model, dataset))
     model_accuracy = {name: None if not m.any() else float((pred[m] == y[m]).mean()) for name, (m, y) in evals.items()}
     names = []
     if controls and hook != INPUT:  # an untrained net's inputs are the inputs: no control to fit
         shuffled = true.copy()
         shuffled[clean] = rng.permutation(true[clean])
-        fresh = build_model(_respec(model), dataset.p)
-        random_acts = cache_activations(fresh, dataset.inputs, hook).numpy()
+        fresh = _memo(memo, "untrained", lambda: build_model(_respec(model), dataset.p))
+        random_acts = _memo(memo, ("untrained", hook), lambda: cache_activations(fresh, dataset.inputs, hook).numpy())
         # observed labels are only learnable by memorising each pair: fit on half of the
         # training examples and score the noisy examples of the other, held-out half
         noisy = dataset.noisy_mask.numpy()
@@ -207,6 +209,17 @@ def _probe_fits(model: nn.Module, dataset: Dataset, hook: str, features: str, n_
     return fits, assemble
 
 
+def _memo(memo: dict, key, compute):
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
+@torch.no_grad()
+def _predictions(model: nn.Module, dataset: Dataset) -> np.ndarray:
+    return logits(model, dataset.inputs).argmax(-1).numpy()
+
+
 def _respec(model: nn.Module):
     """The model's spec with another init seed (for the random-feature control)."""
     from dataclasses import replace
@@ -223,8 +236,9 @@ def learning_curve(model: nn.Module, dataset: Dataset, hook: str, sizes: list[in
 
 
 def _curve_fits(model: nn.Module, dataset: Dataset, hook: str, sizes: list[int], features: str,
-                key_frequencies: list[int] | None, seed: int) -> list[Fit]:
-    x = probe_features(model, dataset, hook, features, key_frequencies)
+                key_frequencies: list[int] | None, seed: int, memo: dict | None = None) -> list[Fit]:
+    memo = {} if memo is None else memo
+    x = _memo(memo, ("features", hook, features), lambda: probe_features(model, dataset, hook, features, key_frequencies))
     true, evals = dataset.true_labels.numpy(), _evals(dataset)
     return [(x, true, _clean_subset(dataset, n, np.random.default_rng(seed)), evals, seed) for n in sizes]
 
@@ -316,14 +330,14 @@ def probe_report(run: Run) -> ProbeReport:
     n_clean = int(ds.clean_mask.sum())
     sizes = [n for n in (50, 100, 200, 400, 800, 1600) if n < n_clean]
     # every fit of the report in one pool (`_fit_scores`): first each probe's, then each curve's
-    fits, assemblers, fresh = [], [], []
+    fits, assemblers, fresh, memo = [], [], [], {}
     for hook, source in progress_bar([(h, s) for h in hooks for s in sources], "probes"):
-        probe_fits, assemble = _probe_fits(model, ds, hook, source, None, keys, source == "raw", 0)
+        probe_fits, assemble = _probe_fits(model, ds, hook, source, None, keys, source == "raw", 0, memo)
         assemblers.append((len(probe_fits), assemble))
         fresh += [len(fits) + 1 + CONTROLS.index("random features")] if len(probe_fits) > 1 else []
         fits += probe_fits
     for source in sources:
-        fits += _curve_fits(model, ds, main, sizes, source, keys, 0)
+        fits += _curve_fits(model, ds, main, sizes, source, keys, 0, memo)
     # a fresh model's collinear features converge slowest (nanda-s5-noisy's MLP: 15–20 s, every
     # other fit ≤ 2 s), so those fits run alone, with every core
     scores = iter(_fit_scores(fits, alone=frozenset(fresh)))
