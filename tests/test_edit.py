@@ -203,3 +203,40 @@ def test_the_input_side_is_edited_only_where_no_readout_edit_agrees():
     # the whole move is the teacher net itself: it agrees by construction and is no edit
     only_the_teacher = [point("learned mask", 0.3, 0.96), point(SHIFTED, 0.9, 0.9), point(SHIFTED, 1.0, 1.0)]
     assert choose(only_the_teacher) == 0
+
+
+def test_a_random_move_has_the_size_asked_for_and_its_own_direction(planted):
+    from interp.analysis.edit import random_move
+    from interp.analysis.neurons import neuron_uvw
+
+    model, _ = planted
+    before = neuron_uvw(model)
+    norm = sum(float(x.double().square().sum()) for x in before)
+    moves = [[(y.double() - x.double()) for x, y in zip(before, neuron_uvw(random_move(model, 0.3, seed)))]
+             for seed in (0, 0, 1)]
+    for move in moves:
+        assert sum(float(d.square().sum()) for d in move) / norm == pytest.approx(0.3, rel=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(moves[0], moves[1]))
+    assert not torch.allclose(moves[0][0], moves[2][0])
+
+
+def test_a_move_toward_the_teacher_is_scored_beside_random_moves_of_its_size(planted, monkeypatch):
+    """Where the chosen edit is a move of both sides (here forced: the planted net's readout mask
+    would win), random moves of the same size are its control, in the summary and the headline."""
+    from interp.analysis import edit
+    from interp.reporting.headline import edit_claim
+
+    def smallest_agreeing_move(points):  # choose's second pool alone
+        moves = [i for i, pt in enumerate(points) if pt.method == edit.SHIFTED and pt.parameter < 1
+                 and pt.agreement >= edit.AGREEMENT]
+        return min(moves, key=lambda i: points[i].size)
+
+    monkeypatch.setattr(edit, "choose", smallest_agreeing_move)
+    search = edit_search(*planted, with_labels=False)
+    controls = search.curve(edit.RANDOM_MOVE)
+    assert len(controls) == len(edit.RANDOM_SEEDS) and all(pt.size == search.edit.size for pt in controls)
+    _, random = search.random_near(search.edit.size)
+    assert random["noisy_observed_acc"] == pytest.approx(sum(pt.metrics["noisy_observed_acc"] for pt in controls) / 3)
+    # aimed, the move keeps the rule; the same size at random does not
+    assert random["test_acc"] < search.edit.metrics["test_acc"] - 0.3
+    assert "Random moves of the same size" in search.summary() and "random moves of the same size" in edit_claim(search)["text"]

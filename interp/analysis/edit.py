@@ -42,7 +42,9 @@ nonlinearity, so no edit of them is exact in closed form.
   architecture: the re-synthesis on Z_p, f^G on a group): every neuron's u, v and w moved a share
   t of the way to the teacher net's — the input side too, for where the memory is not in the
   readout (liu-lu-80: each neuron's residual, on both sides). Its size is t² ‖teacher − model‖² /
-  ‖model‖² over u, v, w; t is the smallest share (to BISECT halvings) that agrees.
+  ‖model‖² over u, v, w; t is the smallest share (to BISECT halvings) that agrees. Its control,
+  where it is the chosen edit: `random move of the same size`, the neuron maps moved as far in
+  random directions (RANDOM_SEEDS draws).
 
 The chosen edit, which `interp edit` writes, is fixed in advance and reads no label (`choose`):
 the smallest learned readout mask whose argmax agrees with the teacher's on at least AGREEMENT
@@ -104,6 +106,9 @@ WHOLE_NEURONS = "learned neuron mask"
 #: the way to the teacher net's; t is scored at SHIFTS, then bisected BISECT times below the
 #: first share that agrees
 SHIFTED = "toward the teacher's weights"
+#: the control of a move toward the teacher: the neuron maps moved as far in a random direction
+#: (RANDOM_SEEDS draws), scored at the chosen move's size alone
+RANDOM_MOVE = "random move of the same size"
 SHIFTS = tuple(i / 10 for i in range(1, 11))
 #: each neuron's residual removed on both sides (f^G, `part_split`): the split's unit as an edit,
 #: scored beside the others and never chosen (it aims at no teacher)
@@ -367,6 +372,17 @@ def shift_share(model: nn.Module, target: nn.Module) -> float:
                  / sum(x.double().square().sum() for x in maps))
 
 
+def random_move(model: nn.Module, size: float, seed: int) -> nn.Module:
+    """`model` with its neuron maps (u, v, w) moved in a random direction (Gaussian, drawn with
+    `seed`) by a change of `size` × their squared norm: a move toward the teacher's size, with
+    no aim."""
+    maps = neuron_uvw(model)
+    draw = torch.Generator().manual_seed(seed)
+    noise = [torch.randn(x.shape, generator=draw, dtype=torch.float64) for x in maps]
+    scale = (size * sum(float(x.double().square().sum()) for x in maps) / sum(float(n.square().sum()) for n in noise)) ** 0.5
+    return family_of(model).with_neuron_maps(model, *(x + (scale * n).to(x.dtype) for x, n in zip(maps, noise)))
+
+
 @torch.no_grad()
 def shifted_edits(model: nn.Module, target: nn.Module, dataset: Dataset, wanted: Tensor
                   ) -> list[tuple[float, Tensor]]:
@@ -463,12 +479,11 @@ class EditSearch(Result):
 
     def random_near(self, size: float) -> tuple[float, dict[str, float | None]]:
         """(the control's size nearest `size`, the mean of its random edits' scores over seeds);
-        an empty dict when there is no control."""
-        at = [pt for pt in self.curve("random") if pt.parameter == nearest_size(size)]
-        if not at:
-            return nearest_size(size), {}
-        return nearest_size(size), {k: None if at[0].metrics[k] is None else sum(pt.metrics[k] for pt in at) / len(at)
-                                    for k in at[0].metrics}
+        an empty dict when there is no control. For a move toward the teacher, its random moves
+        of the same size."""
+        if self.edit.method == SHIFTED:
+            return self.edit.size, _mean_metrics(self.curve(RANDOM_MOVE))
+        return nearest_size(size), _mean_metrics([pt for pt in self.curve("random") if pt.parameter == nearest_size(size)])
 
     def summary(self) -> str:
         from ..core.document import pct
@@ -482,7 +497,7 @@ class EditSearch(Result):
                     f"{pct(e.agreement)} of the grid, since no edit of the readout alone does (the best agrees on "
                     f"{pct(best.agreement)}): memorised {pct(b['noisy_observed_acc'])} → "
                     f"{pct(e.metrics['noisy_observed_acc'])}, test {pct(b['test_acc'])} → {pct(e.metrics['test_acc'])}, "
-                    f"clean {pct(b['clean_acc'])} → {pct(e.metrics['clean_acc'])}.")
+                    f"clean {pct(b['clean_acc'])} → {pct(e.metrics['clean_acc'])}." + self._random_move_words())
         line = (f"Removing {e.size:.1%} of the readout's weight ({e.parts} class-{self.unit} parts of the output "
                 f"weights, {e.neurons} neurons whole), chosen without labels as the smallest learned mask that "
                 f"agrees with the {self.teacher} on {pct(e.agreement)} of the grid: memorised "
@@ -499,6 +514,15 @@ class EditSearch(Result):
             line += (f" Flip counts (Maini et al.): removing a median {f['median_noisy']} neurons flips a noisy "
                      f"training pair's prediction, {f['median_clean']} a clean one's.")
         return line
+
+    def _random_move_words(self) -> str:
+        from ..core.document import pct
+
+        _, random = self.random_near(self.edit.size)
+        if not random:
+            return ""
+        return (f" Random moves of the same size ({len(self.curve(RANDOM_MOVE))} directions): memorised "
+                f"{pct(random['noisy_observed_acc'])}, test {pct(random['test_acc'])}.")
 
     def tables(self) -> list[Table]:
         from ..core.document import Table, pct
@@ -524,6 +548,13 @@ class EditSearch(Result):
         # a Z_p result serialises as it did before groups
         out = {k: v for k, v in asdict(self).items() if k != "keep" and (k != "unit" or v != "frequency")}
         return out
+
+
+def _mean_metrics(points: list[EditPoint]) -> dict[str, float | None]:
+    if not points:
+        return {}
+    return {k: None if points[0].metrics[k] is None else sum(pt.metrics[k] for pt in points) / len(points)
+            for k in points[0].metrics}
 
 
 def nearest_size(size: float) -> float:
@@ -587,6 +618,12 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True, wh
                                        int((out.argmax(1) == wanted).sum()) / len(wanted), scored(out, dataset)))
     result.chosen = choose(result.points)
     chosen = result.points[result.chosen]
+    if chosen.method == SHIFTED:  # its control, after the choice (which it cannot change)
+        for seed in RANDOM_SEEDS:
+            with torch.no_grad():
+                out = logits(random_move(model, chosen.size, seed).double(), dataset.inputs)
+            result.points.append(EditPoint(RANDOM_MOVE, chosen.parameter, chosen.size, 0, 0,
+                                           int((out.argmax(1) == wanted).sum()) / len(wanted), scored(out, dataset)))
     result.keep = None if chosen.method == SHIFTED else dict(masks[chosen.method])[chosen.parameter]
     flippable = counts > 0
     result.flips = {"disputed": int(disputed.sum()), "unflippable": int((~flippable).sum()),

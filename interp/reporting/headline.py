@@ -272,6 +272,10 @@ def edit_claim(search: EditSearch) -> dict[str, str]:
                  f"maps' squared norm: memorised {pct(unit.metrics['noisy_observed_acc'])}, test "
                  f"{pct(unit.metrics['test_acc'])})")
     if e.method == SHIFTED:
+        _, random = search.random_near(e.size)
+        if random:  # the control: the same size of move in random directions
+            text += "; random moves of the same size: " + ", ".join(
+                f"{NAMES[key]} {pct(random[key])}" for key in ("noisy_observed_acc", "test_acc") if base[key] is not None)
         best = max((pt for pt in search.points if pt.method in LEARNED), key=lambda pt: pt.agreement)
         text = (f"every neuron's input and output weights moved {e.parameter:.1%} of the way to the {net} (the whole "
                 f"move, the {net} itself, would be {search.teacher_size:.1%}): {text}. No edit of the readout alone "
