@@ -632,18 +632,19 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True, wh
         result.flips["median_noisy"] = _median(counts[dataset.noisy_mask & flippable])
         result.flips["median_clean"] = _median(counts[dataset.clean_mask & flippable])
     with torch.no_grad():
-        written = logits(chosen_model(model, dataset, result), dataset.inputs).double()
+        written = logits(chosen_model(model, dataset, result, space), dataset.inputs).double()
         exact = (logits(toward(model, extracted[1], chosen.parameter).double(), dataset.inputs)
                  if chosen.method == SHIFTED else space.logits(result.keep))
         result.exactness = float((written - exact).abs().max())
     return result
 
 
-def chosen_model(model: nn.Module, dataset: Dataset, search: EditSearch) -> nn.Module:
-    """The model of the same architecture that computes `search`'s chosen edit."""
+def chosen_model(model: nn.Module, dataset: Dataset, search: EditSearch, space: EditSpace | None = None) -> nn.Module:
+    """The model of the same architecture that computes `search`'s chosen edit (`space`: the
+    model's `edit_space`, when the caller has it)."""
     if search.edit.method == SHIFTED:
         return toward(model, label_free_model(model, dataset.task)[1], search.edit.parameter)
-    return edited_model(model, edit_space(model, dataset), search.keep)
+    return edited_model(model, edit_space(model, dataset) if space is None else space, search.keep)
 
 
 def choose(points: list[EditPoint]) -> int:
