@@ -67,7 +67,7 @@ def main() -> None:
     data = {}
     for name, model, ds in models(args.names):
         start = time.perf_counter()
-        search = edit_search(model, ds, whole_neurons=True)
+        search = edit_search(model, ds, comparisons=True)
         seconds = time.perf_counter() - start
         search.figures(out, f"edit_{name.replace(' ', '_')}")
         b, t, e = search.baseline, search.teacher_metrics, search.edit

@@ -28,8 +28,8 @@ nonlinearity, so no edit of them is exact in closed form.
   a sigmoid gate per part, trained so that the edited logits predict the teacher's argmax on
   every pair (on a large grid, a fresh batch of pairs per step: `search_batch`; `teacher_loss`, a hinge on the lead in units of the model's own median lead) at a
   penalty of `strength` × the removed share; one edit per strength, each warm-started from the
-  last. With `whole_neurons=True`, also the same with one gate per neuron (`learned neuron mask`).
-- `greedy`: each round scores exactly the removal of the CANDIDATES parts with the largest
+  last. With `comparisons=True`, also the same with one gate per neuron (`learned neuron mask`).
+- `greedy` (with `comparisons=True`): each round scores exactly the removal of the CANDIDATES parts with the largest
   first-order drop of that same loss and removes the best, up to STEP_SHARE (or a tenth of the
   share removed so far, when larger); it stops when no removal lowers the loss.
 - `flip count` (Maini et al. 2023): for each pair whose prediction the teacher disputes, the
@@ -96,12 +96,13 @@ LEAD = 0.5  # the teacher's class must win by this share of the model's median l
 READS = "the weights and the model's own logits over every input pair of the dataset; no label, split or noise mask"
 #: the chosen edit agrees with the teacher's argmax on at least this share of the grid
 AGREEMENT = 0.995
-#: the method the chosen edit is taken from (`choose`), reading no label; the same relaxation
-#: with one gate per whole neuron (WHOLE_NEURONS) is scored only on request
-#: (`edit_search(whole_neurons=True)`: docs/results.md's table), never chosen — on no release did
-#: it win, and it is a third of the search's time
+#: the method the chosen edit is taken from (`choose`), reading no label
 LEARNED = ("learned mask",)
+#: methods scored only for comparison, on request (`edit_search(comparisons=True)`:
+#: docs/results.md's table), never chosen: the learned mask with one gate per whole neuron
+#: (on no release did it win; a third of the search's time) and greedy removal
 WHOLE_NEURONS = "learned neuron mask"
+COMPARISONS = (WHOLE_NEURONS, "greedy")
 #: the edit of both sides (nets with neuron maps): every neuron's u, v and w moved a share t of
 #: the way to the teacher net's; t is scored at SHIFTS, then bisected BISECT times below the
 #: first share that agrees
@@ -576,11 +577,10 @@ def edited_model(model: nn.Module, space: EditSpace, keep: Tensor) -> nn.Module:
     return family_of(model).with_unit_to_logit(model, space.to_logit(keep))
 
 
-def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True, whole_neurons: bool = False) -> EditSearch:
+def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True, comparisons: bool = False) -> EditSearch:
     """Every method's curve, the chosen edit, and the check that the written model computes it.
     `with_labels=False` leaves out the one method that reads labels (`localisation ranking`);
-    `whole_neurons=True` adds the learned mask of whole neurons (WHOLE_NEURONS), a comparison
-    that never changes the chosen edit."""
+    `comparisons=True` adds the methods of COMPARISONS, which never change the chosen edit."""
     space = edit_space(model, dataset)
     name, target = teacher(model, dataset)
     wanted = target.argmax(1)
@@ -588,9 +588,9 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True, wh
     result = EditSearch(name, scored(full, dataset), scored(target, dataset),
                         unit=harmonics_of(dataset.task, full.shape[1]).kind)
     masks = {"learned mask": learned_masks(space, wanted)}
-    if whole_neurons:
+    if comparisons:
         masks[WHOLE_NEURONS] = learned_masks(space, wanted, whole_units=True)
-    masks["greedy"] = greedy_masks(space, wanted)
+        masks["greedy"] = greedy_masks(space, wanted)
     disputed, counts, ranking = flip_counts(space, target)
     masks["flip count"] = neuron_masks(space, ranking)
     if with_labels:
