@@ -81,3 +81,22 @@ def test_a_whole_attention_layer_is_scored_beside_as_many_random_heads_of_the_mo
     late = rows["blocks.1.attn.hook_z"]  # nothing reaches the logits: every class ties (memorised: observed 0)
     assert (late.memorised, late.test) == (pytest.approx(0.222, abs=1e-3), 0.25) and late.random_test > 0.4
     assert "all 8 heads" in result.tables()[0].rows[-1][1]
+
+
+def test_each_mlp_is_ranked_neuron_by_neuron_and_ablated_whole_beside_random_mlp_neurons():
+    """MLP 0 holds 4 rule units and one lookup per noisy example: its most suspect neurons, as
+    many as the lookups, are the lookups (memorised 0, test kept; as many random neurons of it
+    hit the rule). MLP 1 writes nothing: ablating it whole changes nothing, and its control draws
+    from both MLPs."""
+    from interp.analysis.suspect_neurons import suspect_neurons
+
+    run, memory = planted_head_transformer()
+    width = 4 + len(memory)
+    result = suspect_neurons(run, shares=(len(memory) / width,), directions=1)
+    lookups = next(r for r in result.rows if r.layer == "blocks.0.mlp.hook_post" and r.kind == "neurons")
+    assert (lookups.units, lookups.memorised, lookups.test) == (len(memory), 0.0, 1.0)
+    assert lookups.random_test < 0.9 and lookups.verdict == "memorising"
+    whole = {r.layer: r for r in result.rows if r.kind == "MLP"}
+    assert (whole["blocks.1.mlp.hook_post"].memorised, whole["blocks.1.mlp.hook_post"].test) == (1.0, 1.0)
+    first = whole["blocks.0.mlp.hook_post"]  # no rule unit and no lookup left: every class ties
+    assert (first.memorised, first.test) == (pytest.approx(0.222, abs=1e-3), 0.25) and first.random_test > 0.5

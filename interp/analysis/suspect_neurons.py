@@ -17,7 +17,10 @@ the examples weighted by how much the head writes on them; each head alone (most
 first), then the most suspect half of the layer's heads, are zero-ablated beside as many random
 heads of the layer. Each layer's whole attention
 (all its heads zero-ablated) is scored beside as many random heads drawn from the whole model:
-a control only where the model has more heads than the layer (else no verdict).
+a control only where the model has more heads than the layer (else no verdict). On a
+TransformerLens-style stack (`Capability.POSITIONS`) each block's MLP neurons (`mlp.hook_post`)
+are ranked and ablated like a layer's neurons, and each whole MLP zero-ablated beside as many
+neurons drawn from every MLP of the model (again a control only with more than one MLP).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ CONTROL_SEEDS = (0, 1, 2)
 SHARES = (1 / 64, 1 / 16, 1 / 4)
 
 #: what a row ablates: the most suspect neurons or heads of a layer, or a layer's whole attention
-UnitKind = Literal["neurons", "heads", "attention"]
+UnitKind = Literal["neurons", "heads", "attention", "MLP"]
 
 
 @dataclass
@@ -88,13 +91,13 @@ class SuspectNeurons(Result):
                  _pct(r.random_test), r.verdict] for r in self.rows]
         return [Table(["layer", "units ablated", "memorised", "random", "test", "random", "verdict"], rows,
                       f"the most suspect units zero-ablated; random: as many units of the same kind and layer (a "
-                      f"whole attention layer: as many heads of the whole model), mean of {len(CONTROL_SEEDS)} draws; a "
+                      f"whole attention layer or MLP: as many heads or MLP neurons of the whole model), mean of {len(CONTROL_SEEDS)} draws; a "
                       f"verdict needs a lead over random above {VERDICT_BAND:.0%}")]
 
 
 def _units(row: SuspectAblation) -> str:
-    if row.kind == "attention":
-        return f"all {row.width} heads"
+    if row.kind in ("attention", "MLP"):
+        return f"all {row.width} {'heads' if row.kind == 'attention' else 'neurons'}"
     named = f" ({', '.join(row.names)})" if row.names else ""
     return f"{row.units} / {row.width} {row.kind}{named}"
 
@@ -123,34 +126,56 @@ def suspect_neurons(run: Run, shares: tuple[float, ...] = SHARES, directions: in
                     ) -> SuspectNeurons:
     model, ds, loss = run.model, run.dataset, run.spec.train.loss
     family = family_of(model)
-    hooks = family.layer_hooks(model)
-    _, cache = family.run_with_cache(model, ds.inputs, names_filter=lambda name: name in hooks)
+    hooks, mlps = family.layer_hooks(model), mlp_hooks(model)
+    _, cache = family.run_with_cache(model, ds.inputs, names_filter=lambda name: name in hooks or name in mlps)
     train, labels = ds.train_mask, ds.labels[ds.train_mask]
     first = cache[hooks[0]][train]
     doubt = label_doubt(first, labels, class_subspaces(first, labels, ds.p, directions))
 
-    def scored(hook: str, units: list[int]) -> tuple[float, float]:
-        def ablate(value: Tensor, hook=None) -> Tensor:
-            value[..., units] = 0
+    def scored(units: dict[str, list[int]]) -> tuple[float, float]:
+        def ablate(value: Tensor, hook) -> Tensor:
+            value[..., units[hook.name]] = 0
             return value
 
-        m = subset_metrics(family.forward(model, ds.inputs, [(hook_name, ablate) for hook_name in (hook,)]), ds, loss)
+        m = subset_metrics(family.forward(model, ds.inputs, [(name, ablate) for name in units]), ds, loss)
         return m["noisy_observed_acc"], m["test_acc"]
 
     final = subset_metrics(family.forward(model, ds.inputs), ds, loss)
     rows = []
-    for hook in hooks:
+    for hook in hooks + mlps:
         width = cache[hook].shape[-1]
         score = suspicion(cache[hook][train], doubt)
         for n in sorted({max(1, round(share * width)) for share in shares}):
-            memorised, test = scored(hook, most_suspect(score, n))
-            controls = [scored(hook, torch.randperm(width, generator=torch.Generator().manual_seed(seed))[:n].tolist())
+            memorised, test = scored({hook: most_suspect(score, n)})
+            controls = [scored({hook: torch.randperm(width, generator=torch.Generator().manual_seed(seed))[:n].tolist()})
                         for seed in CONTROL_SEEDS]
             random_mem, random_test = (sum(c[i] for c in controls) / len(controls) for i in (0, 1))
             rows.append(SuspectAblation(hook, n, width, memorised, test, random_mem, random_test))
+    # each whole MLP beside as many neurons drawn from every MLP (a control only with more than one)
+    pool = [(hook, unit) for hook in mlps for unit in range(cache[hook].shape[-1])]
+    for hook in mlps:
+        width = cache[hook].shape[-1]
+        memorised, test = scored({hook: list(range(width))})
+        controls = []
+        for seed in CONTROL_SEEDS if len(pool) > width else ():
+            drawn: dict[str, list[int]] = {}
+            for i in torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:width].tolist():
+                drawn.setdefault(pool[i][0], []).append(pool[i][1])
+            controls.append(scored(drawn))
+        random_mem, random_test = ((sum(c[i] for c in controls) / len(controls) if controls else None) for i in (0, 1))
+        rows.append(SuspectAblation(hook, width, width, memorised, test, random_mem, random_test, kind="MLP"))
     if family.has(model, Capability.HEADS):
         rows += _head_rows(run, doubt)
     return SuspectNeurons(final["noisy_observed_acc"], final["test_acc"], rows)
+
+
+def mlp_hooks(model) -> list[str]:
+    """The MLP neurons of each block of a TransformerLens-style stack: the `mlp.hook_post` among
+    the hooks patching walks (`Capability.POSITIONS`); none on a model without positions."""
+    family = family_of(model)
+    if not family.has(model, Capability.POSITIONS):
+        return []
+    return [hook for hook in family.patch_hooks(model) if hook.endswith("mlp.hook_post")]
 
 
 def _head_rows(run: Run, doubt: Tensor) -> list[SuspectAblation]:
