@@ -26,6 +26,7 @@ neurons drawn from every MLP of the model (again a control only with more than o
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -35,11 +36,12 @@ from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, label_do
 from ..core.metrics import VERDICT_BAND, accuracy_verdict, subset_metrics
 from ..families.base import Capability, family_of, heads
 from .ablation import ablated_logits_at
+from .plots import _save, _subplots
 from ..training.rundir import Run
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
-    from ..core.document import Table
+    from ..core.document import Figure, Table
 
 CONTROL_SEEDS = (0, 1, 2)
 
@@ -93,6 +95,32 @@ class SuspectNeurons(Result):
                       f"the most suspect units zero-ablated; random: as many units of the same kind and layer (a "
                       f"whole attention layer or MLP: as many heads or MLP neurons of the whole model), mean of {len(CONTROL_SEEDS)} draws; a "
                       f"verdict needs a lead over random above {VERDICT_BAND:.0%}")]
+
+    def figures(self, out_dir: Path, stem: str) -> list[Figure]:
+        from ..core.document import Figure
+
+        return [Figure(plot_suspects(self, Path(out_dir) / f"{stem}.png"),
+                       "each ablation (filled) joined to its random control (hollow): up and to the left of its "
+                       "control is memorising")]
+
+
+def plot_suspects(result: SuspectNeurons, path: Path) -> Path:
+    fig, ax = _subplots(figsize=(7, 5))
+    colors = {"neurons": "#1f77b4", "MLP": "#17becf", "heads": "#d62728", "attention": "#ff7f0e"}
+    for kind, color in colors.items():
+        rows = [r for r in result.rows if r.kind == kind]
+        for r in rows:
+            if r.random_memorised is not None and r.random_test is not None:
+                ax.plot([r.random_memorised, r.memorised], [r.random_test, r.test], color=color, linewidth=0.8)
+                ax.scatter([r.random_memorised], [r.random_test], facecolors="none", edgecolors=color, s=25)
+            ax.annotate(f"{r.layer.rsplit('.', 1)[0]} {_units(r)}", (r.memorised, r.test), fontsize=5)
+        if rows:
+            ax.scatter([r.memorised for r in rows], [r.test for r in rows], color=color, s=25, label=kind)
+    ax.scatter([result.final_memorised], [result.final_test], marker="*", color="black", s=80, label="no ablation")
+    ax.set(xlabel="memorised (noisy training examples, observed labels)", ylabel="test accuracy", xlim=(-0.02, 1.02),
+           ylim=(-0.02, 1.02), title="the most suspect units ablated, beside random units")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
 
 
 def _units(row: SuspectAblation) -> str:
