@@ -100,3 +100,14 @@ def test_each_mlp_is_ranked_neuron_by_neuron_and_ablated_whole_beside_random_mlp
     assert (whole["blocks.1.mlp.hook_post"].memorised, whole["blocks.1.mlp.hook_post"].test) == (1.0, 1.0)
     first = whole["blocks.0.mlp.hook_post"]  # no rule unit and no lookup left: every class ties
     assert (first.memorised, first.test) == (pytest.approx(0.222, abs=1e-3), 0.25) and first.random_test > 0.5
+
+
+def test_a_rewound_layer_is_named_by_the_module_its_weights_share():
+    """The token transformer's first group is the embedding with block 0 (not `W_E`), its last the
+    unembedding; an MLP's groups keep their module names."""
+    from interp.analysis.layer_rewind import layer_names
+    from interp.families.mlp import MLPNet, MLPSpec
+
+    for model, names in ((planted_head_transformer()[0].model, ["embed + blocks.0", "blocks.1", "unembed"]),
+                         (MLPNet(MLPSpec(d_in=4, widths=(3, 3)), 2), ["blocks.0.linear", "blocks.1.linear", "unembed"])):
+        assert layer_names(interp.families.family_of(model).layer_parameters(model)) == names
