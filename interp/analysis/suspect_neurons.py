@@ -25,6 +25,8 @@ neurons drawn from every MLP of the model (again a control only with more than o
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -44,6 +46,10 @@ if TYPE_CHECKING:
     from ..core.document import Figure, Table
 
 CONTROL_SEEDS = (0, 1, 2)
+
+#: a random set of heads with at most this many possible draws (1 of 4, 2 of 4) is every one of
+#: them, averaged: 3 draws of 1 head in 4 would often include the ranked head itself
+EXHAUSTIVE = 10
 
 #: the shares of a layer's units ablated
 SHARES = (1 / 64, 1 / 16, 1 / 4)
@@ -93,7 +99,8 @@ class SuspectNeurons(Result):
                  _pct(r.random_test), r.verdict] for r in self.rows]
         return [Table(["layer", "units ablated", "memorised", "random", "test", "random", "verdict"], rows,
                       f"the most suspect units zero-ablated; random: as many units of the same kind and layer (a "
-                      f"whole attention layer or MLP: as many heads or MLP neurons of the whole model), mean of {len(CONTROL_SEEDS)} draws; a "
+                      f"whole attention layer or MLP: as many heads or MLP neurons of the whole model), mean of {len(CONTROL_SEEDS)} draws "
+                      f"(of every set of heads where there are at most {EXHAUSTIVE}); a "
                       f"verdict needs a lead over random above {VERDICT_BAND:.0%}")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
@@ -226,8 +233,11 @@ def _head_rows(run: Run, doubt: Tensor) -> list[SuspectAblation]:
     def controls(pool: list[int], n: int) -> tuple[float | None, float | None]:
         if n >= len(pool):
             return None, None  # every head of the pool: no other set of the same size
-        drawn = [scored([pool[i] for i in torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]])
-                 for seed in CONTROL_SEEDS]
+        if math.comb(len(pool), n) <= EXHAUSTIVE:  # few sets: the random control's exact expectation
+            drawn = [scored(list(chosen)) for chosen in itertools.combinations(pool, n)]
+        else:
+            drawn = [scored([pool[i] for i in torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]])
+                     for seed in CONTROL_SEEDS]
         return sum(d[0] for d in drawn) / len(drawn), sum(d[1] for d in drawn) / len(drawn)
 
     rows = []
