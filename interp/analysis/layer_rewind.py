@@ -38,7 +38,7 @@ CONTROL_SEEDS = (0, 1)
 
 @dataclass
 class Rewind:
-    layer: str  # the layer's first parameter's module, e.g. blocks.1.linear or unembed
+    layer: str  # the layer's name (`layer_names`), e.g. blocks.1.linear, unembed or embed + blocks.0
     step: int
     memorised: float
     test: float
@@ -116,11 +116,34 @@ def _scores(model, dataset, loss: str) -> tuple[float, float]:
     return m["noisy_observed_acc"], m["test_acc"]
 
 
+def layer_names(groups: list[list[str]]) -> list[str]:
+    """A name for each of `layer_parameters`' groups: the module its parameters share
+    (`blocks.1.linear`, `blocks.0` for an attention + MLP block); parameters of the model itself
+    (no module) are the embedding in the first group (`embed + blocks.0`) and the unembedding in
+    the last (`unembed`), as the groups run from the input to the readout."""
+    names = []
+    for i, group in enumerate(groups):
+        modules = [name.rsplit(".", 1)[0].split(".") for name in group if "." in name]
+        shared = []
+        for parts in zip(*modules):
+            if len(set(parts)) > 1:
+                break
+            shared.append(parts[0])
+        module = ".".join(shared)
+        if len(modules) == len(group):
+            names.append(module)
+        else:
+            end = "embed" if i == 0 else "unembed"
+            names.append(f"{end} + {module}" if module else end)
+    return names
+
+
 def rewound(run: Run, layer: str, step: int):
-    """The final model with `layer`'s parameters (e.g. "blocks.0.linear") from the checkpoint at
-    `step`: same architecture, loads wherever the run's model does."""
+    """The final model with `layer`'s parameters (`layer_names`, e.g. "blocks.0.linear") from
+    the checkpoint at `step`: same architecture, loads wherever the run's model does."""
     early = dict(load_run(run.path, step).model.named_parameters())
-    group = next(g for g in family_of(run.model).layer_parameters(run.model) if g[0].rsplit(".", 1)[0] == layer)
+    groups = family_of(run.model).layer_parameters(run.model)
+    group = groups[layer_names(groups).index(layer)]
     return replaced_parameters(run.model, {n: early[n].detach() for n in group})
 
 
@@ -153,15 +176,14 @@ def layer_rewind(run: Run, directions: int = DEFAULT_DIRECTIONS) -> LayerRewind:
     rewinds = []
     for step in [s for s in trajectory_steps(run.path) if s < run.step]:
         early = {name: p.detach() for name, p in load_run(run.path, step).model.named_parameters()}
-        for group in groups:
+        for name, group in zip(layer_names(groups), groups):
             edited = replaced_parameters(model, {n: early[n] for n in group})
             mem, acc = _scores(edited, ds, loss)
             count = sum(sizes[n] for n in group)
             controls = [_scores(replaced_parameters(model, _random_rewind(final, early, count, seed)), ds, loss)
                         for seed in CONTROL_SEEDS]
             random_mem, random_acc = (sum(c[i] for c in controls) / len(controls) for i in (0, 1))
-            rewinds.append(Rewind(group[0].rsplit(".", 1)[0], step, mem, acc, random_mem, random_acc,
-                                  agreement(edited)))
+            rewinds.append(Rewind(name, step, mem, acc, random_mem, random_acc, agreement(edited)))
     return LayerRewind(memorised, test, rewinds)
 
 
