@@ -82,7 +82,8 @@ def neighbour_choice(run) -> str:
 def rates(presets: list[str], values: list[float], out: Path) -> list[str]:
     lines = ["| preset | noise | memorised raw → edit | test raw → edit | best evaluation: test (memorised) | "
              "chosen checkpoint: step (memorised, test) | the neighbour vote's choice: step (memorised, test) | "
-             "steps | train + edit seconds |", "|---|---|---|---|---|---|---|---|---|"]
+             "steps | control, the teacher's flags left out: memorised, test | the same teacher fine-tuned from the final "
+             "weights: memorised, test (steps) | train + edit seconds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in presets:
         for rate in values:
             start = time.perf_counter()
@@ -91,12 +92,25 @@ def rates(presets: list[str], values: list[float], out: Path) -> list[str]:
             result, _ = forget_noise(run)
             seconds = time.perf_counter() - middle
             raw, edit, best, ckpt = (result.row(k) for k in ("raw model", "the edit", "best evaluation", "chosen"))
+            final, flagged = from_final_weights(run, result.checkpoints), result.row("control: observed labels")
             lines.append(f"| {name} | {rate:.0%} | {pct(raw.memorised)} → {pct(edit.memorised)} | {pct(raw.test)} → "
                          f"{pct(edit.test)} | {pct(best.test)} ({pct(best.memorised)}) | {result.checkpoint} "
                          f"({pct(ckpt.memorised)}, {pct(ckpt.test)}) | {neighbour_choice(run)} | {result.steps} | "
+                         f"{pct(flagged.memorised)}, {pct(flagged.test)} | {final} | "
                          f"{middle - start:.0f} + {seconds:.0f} |")
             print(lines[-1], flush=True)
     return lines
+
+
+def from_final_weights(run, checkpoints: list[int]) -> str:
+    """The edit as it was before it started from the chosen checkpoint: the same teacher, the
+    same fine-tune, from the final weights, as "memorised, test (steps)"."""
+    ds = run.dataset
+    inputs, observed = ds.inputs[ds.train_mask], ds.labels[ds.train_mask]
+    teacher = teacher_classes(trajectory_probabilities(run, checkpoints), neighbour_votes(inputs, observed, ds.p))
+    model, steps = fine_tuned(run.model, inputs, teacher)
+    memorised, test = scores(model, run)
+    return f"{pct(memorised)}, {pct(test)} ({steps})"
 
 
 def scores(model, run) -> tuple[float, float]:
@@ -123,7 +137,8 @@ def candidates(run) -> list[str]:
         f"the chosen checkpoint alone (step {step})": trajectory_probabilities(run, [step]).argmax(-1),
         f"the early trajectory (checkpoints {', '.join(map(str, early))})": trajectory.argmax(-1),
         "the 10 nearest neighbours' observed labels": teacher_classes(torch.zeros_like(votes), votes),
-        "early trajectory + neighbours (the edit's teacher)": teacher_classes(trajectory, votes),
+        "early trajectory + neighbours (the edit's teacher; fine-tuned from the final weights: the edit before "
+        "it started from the chosen checkpoint)": teacher_classes(trajectory, votes),
     }
     lines = ["| teacher (label-free) | teacher names the wrong observed label (noisy) | teacher names the true "
              "label (noisy) | fine-tuned: steps | memorised | test |", "|---|---|---|---|---|---|"]
@@ -137,7 +152,7 @@ def candidates(run) -> list[str]:
     rewinds = layer_rewind(run)
     choice = rewinds.label_free()
     start = rewound(run, choice.layer, choice.step)
-    model, steps = fine_tuned(start, inputs, teachers["early trajectory + neighbours (the edit's teacher)"])
+    model, steps = fine_tuned(start, inputs, teacher_classes(trajectory, votes))
     memorised, test = scores(model, run)
     lines.append(f"| the edit's teacher, fine-tuned from the label-free layer rewind ({choice.layer} to step "
                  f"{choice.step}: memorised {pct(choice.memorised)}, test {pct(choice.test)}) | | | {steps} | "
