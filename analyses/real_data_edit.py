@@ -82,8 +82,9 @@ def neighbour_choice(run) -> str:
 def rates(presets: list[str], values: list[float], out: Path) -> list[str]:
     lines = ["| preset | noise | memorised raw → edit | test raw → edit | best evaluation: test (memorised) | "
              "chosen checkpoint: step (memorised, test) | the neighbour vote's choice: step (memorised, test) | "
-             "steps | control, the teacher's flags left out: memorised, test | the same teacher fine-tuned from the final "
-             "weights: memorised, test (steps) | train + edit seconds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "steps | control, the teacher's flags left out: memorised, test | the same teacher fine-tuned from the "
+             "final weights: memorised, test (steps) | train + edit seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in presets:
         for rate in values:
             start = time.perf_counter()

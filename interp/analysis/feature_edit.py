@@ -114,8 +114,8 @@ class FeatureEdit(Result):
         scores = (f"memorised {raw.memorised:.1%} → {edit.memorised:.1%}, " if self.scored else
                   f"{UNSCORED}; ")
         return (f"the weights of step {self.checkpoint} fine-tuned for {self.steps} full-batch steps toward a "
-                f"label-free teacher (the checkpoints up to step {self.checkpoint} with the observed labels of each example's "
-                f"{NEIGHBOURS} nearest neighbours): {scores}test {raw.test:.1%} → {edit.test:.1%}.")
+                f"label-free teacher (the checkpoints up to step {self.checkpoint} with the observed labels of each "
+                f"example's {NEIGHBOURS} nearest neighbours): {scores}test {raw.test:.1%} → {edit.test:.1%}.")
 
     def summary(self) -> str:
         best, control, flagged, relabelled = self.row(BEST), self.row(OBSERVED), self.row(FLAGGED), self.row(RELABELLED)
@@ -293,8 +293,8 @@ def forget_noise(run: Run, directions: int = DEFAULT_DIRECTIONS) -> tuple[Featur
 def provenance(result: FeatureEdit) -> dict:
     """What an edited run's config records of the edit (`training.derived.save_derived_run`)."""
     return {"edit": "the chosen checkpoint fine-tuned toward a label-free teacher (interp.analysis.feature_edit)",
-            "reads": READS, "start": result.checkpoint, "checkpoints": result.checkpoints, "neighbours": NEIGHBOURS, "steps": result.steps, "lr": FINE_TUNE_LR,
-            "optimizer": "adam, full batch"}
+            "reads": READS, "start": result.checkpoint, "checkpoints": result.checkpoints, "neighbours": NEIGHBOURS,
+            "steps": result.steps, "lr": FINE_TUNE_LR, "optimizer": "adam, full batch"}
 
 
 def _share(mask: Tensor) -> float | None:
