@@ -63,7 +63,8 @@ def trained(name: str, out: Path, overrides: tuple[str, ...] = ()):
 def neighbour_choice(run) -> str:
     """An alternative label-free choice of the checkpoint, measured beside the edit's: the one
     whose training predictions agree most with the neighbour vote's class (the earliest on a tie),
-    as "step (memorised, test)"."""
+    as "step (memorised, test)", then the edit from it (its teacher the checkpoints up to it plus
+    the neighbours, fine-tuned from it by the edit's rule) as "memorised, test (steps)"."""
     ds = run.dataset
     train = ds.train_mask
     votes = neighbour_votes(ds.inputs[train], ds.labels[train], ds.p)
@@ -76,15 +77,19 @@ def neighbour_choice(run) -> str:
         if best is None or round(agreement, 9) > round(best[0], 9):
             best = (agreement, step, model)
     memorised, test = scores(best[2], run)
-    return f"{best[1]} ({pct(memorised)}, {pct(test)})"
+    early = [s for s in trajectory_steps(run.path) if s <= best[1]]
+    edited, steps = fine_tuned(best[2], ds.inputs[train], teacher_classes(trajectory_probabilities(run, early), votes))
+    edit_memorised, edit_test = scores(edited, run)
+    return f"{best[1]} ({pct(memorised)}, {pct(test)}) | {pct(edit_memorised)}, {pct(edit_test)} ({steps})"
 
 
 def rates(presets: list[str], values: list[float], out: Path) -> list[str]:
     lines = ["| preset | noise | memorised raw → edit | test raw → edit | best evaluation: test (memorised) | "
              "chosen checkpoint: step (memorised, test) | the neighbour vote's choice: step (memorised, test) | "
+             "the edit from the neighbour vote's choice: memorised, test (steps) | "
              "steps | control, the teacher's flags left out: memorised, test | the same teacher fine-tuned from the "
              "final weights: memorised, test (steps) | train + edit seconds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in presets:
         for rate in values:
             start = time.perf_counter()
