@@ -18,7 +18,9 @@ training inputs and the run's checkpoints:
 - the early trajectory plus the neighbours: the edit's teacher.
 Each is scored afterwards against the truth (noisy examples whose teacher class is the wrong
 observed label, or the true one), then the final weights are fine-tuned toward it by the edit's
-rule (`fine_tuned`: full-batch Adam, stopping at 99.5% agreement or 100 steps). Then the edit
+rule (`fine_tuned`: full-batch Adam, stopping at 99.5% agreement or 100 steps; the edit itself
+now starts from the chosen checkpoint instead: its row is the edit from the final weights, as
+it was before). Then the edit
 itself (`forget_noise`, with its controls), the layer rewind chosen without labels
 (`layer_rewind`) and, as one more candidate, the fine-tune toward the edit's teacher started from
 that rewound model. Writes `<out>/edit.md` and prints every number it writes.
@@ -26,13 +28,15 @@ that rewound model. Writes `<out>/edit.md` and prints every number it writes.
     OMP_NUM_THREADS=1 python analyses/real_data_edit.py --rates 0.2 0.6 0.8 [--presets digits-40]
 
 trains each preset at each other rate of the same (symmetric) noise (`noise.rate=R`, the run in
-OUT/NAME-R) and writes the edit's table at each rate, beside the best evaluation, to
-`<out>/rates-PRESETS.md` (the candidates are measured at the preset's own rate only).
+OUT/NAME-R) and writes the edit's table at each rate, beside the best evaluation, the
+flagged-out control, the same teacher fine-tuned from the final weights and the edit from the
+checkpoint the neighbour vote would choose, to `<out>/rates-PRESETS.md` (the candidates are measured at the preset's own rate only).
 
     OMP_NUM_THREADS=1 python analyses/real_data_edit.py --sensitivity [--presets digits-40]
 
 the teacher's recipe perturbed (k = 5, 10, 20 neighbours; the vote weighted 0.5, 1, 2): memorised
-/ test of each teacher fine-tuned by the edit's rule, to `<out>/sensitivity-PRESETS.md`.
+/ test of each teacher fine-tuned by the edit's rule from the final weights (as the edit did
+before it started from the chosen checkpoint), to `<out>/sensitivity-PRESETS.md`.
 """
 
 from __future__ import annotations
