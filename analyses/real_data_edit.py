@@ -18,7 +18,9 @@ training inputs and the run's checkpoints:
 - the early trajectory plus the neighbours: the edit's teacher.
 Each is scored afterwards against the truth (noisy examples whose teacher class is the wrong
 observed label, or the true one), then the final weights are fine-tuned toward it by the edit's
-rule (`fine_tuned`: full-batch Adam, stopping at 99.5% agreement or 100 steps). Then the edit
+rule (`fine_tuned`: full-batch Adam, stopping at 99.5% agreement or 100 steps; the edit itself
+now starts from the chosen checkpoint instead: its row is the edit from the final weights, as
+it was before). Then the edit
 itself (`forget_noise`, with its controls), the layer rewind chosen without labels
 (`layer_rewind`) and, as one more candidate, the fine-tune toward the edit's teacher started from
 that rewound model. Writes `<out>/edit.md` and prints every number it writes.
@@ -26,13 +28,15 @@ that rewound model. Writes `<out>/edit.md` and prints every number it writes.
     OMP_NUM_THREADS=1 python analyses/real_data_edit.py --rates 0.2 0.6 0.8 [--presets digits-40]
 
 trains each preset at each other rate of the same (symmetric) noise (`noise.rate=R`, the run in
-OUT/NAME-R) and writes the edit's table at each rate, beside the best evaluation, to
-`<out>/rates-PRESETS.md` (the candidates are measured at the preset's own rate only).
+OUT/NAME-R) and writes the edit's table at each rate, beside the best evaluation, the
+flagged-out control, the same teacher fine-tuned from the final weights and the edit from the
+checkpoint the neighbour vote would choose, to `<out>/rates-PRESETS.md` (the candidates are measured at the preset's own rate only).
 
     OMP_NUM_THREADS=1 python analyses/real_data_edit.py --sensitivity [--presets digits-40]
 
 the teacher's recipe perturbed (k = 5, 10, 20 neighbours; the vote weighted 0.5, 1, 2): memorised
-/ test of each teacher fine-tuned by the edit's rule, to `<out>/sensitivity-PRESETS.md`.
+/ test of each teacher fine-tuned by the edit's rule from the final weights (as the edit did
+before it started from the chosen checkpoint), to `<out>/sensitivity-PRESETS.md`.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ def trained(name: str, out: Path, overrides: tuple[str, ...] = ()):
 def neighbour_choice(run) -> str:
     """An alternative label-free choice of the checkpoint, measured beside the edit's: the one
     whose training predictions agree most with the neighbour vote's class (the earliest on a tie),
-    as "step (memorised, test)"."""
+    as "step (memorised, test)", then the edit from it (its teacher the checkpoints up to it plus
+    the neighbours, fine-tuned from it by the edit's rule) as "memorised, test (steps)"."""
     ds = run.dataset
     train = ds.train_mask
     votes = neighbour_votes(ds.inputs[train], ds.labels[train], ds.p)
@@ -76,13 +81,19 @@ def neighbour_choice(run) -> str:
         if best is None or round(agreement, 9) > round(best[0], 9):
             best = (agreement, step, model)
     memorised, test = scores(best[2], run)
-    return f"{best[1]} ({pct(memorised)}, {pct(test)})"
+    early = [s for s in trajectory_steps(run.path) if s <= best[1]]
+    edited, steps = fine_tuned(best[2], ds.inputs[train], teacher_classes(trajectory_probabilities(run, early), votes))
+    edit_memorised, edit_test = scores(edited, run)
+    return f"{best[1]} ({pct(memorised)}, {pct(test)}) | {pct(edit_memorised)}, {pct(edit_test)} ({steps})"
 
 
 def rates(presets: list[str], values: list[float], out: Path) -> list[str]:
     lines = ["| preset | noise | memorised raw → edit | test raw → edit | best evaluation: test (memorised) | "
              "chosen checkpoint: step (memorised, test) | the neighbour vote's choice: step (memorised, test) | "
-             "steps | train + edit seconds |", "|---|---|---|---|---|---|---|---|---|"]
+             "the edit from the neighbour vote's choice: memorised, test (steps) | "
+             "steps | control, the teacher's flags left out: memorised, test | the same teacher fine-tuned from the "
+             "final weights: memorised, test (steps) | train + edit seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in presets:
         for rate in values:
             start = time.perf_counter()
@@ -91,12 +102,25 @@ def rates(presets: list[str], values: list[float], out: Path) -> list[str]:
             result, _ = forget_noise(run)
             seconds = time.perf_counter() - middle
             raw, edit, best, ckpt = (result.row(k) for k in ("raw model", "the edit", "best evaluation", "chosen"))
+            final, flagged = from_final_weights(run, result.checkpoints), result.row("control: observed labels")
             lines.append(f"| {name} | {rate:.0%} | {pct(raw.memorised)} → {pct(edit.memorised)} | {pct(raw.test)} → "
                          f"{pct(edit.test)} | {pct(best.test)} ({pct(best.memorised)}) | {result.checkpoint} "
                          f"({pct(ckpt.memorised)}, {pct(ckpt.test)}) | {neighbour_choice(run)} | {result.steps} | "
+                         f"{pct(flagged.memorised)}, {pct(flagged.test)} | {final} | "
                          f"{middle - start:.0f} + {seconds:.0f} |")
             print(lines[-1], flush=True)
     return lines
+
+
+def from_final_weights(run, checkpoints: list[int]) -> str:
+    """The edit as it was before it started from the chosen checkpoint: the same teacher, the
+    same fine-tune, from the final weights, as "memorised, test (steps)"."""
+    ds = run.dataset
+    inputs, observed = ds.inputs[ds.train_mask], ds.labels[ds.train_mask]
+    teacher = teacher_classes(trajectory_probabilities(run, checkpoints), neighbour_votes(inputs, observed, ds.p))
+    model, steps = fine_tuned(run.model, inputs, teacher)
+    memorised, test = scores(model, run)
+    return f"{pct(memorised)}, {pct(test)} ({steps})"
 
 
 def scores(model, run) -> tuple[float, float]:
@@ -123,7 +147,8 @@ def candidates(run) -> list[str]:
         f"the chosen checkpoint alone (step {step})": trajectory_probabilities(run, [step]).argmax(-1),
         f"the early trajectory (checkpoints {', '.join(map(str, early))})": trajectory.argmax(-1),
         "the 10 nearest neighbours' observed labels": teacher_classes(torch.zeros_like(votes), votes),
-        "early trajectory + neighbours (the edit's teacher)": teacher_classes(trajectory, votes),
+        "early trajectory + neighbours (the edit's teacher; fine-tuned from the final weights: the edit before "
+        "it started from the chosen checkpoint)": teacher_classes(trajectory, votes),
     }
     lines = ["| teacher (label-free) | teacher names the wrong observed label (noisy) | teacher names the true "
              "label (noisy) | fine-tuned: steps | memorised | test |", "|---|---|---|---|---|---|"]
@@ -137,7 +162,7 @@ def candidates(run) -> list[str]:
     rewinds = layer_rewind(run)
     choice = rewinds.label_free()
     start = rewound(run, choice.layer, choice.step)
-    model, steps = fine_tuned(start, inputs, teachers["early trajectory + neighbours (the edit's teacher)"])
+    model, steps = fine_tuned(start, inputs, teacher_classes(trajectory, votes))
     memorised, test = scores(model, run)
     lines.append(f"| the edit's teacher, fine-tuned from the label-free layer rewind ({choice.layer} to step "
                  f"{choice.step}: memorised {pct(choice.memorised)}, test {pct(choice.test)}) | | | {steps} | "

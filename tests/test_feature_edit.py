@@ -12,7 +12,8 @@ from torch import nn
 
 import interp
 from interp.analysis.feature_edit import (
-    EDIT, FLAGGED, OBSERVED, RAW, RELABELLED, forget_noise, neighbour_votes, relabelled_at_random, teacher_classes)
+    CHECKPOINT, EDIT, FLAGGED, OBSERVED, RAW, RELABELLED, fine_tuned, forget_noise, neighbour_votes,
+    relabelled_at_random, teacher_classes)
 from interp.cli import edit_for, main
 from interp.core.specs import NoiseSpec, TaskSpec
 from interp.core.tasks import Dataset, make_dataset
@@ -29,25 +30,34 @@ def planted_run(tmp_path_factory):
                                      memorising_steps=1)
 
 
-def test_the_edit_forgets_the_planted_memory_and_keeps_the_rule(planted_run):
-    """At one direction per class (`directions=1`; `interp edit` runs the default ten: next test)
-    the teacher takes the rule-only checkpoint (it agrees with the readout; the memorising one at
-    step 2 does not) and names no wrong observed label; the fine-tune toward it forgets the
-    lookups. The same fine-tune on the observed labels keeps every one of them."""
+def test_the_edit_starts_from_the_rule_only_checkpoint_and_so_removes_the_memory(planted_run):
+    """At one direction per class (`directions=1`; `interp edit` runs the default ten: below) the
+    teacher takes the rule-only checkpoint (it agrees with the readout; the memorising one at
+    step 2 does not) and names no wrong observed label. The edit starts from that checkpoint's
+    weights, which already agree with the teacher: no step is taken and the edited net is the
+    checkpoint, every lookup's readout weight zero — the memory removed from the weights. The same
+    teacher fine-tuned from the final weights would forget the lookups too, but only by outvoting
+    them: their readout weights stay near 300."""
     run = interp.load_run(planted_run)
+    _, _, memory = planted_feature_mlp()
     result, edited = forget_noise(run, directions=1)
     assert (result.checkpoint, result.checkpoints) == (1, [1])
     assert result.teacher_memorised == 0.0 and result.teacher_recovered == 1.0
-    raw, edit, control = result.row(RAW), result.row(EDIT), result.row(OBSERVED)
-    flagged, relabelled = result.row(FLAGGED), result.row(RELABELLED)
+    assert result.relabelled == pytest.approx(float(run.dataset.noise_rate))  # exactly the noisy examples
+    raw, rewound, edit = result.row(RAW), result.row(CHECKPOINT), result.row(EDIT)
     assert raw.memorised == 1.0 and raw.test == 1.0
-    assert edit.memorised <= 0.05 and edit.test >= 0.95 and 0 < result.steps <= 100
-    assert control.memorised >= 0.95  # the same steps on the observed labels: not "train more"
-    # the teacher relabels exactly the noisy examples: left out instead, their lookups stay
-    assert result.relabelled == pytest.approx(float(run.dataset.noise_rate)) and flagged.memorised >= 0.95
-    assert relabelled.memorised >= 0.6  # as many relabelled at random: most lookups stay
+    assert result.steps == 0 and edit.memorised == 0.0 and edit.test == 1.0
+    checkpoint = interp.load_run(planted_run, 1).model.state_dict()
+    assert all(torch.equal(edited.state_dict()[name], checkpoint[name]) for name in checkpoint)
+    assert float(edited.unembed.weight[:, memory].detach().abs().max()) == 0.0
+    ds = run.dataset
+    from_final, _ = fine_tuned(run.model, ds.inputs[ds.train_mask], ds.true_labels[ds.train_mask])
+    assert float(from_final.unembed.weight[:, memory].detach().abs().amax(0).min()) > 299
+    # the controls take the same (no) steps from the same checkpoint: each is the rewind alone
+    assert all(result.row(name).memorised == rewound.memorised == 0.0 for name in (OBSERVED, FLAGGED, RELABELLED))
     assert type(edited) is type(run.model) and edited.spec == run.model.spec
-    assert "memorised 100.0% → " in result.summary() and len(result.tables()[0].rows) == 6
+    assert "memorised 100.0% → 0.0%" in result.summary() and "weights of step 1" in result.edit_line()
+    assert len(result.tables()[0].rows) == 6
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +143,12 @@ def test_at_the_default_directions_the_planted_readout_takes_the_memorising_chec
     result, _ = forget_noise(interp.load_run(planted_run))
     assert (result.checkpoint, result.checkpoints) == (2, [1, 2])
     assert 0.2 < result.teacher_memorised < 0.6
-    edit = result.row(EDIT)
-    assert edit.memorised == result.teacher_memorised and edit.test == 1.0
+    edit, rewound, control = result.row(EDIT), result.row(CHECKPOINT), result.row(OBSERVED)
+    assert edit.memorised == result.teacher_memorised and edit.test == 1.0 and 0 < result.steps <= 100
+    # the edit starts from step 2, the memorising net: the controls take the same steps from it
+    assert rewound.memorised == 1.0 and control.memorised >= 0.95  # not "train more"
+    assert result.row(FLAGGED).memorised >= 0.95  # the teacher's flags left out, not relabelled: the lookups stay
+    assert result.row(RELABELLED).memorised >= 0.6  # as many relabelled at random: most lookups stay
 
 
 def test_neighbour_votes_and_the_teacher_in_closed_form(monkeypatch):
