@@ -130,3 +130,24 @@ def test_transformer_forward_runs_the_last_mlp_at_the_last_position_alone(n_laye
         assert positions == [1, 3] and torch.equal(out, full_out) and cache.keys() == full_cache.keys()
         assert all(torch.equal(cache[name], full_cache[name]) for name in full_cache)
         assert not any(point._forward_hooks for point in model.hook_dict.values())
+
+
+def test_a_hook_the_caller_added_on_the_last_mlp_sees_every_position():
+    """A hook put on the last MLP outside `fwd_hooks` (`model.hooks`) turns the slicing off: it
+    sees three positions and writes where it means to, in `forward` and in `run_with_cache`."""
+    from interp.families.base import ModelFamily, family_of
+
+    model = build_model(TransformerSpec(d_model=32, n_heads=4, d_head=8, d_mlp=64), P)
+    family, inputs, seen = family_of(model), torch.cartesian_prod(torch.arange(P), torch.arange(P)), []
+
+    def zero_first_position(value, hook):
+        seen.append(value.shape[1])
+        value[:, -1, :8] = 0.0
+        return value
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.0.mlp.hook_post", zero_first_position)]):
+        out = family.forward(model, inputs)
+        reference = ModelFamily.forward(family, model, inputs)
+        cached, _ = family.run_with_cache(model, inputs)
+    assert set(seen) == {3} and torch.equal(out, reference) and torch.equal(cached, reference)
+    assert not torch.equal(out, family.forward(model, inputs))  # the hook did change the logits

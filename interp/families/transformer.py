@@ -162,12 +162,14 @@ def _last_position(value: Tensor, hook: Any) -> Tensor:
 
 def _past_last_mlp_input(model: TransformerBridge, hooks: list) -> bool:
     """Whether a hook sits on the last block's MLP, the residual after it, the final norm or
-    the unembedding (aliases included: hook points are compared as objects)."""
+    the unembedding (aliases included: hook points are compared as objects) — one of `hooks`,
+    or one the caller added before (`model.hooks(...)`, `add_hook`)."""
     last = f"blocks.{model.cfg.n_layers - 1}."
-    late = {id(point) for name, point in model.hook_dict.items()
+    late = {id(point): point for name, point in model.hook_dict.items()
             if name.startswith((last + "mlp.", last + "ln2.hook_out", last + "hook_out", "ln_final.", "unembed."))}
-    return any(not isinstance(name, str) or name not in model.hook_dict or id(model.hook_dict[name]) in late
-               for name, _ in hooks)
+    return (any(point._forward_hooks for point in late.values())
+            or any(not isinstance(name, str) or name not in model.hook_dict or id(model.hook_dict[name]) in late
+                   for name, _ in hooks))
 
 
 def is_transformer(model: object) -> bool:
@@ -355,7 +357,7 @@ class TransformerFamily(ModelFamily):
         """`ModelFamily.run_with_cache`, whose activations are read at the last position alone:
         so with the last MLP run there alone, as in `forward` (the same values bit for bit)."""
         mid = f"blocks.{model.cfg.n_layers - 1}.ln2.hook_in"
-        if mid not in model.hook_dict:
+        if mid not in model.hook_dict or _past_last_mlp_input(model, []):
             return super().run_with_cache(model, pairs, names_filter)
         with model.hooks(fwd_hooks=[(mid, _last_position)]):
             return super().run_with_cache(model, pairs, names_filter)
