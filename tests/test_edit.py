@@ -205,17 +205,20 @@ def test_the_input_side_is_edited_only_where_no_readout_edit_agrees():
     assert choose(only_the_teacher) == 0
 
 
-def test_a_random_move_has_the_size_asked_for_and_its_own_direction(planted):
-    from interp.analysis.edit import random_move
-    from interp.analysis.neurons import neuron_uvw
+def test_a_random_move_moves_each_neuron_map_as_far_as_the_move_toward_the_teacher(planted):
+    from interp.analysis.edit import random_move, toward
+    from interp.analysis.neurons import dominant_split, neuron_uvw
 
-    model, _ = planted
+    model, ds = planted
+    target = dominant_split(model, ds.task)[0]
     before = neuron_uvw(model)
-    norm = sum(float(x.double().square().sum()) for x in before)
-    moves = [[(y.double() - x.double()) for x, y in zip(before, neuron_uvw(random_move(model, 0.3, seed)))]
+    aimed = [y.double() - x.double() for x, y in zip(before, neuron_uvw(toward(model, target, 0.6)))]
+    moves = [[y.double() - x.double() for x, y in zip(before, neuron_uvw(random_move(model, target, 0.6, seed)))]
              for seed in (0, 0, 1)]
-    for move in moves:
-        assert sum(float(d.square().sum()) for d in move) / norm == pytest.approx(0.3, rel=1e-5)
+    for move in moves:  # every neuron's u, v and w as far as the aimed move, not along it
+        for d, a in zip(move, aimed):
+            torch.testing.assert_close(d.norm(dim=1), a.norm(dim=1), rtol=1e-4, atol=1e-6)
+        assert abs(torch.nn.functional.cosine_similarity(move[0].flatten(), aimed[0].flatten(), dim=0)) < 0.2
     assert all(torch.equal(a, b) for a, b in zip(moves[0], moves[1]))
     assert not torch.allclose(moves[0][0], moves[2][0])
 
@@ -234,7 +237,8 @@ def test_a_move_toward_the_teacher_is_scored_beside_random_moves_of_its_size(pla
     monkeypatch.setattr(edit, "choose", smallest_agreeing_move)
     search = edit_search(*planted, with_labels=False)
     controls = search.curve(edit.RANDOM_MOVE)
-    assert len(controls) == len(edit.RANDOM_SEEDS) and all(pt.size == search.edit.size for pt in controls)
+    assert [pt.parameter for pt in controls] == list(map(float, edit.RANDOM_SEEDS))
+    assert all(pt.size == search.edit.size for pt in controls)
     _, random = search.random_near(search.edit.size)
     assert random["noisy_observed_acc"] == pytest.approx(sum(pt.metrics["noisy_observed_acc"] for pt in controls) / 3)
     # aimed, the move keeps the rule; the same size at random does not

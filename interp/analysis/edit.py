@@ -43,8 +43,8 @@ nonlinearity, so no edit of them is exact in closed form.
   t of the way to the teacher net's — the input side too, for where the memory is not in the
   readout (liu-lu-80: each neuron's residual, on both sides). Its size is t² ‖teacher − model‖² /
   ‖model‖² over u, v, w; t is the smallest share (to BISECT halvings) that agrees. Its control,
-  where it is the chosen edit: `random move of the same size`, the neuron maps moved as far in
-  random directions (RANDOM_SEEDS draws).
+  where it is the chosen edit: `random move of the same size`, each neuron's u, v and w moved as
+  far as the chosen move moves them, in random directions (RANDOM_SEEDS draws).
 
 The chosen edit, which `interp edit` writes, is fixed in advance and reads no label (`choose`):
 the smallest learned readout mask whose argmax agrees with the teacher's on at least AGREEMENT
@@ -107,8 +107,8 @@ COMPARISONS = (WHOLE_NEURONS, "greedy")
 #: the way to the teacher net's; t is scored at SHIFTS, then bisected BISECT times below the
 #: first share that agrees
 SHIFTED = "toward the teacher's weights"
-#: the control of a move toward the teacher: the neuron maps moved as far in a random direction
-#: (RANDOM_SEEDS draws), scored at the chosen move's size alone
+#: the control of a move toward the teacher: each neuron's u, v and w moved as far as the chosen
+#: move moves them, in random directions (RANDOM_SEEDS draws; `random_move`)
 RANDOM_MOVE = "random move of the same size"
 SHIFTS = tuple(i / 10 for i in range(1, 11))
 #: each neuron's residual removed on both sides (f^G, `part_split`): the split's unit as an edit,
@@ -373,15 +373,17 @@ def shift_share(model: nn.Module, target: nn.Module) -> float:
                  / sum(x.double().square().sum() for x in maps))
 
 
-def random_move(model: nn.Module, size: float, seed: int) -> nn.Module:
-    """`model` with its neuron maps (u, v, w) moved in a random direction (Gaussian, drawn with
-    `seed`) by a change of `size` × their squared norm: a move toward the teacher's size, with
-    no aim."""
-    maps = neuron_uvw(model)
+def random_move(model: nn.Module, target: nn.Module, t: float, seed: int) -> nn.Module:
+    """`model` with each neuron's u, v and w moved as far as `toward(model, target, t)` moves
+    them, each in a random direction (Gaussian, drawn with `seed`): the move's size and its spread
+    over neurons and maps kept, its aim removed."""
     draw = torch.Generator().manual_seed(seed)
-    noise = [torch.randn(x.shape, generator=draw, dtype=torch.float64) for x in maps]
-    scale = (size * sum(float(x.double().square().sum()) for x in maps) / sum(float(n.square().sum()) for n in noise)) ** 0.5
-    return family_of(model).with_neuron_maps(model, *(x + (scale * n).to(x.dtype) for x, n in zip(maps, noise)))
+    moved = []
+    for x, y in zip(neuron_uvw(model), neuron_uvw(target)):  # each [neuron, p]
+        step = t * (y.double() - x.double())
+        noise = torch.randn(x.shape, generator=draw, dtype=torch.float64)
+        moved.append(x + (noise * step.norm(dim=1, keepdim=True) / noise.norm(dim=1, keepdim=True)).to(x.dtype))
+    return family_of(model).with_neuron_maps(model, *moved)
 
 
 @torch.no_grad()
@@ -619,10 +621,10 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True, co
     result.chosen = choose(result.points)
     chosen = result.points[result.chosen]
     if chosen.method == SHIFTED:  # its control, after the choice (which it cannot change)
-        for seed in RANDOM_SEEDS:
+        for seed in RANDOM_SEEDS:  # parameter: the seed
             with torch.no_grad():
-                out = logits(random_move(model, chosen.size, seed).double(), dataset.inputs)
-            result.points.append(EditPoint(RANDOM_MOVE, chosen.parameter, chosen.size, 0, 0,
+                out = logits(random_move(model, extracted[1], chosen.parameter, seed).double(), dataset.inputs)
+            result.points.append(EditPoint(RANDOM_MOVE, float(seed), chosen.size, 0, 0,
                                            int((out.argmax(1) == wanted).sum()) / len(wanted), scored(out, dataset)))
     result.keep = None if chosen.method == SHIFTED else dict(masks[chosen.method])[chosen.parameter]
     flippable = counts > 0
