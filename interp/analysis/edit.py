@@ -486,7 +486,8 @@ class EditSearch(Result):
         of the same size."""
         if self.edit.method == SHIFTED:
             return self.edit.size, _mean_metrics(self.curve(RANDOM_MOVE))
-        return nearest_size(size), _mean_metrics([pt for pt in self.curve("random") if pt.parameter == nearest_size(size)])
+        at = nearest_size(size)
+        return at, _mean_metrics([pt for pt in self.curve("random") if pt.parameter == at])
 
     def summary(self) -> str:
         from ..core.document import pct

@@ -353,7 +353,8 @@ class TransformerFamily(ModelFamily):
         return torch.cat([self.predicting(model.run_with_hooks(chunk, fwd_hooks=[*hooks, (mid, _last_position)]))
                           for chunk in chunks]).to(pairs.device)
 
-    def run_with_cache(self, model: TransformerBridge, pairs: Tensor, names_filter=None) -> tuple[Tensor, dict[str, Tensor]]:
+    def run_with_cache(self, model: TransformerBridge, pairs: Tensor, names_filter=None
+                       ) -> tuple[Tensor, dict[str, Tensor]]:
         """`ModelFamily.run_with_cache`, whose activations are read at the last position alone:
         so with the last MLP run there alone, as in `forward` (the same values bit for bit)."""
         mid = f"blocks.{model.cfg.n_layers - 1}.ln2.hook_in"
