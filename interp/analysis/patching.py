@@ -131,11 +131,10 @@ def label_sources(dataset: Dataset, targets: Tensor, same: bool, seed: int = 0, 
     true = dataset.true_labels.cpu()
     out = []
     for block in targets.cpu().split(chunk):
-        score = torch.rand(len(block), n, generator=gen, dtype=torch.float64) + prefer
+        score = torch.rand(len(block), n, generator=gen, dtype=torch.float64).add_(prefer)  # in place: 100 MB a block
         match = true[None, :] == true[block][:, None]
         ok = allowed[None, :] & (match if same else ~match) & (torch.arange(n)[None, :] != block[:, None])
-        score = score.masked_fill(~ok, -1.0)
-        best = score.max(1)
+        best = score.masked_fill_(~ok, -1.0).max(1)
         out.append(torch.where(best.values >= 0, best.indices, torch.full_like(best.indices, -1)))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 

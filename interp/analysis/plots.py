@@ -28,8 +28,9 @@ DPI = 120
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)  # the figure's own DPI: the text tight_layout laid out is reused
+    if fig.get_layout_engine() is None:  # a figure made without `_subplots`
+        fig.tight_layout()
+    fig.savefig(path, dpi=DPI)  # laid out once, while drawn (constrained layout)
     return path
 
 
@@ -38,7 +39,7 @@ def _subplots(*grid: int, figsize: tuple[float, float], **kwargs):
     nothing is kept in pyplot's figure registry (the caller's notebook stays as it was)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize, dpi=DPI)
+    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
     return fig, fig.subplots(*grid, **kwargs)
 
 
