@@ -185,7 +185,12 @@ def teacher(model: nn.Module, dataset: Dataset) -> tuple[str, Float[Tensor, "pai
 def teacher_loss(space: EditSpace, keep: Tensor, target: Tensor, rows: Tensor | None = None) -> Tensor:
     """How far the edited logits are from predicting the teacher's class `target` on the
     pairs `rows` (every pair when None; `hinge`)."""
-    return hinge(space.logits(keep, rows), target if rows is None else target[rows], space.margin)
+    return loss_of(space, space.logits(keep, rows), target, rows)
+
+
+def loss_of(space: EditSpace, out: Tensor, target: Tensor, rows: Tensor | None = None) -> Tensor:
+    """`teacher_loss` from the edited logits `out` on the pairs `rows`, for callers that keep them."""
+    return hinge(out, target if rows is None else target[rows], space.margin)
 
 
 def search_batch(space: EditSpace) -> int | None:
@@ -254,7 +259,7 @@ def polished(space: EditSpace, keep: Tensor, target: Tensor, strength: float, wh
             return keep
         trial = keep.clone().requires_grad_(True)
         out = space.logits(trial, rows)
-        (grad,) = torch.autograd.grad(hinge(out, target if rows is None else target[rows], space.margin), trial)
+        (grad,) = torch.autograd.grad(loss_of(space, out, target, rows), trial)
         first_order = (grad * space.editable).sum(1) if whole_units else grad.flatten()
         gain = torch.where(removable, first_order - strength * share, -torch.inf)
         candidates = torch.topk(gain, min(CANDIDATES, int(removable.sum()))).indices
@@ -284,7 +289,7 @@ def greedy_masks(space: EditSpace, target: Tensor) -> list[tuple[float, Tensor]]
         while removed < size:
             trial = keep.clone().requires_grad_(True)
             base = space.logits(trial, rows)
-            (grad,) = torch.autograd.grad(hinge(base, target if rows is None else target[rows], space.margin), trial)
+            (grad,) = torch.autograd.grad(loss_of(space, base, target, rows), trial)
             # removing part j changes the loss by about grad_j · (0 − 1): the largest first
             gain = torch.where(space.editable & (keep > 0), grad, -torch.inf).flatten()
             candidates = torch.topk(gain, min(CANDIDATES, int(torch.isfinite(gain).sum()))).indices

@@ -177,8 +177,7 @@ def _probe_fits(model: nn.Module, dataset: Dataset, hook: str, features: str, n_
     `memo` keeps what several calls on one model share (its predictions, the untrained net, each
     hook's and source's activations): the same values, computed once."""
     memo = {} if memo is None else memo
-    x = _memo(memo, ("features", hook, features, tuple(key_frequencies or ())),
-              lambda: probe_features(model, dataset, hook, features, key_frequencies))
+    x = _memo_features(memo, model, dataset, hook, features, key_frequencies)
     rng = np.random.default_rng(seed)
     clean = _clean_subset(dataset, n_train, rng)
     true, observed = dataset.true_labels.numpy(), dataset.labels.numpy()
@@ -216,6 +215,12 @@ def _memo(memo: dict, key, compute):
     return memo[key]
 
 
+def _memo_features(memo: dict, model: nn.Module, dataset: Dataset, hook: str, features: str,
+                   key_frequencies: list[int] | None) -> np.ndarray:
+    return _memo(memo, ("features", hook, features, tuple(key_frequencies or ())),
+                 lambda: probe_features(model, dataset, hook, features, key_frequencies))
+
+
 @torch.no_grad()
 def _predictions(model: nn.Module, dataset: Dataset) -> np.ndarray:
     return logits(model, dataset.inputs).argmax(-1).numpy()
@@ -239,8 +244,7 @@ def learning_curve(model: nn.Module, dataset: Dataset, hook: str, sizes: list[in
 def _curve_fits(model: nn.Module, dataset: Dataset, hook: str, sizes: list[int], features: str,
                 key_frequencies: list[int] | None, seed: int, memo: dict | None = None) -> list[Fit]:
     memo = {} if memo is None else memo
-    x = _memo(memo, ("features", hook, features, tuple(key_frequencies or ())),
-              lambda: probe_features(model, dataset, hook, features, key_frequencies))
+    x = _memo_features(memo, model, dataset, hook, features, key_frequencies)
     true, evals = dataset.true_labels.numpy(), _evals(dataset)
     return [(x, true, _clean_subset(dataset, n, np.random.default_rng(seed)), evals, seed) for n in sizes]
 

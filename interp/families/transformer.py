@@ -160,16 +160,22 @@ def _last_position(value: Tensor, hook: Any) -> Tensor:
     return value[:, -1:]
 
 
-def _past_last_mlp_input(model: TransformerBridge, hooks: list) -> bool:
-    """Whether a hook sits on the last block's MLP, the residual after it, the final norm or
-    the unembedding (aliases included: hook points are compared as objects) — one of `hooks`,
-    or one the caller added before (`model.hooks(...)`, `add_hook`)."""
+def _slicing_hook(model: TransformerBridge, hooks: list) -> tuple[str, Callable] | None:
+    """The hook that cuts the residual to the last position at the last block's MLP input, or
+    None where it must not: a model without that point, or a hook on the last block's MLP, the
+    residual after it, the final norm or the unembedding (aliases included: hook points are
+    compared as objects) — one of `hooks`, or one the caller added before (`model.hooks(...)`,
+    `add_hook`); it would see one position."""
     last = f"blocks.{model.cfg.n_layers - 1}."
+    if last + "ln2.hook_in" not in model.hook_dict:
+        return None
     late = {id(point): point for name, point in model.hook_dict.items()
             if name.startswith((last + "mlp.", last + "ln2.hook_out", last + "hook_out", "ln_final.", "unembed."))}
-    return (any(point._forward_hooks for point in late.values())
-            or any(not isinstance(name, str) or name not in model.hook_dict or id(model.hook_dict[name]) in late
-                   for name, _ in hooks))
+    if any(point._forward_hooks for point in late.values()) or any(
+            not isinstance(name, str) or name not in model.hook_dict or id(model.hook_dict[name]) in late
+            for name, _ in hooks):
+        return None
+    return last + "ln2.hook_in", _last_position
 
 
 def is_transformer(model: object) -> bool:
@@ -345,22 +351,22 @@ class TransformerFamily(ModelFamily):
         skipped — the same logits bit for bit (tests/test_nets.py). Not where a hook reads or
         writes the last MLP, the residual after it or the unembedding: it would see one position."""
         hooks = list(fwd_hooks)
-        mid = f"blocks.{model.cfg.n_layers - 1}.ln2.hook_in"
-        if mid not in model.hook_dict or _past_last_mlp_input(model, hooks):
+        cut = _slicing_hook(model, hooks)
+        if cut is None:
             return super().forward(model, pairs, hooks)
         tokens = self.tokens(model, pairs)
         chunks = tokens.split(FORWARD_CHUNK) if not hooks else [tokens]  # a hook may read the batch
-        return torch.cat([self.predicting(model.run_with_hooks(chunk, fwd_hooks=[*hooks, (mid, _last_position)]))
+        return torch.cat([self.predicting(model.run_with_hooks(chunk, fwd_hooks=[*hooks, cut]))
                           for chunk in chunks]).to(pairs.device)
 
     def run_with_cache(self, model: TransformerBridge, pairs: Tensor, names_filter=None
                        ) -> tuple[Tensor, dict[str, Tensor]]:
         """`ModelFamily.run_with_cache`, whose activations are read at the last position alone:
         so with the last MLP run there alone, as in `forward` (the same values bit for bit)."""
-        mid = f"blocks.{model.cfg.n_layers - 1}.ln2.hook_in"
-        if mid not in model.hook_dict or _past_last_mlp_input(model, []):
+        cut = _slicing_hook(model, [])
+        if cut is None:
             return super().run_with_cache(model, pairs, names_filter)
-        with model.hooks(fwd_hooks=[(mid, _last_position)]):
+        with model.hooks(fwd_hooks=[cut]):
             return super().run_with_cache(model, pairs, names_filter)
 
     def unembedding_input(self, model: TransformerBridge, pairs: Tensor) -> tuple[Tensor, torch.device]:

@@ -274,8 +274,7 @@ def edit_claim(search: EditSearch) -> dict[str, str]:
     if e.method == SHIFTED:
         _, random = search.random_near(e.size)
         if random:  # the control: the same size of move in random directions
-            text += "; random moves of the same size: " + ", ".join(
-                f"{NAMES[key]} {pct(random[key])}" for key in ("noisy_observed_acc", "test_acc") if base[key] is not None)
+            text += "; random moves of the same size: " + _scores(random, base)
         best = max((pt for pt in search.points if pt.method in LEARNED), key=lambda pt: pt.agreement)
         text = (f"every neuron's input and output weights moved {e.parameter:.1%} of the way to the {net} (the whole "
                 f"move, the {net} itself, would be {search.teacher_size:.1%}): {text}. No edit of the readout alone "
@@ -288,12 +287,17 @@ def edit_claim(search: EditSearch) -> dict[str, str]:
                 "text": text + "."}
     size, random = search.random_near(e.size)
     if random:
-        text += f"; random parts of {size:.1%}: " + ", ".join(
-            f"{NAMES[key]} {pct(random[key])}" for key in ("noisy_observed_acc", "test_acc") if base[key] is not None)
+        text += f"; random parts of {size:.1%}: " + _scores(random, base)
     if e.agreement < AGREEMENT:
         text += (f" (short of what the search asks: it agrees with the {search.teacher} on "
                  f"{pct(e.agreement)} of the grid, not {AGREEMENT:.1%})")
     return {"topic": f"The edit ({e.size:.1%} of the readout's weight, found without labels)", "text": text + "."}
+
+
+def _scores(control: dict[str, float | None], base: dict[str, float | None]) -> str:
+    """A control's memorised and test accuracy, where the model has them."""
+    return ", ".join(f"{NAMES[key]} {pct(control[key])}" for key in ("noisy_observed_acc", "test_acc")
+                     if base[key] is not None)
 
 
 def _weak_memory(memorised: float | None) -> str:
