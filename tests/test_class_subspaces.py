@@ -142,6 +142,9 @@ def test_suspicion_is_the_activation_weighted_doubt_and_ties_go_to_the_smaller_u
     expected = torch.tensor([14 / 6, float("-inf"), 1.5, 34 / 16, 14 / 6], dtype=torch.float64)
     torch.testing.assert_close(suspicion(acts, doubt), expected)
     assert most_suspect(suspicion(acts, doubt), 2) == [0, 4]
+    # scores apart only in float32's last digits (another CPU's sums) are a tie too: smaller first
+    near = torch.tensor([0.5, 2.0 - 3e-8, 2.0, 1.0], dtype=torch.float64)
+    assert most_suspect(near, 2) == [1, 2] and most_suspect(near.flip(0), 2) == [1, 2]
 
 
 def test_the_planted_rule_layer_is_beyond_both_controls_and_the_claim_says_so(planted):

@@ -150,9 +150,14 @@ def suspicion(acts: Tensor, doubt: Tensor) -> Tensor:
     return torch.where(total > 0, weighted, torch.full_like(total, float("-inf")))
 
 
+#: scores closer than this are a tie (the smaller index first): the activations they weigh are
+#: float32, whose sums move in the 7th digit with the CPU's vector width and thread count
+SCORE_TIE = 1e-6
+
+
 def most_suspect(score: Tensor, n: int) -> list[int]:
-    """The `n` highest scores, ties to the smaller index."""
-    order = torch.sort(-score, stable=True).indices
+    """The `n` highest scores, ties (to SCORE_TIE) to the smaller index."""
+    order = torch.sort(-torch.round(score / SCORE_TIE), stable=True).indices
     return order[:n].tolist()
 
 
