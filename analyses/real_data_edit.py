@@ -32,6 +32,26 @@ OUT/NAME-R) and writes the edit's table at each rate, beside the best evaluation
 flagged-out control, the same teacher fine-tuned from the final weights and the edit from the
 checkpoint the neighbour vote would choose, to `<out>/rates-PRESETS.md` (the candidates are measured at the preset's own rate only).
 
+    OMP_NUM_THREADS=1 python analyses/real_data_edit.py --choice [--presets digits-40]
+
+the two label-free choices of the checkpoint the edit starts from, side by side on the grid
+CHOICE_GRID (digits-40 seeds 0-3 and mnist5k-40 seeds 0-1 at 40% symmetric noise; both presets
+at 60% and 80% on seeds 0 and 1; every seed of the preset set to S, the run in
+OUT/NAME-R-sS): the checkpoint whose training predictions agree most with the class-subspace
+readout of layer 1 (`chosen_checkpoint`'s rule until this comparison) and the one that agrees
+most with the neighbour vote's class; from each, the edit (its teacher the checkpoints up to it
+plus the neighbours, fine-tuned from it by the edit's rule), scored afterwards: memorised, clean,
+test, steps; beside them the best evaluation (the oracle) and, at 40%, the clean-label ceiling of
+the same seed (the preset with `noise.rate=0`, OUT/NAME-0-sS) and each edit's gap to it. Each
+run's scores are kept in OUT/NAME-R-sS/choice.json and reused; `--presets` restricts the grid (two
+processes can share it), and the last run over the whole grid writes `<out>/choice.md` with the
+rule's decision (`DECISION`, fixed before the numbers were seen):
+adopt the neighbour vote's choice if (a) at 40% on every run its edit's test is at most one
+binomial standard deviation (of the readout's edit's test, on the run's test examples) under the
+readout's edit's, and its memorised is ≤ 3% wherever the readout's edit's is; and (b) at 60% and
+80% its edit's mean test over the runs is above the readout's edit's and its mean memorised not
+above.
+
     OMP_NUM_THREADS=1 python analyses/real_data_edit.py --sensitivity [--presets digits-40]
 
 the teacher's recipe perturbed (k = 5, 10, 20 neighbours; the vote weighted 0.5, 1, 2): memorised
@@ -42,6 +62,8 @@ before it started from the chosen checkpoint), to `<out>/sensitivity-PRESETS.md`
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import time
 from pathlib import Path
 
@@ -49,7 +71,8 @@ import torch
 
 import interp
 from interp.analysis.feature_edit import (
-    chosen_checkpoint, fine_tuned, forget_noise, neighbour_votes, teacher_classes, trajectory_probabilities)
+    chosen_checkpoint, fine_tuned, forget_noise, most_agreeing_checkpoint, neighbour_votes, teacher_classes,
+    trajectory_probabilities)
 from interp.analysis.layer_rewind import layer_rewind, readout_classes, rewound
 from interp.core.metrics import subset_metrics
 from interp.families.base import family_of
@@ -110,6 +133,142 @@ def rates(presets: list[str], values: list[float], out: Path) -> list[str]:
                          f"{middle - start:.0f} + {seconds:.0f} |")
             print(lines[-1], flush=True)
     return lines
+
+
+#: (preset, noise rate, seeds): the runs the two checkpoint choices are compared on
+CHOICE_GRID = [("digits-40", 0.4, (0, 1, 2, 3)), ("mnist5k-40", 0.4, (0, 1)),
+               ("digits-40", 0.6, (0, 1)), ("digits-40", 0.8, (0, 1)),
+               ("mnist5k-40", 0.6, (0, 1)), ("mnist5k-40", 0.8, (0, 1))]
+CHOICES = ("readout", "neighbour vote")
+DECISION = ("adopt the neighbour vote's choice if (a) at 40% on every run its edit's test is at most one binomial "
+            "standard deviation under the readout's edit's and its memorised is ≤ 3% wherever the readout's edit's "
+            "is, and (b) at 60% and 80% its edit's mean test is above the readout's edit's and its mean memorised "
+            "not above")
+
+
+def seeded(rate: float, seed: int) -> tuple[str, ...]:
+    """The overrides of a run at noise `rate` with every seed of the preset set to `seed`."""
+    return (f"noise.rate={rate}",) + tuple(f"{part}.seed={seed}" for part in ("task", "noise", "model", "train"))
+
+
+def full_scores(model, run) -> dict:
+    m = subset_metrics(family_of(model).forward(model, run.dataset.inputs).detach(), run.dataset,
+                       run.spec.train.loss)
+    return {"memorised": m["noisy_observed_acc"], "clean": m["clean_acc"], "test": m["test_acc"]}
+
+
+def choice_scores(run) -> dict:
+    """Both label-free choices of the checkpoint and the edit from each (see the module's
+    docstring), the best evaluation, and the sizes that the binomial deviations need."""
+    ds = run.dataset
+    train = ds.train_mask
+    inputs, observed = ds.inputs[train], ds.labels[train]
+    votes = neighbour_votes(inputs, observed, ds.p)
+    targets = {"readout": readout_classes(run), "neighbour vote": teacher_classes(torch.zeros_like(votes), votes)}
+    best = max((r for r in run.history if r.get("test_acc") is not None),
+               key=lambda r: (round(r["test_acc"], 9), -r["step"]))  # the earliest of a tie, as the edit's row
+    scores_ = {"raw": full_scores(run.model, run), "test examples": int(ds.test_mask.sum()),
+               "best": {"step": best["step"], "memorised": best["noisy_observed_acc"], "clean": best["clean_acc"],
+                        "test": best["test_acc"]}}
+    for name, target in targets.items():
+        step, agreement = most_agreeing_checkpoint(run, target)
+        same = next((scores_[other] for other in CHOICES if other in scores_ and scores_[other]["step"] == step), None)
+        if same is not None:  # the same checkpoint: the same edit
+            scores_[name] = dict(same, agreement=agreement)
+            continue
+        start = interp.load_run(run.path, step).model
+        early = [s for s in trajectory_steps(run.path) if s <= step]
+        edited, steps = fine_tuned(start, inputs, teacher_classes(trajectory_probabilities(run, early), votes))
+        scores_[name] = {"step": step, "agreement": agreement, "checkpoint": full_scores(start, run),
+                         "edit": full_scores(edited, run), "steps": steps}
+    return scores_
+
+
+def binomial_sd(share: float, n: int) -> float:
+    return math.sqrt(share * (1 - share) / n)
+
+
+def choice(presets: list[str], out: Path) -> list[str]:
+    """The table of the two checkpoint choices on CHOICE_GRID (restricted to `presets`), the
+    ceilings' table, and, over the whole grid, the rule's decision."""
+    rows = []
+    for name, rate, seeds in CHOICE_GRID:
+        if name not in presets:
+            continue
+        for seed in seeds:
+            path = out / f"{name}-{rate:g}-s{seed}"
+            cached = path / "choice.json"
+            if not cached.exists():
+                start = time.perf_counter()
+                run = trained(name, path, seeded(rate, seed))
+                middle = time.perf_counter()
+                measured = choice_scores(run)
+                measured["seconds"] = [round(middle - start), round(time.perf_counter() - middle)]
+                cached.write_text(json.dumps(measured, indent=1) + "\n")
+            rows.append((name, rate, seed, json.loads(cached.read_text())))
+            print(choice_row(*rows[-1]), flush=True)
+    lines = ["| preset | noise | seed | best evaluation (oracle): step (memorised, clean, test) | the readout's choice: "
+             "step (memorised, test) | its edit: memorised, clean, test (steps) | the neighbour vote's choice: step "
+             "(memorised, test) | its edit: memorised, clean, test (steps) | vote − readout, test (1 SD) | "
+             "train + both edits seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [choice_row(*row) for row in rows]
+    lines += ["", *ceilings(rows, out)]
+    if {row[:3] for row in rows} == {(n, r, s) for n, r, seeds in CHOICE_GRID for s in seeds}:
+        lines += ["", decision(rows)]
+        print(lines[-1], flush=True)
+    return lines
+
+
+def choice_row(name: str, rate: float, seed: int, m: dict) -> str:
+    def edit(e):
+        return f"{pct(e['memorised'])}, {pct(e['clean'])}, {pct(e['test'])}"
+
+    best, readout, vote = m["best"], m["readout"], m["neighbour vote"]
+    sd = binomial_sd(readout["edit"]["test"], m["test examples"])
+    return (f"| {name} | {rate:.0%} | {seed} | {best['step']} ({edit(best)}) | "
+            + " | ".join(f"{c['step']} ({pct(c['checkpoint']['memorised'])}, {pct(c['checkpoint']['test'])}) | "
+                         f"{edit(c['edit'])} ({c['steps']})" for c in (readout, vote))
+            + f" | {100 * (vote['edit']['test'] - readout['edit']['test']):+.1f} ({100 * sd:.1f}) | "
+            f"{m['seconds'][0]} + {m['seconds'][1]} |")
+
+
+def ceilings(rows: list, out: Path) -> list[str]:
+    """The clean-label ceiling per seed (the preset with no noise, that seed), for the runs at
+    40%, and each edit's gap to it (the issue's goal: within 2 points)."""
+    lines = ["| preset | seed | clean-label ceiling: test | the readout's edit: test (gap) | the neighbour vote's "
+             "edit: test (gap) | train seconds |", "|---|---|---|---|---|---|"]
+    for name, rate, seed, m in rows:
+        if rate != 0.4:
+            continue
+        start = time.perf_counter()
+        path = out / f"{name}-0-s{seed}"
+        reused = (path / "model.safetensors").exists()
+        ceiling = trained(name, path, seeded(0.0, seed)).final_metrics["test_acc"]
+        cells = [f"{pct(m[c]['edit']['test'])} ({100 * (m[c]['edit']['test'] - ceiling):+.1f})" for c in CHOICES]
+        lines.append(f"| {name} | {seed} | {pct(ceiling)} | {' | '.join(cells)} | "
+                     f"{0 if reused else round(time.perf_counter() - start)} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+def decision(rows: list) -> str:
+    """DECISION applied to the whole grid."""
+    def edit(m, c):
+        return m[c]["edit"]
+
+    at40 = [m for _, rate, _, m in rows if rate == 0.4]
+    worse = [m for m in at40 if edit(m, "neighbour vote")["test"] < edit(m, "readout")["test"]
+             - binomial_sd(edit(m, "readout")["test"], m["test examples"])
+             or edit(m, "neighbour vote")["memorised"] > 0.03 >= edit(m, "readout")["memorised"]]
+    high = [m for _, rate, _, m in rows if rate > 0.4]
+    mean = {(c, k): sum(edit(m, c)[k] for m in high) / len(high) for c in CHOICES for k in ("test", "memorised")}
+    better = (mean["neighbour vote", "test"] > mean["readout", "test"]
+              and mean["neighbour vote", "memorised"] <= mean["readout", "memorised"])
+    verdict = "adopted" if not worse and better else "not adopted"
+    return (f"Decision ({DECISION}): {verdict}. At 40%, {len(worse)} of {len(at40)} runs worse by the rule; at 60% "
+            f"and 80% over {len(high)} runs the mean test {pct(mean['neighbour vote', 'test'])} (neighbour vote) "
+            f"against {pct(mean['readout', 'test'])} (readout), mean memorised "
+            f"{pct(mean['neighbour vote', 'memorised'])} against {pct(mean['readout', 'memorised'])}.")
 
 
 def from_final_weights(run, checkpoints: list[int]) -> str:
@@ -201,10 +360,19 @@ def main() -> None:
     parser.add_argument("--out", default="runs/real-data-edit")
     parser.add_argument("--rates", type=float, nargs="+", help="only the edit, at these noise rates")
     parser.add_argument("--sensitivity", action="store_true", help="only the teacher's k and vote weight perturbed")
+    parser.add_argument("--choice", action="store_true",
+                        help="only the two checkpoint choices on CHOICE_GRID (restricted to --presets)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one thread per process: several times faster on a loaded 2-core machine
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.choice:
+        lines = choice(args.presets, out)
+        path = out / ("choice.md" if set(args.presets) >= {n for n, _, _ in CHOICE_GRID}
+                      else f"choice-{'-'.join(args.presets)}.md")
+        path.write_text("\n".join(lines) + "\n")
+        print(f"wrote {path}")
+        return
     if args.sensitivity:
         path = out / f"sensitivity-{'-'.join(args.presets)}.md"
         path.write_text("\n".join(sensitivity(args.presets, out)) + "\n")

@@ -198,8 +198,13 @@ def relabelled_at_random(labels: Int[Tensor, " example"], count: int, classes: i
 def chosen_checkpoint(run: Run, directions: int = DEFAULT_DIRECTIONS) -> tuple[int, float]:
     """(step, agreement): the trajectory checkpoint whose training predictions agree most with the
     class-subspace readout of the final model's first hidden layer (the earliest on a tie)."""
+    return most_agreeing_checkpoint(run, readout_classes(run, directions))
+
+
+def most_agreeing_checkpoint(run: Run, target: Int[Tensor, " example"]) -> tuple[int, float]:
+    """(step, agreement): the checkpoint before the final step whose predictions on the training
+    examples agree most with `target` (one class per training example; the earliest on a tie)."""
     ds = run.dataset
-    target = readout_classes(run, directions)
     family = family_of(run.model)
     best = None
     for step in _earlier_steps(run):
