@@ -12,7 +12,9 @@ training inputs and the run's checkpoints:
   same teacher at every threshold ≤ 0 (a doubt above 0 is exactly a readout that disagrees with
   the label); a threshold above 0 keeps the observed label on more examples, so its teacher
   names at least as many wrong labels as the readout does;
-- the checkpoint whose predictions agree most with that readout, alone;
+- the chosen checkpoint alone (the one whose predictions agree most with the neighbour vote's
+  class; until --choice below, the one that agreed most with the readout: the same checkpoint at
+  the presets' 40% on seed 0);
 - the mean softmax of the checkpoints up to it (the early trajectory);
 - the observed labels of each example's 10 nearest neighbours (cosine of the raw inputs);
 - the early trajectory plus the neighbours: the edit's teacher.
@@ -28,9 +30,10 @@ that rewound model. Writes `<out>/edit.md` and prints every number it writes.
     OMP_NUM_THREADS=1 python analyses/real_data_edit.py --rates 0.2 0.6 0.8 [--presets digits-40]
 
 trains each preset at each other rate of the same (symmetric) noise (`noise.rate=R`, the run in
-OUT/NAME-R) and writes the edit's table at each rate, beside the best evaluation, the
-flagged-out control, the same teacher fine-tuned from the final weights and the edit from the
-checkpoint the neighbour vote would choose, to `<out>/rates-PRESETS.md` (the candidates are measured at the preset's own rate only).
+OUT/NAME-R-s0, shared with --choice) and writes the edit's table at each rate, beside the best
+evaluation, the flagged-out control, the same teacher fine-tuned from the final weights and the
+edit from the checkpoint the class-subspace readout chose (the rule until --choice), to
+`<out>/rates-PRESETS.md` (the candidates are measured at the preset's own rate only).
 
     OMP_NUM_THREADS=1 python analyses/real_data_edit.py --choice [--presets digits-40]
 
@@ -38,8 +41,8 @@ the two label-free choices of the checkpoint the edit starts from, side by side 
 CHOICE_GRID (digits-40 seeds 0-3 and mnist5k-40 seeds 0-1 at 40% symmetric noise; both presets
 at 60% and 80% on seeds 0 and 1; every seed of the preset set to S, the run in
 OUT/NAME-R-sS): the checkpoint whose training predictions agree most with the class-subspace
-readout of layer 1 (`chosen_checkpoint`'s rule until this comparison) and the one that agrees
-most with the neighbour vote's class; from each, the edit (its teacher the checkpoints up to it
+readout of layer 1 (the edit's rule until this comparison) and the one that agrees most with
+the neighbour vote's class (`chosen_checkpoint` since: the rule below adopted it); from each, the edit (its teacher the checkpoints up to it
 plus the neighbours, fine-tuned from it by the edit's rule), scored afterwards: memorised, clean,
 test, steps; beside them the best evaluation (the oracle) and, at 40%, the clean-label ceiling of
 the same seed (the preset with `noise.rate=0`, OUT/NAME-0-sS) and each edit's gap to it. Each
@@ -87,40 +90,35 @@ def trained(name: str, out: Path, overrides: tuple[str, ...] = ()):
     return interp.train(spec, out, resume=started(out), progress=False)
 
 
-def neighbour_choice(run) -> str:
-    """An alternative label-free choice of the checkpoint, measured beside the edit's: the one
-    whose training predictions agree most with the neighbour vote's class (the earliest on a tie),
-    as "step (memorised, test)", then the edit from it (its teacher the checkpoints up to it plus
-    the neighbours, fine-tuned from it by the edit's rule) as "memorised, test (steps)"."""
+def readout_choice(run) -> str:
+    """The label-free choice of the checkpoint that the edit made until the neighbour vote's
+    replaced it (analyses/real_data_edit.py --choice): the one whose training predictions agree
+    most with the class-subspace readout of layer 1 (the earliest on a tie), as "step (memorised,
+    test)", then the edit from it (its teacher the checkpoints up to it plus the neighbours,
+    fine-tuned from it by the edit's rule) as "memorised, test (steps)"."""
     ds = run.dataset
     train = ds.train_mask
+    step, _ = most_agreeing_checkpoint(run, readout_classes(run))
+    start = interp.load_run(run.path, step).model
+    memorised, test = scores(start, run)
     votes = neighbour_votes(ds.inputs[train], ds.labels[train], ds.p)
-    target = teacher_classes(torch.zeros_like(votes), votes)
-    best = None
-    for step in [s for s in trajectory_steps(run.path) if s < run.step]:
-        model = interp.load_run(run.path, step).model
-        with torch.no_grad():
-            agreement = float((family_of(model).forward(model, ds.inputs[train]).argmax(-1) == target).double().mean())
-        if best is None or round(agreement, 9) > round(best[0], 9):
-            best = (agreement, step, model)
-    memorised, test = scores(best[2], run)
-    early = [s for s in trajectory_steps(run.path) if s <= best[1]]
-    edited, steps = fine_tuned(best[2], ds.inputs[train], teacher_classes(trajectory_probabilities(run, early), votes))
+    early = [s for s in trajectory_steps(run.path) if s <= step]
+    edited, steps = fine_tuned(start, ds.inputs[train], teacher_classes(trajectory_probabilities(run, early), votes))
     edit_memorised, edit_test = scores(edited, run)
-    return f"{best[1]} ({pct(memorised)}, {pct(test)}) | {pct(edit_memorised)}, {pct(edit_test)} ({steps})"
+    return f"{step} ({pct(memorised)}, {pct(test)}) | {pct(edit_memorised)}, {pct(edit_test)} ({steps})"
 
 
 def rates(presets: list[str], values: list[float], out: Path) -> list[str]:
     lines = ["| preset | noise | memorised raw → edit | test raw → edit | best evaluation: test (memorised) | "
-             "chosen checkpoint: step (memorised, test) | the neighbour vote's choice: step (memorised, test) | "
-             "the edit from the neighbour vote's choice: memorised, test (steps) | "
+             "chosen checkpoint: step (memorised, test) | the readout's choice (the rule until --choice): step "
+             "(memorised, test) | the edit from the readout's choice: memorised, test (steps) | "
              "steps | control, the teacher's flags left out: memorised, test | the same teacher fine-tuned from the "
              "final weights: memorised, test (steps) | train + edit seconds |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in presets:
         for rate in values:
             start = time.perf_counter()
-            run = trained(name, out / f"{name}-{rate:g}", (f"noise.rate={rate}",))
+            run = trained(name, out / f"{name}-{rate:g}-s0", seeded(rate, 0))  # the preset's seeds are 0
             middle = time.perf_counter()
             result, _ = forget_noise(run)
             seconds = time.perf_counter() - middle
@@ -128,7 +126,7 @@ def rates(presets: list[str], values: list[float], out: Path) -> list[str]:
             final, flagged = from_final_weights(run, result.checkpoints), result.row("control: observed labels")
             lines.append(f"| {name} | {rate:.0%} | {pct(raw.memorised)} → {pct(edit.memorised)} | {pct(raw.test)} → "
                          f"{pct(edit.test)} | {pct(best.test)} ({pct(best.memorised)}) | {result.checkpoint} "
-                         f"({pct(ckpt.memorised)}, {pct(ckpt.test)}) | {neighbour_choice(run)} | {result.steps} | "
+                         f"({pct(ckpt.memorised)}, {pct(ckpt.test)}) | {readout_choice(run)} | {result.steps} | "
                          f"{pct(flagged.memorised)}, {pct(flagged.test)} | {final} | "
                          f"{middle - start:.0f} + {seconds:.0f} |")
             print(lines[-1], flush=True)

@@ -588,13 +588,15 @@ def planted_group_net(dataset: Dataset, representations: list[Tensor] | None = N
 
 
 def planted_feature_mlp(n: int = 400, classes: int = 4, nuisance: int = 36, noise_rate: float = 0.3, seed: int = 0,
-                        threshold: float = 0.8, inert: int = 0) -> tuple[Dataset, Any, list[int]]:
+                        threshold: float = 0.8, inert: int = 0, spread: float = 5.0
+                        ) -> tuple[Dataset, Any, list[int]]:
     """A task over features and a two-hidden-layer MLP whose rule and memory are known by
     construction; returns (dataset, model, the memory units of `blocks.1.hook_post`).
 
     Inputs: coordinate c < `classes` is 3 on class c (plus N(0, 0.3²) on every class), the
-    `nuisance` others N(0, 5²): on the raw inputs the class directions carry less energy than any
-    nuisance direction. Example i is of class i mod `classes`; the first 3/4 train, and
+    `nuisance` others N(0, `spread`²): at the default 5, on the raw inputs the class directions
+    carry less energy than any nuisance direction (an example's nearest neighbours by cosine are
+    of any class); at 1, most of them are of its own class. Example i is of class i mod `classes`; the first 3/4 train, and
     `noise_rate` of them are relabelled c + 1. Layer 0 holds the rule: unit c = relu(20·x_c), then
     relu(x_j) and relu(−x_j) of every coordinate (a copy of x). Layer 1 passes the rule units on
     and adds one lookup unit per noisy training example i, relu(5·(⟨x_i, x⟩/‖x_i‖² − `threshold`))
@@ -610,7 +612,7 @@ def planted_feature_mlp(n: int = 400, classes: int = 4, nuisance: int = 36, nois
     d = classes + nuisance
     truth = torch.arange(n) % classes
     x = torch.cat([3 * torch.eye(classes)[truth] + 0.3 * torch.randn(n, classes, generator=gen),
-                   5 * torch.randn(n, nuisance, generator=gen)], 1)
+                   spread * torch.randn(n, nuisance, generator=gen)], 1)
     train = torch.arange(n) < 3 * n // 4
     chosen = torch.randperm(int(train.sum()), generator=gen)[:round(noise_rate * int(train.sum()))].sort().values
     observed = truth.clone()

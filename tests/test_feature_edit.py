@@ -12,8 +12,9 @@ from torch import nn
 
 import interp
 from interp.analysis.feature_edit import (
-    CHECKPOINT, EDIT, FLAGGED, OBSERVED, RAW, RELABELLED, fine_tuned, forget_noise, neighbour_votes,
-    relabelled_at_random, teacher_classes)
+    CHECKPOINT, EDIT, FLAGGED, OBSERVED, RAW, RELABELLED, chosen_checkpoint, fine_tuned, forget_noise,
+    most_agreeing_checkpoint, neighbour_votes, relabelled_at_random, teacher_classes)
+from interp.analysis.layer_rewind import readout_classes
 from interp.cli import edit_for, main
 from interp.core.specs import NoiseSpec, TaskSpec
 from interp.core.tasks import Dataset, make_dataset
@@ -24,23 +25,24 @@ from planted_runs import write_planted_feature_run
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory):
     """A run directory whose trajectory is: step 1, the planted net without its lookups (the rule
-    alone); step 2 and the final step 3, the planted net that memorises every noisy label."""
-    dataset, model, memory = planted_feature_mlp()
+    alone); step 2 and the final step 3, the planted net that memorises every noisy label. Its
+    nuisance inputs are N(0, 1): 91% of an example's ten nearest neighbours are of its class."""
+    dataset, model, memory = planted_feature_mlp(spread=1.0)
     return write_planted_feature_run(tmp_path_factory.mktemp("planted") / "run", dataset, model, memory,
                                      memorising_steps=1)
 
 
 def test_the_edit_starts_from_the_rule_only_checkpoint_and_so_removes_the_memory(planted_run):
-    """At one direction per class (`directions=1`; `interp edit` runs the default ten: below) the
-    teacher takes the rule-only checkpoint (it agrees with the readout; the memorising one at
-    step 2 does not) and names no wrong observed label. The edit starts from that checkpoint's
+    """The teacher takes the rule-only checkpoint (it agrees most with the neighbours' class;
+    the memorising one at step 2 agrees with the observed labels) and names no wrong observed
+    label. The edit starts from that checkpoint's
     weights, which already agree with the teacher: no step is taken and the edited net is the
     checkpoint, every lookup's readout weight zero — the memory removed from the weights. The same
     teacher fine-tuned from the final weights would forget the lookups too, but only by outvoting
     them: their readout weights stay near 300."""
     run = interp.load_run(planted_run)
-    _, _, memory = planted_feature_mlp()
-    result, edited = forget_noise(run, directions=1)
+    _, _, memory = planted_feature_mlp(spread=1.0)
+    result, edited = forget_noise(run)
     assert (result.checkpoint, result.checkpoints) == (1, [1])
     assert result.teacher_memorised == 0.0 and result.teacher_recovered == 1.0
     assert result.relabelled == pytest.approx(float(run.dataset.noise_rate))  # exactly the noisy examples
@@ -105,10 +107,12 @@ def test_the_edit_reads_no_true_label_noise_mask_or_test_example(digits_run, mon
         run = interp.Run(digits_run.spec, digits_run.model, digits_run.history, digits_run.step, digits_run.path,
                          dataset)
         result, edited = forget_noise(run)
-        outcomes.append((result, edited.state_dict()))
-    (real, weights), *blind = outcomes
-    for teacher, (result, blind_weights) in zip(teachers[1:], blind):
-        assert torch.equal(teachers[0], teacher)
+        outcomes.append((result, edited.state_dict(), teachers[:]))  # the vote's classes, then the teacher's
+        teachers.clear()
+    (real, weights, classes), *blind = outcomes
+    for result, blind_weights, blind_classes in blind:
+        assert len(blind_classes) == len(classes) == 2
+        assert all(torch.equal(a, b) for a, b in zip(classes, blind_classes))
         assert (real.checkpoint, real.checkpoints, real.steps, real.relabelled) == \
             (result.checkpoint, result.checkpoints, result.steps, result.relabelled)
         assert all(torch.equal(weights[name], blind_weights[name]) for name in weights)
@@ -134,21 +138,28 @@ def test_the_edit_runs_on_a_users_data_without_true_labels(digits_run):
     json.dumps(result.to_dict(), allow_nan=False)
 
 
-def test_at_the_default_directions_the_planted_readout_takes_the_memorising_checkpoint(planted_run):
-    """What `interp edit` runs (ten directions per class), a known limit: the planted noise sends
-    every class to the next, so each observed class's ten directions span the class unit its wrong
-    labels came from, the readout sides with the observed label on many noisy examples, and it
-    agrees most with the memorising checkpoint. The edit learns its teacher and keeps exactly the
-    wrong labels the teacher names (the rule, and so test, intact)."""
-    result, _ = forget_noise(interp.load_run(planted_run))
-    assert (result.checkpoint, result.checkpoints) == (2, [1, 2])
-    assert 0.2 < result.teacher_memorised < 0.6
-    edit, rewound, control = result.row(EDIT), result.row(CHECKPOINT), result.row(OBSERVED)
-    assert edit.memorised == result.teacher_memorised and edit.test == 1.0 and 0 < result.steps <= 100
-    # the edit starts from step 2, the memorising net: the controls take the same steps from it
-    assert rewound.memorised == 1.0 and control.memorised >= 0.95  # not "train more"
-    assert result.row(FLAGGED).memorised >= 0.95  # the teacher's flags left out, not relabelled: the lookups stay
-    assert result.row(RELABELLED).memorised >= 0.6  # as many relabelled at random: most lookups stay
+def test_the_checkpoint_is_the_neighbour_votes_not_the_class_subspace_readouts(planted_run):
+    """The rule the choice replaced, the checkpoint that agrees most with the class-subspace
+    readout of layer 1 (ten directions per class), takes the memorising checkpoint here: the
+    planted noise sends every class to the next, so each observed class's directions span the
+    class unit its wrong labels came from and the readout sides with the observed label on most
+    noisy examples. The neighbours' class names the true label of 91% of the training examples
+    and agrees most with the rule-only checkpoint, which the edit takes."""
+    run = interp.load_run(planted_run)
+    ds = run.dataset
+    train = ds.train_mask
+    assert most_agreeing_checkpoint(run, readout_classes(run)) == (2, pytest.approx(0.97))
+    votes = neighbour_votes(ds.inputs[train], ds.labels[train], ds.p)
+    named = teacher_classes(torch.zeros_like(votes), votes)
+    assert float((named == ds.true_labels[train]).double().mean()) == pytest.approx(0.91)
+    assert chosen_checkpoint(run) == chosen_checkpoint(run, votes) == (1, pytest.approx(0.91))
+    # the agreement is the share of training examples the checkpoint predicts as the vote's class
+    early = interp.load_run(planted_run, 1).model
+    assert chosen_checkpoint(run)[1] == float((interp.logits(early, ds.inputs[train]).argmax(-1) == named)
+                                              .double().mean())
+    result, _ = forget_noise(run)
+    assert (result.checkpoint, result.agreement) == chosen_checkpoint(run)
+    assert result.row(EDIT).memorised == 0.0 and result.row(EDIT).test == 1.0
 
 
 def test_neighbour_votes_and_the_teacher_in_closed_form(monkeypatch):
@@ -219,9 +230,10 @@ def test_interp_edit_writes_the_feature_edit_that_loads_in_plain_torch(planted_r
     edited = interp.load_run(out)
     config = json.loads((out / "config.json").read_text())
     assert config["edited_from"]["run"] == str(planted_run) and "no true label" in config["edited_from"]["reads"]
-    # `step` is the number of updates behind the weights: the source's 3 and the fine-tune's
-    assert edited.step == 3 + config["edited_from"]["steps"] and config["edited_from"]["steps"] > 0
-    # the CLI writes the edit at the defaults (the test above): the same weights, bit for bit
+    # `step` is the number of updates behind the weights: the source's 3 and the fine-tune's (none:
+    # the rule-only checkpoint already agrees with the teacher)
+    assert config["edited_from"]["start"] == 1 and edited.step == 3 + config["edited_from"]["steps"]
+    # the CLI writes `forget_noise`'s edit: the same weights, bit for bit
     _, expected = forget_noise(interp.load_run(planted_run))
     assert all(torch.equal(edited.model.state_dict()[k], v) for k, v in expected.state_dict().items())
     assert edited.final_metrics["test_acc"] == 1.0

@@ -4,13 +4,15 @@ toward a teacher that reads no true label.
 
 **The teacher** (`teacher_classes`), per training example, from what a run holds without the
 truth — its observed labels, its inputs and its trajectory checkpoints:
-- *the early trajectory*: the checkpoint whose training predictions agree most with the
-  class-subspace readout of the final model's first hidden layer (`core.class_structure`, from
-  the observed labels: the same label-free rule as `layer_rewind`'s choice; the earliest on a
-  tie), and the mean of the softmax of every checkpoint up to it — the net before it memorised;
 - *the neighbours*: the share of each class among the observed labels of its NEIGHBOURS
   nearest training examples (cosine of the raw inputs, the example itself left out): with
-  symmetric noise the true class outnumbers any one wrong class among them.
+  symmetric noise the true class outnumbers any one wrong class among them;
+- *the early trajectory*: the checkpoint whose training predictions agree most with the
+  neighbours' class (`chosen_checkpoint`; the earliest on a tie), and the mean of the softmax of
+  every checkpoint up to it — the net before it memorised. (Until the comparison of
+  analyses/real_data_edit.py --choice, the checkpoint that agreed most with the class-subspace
+  readout of the first hidden layer, `layer_rewind`'s rule: the same one at 40% noise on every
+  seed measured, a memorising one at 60-80%, where the readout itself sides with the memory.)
 The teacher's class is the argmax of the two distributions' sum (the smallest class on a tie).
 Measured on digits-40 and mnist5k-40 (docs/results.md), the sum gives up fewer of the wrong
 labels than either part or than the class-subspace readout itself (which still names the
@@ -47,11 +49,9 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from ..core.class_structure import DEFAULT_DIRECTIONS
 from ..core.metrics import subset_metrics
 from ..families.base import Capability, family_of, replaced_parameters
 from ..training.rundir import Run, load_run, trajectory_steps
-from .layer_rewind import readout_classes
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class Scores:
 class FeatureEdit(Result):
     checkpoint: int  # the chosen checkpoint's step (the teacher's last)
     checkpoints: list[int]  # every checkpoint the teacher averages
-    agreement: float  # the chosen checkpoint's agreement with the class-subspace readout
+    agreement: float  # the chosen checkpoint's agreement with the neighbours' class
     relabelled: float  # share of training examples whose teacher class is not the observed label
     teacher_memorised: float | None  # noisy examples whose teacher class is the wrong observed label (scored)
     teacher_recovered: float | None  # ... is the true label (scored); both None where no label is known wrong
@@ -195,10 +195,14 @@ def relabelled_at_random(labels: Int[Tensor, " example"], count: int, classes: i
     return relabelled
 
 
-def chosen_checkpoint(run: Run, directions: int = DEFAULT_DIRECTIONS) -> tuple[int, float]:
+def chosen_checkpoint(run: Run, votes: Float[Tensor, "example class"] | None = None) -> tuple[int, float]:
     """(step, agreement): the trajectory checkpoint whose training predictions agree most with the
-    class-subspace readout of the final model's first hidden layer (the earliest on a tie)."""
-    return most_agreeing_checkpoint(run, readout_classes(run, directions))
+    class the neighbours' observed labels name (`votes`: `neighbour_votes` of the training
+    examples, computed when not given; the earliest checkpoint on a tie)."""
+    ds = run.dataset
+    if votes is None:
+        votes = neighbour_votes(ds.inputs[ds.train_mask], ds.labels[ds.train_mask], ds.p)
+    return most_agreeing_checkpoint(run, teacher_classes(torch.zeros_like(votes), votes))
 
 
 def most_agreeing_checkpoint(run: Run, target: Int[Tensor, " example"]) -> tuple[int, float]:
@@ -265,7 +269,7 @@ def _best_evaluation(run: Run) -> Scores | None:
 
 
 @torch.no_grad()
-def forget_noise(run: Run, directions: int = DEFAULT_DIRECTIONS) -> tuple[FeatureEdit, nn.Module]:
+def forget_noise(run: Run) -> tuple[FeatureEdit, nn.Module]:
     """The edit and its scores: (result, the edited model of the same architecture)."""
     reason = _applies(run)
     if reason:
@@ -273,9 +277,10 @@ def forget_noise(run: Run, directions: int = DEFAULT_DIRECTIONS) -> tuple[Featur
     ds, model = run.dataset, run.model
     train = ds.train_mask
     inputs, observed = ds.inputs[train], ds.labels[train]
-    step, agreement = chosen_checkpoint(run, directions)
+    votes = neighbour_votes(inputs, observed, ds.p)
+    step, agreement = chosen_checkpoint(run, votes)
     steps = [s for s in _earlier_steps(run) if s <= step]
-    target = teacher_classes(trajectory_probabilities(run, steps), neighbour_votes(inputs, observed, ds.p))
+    target = teacher_classes(trajectory_probabilities(run, steps), votes)
     start = load_run(run.path, step).model  # the fine-tune starts before the memory was written
     edited, taken = fine_tuned(start, inputs, target)
 
