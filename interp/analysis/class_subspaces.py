@@ -207,11 +207,11 @@ def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Cl
             _accuracy(score(values, ds.true_labels[train])[0], ds.true_labels, test), auroc(doubt, noisy[train])))
     predicted = family.forward(model, ds.inputs).argmax(-1)
     missing = why_not(run)
-    score = None if missing else noise_score(run, directions)
+    noise = None if missing else noise_score(run, directions)
     return ClassSubspaces(directions, _accuracy(predicted, ds.true_labels, test),
                           _accuracy(predicted, ds.labels, noisy), rows,
-                          None if score is None else auroc(score.score, noisy[train]),
-                          [] if score is None else score.steps, missing)
+                          None if noise is None else auroc(noise.score, noisy[train]),
+                          [] if noise is None else noise.steps, missing)
 
 
 CLASS_SUBSPACES: Analysis[ClassSubspaces] = register_analysis(
