@@ -7,11 +7,12 @@ confident learning (cleanlab) on the same splits.
 For each noise rate (of `--kind`: symmetric, or pair_flip, each class to the next): trains the
 preset (`digits-40` or `mnist5k-40` with that noise; a finished run directory is reused),
 then reads it with the `class_subspaces` analysis (the label-free class-subspace readout per
-layer, its raw-input control, noise AUROC from label doubt). On the same split and the same
-observed labels, cleanlab 2.x: out-of-sample probabilities from 5-fold `cross_val_predict` of
-scikit-learn's MLP (256 hidden units), `get_label_quality_scores` for the AUROC,
-`find_label_issues` for the flagged examples, and the same MLP retrained on the examples it
-keeps. The clean-label ceiling is the preset trained with
+layer, its raw-input control, noise AUROC from the first layer's label doubt and from the
+label-free noise score, `interp.analysis.noise_scores`, which the report's headline gives).
+On the same split and the same observed labels, cleanlab 2.x: out-of-sample probabilities
+from 5-fold `cross_val_predict` of scikit-learn's MLP (256 hidden units),
+`get_label_quality_scores` for the AUROC, `find_label_issues` for the flagged examples, and the
+same MLP retrained on the examples it keeps. The clean-label ceiling is the preset trained with
 no noise. Needs `pip install cleanlab` (the `benchmark` extra). Writes `<out>/<data>.md` and
 prints every number it writes (`<out>/<data>-pair_flip.md` for pair-flip noise).
 """
@@ -80,9 +81,9 @@ def main() -> None:
     lines = [f"clean-label ceiling ({PRESET[args.data]} with no noise): test {ceiling['test_acc']:.1%}; "
              f"{args.kind} noise", "",
              "| noise | memorised | final test | best test (step) | readout layer 1 / layer 2 (raw inputs) | "
-             "noise AUROC, label doubt at layer 1 | cleanlab AUROC | cleanlab precision / recall | "
-             "cleanlab test, noisy → kept | seconds |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "noise AUROC, label doubt at layer 1 | noise AUROC, label-free noise score | cleanlab AUROC | "
+             "cleanlab precision / recall | cleanlab test, noisy → kept | seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     print(lines[0])
     for rate in args.rates:
         t0 = time.perf_counter()
@@ -91,14 +92,16 @@ def main() -> None:
                       out / f"{args.data}-{kind}{rate:g}")
         m = run.final_metrics
         best = max(run.history, key=lambda row: (row["test_acc"], -row["step"]))
-        readout = {row.where: row for row in class_subspace_readout(run).layers}
+        result = class_subspace_readout(run)
+        readout = {row.where: row for row in result.layers}
         first, second = readout["blocks.0.hook_post"], readout["blocks.1.hook_post"]
         ours = time.perf_counter() - t0
         clean = cleanlab_row(run.dataset)
         theirs = time.perf_counter() - t0 - ours
         line = (f"| {rate:.0%} | {m['noisy_observed_acc']:.1%} | {m['test_acc']:.1%} | {best['test_acc']:.1%} "
                 f"({best['step']}) | {first.test_acc:.1%} / {second.test_acc:.1%} ({readout[INPUT].test_acc:.1%}) | "
-                f"{first.noise_auroc:.3f} | {clean['auroc']:.3f} | {clean['precision']:.2f} / {clean['recall']:.2f} | "
+                f"{first.noise_auroc:.3f} | {result.noise_score_auroc:.3f} | {clean['auroc']:.3f} | "
+                f"{clean['precision']:.2f} / {clean['recall']:.2f} | "
                 f"{clean['test_noisy']:.1%} → {clean['test_kept']:.1%} | {ours:.0f} + {theirs:.0f} |")
         lines.append(line)
         print(line, flush=True)

@@ -108,7 +108,11 @@ def test_the_report_on_a_feature_run_names_the_class_readout_and_skips_the_rest(
     headline = data["headline"]
     readout = data["analyses"]["class_subspaces"]["layers"][1]
     assert headline["label_free_method"] == "class subspaces, blocks.0.hook_post"
-    assert headline["label_free_test_acc"] == readout["test_acc"] and headline["noise_auroc"] == readout["noise_auroc"]
+    assert headline["label_free_test_acc"] == readout["test_acc"]
+    # noise detection: the label-free noise score, which reads the run's checkpoints (step 20 here)
+    subspaces = data["analyses"]["class_subspaces"]
+    assert subspaces["noise_score_steps"] == [20] and headline["noise_auroc"] == subspaces["noise_score_auroc"]
+    assert headline["noise_method"].startswith("the label-free noise score")
     assert [c["topic"] for c in headline["claims"]] == ["The rule", "The memory",
                                                          "The edit (fine-tuned toward a label-free teacher)"]
     edit = data["analyses"]["feature_edit"]["rows"]

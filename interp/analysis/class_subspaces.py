@@ -9,12 +9,15 @@ it: the same readout on an untrained network of the same spec (is it the trainin
 architecture?), with the observed labels shuffled (must fall to chance: the readout is not
 reading the truth some other way), and with the true labels (the ceiling of this readout on
 these activations). Noise detection: each training example's doubt about its label (the best
-other class's affinity minus its own label's), scored against the true noise mask (AUROC).
+other class's affinity minus its own label's), scored against the true noise mask (AUROC) per
+layer; and, where the run has its trajectory, the label-free noise score (`noise_scores`: the
+first layer's doubt plus the early trajectory's and the neighbours'), the one the headline
+reports.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +28,7 @@ from ..core.class_structure import DEFAULT_DIRECTIONS, INPUT, class_subspaces, l
 from ..core.metrics import VERDICT_BAND
 from ..families.base import Capability, build_model, family_of
 from ..training.rundir import Run
+from .noise_scores import PARTS, auroc, noise_score, why_not
 from .plots import _save, _subplots
 from .registry import Analysis, Result, register_analysis
 
@@ -54,6 +58,12 @@ class ClassSubspaces(Result):
     model_test_acc: float
     model_memorised_acc: float
     layers: list[LayerReadout]
+    #: the label-free noise score's AUROC (`noise_scores`; None: no noisy example, or not read)
+    noise_score_auroc: float | None = None
+    #: the checkpoints its trajectory part averages (empty: the score was not read, see below)
+    noise_score_steps: list[int] = field(default_factory=list)
+    #: why the score was not read from this run (None: it was)
+    noise_score_missing: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +78,14 @@ class ClassSubspaces(Result):
         """The extraction the headline names: the readout of the first hidden layer (a fixed
         choice; picking the layer by its test accuracy would read the test labels)."""
         return self.hidden()[0]
+
+    def noise_detection(self) -> tuple[str, float | None]:
+        """(method, AUROC) of the noise detection the headline reports: the label-free noise
+        score where the run has its trajectory, else the first hidden layer's label doubt."""
+        if self.noise_score_missing is None:
+            return f"the label-free noise score ({PARTS})", self.noise_score_auroc
+        first = self.label_free()
+        return f"label doubt at {first.where}", first.noise_auroc
 
     def best(self) -> LayerReadout:
         """The hidden layer whose readout scores best on test (the input side first on a tie)."""
@@ -109,6 +127,11 @@ class ClassSubspaces(Result):
         scored = [row for row in self.layers if row.noise_auroc is not None]
         if scored:
             line += " Noise detection AUROC: " + ", ".join(f"{row.where} {row.noise_auroc:.3f}" for row in scored) + "."
+        if self.noise_score_missing is not None:
+            line += f" The label-free noise score ({PARTS}) is not read: {self.noise_score_missing}."
+        elif self.noise_score_auroc is not None:
+            line += (f" The label-free noise score ({PARTS}; checkpoints up to step {self.noise_score_steps[-1]}): "
+                     f"AUROC {self.noise_score_auroc:.3f}.")
         return line
 
     def tables(self) -> list[Table]:
@@ -150,14 +173,6 @@ def plot_class_subspaces(result: ClassSubspaces, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _auroc(score: Tensor, noisy: Tensor) -> float | None:
-    if not noisy.any() or noisy.all():
-        return None
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(noisy.numpy(), score.numpy()))
-
-
 def _accuracy(predicted: Tensor, labels: Tensor, mask: Tensor) -> float:
     return float((predicted[mask] == labels[mask]).double().mean()) if mask.any() else float("nan")
 
@@ -189,10 +204,14 @@ def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Cl
         rows.append(LayerReadout(
             where, _accuracy(predicted, ds.true_labels, test), _accuracy(predicted, ds.true_labels, noisy),
             untrained_acc, _accuracy(score(values, shuffled)[0], ds.true_labels, test),
-            _accuracy(score(values, ds.true_labels[train])[0], ds.true_labels, test), _auroc(doubt, noisy[train])))
+            _accuracy(score(values, ds.true_labels[train])[0], ds.true_labels, test), auroc(doubt, noisy[train])))
     predicted = family.forward(model, ds.inputs).argmax(-1)
+    missing = why_not(run)
+    noise = None if missing else noise_score(run, directions)
     return ClassSubspaces(directions, _accuracy(predicted, ds.true_labels, test),
-                          _accuracy(predicted, ds.labels, noisy), rows)
+                          _accuracy(predicted, ds.labels, noisy), rows,
+                          None if noise is None else auroc(noise.score, noisy[train]),
+                          [] if noise is None else noise.steps, missing)
 
 
 CLASS_SUBSPACES: Analysis[ClassSubspaces] = register_analysis(

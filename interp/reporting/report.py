@@ -70,9 +70,11 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
                   if k not in ("raw", "restricted", "excluded") and v["test_acc"] is not None}
         best = max(tested, key=tested.get) if tested else None
         auroc = extraction.noise_detection["auroc"] if extraction.noise_detection else None
+        noise_method = "the label-free extraction"
     elif readout is not None:
         first, top = readout.label_free(), readout.best()
-        method, acc, auroc = f"class subspaces, {first.where}", first.test_acc, first.noise_auroc
+        method, acc = f"class subspaces, {first.where}", first.test_acc
+        noise_method, auroc = readout.noise_detection()
         best, tested = f"class subspaces, {top.where}", {f"class subspaces, {top.where}": top.test_acc}
         rule_claims = [{"topic": "The rule", "text": readout.claim()}]
         if "layer_rewind" in results:
@@ -84,7 +86,7 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
             rule_claims.append({"topic": "The edit (a layer rewound, chosen without labels)",
                                 "text": results["layer_rewind"].edit_line()})
     else:
-        method, acc, best, tested, auroc = "none applies", None, None, {}, None
+        method, acc, best, tested, auroc, noise_method = "none applies", None, None, {}, None, None
     size = ", ".join(f"{k} {v}" for k, v in vars(spec.model).items()
                      if k not in ("seed", "init", "n_layers", "d_head") and not isinstance(v, bool))
     model = (f"{spec.model.arch.replace('_', '-')} network ({size}), {spec.task.describe(markdown=True)}, "
@@ -93,7 +95,7 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         "model": model, "phase": phase(final), "raw_test_acc": final["test_acc"],
         "memorised_acc": final["noisy_observed_acc"], "label_free_method": method, "label_free_test_acc": acc,
         "best_method": best, "best_test_acc": tested.get(best),
-        "noise_auroc": auroc,
+        "noise_auroc": auroc, "noise_method": noise_method,
         "components": results["localize"].counts() if "localize" in results else {},
         "neuron_parts": results["localize"].parts_counts() if "localize" in results else {},
         "claims": rule_claims + claims(results.get("localize"), results.get("edit")) + _error_claims(results.get("errors")),
@@ -161,7 +163,7 @@ def _write_report(run: Run, out_dir: Path, progress: bool) -> dict[str, Any]:
                  pct(headline["label_free_test_acc"])],
                 [f"best extraction ({headline['best_method']})", pct(headline["best_test_acc"])]]),
             (f"**Memorised:** {pct(final['noisy_observed_acc'])} of the noisy training labels are fitted. "
-             f"Noise detection from the label-free extraction: AUROC {headline['noise_auroc']:.4f}."
+             f"Noise detection from {headline['noise_method']}: AUROC {headline['noise_auroc']:.4f}."
              if headline["noise_auroc"] is not None else "The run has no noisy labels: nothing to memorise."),
         ]),
         Section("Training", [
