@@ -89,9 +89,10 @@ def noise_score(run: Run, directions: int = DEFAULT_DIRECTIONS) -> NoiseScore:
         raise ValueError(f"the noise score does not apply to this run: {reason}")
     ds = run.dataset
     inputs, observed = ds.inputs[ds.train_mask], ds.labels[ds.train_mask]
-    step, _ = chosen_checkpoint(run, directions)
+    shares = neighbour_votes(inputs, observed, ds.p)
+    step, _ = chosen_checkpoint(run, shares)
     steps = [s for s in trajectory_steps(run.path) if s <= step]
     subspace = first_layer_doubt(run, directions)
     trajectory = observed_doubt(trajectory_probabilities(run, steps), observed)
-    votes = observed_doubt(neighbour_votes(inputs, observed, ds.p), observed)
+    votes = observed_doubt(shares, observed)
     return NoiseScore(subspace + trajectory + votes, subspace, trajectory, votes, steps)
