@@ -1,20 +1,20 @@
-"""Real data with noisy labels (issue 29): the memorising MLP read out without labels, beside
+"""Real data with noisy labels (issue 29): the memorising net read out without labels, beside
 confident learning (cleanlab) on the same splits.
 
     OMP_NUM_THREADS=1 python analyses/real_data_cleanlab.py [--data digits] [--kind symmetric]
         [--rates 0.2 0.4 0.6 0.8] [--out runs/real-data-cleanlab]
 
 For each noise rate (of `--kind`: symmetric, or pair_flip, each class to the next): trains the
-preset (`digits-40` or `mnist5k-40` with that noise; a finished run directory is reused),
-then reads it with the `class_subspaces` analysis (the label-free class-subspace readout per
-layer, its raw-input control, noise AUROC from the first layer's label doubt and from the
-label-free noise score, `interp.analysis.noise_scores`, which the report's headline gives).
-On the same split and the same observed labels, cleanlab 2.x: out-of-sample probabilities
-from 5-fold `cross_val_predict` of scikit-learn's MLP (256 hidden units),
-`get_label_quality_scores` for the AUROC, `find_label_issues` for the flagged examples, and the
-same MLP retrained on the examples it keeps. The clean-label ceiling is the preset trained with
-no noise. Needs `pip install cleanlab` (the `benchmark` extra). Writes `<out>/<data>.md` and
-prints every number it writes (`<out>/<data>-pair_flip.md` for pair-flip noise).
+preset (`digits-40`, `mnist5k-40` or `mnist1d-tt-40` with that noise; a finished run directory
+is reused), then reads it with the `class_subspaces` analysis (the label-free class-subspace
+readout per layer, its raw-input control, noise AUROC from the first layer's label doubt and from
+the label-free noise score, `interp.analysis.noise_scores`, which the report's headline gives).
+On the same split and the same observed labels, cleanlab 2.x: out-of-sample probabilities from
+5-fold `cross_val_predict` of scikit-learn's MLP (256 hidden units), `get_label_quality_scores`
+for the AUROC, `find_label_issues` for the flagged examples, and the same MLP retrained on the
+examples it keeps. The clean-label ceiling is the preset trained with no noise. Needs `pip
+install cleanlab` (the `benchmark` extra). Writes `<out>/<data>.md` and prints every number it
+writes (`<out>/<data>-pair_flip.md` for pair-flip noise).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import interp
 from interp.analysis.class_subspaces import INPUT, class_subspace_readout
 from interp.training.train import started
 
-PRESET = {"digits": "digits-40", "mnist5k": "mnist5k-40"}
+PRESET = {"digits": "digits-40", "mnist5k": "mnist5k-40", "mnist1d": "mnist1d-tt-40"}
 
 
 def trained(spec, out: Path):
@@ -77,10 +77,13 @@ def main() -> None:
     out = Path(args.out)
     base = interp.get_preset(PRESET[args.data]).spec
     start = time.perf_counter()
-    ceiling = trained(replace(base, noise=replace(base.noise, rate=0.0)), out / f"{args.data}-clean").final_metrics
+    clean_run = trained(replace(base, noise=replace(base.noise, rate=0.0)), out / f"{args.data}-clean")
+    ceiling = clean_run.final_metrics
+    depth = len(interp.families.family_of(clean_run.model).layer_hooks(clean_run.model))
+    layer_names = " / ".join(f"layer {i + 1}" for i in range(depth))
     lines = [f"clean-label ceiling ({PRESET[args.data]} with no noise): test {ceiling['test_acc']:.1%}; "
              f"{args.kind} noise", "",
-             "| noise | memorised | final test | best test (step) | readout layer 1 / layer 2 (raw inputs) | "
+             f"| noise | memorised | final test | best test (step) | readout {layer_names} (raw inputs) | "
              "noise AUROC, label doubt at layer 1 | noise AUROC, label-free noise score | cleanlab AUROC | "
              "cleanlab precision / recall | cleanlab test, noisy → kept | seconds |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -92,15 +95,15 @@ def main() -> None:
                       out / f"{args.data}-{kind}{rate:g}")
         m = run.final_metrics
         best = max(run.history, key=lambda row: (row["test_acc"], -row["step"]))
-        result = class_subspace_readout(run)
-        readout = {row.where: row for row in result.layers}
-        first, second = readout["blocks.0.hook_post"], readout["blocks.1.hook_post"]
+        readout = class_subspace_readout(run)
+        layers = [row for row in readout.layers if row.where != INPUT]  # input side first
         ours = time.perf_counter() - t0
         clean = cleanlab_row(run.dataset)
         theirs = time.perf_counter() - t0 - ours
         line = (f"| {rate:.0%} | {m['noisy_observed_acc']:.1%} | {m['test_acc']:.1%} | {best['test_acc']:.1%} "
-                f"({best['step']}) | {first.test_acc:.1%} / {second.test_acc:.1%} ({readout[INPUT].test_acc:.1%}) | "
-                f"{first.noise_auroc:.3f} | {result.noise_score_auroc:.3f} | {clean['auroc']:.3f} | "
+                f"({best['step']}) | {' / '.join(f'{row.test_acc:.1%}' for row in layers)} "
+                f"({readout.control().test_acc:.1%}) | {layers[0].noise_auroc:.3f} | {readout.noise_score_auroc:.3f} | "
+                f"{clean['auroc']:.3f} | "
                 f"{clean['precision']:.2f} / {clean['recall']:.2f} | "
                 f"{clean['test_noisy']:.1%} → {clean['test_kept']:.1%} | {ours:.0f} + {theirs:.0f} |")
         lines.append(line)

@@ -2,6 +2,7 @@
 here from its weights alone, its hook names, and its one-line refusals (the rest of its contract
 is checked by `interp.testing.check_family` in test_conformance.py)."""
 
+import json
 import math
 
 import pytest
@@ -12,13 +13,18 @@ from interp.core.specs import SpecError
 from interp.families.token_transformer import TokenTransformerSpec
 
 SPEC = TokenTransformerSpec(d_in=12, n_tokens=3, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_layers=2, act="gelu")
+#: overlapping windows: 6 features every 4, the last reading 4 features and 2 zeros
+WINDOWED = TokenTransformerSpec(d_in=12, n_tokens=3, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_layers=2, act="gelu",
+                                window=6)
 
 
 def independent_forward(w: dict, x: torch.Tensor, spec: TokenTransformerSpec) -> torch.Tensor:
     """Logits at the readout token, from the state dict, one example at a time in plain loops."""
     out = []
+    width = spec.window or 4
     for row in x:
-        tokens = [row[i * 4:(i + 1) * 4] @ w["W_E"] + w["b_E"] for i in range(spec.n_tokens)] + [w["readout_token"]]
+        windows = [torch.cat([row[i * 4:i * 4 + width], torch.zeros(max(0, i * 4 + width - 12))]) for i in range(3)]
+        tokens = [piece @ w["W_E"] + w["b_E"] for piece in windows] + [w["readout_token"]]
         resid = torch.stack(tokens) + w["W_pos"]
         for layer in range(spec.n_layers):
             b = f"blocks.{layer}."
@@ -34,14 +40,15 @@ def independent_forward(w: dict, x: torch.Tensor, spec: TokenTransformerSpec) ->
     return torch.stack(out)
 
 
-def test_the_logits_are_those_of_a_forward_written_from_the_weights():
-    model = interp.build_model(SPEC, 5)
+@pytest.mark.parametrize("spec", [SPEC, WINDOWED], ids=["pieces", "windows"])
+def test_the_logits_are_those_of_a_forward_written_from_the_weights(spec):
+    model = interp.build_model(spec, 5)
     with torch.no_grad():  # nonzero biases, so each one is checked
         for name, param in model.named_parameters():
             if name.split(".")[-1].startswith("b_"):
                 param.copy_(torch.linspace(-0.5, 0.5, param.numel()).reshape(param.shape))
     x = torch.randn(6, 12, generator=torch.Generator().manual_seed(1))
-    expected = independent_forward({k: v.detach() for k, v in model.state_dict().items()}, x, SPEC)
+    expected = independent_forward({k: v.detach() for k, v in model.state_dict().items()}, x, spec)
     torch.testing.assert_close(interp.logits(model, x), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -58,9 +65,37 @@ def test_hooks_carry_transformer_lens_names_and_the_readout_token_is_last():
     torch.testing.assert_close(cache["blocks.1.hook_resid_post"][:, -1] @ model.W_U + model.b_U, logits[:, -1])
 
 
+def test_the_window_is_written_only_when_set_and_reads_back():
+    """A spec without a window serialises as before it existed (released configs stay as they are)."""
+    assert "window" not in SPEC.to_dict() and WINDOWED.to_dict()["window"] == 6
+    for spec in (SPEC, WINDOWED):
+        assert TokenTransformerSpec(**json.loads(json.dumps(spec.to_dict()))) == spec
+
+
 def test_bad_shapes_are_refused_in_one_line():
     with pytest.raises(SpecError, match="does not divide"):
         TokenTransformerSpec(d_in=10, n_tokens=3)
+    for window in (3, 13):  # shorter than the stride 4 would skip features; longer than the input
+        with pytest.raises(SpecError, match="model.window"):
+            TokenTransformerSpec(d_in=12, n_tokens=3, window=window)
     model = interp.build_model(SPEC, 5)
     with pytest.raises(ValueError, match=r"feature vectors of shape \[batch, 12\]"):
         model(torch.zeros(2, 13))
+
+
+def test_the_plain_torch_snippet_reads_overlapping_windows(tmp_path):
+    """docs/checkpoints.md's loading snippet (no interp inside it) gives the family's logits on a
+    run whose tokens are overlapping windows (the released digits-tt-40 checks the pieces)."""
+    from test_docs import snippet
+
+    from interp.core.specs import NoiseSpec, RunSpec, TaskSpec, TrainSpec
+
+    spec = RunSpec(task=TaskSpec(op="classify", data="digits", train_fraction=0.5), noise=NoiseSpec("symmetric", 0.4),
+                   model=TokenTransformerSpec(d_in=64, n_tokens=8, d_model=8, n_heads=2, d_head=4, d_mlp=16,
+                                              window=13),
+                   train=TrainSpec(steps=2, optimizer="adam", lr=1e-2, eval_every=1, checkpoint_every=2))
+    run = interp.train(spec, tmp_path / "run", progress=False)
+    namespace: dict = {}
+    exec(compile(snippet("token_transformer").replace('"models/digits-tt-40"', repr(str(run.path))), "snippet", "exec"),
+         namespace)
+    torch.testing.assert_close(namespace["logits"], run.logits(run.dataset.inputs), rtol=1e-5, atol=1e-5)

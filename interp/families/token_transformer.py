@@ -1,7 +1,9 @@
 """A small transformer over tokens cut from a feature vector: the 8 rows of an 8×8 digit, say.
 
 The input [batch, d_in] is cut into `n_tokens` consecutive pieces of d_in / n_tokens features
-(one per row of an image stored row by row); each piece is embedded by one linear map, a
+(one per row of an image stored row by row), or, with `window`, into `n_tokens` overlapping
+windows of `window` features, one starting every d_in / n_tokens (zeros past the end: a
+convolution's patches, for a sequence such as MNIST-1D's); each is embedded by one linear map, a
 learned readout token is appended (like the `=` of the composition tasks), and positions are
 learned. Attention is bidirectional, with no layer norm, so the readout is linear: the logits
 are `unembed` of the readout token's final residual stream. Hook names are TransformerLens's
@@ -17,7 +19,7 @@ positions, layers (each block's residual stream at the readout token) and a read
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from jaxtyping import Float
@@ -44,14 +46,34 @@ class TokenTransformerSpec:
     n_layers: int = 1
     act: str = "relu"
     seed: int = 0
+    #: features each token reads; 0: d_in / n_tokens, pieces that do not overlap
+    window: int = 0
 
     def __post_init__(self) -> None:
         for name in ("d_in", "n_tokens", "d_model", "n_heads", "d_head", "d_mlp", "n_layers"):
             check_integer(f"model.{name}", getattr(self, name), 1)
+        check_integer("model.window", self.window, 0)
         check_seed("model.seed", self.seed)
         check_choice("model.act", self.act, ACTIVATIONS)
         if self.d_in % self.n_tokens:
             raise SpecError(f"model.n_tokens={self.n_tokens} does not divide model.d_in={self.d_in} into equal tokens")
+        if self.window and not self.stride <= self.window <= self.d_in:
+            raise SpecError(f"model.window={self.window} must lie between the stride d_in / n_tokens = {self.stride} "
+                            f"(else features are skipped) and d_in = {self.d_in}")
+
+    def to_dict(self) -> dict:
+        """The fields as JSON values; `window` only when set (a spec without one serialises as before)."""
+        return {k: v for k, v in asdict(self).items() if k != "window" or self.window}
+
+    @property
+    def stride(self) -> int:
+        """Features between the starts of two tokens."""
+        return self.d_in // self.n_tokens
+
+    @property
+    def d_token(self) -> int:
+        """Features each token reads."""
+        return self.window or self.stride
 
 
 def _init(gen: torch.Generator, *shape: int, fan_in: int) -> nn.Parameter:
@@ -110,8 +132,7 @@ class TokenTransformer(HookedRootModule):
         super().__init__()
         self.spec, self.p = spec, p
         gen = torch.Generator().manual_seed(spec.seed)  # no global RNG
-        d_token = spec.d_in // spec.n_tokens
-        self.W_E = _init(gen, d_token, spec.d_model, fan_in=d_token)
+        self.W_E = _init(gen, spec.d_token, spec.d_model, fan_in=spec.d_token)
         self.b_E = nn.Parameter(torch.zeros(spec.d_model))
         self.readout_token = _init(gen, spec.d_model, fan_in=spec.d_model)
         self.W_pos = _init(gen, spec.n_tokens + 1, spec.d_model, fan_in=spec.d_model)
@@ -126,7 +147,8 @@ class TokenTransformer(HookedRootModule):
         if x.dim() != 2 or x.shape[1] != spec.d_in or not x.is_floating_point():
             raise ValueError(f"this transformer takes feature vectors of shape [batch, {spec.d_in}], got {x.dtype} "
                              f"{tuple(x.shape)}")
-        pieces = x.reshape(len(x), spec.n_tokens, -1) @ self.W_E + self.b_E
+        padded = nn.functional.pad(x, (0, spec.d_token - spec.stride))  # the last windows read zeros past the end
+        pieces = padded.unfold(1, spec.d_token, spec.stride) @ self.W_E + self.b_E
         embed = self.hook_embed(torch.cat([pieces, self.readout_token.expand(len(x), 1, -1)], 1))
         resid = embed + self.hook_pos_embed(self.W_pos.expand(len(x), -1, -1))
         for block in self.blocks:
