@@ -76,13 +76,18 @@ def format_headline(data: dict) -> str:
     plain words (where the rule and the memory live, the edit; `interp.reporting.headline`)."""
     h = data["headline"]
     pct = lambda x: "—" if x is None else f"{x:.1%}"  # noqa: E731
+    from .reporting.report import headline_rows
+
+    rows = headline_rows(h)
     lines = [h["model"].replace("`", ""), f"phase: {h['phase']}", "",
-             f"{'raw model, test accuracy':<52}{pct(h['raw_test_acc']):>8}",
+             f"{rows[0][0] + ', test accuracy':<52}{pct(rows[0][1]):>8}",
              f"{'noisy training labels memorised':<52}{pct(h['memorised_acc']):>8}",
-             f"{'extracted without labels (' + h['label_free_method'] + '), test':<52}{pct(h['label_free_test_acc']):>8}",
-             f"{'best extraction (' + str(h['best_method']) + '), test':<52}{pct(h['best_test_acc']):>8}"]
+             *(f"{name + ', test':<52}{pct(acc):>8}" for name, acc in rows[1:])]
     if h["noise_auroc"] is not None:
         lines.append(f"{'noisy labels found without labels, AUROC':<52}{h['noise_auroc']:>8.4f}")
+        control = h.get("noise_control")
+        if control and control[1] is not None:
+            lines.append(f"{'  control, ' + control[0]:<52}{control[1]:>8.4f}")
     lines.append("")
     lines += [f"{claim['topic']}: {claim['text']}" for claim in h.get("claims", [])]
     return "\n".join(lines)

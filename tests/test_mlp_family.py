@@ -7,6 +7,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 import interp
+from interp.analysis.class_subspaces import NO_NETWORK
+from interp.reporting.report import headline_rows
 from interp.cli import main
 from interp.core.specs import NoiseSpec, RunSpec, SpecError, TaskSpec, TrainSpec
 from interp.families.base import Capability, family_of
@@ -118,6 +120,18 @@ def test_the_report_on_a_feature_run_names_the_class_readout_and_skips_the_rest(
     edit = data["analyses"]["feature_edit"]["rows"]
     assert f"memorised {edit[0]['memorised']:.1%} → {edit[3]['memorised']:.1%}" in headline["claims"][2]["text"]
     assert "raw inputs" in headline["claims"][0]["text"] and "random" in headline["claims"][1]["text"]
+    # each extraction beside its controls; no row twice (the best layer is the first here or another)
+    rows = dict(headline["rows"])
+    layers = data["analyses"]["class_subspaces"]["layers"]
+    assert rows["control: the same readout, raw inputs"] == layers[0]["test_acc"]
+    assert rows["control: the same readout, an untrained net"] == readout["untrained_test_acc"]
+    flagged = next(r for r in edit if r["name"].startswith("control: observed labels, the examples"))
+    assert rows["control: the same steps, flagged examples left out"] == flagged["test"]
+    assert f"left out instead, {flagged['memorised']:.1%}, {flagged['test']:.1%}" in headline["claims"][2]["text"]
+    assert (headline["best_method"] == headline["label_free_method"]) == (
+        not any(name.startswith("best extraction") for name in (r[0] for r in headline_rows(headline))))
+    # the noise score's control reads no network: the raw inputs' doubt plus the neighbour vote
+    assert headline["noise_control"] == [NO_NETWORK, subspaces["noise_control_auroc"]]
     assert {"class_subspaces", "layer_rewind", "suspect_neurons", "dynamics", "feature_edit"} <= set(data["analyses"])
     assert "pairs of residues" in data["skipped"]["fourier"]
     assert "class subspaces, blocks.0.hook_post" in capsys.readouterr().out

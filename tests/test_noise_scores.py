@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import interp
-from interp.analysis.class_subspaces import class_subspace_readout
+from interp.analysis.class_subspaces import NO_NETWORK, class_subspace_readout
 from interp.analysis.feature_edit import chosen_checkpoint
 from interp.analysis.noise_scores import PARTS, auroc, noise_score
 from interp.core.class_structure import class_subspaces, label_doubt
@@ -87,6 +87,12 @@ def test_the_readout_reports_the_score_and_falls_back_without_a_trajectory(plant
     score = noise_score(run)
     assert result.noise_score_auroc == auroc(score.score, noisy) and result.noise_score_steps == score.steps
     assert result.noise_detection() == (f"the label-free noise score ({PARTS})", result.noise_score_auroc)
+    # its control reads no network: the raw inputs' class-subspace doubt plus the neighbour vote
+    ds = run.dataset
+    x, observed = ds.inputs[ds.train_mask], ds.labels[ds.train_mask]
+    raw = label_doubt(x, observed, class_subspaces(x, observed, ds.p, 10))
+    assert result.noise_control() == (NO_NETWORK, auroc(raw + score.votes, noisy))
+    assert f"with no network ({NO_NETWORK}): {result.noise_control_auroc:.3f}" in result.summary()
     assert f"checkpoints up to step {score.steps[-1]}): AUROC {result.noise_score_auroc:.3f}" in result.summary()
     # a model in memory has no checkpoints: the headline falls back to the first layer's doubt
     alone = class_subspace_readout(interp.Run(run.spec, run.model, [], 0, None, run.dataset))

@@ -35,6 +35,8 @@ from .registry import Analysis, Result, register_analysis
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
 
+#: the noise score's control: its parts that read no network
+NO_NETWORK = "the raw inputs' class-subspace doubt + the neighbour vote"
 #: the shuffled-label control's seed (any fixed one: the permutation must not depend on the run)
 SHUFFLE_SEED = 0
 
@@ -64,6 +66,8 @@ class ClassSubspaces(Result):
     noise_score_steps: list[int] = field(default_factory=list)
     #: why the score was not read from this run (None: it was)
     noise_score_missing: str | None = None
+    #: its control with no network: the raw inputs' class-subspace doubt plus the neighbour vote
+    noise_control_auroc: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +90,13 @@ class ClassSubspaces(Result):
             return f"the label-free noise score ({PARTS})", self.noise_score_auroc
         first = self.label_free()
         return f"label doubt at {first.where}", first.noise_auroc
+
+    def noise_control(self) -> tuple[str, float | None]:
+        """(method, AUROC) of the noise detection's control that reads no network: for the noise
+        score, the raw inputs' doubt plus the neighbour vote; for a layer's doubt, the inputs'."""
+        if self.noise_score_missing is None:
+            return NO_NETWORK, self.noise_control_auroc
+        return "label doubt at the raw inputs", self.control().noise_auroc
 
     def best(self) -> LayerReadout:
         """The hidden layer whose readout scores best on test (the input side first on a tie)."""
@@ -131,7 +142,8 @@ class ClassSubspaces(Result):
             line += f" The label-free noise score ({PARTS}) is not read: {self.noise_score_missing}."
         elif self.noise_score_auroc is not None:
             line += (f" The label-free noise score ({PARTS}; checkpoints up to step {self.noise_score_steps[-1]}): "
-                     f"AUROC {self.noise_score_auroc:.3f}.")
+                     f"AUROC {self.noise_score_auroc:.3f}; with no network ({NO_NETWORK}): "
+                     f"{self.noise_control_auroc:.3f}.")
         return line
 
     def tables(self) -> list[Table]:
@@ -195,10 +207,10 @@ def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Cl
         bases = class_subspaces(values[train], labels, ds.p, directions)
         return readout(values, bases), bases
 
-    rows = []
+    rows, doubts = [], {}
     for where, values in acts.items():
         predicted, bases = score(values, ds.labels[train])
-        doubt = label_doubt(values[train], ds.labels[train], bases)
+        doubt = doubts[where] = label_doubt(values[train], ds.labels[train], bases)
         untrained_acc = None if where == INPUT else _accuracy(score(fresh[where], ds.labels[train])[0], ds.true_labels,
                                                               test)
         rows.append(LayerReadout(
@@ -211,7 +223,8 @@ def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Cl
     return ClassSubspaces(directions, _accuracy(predicted, ds.true_labels, test),
                           _accuracy(predicted, ds.labels, noisy), rows,
                           None if noise is None else auroc(noise.score, noisy[train]),
-                          [] if noise is None else noise.steps, missing)
+                          [] if noise is None else noise.steps, missing,
+                          None if noise is None else auroc(doubts[INPUT] + noise.votes, noisy[train]))
 
 
 CLASS_SUBSPACES: Analysis[ClassSubspaces] = register_analysis(

@@ -118,6 +118,23 @@ class FeatureEdit(Result):
                 f"label-free teacher (the checkpoints up to step {self.checkpoint} with the observed labels of each "
                 f"example's {NEIGHBOURS} nearest neighbours): {scores}test {raw.test:.1%} → {edit.test:.1%}.")
 
+    def claim(self) -> str:
+        """The headline's sentence: the edit, and beside it the controls that take the same steps
+        from the same checkpoint, with what they say about where the forgetting comes from."""
+        line = self.edit_line()
+        if not self.scored:
+            return line
+        edit, control, flagged, relabelled = self.row(EDIT), self.row(OBSERVED), self.row(FLAGGED), self.row(RELABELLED)
+        line += (f" Beside it, the same steps from the same checkpoint: on the observed labels, memorised "
+                 f"{control.memorised:.1%}, test {control.test:.1%}; with as many examples relabelled at random, "
+                 f"{relabelled.memorised:.1%}, {relabelled.test:.1%}; with the examples the teacher relabels left out "
+                 f"instead, {flagged.memorised:.1%}, {flagged.test:.1%}")
+        if flagged.test >= edit.test:
+            return line + (": leaving them out does as well on test, so the teacher's flags, more than its new "
+                           f"labels, carry the forgetting (the new labels forget "
+                           f"{max(flagged.memorised - edit.memorised, 0.0) * 100:.1f} points more).")
+        return line + "."
+
     def summary(self) -> str:
         best, control, flagged, relabelled = self.row(BEST), self.row(OBSERVED), self.row(FLAGGED), self.row(RELABELLED)
         if not self.scored:

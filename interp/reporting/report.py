@@ -17,6 +17,7 @@ from typing import Any
 from ..analysis.registry import ANALYSES, Result, analyze, in_report_order
 from ..training import rundir
 from ..training.rundir import CheckpointError, Run, write_json
+from ..analysis.feature_edit import EDIT, FLAGGED
 from .headline import claims
 
 __all__ = ["ANALYSES", "analyze", "write_analysis", "write_report"]
@@ -70,23 +71,30 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
                   if k not in ("raw", "restricted", "excluded") and v["test_acc"] is not None}
         best = max(tested, key=tested.get) if tested else None
         auroc = extraction.noise_detection["auroc"] if extraction.noise_detection else None
-        noise_method = "the label-free extraction"
+        noise_method, noise_control, rows = "the label-free extraction", None, []
     elif readout is not None:
         first, top = readout.label_free(), readout.best()
         method, acc = f"class subspaces, {first.where}", first.test_acc
         noise_method, auroc = readout.noise_detection()
+        noise_control = readout.noise_control()
         best, tested = f"class subspaces, {top.where}", {f"class subspaces, {top.where}": top.test_acc}
+        # each extraction beside the controls that could contradict it, in the headline's table
+        rows = [["control: the same readout, raw inputs", readout.control().test_acc],
+                ["control: the same readout, an untrained net", first.untrained_test_acc]]
         rule_claims = [{"topic": "The rule", "text": readout.claim()}]
         if "layer_rewind" in results:
             rule_claims.append({"topic": "The memory", "text": results["layer_rewind"].claim()})
         if "feature_edit" in results:  # the weight edit `interp edit` writes on these runs
-            rule_claims.append({"topic": "The edit (fine-tuned toward a label-free teacher)",
-                                "text": results["feature_edit"].edit_line()})
+            edit = results["feature_edit"]
+            rule_claims.append({"topic": "The edit (fine-tuned toward a label-free teacher)", "text": edit.claim()})
+            rows += [[f"the label-free edit ({edit.steps} steps from step {edit.checkpoint})", edit.row(EDIT).test],
+                     ["control: the same steps, flagged examples left out", edit.row(FLAGGED).test]]
         elif "layer_rewind" in results:
             rule_claims.append({"topic": "The edit (a layer rewound, chosen without labels)",
                                 "text": results["layer_rewind"].edit_line()})
     else:
         method, acc, best, tested, auroc, noise_method = "none applies", None, None, {}, None, None
+        noise_control, rows = None, []
     size = ", ".join(f"{k} {v}" for k, v in vars(spec.model).items()
                      if k not in ("seed", "init", "n_layers", "d_head") and not isinstance(v, bool))
     model = (f"{spec.model.arch.replace('_', '-')} network ({size}), {spec.task.describe(markdown=True)}, "
@@ -95,11 +103,21 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         "model": model, "phase": phase(final), "raw_test_acc": final["test_acc"],
         "memorised_acc": final["noisy_observed_acc"], "label_free_method": method, "label_free_test_acc": acc,
         "best_method": best, "best_test_acc": tested.get(best),
-        "noise_auroc": auroc, "noise_method": noise_method,
+        "noise_auroc": auroc, "noise_method": noise_method, "noise_control": noise_control, "rows": rows,
         "components": results["localize"].counts() if "localize" in results else {},
         "neuron_parts": results["localize"].parts_counts() if "localize" in results else {},
         "claims": rule_claims + claims(results.get("localize"), results.get("edit")) + _error_claims(results.get("errors")),
     }
+
+
+def headline_rows(headline: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """The headline table's rows (name, test accuracy): the raw model, the label-free extraction,
+    the best one where it is another, and each control beside what it checks."""
+    rows = [("raw model", headline["raw_test_acc"]),
+            (f"extracted without labels ({headline['label_free_method']})", headline["label_free_test_acc"])]
+    if headline["best_method"] not in (None, headline["label_free_method"]):
+        rows.append((f"best extraction ({headline['best_method']})", headline["best_test_acc"]))
+    return rows + [tuple(row) for row in headline.get("rows", [])]
 
 
 def _error_claims(errors: Any) -> list[dict[str, str]]:
@@ -157,13 +175,11 @@ def _write_report(run: Run, out_dir: Path, progress: bool) -> dict[str, Any]:
         Section("Headline", [
             f"**Model:** {headline['model']}. **Phase:** {headline['phase']}.",
             *(f"**{claim['topic']}:** {claim['text']}" for claim in headline["claims"]),
-            Table(["", "test accuracy"], [
-                ["raw model", pct(final["test_acc"])],
-                [f"extracted without labels ({headline['label_free_method']})",
-                 pct(headline["label_free_test_acc"])],
-                [f"best extraction ({headline['best_method']})", pct(headline["best_test_acc"])]]),
+            Table(["", "test accuracy"], [[name, pct(acc)] for name, acc in headline_rows(headline)]),
             (f"**Memorised:** {pct(final['noisy_observed_acc'])} of the noisy training labels are fitted. "
-             f"Noise detection from {headline['noise_method']}: AUROC {headline['noise_auroc']:.4f}."
+             f"Noise detection from {headline['noise_method']}: AUROC {headline['noise_auroc']:.4f}"
+             + (f" (control, {headline['noise_control'][0]}: {headline['noise_control'][1]:.4f})."
+                if headline["noise_control"] and headline["noise_control"][1] is not None else ".")
              if headline["noise_auroc"] is not None else "The run has no noisy labels: nothing to memorise."),
         ]),
         Section("Training", [
