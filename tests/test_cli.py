@@ -113,6 +113,19 @@ def test_dynamics_reads_history_and_trajectory(tmp_path):
     assert len(speed.first_fit_noisy) == len(load_run(out_dir).dataset.noisy_mask.nonzero())
     assert speed.half_fitted["noisy"] is not None and speed.clean_acc[-1] == 1.0
     assert main(["analyze", str(out_dir), "--analysis", "dynamics"]) == 0
+    # an imported model's run: one evaluation, no checkpoints — no course of training to read,
+    # so no "half fitted at step 0" (the report says why instead)
+    from interp import Run
+    from interp.analysis.registry import ANALYSES
+
+    run = load_run(out_dir)
+    assert ANALYSES["dynamics"].skip_reason(run) is None
+    imported = Run(run.spec, run.model, run.history[-1:], run.step, None, run.dataset)
+    assert "holds 1 evaluation and no checkpoint trajectory" in ANALYSES["dynamics"].skip_reason(imported)
+    only_checkpoints = Run(run.spec, run.model, run.history[-1:], run.step, run.path, run.dataset)
+    assert ANALYSES["dynamics"].skip_reason(only_checkpoints) is None  # the trajectory still dates each fit
+    summary = ANALYSES["dynamics"](only_checkpoints).summary()
+    assert "Half of the subset" not in summary and "holds one evaluation" in summary
 
 
 def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):

@@ -61,7 +61,8 @@ class FitSpeed(Result):
 
         half, median = self.half_fitted, self.median_first_fit()
         line = (f"Half of the subset fitted: clean at {step(half['clean'])}, noisy (observed labels) at "
-                f"{step(half['noisy'])}.")
+                f"{step(half['noisy'])}." if len(set(self.steps)) > 1 else
+                "The history holds one evaluation: when half of each subset was fitted is not known.")
         if self.checkpoint_steps:
             never = self.never_fitted()
             line += (f" Median first checkpoint at which an example is fitted (never-fitted examples counted as "
@@ -98,8 +99,19 @@ def fit_speed(run: Run) -> FitSpeed:
                     first[ds.clean_mask].tolist() if ckpts else [], first[ds.noisy_mask].tolist() if ckpts else [])
 
 
-DYNAMICS: Analysis[FitSpeed] = register_analysis("dynamics", "Which labels are fitted first", fit_speed, order=90,
-                                              groups=True, features=True)
+def _no_timeline(run: Run) -> str | None:
+    """Why the run holds no course of training to read (an imported model: one evaluation, no
+    checkpoints), or None."""
+    evaluated = {row["step"] for row in run.history}
+    if len(evaluated) < 2 and not (run.path is not None and trajectory_steps(run.path)):
+        return (f"it reads when each subset was fitted during training, and this run's history holds "
+                f"{len(evaluated) or 'no'} evaluation{'' if len(evaluated) == 1 else 's'} and no checkpoint "
+                "trajectory (an imported model's, say)")
+    return None
+
+
+DYNAMICS: Analysis[FitSpeed] = register_analysis("dynamics", "Which labels are fitted first", fit_speed,
+                                              skip_reason=_no_timeline, order=90, groups=True, features=True)
 
 
 # --- figures ------------------------------------------------------------------------------
