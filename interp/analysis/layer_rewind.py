@@ -8,6 +8,8 @@ The control rewinds as many individual weights, drawn at random from the whole n
 (`CONTROL_SEEDS`, averaged), to the same checkpoint. The verdict follows the one rule every
 intervention here uses: *memorising* when the rewind lowers memorisation more and test accuracy
 less than the random one does; *generalising* the reverse; *shared* when it lowers both more.
+A layer holding more than half the weights (`MAX_SHARE`) gets no verdict: the random weights
+would be mostly its own.
 
 The label-free choice (an edit that reads no label): each rewound model's agreement, on the
 training examples, with the class-subspace readout of the final model's first hidden layer
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
     from ..core.document import Table
 
 CONTROL_SEEDS = (0, 1)
+#: a layer holding more of the net's weights than this has no verdict: as many random weights,
+#: drawn from the whole net, would be mostly its own, so the control could not differ from it
+MAX_SHARE = 0.5
 
 
 @dataclass
@@ -45,9 +50,12 @@ class Rewind:
     random_memorised: float
     random_test: float
     agreement: float  # with the class-subspace readout on the training examples: label-free
+    share: float  # the layer's share of the net's weights (and of the random control's draw)
 
     @property
     def verdict(self) -> str:
+        if self.share > MAX_SHARE:
+            return f"no control (the layer is {self.share:.0%} of the weights)"
         return accuracy_verdict(self.memorised, self.test, self.random_memorised, self.random_test)
 
 
@@ -108,7 +116,8 @@ class LayerRewind(Result):
         return [Table(["layer", "rewound to step", "memorised", "random", "test", "random", "verdict",
                        "agrees with the readout (label-free)"], rows,
                       f"one layer rewound; random: as many weights drawn from the whole net, mean of "
-                      f"{len(CONTROL_SEEDS)} draws; a verdict needs a lead over random above {VERDICT_BAND:.0%}")]
+                      f"{len(CONTROL_SEEDS)} draws; a verdict needs a lead over random above {VERDICT_BAND:.0%} "
+                      f"and a layer of at most {MAX_SHARE:.0%} of the weights")]
 
 
 def _scores(model, dataset, loss: str) -> tuple[float, float]:
@@ -183,7 +192,8 @@ def layer_rewind(run: Run, directions: int = DEFAULT_DIRECTIONS) -> LayerRewind:
             controls = [_scores(replaced_parameters(model, _random_rewind(final, early, count, seed)), ds, loss)
                         for seed in CONTROL_SEEDS]
             random_mem, random_acc = (sum(c[i] for c in controls) / len(controls) for i in (0, 1))
-            rewinds.append(Rewind(name, step, mem, acc, random_mem, random_acc, agreement(edited)))
+            rewinds.append(Rewind(name, step, mem, acc, random_mem, random_acc, agreement(edited),
+                                  count / sum(sizes.values())))
     return LayerRewind(memorised, test, rewinds)
 
 
