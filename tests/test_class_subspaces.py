@@ -157,7 +157,7 @@ def test_the_planted_rule_layer_is_beyond_both_controls_and_the_claim_says_so(pl
     rule = result.label_free()
     assert rule.where == "blocks.0.hook_post" and rule.untrained_test_acc < 0.7  # a random net does not make it
     assert result.beyond_controls(rule) and "holds the rule beyond its inputs and an untrained net" in result.claim()
-    assert "Beyond both controls by more than 2%: blocks.0.hook_post" in result.summary()
+    assert "Beyond both controls by more than 2 points: blocks.0.hook_post" in result.summary()
 
 
 @pytest.mark.parametrize("inputs, layer, untrained, beyond", [

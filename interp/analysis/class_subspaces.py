@@ -111,7 +111,7 @@ class ClassSubspaces(Result):
     def claim(self) -> str:
         """The rule in one sentence, its controls beside it."""
         row, control = self.label_free(), self.control()
-        verdict = (f"holds the rule beyond its inputs and an untrained net (by more than {VERDICT_BAND:.0%})"
+        verdict = (f"holds the rule beyond its inputs and an untrained net (by more than {VERDICT_BAND * 100:g} points)"
                    if self.beyond_controls(row)
                    else "holds no more of the rule than its inputs or an untrained net of the same shape")
         return (f"read out without labels (class subspaces of the observed labels), {row.where} scores "
@@ -129,8 +129,8 @@ class ClassSubspaces(Result):
                 f"labels), test accuracy: {parts}; on the raw inputs (control) {control.test_acc:.1%}; the model "
                 f"itself {self.model_test_acc:.1%} (memorised {self.model_memorised_acc:.1%}).")
         beyond = [row.where for row in self.hidden() if self.beyond_controls(row)]
-        line += (f" Beyond both controls by more than {VERDICT_BAND:.0%}: {', '.join(beyond)}." if beyond else
-                 f" No layer beats both the raw inputs and the untrained net by more than {VERDICT_BAND:.0%}: the "
+        line += (f" Beyond both controls by more than {VERDICT_BAND * 100:g} points: {', '.join(beyond)}." if beyond else
+                 f" No layer beats both the raw inputs and the untrained net by more than {VERDICT_BAND * 100:g} points: the "
                  "class structure it reads is the inputs' geometry, not something training put there.")
         best = self.best()
         line += (f" At {best.where}: shuffled labels {best.shuffled_test_acc:.1%}; with the true labels (ceiling) "

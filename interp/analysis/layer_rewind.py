@@ -116,7 +116,7 @@ class LayerRewind(Result):
         return [Table(["layer", "rewound to step", "memorised", "random", "test", "random", "verdict",
                        "agrees with the readout (label-free)"], rows,
                       f"one layer rewound; random: as many weights drawn from the whole net, mean of "
-                      f"{len(CONTROL_SEEDS)} draws; a verdict needs a lead over random above {VERDICT_BAND:.0%} "
+                      f"{len(CONTROL_SEEDS)} draws; a verdict needs a lead over random above {VERDICT_BAND * 100:g} points "
                       f"and a layer of at most {MAX_SHARE:.0%} of the weights")]
 
 

@@ -293,8 +293,8 @@ class ProbeReport(Result):
                   > VERDICT_BAND]
         if not beyond:
             return ("No layer's probe beats both the raw inputs and an untrained net by more than "
-                    f"{VERDICT_BAND:.0%}: training made the true label no more linearly readable than it was.")
-        return (f"Beyond both controls by more than {VERDICT_BAND:.0%}: " + ", ".join(f"`{h}`" for h in beyond)
+                    f"{VERDICT_BAND * 100:g} points: training made the true label no more linearly readable than it was.")
+        return (f"Beyond both controls by more than {VERDICT_BAND * 100:g} points: " + ", ".join(f"`{h}`" for h in beyond)
                 + " (training put the true label there, linearly readable).")
 
     def tables(self) -> list[Table]:

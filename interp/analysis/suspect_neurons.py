@@ -101,7 +101,7 @@ class SuspectNeurons(Result):
                       f"the most suspect units zero-ablated; random: as many units of the same kind and layer (a "
                       f"whole attention layer or MLP: as many heads or MLP neurons of the whole model), mean of {len(CONTROL_SEEDS)} draws "
                       f"(of every set of heads where there are at most {EXHAUSTIVE}); a "
-                      f"verdict needs a lead over random above {VERDICT_BAND:.0%}")]
+                      f"verdict needs a lead over random above {VERDICT_BAND * 100:g} points")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
