@@ -380,18 +380,25 @@ def variants(presets: list[str], out: Path) -> list[str]:
     the selection's winner against the edit on VARIANT_HIGH, and VARIANT_RULE's decision; runs
     restricted to `presets`, each run's scores kept in OUT/NAME-R-sS/variants.json and reused."""
     def measure(name, rate, seed, names):
+        """The scores of `names` on a run (None: another preset's run, not measured yet)."""
         path = out / f"{name}-{rate:g}-s{seed}"
-        run = trained(name, path, seeded(rate, seed))
         cache = path / "variants.json"
         cached = json.loads(cache.read_text()) if cache.exists() else {}
-        cached = variant_scores(run, names, cached)
-        cache.write_text(json.dumps(cached, indent=1) + "\n")
+        if name not in presets:  # another process's: read, never measured here
+            if not all(v in cached for v in names) or (rate == 0.4 and not (out / f"{name}-0-s{seed}").exists()):
+                return None
+        else:
+            cached = variant_scores(trained(name, path, seeded(rate, seed)), names, cached)
+            cache.write_text(json.dumps(cached, indent=1) + "\n")
         if rate == 0.4:
             cached["ceiling"] = trained(name, out / f"{name}-0-s{seed}", seeded(0.0, seed)).final_metrics["test_acc"]
         return cached
 
+    def measured(keys, names):
+        return {key: m for key in keys if (m := measure(*key, names)) is not None}
+
     every = [TODAY, *VARIANTS]
-    at40 = {key: measure(*key, every) for key in VARIANT_SELECTION + VARIANT_HELD_OUT if key[0] in presets}
+    at40 = measured(VARIANT_SELECTION + VARIANT_HELD_OUT, every)
 
     def gap(key, name):
         return at40[key][name]["test"] - at40[key]["ceiling"]
@@ -413,7 +420,7 @@ def variants(presets: list[str], out: Path) -> list[str]:
     winner = max(VARIANTS, key=lambda v: (round(selection[v], 9), -list(VARIANTS).index(v)))
     lines += ["", "Mean gap to the ceiling on the selection set: " + "; ".join(
         f"{v} {100 * g:+.2f}" for v, g in selection.items()) + f". The selection's variant: {winner}."]
-    high = {key: measure(*key, [TODAY, winner]) for key in VARIANT_HIGH if key[0] in presets}
+    high = measured(VARIANT_HIGH, [TODAY, winner])
     lines += ["", "| preset | noise | seed | the edit: memorised, test (steps) | " + winner +
               ": memorised, test (steps) |", "|---|---|---|---|---|"]
     for (name, rate, seed), m in high.items():
