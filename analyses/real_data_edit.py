@@ -62,8 +62,10 @@ before): the variants of the edit in VARIANTS (each label-free, each one change)
 on a selection set and a held-out set of runs at 40% (VARIANT_SELECTION, VARIANT_HELD_OUT: the
 runs and ceilings of --choice, OUT/NAME-R-sS), then the selection's winner against the edit at
 60% and 80% (VARIANT_HIGH), and the adoption rule VARIANT_RULE, all fixed and committed before
-any variant was measured. Each run's scores are kept in OUT/NAME-R-sS/variants.json and reused;
-the run over both presets writes `<out>/variants.md` with the decision.
+any variant was measured. Beside them, not a candidate (it reads the true labels): the same
+fine-tune toward the true labels (ORACLE), added after the decision. Each run's scores are kept
+in OUT/NAME-R-sS/variants.json and reused; the run over both presets writes `<out>/variants.md`
+with the decision.
 
     OMP_NUM_THREADS=1 python analyses/real_data_edit.py --sensitivity [--presets digits-40]
 
@@ -306,6 +308,10 @@ VARIANT_SELECTION = [("digits-40", 0.4, 0), ("digits-40", 0.4, 1), ("mnist5k-40"
 VARIANT_HELD_OUT = [("digits-40", 0.4, 2), ("digits-40", 0.4, 3), ("mnist5k-40", 0.4, 1)]
 VARIANT_HIGH = [(name, rate, seed) for name in ("digits-40", "mnist5k-40") for rate in (0.6, 0.8) for seed in (0, 1)]
 TODAY = "the edit"
+#: not a candidate (it reads the true labels), measured beside them after the decision: the same
+#: fine-tune from the same checkpoint toward the true labels, which says how much of the gap is
+#: the teacher's mistakes and how much the fine-tune's
+ORACLE = "oracle teacher"
 VARIANT_RULE = ("the variant with the smallest mean gap to the clean-label ceiling (ceiling − test; above the ceiling "
                 "is a negative gap) over the selection set (digits-40 seeds 0 and 1, mnist5k-40 seed 0, at 40%; the "
                 "first in VARIANTS' order on a tie) is adopted only if "
@@ -363,8 +369,11 @@ def variant_scores(run, names: list[str], cached: dict) -> dict:
     def fixed():
         return toward(target, stop_at=None)
 
+    def oracle():
+        return toward(truth)
+
     recipes = {TODAY: edit, "hidden neighbours": hidden, "second round": second_round, "weighted vote": weighted,
-               "soft targets": soft, "100 steps": fixed}
+               "soft targets": soft, "100 steps": fixed, ORACLE: oracle}
     cached.setdefault("step", step)
     for name in names:
         if name not in cached:
@@ -376,9 +385,10 @@ def variant_scores(run, names: list[str], cached: dict) -> dict:
 
 
 def variants(presets: list[str], out: Path) -> list[str]:
-    """VARIANTS against the edit on VARIANT_SELECTION and VARIANT_HELD_OUT (all of them), then
-    the selection's winner against the edit on VARIANT_HIGH, and VARIANT_RULE's decision; runs
-    restricted to `presets`, each run's scores kept in OUT/NAME-R-sS/variants.json and reused."""
+    """VARIANTS against the edit on VARIANT_SELECTION and VARIANT_HELD_OUT (all of them, and the
+    ORACLE beside them, not a candidate), then the selection's winner against the edit on
+    VARIANT_HIGH, and VARIANT_RULE's decision; runs restricted to `presets`, each run's scores
+    kept in OUT/NAME-R-sS/variants.json and reused."""
     def measure(name, rate, seed, names):
         """The scores of `names` on a run (None: another preset's run, not measured yet)."""
         path = out / f"{name}-{rate:g}-s{seed}"
@@ -397,7 +407,7 @@ def variants(presets: list[str], out: Path) -> list[str]:
     def measured(keys, names):
         return {key: m for key in keys if (m := measure(*key, names)) is not None}
 
-    every = [TODAY, *VARIANTS]
+    every = [TODAY, *VARIANTS, ORACLE]
     at40 = measured(VARIANT_SELECTION + VARIANT_HELD_OUT, every)
 
     def gap(key, name):
@@ -416,7 +426,7 @@ def variants(presets: list[str], out: Path) -> list[str]:
                          for v in every) + " |")
     if not all(key in at40 for key in VARIANT_SELECTION):
         return lines + ["", "The selection set is not all measured: run over both presets."]
-    selection = {v: mean([gap(key, v) for key in VARIANT_SELECTION]) for v in every}
+    selection = {v: mean([gap(key, v) for key in VARIANT_SELECTION]) for v in every if v != ORACLE}
     winner = max(VARIANTS, key=lambda v: (round(selection[v], 9), -list(VARIANTS).index(v)))
     lines += ["", "Mean gap to the ceiling on the selection set: " + "; ".join(
         f"{v} {100 * g:+.2f}" for v, g in selection.items()) + f". The selection's variant: {winner}."]
