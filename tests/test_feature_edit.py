@@ -201,10 +201,10 @@ def test_the_fine_tune_toward_soft_targets_ends_at_their_distributions():
     inputs = torch.eye(4)
     soft = torch.tensor([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]], dtype=torch.float64)
     model = MLPNet(MLPSpec(d_in=4, widths=(16,)), 2)
-    tuned, steps = fine_tuned(model, inputs, soft.argmax(1), max_steps=3000, stop_at=None, soft=soft)
-    assert steps == 3000
+    tuned, steps = fine_tuned(model, inputs, soft.argmax(1), max_steps=1500, stop_at=None, soft=soft)
+    assert steps == 1500
     torch.testing.assert_close(interp.logits(tuned, inputs).detach().double().softmax(1), soft, atol=0.02, rtol=0)
-    hard, _ = fine_tuned(model, inputs, soft.argmax(1), max_steps=3000, stop_at=None)
+    hard, _ = fine_tuned(model, inputs, soft.argmax(1), max_steps=1500, stop_at=None)
     assert float(interp.logits(hard, inputs).detach().softmax(1).max(1).values.min()) > 0.99
 
 
