@@ -13,7 +13,7 @@ from torch import nn
 import interp
 from interp.analysis.feature_edit import (
     CHECKPOINT, EDIT, FLAGGED, OBSERVED, RAW, RELABELLED, chosen_checkpoint, fine_tuned, forget_noise,
-    most_agreeing_checkpoint, neighbour_votes, relabelled_at_random, teacher_classes)
+    most_agreeing_checkpoint, nearest_neighbours, neighbour_votes, relabelled_at_random, teacher_classes)
 from interp.analysis.layer_rewind import readout_classes
 from interp.cli import edit_for, main
 from interp.core.specs import NoiseSpec, TaskSpec
@@ -171,6 +171,10 @@ def test_neighbour_votes_and_the_teacher_in_closed_form(monkeypatch):
     votes = neighbour_votes(inputs, labels, 3, k=2)
     expected = torch.tensor([[0, 0.5, 0.5], [0.5, 0, 0.5], [0, 0.5, 0.5], [0, 0.5, 0.5]], dtype=torch.float64)
     torch.testing.assert_close(votes, expected)
+    indices, cosines = nearest_neighbours(inputs, k=2)  # nearest first, the cosine of the angle between
+    assert indices.tolist() == [[1, 2], [0, 2], [3, 1], [2, 1]]
+    torch.testing.assert_close(cosines, torch.tensor([[10.0, 90], [10, 80], [10, 80], [10, 90]]).deg2rad().cos()
+                               .double(), atol=1e-6, rtol=0)  # float32 inputs
     from interp.analysis import feature_edit
 
     monkeypatch.setattr(feature_edit, "NEIGHBOUR_CHUNK", 3)  # rows in two chunks: the same votes
@@ -186,6 +190,22 @@ def test_neighbour_votes_and_the_teacher_in_closed_form(monkeypatch):
                            torch.zeros(1, 2, dtype=torch.float64)).tolist() == [0]  # a tie: the smaller class
     with pytest.raises(ValueError, match="more than 2 training examples"):
         neighbour_votes(inputs[:2], labels[:2], 3, k=2)
+
+
+def test_the_fine_tune_toward_soft_targets_ends_at_their_distributions():
+    """The cross-entropy to a distribution is least at that distribution: fitted long enough
+    from distinct inputs, the softmax reaches the soft targets (the hard ones would drive it to
+    one class)."""
+    from interp.families.mlp import MLPNet, MLPSpec
+
+    inputs = torch.eye(4)
+    soft = torch.tensor([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]], dtype=torch.float64)
+    model = MLPNet(MLPSpec(d_in=4, widths=(16,)), 2)
+    tuned, steps = fine_tuned(model, inputs, soft.argmax(1), max_steps=1500, stop_at=None, soft=soft)
+    assert steps == 1500
+    torch.testing.assert_close(interp.logits(tuned, inputs).detach().double().softmax(1), soft, atol=0.02, rtol=0)
+    hard, _ = fine_tuned(model, inputs, soft.argmax(1), max_steps=1500, stop_at=None)
+    assert float(interp.logits(hard, inputs).detach().softmax(1).max(1).values.min()) > 0.99
 
 
 def test_the_teachers_choices_do_not_turn_on_the_last_digits():

@@ -176,21 +176,30 @@ UNSCORED = ("no true labels (no training label is known to be wrong): memorised 
             "test against the held-out labels")
 
 
-def neighbour_votes(inputs: Float[Tensor, "example d"], labels: Int[Tensor, " example"], classes: int,
-                    k: int = NEIGHBOURS) -> Float[Tensor, "example class"]:
-    """Each example's share of each class among the labels of its `k` nearest other examples by
-    the cosine of their inputs. Similarities are rounded to 1e-9 and ties go to the smaller index,
-    so the neighbours are the same whatever order a CPU sums in."""
+def nearest_neighbours(inputs: Float[Tensor, "example d"], k: int = NEIGHBOURS
+                       ) -> tuple[Int[Tensor, "example k"], Float[Tensor, "example k"]]:
+    """(indices, cosines) of each example's `k` nearest other examples by the cosine of their
+    inputs, nearest first. Cosines are rounded to 1e-9 and ties go to the smaller index, so the
+    neighbours are the same whatever order a CPU sums in."""
     if len(inputs) <= k:
         raise ValueError(f"the neighbour vote needs more than {k} training examples, got {len(inputs)}")
     unit = F.normalize(inputs.double(), dim=1)
-    nearest = []
+    indices, cosines = [], []
     for start in range(0, len(unit), NEIGHBOUR_CHUNK):  # a chunk of rows at a time: memory O(chunk · n)
         similarity = ((unit[start:start + NEIGHBOUR_CHUNK] @ unit.T) * 1e9).round()
         rows = torch.arange(len(similarity))
         similarity[rows, rows + start] = float("-inf")  # not its own neighbour
-        nearest.append(torch.sort(similarity, dim=1, descending=True, stable=True).indices[:, :k])
-    return F.one_hot(labels[torch.cat(nearest)], classes).double().mean(1)
+        order = torch.sort(similarity, dim=1, descending=True, stable=True)
+        indices.append(order.indices[:, :k])
+        cosines.append(order.values[:, :k] / 1e9)
+    return torch.cat(indices), torch.cat(cosines)
+
+
+def neighbour_votes(inputs: Float[Tensor, "example d"], labels: Int[Tensor, " example"], classes: int,
+                    k: int = NEIGHBOURS) -> Float[Tensor, "example class"]:
+    """Each example's share of each class among the labels of its `k` nearest other examples by
+    the cosine of their inputs (`nearest_neighbours`)."""
+    return F.one_hot(labels[nearest_neighbours(inputs, k)[0]], classes).double().mean(1)
 
 
 def teacher_classes(trajectory: Float[Tensor, "example class"], votes: Float[Tensor, "example class"]
@@ -250,10 +259,13 @@ def trajectory_probabilities(run: Run, steps: list[int]) -> Float[Tensor, "examp
 
 
 def fine_tuned(model: nn.Module, inputs: Tensor, target: Int[Tensor, " example"], max_steps: int = MAX_STEPS,
-               stop_at: float | None = AGREEMENT) -> tuple[nn.Module, int]:
+               stop_at: float | None = AGREEMENT, soft: Float[Tensor, "example class"] | None = None
+               ) -> tuple[nn.Module, int]:
     """(a copy of `model` after full-batch Adam steps on the cross-entropy to `target`, the steps
     taken): it stops at the first step whose predictions agree with `target` on `stop_at` of the
-    examples (IGNORE ones aside), or after `max_steps`. Changes nothing outside the copy."""
+    examples (IGNORE ones aside), or after `max_steps`. With `soft`, the cross-entropy is to
+    those class distributions instead (the stop still reads `target`). Changes nothing outside
+    the copy."""
     family = family_of(model)
     tuned = replaced_parameters(model, {})
     tuned.train()
@@ -266,7 +278,9 @@ def fine_tuned(model: nn.Module, inputs: Tensor, target: Int[Tensor, " example"]
             if stop_at is not None and float((logits.argmax(-1)[kept] == target[kept]).double().mean()) >= stop_at:
                 break
             optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(logits, target, ignore_index=IGNORE).backward()
+            loss = (F.cross_entropy(logits, target, ignore_index=IGNORE) if soft is None
+                    else F.cross_entropy(logits, soft.to(logits.dtype)))
+            loss.backward()
             optimizer.step()
             steps += 1
     return tuned.eval(), steps
