@@ -295,7 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "a JSON Cayley table file, as task.group takes; its tokens are the "
                                                 "elements in the table's order")
     i.add_argument("--data", help="a model over feature vectors (torch-mlp): the built-in data set it classifies "
-                                  "(digits, mnist5k), split per class by --train-fraction and --split-seed")
+                                  "(digits, mnist5k, mnist1d), split per class by --train-fraction and --split-seed "
+                                  "and scaled as interp loads it; this assumes the model was trained on that very "
+                                  "split and scaling (else its test set holds its training examples): a model "
+                                  "trained on any other split needs --dataset instead")
     i.add_argument("--dataset", help="the dataset it was trained on: inputs, observed_labels, train_mask "
                                      "[, true_labels] as in a run's dataset.safetensors")
     i.add_argument("--train-fraction", type=float, default=0.3, help="without --dataset: the split's train share")

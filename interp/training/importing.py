@@ -120,6 +120,9 @@ def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int |
     p = family_of(model).unembedding(model).shape[-1]
     if family_of(model).inputs == "features":
         op = "classify"
+        if dataset is not None and data is not None:
+            raise CheckpointImportError(f"give --data {data} or --dataset, not both: --data draws interp's own split "
+                                        "of a built-in set, --dataset is the split the model was trained on")
         if dataset is None and data is None:
             raise CheckpointImportError(f"{source} holds a model over feature vectors: name its data (--data, e.g. "
                                         "digits) or give its dataset (--dataset)")
