@@ -209,18 +209,31 @@ class Run:
         return f"Run({self.spec.model.arch}, {self.spec.task.describe()}, step {self.step}{where})"
 
 
+def recorded_spec(spec: RunSpec, imported: bool) -> dict[str, Any]:
+    """The spec as `config.json` records it. An imported run (`imported_from`) knows its task,
+    its model and the loss it is scored in, not how it was trained nor the noise of the labels
+    it was trained on, nor the seed of its initialisation: its record holds those three only
+    (read back, the other fields are `RunSpec`'s defaults, which no reader takes as a claim)."""
+    recorded = spec.to_dict()
+    if not imported:
+        return recorded
+    model = {key: value for key, value in recorded["model"].items() if key != "seed"}  # its initialisation: unknown
+    return {"task": recorded["task"], "model": model, "train": {"loss": spec.train.loss}}
+
+
 def save_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None) -> None:
     """Write the final model, its dataset, history and config (with the SHA-256 of each
     tensor file, and the `extra` entries) into `run_dir`, then its manifest, last: until the
-    manifest names them, the new files are not part of the run."""
+    manifest names them, the new files are not part of the run. With `imported_from` in
+    `extra`, the spec is recorded as an import's (`recorded_spec`)."""
     run_dir = Path(run_dir)
     refuse_links_in(run_dir)
     hashes = {"model.safetensors": write_tensors(run_dir / "model.safetensors", run.model.state_dict()),
               "dataset.safetensors": write_tensors(run_dir / "dataset.safetensors", dataset_tensors(run.dataset))}
     files = {**hashes, "history.json": write_json(run_dir / "history.json", _history_list(run.history))}
     files["config.json"] = write_json(run_dir / "config.json", {
-        **model_config(run.spec, run.model), "step": run.step, "dataset": dataset_origin(run.spec, run.dataset),
-        **(extra or {}), "sha256": hashes})
+        **model_config(run.spec, run.model), "spec": recorded_spec(run.spec, "imported_from" in (extra or {})),
+        "step": run.step, "dataset": dataset_origin(run.spec, run.dataset), **(extra or {}), "sha256": hashes})
     update_manifest(run_dir, files)
 
 
@@ -265,6 +278,15 @@ def refuse_links_in(run_dir: Path) -> None:
         for entry in checkpoints.iterdir():
             if entry.is_symlink():
                 raise CheckpointError(f"{entry} is a symbolic link; a run directory holds real files and folders only")
+
+
+def imported_from(run: Run) -> dict[str, Any] | None:
+    """Where an imported run's model came from (`config.json` → `imported_from`: the file, its
+    format and SHA-256), or None for a run trained here or one not read from a directory."""
+    if run.path is None:
+        return None
+    origin = read_config(Path(run.path)).get("imported_from")
+    return origin if isinstance(origin, dict) else None
 
 
 def _check_run_dir(run_dir: Path | str) -> Path:
