@@ -16,7 +16,9 @@ def _files(tmp_path):
     """A plain torch MLP (6 features, 3 classes) and its own split, as a user saves them."""
     torch.save(plain_mlp().state_dict(), tmp_path / "mlp.pt")
     x = torch.randn(40, 6, generator=torch.Generator().manual_seed(2))
-    save_file({"inputs": x, "observed_labels": torch.arange(40) % 3, "train_mask": torch.arange(40) < 30},
+    true = torch.arange(40) % 3
+    observed = torch.where(torch.arange(40) < 6, (true + 1) % 3, true)  # 6 of the 30 training labels wrong
+    save_file({"inputs": x, "observed_labels": observed, "true_labels": true, "train_mask": torch.arange(40) < 30},
               str(tmp_path / "data.safetensors"))
     return tmp_path / "mlp.pt", tmp_path / "data.safetensors"
 
@@ -53,3 +55,51 @@ def test_an_imported_run_says_where_it_came_from_and_claims_no_training(tmp_path
     for claim in ("trained 0 steps", "adamw", '"steps"', '"noise"', "scaled as", "end of training"):
         assert claim not in card, claim
     assert "the user's own features, as the user gave them" in card
+
+
+def test_a_trajectory_comes_in_with_the_model_and_the_edits_read_it(tmp_path, capsys):
+    import json
+
+    from interp.analysis.registry import ANALYSES
+
+    model, data = _files(tmp_path)
+    for seed in (1, 2):
+        torch.save(plain_mlp(seed=seed).state_dict(), tmp_path / f"early{seed}.pt")
+    args = ["import", str(model), "--format", "torch-mlp", "--dataset", str(data),
+            "--checkpoint", f"10={tmp_path / 'early1.pt'}", "--checkpoint", f"20={tmp_path / 'early2.pt'}"]
+    assert main([*args, "--out", str(tmp_path / "nostep")]) == 2
+    assert "give --step" in capsys.readouterr().err
+    assert main([*args, "--step", "20", "--out", str(tmp_path / "early")]) == 2  # not after every checkpoint
+    assert main([*args, "--step", "30", "--out", str(tmp_path / "run")]) == 0
+    x = interp.load_run(tmp_path / "run").dataset.inputs
+    for step, seed in ((10, 1), (20, 2), (30, 0)):
+        run = interp.load_run(tmp_path / "run", step=None if step == 30 else step)
+        with torch.no_grad():
+            expected = plain_mlp(seed=seed)(x)
+        torch.testing.assert_close(run.logits(x), expected, rtol=0, atol=1e-6)
+        test = run.dataset.test_mask
+        assert run.final_metrics["step"] == step and run.final_metrics["test_acc"] == pytest.approx(
+            (expected[test].argmax(1) == run.dataset.true_labels[test]).double().mean().item())
+    assert [row["step"] for row in run.history] == [10, 20, 30]
+    origin = json.loads((tmp_path / "run" / "config.json").read_text())["imported_from"]
+    assert sorted(origin["checkpoints"]) == ["10", "20"] and origin["checkpoints"]["10"]["file"] == "early1.pt"
+    assert ANALYSES["layer_rewind"].skip_reason(run) is None
+    assert main(["edit", str(tmp_path / "run"), "--out", str(tmp_path / "edited")]) == 0
+    edited = json.loads((tmp_path / "edited" / "config.json").read_text())
+    assert edited["imported_from"] == origin and "steps" not in edited["spec"]["train"]
+    other = plain_mlp(sizes=(6, 8, 3), seed=1)  # another architecture is no checkpoint of this model
+    torch.save(other.state_dict(), tmp_path / "other.pt")
+    with pytest.raises(CheckpointImportError, match="one architecture"):
+        interp.import_checkpoint(model, "torch-mlp", dataset=data, checkpoints={5: tmp_path / "other.pt"}, step=9,
+                                 out=tmp_path / "mixed")
+    with pytest.raises(CheckpointImportError, match="give --out"):
+        interp.import_checkpoint(model, "torch-mlp", dataset=data, checkpoints={5: tmp_path / "early1.pt"}, step=9)
+
+
+def test_an_edit_of_a_run_without_checkpoints_says_how_to_get_them(tmp_path, capsys):
+    model, data = _files(tmp_path)
+    assert main(["import", str(model), "--format", "torch-mlp", "--dataset", str(data),
+                 "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["edit", str(tmp_path / "run"), "--out", str(tmp_path / "edited")]) == 2
+    assert "--checkpoint STEP=FILE" in capsys.readouterr().err

@@ -160,7 +160,10 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None, check
                   else f"its own dataset ({run.dataset.describe_noise()})")
         lines = [f"# {name}", "",
                  f"{spec.model.arch} network on {spec.task.describe(markdown=True)}, imported from `{origin['file']}` "
-                 f"(format `{origin['format']}`, SHA-256 `{origin['sha256']}`), scored on {labels}; how it was "
+                 f"(format `{origin['format']}`, SHA-256 `{origin['sha256']}`)"
+                 + (f" as the step {run.step} of a trajectory with checkpoints at steps "
+                    f"{', '.join(origin['checkpoints'])}" if origin.get("checkpoints") else "")
+                 + f", scored on {labels}; how it was "
                  f"trained (steps, optimizer, the noise of its training labels) is not known to interp.", ""]
     if spec.task.group:  # without interp, a token means nothing until its element is named
         group = spec.task.structure

@@ -237,11 +237,13 @@ def save_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None) -> No
     update_manifest(run_dir, files)
 
 
-def save_new_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None) -> None:
+def save_new_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None,
+                 checkpoints: dict[int, tuple[nn.Module, list[dict[str, Any]]]] | None = None) -> None:
     """`save_run` into the new run directory `run_dir` (absent or an empty folder), holding its
     lock: assembled in a scratch folder beside it and renamed into place, so a second writer
     is refused (`RunDirectoryLocked`) and a failure part-way (a NaN, a full disk) leaves
-    nothing behind that a rerun would trip on."""
+    nothing behind that a rerun would trip on. `checkpoints`: step → (model, history), written
+    as trajectory checkpoints without optimizer state (an import's: readable, not resumable)."""
     run_dir = Path(run_dir)
     with locked(run_dir):
         if os.path.islink(run_dir) or run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -249,6 +251,8 @@ def save_new_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None) -
         scratch = scratch_beside(run_dir)
         try:
             save_run(scratch, run, extra)
+            for step, (model, history) in sorted((checkpoints or {}).items()):
+                save_checkpoint(scratch, step, model, None, history)
             replace_folder(scratch, run_dir)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -379,12 +383,13 @@ def save_checkpoint(
     run_dir: Path,
     step: int,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | None,
     history: list[dict[str, Any]],
 ) -> Path:
     """Everything needed to resume at `step`. Built in a scratch folder with its manifest
     written last, then renamed into place and named in the run's manifest, so a checkpoint is
-    either complete and recorded or not part of the run."""
+    either complete and recorded or not part of the run. Without `optimizer` (an imported
+    trajectory), no optimizer state is written: the checkpoint is read, never resumed."""
     run_dir = Path(run_dir)
     refuse_links_in(run_dir)
     final = checkpoint_dir(run_dir, step)
@@ -392,11 +397,12 @@ def save_checkpoint(
     _remove(scratch)
     scratch.mkdir(parents=True)
     hashes = {"model.safetensors": write_tensors(scratch / "model.safetensors", model.state_dict())}
-    opt_state = optimizer.state_dict()["state"]
-    hashes["optimizer.safetensors"] = write_tensors(
-        scratch / "optimizer.safetensors",
-        {f"{i}.{k}": v for i, s in opt_state.items() for k, v in s.items() if torch.is_tensor(v)},
-    )
+    opt_state = {} if optimizer is None else optimizer.state_dict()["state"]
+    if optimizer is not None:
+        hashes["optimizer.safetensors"] = write_tensors(
+            scratch / "optimizer.safetensors",
+            {f"{i}.{k}": v for i, s in opt_state.items() for k, v in s.items() if torch.is_tensor(v)},
+        )
     scalars = {
         str(i): {k: v for k, v in s.items() if not torch.is_tensor(v)} for i, s in opt_state.items()
     }
