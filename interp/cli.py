@@ -150,11 +150,11 @@ def _export_state_dict(args) -> int:
     """`interp export RUN --format F --to FILE.pt`: the final model as another library's state dict."""
     import torch
 
-    from .families.importers import EXPORT_FORMATS
+    from .families.importers import export_state
     from .training.release import load
 
     run = load(args.run_dir)
-    state = EXPORT_FORMATS[args.format](run.model)
+    state = export_state(run.model, args.format)
     dest = Path(args.to)
     if dest.exists() and not args.replace:
         raise ValueError(f"{dest} exists; pass --replace to replace it")
@@ -307,8 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("import", help="bring another project's checkpoint in as a run directory")
     i.add_argument("source", help="checkpoint file (.pt, .pth or .safetensors)")
     i.add_argument("--format", required=True, choices=list(FORMATS), help="its layout (docs/checkpoints.md)")
-    i.add_argument("--task", default="add", choices=list(OPS),
-                   help="the operation it computes (default add; with --group, add is a∘b and sub a∘b⁻¹)")
+    i.add_argument("--task", choices=list(OPS),
+                   help="the operation a model over (a, b) pairs computes (default add; with --group, add is a∘b and "
+                        "sub a∘b⁻¹); a model over feature vectors classifies, and takes none")
     i.add_argument("--p", type=int, help="the modulus (read from the checkpoint; checked when given)")
     i.add_argument("--group", metavar="G", help="a model trained on a finite group: a built-in (S5, A5, D59, C3xC3) or "
                                                 "a JSON Cayley table file, as task.group takes; its tokens are the "

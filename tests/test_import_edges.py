@@ -103,3 +103,39 @@ def test_an_edit_of_a_run_without_checkpoints_says_how_to_get_them(tmp_path, cap
     capsys.readouterr()
     assert main(["edit", str(tmp_path / "run"), "--out", str(tmp_path / "edited")]) == 2
     assert "--checkpoint STEP=FILE" in capsys.readouterr().err
+
+
+def test_errors_at_the_edges_name_the_fix(tmp_path, capsys):
+    import numpy as np
+
+    model, data = _files(tmp_path)
+    run = interp.import_checkpoint(model, "torch-mlp", dataset=data)
+    with pytest.raises(TypeError, match="import_checkpoint\\(FILE, 'torch-mlp'"):
+        interp.Run(run.spec, plain_mlp(), [], 0, dataset=run.dataset)
+    with pytest.raises(CheckpointImportError, match="Dataset .* or a file's path, not a dict"):
+        interp.import_checkpoint(model, "torch-mlp", dataset={"inputs": run.dataset.inputs})
+    # float64 and numpy inputs are converted as Dataset.from_tensors converts them; integers are refused
+    x = run.dataset.inputs[:5]
+    for same in (x.double(), x.numpy(), x.double().numpy()):
+        assert torch.equal(run.logits(same), run.logits(x))
+        assert torch.equal(run.run_with_cache(same)[0], run.logits(x))
+    for bad, named in ((x.long(), "torch.int64"), (x.tolist(), "list"), (np.zeros((5, 6), dtype=np.int64), "int64")):
+        with pytest.raises(ValueError, match=f"float32 tensor \\[batch, d_in\\].*got {named}$"):
+            run.logits(bad)
+        with pytest.raises(ValueError, match="float32 tensor"):
+            run.run_with_cache(bad)
+    state = plain_mlp().state_dict()
+    state["2.weight"][1, 3] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    out = str(tmp_path / "out")
+    for args, message in (
+            ([str(tmp_path / "nan.pt"), "--dataset", str(data)], "weights contain NaN in 2.weight"),
+            ([str(model), "--data", "mnist5k"], "reads 6 features per example but mnist5k has 784: it was not trained "
+                                                "on mnist5k; give the dataset it was trained on with --dataset"),
+            ([str(model), "--task", "add", "--dataset", str(data)], "--task add is for a model over (a, b) pairs")):
+        assert main(["import", *args, "--format", "torch-mlp", "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "\n" not in err.strip(), err
+    assert main(["import", str(model), "--format", "torch-mlp", "--dataset", str(data), "--out", out]) == 0
+    assert main(["export", out, "--format", "hooked-transformer", "--to", str(tmp_path / "x.pt")]) == 2
+    assert "mlp family, which exports to --format torch-mlp" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..core import features
 from ..core.groups import Group, GroupError, read_table
 from ..core.groups import group as built_in_group
 from ..core.metrics import DEFAULT_LOSS
@@ -91,13 +92,13 @@ def _same_task(dataset: Dataset, op: str, p: int, group: Group | None) -> bool:
     return group is None or torch.equal(dataset.task.structure.table, group.table)
 
 
-def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int | None = None, *,
+def import_checkpoint(source: str | Path, format: str, op: str | None = None, p: int | None = None, *,
                       group: Group | str | Path | None = None, dataset: Dataset | str | Path | None = None,
                       train_fraction: float = 0.3, split_seed: int = 0, act: str = "relu", loss: str = DEFAULT_LOSS,
                       out: str | Path | None = None, data: str | None = None,
                       checkpoints: dict[int, str | Path] | None = None, step: int | None = None) -> Run:
     """The checkpoint file `source` in `format` (`interp.families.importers.FORMATS`) as a Run of
-    the task `op` mod p (p read from the checkpoint; checked when given).
+    the task `op` mod p (default add; p read from the checkpoint; checked when given).
 
     With `group` (a `Group`, a built-in's name such as "S5", "A5", "D59", or a JSON Cayley table
     file; `resolve_group`), the task is composition in that group instead (`op` add: a ∘ b, sub:
@@ -107,9 +108,9 @@ def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int |
     Its dataset is `dataset` — a `Dataset`, or a file for `read_dataset_file` — or, without one,
     every pair split by (`train_fraction`, `split_seed`) with clean labels. `loss` is the loss the
     model was trained with (the analyses score in it). The history holds one row per checkpoint
-    (below) and one for the imported model, at `step`. A model over feature vectors (`torch-mlp`) classifies: its task is
-    `data` (a built-in feature set, split per class by `train_fraction`, `split_seed`) or the
-    features of `dataset` (`op` is ignored). With `out`, the run directory is written there, recording where
+    (below) and one for the imported model, at `step`. A model over feature vectors (`torch-mlp`)
+    classifies: its task is `data` (a built-in feature set, split per class by `train_fraction`,
+    `split_seed`) or the features of `dataset` (`op` left out, or classify). With `out`, the run directory is written there, recording where
     the checkpoint came from (`config.json` → `imported_from`).
 
     `checkpoints` (step → file, each in `format`, of the same architecture) is the model's
@@ -117,6 +118,9 @@ def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int |
     `feature_edit` read), each scored into the history; it needs `out` and `step`, the step of
     `source` itself, after every checkpoint's (without checkpoints, `step` defaults to 0)."""
     steps = _trajectory(checkpoints, step, out)
+    if dataset is not None and not isinstance(dataset, (Dataset, str, Path)):
+        raise CheckpointImportError(f"dataset must be a Dataset (interp.Dataset.from_tensors) or a file's path, not a "
+                                    f"{type(dataset).__name__}")
     structure = None if group is None else resolve_group(group)
     if structure is not None and p is not None and p != structure.order:
         raise CheckpointImportError(f"p = {p} but {structure.name} has {structure.order} elements: on a group, p is "
@@ -125,7 +129,12 @@ def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int |
     if structure is not None:
         _check_tokens(model, structure, source)
     p = family_of(model).unembedding(model).shape[-1]
-    if family_of(model).inputs == "features":
+    if family_of(model).inputs != "features":
+        op = op or "add"
+    else:
+        if op not in (None, "classify"):
+            raise CheckpointImportError(f"{source} holds a model over feature vectors, which classifies: --task {op} "
+                                        "is for a model over (a, b) pairs; leave it out")
         op = "classify"
         if dataset is not None and data is not None:
             raise CheckpointImportError(f"give --data {data} or --dataset, not both: --data draws interp's own split "
@@ -133,6 +142,11 @@ def import_checkpoint(source: str | Path, format: str, op: str = "add", p: int |
         if dataset is None and data is None:
             raise CheckpointImportError(f"{source} holds a model over feature vectors: name its data (--data, e.g. "
                                         "digits) or give its dataset (--dataset)")
+        width, sets = family_of(model).spec(model).d_in, features.FEATURE_SETS
+        if data in sets and sets[data][2] != width:
+            raise CheckpointImportError(f"{source} reads {width} features per example but {data} has {sets[data][2]}: "
+                                        f"it was not trained on {data}; give the dataset it was trained on with "
+                                        "--dataset")
         if isinstance(dataset, Dataset):
             data = dataset.task.data
         data = data or "user"

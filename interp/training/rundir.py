@@ -182,6 +182,7 @@ class Run:
     dataset: Dataset | None = None
 
     def __post_init__(self) -> None:
+        family_of(self.model)  # a model no family owns is refused here, with the way in, not in an analysis
         if self.dataset is None:
             self.dataset = make_dataset(self.spec.task, self.spec.noise)
         elif (self.dataset.task.describe(), self.dataset.p) != (self.spec.task.describe(), self.spec.task.p):
@@ -193,7 +194,8 @@ class Run:
 
     def tokens(self, pairs: Tensor) -> Tensor:
         """What the model's own forward takes for (a, b) `pairs` (`a b =` rows for a transformer)."""
-        return family_of(self.model).tokens(self.model, pairs)
+        family = family_of(self.model)
+        return family.tokens(self.model, family.checked_inputs(pairs))
 
     def logits(self, pairs: Tensor) -> Tensor:
         """Mod-p logits [batch, p] for (a, b) `pairs`, at the predicting position."""
