@@ -155,11 +155,11 @@ def _export_state_dict(args) -> int:
     """`interp export RUN --format F --to FILE.pt`: the final model as another library's state dict."""
     import torch
 
-    from .families.importers import EXPORT_FORMATS
+    from .families.importers import export_state
     from .training.release import load
 
     run = load(args.run_dir)
-    state = EXPORT_FORMATS[args.format](run.model)
+    state = export_state(run.model, args.format)
     dest = Path(args.to)
     if dest.exists() and not args.replace:
         raise ValueError(f"{dest} exists; pass --replace to replace it")
@@ -199,8 +199,18 @@ def edit_for(run) -> str:
         family = family_of(run.model)
         first = sorted(reasons, key=lambda name: family.lacks(run.model, ANALYSES[name].needs) is not None)
         raise ValueError("no weight edit applies to this run: " + "; ".join(
-            f"{name}: {reasons[name]}" for name in first))
+            f"{name}: {reasons[name]}" for name in first) + _trajectory_hint(run))
     return applies[0]
+
+
+def _trajectory_hint(run) -> str:
+    """How a run without a checkpoint before its final step gets one, or "" when it has one."""
+    from .training.rundir import trajectory_steps
+
+    if run.path is not None and any(step < run.step for step in trajectory_steps(run.path)):
+        return ""
+    return (" (a run keeps checkpoints when trained with train.checkpoint_every below train.steps; an imported "
+            "model brings its own: interp import SOURCE ... --checkpoint STEP=FILE (repeatable) --step STEP_OF_SOURCE)")
 
 
 def _cmd_edit(args) -> int:
@@ -224,7 +234,8 @@ def _cmd_import(args) -> int:
 
     run = import_checkpoint(args.source, args.format, args.task, args.p, group=args.group, dataset=args.dataset,
                             train_fraction=args.train_fraction, split_seed=args.split_seed, act=args.act,
-                            loss=args.loss, out=Path(args.out), data=args.data)
+                            loss=args.loss, out=Path(args.out), data=args.data,
+                            checkpoints=dict(args.checkpoint or []), step=args.step)
     print(f"imported {args.source} ({args.format}) -> {args.out}: {run.spec.model.arch} network, "
           f"{run.spec.task.describe()}, {run.dataset!r}\n{format_metrics(run.final_metrics)}")
     return 0
@@ -239,6 +250,14 @@ def _steps(text: str) -> list[int]:
     if not steps or min(steps) < 1:
         raise argparse.ArgumentTypeError(f"expected positive step numbers separated by commas, got {text!r}")
     return steps
+
+
+def _step_file(text: str) -> tuple[int, str]:
+    """`--checkpoint 500=ckpt_500.pt`: a step and the file of the model at that step."""
+    step, _, path = text.partition("=")
+    if not step.strip().isdigit() or not path:
+        raise argparse.ArgumentTypeError(f"expected STEP=FILE, e.g. 500=ckpt_500.pt, got {text!r}")
+    return int(step), path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,20 +312,29 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("import", help="bring another project's checkpoint in as a run directory")
     i.add_argument("source", help="checkpoint file (.pt, .pth or .safetensors)")
     i.add_argument("--format", required=True, choices=list(FORMATS), help="its layout (docs/checkpoints.md)")
-    i.add_argument("--task", default="add", choices=list(OPS),
-                   help="the operation it computes (default add; with --group, add is a∘b and sub a∘b⁻¹)")
+    i.add_argument("--task", choices=list(OPS),
+                   help="the operation a model over (a, b) pairs computes (default add; with --group, add is a∘b and "
+                        "sub a∘b⁻¹); a model over feature vectors classifies, and takes none")
     i.add_argument("--p", type=int, help="the modulus (read from the checkpoint; checked when given)")
     i.add_argument("--group", metavar="G", help="a model trained on a finite group: a built-in (S5, A5, D59, C3xC3) or "
                                                 "a JSON Cayley table file, as task.group takes; its tokens are the "
                                                 "elements in the table's order")
     i.add_argument("--data", help="a model over feature vectors (torch-mlp): the built-in data set it classifies "
-                                  "(digits, mnist5k), split per class by --train-fraction and --split-seed")
+                                  "(digits, mnist5k, mnist1d), split per class by --train-fraction and --split-seed "
+                                  "and scaled as interp loads it; this assumes the model was trained on that very "
+                                  "split and scaling (else its test set holds its training examples): a model "
+                                  "trained on any other split needs --dataset instead")
     i.add_argument("--dataset", help="the dataset it was trained on: inputs, observed_labels, train_mask "
                                      "[, true_labels] as in a run's dataset.safetensors")
     i.add_argument("--train-fraction", type=float, default=0.3, help="without --dataset: the split's train share")
     i.add_argument("--split-seed", type=int, default=0, help="without --dataset: the split's seed")
     i.add_argument("--act", default="relu", choices=list(ACTIVATIONS), help="MLP activation (default relu)")
     i.add_argument("--loss", default="ce", choices=list(LOSSES), help="the loss it was trained with (default ce)")
+    i.add_argument("--checkpoint", action="append", type=_step_file, metavar="STEP=FILE",
+                   help="an earlier checkpoint of the same model, in the same format (repeatable): written as the "
+                        "run's trajectory, which load_run(step=), layer_rewind and interp edit read; needs --step")
+    i.add_argument("--step", type=int, help="the training step of SOURCE (with --checkpoint: after each of theirs; "
+                                            "default 0)")
     i.add_argument("--out", required=True, help="run directory to write")
     i.set_defaults(func=_cmd_import)
     ed = sub.add_parser("edit", help="the weight edit that forgets the noise, found without labels, as a new run directory")

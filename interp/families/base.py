@@ -141,6 +141,23 @@ class ModelFamily(ABC):
         return {}
 
     # --- running ------------------------------------------------------------------------------
+    def checked_inputs(self, inputs: Any) -> Tensor:
+        """A batch as this family's forward takes it. Over features: a float32 tensor [batch,
+        d_in]; a float64 tensor or a numpy array of floats is converted to float32, as
+        `Dataset.from_tensors` converts a dataset's inputs; integers or another type are a
+        one-line ValueError. Pairs are passed as they are."""
+        if self.inputs != "features":
+            return inputs
+        found = f"{inputs.dtype}" if hasattr(inputs, "dtype") else type(inputs).__name__
+        try:
+            x = torch.as_tensor(inputs) if not torch.is_tensor(inputs) and hasattr(inputs, "dtype") else inputs
+        except (TypeError, RuntimeError):
+            x = None
+        if not torch.is_tensor(x) or not x.is_floating_point():
+            raise ValueError(f"a model of the {self.name} family takes feature vectors as a float32 tensor [batch, "
+                             f"d_in] (float64 tensors and numpy arrays of floats are converted), got {found}")
+        return x.float()
+
     def tokens(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Tensor:
         """What the model's own forward takes for each (a, b) pair, on the model's device."""
         return pairs.to(device_of(model))
@@ -155,6 +172,7 @@ class ModelFamily(ABC):
         Without hooks, FORWARD_CHUNK pairs at a time: the same logits, and a chunk's activations
         stay in the CPU's cache (S5's 14,400 pairs: 2.5× faster for a two-layer net, 1.5× for
         the transformer). With hooks, one batch: a hook may read the batch (mean, resample)."""
+        pairs = self.checked_inputs(pairs)
         tokens = self.tokens(model, pairs)
         if fwd_hooks:
             return self.predicting(model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks))).to(pairs.device)
@@ -165,6 +183,7 @@ class ModelFamily(ABC):
     def run_with_cache(self, model: nn.Module, pairs: Int[Tensor, "batch 2"], names_filter=None
                        ) -> tuple[Float[Tensor, "batch p"], dict[str, Tensor]]:
         """Logits and the cached activations (at the predicting position) for each pair."""
+        pairs = self.checked_inputs(pairs)
         out, cache = model.run_with_cache(self.tokens(model, pairs), names_filter=names_filter)
         # back on the device of the pairs (and of the dataset's labels and masks)
         return (self.predicting(out).to(pairs.device),
@@ -361,8 +380,11 @@ def _owner(model: nn.Module) -> ModelFamily:
     for family in FAMILIES.values():
         if family.owns(model):
             return family
-    raise TypeError(f"{type(model).__name__} belongs to no registered model family "
-                    f"({', '.join(FAMILIES)}); register one with interp.families.register")
+    raise TypeError(f"{type(model).__name__} belongs to no registered model family ({', '.join(FAMILIES)}): a plain "
+                    "torch MLP (nn.Sequential of Linear layers) comes in as "
+                    "interp.import_checkpoint(FILE, 'torch-mlp', dataset=...) on its saved state dict "
+                    "(docs/checkpoints.md); another architecture is a family of its own, registered with "
+                    "interp.families.register")
 
 
 def family_for_spec(spec: Any) -> ModelFamily:

@@ -417,6 +417,7 @@ def from_torch_mlp(state: StateDict, act: str = "relu", what: str = "torch-mlp s
     Linear, act, …, Linear)` (keys `K.weight`, `K.bias`; `act` between the Linear layers)."""
     from .mlp import from_sequential_state
 
+    _check_finite(state, [key for key, value in state.items() if value.is_floating_point()], what)
     try:
         return from_sequential_state(state, act)
     except ValueError as err:
@@ -451,6 +452,24 @@ EXPORT_FORMATS: dict[str, Callable[[nn.Module], StateDict]] = {
 }
 
 
+#: export format → the model family it writes
+EXPORT_FAMILIES = {"hooked-transformer": "transformer", "torch-mlp": "mlp"}
+
+
+def export_state(model: nn.Module, format: str) -> StateDict:
+    """`model` as a state dict in the export `format`, refused in one line, naming the formats
+    that its family exports to, when the format is another family's."""
+    family = family_of(model).name
+    if EXPORT_FAMILIES.get(format) != family:
+        fits = [name for name, owner in EXPORT_FAMILIES.items() if owner == family]
+        raise CheckpointImportError(
+            f"--format {format} writes a model of the {EXPORT_FAMILIES.get(format, '?')} family; this run's is of the "
+            f"{family} family, which exports to " + (f"--format {' or '.join(fits)}" if fits else
+                                                    "no state-dict format (its release folder, interp export RUN --to "
+                                                    "DIR, loads in plain PyTorch: docs/checkpoints.md)"))
+    return EXPORT_FORMATS[format](model)
+
+
 def import_model(path: str | os.PathLike, format: str, act: str = "relu", p: int | None = None) -> nn.Module:
     """The interp model held by the checkpoint file `path` (`.pt`, `.pth` or `.safetensors`)
     in `format` (a key of `FORMATS`), with MLP activation `act`. When `p` is given, the model
@@ -465,6 +484,7 @@ def import_model(path: str | os.PathLike, format: str, act: str = "relu", p: int
     return model
 
 
-__all__ = ["BLOCK_NAMES", "CheckpointImportError", "EXPORT_FORMATS", "FORMATS", "TOP_NAMES", "from_embed_mlp",
+__all__ = ["BLOCK_NAMES", "CheckpointImportError", "EXPORT_FAMILIES", "EXPORT_FORMATS", "export_state",
+           "FORMATS", "TOP_NAMES", "from_embed_mlp",
            "from_hooked_transformer", "from_torch_mlp", "from_two_layer", "to_torch_mlp", "import_model",
            "read_state_dict", "to_hooked_transformer"]

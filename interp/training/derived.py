@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from .rundir import Run, save_new_run, sha256
+from .rundir import Run, imported_from, save_new_run, sha256
 from .train import evaluate
 
 
@@ -43,6 +43,8 @@ def save_derived_run(run: Run, model: nn.Module, out: str | Path, key: str, prov
     derived = Run(run.spec, model, [{"step": step, "lr": 0.0, **evaluate(model, run.dataset, run.spec.train.loss)}],
                   step, None, run.dataset)
     # under out's lock (save_new_run): two writers into one folder cannot interleave
-    save_new_run(out, derived, {key: {**source_of(run), **provenance}})
+    # an edit of an imported model knows no more of its training than the import did
+    origin = imported_from(run)
+    save_new_run(out, derived, {key: {**source_of(run), **provenance}, **({"imported_from": origin} if origin else {})})
     derived.path = out
     return derived

@@ -148,11 +148,23 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None, check
     extraction."""
     spec = run.spec
     last = run.final_metrics
+    origin = rundir.imported_from(run)
     noise = (f"{spec.noise.kind} label noise at rate {spec.noise.rate}" if run.dataset.noise is not None
              else run.dataset.describe_noise())
-    lines = [f"# {name}", "",
-             f"{spec.model.arch} network on {spec.task.describe(markdown=True)}, "
-             f"{noise}, trained {run.step} steps.", ""]
+    if origin is None:
+        lines = [f"# {name}", "",
+                 f"{spec.model.arch} network on {spec.task.describe(markdown=True)}, "
+                 f"{noise}, trained {run.step} steps.", ""]
+    else:  # interp knows the file, not how the model was trained nor on which labels
+        labels = ("the clean labels of interp's own split" if run.dataset.noise is not None
+                  else f"its own dataset ({run.dataset.describe_noise()})")
+        lines = [f"# {name}", "",
+                 f"{spec.model.arch} network on {spec.task.describe(markdown=True)}, imported from `{origin['file']}` "
+                 f"(format `{origin['format']}`, SHA-256 `{origin['sha256']}`)"
+                 + (f" as the step {run.step} of a trajectory with checkpoints at steps "
+                    f"{', '.join(origin['checkpoints'])}" if origin.get("checkpoints") else "")
+                 + f", scored on {labels}; how it was "
+                 f"trained (steps, optimizer, the noise of its training labels) is not known to interp.", ""]
     if spec.task.group:  # without interp, a token means nothing until its element is named
         group = spec.task.structure
         shown = ", ".join(f"{i} = {e}" for i, e in enumerate(group.elements[:6]))
@@ -162,12 +174,14 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None, check
                   f"of {where}. Labels are element indices in the same order.", ""]
     if spec.task.features:  # what a forward without interp reads, and what the classes are
         n, d = run.dataset.inputs.shape
-        source = FEATURE_SETS[spec.task.data][3] if spec.task.data in FEATURE_SETS else "the user's own features"
-        lines += [f"Inputs: `inputs` in `dataset.safetensors`, {n:,} feature vectors of {d} features ({source}, "
-                  f"scaled as `interp.core.features` loads them); labels are class indices 0–{spec.task.p - 1}.", ""]
+        source = (f"{FEATURE_SETS[spec.task.data][3]}, scaled as `interp.core.features` loads them"
+                  if spec.task.data in FEATURE_SETS else "the user's own features, as the user gave them")
+        lines += [f"Inputs: `inputs` in `dataset.safetensors`, {n:,} feature vectors of {d} features ({source}); "
+                  f"labels are class indices 0–{spec.task.p - 1}.", ""]
     if command:
         lines += ["Trained with:", "", "```bash", command, "```", ""]
-    lines += ["## Accuracy at the end of training", "", "| subset | accuracy | loss |", "| --- | --- | --- |"]
+    lines += ["## Accuracy at the end of training" if origin is None else "## Accuracy of the imported model", "",
+              "| subset | accuracy | loss |", "| --- | --- | --- |"]
     for subset in SUBSETS:
         acc, loss = last.get(f"{subset}_acc"), last.get(f"{subset}_loss")
         lines.append(f"| {subset} | {'—' if acc is None else f'{acc:.2%}'} | {'—' if loss is None else f'{loss:.4g}'} |")
@@ -188,5 +202,6 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None, check
               "logits = interp.logits(run.model, run.dataset.inputs)", "```", "",
               f"Without `interp` ({PLAIN_LOADING.get(spec.model.arch, 'TransformerLens 4.x or plain PyTorch')}): "
               "see docs/checkpoints.md.",
-              "", "## Full spec", "", "```json", json.dumps(spec.to_dict(), indent=2), "```", ""]
+              "", "## Full spec" if origin is None else "## Spec (what an import knows)", "", "```json",
+              json.dumps(rundir.recorded_spec(spec, origin is not None), indent=2), "```", ""]
     return "\n".join(lines)

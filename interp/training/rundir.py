@@ -182,6 +182,7 @@ class Run:
     dataset: Dataset | None = None
 
     def __post_init__(self) -> None:
+        family_of(self.model)  # a model no family owns is refused here, with the way in, not in an analysis
         if self.dataset is None:
             self.dataset = make_dataset(self.spec.task, self.spec.noise)
         elif (self.dataset.task.describe(), self.dataset.p) != (self.spec.task.describe(), self.spec.task.p):
@@ -193,7 +194,8 @@ class Run:
 
     def tokens(self, pairs: Tensor) -> Tensor:
         """What the model's own forward takes for (a, b) `pairs` (`a b =` rows for a transformer)."""
-        return family_of(self.model).tokens(self.model, pairs)
+        family = family_of(self.model)
+        return family.tokens(self.model, family.checked_inputs(pairs))
 
     def logits(self, pairs: Tensor) -> Tensor:
         """Mod-p logits [batch, p] for (a, b) `pairs`, at the predicting position."""
@@ -209,26 +211,41 @@ class Run:
         return f"Run({self.spec.model.arch}, {self.spec.task.describe()}, step {self.step}{where})"
 
 
+def recorded_spec(spec: RunSpec, imported: bool) -> dict[str, Any]:
+    """The spec as `config.json` records it. An imported run (`imported_from`) knows its task,
+    its model and the loss it is scored in, not how it was trained nor the noise of the labels
+    it was trained on, nor the seed of its initialisation: its record holds those three only
+    (read back, the other fields are `RunSpec`'s defaults, which no reader takes as a claim)."""
+    recorded = spec.to_dict()
+    if not imported:
+        return recorded
+    model = {key: value for key, value in recorded["model"].items() if key != "seed"}  # its initialisation: unknown
+    return {"task": recorded["task"], "model": model, "train": {"loss": spec.train.loss}}
+
+
 def save_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None) -> None:
     """Write the final model, its dataset, history and config (with the SHA-256 of each
     tensor file, and the `extra` entries) into `run_dir`, then its manifest, last: until the
-    manifest names them, the new files are not part of the run."""
+    manifest names them, the new files are not part of the run. With `imported_from` in
+    `extra`, the spec is recorded as an import's (`recorded_spec`)."""
     run_dir = Path(run_dir)
     refuse_links_in(run_dir)
     hashes = {"model.safetensors": write_tensors(run_dir / "model.safetensors", run.model.state_dict()),
               "dataset.safetensors": write_tensors(run_dir / "dataset.safetensors", dataset_tensors(run.dataset))}
     files = {**hashes, "history.json": write_json(run_dir / "history.json", _history_list(run.history))}
     files["config.json"] = write_json(run_dir / "config.json", {
-        **model_config(run.spec, run.model), "step": run.step, "dataset": dataset_origin(run.spec, run.dataset),
-        **(extra or {}), "sha256": hashes})
+        **model_config(run.spec, run.model), "spec": recorded_spec(run.spec, "imported_from" in (extra or {})),
+        "step": run.step, "dataset": dataset_origin(run.spec, run.dataset), **(extra or {}), "sha256": hashes})
     update_manifest(run_dir, files)
 
 
-def save_new_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None) -> None:
+def save_new_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None,
+                 checkpoints: dict[int, tuple[nn.Module, list[dict[str, Any]]]] | None = None) -> None:
     """`save_run` into the new run directory `run_dir` (absent or an empty folder), holding its
     lock: assembled in a scratch folder beside it and renamed into place, so a second writer
     is refused (`RunDirectoryLocked`) and a failure part-way (a NaN, a full disk) leaves
-    nothing behind that a rerun would trip on."""
+    nothing behind that a rerun would trip on. `checkpoints`: step → (model, history), written
+    as trajectory checkpoints without optimizer state (an import's: readable, not resumable)."""
     run_dir = Path(run_dir)
     with locked(run_dir):
         if os.path.islink(run_dir) or run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -236,6 +253,8 @@ def save_new_run(run_dir: Path, run: Run, extra: dict[str, Any] | None = None) -
         scratch = scratch_beside(run_dir)
         try:
             save_run(scratch, run, extra)
+            for step, (model, history) in sorted((checkpoints or {}).items()):
+                save_checkpoint(scratch, step, model, None, history)
             replace_folder(scratch, run_dir)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -265,6 +284,15 @@ def refuse_links_in(run_dir: Path) -> None:
         for entry in checkpoints.iterdir():
             if entry.is_symlink():
                 raise CheckpointError(f"{entry} is a symbolic link; a run directory holds real files and folders only")
+
+
+def imported_from(run: Run) -> dict[str, Any] | None:
+    """Where an imported run's model came from (`config.json` → `imported_from`: the file, its
+    format and SHA-256), or None for a run trained here or one not read from a directory."""
+    if run.path is None:
+        return None
+    origin = read_config(Path(run.path)).get("imported_from")
+    return origin if isinstance(origin, dict) else None
 
 
 def _check_run_dir(run_dir: Path | str) -> Path:
@@ -357,12 +385,13 @@ def save_checkpoint(
     run_dir: Path,
     step: int,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | None,
     history: list[dict[str, Any]],
 ) -> Path:
     """Everything needed to resume at `step`. Built in a scratch folder with its manifest
     written last, then renamed into place and named in the run's manifest, so a checkpoint is
-    either complete and recorded or not part of the run."""
+    either complete and recorded or not part of the run. Without `optimizer` (an imported
+    trajectory), no optimizer state is written: the checkpoint is read, never resumed."""
     run_dir = Path(run_dir)
     refuse_links_in(run_dir)
     final = checkpoint_dir(run_dir, step)
@@ -370,11 +399,12 @@ def save_checkpoint(
     _remove(scratch)
     scratch.mkdir(parents=True)
     hashes = {"model.safetensors": write_tensors(scratch / "model.safetensors", model.state_dict())}
-    opt_state = optimizer.state_dict()["state"]
-    hashes["optimizer.safetensors"] = write_tensors(
-        scratch / "optimizer.safetensors",
-        {f"{i}.{k}": v for i, s in opt_state.items() for k, v in s.items() if torch.is_tensor(v)},
-    )
+    opt_state = {} if optimizer is None else optimizer.state_dict()["state"]
+    if optimizer is not None:
+        hashes["optimizer.safetensors"] = write_tensors(
+            scratch / "optimizer.safetensors",
+            {f"{i}.{k}": v for i, s in opt_state.items() for k, v in s.items() if torch.is_tensor(v)},
+        )
     scalars = {
         str(i): {k: v for k, v in s.items() if not torch.is_tensor(v)} for i, s in opt_state.items()
     }
