@@ -199,18 +199,8 @@ def edit_for(run) -> str:
         family = family_of(run.model)
         first = sorted(reasons, key=lambda name: family.lacks(run.model, ANALYSES[name].needs) is not None)
         raise ValueError("no weight edit applies to this run: " + "; ".join(
-            f"{name}: {reasons[name]}" for name in first) + _trajectory_hint(run))
+            f"{name}: {reasons[name]}" for name in first))
     return applies[0]
-
-
-def _trajectory_hint(run) -> str:
-    """How a run without a checkpoint before its final step gets one, or "" when it has one."""
-    from .training.rundir import trajectory_steps
-
-    if run.path is not None and any(step < run.step for step in trajectory_steps(run.path)):
-        return ""
-    return (" (a run keeps checkpoints when trained with train.checkpoint_every below train.steps; an imported "
-            "model brings its own: interp import SOURCE ... --checkpoint STEP=FILE (repeatable) --step STEP_OF_SOURCE)")
 
 
 def _cmd_edit(args) -> int:

@@ -278,7 +278,7 @@ def test_interp_edit_takes_the_edit_that_the_run_supports(planted_run, capsys):
     features = interp.load_run(planted_run)
     no_trajectory = interp.Run(features.spec, features.model, [], 3, None, features.dataset)
     with pytest.raises(ValueError, match="no weight edit applies to this run: feature_edit: .*checkpoint before the "
-                                         "final step; edit: .*pairs"):
+                                         "final step .*--checkpoint STEP=FILE.*; edit: .*pairs"):
         edit_for(no_trajectory)
     with pytest.raises(ValueError, match="the feature edit does not apply to this run: .*checkpoint before"):
         forget_noise(no_trajectory)

@@ -102,7 +102,12 @@ def test_an_edit_of_a_run_without_checkpoints_says_how_to_get_them(tmp_path, cap
                  "--out", str(tmp_path / "run")]) == 0
     capsys.readouterr()
     assert main(["edit", str(tmp_path / "run"), "--out", str(tmp_path / "edited")]) == 2
-    assert "--checkpoint STEP=FILE" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--checkpoint STEP=FILE" in err and err.count("--checkpoint STEP=FILE") == 1  # said once
+    # and every analysis that reads the early trajectory says so on its own, in `interp analyze`
+    for name in ("layer_rewind", "feature_edit"):
+        assert main(["analyze", str(tmp_path / "run"), "--analysis", name]) == 2
+        assert "--checkpoint STEP=FILE" in capsys.readouterr().err
 
 
 def test_errors_at_the_edges_name_the_fix(tmp_path, capsys):

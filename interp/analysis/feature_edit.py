@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from ..core.metrics import subset_metrics
 from ..families.base import Capability, family_of, replaced_parameters
-from ..training.rundir import Run, load_run, trajectory_steps
+from ..training.rundir import EARLIER_CHECKPOINT, Run, load_run, trajectory_steps
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -351,7 +351,7 @@ def _applies(run: Run) -> str | None:
     if not run.spec.task.features:
         return "its teacher reads neighbours among the inputs: it needs a task over feature vectors"
     if not _earlier_steps(run):
-        return "its teacher reads the early trajectory: it needs a run directory with a checkpoint before the final step"
+        return f"its teacher reads the early trajectory: it needs {EARLIER_CHECKPOINT}"
     return None  # what it reads exists; whether any label is wrong (the truth) is not asked
 
 

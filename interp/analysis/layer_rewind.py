@@ -29,7 +29,7 @@ from torch import Tensor
 from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, readout
 from ..core.metrics import VERDICT_BAND, accuracy_verdict, subset_metrics
 from ..families.base import Capability, family_of, replaced_parameters
-from ..training.rundir import Run, load_run, trajectory_steps
+from ..training.rundir import EARLIER_CHECKPOINT, Run, load_run, trajectory_steps
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ def _random_rewind(final: dict, early: dict, count: int, seed: int) -> dict:
 
 def _needs_trajectory(run: Run) -> str | None:
     if run.path is None or not [s for s in trajectory_steps(run.path) if s < run.step]:
-        return "rewinding needs a run directory with a checkpoint before the final step"
+        return f"rewinding needs {EARLIER_CHECKPOINT}"
     if not run.dataset.noisy_mask.any():
         return "the run has no noisy labels: nothing to memorise"
     return None

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, label_doubt
 from ..families.base import family_of
-from ..training.rundir import Run, trajectory_steps
+from ..training.rundir import EARLIER_CHECKPOINT, Run, trajectory_steps
 from .feature_edit import NEIGHBOURS, chosen_checkpoint, neighbour_votes, trajectory_probabilities
 
 #: the parts of the sum, in words (a result's summary says what its AUROC scores)
@@ -75,7 +75,7 @@ def first_layer_doubt(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Float[T
 def why_not(run: Run) -> str | None:
     """Why the score cannot be read from `run` (what it needs is missing), or None."""
     if run.path is None or not [s for s in trajectory_steps(run.path) if s < run.step]:
-        return "it reads the early trajectory: it needs a run directory with a checkpoint before the final step"
+        return f"it reads the early trajectory: it needs {EARLIER_CHECKPOINT}"
     if int(run.dataset.train_mask.sum()) <= NEIGHBOURS:
         return f"its neighbour vote needs more than {NEIGHBOURS} training examples"
     return None

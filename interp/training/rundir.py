@@ -347,6 +347,12 @@ def _checkpoint_key(step: int) -> str:
     return f"checkpoints/step_{step}/{MANIFEST}"
 
 
+#: what an analysis that reads the early trajectory needs, and how a run gets it
+EARLIER_CHECKPOINT = ("a run directory with a checkpoint before the final step (a run trained with "
+                      "train.checkpoint_every below train.steps keeps them; an imported model brings its own: "
+                      "interp import SOURCE ... --checkpoint STEP=FILE --step STEP_OF_SOURCE)")
+
+
 def trajectory_steps(run_dir: Path) -> list[int]:
     """Steps of the trajectory checkpoints the run's manifest records, ascending (a folder on
     disk that the manifest does not name — a crash's leftover, or one renamed — is not one)."""
