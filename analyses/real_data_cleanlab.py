@@ -84,9 +84,10 @@ def main() -> None:
     lines = [f"clean-label ceiling ({PRESET[args.data]} with no noise): test {ceiling['test_acc']:.1%}; "
              f"{args.kind} noise", "",
              f"| noise | memorised | final test | best test (step) | readout {layer_names} (raw inputs) | "
-             "noise AUROC, label doubt at layer 1 | noise AUROC, label-free noise score | cleanlab AUROC | "
+             "noise AUROC, label doubt at layer 1 | noise AUROC, label-free noise score | "
+             "its control with no network (raw-input doubt + neighbour vote) | cleanlab AUROC | "
              "cleanlab precision / recall | cleanlab test, noisy → kept | seconds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     print(lines[0])
     for rate in args.rates:
         t0 = time.perf_counter()
@@ -103,6 +104,7 @@ def main() -> None:
         line = (f"| {rate:.0%} | {m['noisy_observed_acc']:.1%} | {m['test_acc']:.1%} | {best['test_acc']:.1%} "
                 f"({best['step']}) | {' / '.join(f'{row.test_acc:.1%}' for row in layers)} "
                 f"({readout.control().test_acc:.1%}) | {layers[0].noise_auroc:.3f} | {readout.noise_score_auroc:.3f} | "
+                f"{readout.noise_control_auroc:.3f} | "
                 f"{clean['auroc']:.3f} | "
                 f"{clean['precision']:.2f} / {clean['recall']:.2f} | "
                 f"{clean['test_noisy']:.1%} → {clean['test_kept']:.1%} | {ours:.0f} + {theirs:.0f} |")

@@ -428,7 +428,7 @@ def variants(presets: list[str], out: Path) -> list[str]:
         return lines + ["", "The selection set is not all measured: run over both presets."]
     selection = {v: mean([gap(key, v) for key in VARIANT_SELECTION]) for v in every if v != ORACLE}
     winner = max(VARIANTS, key=lambda v: (round(selection[v], 9), -list(VARIANTS).index(v)))
-    lines += ["", "Mean gap to the ceiling on the selection set: " + "; ".join(
+    lines += ["", "Mean test − ceiling on the selection set (the rule's gap, negated: the largest wins): " + "; ".join(
         f"{v} {100 * g:+.2f}" for v, g in selection.items()) + f". The selection's variant: {winner}."]
     high = measured(VARIANT_HIGH, [TODAY, winner])
     lines += ["", "| preset | noise | seed | the edit: memorised, test (steps) | " + winner +
@@ -445,7 +445,7 @@ def variants(presets: list[str], out: Path) -> list[str]:
              "d": high_mean[winner, "test"] >= high_mean[TODAY, "test"]
              and high_mean[winner, "memorised"] <= high_mean[TODAY, "memorised"]}
     verdict = "adopted" if all(tests.values()) else "not adopted"
-    lines += ["", f"Decision ({VARIANT_RULE}): {winner} {verdict} — (a) selection mean gap "
+    lines += ["", f"Decision ({VARIANT_RULE}): {winner} {verdict} — (a) selection mean test − ceiling "
               f"{100 * selection[winner]:+.2f} against the edit's {100 * selection[TODAY]:+.2f}; (b) held-out {100 * held[winner]:+.2f} against "
               f"{100 * held[TODAY]:+.2f}; (c) its most memorised at 40% {pct(kept)}; (d) at 60% and 80% mean test "
               f"{pct(high_mean[winner, 'test'])} against {pct(high_mean[TODAY, 'test'])}, mean memorised "

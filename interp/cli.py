@@ -87,7 +87,9 @@ def format_headline(data: dict) -> str:
         lines.append(f"{'noisy labels found without labels, AUROC':<52}{h['noise_auroc']:>8.4f}")
         control = h.get("noise_control")
         if control and control[1] is not None:
-            lines.append(f"{'  control, ' + control[0]:<52}{control[1]:>8.4f}")
+            lines.append(f"{'  control with no network, AUROC':<52}{control[1]:>8.4f}")
+        lines.append(f"  (by {h['noise_method']}" + (f"; the control: {control[0]})" if control and control[1] is not None
+                                                     else ")"))
     lines.append("")
     lines += [f"{claim['topic']}: {claim['text']}" for claim in h.get("claims", [])]
     return "\n".join(lines)
@@ -222,6 +224,10 @@ def _cmd_edit(args) -> int:
 def _cmd_import(args) -> int:
     from .training.importing import import_checkpoint
 
+    steps = [step for step, _ in args.checkpoint or []]
+    if len(set(steps)) < len(steps):
+        raise ValueError(f"--checkpoint gives step {next(s for s in steps if steps.count(s) > 1)} twice: "
+                         "one file per step")
     run = import_checkpoint(args.source, args.format, args.task, args.p, group=args.group, dataset=args.dataset,
                             train_fraction=args.train_fraction, split_seed=args.split_seed, act=args.act,
                             loss=args.loss, out=Path(args.out), data=args.data,

@@ -282,3 +282,19 @@ def test_interp_edit_takes_the_edit_that_the_run_supports(planted_run, capsys):
         edit_for(no_trajectory)
     with pytest.raises(ValueError, match="the feature edit does not apply to this run: .*checkpoint before"):
         forget_noise(no_trajectory)
+
+
+@pytest.mark.parametrize("flagged, words", [
+    ((0.012, 0.948), "leaving them out does as well on test, so the teacher's flags, more than its new labels, carry "
+                     "the forgetting (the new labels forget 0.6 points more)."),
+    ((0.001, 0.950), "(the new labels forget 0.5 points less)."),
+    ((0.012, 0.940), "left out instead, 1.2%, 94.0%."),  # worse on test: no reading of where the forgetting is
+])
+def test_the_edit_claim_reads_its_flagged_control_both_ways(flagged, words):
+    from interp.analysis.feature_edit import EDIT, FLAGGED, OBSERVED, RAW, RELABELLED, FeatureEdit, Scores
+
+    rows = [Scores(RAW, 1.0, 0.0, 1.0, 0.655, True), Scores(EDIT, 0.006, 0.9, 0.979, 0.944, True),
+            Scores(OBSERVED, 0.078, 0.8, 0.979, 0.883, True), Scores(FLAGGED, *flagged[:1], 0.9, 0.983, flagged[1], True),
+            Scores(RELABELLED, 0.078, 0.7, 0.922, 0.814, True)]
+    claim = FeatureEdit(50, [25, 50], 0.9, 0.41, 0.006, 0.9, 32, rows).claim()
+    assert claim.endswith(words)

@@ -70,6 +70,10 @@ def test_a_trajectory_comes_in_with_the_model_and_the_edits_read_it(tmp_path, ca
     assert main([*args, "--out", str(tmp_path / "nostep")]) == 2
     assert "give --step" in capsys.readouterr().err
     assert main([*args, "--step", "20", "--out", str(tmp_path / "early")]) == 2  # not after every checkpoint
+    capsys.readouterr()
+    assert main([*args, "--checkpoint", f"10={tmp_path / 'early2.pt'}", "--step", "30",
+                 "--out", str(tmp_path / "twice")]) == 2  # one step, two files: refused, not the last kept
+    assert "gives step 10 twice" in capsys.readouterr().err and not (tmp_path / "twice").exists()
     assert main([*args, "--step", "30", "--out", str(tmp_path / "run")]) == 0
     x = interp.load_run(tmp_path / "run").dataset.inputs
     for step, seed in ((10, 1), (20, 2), (30, 0)):
@@ -87,6 +91,16 @@ def test_a_trajectory_comes_in_with_the_model_and_the_edits_read_it(tmp_path, ca
     assert main(["edit", str(tmp_path / "run"), "--out", str(tmp_path / "edited")]) == 0
     edited = json.loads((tmp_path / "edited" / "config.json").read_text())
     assert edited["imported_from"] == origin and "steps" not in edited["spec"]["train"]
+    from interp.reporting.report import _headline
+
+    assert _headline(interp.load_run(tmp_path / "run"), {})["model"].endswith("imported (its training not known to interp)")
+    # the edit's card does not pass its weights off as the imported file's
+    from interp.training.release import model_card
+
+    card = model_card(interp.load_run(tmp_path / "edited"), "edited", "", None)
+    assert "not the imported weights but `edited_from` them" in card and "## Accuracy of the edited model" in card
+    assert f"`{edited['edited_from']['model_sha256']}`" in card and "as the step" not in card
+    assert "## Accuracy of the imported model" in model_card(interp.load_run(tmp_path / "run"), "run", "", None)
     other = plain_mlp(sizes=(6, 8, 3), seed=1)  # another architecture is no checkpoint of this model
     torch.save(other.state_dict(), tmp_path / "other.pt")
     with pytest.raises(CheckpointImportError, match="one architecture"):

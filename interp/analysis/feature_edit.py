@@ -130,9 +130,10 @@ class FeatureEdit(Result):
                  f"{relabelled.memorised:.1%}, {relabelled.test:.1%}; with the examples the teacher relabels left out "
                  f"instead, {flagged.memorised:.1%}, {flagged.test:.1%}")
         if flagged.test >= edit.test:
+            more = (flagged.memorised - edit.memorised) * 100
             return line + (": leaving them out does as well on test, so the teacher's flags, more than its new "
-                           f"labels, carry the forgetting (the new labels forget "
-                           f"{max(flagged.memorised - edit.memorised, 0.0) * 100:.1f} points more).")
+                           f"labels, carry the forgetting (the new labels forget {abs(more):.1f} points "
+                           f"{'more' if more >= 0 else 'less'}).")
         return line + "."
 
     def summary(self) -> str:

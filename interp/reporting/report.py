@@ -97,8 +97,10 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         noise_control, rows = None, []
     size = ", ".join(f"{k} {v}" for k, v in vars(spec.model).items()
                      if k not in ("seed", "init", "n_layers", "d_head") and not isinstance(v, bool))
+    trained = (f"{run.step} steps" if rundir.imported_from(run) is None
+               else "imported (its training not known to interp)")
     model = (f"{spec.model.arch.replace('_', '-')} network ({size}), {spec.task.describe(markdown=True)}, "
-             f"{run.dataset.describe_noise()}, {run.step} steps")
+             f"{run.dataset.describe_noise()}, {trained}")
     return {
         "model": model, "phase": phase(final), "raw_test_acc": final["test_acc"],
         "memorised_acc": final["noisy_observed_acc"], "label_free_method": method, "label_free_test_acc": acc,

@@ -156,15 +156,20 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None, check
                  f"{spec.model.arch} network on {spec.task.describe(markdown=True)}, "
                  f"{noise}, trained {run.step} steps.", ""]
     else:  # interp knows the file, not how the model was trained nor on which labels
-        labels = ("the clean labels of interp's own split" if run.dataset.noise is not None
+        clean = run.dataset.noise is not None and run.dataset.noise.rate == 0
+        labels = ("the clean labels of interp's own split" if clean
                   else f"its own dataset ({run.dataset.describe_noise()})")
-        lines = [f"# {name}", "",
-                 f"{spec.model.arch} network on {spec.task.describe(markdown=True)}, imported from `{origin['file']}` "
-                 f"(format `{origin['format']}`, SHA-256 `{origin['sha256']}`)"
-                 + (f" as the step {run.step} of a trajectory with checkpoints at steps "
-                    f"{', '.join(origin['checkpoints'])}" if origin.get("checkpoints") else "")
-                 + f", scored on {labels}; how it was "
-                 f"trained (steps, optimizer, the noise of its training labels) is not known to interp.", ""]
+        derived = rundir.derived_from(run)  # an edit of the import: its weights are not the file's
+        imported = (f"imported from `{origin['file']}` (format `{origin['format']}`, SHA-256 `{origin['sha256']}`)"
+                    + (f" with checkpoints at steps {', '.join(origin['checkpoints'])}" if origin.get("checkpoints")
+                       else ""))
+        what = (f"{spec.model.arch} network on {spec.task.describe(markdown=True)}: " + (
+            f"not the imported weights but `{derived[0]}` them (config.json → `{derived[0]}`: the run "
+            f"`{derived[1].get('run')}`, weights SHA-256 `{derived[1].get('model_sha256')}`), a model {imported}"
+            if derived else f"{imported}" + (f", as the step {run.step} of that trajectory"
+                                              if origin.get("checkpoints") else "")))
+        lines = [f"# {name}", "", what + f"; scored on {labels}; how the imported model was trained (steps, "
+                 f"optimizer, the noise of its training labels) is not known to interp.", ""]
     if spec.task.group:  # without interp, a token means nothing until its element is named
         group = spec.task.structure
         shown = ", ".join(f"{i} = {e}" for i, e in enumerate(group.elements[:6]))
@@ -180,7 +185,8 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None, check
                   f"labels are class indices 0–{spec.task.p - 1}.", ""]
     if command:
         lines += ["Trained with:", "", "```bash", command, "```", ""]
-    lines += ["## Accuracy at the end of training" if origin is None else "## Accuracy of the imported model", "",
+    lines += ["## Accuracy at the end of training" if origin is None else
+              "## Accuracy of the edited model" if rundir.derived_from(run) else "## Accuracy of the imported model", "",
               "| subset | accuracy | loss |", "| --- | --- | --- |"]
     for subset in SUBSETS:
         acc, loss = last.get(f"{subset}_acc"), last.get(f"{subset}_loss")

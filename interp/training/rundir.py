@@ -295,6 +295,16 @@ def imported_from(run: Run) -> dict[str, Any] | None:
     return origin if isinstance(origin, dict) else None
 
 
+def derived_from(run: Run) -> tuple[str, dict[str, Any]] | None:
+    """(key, record) of the run this one was derived from (`config.json` → `edited_from` or any
+    other `*_from` but `imported_from`: an edit's source run and weights' SHA-256), or None."""
+    if run.path is None:
+        return None
+    config = read_config(Path(run.path))
+    return next(((key, value) for key, value in config.items()
+                 if key.endswith("_from") and key != "imported_from" and isinstance(value, dict)), None)
+
+
 def _check_run_dir(run_dir: Path | str) -> Path:
     if str(run_dir) == "":
         raise CheckpointError("the run directory is an empty path")
