@@ -210,12 +210,12 @@ def _tied(table: InterventionTable, row: SetAblation) -> str:
 
 
 def _tied_to(metrics: dict, control: dict, name: str) -> str:
-    """`; memorised within 2% of random, so the margins decide` where an accuracy ties its control."""
+    """`; memorised within 2 points of random, so the margins decide` where an accuracy ties its control."""
     from ..core.metrics import VERDICT_BAND
 
     tied = [NAMES[key] for key in ("noisy_observed_acc", "test_acc") if metrics[key] is not None
             and control[key] is not None and abs(metrics[key] - control[key]) <= VERDICT_BAND]
-    return f"; {' and '.join(tied)} within {VERDICT_BAND:.0%} of {name}, so the margins decide" if tied else ""
+    return f"; {' and '.join(tied)} within {VERDICT_BAND * 100:g} points of {name}, so the margins decide" if tied else ""
 
 
 def _evidence(table: InterventionTable, row: SetAblation, keys: list[str]) -> str:
