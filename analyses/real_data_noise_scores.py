@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 import interp
-from interp.analysis.feature_edit import neighbour_votes, teacher_classes, trajectory_probabilities
+from interp.analysis.feature_edit import chosen_checkpoint, neighbour_votes, trajectory_probabilities
 from interp.analysis.noise_scores import auroc, noise_score, observed_doubt
 from interp.families.base import family_of
 from interp.training.rundir import load_run, trajectory_steps
@@ -56,19 +56,10 @@ def area_under_margin(run) -> torch.Tensor:
 
 
 def vote_checkpoint(run, votes: torch.Tensor) -> int:
-    """The checkpoint whose training predictions agree most with the neighbour vote's class (the
-    earliest on a tie): the choice the feature edit may take instead of its own (issue 29's next
-    step), measured here only to say how the score moves with it; not a candidate."""
-    ds = run.dataset
-    target = teacher_classes(torch.zeros_like(votes), votes)  # the vote's class, ties to the smallest
-    family, best = family_of(run.model), None
-    for step in [s for s in trajectory_steps(run.path) if s < run.step]:
-        with torch.no_grad():
-            predicted = family.forward(load_run(run.path, step).model, ds.inputs[ds.train_mask]).argmax(-1)
-        agreement = round(float((predicted == target).double().mean()), 9)
-        if best is None or agreement > best[1]:
-            best = (step, agreement)
-    return best[0]
+    """The checkpoint whose training predictions agree most with the neighbour vote's class: the
+    choice measured here after the score was chosen (not a candidate), which the feature edit has
+    since adopted (`feature_edit.chosen_checkpoint`), so the score reads it too."""
+    return chosen_checkpoint(run, votes)[0]
 
 
 def candidates(run, product) -> dict[str, torch.Tensor]:
