@@ -74,10 +74,10 @@ def _cmd_analyze(args) -> int:
 def format_headline(data: dict) -> str:
     """The first screen of a report: raw vs. extracted accuracy, then the headline's claims in
     plain words (where the rule and the memory live, the edit; `interp.reporting.headline`)."""
-    h = data["headline"]
-    pct = lambda x: "—" if x is None else f"{x:.1%}"  # noqa: E731
     from .reporting.report import headline_rows
 
+    h = data["headline"]
+    pct = lambda x: "—" if x is None else f"{x:.1%}"  # noqa: E731
     rows = headline_rows(h)
     lines = [h["model"].replace("`", ""), f"phase: {h['phase']}", "",
              f"{rows[0][0] + ', test accuracy':<52}{pct(rows[0][1]):>8}",

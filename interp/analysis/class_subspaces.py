@@ -219,7 +219,7 @@ def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Cl
             _accuracy(score(values, ds.true_labels[train])[0], ds.true_labels, test), auroc(doubt, noisy[train])))
     predicted = family.forward(model, ds.inputs).argmax(-1)
     missing = why_not(run)
-    noise = None if missing else noise_score(run, directions)
+    noise = None if missing else noise_score(run, directions, doubts[hooks[0]])  # the first layer's, computed above
     return ClassSubspaces(directions, _accuracy(predicted, ds.true_labels, test),
                           _accuracy(predicted, ds.labels, noisy), rows,
                           None if noise is None else auroc(noise.score, noisy[train]),

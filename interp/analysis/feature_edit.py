@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from ..core.metrics import subset_metrics
 from ..families.base import Capability, family_of, replaced_parameters
-from ..training.rundir import EARLIER_CHECKPOINT, Run, load_run, trajectory_steps
+from ..training.rundir import EARLIER_CHECKPOINT, Run, earlier_steps, load_run
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ def most_agreeing_checkpoint(run: Run, target: Int[Tensor, " example"]) -> tuple
     ds = run.dataset
     family = family_of(run.model)
     best = None
-    for step in _earlier_steps(run):
+    for step in earlier_steps(run):
         with torch.no_grad():
             predicted = family.forward(load_run(run.path, step).model, ds.inputs[ds.train_mask]).argmax(-1)
         agreement = float((predicted == target).double().mean())
@@ -312,7 +312,7 @@ def forget_noise(run: Run) -> tuple[FeatureEdit, nn.Module]:
     inputs, observed = ds.inputs[train], ds.labels[train]
     votes = neighbour_votes(inputs, observed, ds.p)
     step, agreement = chosen_checkpoint(run, votes)
-    steps = [s for s in _earlier_steps(run) if s <= step]
+    steps = [s for s in earlier_steps(run) if s <= step]
     target = teacher_classes(trajectory_probabilities(run, steps), votes)
     start = load_run(run.path, step).model  # the fine-tune starts before the memory was written
     edited, taken = fine_tuned(start, inputs, target)
@@ -344,14 +344,10 @@ def _share(mask: Tensor) -> float | None:
     return float(mask.double().mean()) if len(mask) else None
 
 
-def _earlier_steps(run: Run) -> list[int]:
-    return [] if run.path is None else [s for s in trajectory_steps(run.path) if s < run.step]
-
-
 def _applies(run: Run) -> str | None:
     if not run.spec.task.features:
         return "its teacher reads neighbours among the inputs: it needs a task over feature vectors"
-    if not _earlier_steps(run):
+    if not earlier_steps(run):
         return f"its teacher reads the early trajectory: it needs {EARLIER_CHECKPOINT}"
     return None  # what it reads exists; whether any label is wrong (the truth) is not asked
 

@@ -29,7 +29,7 @@ from torch import Tensor
 from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, readout
 from ..core.metrics import VERDICT_BAND, accuracy_verdict, subset_metrics
 from ..families.base import Capability, family_of, replaced_parameters
-from ..training.rundir import EARLIER_CHECKPOINT, Run, load_run, trajectory_steps
+from ..training.rundir import EARLIER_CHECKPOINT, Run, earlier_steps, load_run
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ def layer_rewind(run: Run, directions: int = DEFAULT_DIRECTIONS) -> LayerRewind:
     sizes = {name: p.numel() for name, p in final.items()}
     memorised, test = _scores(model, ds, loss)
     rewinds = []
-    for step in [s for s in trajectory_steps(run.path) if s < run.step]:
+    for step in earlier_steps(run):
         early = {name: p.detach() for name, p in load_run(run.path, step).model.named_parameters()}
         for name, group in zip(layer_names(groups), groups):
             edited = replaced_parameters(model, {n: early[n] for n in group})
@@ -213,7 +213,7 @@ def _random_rewind(final: dict, early: dict, count: int, seed: int) -> dict:
 
 
 def _needs_trajectory(run: Run) -> str | None:
-    if run.path is None or not [s for s in trajectory_steps(run.path) if s < run.step]:
+    if not earlier_steps(run):
         return f"rewinding needs {EARLIER_CHECKPOINT}"
     if not run.dataset.noisy_mask.any():
         return "the run has no noisy labels: nothing to memorise"

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, label_doubt
 from ..families.base import family_of
-from ..training.rundir import EARLIER_CHECKPOINT, Run, trajectory_steps
+from ..training.rundir import EARLIER_CHECKPOINT, Run, earlier_steps
 from .feature_edit import NEIGHBOURS, chosen_checkpoint, neighbour_votes, trajectory_probabilities
 
 #: the parts of the sum, in words (a result's summary says what its AUROC scores)
@@ -74,16 +74,18 @@ def first_layer_doubt(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Float[T
 
 def why_not(run: Run) -> str | None:
     """Why the score cannot be read from `run` (what it needs is missing), or None."""
-    if run.path is None or not [s for s in trajectory_steps(run.path) if s < run.step]:
+    if not earlier_steps(run):
         return f"it reads the early trajectory: it needs {EARLIER_CHECKPOINT}"
     if int(run.dataset.train_mask.sum()) <= NEIGHBOURS:
         return f"its neighbour vote needs more than {NEIGHBOURS} training examples"
     return None
 
 
-def noise_score(run: Run, directions: int = DEFAULT_DIRECTIONS) -> NoiseScore:
-    """The sum of the three doubts on `run`'s training examples (float64). A ValueError says
-    what is missing where it does not apply (`why_not`)."""
+def noise_score(run: Run, directions: int = DEFAULT_DIRECTIONS,
+                subspace: Float[Tensor, " example"] | None = None) -> NoiseScore:
+    """The sum of the three doubts on `run`'s training examples (float64). `subspace`: the first
+    layer's doubt (`first_layer_doubt`) where the caller has it already. A ValueError says what
+    is missing where it does not apply (`why_not`)."""
     reason = why_not(run)
     if reason:
         raise ValueError(f"the noise score does not apply to this run: {reason}")
@@ -91,8 +93,8 @@ def noise_score(run: Run, directions: int = DEFAULT_DIRECTIONS) -> NoiseScore:
     inputs, observed = ds.inputs[ds.train_mask], ds.labels[ds.train_mask]
     shares = neighbour_votes(inputs, observed, ds.p)
     step, _ = chosen_checkpoint(run, shares)
-    steps = [s for s in trajectory_steps(run.path) if s <= step]
-    subspace = first_layer_doubt(run, directions)
+    steps = [s for s in earlier_steps(run) if s <= step]
+    subspace = first_layer_doubt(run, directions) if subspace is None else subspace
     trajectory = observed_doubt(trajectory_probabilities(run, steps), observed)
     votes = observed_doubt(shares, observed)
     return NoiseScore(subspace + trajectory + votes, subspace, trajectory, votes, steps)

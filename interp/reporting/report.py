@@ -14,10 +14,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..analysis.feature_edit import EDIT, FLAGGED
 from ..analysis.registry import ANALYSES, Result, analyze, in_report_order
 from ..training import rundir
 from ..training.rundir import CheckpointError, Run, write_json
-from ..analysis.feature_edit import EDIT, FLAGGED
 from .headline import claims
 
 __all__ = ["ANALYSES", "analyze", "write_analysis", "write_report"]

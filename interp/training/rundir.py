@@ -363,6 +363,12 @@ EARLIER_CHECKPOINT = ("a run directory with a checkpoint before the final step (
                       "interp import SOURCE ... --checkpoint STEP=FILE --step STEP_OF_SOURCE)")
 
 
+def earlier_steps(run: Run) -> list[int]:
+    """The steps of `run`'s trajectory checkpoints before its final step (none for a run not
+    read from a directory): what the analyses that read the early trajectory need."""
+    return [] if run.path is None else [s for s in trajectory_steps(run.path) if s < run.step]
+
+
 def trajectory_steps(run_dir: Path) -> list[int]:
     """Steps of the trajectory checkpoints the run's manifest records, ascending (a folder on
     disk that the manifest does not name — a crash's leftover, or one renamed — is not one)."""
