@@ -154,3 +154,19 @@ def test_a_probe_of_the_inputs_needs_a_task_over_features(gromov):
     net, ds = gromov
     with pytest.raises(ValueError, match="task over features"):
         probe(net, ds, INPUT)
+
+
+def test_probes_read_the_activations_of_a_float64_forward():
+    """A probe's fit stops at a tolerance, so float32 activations that another CPU rounds
+    differently could stop it elsewhere: the activations are those of a float64 forward, here
+    written out for a deep MLP (to 1e-12; float32 would be 1e-7 off), and the model itself is
+    left in float32."""
+    from interp.families.mlp import MLPNet, MLPSpec
+
+    x = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
+    net = MLPNet(MLPSpec(d_in=6, widths=(32, 16)), 3)
+    acts = cache_activations(net, x, "blocks.1.hook_post")
+    w = [(b.linear.weight.detach().double(), b.linear.bias.detach().double()) for b in net.blocks]
+    expected = torch.relu(torch.relu(x.double() @ w[0][0].T + w[0][1]) @ w[1][0].T + w[1][1])
+    assert acts.dtype == torch.float64 and next(net.parameters()).dtype == torch.float32
+    torch.testing.assert_close(acts, expected, atol=1e-12, rtol=0)

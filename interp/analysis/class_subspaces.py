@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..core.class_structure import DEFAULT_DIRECTIONS, INPUT, class_subspaces, label_doubt, readout
 from ..core.metrics import VERDICT_BAND
-from ..families.base import Capability, build_model, family_of
+from ..families.base import Capability, build_model, family_of, in_float64
 from ..training.rundir import Run
 from .noise_scores import PARTS, auroc, noise_score, why_not
 from .plots import _save, _subplots
@@ -191,10 +191,10 @@ def _accuracy(predicted: Tensor, labels: Tensor, mask: Tensor) -> float:
 
 @torch.no_grad()
 def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> ClassSubspaces:
-    ds, model = run.dataset, run.model
+    ds, model = run.dataset, in_float64(run.model)  # subspaces, rankings and AUROCs not turning on rounding
     family = family_of(model)
     hooks = family.layer_hooks(model)
-    untrained = build_model(family.spec(model), ds.p)
+    untrained = in_float64(build_model(family.spec(model), ds.p))
     acts = {INPUT: ds.inputs}
     _, cache = family.run_with_cache(model, ds.inputs, names_filter=lambda name: name in hooks)
     acts.update({hook: cache[hook] for hook in hooks})
@@ -217,7 +217,7 @@ def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Cl
             where, _accuracy(predicted, ds.true_labels, test), _accuracy(predicted, ds.true_labels, noisy),
             untrained_acc, _accuracy(score(values, shuffled)[0], ds.true_labels, test),
             _accuracy(score(values, ds.true_labels[train])[0], ds.true_labels, test), auroc(doubt, noisy[train])))
-    predicted = family.forward(model, ds.inputs).argmax(-1)
+    predicted = family.forward(run.model, ds.inputs).argmax(-1)  # the model's own answers, in its own type
     missing = why_not(run)
     noise = None if missing else noise_score(run, directions, doubts[hooks[0]])  # the first layer's, computed above
     return ClassSubspaces(directions, _accuracy(predicted, ds.true_labels, test),

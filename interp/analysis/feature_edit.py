@@ -51,7 +51,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from ..core.metrics import subset_metrics
-from ..families.base import Capability, family_of, replaced_parameters
+from ..families.base import Capability, family_of, in_float64
 from ..training.rundir import EARLIER_CHECKPOINT, Run, earlier_steps, load_run
 from .registry import Analysis, Result, register_analysis
 
@@ -255,7 +255,7 @@ def trajectory_probabilities(run: Run, steps: list[int]) -> Float[Tensor, "examp
     total = torch.zeros(int(ds.train_mask.sum()), ds.p, dtype=torch.float64)
     for step in steps:
         with torch.no_grad():
-            total += family.forward(load_run(run.path, step).model, ds.inputs[ds.train_mask]).double().softmax(-1)
+            total += family.forward(in_float64(load_run(run.path, step).model), ds.inputs[ds.train_mask]).softmax(-1)
     return total / len(steps)
 
 
@@ -268,7 +268,11 @@ def fine_tuned(model: nn.Module, inputs: Tensor, target: Int[Tensor, " example"]
     those class distributions instead (the stop still reads `target`). Changes nothing outside
     the copy."""
     family = family_of(model)
-    tuned = replaced_parameters(model, {})
+    dtype = next(model.parameters()).dtype
+    # in float32, a gradient near zero took an Adam step of the learning rate in a direction set
+    # by rounding, and an AVX2 CPU moved the released digits-tt-40's control scores
+    tuned = in_float64(model)
+    inputs = inputs.double() if inputs.is_floating_point() else inputs
     tuned.train()
     optimizer = torch.optim.Adam(tuned.parameters(), lr=FINE_TUNE_LR)
     kept = target != IGNORE
@@ -284,7 +288,7 @@ def fine_tuned(model: nn.Module, inputs: Tensor, target: Int[Tensor, " example"]
             loss.backward()
             optimizer.step()
             steps += 1
-    return tuned.eval(), steps
+    return tuned.to(dtype).eval(), steps
 
 
 def _scores(name: str, model: nn.Module, run: Run, label_free: bool = True) -> Scores:

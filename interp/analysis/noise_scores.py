@@ -25,7 +25,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, label_doubt
-from ..families.base import family_of
+from ..families.base import family_of, in_float64
 from ..training.rundir import EARLIER_CHECKPOINT, Run, earlier_steps
 from .feature_edit import NEIGHBOURS, chosen_checkpoint, neighbour_votes, trajectory_probabilities
 
@@ -67,7 +67,7 @@ def first_layer_doubt(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Float[T
     ds, family = run.dataset, family_of(run.model)
     train, first = ds.train_mask, family.layer_hooks(run.model)[0]
     with torch.no_grad():
-        _, cache = family.run_with_cache(run.model, ds.inputs, names_filter=lambda name: name == first)
+        _, cache = family.run_with_cache(in_float64(run.model), ds.inputs, names_filter=lambda name: name == first)
     acts, observed = cache[first][train], ds.labels[train]
     return label_doubt(acts, observed, class_subspaces(acts, observed, ds.p, directions))
 

@@ -39,7 +39,7 @@ from ..core.class_structure import INPUT
 from ..core.fourier import grid_fourier_projection
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
-from ..families.base import Capability, build_model, family_of, logits
+from ..families.base import Capability, build_model, family_of, in_float64, logits
 from .plots import SUBSET_COLORS, SUBSET_LABELS, _save, _subplots
 from .registry import Analysis, Result, register_analysis
 
@@ -54,9 +54,12 @@ CONTROLS = ("shuffled labels", "random features", "observed-label probe (held-ou
 
 @torch.no_grad()
 def cache_activations(model: nn.Module, inputs: Tensor, hook: str) -> Float[Tensor, "batch d"]:
-    """Activations at `hook` for each pair (the last position's, for transformers), flattened."""
-    _, cache = family_of(model).run_with_cache(model, inputs, names_filter=hook)
-    return cache[hook].reshape(len(inputs), -1).float()
+    """Activations at `hook` for each pair (the last position's, for transformers), flattened,
+    from a float64 copy of the model: a probe's fit stops at a tolerance, so activations that
+    differ in float32's last digits (another CPU's summation order) could stop it elsewhere."""
+    wide = in_float64(model)
+    _, cache = family_of(wide).run_with_cache(wide, inputs, names_filter=hook)
+    return cache[hook].reshape(len(inputs), -1)
 
 
 
@@ -84,6 +87,7 @@ def _fit_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, evals: dict[str,
     # penalty keeps it at 0), so leaving it out fits the same probe, with fewer columns
     varies = x[train].std(0) > 0
     x = x[:, varies] if varies.any() else x[:, :1]  # nothing varies: the intercept alone, at chance
+    x = x.astype(np.float64)  # scikit-learn would fit float32 features (the raw inputs) in float32
     scaler = StandardScaler().fit(x[train])
     clf = LogisticRegression(solver="newton-cg", max_iter=100, C=1.0, random_state=seed)
     clf.fit(scaler.transform(x[train]), y[train])

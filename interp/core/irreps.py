@@ -288,7 +288,13 @@ def _one_copy(div: _Division, block: Float[Tensor, "n r"], dim: int, seed: int) 
     gap = (groups[1:, 0] - groups[:-1, -1]).min() if len(groups) > 1 else torch.tensor(math.inf)
     if gap < 1e-6 or spread > 1e-3 * gap:
         return None
-    return block @ vectors[:, :dim]
+    copy = block @ vectors[:, :dim]
+    # LAPACK returns some orthonormal basis of the degenerate eigenspace, which one set by its
+    # summation order (OpenBLAS's kernels differ from CPU to CPU): the basis is fixed by the
+    # space alone instead — the projections of fixed vectors onto it, orthonormalised in order
+    fixed = torch.from_numpy(np.random.default_rng(4000 + seed).standard_normal((div.n, dim)))
+    q, r = torch.linalg.qr(copy @ (copy.T @ fixed))
+    return q * r.diagonal().sign()
 
 
 def _matrices(div: _Division, copy: Float[Tensor, "n d"]) -> Float[Tensor, "n d d"]:

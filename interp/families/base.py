@@ -159,7 +159,11 @@ class ModelFamily(ABC):
         return x.float()
 
     def tokens(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Tensor:
-        """What the model's own forward takes for each (a, b) pair, on the model's device."""
+        """What the model's own forward takes for each (a, b) pair, on the model's device
+        (feature vectors also in the model's float type: a copy in float64 takes float64)."""
+        if self.inputs == "features":
+            parameter = next(model.parameters())
+            return pairs.to(parameter.device, parameter.dtype)
         return pairs.to(device_of(model))
 
     def predicting(self, value: Tensor) -> Tensor:
@@ -417,6 +421,14 @@ def replaced_parameters(model: nn.Module, values: dict[str, Tensor]) -> nn.Modul
     return new
 
 
+def in_float64(model: nn.Module) -> nn.Module:
+    """A float64 copy of `model`, for what must not turn on float32's last digits: another CPU
+    (AVX2 or AVX-512) or thread count sums a float32 forward in another order, and a ranking, a
+    fit that stops at a tolerance or an Adam step (which divides a gradient by its own size) can
+    turn that into another answer; in float64 the rounding is some 1e9 times smaller."""
+    return replaced_parameters(model, {}).double()
+
+
 # --- any model, through its family -------------------------------------------------------
 
 
@@ -461,5 +473,5 @@ def training_logits(model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Float[Te
 
 
 __all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec", "family_of",
-           "head_name", "heads", "logits",
+           "head_name", "heads", "in_float64", "logits",
            "register", "replaced_parameters", "tokens", "training_logits", "unregister"]

@@ -117,9 +117,6 @@ class MLPFamily(ModelFamily):
     def spec(self, model: MLPNet) -> MLPSpec:
         return model.spec
 
-    def tokens(self, model: MLPNet, inputs: Tensor) -> Tensor:
-        return inputs.to(next(model.parameters()).device)
-
     def readout_hook(self, model: MLPNet) -> str:
         return layer_hooks(model)[-1]
 
