@@ -19,6 +19,12 @@ vectors, `inputs = "features"`, trains on digits instead) once per (family, spec
 each analysis once per run; an analysis is checked on the built-in families' runs
 (`standard_cases`: each on its task, and the two-layer net on S3).
 
+`result_differences(a, b)` lists where two results (as JSON) differ beyond float64 rounding, and
+`NARROW_KERNELS` / `AVX2_KERNELS` are the environment variables that hold a fresh process's torch,
+MKL, oneDNN and OpenBLAS kernels to narrower vector widths (other kernels, so other summation
+orders, as on another CPU): together, how tests/test_same_on_every_cpu.py and
+analyses/same_on_every_cpu.py check that an answer does not depend on the CPU.
+
 `recovery(rows, truths)` scores a localisation's labels against a planted model's labels by
 construction (precision and recall per kind and label, `precision_recall`): how a model whose
 answer is known (`interp.planted`, or a third party's own) checks the localisation.
@@ -539,6 +545,30 @@ def built_in_subjects() -> list[Any]:
 # --- scoring a localisation against a planted truth -------------------------------------------
 
 
+#: a fresh process with these variables runs torch's own kernels without SIMD, MKL's and oneDNN's at
+#: SSE4.2 and OpenBLAS's at Nehalem's, on one thread; on a CPU without these instruction sets they
+#: change nothing
+NARROW_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41",
+                  "OPENBLAS_CORETYPE": "Nehalem", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                  "OPENBLAS_NUM_THREADS": "1"}
+#: the same at AVX2 (Haswell's OpenBLAS kernels): an AVX-512 machine computing as an AVX2 one does
+AVX2_KERNELS = {**NARROW_KERNELS, "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
+
+
+def result_differences(a: Any, b: Any, where: str = "") -> list[str]:
+    """Where two results (JSON values: `Result.to_dict()` through json) differ: every value
+    exactly, but floats to 1e-7 relative — float64 summed in another order differs near 1e-15,
+    while an accuracy or an AUROC moved by one example moves by more than 1e-6."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str) for d in result_differences(a.get(k), b.get(k), f"{where}/{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in result_differences(x, y, f"{where}[{i}]")]
+    if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b, rel_tol=1e-7, abs_tol=1e-12):
+        return []
+    return [] if a == b or (a != a and b != b) else [f"{where}: {a!r} against {b!r}"]
+
+
 def precision_recall(predicted: list[str], truth: list[str], label: str) -> tuple[float, float]:
     """Precision and recall of `label` in `predicted` against `truth`, position by position (0.0
     where nothing is predicted `label`, or nothing truly is)."""
@@ -562,6 +592,6 @@ def recovery(rows: list[UnitRow], truths: dict[str, list[str]]) -> dict[str, dic
     return out
 
 
-__all__ = ["ANALYSIS_CHECKS", "CAPABILITY_CHECKS", "Case", "ConformanceError", "FAMILY_CHECKS", "SMALL_SPECS",
-           "analysis_checks", "built_in_subjects", "check_analysis", "check_family", "family_checks",
-           "parametrize_with_checks", "precision_recall", "recovery", "standard_cases", "task_for", "trained_run"]
+__all__ = ["ANALYSIS_CHECKS", "AVX2_KERNELS", "CAPABILITY_CHECKS", "Case", "ConformanceError", "FAMILY_CHECKS",
+           "NARROW_KERNELS", "SMALL_SPECS", "analysis_checks", "built_in_subjects", "check_analysis", "check_family", "family_checks",
+           "parametrize_with_checks", "precision_recall", "recovery", "result_differences", "standard_cases", "task_for", "trained_run"]

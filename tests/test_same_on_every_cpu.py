@@ -1,17 +1,15 @@
 """The same answer on every CPU. The decisions a CPU's summation order could move — the edit's
-choice on a group, the feature edit's checkpoint, teacher and fine-tune, the probes' fits — are
-recomputed in a fresh process whose kernels are held to a narrower vector width (torch's own
-kernels without SIMD, MKL's and oneDNN's at SSE4.2, OpenBLAS's at Nehalem: other matrix
-kernels, so other summation orders, as on another CPU) and one torch thread, and compared with
-this process's, value for value: counts and accuracies exactly, other floats to 1e-7 (float64
-sums in another order differ near 1e-15; an accuracy moved by one example differs by more than
-1e-5). On a CPU without these instruction sets the variables change nothing and the test
-compares a process with itself."""
+choice on a group (its irreps' basis included), the feature edit's checkpoint, teacher and
+fine-tune, the probes' fits, the class-subspace readout's rankings — are recomputed in a fresh
+process whose kernels are held to narrower vector widths (`interp.testing.NARROW_KERNELS`:
+other matrix kernels, so other summation orders, as on another CPU) and one torch thread, and
+compared with this process's value for value (`result_differences`: floats to 1e-7, so that
+float64's rounding passes and one example moved does not). On a CPU without these instruction
+sets the variables change nothing and the test compares a process with itself."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -19,9 +17,7 @@ from pathlib import Path
 
 import pytest
 
-NARROW = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41",
-          "OPENBLAS_CORETYPE": "Nehalem", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-          "OPENBLAS_NUM_THREADS": "1"}
+from interp.testing import NARROW_KERNELS, result_differences
 
 
 def decisions(run_path: str) -> dict:
@@ -40,20 +36,10 @@ def decisions(run_path: str) -> dict:
     return json.loads(json.dumps(out, default=str))
 
 
-def differences(a, b, where: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b), key=str) for d in differences(a.get(k), b.get(k), f"{where}/{k}")]
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{where}[{i}]")]
-    if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b, rel_tol=1e-7, abs_tol=1e-12):
-        return []
-    return [] if a == b else [f"{where}: {a!r} here, {b!r} on the narrower CPU"]
-
-
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     """A small token transformer over digits that memorises part of its noise, with checkpoints
-    (the feature edit's trajectory)."""
+    (the feature edit's trajectory). Its fine-tunes in float32 part on the narrower kernels."""
     import interp
 
     spec = interp.get_preset("digits-tt-40").spec.with_overrides(
@@ -66,10 +52,17 @@ def test_the_analyses_decide_the_same_on_a_cpu_with_other_kernels(digits_run):
     here = decisions(str(digits_run.path))
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"from test_same_on_every_cpu import decisions; print(json.dumps(decisions({str(digits_run.path)!r})))")
-    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **NARROW}, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **NARROW_KERNELS}, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     there = json.loads(done.stdout.strip().splitlines()[-1])
     assert here["feature_edit"]["rows"] and here["edit_search"]["keep"]  # something was decided
-    found = differences(here, there)
+    found = result_differences(here, there)
     assert found == [], "\n".join(found)
+
+
+def test_result_differences_pass_rounding_and_catch_one_example():
+    assert result_differences({"a": [0.5, 1.0 + 1e-15], "b": "x"}, {"a": [0.5, 1.0], "b": "x"}) == []
+    assert result_differences({"acc": 500 / 1797}, {"acc": 501 / 1797}) == [f"/acc: {500 / 1797!r} against {501 / 1797!r}"]
+    assert result_differences([1, 2], [1, 2, 3]) == [": [1, 2] against [1, 2, 3]"]
+    assert result_differences({"k": float("nan")}, {"k": float("nan")}) == []
