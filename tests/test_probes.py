@@ -156,17 +156,19 @@ def test_a_probe_of_the_inputs_needs_a_task_over_features(gromov):
         probe(net, ds, INPUT)
 
 
-def test_probes_read_the_activations_of_a_float64_forward():
-    """A probe's fit stops at a tolerance, so float32 activations that another CPU rounds
-    differently could stop it elsewhere: the activations are those of a float64 forward, here
-    written out for a deep MLP (to 1e-12; float32 would be 1e-7 off), and the model itself is
-    left in float32."""
+
+def test_the_report_reads_every_hook_of_a_model_from_one_forward_with_the_same_values():
+    """The probes of a report share one forward per feature source (the model, the untrained net)
+    for all their hooks: each hook's activations are those of a forward of its own, bit for bit."""
+    from interp.analysis.probes import _memo_activations
     from interp.families.mlp import MLPNet, MLPSpec
 
     x = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
     net = MLPNet(MLPSpec(d_in=6, widths=(32, 16)), 3)
-    acts = cache_activations(net, x, "blocks.1.hook_post")
-    w = [(b.linear.weight.detach().double(), b.linear.bias.detach().double()) for b in net.blocks]
-    expected = torch.relu(torch.relu(x.double() @ w[0][0].T + w[0][1]) @ w[1][0].T + w[1][1])
-    assert acts.dtype == torch.float64 and next(net.parameters()).dtype == torch.float32
-    torch.testing.assert_close(acts, expected, atol=1e-12, rtol=0)
+    hooks = ["blocks.0.hook_post", "blocks.1.hook_post"]
+    memo = {"hooks": hooks}
+    for hook in [*hooks, "blocks.1.hook_pre"]:  # the last one is not in the memo's list: its own forward
+        assert torch.equal(_memo_activations(memo, net, x, hook), cache_activations(net, x, hook))
+    assert len([k for k in memo if k[0] == "activations"]) == 1
+    expected = torch.relu(x @ net.blocks[0].linear.weight.T + net.blocks[0].linear.bias)
+    torch.testing.assert_close(memo["activations", id(net)][1]["blocks.0.hook_post"], expected)

