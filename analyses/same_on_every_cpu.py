@@ -1,33 +1,40 @@
 """Does a release's report depend on the CPU it runs on? Every analysis that `interp report` runs
-on a release, computed in fresh processes at one torch thread — with this CPU's own kernels, as
-an AVX2 CPU computes (`interp.testing.AVX2_KERNELS`) and with narrower kernels still
-(`NARROW_KERNELS`: torch without SIMD, MKL at SSE4.2, OpenBLAS at Nehalem) — and compared value
-for value (`interp.testing.result_differences`: floats to 1e-7, so float64's rounding passes and
-an accuracy moved by one example does not).
+on a release, computed in fresh one-thread processes — with this CPU's own kernels, then with
+others (`interp.testing`: `AVX2_KERNELS`, an AVX-512 CPU computing as an AVX2 one does;
+`GEMM_KERNELS`, other matrix kernels in MKL and OpenBLAS; `NARROW_KERNELS`, both and torch's own
+kernels without SIMD) — and compared value for value (`interp.testing.result_differences`).
 
-    python analyses/same_on_every_cpu.py [NAME ...] [--kernels avx2 narrow] [--out runs/same-on-every-cpu]
+    python analyses/same_on_every_cpu.py [NAME ...] [--kernels avx2 gemm narrow] [--out runs/same-on-every-cpu]
 
-NAME: releases in models/ (default: all). Each process's results are kept in OUT/NAME/KERNELS.json,
-written when complete, so an interrupted run picks up where it stopped; the table goes to the
-terminal and OUT/summary.md. Two processes run at once (one per core).
+NAME: releases in models/ (default: all). Each process's results are kept in
+OUT/CODE/NAME/KERNELS.json, CODE a hash of interp's source, written when complete: an
+interrupted run picks up where it stopped, and a change to the code starts afresh. The table goes
+to the terminal and OUT/CODE/summary.md. Two processes run at once (one per core).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from interp.testing import AVX2_KERNELS, NARROW_KERNELS, result_differences
+from interp.testing import AVX2_KERNELS, GEMM_KERNELS, NARROW_KERNELS, ONE_THREAD, result_differences
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
-KERNELS = {"own": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
-           "avx2": AVX2_KERNELS, "narrow": NARROW_KERNELS}
+ROOT = Path(__file__).resolve().parent.parent
+KERNELS = {"own": ONE_THREAD, "avx2": AVX2_KERNELS, "gemm": GEMM_KERNELS, "narrow": NARROW_KERNELS}
+
+
+def code_hash() -> str:
+    """A short hash of every source file of the interp package."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "interp").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def worker(release: str, out: Path) -> None:
@@ -42,18 +49,16 @@ def worker(release: str, out: Path) -> None:
     os.replace(partial, out)
 
 
-def computed(release: Path, kernels: str, out: Path) -> tuple[Path, float]:
-    """The results of `release` with `kernels` (kept from an earlier run where present)."""
+def computed(release: Path, kernels: str, out: Path) -> Path:
+    """The results of `release` with `kernels` (kept from an earlier run of the same code)."""
     path = out / release.name / f"{kernels}.json"
-    if path.exists():
-        return path, 0.0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--worker", str(release), str(path)],
-                          env={**os.environ, **KERNELS[kernels]}, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{release.name} with {kernels} kernels failed:\n{done.stderr[-3000:]}")
-    return path, time.perf_counter() - start
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([sys.executable, __file__, "--worker", str(release), str(path)],
+                              env={**os.environ, **KERNELS[kernels]}, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{release.name} with {kernels} kernels failed:\n{done.stderr[-3000:]}")
+    return path
 
 
 def leaves(value) -> int:
@@ -66,29 +71,30 @@ def leaves(value) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*")
-    parser.add_argument("--kernels", nargs="+", default=["avx2", "narrow"], choices=["avx2", "narrow"])
+    parser.add_argument("--kernels", nargs="+", default=["avx2", "gemm"], choices=["avx2", "gemm", "narrow"])
     parser.add_argument("--out", type=Path, default=Path("runs/same-on-every-cpu"))
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker[0], Path(args.worker[1]))
-    releases = [MODELS / n for n in args.names] or sorted(p for p in MODELS.iterdir() if (p / "manifest.json").exists())
+    models = ROOT / "models"
+    releases = [models / n for n in args.names] or sorted(p for p in models.iterdir() if (p / "manifest.json").exists())
     missing = [r.name for r in releases if not (r / "manifest.json").exists()]
     if missing:
         raise SystemExit(f"not a release in models/: {', '.join(missing)}")
+    out = args.out / code_hash()
     jobs = [(release, kernels) for release in releases for kernels in ["own", *args.kernels]]
     with ThreadPoolExecutor(2) as pool:
-        paths = dict(zip(jobs, pool.map(lambda job: computed(*job, args.out), jobs)))
+        paths = dict(zip(jobs, pool.map(lambda job: computed(*job, out), jobs)))
     lines = ["| release | kernels | values compared | differing | first difference |", "|---|---|---|---|---|"]
     for release in releases:
-        own = json.loads(paths[release, "own"][0].read_text())
-        values = leaves(own)
+        own = json.loads(paths[release, "own"].read_text())
         for kernels in args.kernels:
-            found = result_differences(own, json.loads(paths[release, kernels][0].read_text()))
-            lines.append(f"| {release.name} | {kernels} | {values} | {len(found)} | {found[0] if found else ''} |")
+            found = result_differences(own, json.loads(paths[release, kernels].read_text()))
+            lines.append(f"| {release.name} | {kernels} | {leaves(own)} | {len(found)} | {found[0] if found else ''} |")
             print(lines[-1], flush=True)
-    (args.out / "summary.md").write_text("\n".join(lines) + "\n")
-    print(f"written: {args.out / 'summary.md'}")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print(f"written: {out / 'summary.md'}")
 
 
 if __name__ == "__main__":

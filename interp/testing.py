@@ -20,10 +20,10 @@ each analysis once per run; an analysis is checked on the built-in families' run
 (`standard_cases`: each on its task, and the two-layer net on S3).
 
 `result_differences(a, b)` lists where two results (as JSON) differ beyond float64 rounding, and
-`NARROW_KERNELS` / `AVX2_KERNELS` are the environment variables that hold a fresh process's torch,
-MKL, oneDNN and OpenBLAS kernels to narrower vector widths (other kernels, so other summation
-orders, as on another CPU): together, how tests/test_same_on_every_cpu.py and
-analyses/same_on_every_cpu.py check that an answer does not depend on the CPU.
+`NARROW_KERNELS`, `AVX2_KERNELS` and `GEMM_KERNELS` are environment variables that give a fresh
+process's torch, MKL, oneDNN and OpenBLAS other kernels (so other summation orders, as on another
+CPU): together, how tests/test_same_on_every_cpu.py and analyses/same_on_every_cpu.py check that
+an answer does not depend on the CPU.
 
 `recovery(rows, truths)` scores a localisation's labels against a planted model's labels by
 construction (precision and recall per kind and label, `precision_recall`): how a model whose
@@ -47,7 +47,7 @@ from .analysis.registry import ANALYSES, Analysis, Result, analyze
 from .analysis.unit_rows import UnitRow
 from .core.metrics import loss_fn
 from .core.specs import MODEL_SPECS, NoiseSpec, RunSpec, TaskSpec, TrainSpec, TransformerSpec, TwoLayerSpec
-from .families.base import FAMILIES, Capability, ModelFamily, family_of
+from .families.base import FAMILIES, Capability, ModelFamily, family_of, in_float64
 from .families.importers import import_model, to_hooked_transformer, to_torch_mlp
 from .families.mlp import MLPSpec
 from .families.token_transformer import TokenTransformerSpec
@@ -171,7 +171,7 @@ def check_build_is_seeded(case: Case) -> None:
 
 
 def check_forward(case: Case) -> None:
-    """Logits are [batch, p], the same by every path (forward, training_logits, run_with_cache),
+    """Logits are [batch, p], the same by every path (forward, training_logits, readout_logits, run_with_cache),
     and the readout hook's units number unit_to_logit's rows."""
     family, run = case.family, trained_run(case)
     model, pairs, p = run.model, _pairs(case), case.task.p
@@ -181,6 +181,14 @@ def check_forward(case: Case) -> None:
     with torch.no_grad():
         fast = family.training_logits(model, pairs)
     torch.testing.assert_close(fast, logits, msg=lambda m: f"training_logits differs from forward: {m}")
+    with torch.no_grad():
+        readout = family.readout_logits(model, pairs)
+    torch.testing.assert_close(readout, logits, msg=lambda m: f"readout_logits differs from forward: {m}")
+    if family.inputs == "features":  # the analyses that must not turn on rounding run a float64 copy
+        with torch.no_grad():
+            wide = family.forward(in_float64(model), pairs)
+        torch.testing.assert_close(wide.float(), logits, rtol=1e-4, atol=1e-4,
+                                   msg=lambda m: f"a float64 copy (in_float64) forwards otherwise: {m}")
     hook = family.readout_hook(model)
     cached, cache = family.run_with_cache(model, pairs, names_filter=hook)
     torch.testing.assert_close(cached, logits, msg=lambda m: f"run_with_cache's logits differ from forward: {m}")
@@ -545,21 +553,28 @@ def built_in_subjects() -> list[Any]:
 # --- scoring a localisation against a planted truth -------------------------------------------
 
 
-#: a fresh process with these variables runs torch's own kernels without SIMD, MKL's and oneDNN's at
-#: SSE4.2 and OpenBLAS's at Nehalem's, on one thread; on a CPU without these instruction sets they
-#: change nothing
-NARROW_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41",
-                  "OPENBLAS_CORETYPE": "Nehalem", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                  "OPENBLAS_NUM_THREADS": "1"}
-#: the same at AVX2 (Haswell's OpenBLAS kernels): an AVX-512 machine computing as an AVX2 one does
-AVX2_KERNELS = {**NARROW_KERNELS, "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+#: a fresh process with these variables runs torch's own kernels without SIMD, oneDNN's at SSE4.1,
+#: OpenBLAS's at Nehalem's and MKL's in its "compatible" code path (`MKL_CBWR`: on an AMD CPU, where
+#: `MKL_ENABLE_INSTRUCTIONS` is ignored, the one setting that changes MKL's summation order), on one
+#: thread. What a CPU lacks, it cannot be asked for: there the variables change less or nothing.
+NARROW_KERNELS = {**ONE_THREAD, "ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+                  "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41", "OPENBLAS_CORETYPE": "Nehalem"}
+#: the same at AVX2: an AVX-512 machine computing as an AVX2 one does. On an AMD CPU MKL and
+#: OpenBLAS run their AVX2 kernels anyway, so only torch's own kernels change there.
+AVX2_KERNELS = {**ONE_THREAD, "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "MKL_CBWR": "AVX2",
                 "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
+#: other matrix kernels at full speed: MKL's "compatible" path and OpenBLAS's Nehalem kernels,
+#: torch's own kernels as they are
+GEMM_KERNELS = {**ONE_THREAD, "MKL_CBWR": "COMPATIBLE", "OPENBLAS_CORETYPE": "Nehalem"}
 
 
 def result_differences(a: Any, b: Any, where: str = "") -> list[str]:
     """Where two results (JSON values: `Result.to_dict()` through json) differ: every value
     exactly, but floats to 1e-7 relative — float64 summed in another order differs near 1e-15,
-    while an accuracy or an AUROC moved by one example moves by more than 1e-6."""
+    while an accuracy or an AUROC moved by one example moves by more than 1e-7 on any data set of
+    fewer than 1e7 examples (pairs, for an AUROC). Float32 measurements near zero, where
+    cancellation leaves ~1e-6 of relative rounding, are listed too: read them as rounding."""
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in sorted(set(a) | set(b), key=str) for d in result_differences(a.get(k), b.get(k), f"{where}/{k}")]
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
@@ -593,5 +608,5 @@ def recovery(rows: list[UnitRow], truths: dict[str, list[str]]) -> dict[str, dic
 
 
 __all__ = ["ANALYSIS_CHECKS", "AVX2_KERNELS", "CAPABILITY_CHECKS", "Case", "ConformanceError", "FAMILY_CHECKS",
-           "NARROW_KERNELS", "SMALL_SPECS", "analysis_checks", "built_in_subjects", "check_analysis", "check_family", "family_checks",
+           "GEMM_KERNELS", "NARROW_KERNELS", "ONE_THREAD", "SMALL_SPECS", "analysis_checks", "built_in_subjects", "check_analysis", "check_family", "family_checks",
            "parametrize_with_checks", "precision_recall", "recovery", "result_differences", "standard_cases", "task_for", "trained_run"]

@@ -232,7 +232,6 @@ def test_the_fine_tune_does_not_turn_on_the_summation_order(digits_run):
     one, _ = fine_tuned(model, inputs, target, max_steps=100, stop_at=None)
     other, _ = fine_tuned(model, inputs[order], target[order], max_steps=100, stop_at=None)
     assert next(one.parameters()).dtype == torch.float32  # written back in the model's own type
-    assert torch.equal(interp.logits(one, ds.inputs).argmax(-1), interp.logits(other, ds.inputs).argmax(-1))
     for (name, a), b in zip(one.state_dict().items(), other.state_dict().values()):
         assert torch.equal(a, b), (name, float((a - b).abs().max()))
 

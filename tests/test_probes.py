@@ -169,6 +169,6 @@ def test_the_report_reads_every_hook_of_a_model_from_one_forward_with_the_same_v
     memo = {"hooks": hooks}
     for hook in [*hooks, "blocks.1.hook_pre"]:  # the last one is not in the memo's list: its own forward
         assert torch.equal(_memo_activations(memo, net, x, hook), cache_activations(net, x, hook))
-    assert len([k for k in memo if k[0] == "activations"]) == 1
+    assert len([k for k in memo if isinstance(k, tuple) and k[0] == "activations"]) == 1
     expected = torch.relu(x @ net.blocks[0].linear.weight.T + net.blocks[0].linear.bias)
     torch.testing.assert_close(memo["activations", id(net)][1]["blocks.0.hook_post"], expected)

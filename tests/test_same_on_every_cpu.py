@@ -1,12 +1,12 @@
 """The same answer on every CPU. The decisions a CPU's summation order could move — the edit's
 choice on a group (its irreps' basis included), the feature edit's checkpoint, teacher and
-fine-tune, the class-subspace readout's rankings — are recomputed in a fresh
-process whose kernels are held to narrower vector widths (`interp.testing.NARROW_KERNELS`:
-other matrix kernels, so other summation orders, as on another CPU) and one torch thread, and
-compared with this process's value for value (`result_differences`: floats to 1e-7, so that
-float64's rounding passes and one example moved does not). On a CPU without these instruction
-sets the variables change nothing and the test compares a process with itself. (Not the probes:
-their scikit-learn fits in float32 can move a score by an example; docs/performance.md.)"""
+fine-tune, the class-subspace readout — are recomputed in a fresh process with other kernels
+(`interp.testing.NARROW_KERNELS`) and one torch thread, and compared with this process's value
+for value (`result_differences`). Mutations it catches: the fine-tune in float32, the irrep basis
+as LAPACK returns it. Not caught here (this small run has no near-tie there): the readout, the
+trajectory softmax and the layer doubt back in float32. Not compared: the probes, whose
+scikit-learn fits in float32 can move a score by an example (docs/results.md, "The same answer
+on every CPU")."""
 
 from __future__ import annotations
 

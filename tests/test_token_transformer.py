@@ -50,6 +50,13 @@ def test_the_logits_are_those_of_a_forward_written_from_the_weights(spec):
     x = torch.randn(6, 12, generator=torch.Generator().manual_seed(1))
     expected = independent_forward({k: v.detach() for k, v in model.state_dict().items()}, x, spec)
     torch.testing.assert_close(interp.logits(model, x), expected, atol=1e-5, rtol=1e-5)
+    # the path that runs the last block at the readout token alone (the feature edit's fine-tune,
+    # in float64): the same function, to float64's rounding
+    wide = interp.families.in_float64(model)
+    readout = interp.families.family_of(wide).readout_logits(wide, x)
+    assert readout.dtype == torch.float64
+    torch.testing.assert_close(readout, independent_forward({k: v.detach() for k, v in wide.state_dict().items()},
+                                                            x.double(), spec), atol=1e-12, rtol=1e-12)
 
 
 def test_hooks_carry_transformer_lens_names_and_the_readout_token_is_last():

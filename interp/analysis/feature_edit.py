@@ -51,7 +51,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from ..core.metrics import subset_metrics
-from ..families.base import Capability, family_of, in_float64
+from ..families.base import Capability, family_of, in_float64, replaced_parameters
 from ..training.rundir import EARLIER_CHECKPOINT, Run, earlier_steps, load_run
 from .registry import Analysis, Result, register_analysis
 
@@ -235,13 +235,14 @@ def chosen_checkpoint(run: Run, votes: Float[Tensor, "example class"] | None = N
 
 def most_agreeing_checkpoint(run: Run, target: Int[Tensor, " example"]) -> tuple[int, float]:
     """(step, agreement): the checkpoint before the final step whose predictions on the training
-    examples agree most with `target` (one class per training example; the earliest on a tie)."""
+    examples agree most with `target` (one class per training example; the earliest on a tie).
+    Each checkpoint is forwarded in float64, so that no near-tied logit moves the choice."""
     ds = run.dataset
     family = family_of(run.model)
     best = None
     for step in earlier_steps(run):
         with torch.no_grad():
-            predicted = family.forward(load_run(run.path, step).model, ds.inputs[ds.train_mask]).argmax(-1)
+            predicted = family.forward(in_float64(load_run(run.path, step).model), ds.inputs[ds.train_mask]).argmax(-1)
         agreement = float((predicted == target).double().mean())
         if best is None or round(agreement, 9) > round(best[1], 9):
             best = (step, agreement)
@@ -268,18 +269,16 @@ def fine_tuned(model: nn.Module, inputs: Tensor, target: Int[Tensor, " example"]
     those class distributions instead (the stop still reads `target`). Changes nothing outside
     the copy."""
     family = family_of(model)
-    dtype = next(model.parameters()).dtype
     # in float32, a gradient near zero took an Adam step of the learning rate in a direction set
     # by rounding, and an AVX2 CPU moved the released digits-tt-40's control scores
     tuned = in_float64(model)
-    inputs = inputs.double() if inputs.is_floating_point() else inputs
     tuned.train()
     optimizer = torch.optim.Adam(tuned.parameters(), lr=FINE_TUNE_LR)
     kept = target != IGNORE
     steps = 0
     with torch.enable_grad():
         while steps < max_steps:
-            logits = family.training_logits(tuned, inputs)
+            logits = family.readout_logits(tuned, inputs)  # in float64 every exact path gives the same edit
             if stop_at is not None and float((logits.argmax(-1)[kept] == target[kept]).double().mean()) >= stop_at:
                 break
             optimizer.zero_grad(set_to_none=True)
@@ -288,7 +287,8 @@ def fine_tuned(model: nn.Module, inputs: Tensor, target: Int[Tensor, " example"]
             loss.backward()
             optimizer.step()
             steps += 1
-    return tuned.to(dtype).eval(), steps
+    # back in the model's own types, parameter by parameter (copy_ casts), its buffers untouched
+    return replaced_parameters(model, {n: p.detach() for n, p in tuned.named_parameters()}).eval(), steps
 
 
 def _scores(name: str, model: nn.Module, run: Run, label_free: bool = True) -> Scores:

@@ -157,7 +157,7 @@ def grid_fourier_projection(acts: Tensor, dataset: Dataset, freqs: list[int]) ->
     p = dataset.p
     if len(dataset.inputs) != p * p:
         raise ValueError("fourier features need the full p×p grid (not available for div)")
-    return project_grid(acts, p, grid_blocks(p, freqs)).to(acts.dtype)
+    return project_grid(acts, p, grid_blocks(p, freqs)).float()
 
 
 def residue_order(op: str, p: int) -> Tensor:

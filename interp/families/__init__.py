@@ -16,6 +16,7 @@ from .base import (
                    device_of,
                    family_for_spec,
                    family_of,
+                   in_float64,
                    logits,
                    register,
                    replaced_parameters,
@@ -25,5 +26,5 @@ from .base import (
 )
 
 __all__ = ["Capability", "FAMILIES", "Hook", "ModelFamily", "build_model", "device_of", "family_for_spec",
-           "family_of", "logits", "mlp", "register", "replaced_parameters", "token_transformer", "tokens",
+           "family_of", "in_float64", "logits", "mlp", "register", "replaced_parameters", "token_transformer", "tokens",
            "training_logits", "transformer", "two_layer", "unregister"]

@@ -159,12 +159,14 @@ class ModelFamily(ABC):
         return x.float()
 
     def tokens(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Tensor:
-        """What the model's own forward takes for each (a, b) pair, on the model's device
-        (feature vectors also in the model's float type: a copy in float64 takes float64)."""
-        if self.inputs == "features":
-            parameter = next(model.parameters())
-            return pairs.to(parameter.device, parameter.dtype)
+        """What the model's own forward takes for each (a, b) pair, on the model's device."""
         return pairs.to(device_of(model))
+
+    def model_inputs(self, model: nn.Module, pairs: Any) -> Tensor:
+        """`tokens` of the checked inputs; feature vectors in the model's float type (a float64
+        copy, `in_float64`, takes float64), whatever a family's own `tokens` does."""
+        tokens = self.tokens(model, self.checked_inputs(pairs))
+        return tokens.to(next(model.parameters()).dtype) if self.inputs == "features" else tokens
 
     def predicting(self, value: Tensor) -> Tensor:
         """`value` (a forward's output or a cached activation) at the position that predicts a∘b."""
@@ -177,7 +179,7 @@ class ModelFamily(ABC):
         stay in the CPU's cache (S5's 14,400 pairs: 2.5× faster for a two-layer net, 1.5× for
         the transformer). With hooks, one batch: a hook may read the batch (mean, resample)."""
         pairs = self.checked_inputs(pairs)
-        tokens = self.tokens(model, pairs)
+        tokens = self.model_inputs(model, pairs)
         if fwd_hooks:
             return self.predicting(model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks))).to(pairs.device)
         if len(tokens) <= FORWARD_CHUNK:
@@ -188,7 +190,7 @@ class ModelFamily(ABC):
                        ) -> tuple[Float[Tensor, "batch p"], dict[str, Tensor]]:
         """Logits and the cached activations (at the predicting position) for each pair."""
         pairs = self.checked_inputs(pairs)
-        out, cache = model.run_with_cache(self.tokens(model, pairs), names_filter=names_filter)
+        out, cache = model.run_with_cache(self.model_inputs(model, pairs), names_filter=names_filter)
         # back on the device of the pairs (and of the dataset's labels and masks)
         return (self.predicting(out).to(pairs.device),
                 {name: self.predicting(value).to(pairs.device) for name, value in cache.items()})
@@ -207,6 +209,13 @@ class ModelFamily(ABC):
     def training_logits(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
         """The values of `forward`, by the cheapest path (no hook points); for training."""
         return self.forward(model, pairs)
+
+    def readout_logits(self, model: nn.Module, pairs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
+        """The values of `training_logits`, computing only what the logits read (a transformer's
+        last block at the predicting position alone, where that is cheaper). The same function, but
+        other matrix shapes round float32 otherwise, so training keeps `training_logits` (a run
+        retrains bit for bit) and this serves float64 work (the feature edit's fine-tune)."""
+        return self.training_logits(model, pairs)
 
     # --- views of the weights -----------------------------------------------------------------
     @abstractmethod

@@ -142,7 +142,9 @@ class TokenTransformer(HookedRootModule):
         self.hook_embed, self.hook_pos_embed, self.hook_logits = HookPoint(), HookPoint(), HookPoint()
         self.setup()
 
-    def forward(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch pos p"]:
+    def embed(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch pos d_model"]:
+        """The residual stream before the first block: each window's embedding, then the readout
+        token, plus the positions."""
         spec = self.spec
         if x.dim() != 2 or x.shape[1] != spec.d_in or not x.is_floating_point():
             raise ValueError(f"this transformer takes feature vectors of shape [batch, {spec.d_in}], got {x.dtype} "
@@ -150,7 +152,10 @@ class TokenTransformer(HookedRootModule):
         padded = nn.functional.pad(x, (0, spec.d_token - spec.stride))  # the last windows read zeros past the end
         pieces = padded.unfold(1, spec.d_token, spec.stride) @ self.W_E + self.b_E
         embed = self.hook_embed(torch.cat([pieces, self.readout_token.expand(len(x), 1, -1)], 1))
-        resid = embed + self.hook_pos_embed(self.W_pos.expand(len(x), -1, -1))
+        return embed + self.hook_pos_embed(self.W_pos.expand(len(x), -1, -1))
+
+    def forward(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch pos p"]:
+        resid = self.embed(x)
         for block in self.blocks:
             resid = block(resid)
         return self.hook_logits(resid @ self.W_U + self.b_U)
@@ -177,6 +182,23 @@ class TokenTransformerFamily(ModelFamily):
 
     def predicting(self, value: Tensor) -> Tensor:
         return value[:, -1]  # the readout token
+
+    def readout_logits(self, model: TokenTransformer, inputs: Tensor) -> Float[Tensor, "batch p"]:
+        """Every block in full but the last, whose query, attention output, MLP and unembedding
+        run at the readout token alone (keys and values at every token): on MNIST-1D's 11 tokens
+        the feature edit's fine-tunes take a quarter of the time."""
+        x = self.model_inputs(model, inputs)
+        resid = model.embed(x)
+        for block in model.blocks[:-1]:
+            resid = block(resid)
+        attn, mlp = model.blocks[-1].attn, model.blocks[-1].mlp
+        q = torch.einsum("bd,hde->bhe", resid[:, -1], attn.W_Q)
+        k = torch.einsum("bpd,hde->bphe", resid, attn.W_K)
+        v = torch.einsum("bpd,hde->bphe", resid, attn.W_V)
+        pattern = (torch.einsum("bhe,bkhe->bhk", q, k) / math.sqrt(q.shape[-1])).softmax(-1)
+        last = resid[:, -1] + torch.einsum("bhk,bkhe,hed->bd", pattern, v, attn.W_O) + attn.b_O
+        last = last + mlp.act_fn(last @ mlp.W_in + mlp.b_in) @ mlp.W_out + mlp.b_out
+        return last @ model.W_U + model.b_U
 
     def readout_hook(self, model: TokenTransformer) -> str:
         return f"blocks.{_last(model)}.hook_resid_post"

@@ -195,7 +195,7 @@ class Run:
     def tokens(self, pairs: Tensor) -> Tensor:
         """What the model's own forward takes for (a, b) `pairs` (`a b =` rows for a transformer)."""
         family = family_of(self.model)
-        return family.tokens(self.model, family.checked_inputs(pairs))
+        return family.model_inputs(self.model, pairs)
 
     def logits(self, pairs: Tensor) -> Tensor:
         """Mod-p logits [batch, p] for (a, b) `pairs`, at the predicting position."""
