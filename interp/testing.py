@@ -569,17 +569,19 @@ AVX2_KERNELS = {**ONE_THREAD, "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUC
 GEMM_KERNELS = {**ONE_THREAD, "MKL_CBWR": "COMPATIBLE", "OPENBLAS_CORETYPE": "Nehalem"}
 
 
-def result_differences(a: Any, b: Any, where: str = "") -> list[str]:
+def result_differences(a: Any, b: Any, where: str = "", rel_tol: float = 1e-7) -> list[str]:
     """Where two results (JSON values: `Result.to_dict()` through json) differ: every value
     exactly, but floats to 1e-7 relative — float64 summed in another order differs near 1e-15,
     while an accuracy or an AUROC moved by one example moves by more than 1e-7 on any data set of
-    fewer than 1e7 examples (pairs, for an AUROC). Float32 measurements near zero, where
-    cancellation leaves ~1e-6 of relative rounding, are listed too: read them as rounding."""
+    fewer than 1e7 examples (pairs, for an AUROC). Measurements computed in float32 differ from
+    1e-7 to about 1e-5 in another order (more near zero, where sums cancel): `rel_tol=1e-5` lists
+    only what goes beyond that, an accuracy moved by one example in fewer than 1e5 included."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b), key=str) for d in result_differences(a.get(k), b.get(k), f"{where}/{k}")]
+        return [d for k in sorted(set(a) | set(b), key=str)
+                for d in result_differences(a.get(k), b.get(k), f"{where}/{k}", rel_tol)]
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in result_differences(x, y, f"{where}[{i}]")]
-    if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b, rel_tol=1e-7, abs_tol=1e-12):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in result_differences(x, y, f"{where}[{i}]", rel_tol)]
+    if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-12):
         return []
     return [] if a == b or (a != a and b != b) else [f"{where}: {a!r} against {b!r}"]
 

@@ -67,3 +67,7 @@ def test_result_differences_pass_rounding_and_catch_one_example():
     assert result_differences({"acc": 500 / 1797}, {"acc": 501 / 1797}) == [f"/acc: {500 / 1797!r} against {501 / 1797!r}"]
     assert result_differences([1, 2], [1, 2, 3]) == [": [1, 2] against [1, 2, 3]"]
     assert result_differences({"k": float("nan")}, {"k": float("nan")}) == []
+    float32_rounding = {"loss": [0.9, 0.9 * (1 + 2e-6)]}  # a float32 measurement summed in another order
+    assert len(result_differences({"loss": [0.9, 0.9]}, float32_rounding)) == 1
+    assert result_differences({"loss": [0.9, 0.9]}, float32_rounding, rel_tol=1e-5) == []
+    assert len(result_differences({"acc": 14399 / 14400}, {"acc": 1.0}, rel_tol=1e-5)) == 1  # one example still counts
