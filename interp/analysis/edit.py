@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from ..core.harmonics import harmonics_of
 from ..core.runtime import progress_bar
 from ..core.tasks import Dataset
-from ..families.base import Capability, family_of, logits
+from ..families.base import Capability, family_of, in_float64, logits
 from .filtration import diagonal_filter_logits, label_free_logits, label_free_model
 from .interventions import ACCURACIES, scored
 from .neurons import dominant_split, neuron_uvw
@@ -589,8 +589,11 @@ def edit_search(model: nn.Module, dataset: Dataset, with_labels: bool = True, co
     """Every method's curve, the chosen edit, and the check that the written model computes it.
     `with_labels=False` leaves out the one method that reads labels (`localisation ranking`);
     `comparisons=True` adds the methods of COMPARISONS, which never change the chosen edit."""
-    space = edit_space(model, dataset)
-    name, target = teacher(model, dataset)
+    # read from a float64 forward: from float32 activations, another CPU's matrix kernels moved the
+    # learned masks by a few parts and so the chosen edit (docs/results.md, "The same answer on every CPU")
+    wide = in_float64(model)
+    space = edit_space(wide, dataset)
+    name, target = teacher(wide, dataset)
     wanted = target.argmax(1)
     full = space.logits(torch.ones_like(space.share))
     result = EditSearch(name, scored(full, dataset), scored(target, dataset),
