@@ -3,8 +3,9 @@ choice on a group (its irreps' basis included), the feature edit's checkpoint, t
 fine-tune, the class-subspace readout — are recomputed in a fresh process with other kernels
 (`interp.testing.NARROW_KERNELS`) and one torch thread, and compared with this process's value
 for value (`result_differences`). Mutations it catches: the fine-tune in float32, the irrep basis
-as LAPACK returns it. Not caught here (this small run has no near-tie there): the readout, the
-trajectory softmax and the layer doubt back in float32. Not compared: the probes, whose
+as LAPACK returns it. The readout, the trajectory, the checkpoint choice, the layer doubt and the
+edit search's inputs back in float32 (this small run has no near-tie there) are caught by the
+second test, which checks what each reads. Not compared: the probes, whose
 scikit-learn fits in float32 can move a score by an example (docs/results.md, "The same answer
 on every CPU")."""
 
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from interp.testing import NARROW_KERNELS, result_differences
 
@@ -71,3 +73,41 @@ def test_result_differences_pass_rounding_and_catch_one_example():
     assert len(result_differences({"loss": [0.9, 0.9]}, float32_rounding)) == 1
     assert result_differences({"loss": [0.9, 0.9]}, float32_rounding, rel_tol=1e-5) == []
     assert len(result_differences({"acc": 14399 / 14400}, {"acc": 1.0}, rel_tol=1e-5)) == 1  # one example still counts
+
+
+def test_the_rankings_and_the_searches_read_a_float64_forward(digits_run, monkeypatch):
+    """Each place where other kernels' float32 rounding changed an answer (docs/results.md, "The same
+    answer on every CPU") reads a float64 forward — the class-subspace readout and the noise score's
+    layer doubt, checkpoint choice and trajectory; the edit search's space and teacher — which the
+    comparison above cannot catch one by one on runs this small. The model's own accuracy is read
+    in its own float32."""
+    from interp import NoiseSpec, TaskSpec, make_dataset
+    from interp.analysis import edit
+    from interp.analysis.class_subspaces import class_subspace_readout
+    from interp.analysis.noise_scores import first_layer_doubt
+    from interp.families.base import ModelFamily
+    from interp.planted import planted_group_net
+
+    seen = []
+
+    def recording(method):
+        def wrapped(self, model, *args, **kwargs):
+            seen.append((method.__name__, next(model.parameters()).dtype))
+            return method(self, model, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(ModelFamily, "run_with_cache", recording(ModelFamily.run_with_cache))
+    monkeypatch.setattr(ModelFamily, "forward", recording(ModelFamily.forward))
+    class_subspace_readout(digits_run)
+    first_layer_doubt(digits_run)  # the noise score's own, where no readout hands it over
+    assert ("run_with_cache", torch.float64) in seen and ("forward", torch.float64) in seen
+    assert [call for call in seen if call[1] != torch.float64] == [("forward", torch.float32)]  # the model's own
+
+    reads = []
+    for name in ("edit_space", "teacher"):
+        original = getattr(edit, name)
+        monkeypatch.setattr(edit, name, lambda model, *a, _f=original, _n=name: reads.append(
+            (_n, next(model.parameters()).dtype)) or _f(model, *a))
+    ds = make_dataset(TaskSpec(group="S3", train_fraction=0.6), NoiseSpec(kind="wrong", rate=0.2, seed=1))
+    edit.edit_search(planted_group_net(ds).model, ds, with_labels=False)
+    assert reads == [("edit_space", torch.float64), ("teacher", torch.float64)]
