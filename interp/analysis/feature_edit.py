@@ -203,6 +203,18 @@ def neighbour_votes(inputs: Float[Tensor, "example d"], labels: Int[Tensor, " ex
     return F.one_hot(labels[nearest_neighbours(inputs, k)[0]], classes).double().mean(1)
 
 
+def hidden_votes(model: nn.Module, inputs: Float[Tensor, "example d"], labels: Int[Tensor, " example"],
+                 classes: int, k: int = NEIGHBOURS) -> Float[Tensor, "example class"]:
+    """`neighbour_votes` with the neighbours found by the cosine of `model`'s first hidden layer
+    (a float64 forward) instead of the inputs: where the inputs' own geometry does not group a
+    class (MNIST-1D's templates sit at random shifts) the layer's does."""
+    family = family_of(model)
+    first = family.layer_hooks(model)[0]
+    with torch.no_grad():
+        _, cache = family.run_with_cache(in_float64(model), inputs, names_filter=lambda name: name == first)
+    return neighbour_votes(cache[first], labels, classes, k)
+
+
 def teacher_classes(trajectory: Float[Tensor, "example class"], votes: Float[Tensor, "example class"]
                     ) -> Int[Tensor, " example"]:
     """The class of largest summed probability (the early trajectory's plus the neighbours'),
