@@ -331,18 +331,26 @@ VARIANT_RULE = ("the variant with the smallest mean gap to the clean-label ceili
                 "is not below the edit's and its mean memorised not above; else none is")
 
 
+def edit_parts(run) -> tuple:
+    """What the edit and its variants share on `run`: the training inputs, observed labels, noise
+    mask and true labels (the truth only to score), the raw inputs' neighbour vote, the chosen
+    checkpoint's step and model, and the early trajectory's softmax."""
+    ds = run.dataset
+    train = ds.train_mask
+    inputs, observed = ds.inputs[train], ds.labels[train]
+    votes = neighbour_votes(inputs, observed, ds.p)
+    step, _ = chosen_checkpoint(run, votes)
+    trajectory = trajectory_probabilities(run, [s for s in trajectory_steps(run.path) if s <= step])
+    return (inputs, observed, ds.noisy_mask[train], ds.true_labels[train], votes, step,
+            interp.load_run(run.path, step).model, trajectory)
+
+
 def variant_scores(run, names: list[str], cached: dict) -> dict:
     """The edit and each variant in `names` (VARIANTS) on `run`, scored afterwards by the truth:
     memorised, clean, test, steps, and the share of noisy examples whose teacher class is the true
     label. Adds to `cached` (what was measured before) and returns it."""
     ds = run.dataset
-    train = ds.train_mask
-    inputs, observed = ds.inputs[train], ds.labels[train]
-    noisy, truth = ds.noisy_mask[train], ds.true_labels[train]
-    votes = neighbour_votes(inputs, observed, ds.p)
-    step, _ = chosen_checkpoint(run, votes)
-    start = interp.load_run(run.path, step).model
-    trajectory = trajectory_probabilities(run, [s for s in trajectory_steps(run.path) if s <= step])
+    inputs, observed, noisy, truth, votes, step, start, trajectory = edit_parts(run)
     target = teacher_classes(trajectory, votes)
     family = family_of(start)
 
@@ -493,13 +501,7 @@ def space_scores(run) -> dict:
     """The edit and SPACE_VARIANT on `run`, scored afterwards by the truth: memorised, clean, test,
     steps, and the teacher's share of true labels on the noisy and on all training examples."""
     ds = run.dataset
-    train = ds.train_mask
-    inputs, observed = ds.inputs[train], ds.labels[train]
-    noisy, truth = ds.noisy_mask[train], ds.true_labels[train]
-    votes = neighbour_votes(inputs, observed, ds.p)
-    step, _ = chosen_checkpoint(run, votes)
-    start = interp.load_run(run.path, step).model
-    trajectory = trajectory_probabilities(run, [s for s in trajectory_steps(run.path) if s <= step])
+    inputs, observed, noisy, truth, votes, step, start, trajectory = edit_parts(run)
     teachers = {TODAY: votes, SPACE_VARIANT: (votes + hidden_votes(start, inputs, observed, ds.p)) / 2}
     measured = {"step": step, "checkpoint": full_scores(start, run)}
     for name, vote in teachers.items():
