@@ -63,7 +63,7 @@ def test_the_analyses_that_need_what_the_family_lacks_say_why(run_dir):
     run = interp.load_run(run_dir)
     skipped = {name: a.skip_reason(run) for name, a in ANALYSES.items() if a.skip_reason(run)}
     assert set(skipped) == {"circuit", "patching", "patching_over_training", "edit", "feature_edit", "class_subspaces",
-                            "layer_rewind", "suspect_neurons"}
+                            "layer_rewind", "suspect_neurons", "example_flips"}
     assert all("embed_mlp_test family does not have" in reason for reason in skipped.values())
     assert "attention heads" in skipped["circuit"] and "position axis" in skipped["patching"]
     # the neuron-map analyses read this family's maps: f^G + f^R is the whole network's pre-activation

@@ -5,7 +5,8 @@ maps and their surgery).
 """
 
 from . import (  # noqa: E402,F401
-    ablation, circuit, class_subspaces, dynamics, edit, errors, feature_edit, filtration, layer_rewind, localize, partition,
+    ablation, circuit, class_subspaces, dynamics, edit, errors, example_flips, feature_edit, filtration, layer_rewind,
+    localize, partition,
     patching, probes, spectra, suspect_neurons)
 from .registry import ANALYSES, Analysis, Result, analyze, register_analysis
 

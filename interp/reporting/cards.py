@@ -30,6 +30,7 @@ EDIT_HEADING = "## The edit that forgets the noise"
 CARD_ANALYSES = {"class_subspaces": "interp analyze RUN_DIR --analysis class_subspaces",
                  "layer_rewind": "interp analyze RUN_DIR --analysis layer_rewind",
                  "suspect_neurons": "interp analyze RUN_DIR --analysis suspect_neurons",
+                 "example_flips": "interp analyze RUN_DIR --analysis example_flips",
                  "feature_edit": "interp edit RUN_DIR --out EDITED"}
 
 
