@@ -225,6 +225,23 @@ def test_the_neighbours_vote_in_the_first_hidden_layer_too(tmp_path, monkeypatch
     assert forget_noise(run)[0].teacher_recovered == pytest.approx(0.533, abs=1e-3)
 
 
+def test_the_layers_vote_reads_the_chosen_checkpoint(planted_run, monkeypatch):
+    """The layer whose neighbours vote is the chosen checkpoint's (the rule-only step 1), not the
+    final memorising model's — whose block 1 and readout differ — and the edited run's provenance
+    says which spaces voted."""
+    from interp.analysis import feature_edit
+
+    run = interp.load_run(planted_run)
+    seen = []
+    monkeypatch.setattr(feature_edit, "hidden_votes", lambda model, *args: seen.append(model) or hidden_votes(
+        model, *args))
+    result, _ = forget_noise(run)
+    checkpoint = interp.load_run(planted_run, result.checkpoint).model.state_dict()
+    assert len(seen) == 1 and all(torch.equal(seen[0].state_dict()[n], checkpoint[n]) for n in checkpoint)
+    assert not all(torch.equal(run.model.state_dict()[n], checkpoint[n]) for n in checkpoint)
+    assert feature_edit.provenance(result)["neighbour spaces"] == ["inputs", "the start's first hidden layer"]
+
+
 def test_the_fine_tune_toward_soft_targets_ends_at_their_distributions():
     """The cross-entropy to a distribution is least at that distribution: fitted long enough
     from distinct inputs, the softmax reaches the soft targets (the hard ones would drive it to
