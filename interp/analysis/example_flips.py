@@ -1,5 +1,6 @@
-"""How many units hold one memorised example (Maini et al. 2023): per hidden layer, the fewest of
-its units whose zero-ablation flips a training example's prediction away from its label.
+"""How many units hold one memorised example (Maini et al. 2023): per hidden layer (and, on a
+TransformerLens-style stack, per block's MLP neurons), the fewest of its units whose
+zero-ablation flips a training example's prediction away from its label.
 
 Maini et al. find that a memorised example flips after a handful of neurons are zeroed, far
 fewer than a clean one needs, and that those neurons differ from example to example and sit
@@ -31,6 +32,7 @@ from ..families.base import Capability, family_of, in_float64
 from ..training.rundir import Run
 from .plots import _save, _subplots
 from .registry import Analysis, Result, register_analysis
+from .suspect_neurons import mlp_hooks
 
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
@@ -103,7 +105,7 @@ class ExampleFlips(Result):
         best = self.fewest()
         if best is not None:
             memorised, clean = best.median("memorised"), best.median("clean")
-            line += (f" Fewest in {best.layer}: a memorised example flips after {_count(memorised)} units "
+            line += (f" Fewest in {best.layer}: a memorised example flips after {_units(memorised)} "
                      f"({memorised / best.width:.1%} of the layer), a clean one after {_count(clean)}: "
                      + ("fewer for the memorised, as Maini et al. found" if clean is None or memorised < clean else
                         "no fewer for the memorised, unlike Maini et al.'s networks")
@@ -150,6 +152,10 @@ def plot_flips(result: ExampleFlips, path: Path) -> Path:
 
 def _count(value: float | None) -> str:
     return "never" if value is None else f"{value:g}"
+
+
+def _units(value: float | None) -> str:
+    return "never" if value is None else f"{value:g} unit{'' if value == 1 else 's'}"
 
 
 def _pct(value: float | None) -> str:
@@ -221,7 +227,7 @@ def example_flips(run: Run) -> ExampleFlips:
     ds = run.dataset
     model = in_float64(run.model)
     family = family_of(model)
-    hooks = family.layer_hooks(model)
+    hooks = family.layer_hooks(model) + mlp_hooks(model)  # a transformer's neurons are its MLPs'
     with torch.no_grad():
         _, cache = family.run_with_cache(model, ds.inputs[:1], names_filter=lambda name: name in hooks)
     chosen = counted_examples(run)
