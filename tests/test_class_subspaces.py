@@ -77,6 +77,21 @@ def test_the_analysis_runs_through_the_registry_with_ten_directions(planted):
         INPUT, "blocks.0.hook_post", "blocks.1.hook_post"]
 
 
+def test_a_run_with_no_wrong_label_is_read_and_written_without_nan(tmp_path):
+    """A clean-label ceiling run (or a user's data without true labels) has no noisy example:
+    memorisation is unscored (None, and the summary says so), never NaN, and the result is
+    written as strict JSON — NaN there failed the whole report."""
+    import json
+
+    dataset, model, memory = planted_feature_mlp(noise_rate=0.0)
+    run = interp.load_run(write_planted_feature_run(tmp_path / "clean", dataset, model, memory))
+    result = class_subspace_readout(run, directions=1)
+    assert result.model_memorised_acc is None and all(row.recovered_acc is None for row in result.layers)
+    json.dumps(result.to_dict(), allow_nan=False)
+    assert "memorisation not scored" in result.summary()
+    assert result.tables()[0].rows[0][2] == "–"
+
+
 def test_rewinding_the_lookup_layer_removes_the_memory_beyond_random(tmp_path):
     """A run whose only earlier checkpoint is the planted net without its lookups: rewinding the
     layer that holds them (or the readout that reads them) forgets every noisy label and keeps

@@ -120,7 +120,10 @@ def test_a_users_features_make_a_dataset():
     (lambda x, o, t, tr: (x[:, 0], o, t, tr), "shape \\[N, d\\]"),
     (lambda x, o, t, tr: (x.long(), o, t, tr), "float feature vectors"),
     (lambda x, o, t, tr: (x.index_put((torch.tensor([3]), torch.tensor([1])), torch.tensor(float("nan"))), o, t, tr),
-     "NaN or infinite features in 1 examples"),
+     "NaN or infinite features \\(in float32\\) in 1 examples"),
+    (lambda x, o, t, tr: (x.double().index_put((torch.tensor([5]), torch.tensor([0])), torch.tensor(1e300,
+                                                dtype=torch.float64)), o, t, tr),
+     "infinite features \\(in float32\\) in 1 examples"),  # finite in float64, infinite where it is kept
     (lambda x, o, t, tr: (x, o.index_put((torch.tensor([0]),), torch.tensor(3)), t, tr), "classes 0..2"),
     (lambda x, o, t, tr: (x, o.float(), t, tr), "observed_labels must be integer"),
     (lambda x, o, t, tr: (x, o[:-1], t, tr), "shape \\[60\\]"),
@@ -133,3 +136,14 @@ def test_bad_user_tensors_are_one_line(change, message):
     x, observed, train, truth = change(x, observed, train, truth)
     with pytest.raises(DatasetError, match=message):
         Dataset.from_tensors(USER, x, observed, train, truth)
+
+
+def test_a_run_whose_spec_and_data_differ_in_classes_says_which():
+    """The spec's task and the dataset's must agree; where only the class count differs, the
+    message names both counts (it read "the dataset is classify mine, the spec classify mine")."""
+    x, observed, train, truth = user_tensors()
+    dataset = Dataset.from_tensors(USER, x, observed, train, truth)
+    spec = interp.get_preset("digits-40").spec.with_overrides(["task.data=mine", "task.p=10", "model.d_in=5"])
+    model = interp.families.build_model(spec.model, spec.task.p)
+    with pytest.raises(ValueError, match="with 3 classes, the spec classify mine with 10"):
+        interp.Run(spec, model, [], 0, None, dataset)

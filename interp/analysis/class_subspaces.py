@@ -47,10 +47,10 @@ class LayerReadout:
 
     where: str
     test_acc: float  # label-free: subspaces from the observed labels
-    recovered_acc: float  # noisy training examples against their true labels
+    recovered_acc: float | None  # noisy training examples against their true labels (None: none known)
     untrained_test_acc: float | None  # the same readout on an untrained net (None on the inputs)
     shuffled_test_acc: float  # subspaces from the observed labels shuffled: chance expected
-    ceiling_test_acc: float  # subspaces from the true labels
+    ceiling_test_acc: float  # subspaces from the true labels (the observed ones where none is known wrong)
     noise_auroc: float | None  # label doubt vs the true noise mask (None: no noisy example)
 
 
@@ -58,7 +58,7 @@ class LayerReadout:
 class ClassSubspaces(Result):
     directions: int  # per class
     model_test_acc: float
-    model_memorised_acc: float
+    model_memorised_acc: float | None  # None: no training label is known to be wrong
     layers: list[LayerReadout]
     #: the label-free noise score's AUROC (`noise_scores`; None: no noisy example, or not read)
     noise_score_auroc: float | None = None
@@ -127,7 +127,9 @@ class ClassSubspaces(Result):
                           for row in self.hidden())
         line = (f"Label-free class-subspace readout ({self.directions} directions per class from the observed "
                 f"labels), test accuracy: {parts}; on the raw inputs (control) {control.test_acc:.1%}; the model "
-                f"itself {self.model_test_acc:.1%} (memorised {self.model_memorised_acc:.1%}).")
+                f"itself {self.model_test_acc:.1%} ("
+                + (f"memorised {self.model_memorised_acc:.1%})." if self.model_memorised_acc is not None else
+                   "no training label is known to be wrong: memorisation not scored)."))
         beyond = [row.where for row in self.hidden() if self.beyond_controls(row)]
         line += (f" Beyond both controls by more than {VERDICT_BAND * 100:g} points: {', '.join(beyond)}." if beyond else
                  f" No layer beats both the raw inputs and the untrained net by more than {VERDICT_BAND * 100:g} points: the "
@@ -185,8 +187,10 @@ def plot_class_subspaces(result: ClassSubspaces, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _accuracy(predicted: Tensor, labels: Tensor, mask: Tensor) -> float:
-    return float((predicted[mask] == labels[mask]).double().mean()) if mask.any() else float("nan")
+def _accuracy(predicted: Tensor, labels: Tensor, mask: Tensor) -> float | None:
+    """The share of `mask`'s examples predicted as their label (None where the mask is empty:
+    a run with no noisy example has no memorisation to score)."""
+    return float((predicted[mask] == labels[mask]).double().mean()) if mask.any() else None
 
 
 @torch.no_grad()

@@ -181,8 +181,8 @@ RAW, CHECKPOINT, BEST, EDIT, OBSERVED, FLAGGED, RELABELLED = (
     "control: observed labels, the examples the teacher relabels left out",
     "control: as many examples relabelled at random")
 #: what the edit says where no training label is known to be wrong
-UNSCORED = ("no true labels (no training label is known to be wrong): memorised not scored against the truth; "
-            "test against the held-out labels")
+UNSCORED = ("no training label is known to be wrong (clean labels, or no true labels given): memorised not "
+            "scored against the truth; test against the held-out labels")
 
 
 def nearest_neighbours(inputs: Float[Tensor, "example d"], k: int = NEIGHBOURS
@@ -262,16 +262,27 @@ def chosen_checkpoint(run: Run, votes: Float[Tensor, "example class"] | None = N
     return most_agreeing_checkpoint(run, teacher_classes(torch.zeros_like(votes), votes))
 
 
+def checkpoint_logits(run: Run, step: int) -> Float[Tensor, "example class"]:
+    """The logits of the checkpoint at `step` on the training examples, a float64 forward (no
+    near-tied logit moves a choice read from them), computed once per run and dataset: the noise
+    score and the edit read the same checkpoints."""
+    key = ("float64 training logits", step)
+    held = run.derived.get(key)
+    if held is None or held[0] is not run.dataset:
+        ds = run.dataset
+        with torch.no_grad():
+            logits = family_of(run.model).forward(in_float64(load_run(run.path, step).model), ds.inputs[ds.train_mask])
+        held = run.derived[key] = (run.dataset, logits)
+    return held[1]
+
+
 def most_agreeing_checkpoint(run: Run, target: Int[Tensor, " example"]) -> tuple[int, float]:
     """(step, agreement): the checkpoint before the final step whose predictions on the training
-    examples agree most with `target` (one class per training example; the earliest on a tie).
-    Each checkpoint is forwarded in float64, so that no near-tied logit moves the choice."""
-    ds = run.dataset
-    family = family_of(run.model)
+    examples agree most with `target` (one class per training example; the earliest on a tie),
+    from their float64 logits (`checkpoint_logits`)."""
     best = None
     for step in earlier_steps(run):
-        with torch.no_grad():
-            predicted = family.forward(in_float64(load_run(run.path, step).model), ds.inputs[ds.train_mask]).argmax(-1)
+        predicted = checkpoint_logits(run, step).argmax(-1)
         agreement = float((predicted == target).double().mean())
         if best is None or round(agreement, 9) > round(best[1], 9):
             best = (step, agreement)
@@ -281,11 +292,9 @@ def most_agreeing_checkpoint(run: Run, target: Int[Tensor, " example"]) -> tuple
 def trajectory_probabilities(run: Run, steps: list[int]) -> Float[Tensor, "example class"]:
     """The mean softmax, over the checkpoints at `steps`, on the training examples (float64)."""
     ds = run.dataset
-    family = family_of(run.model)
     total = torch.zeros(int(ds.train_mask.sum()), ds.p, dtype=torch.float64)
     for step in steps:
-        with torch.no_grad():
-            total += family.forward(in_float64(load_run(run.path, step).model), ds.inputs[ds.train_mask]).softmax(-1)
+        total += checkpoint_logits(run, step).softmax(-1)
     return total / len(steps)
 
 

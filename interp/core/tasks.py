@@ -207,9 +207,10 @@ def _from_features(cls: type[Dataset], task: TaskSpec, inputs: Tensor, observed_
     if inputs.dim() != 2 or not inputs.is_floating_point() or len(inputs) == 0:
         raise DatasetError(f"inputs must be float feature vectors of shape [N, d], got {inputs.dtype} "
                            f"{tuple(inputs.shape)}")
-    if not bool(torch.isfinite(inputs).all()):
-        bad = int((~torch.isfinite(inputs)).any(1).sum())
-        raise DatasetError(f"inputs hold NaN or infinite features in {bad} examples")
+    stored = inputs.float()  # what the dataset keeps: a float64 feature beyond float32's range is infinite there
+    if not bool(torch.isfinite(stored).all()):
+        bad = int((~torch.isfinite(stored)).any(1).sum())
+        raise DatasetError(f"inputs hold NaN or infinite features (in float32) in {bad} examples")
     n, p = len(inputs), task.p
     truth = observed if true_labels is None else torch.as_tensor(true_labels)
     for name, value in (("observed_labels", observed), ("true_labels", truth), ("train_mask", train)):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -180,13 +180,17 @@ class Run:
     step: int
     path: Path | None = None
     dataset: Dataset | None = None
+    #: values derived from the run's files that several analyses read (the float64 logits of a
+    #: checkpoint: `feature_edit.checkpoint_logits`), computed once; never copied to another Run
+    derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         family_of(self.model)  # a model no family owns is refused here, with the way in, not in an analysis
         if self.dataset is None:
             self.dataset = make_dataset(self.spec.task, self.spec.noise)
         elif (self.dataset.task.describe(), self.dataset.p) != (self.spec.task.describe(), self.spec.task.p):
-            raise ValueError(f"the dataset is {self.dataset.task.describe()}, the spec {self.spec.task.describe()}")
+            raise ValueError(f"the dataset is {self.dataset.task.describe()} with {self.dataset.p} classes, the spec "
+                             f"{self.spec.task.describe()} with {self.spec.task.p} (set the spec's task to the data's)")
 
     @property
     def final_metrics(self) -> dict[str, Any]:
