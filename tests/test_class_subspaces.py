@@ -77,6 +77,23 @@ def test_the_analysis_runs_through_the_registry_with_ten_directions(planted):
         INPUT, "blocks.0.hook_post", "blocks.1.hook_post"]
 
 
+def test_the_claim_names_a_larger_layer_that_forgets_more_without_a_control():
+    """mnist1d-tt-40's numbers: the readout rewound forgets 14 points against random's 0.6 (the
+    memory's verdict), but the embedding with the block, 99% of the weights and so without a
+    control, forgets 93: the claim must not leave the memory at the readout alone."""
+    from interp.analysis.layer_rewind import LayerRewind, Rewind
+
+    readout = Rewind("unembed", 150, 0.859, 0.510, 0.994, 0.516, 0.5, 0.013)
+    block = Rewind("embed + blocks.0", 150, 0.071, 0.555, 0.066, 0.557, 0.5, 0.987)
+    claim = LayerRewind(1.0, 0.519, [block, readout]).claim()
+    assert readout.verdict == "memorising" and block.verdict.startswith("no control")
+    assert "unembed to step 150 takes memorised 100.0% → 85.9%" in claim
+    assert ("More of it goes with embed + blocks.0 (99% of the weights) rewound to step 150: memorised 7.1%, test 55.5%"
+            in claim)
+    weaker = Rewind("embed + blocks.0", 150, 0.9, 0.555, 0.9, 0.557, 0.5, 0.987)  # forgets less: not named
+    assert "More of it" not in LayerRewind(1.0, 0.519, [weaker, readout]).claim()
+
+
 def test_a_run_with_no_wrong_label_is_read_and_written_without_nan(tmp_path):
     """A clean-label ceiling run (or a user's data without true labels) has no noisy example:
     memorisation is unscored (None, and the summary says so), never NaN, and the result is

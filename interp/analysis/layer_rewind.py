@@ -90,10 +90,19 @@ class LayerRewind(Result):
             return ("no single-layer rewind separates memory from rule against random weights: "
                     + "; ".join(f"{layer} {r.verdict} (memorised {r.memorised:.1%}, random {r.random_memorised:.1%})"
                                 for layer, r in strongest.items()) + ".")
-        return ("rewinding " + "; ".join(
+        line = ("rewinding " + "; ".join(
             f"{layer} to step {r.step} takes memorised {self.final_memorised:.1%} → {r.memorised:.1%} (as many random "
             f"weights: {r.random_memorised:.1%}) with test {self.final_test:.1%} → {r.test:.1%} (random "
             f"{r.random_test:.1%})" for layer, r in held) + ": the memory sits there, checked against random weights.")
+        # a layer too large for the control that forgets more must not go unsaid: the sentence above
+        # would place the memory where less of it is
+        least = min(r.memorised for _, r in held)
+        larger = [(layer, r) for layer, r in strongest.items() if r.share > MAX_SHARE and r.memorised < least]
+        if larger:
+            line += " More of it goes with " + "; ".join(
+                f"{layer} ({r.share:.0%} of the weights) rewound to step {r.step}: memorised {r.memorised:.1%}, test "
+                f"{r.test:.1%}" for layer, r in larger) + " — a layer too large for a random control, so unchecked."
+        return line
 
     def edit_line(self) -> str:
         r = self.label_free()
