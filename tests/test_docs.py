@@ -31,7 +31,7 @@ def snippet(name: str) -> str:
 #: place of the path it names; "without interp" reads a run of one family in a process where
 #: interp cannot be imported (checkpoints.md's loading snippets, each followed by `subsets`);
 #: "releases without interp" reads every release of its architecture there (test_release.py).
-HOW = {"README.md#0": "self", "your-data": "self", "analyses.md#0": "both", "with-interp": "both", "verify": "both",
+HOW = {"README.md#0": "self", "your-data": "self", "your-features": "self", "analyses.md#0": "both", "with-interp": "both", "verify": "both",
        "transformer": "without interp", "two_layer": "without interp", "subsets": "without interp",
        "mlp": "releases without interp", "token_transformer": "releases without interp"}
 
@@ -70,6 +70,26 @@ def test_own_dataset_snippet_runs(self_contained):
     memorised = (run.logits(data.inputs[noisy]).argmax(-1) == data.labels[noisy]).double().mean()
     assert float(outcome.stdout.strip().splitlines()[-1]) == pytest.approx(float(memorised), abs=1e-12)
     assert (folder / "runs" / "mine" / "dataset.safetensors").exists()
+
+
+def test_own_features_snippet_runs(self_contained):
+    """It trains on its own digits split with 40% of the training labels moved to another class
+    and prints the memorised share before and after the edit; here both are recomputed from the
+    saved run: the raw model's by a forward, the edit's by computing it again (it is deterministic)."""
+    import interp
+    from interp.analysis.feature_edit import forget_noise
+
+    outcome, folder = self_contained["your-features"]
+    outcome.check()
+    run = interp.load_run(folder / "runs" / "features")
+    data = run.dataset
+    assert data.noise_rate == pytest.approx(0.4, abs=0.03) and data.task.data == "mine"
+    noisy = data.noisy_mask
+    raw = float((run.logits(data.inputs[noisy]).argmax(-1) == data.labels[noisy]).double().mean())
+    _, edited = forget_noise(run)
+    after = float((interp.logits(edited, data.inputs[noisy]).argmax(-1) == data.labels[noisy]).double().mean())
+    printed = [float(v) for v in outcome.stdout.strip().splitlines()[-1].split()]
+    assert printed == pytest.approx([raw, after], abs=1e-12) and after < raw
 
 
 def check_analyses_md(namespace, printed, run, tmp_path):

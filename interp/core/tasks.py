@@ -126,8 +126,9 @@ class Dataset:
     def describe_noise(self) -> str:
         """The label noise in words, e.g. `wrong label noise at 80%` or, for a user's dataset,
         `user labels, 39.9% of training labels wrong`."""
-        if self.noise is None:
-            return f"user labels, {self.noise_rate:.1%} of training labels wrong"
+        if self.noise is None:  # none wrong may mean no true labels were given: say only what is known
+            return (f"user labels, {self.noise_rate:.1%} of training labels wrong" if self.noisy_mask.any() else
+                    "user labels, none known to be wrong")
         if self.noise.kind == "matrix":
             return f"class-conditional (matrix) label noise, {self.noise_rate:.1%} of training labels wrong"
         return f"{self.noise.kind} label noise at {self.noise.rate:.0%}"
@@ -190,7 +191,8 @@ class Dataset:
         return (
             f"Dataset({self.task.describe()}: {n} {'examples' if self.task.features else 'pairs'}, "
             f"{int(self.train_mask.sum())} train "
-            f"({int(self.noisy_mask.sum())} noisy, {noise}), {int(self.test_mask.sum())} test)"
+            f"({int(self.noisy_mask.sum())} {'noisy' if self.noise is not None or self.noisy_mask.any() else 'known noisy'}, "
+            f"{noise}), {int(self.test_mask.sum())} test)"
         )
 
     def same_as(self, other: "Dataset") -> bool:
