@@ -105,7 +105,7 @@ def test_a_run_with_no_wrong_label_is_read_and_written_without_nan(tmp_path):
     result = class_subspace_readout(run, directions=1)
     assert result.model_memorised_acc is None and all(row.recovered_acc is None for row in result.layers)
     json.dumps(result.to_dict(), allow_nan=False)
-    assert "memorisation not scored" in result.summary()
+    assert "memorisation not scored" in result.summary() and "none known wrong: no ceiling" in result.claim()
     assert result.tables()[0].rows[0][2] == "–"
 
 

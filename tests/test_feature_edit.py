@@ -323,6 +323,10 @@ def test_interp_edit_writes_the_feature_edit_that_loads_in_plain_torch(planted_r
     _, expected = forget_noise(interp.load_run(planted_run))
     assert all(torch.equal(edited.model.state_dict()[k], v) for k, v in expected.state_dict().items())
     assert edited.final_metrics["test_acc"] == 1.0
+    # its report says it is an edit, and of which run
+    from interp.reporting.report import _headline
+
+    assert f"3 steps, edited from {planted_run}" in _headline(edited, {})["model"]
     x = edited.dataset.inputs
     torch.testing.assert_close(plain_forward(load_file(str(out / "model.safetensors")), x),
                                interp.logits(edited.model, x), rtol=0, atol=1e-4)

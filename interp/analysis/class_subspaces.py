@@ -117,9 +117,14 @@ class ClassSubspaces(Result):
         return (f"read out without labels (class subspaces of the observed labels), {row.where} scores "
                 f"{row.test_acc:.1%} on test against {control.test_acc:.1%} for the raw inputs, "
                 f"{row.untrained_test_acc:.1%} for an untrained net and {row.shuffled_test_acc:.1%} with shuffled "
-                f"labels (ceiling with the true labels {row.ceiling_test_acc:.1%}; the model "
+                f"labels ({self._ceiling()} {row.ceiling_test_acc:.1%}; the model "
                 f"{self.model_test_acc:.1%}): "
                 f"the layer {verdict}.")
+
+    def _ceiling(self) -> str:
+        # where no label is known wrong the "true" labels are the observed ones: not a ceiling
+        return ("ceiling with the true labels" if self.model_memorised_acc is not None else
+                "with the labels as given (none known wrong: no ceiling)")
 
     def summary(self) -> str:
         control = self.control()
@@ -135,8 +140,7 @@ class ClassSubspaces(Result):
                  f" No layer beats both the raw inputs and the untrained net by more than {VERDICT_BAND * 100:g} points: the "
                  "class structure it reads is the inputs' geometry, not something training put there.")
         best = self.best()
-        line += (f" At {best.where}: shuffled labels {best.shuffled_test_acc:.1%}; with the true labels (ceiling) "
-                 f"{best.ceiling_test_acc:.1%}.")
+        line += f" At {best.where}: shuffled labels {best.shuffled_test_acc:.1%}; {self._ceiling()} {best.ceiling_test_acc:.1%}."
         scored = [row for row in self.layers if row.noise_auroc is not None]
         if scored:
             line += " Noise detection AUROC: " + ", ".join(f"{row.where} {row.noise_auroc:.3f}" for row in scored) + "."

@@ -99,6 +99,10 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
                      if k not in ("seed", "init", "n_layers", "d_head") and not isinstance(v, bool))
     trained = (f"{run.step} steps" if rundir.imported_from(run) is None
                else "imported (its training not known to interp)")
+    derived = rundir.derived_from(run)
+    if derived is not None:  # an edited run is reported as such, with the run it came from
+        key, record = derived
+        trained += f", {key.removesuffix('_from').replace('_', ' ')} from {record.get('run') or 'a run not on disk'}"
     model = (f"{spec.model.arch.replace('_', '-')} network ({size}), {spec.task.describe(markdown=True)}, "
              f"{run.dataset.describe_noise()}, {trained}")
     return {
