@@ -147,3 +147,19 @@ def test_a_run_whose_spec_and_data_differ_in_classes_says_which():
     model = interp.families.build_model(spec.model, spec.task.p)
     with pytest.raises(ValueError, match="with 3 classes, the spec classify mine with 10"):
         interp.Run(spec, model, [], 0, None, dataset)
+
+
+def test_the_card_of_a_run_on_the_users_data_says_the_specs_split_and_noise_were_not_applied():
+    """`config.json` keeps the preset's spec, whose split and noise a given data set does not use:
+    the card says so beside it, and says nothing of the kind for a run on the spec's own data."""
+    from interp.training.release import model_card
+
+    x, observed, train, truth = user_tensors()
+    dataset = Dataset.from_tensors(USER, x, observed, train, truth)
+    spec = interp.get_preset("digits-40").spec.with_overrides(
+        ["task.data=mine", "task.p=3", "model.d_in=5", "model.widths=8", "train.steps=2"])
+    card = model_card(interp.train(spec, dataset=dataset, progress=False), "mine", "", None)
+    assert "the split and label noise below are the spec's, not applied" in card
+    assert "user labels, 20.0% of training labels wrong" in card  # 8 of the 40 training labels, as given
+    own = interp.get_preset("digits-40").spec.with_overrides(["model.widths=8", "train.steps=2"])
+    assert "not applied" not in model_card(interp.train(own, progress=False), "own", "", None)

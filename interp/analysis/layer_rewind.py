@@ -126,7 +126,8 @@ class LayerRewind(Result):
                        "agrees with the readout (label-free)"], rows,
                       f"one layer rewound; random: as many weights drawn from the whole net, mean of "
                       f"{len(CONTROL_SEEDS)} draws; a verdict needs a lead over random above {VERDICT_BAND * 100:g} points "
-                      f"and a layer of at most {MAX_SHARE:.0%} of the weights")]
+                      f"and a layer of at most {MAX_SHARE:.0%} of the weights; 'inert': it lowers neither memorised nor test more than random does "
+                      "(it may still lower both as much)")]
 
 
 def _scores(model, dataset, loss: str) -> tuple[float, float]:

@@ -101,7 +101,8 @@ class SuspectNeurons(Result):
                       f"the most suspect units zero-ablated; random: as many units of the same kind and layer (a "
                       f"whole attention layer or MLP: as many heads or MLP neurons of the whole model), mean of {len(CONTROL_SEEDS)} draws "
                       f"(of every set of heads where there are at most {EXHAUSTIVE}); a "
-                      f"verdict needs a lead over random above {VERDICT_BAND * 100:g} points")]
+                      f"verdict needs a lead over random above {VERDICT_BAND * 100:g} points; 'inert': it lowers neither memorised nor test more than random does "
+                      "(it may still lower both as much)")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure

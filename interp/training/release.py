@@ -208,6 +208,9 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None, check
               "logits = interp.logits(run.model, run.dataset.inputs)", "```", "",
               f"Without `interp` ({PLAIN_LOADING.get(spec.model.arch, 'TransformerLens 4.x or plain PyTorch')}): "
               "see docs/checkpoints.md.",
-              "", "## Full spec" if origin is None else "## Spec (what an import knows)", "", "```json",
-              json.dumps(rundir.recorded_spec(spec, origin is not None), indent=2), "```", ""]
+              "", "## Full spec" if origin is None else "## Spec (what an import knows)", ""]
+    if origin is None and run.dataset.noise is None:  # the user's data set: the spec's split and noise unused
+        lines += ["Trained on the user's own data set (`dataset.safetensors`, `Dataset.from_tensors`): the split "
+                  "and label noise below are the spec's, not applied.", ""]
+    lines += ["```json", json.dumps(rundir.recorded_spec(spec, origin is not None), indent=2), "```", ""]
     return "\n".join(lines)
