@@ -171,3 +171,6 @@ def test_dynamics_median_counts_the_never_fitted():
     assert speed.median_first_fit() == {"clean": 250.0, "noisy": None}
     text = speed.summary()
     assert "noisy never" in text and "noisy 271 of 278" in text and "clean 1 of 10" in text
+    # a subset never half fitted reads "never", not "at never"; a median at the first checkpoint
+    # may be any step up to it
+    assert "noisy (observed labels) never." in text and "clean step 250 (the first checkpoint: or earlier)" in text

@@ -56,12 +56,17 @@ class FitSpeed(Result):
                 for name, values in (("clean", self.first_fit_clean), ("noisy", self.first_fit_noisy))}
 
     def summary(self) -> str:
-        def step(x) -> str:
-            return "never" if x is None else f"step {x:g}"
+        def at(x) -> str:
+            return "never" if x is None else f"at step {x:g}"
+
+        def step(x) -> str:  # a median at the first checkpoint may be any step before it
+            if x is None:
+                return "never"
+            return f"step {x:g}" + (" (the first checkpoint: or earlier)" if x == self.checkpoint_steps[0] else "")
 
         half, median = self.half_fitted, self.median_first_fit()
-        line = (f"Half of the subset fitted: clean at {step(half['clean'])}, noisy (observed labels) at "
-                f"{step(half['noisy'])}." if len(set(self.steps)) > 1 else
+        line = (f"Half of the subset fitted: clean {at(half['clean'])}, noisy (observed labels) "
+                f"{at(half['noisy'])}." if len(set(self.steps)) > 1 else
                 "The history holds one evaluation: when half of each subset was fitted is not known.")
         if self.checkpoint_steps:
             never = self.never_fitted()
