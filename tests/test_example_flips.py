@@ -87,3 +87,41 @@ def test_it_is_skipped_without_noisy_labels(planted_run, tmp_path):
     run = interp.load_run(write_planted_feature_run(tmp_path / "clean", dataset, model, memory))
     with pytest.raises(ValueError, match="no noisy labels"):
         interp.analyze(run, "example_flips")
+
+
+def flips(memorised, clean, memorised_random, clean_random, width=10):
+    from interp.analysis.example_flips import LayerFlips
+
+    return LayerFlips("layer", width, {"memorised": {"ranked": memorised, "random": memorised_random},
+                                       "clean": {"ranked": clean, "random": clean_random}})
+
+
+def test_the_median_is_never_a_mix_of_a_count_and_never():
+    """The lower median: with half the examples never flipping it is the largest count, with more
+    than half "never" (None) — not the average of a count and the stand-in for never."""
+    assert flips([5, 5, None, None], [1], [1], [1]).median("memorised") == 5
+    assert flips([5, None, None], [1], [1], [1]).median("memorised") is None
+    assert flips([2, 3, 9], [1], [1], [1]).median("memorised") == 3
+    assert flips([], [1], [1], [1]).median("memorised") is None
+
+
+def test_maini_et_al_s_contrast_is_read_against_the_random_order():
+    from interp.analysis.example_flips import contrast
+
+    assert "as Maini et al. found" in contrast(flips([2, 2, 2], [4, 4, 4], [8, 8, 8], [8, 8, 8]))
+    # fewer by push, and fewer in random order too: memorised predictions move more easily
+    assert "but so in random order (5 against 8)" in contrast(flips([2, 2, 2], [4, 4, 4], [5, 5, 5], [8, 8, 8]))
+    assert "no fewer for the memorised" in contrast(flips([4, 4, 4], [4, 4, 4], [8, 8, 8], [8, 8, 8]))
+    assert "no comparison" in contrast(flips([2], [], [8], []))
+    assert "no comparison" in contrast(flips([None, None, 2], [4], [8], [8]))
+
+
+def test_flip_counts_run_on_the_model_in_its_own_type(planted_run):
+    """float32 as loaded, float64 as the analysis runs it: the same counts."""
+    path, _ = planted_run
+    run = interp.load_run(path)
+    ds = run.dataset
+    chosen = counted_examples(run)["memorised"][:5]
+    order = torch.arange(run.model.unembed.weight.shape[1]).expand(len(chosen), -1)
+    assert flip_counts(run.model, ds.inputs[chosen], "blocks.1.hook_post", order) == \
+        flip_counts(in_float64(run.model), ds.inputs[chosen], "blocks.1.hook_post", order)

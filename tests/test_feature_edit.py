@@ -242,6 +242,23 @@ def test_the_layers_vote_reads_the_chosen_checkpoint(planted_run, monkeypatch):
     assert feature_edit.provenance(result)["neighbour spaces"] == ["inputs", "the start's first hidden layer"]
 
 
+def test_a_checkpoints_logits_are_computed_once_per_run_and_dataset(planted_run):
+    """The noise score and the edit read the same checkpoints: their float64 logits are kept on
+    the Run (`Run.memo`) — and recomputed for another dataset set on it, never served stale."""
+    from interp.analysis.feature_edit import checkpoint_logits
+
+    run = interp.load_run(planted_run)
+    first = checkpoint_logits(run, 1)
+    assert checkpoint_logits(run, 1) is first and first.dtype == torch.float64
+    expected = interp.logits(interp.families.in_float64(interp.load_run(planted_run, 1).model),
+                             run.dataset.inputs[run.dataset.train_mask])
+    assert torch.equal(first, expected)
+    run.dataset = dataclasses.replace(run.dataset, inputs=run.dataset.inputs * 2)
+    again = checkpoint_logits(run, 1)
+    assert again is not first and not torch.equal(again, first)
+    assert dataclasses.replace(run).memo == {}  # a new Run starts its own
+
+
 def test_the_fine_tune_toward_soft_targets_ends_at_their_distributions():
     """The cross-entropy to a distribution is least at that distribution: fitted long enough
     from distinct inputs, the softmax reaches the soft targets (the hard ones would drive it to

@@ -11,11 +11,18 @@ across layers. This measures their count on a model over features, example by ex
 - the order: each example's units by their first-order push toward its prediction over its
   runner-up class (activation × the gradient of that logit margin, summed over positions), the
   largest first; the control, the same units in a random order (seed SAMPLE_SEED + 1);
-- the count: the smallest size on GRID (1, 2, 3, 4, 5, 6, 8, 10, ..., about ×1.25 a step, then
-  the layer's width) whose first units in that order, zeroed at every position, change the
+- the count: the smallest size on `grid` (1, 2, 3, 4, 5, 6, 7, 9, 12, ..., about ×1.25 a step,
+  then the layer's width) whose first units in that order, zeroed at every position, change the
   prediction; None where zeroing the whole layer does not (a flip in another layer's units only).
-Forwards in float64, pushes rounded to 1e-9 before they are ranked (ties to the smaller unit),
-so the counts are the same on every CPU.
+  Flipping need not grow with the units zeroed, so an example counted None may flip at some size
+  off the grid.
+Which examples are memorised is read from the truth, so the comparison is a localisation, not a
+label-free method. Maini et al.'s contrast (memorised examples flip with fewer units than clean
+ones) is read against the random order, which can show the same gap: memorised predictions sit
+closer to their runner-up, so any units move them sooner. Forwards in float64 and pushes rounded
+to 1e-9 before they are ranked (ties to the smaller unit): on the runs measured the logits' gaps
+at every flip and the pushes' gaps are far above float64's rounding, so the counts are the same on
+every CPU.
 """
 
 from __future__ import annotations
@@ -28,11 +35,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ..families.base import Capability, family_of, in_float64
+from ..core.document import pct
+from ..families.base import Capability, family_of, in_float64, mlp_hooks
 from ..training.rundir import Run
 from .plots import _save, _subplots
 from .registry import Analysis, Result, register_analysis
-from .suspect_neurons import mlp_hooks
 
 if TYPE_CHECKING:
     from ..core.document import Figure, Table
@@ -65,13 +72,14 @@ class LayerFlips:
         counts = self.counts[kind][order]
         return sum(c is not None for c in counts) / len(counts) if counts else None
 
-    def median(self, kind: str, order: str = "ranked") -> float | None:
-        """The median count, an example that never flips counted above every size (None: no
-        example, or most never flip)."""
+    def median(self, kind: str, order: str = "ranked") -> int | None:
+        """The (lower) median count, an example that never flips counted above every size: None
+        where more than half never flip, or no example was counted — never an average of a count
+        and "never"."""
         counts = self.counts[kind][order]
         if not counts:
             return None
-        value = statistics.median([self.width + 1 if c is None else c for c in counts])
+        value = statistics.median_low([self.width + 1 if c is None else c for c in counts])
         return None if value > self.width else value
 
 
@@ -97,33 +105,33 @@ class ExampleFlips(Result):
         for r in self.layers:
             parts.append(f"{r.layer}: a memorised example flips after a median {_count(r.median('memorised'))} of "
                          f"{r.width} units (in random order {_count(r.median('memorised', 'random'))}; "
-                         f"{_pct(r.share_flipped('memorised'))} flip within the layer), a clean one after "
+                         f"{pct(r.share_flipped('memorised'))} flip within the layer), a clean one after "
                          f"{_count(r.median('clean'))} (random {_count(r.median('clean', 'random'))})")
         line = (f"Units zeroed until a training example's prediction flips (Maini et al. 2023), units taken by their "
                 f"push toward the prediction, over {self.examples['memorised']} memorised and {self.examples['clean']} "
                 f"clean examples: " + "; ".join(parts) + ".")
         best = self.fewest()
         if best is not None:
-            memorised, clean = best.median("memorised"), best.median("clean")
-            line += (f" Fewest in {best.layer}: a memorised example flips after {_units(memorised)} "
-                     f"({memorised / best.width:.1%} of the layer), a clean one after {_count(clean)}: "
-                     + ("fewer for the memorised, as Maini et al. found" if clean is None or memorised < clean else
-                        "no fewer for the memorised, unlike Maini et al.'s networks")
-                     + f"; in random order {_count(best.median('memorised', 'random'))} and "
-                       f"{_count(best.median('clean', 'random'))}.")
+            line += (f" Fewest in {best.layer}: a memorised example flips after {_units(best.median('memorised'))} "
+                     f"({best.median('memorised') / best.width:.1%} of the layer), a clean one after "
+                     f"{_units(best.median('clean'))}: {contrast(best)}.")
         return line
 
     def tables(self) -> list[Table]:
         from ..core.document import Table
 
-        rows = [[r.layer, str(r.width), kind, str(len(r.counts[kind]["ranked"])), _count(r.median(kind)),
-                 _pct(r.share_flipped(kind)), _count(r.median(kind, "random")), _pct(r.share_flipped(kind, "random"))]
+        def median(r: LayerFlips, kind: str, order: str = "ranked") -> str:
+            return _count(r.median(kind, order)) if r.counts[kind][order] else "—"
+
+        rows = [[r.layer, str(r.width), kind, str(len(r.counts[kind]["ranked"])), median(r, kind),
+                 pct(r.share_flipped(kind)), median(r, kind, "random"), pct(r.share_flipped(kind, "random"))]
                 for r in self.layers for kind in KINDS]
         return [Table(["layer", "units", "examples", "counted", "median units to flip", "flip within the layer",
                        "random order: median", "flip"], rows,
                       "units zeroed in order of their push toward the prediction (random order: the control) until "
                       f"the prediction changes; counts on the sizes {', '.join(map(str, grid(64)[:8]))}, … (×1.25); "
-                      "'never': most examples do not flip within the layer")]
+                      "'never': more than half do not flip on the grid; flipping need not grow with the units "
+                      "zeroed, so the random order's share flipped is a lower bound")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
@@ -158,8 +166,21 @@ def _units(value: float | None) -> str:
     return "never" if value is None else f"{value:g} unit{'' if value == 1 else 's'}"
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
+def contrast(layer: LayerFlips) -> str:
+    """Maini et al.'s contrast on one layer, read against the random order: whether memorised
+    examples flip after fewer units than clean ones by push, and whether the random order shows
+    the same (then it says that memorised predictions move more easily, not that a few units of
+    their own hold them)."""
+    memorised, clean = layer.median("memorised"), layer.median("clean")
+    if memorised is None or not layer.counts["clean"]["ranked"]:
+        return "no comparison (no clean example counted, or most memorised ones never flip)"
+    if clean is not None and memorised >= clean:
+        return "no fewer for the memorised, unlike Maini et al.'s networks"
+    random_memorised, random_clean = layer.median("memorised", "random"), layer.median("clean", "random")
+    if random_memorised is not None and (random_clean is None or random_memorised < random_clean):
+        return (f"fewer for the memorised, but so in random order ({_count(random_memorised)} against "
+                f"{_count(random_clean)}): memorised predictions move more easily, not only by a few units of their own")
+    return "fewer for the memorised, and not in random order, as Maini et al. found"
 
 
 def counted_examples(run: Run) -> dict[str, Tensor]:
@@ -188,10 +209,10 @@ def flip_counts(model, inputs: Tensor, hook: str, order: Tensor) -> list[int | N
     counts: list[int | None] = [None] * len(inputs)
     pending = torch.ones(len(inputs), dtype=torch.bool)
     for size in grid(width):
-        keep = (rank >= size).to(torch.float64)
+        keep = rank >= size
 
         def zeroed(value: Tensor, hook, keep=keep[pending]) -> Tensor:
-            return value * keep.view(len(keep), *([1] * (value.ndim - 2)), keep.shape[1])
+            return value * keep.to(value.dtype).view(len(keep), *([1] * (value.ndim - 2)), keep.shape[1])
 
         with torch.no_grad():
             flipped = family.forward(model, inputs[pending], [(hook, zeroed)]).argmax(-1) != predicted[pending]
@@ -231,6 +252,7 @@ def example_flips(run: Run) -> ExampleFlips:
     with torch.no_grad():
         _, cache = family.run_with_cache(model, ds.inputs[:1], names_filter=lambda name: name in hooks)
     chosen = counted_examples(run)
+    generator = torch.Generator().manual_seed(SAMPLE_SEED + 1)  # the random orders: one draw per example, layer, kind
     layers = []
     for hook in hooks:
         width = cache[hook].shape[-1]
@@ -240,7 +262,6 @@ def example_flips(run: Run) -> ExampleFlips:
             if len(index):
                 inputs = ds.inputs[index]
                 ranked = torch.sort(-pushes(model, inputs, hook), dim=1, stable=True).indices
-                generator = torch.Generator().manual_seed(SAMPLE_SEED + 1)
                 shuffled = torch.stack([torch.randperm(width, generator=generator) for _ in range(len(index))])
                 counts[kind] = {"ranked": flip_counts(model, inputs, hook, ranked),
                                 "random": flip_counts(model, inputs, hook, shuffled)}

@@ -267,12 +267,12 @@ def checkpoint_logits(run: Run, step: int) -> Float[Tensor, "example class"]:
     near-tied logit moves a choice read from them), computed once per run and dataset: the noise
     score and the edit read the same checkpoints."""
     key = ("float64 training logits", step)
-    held = run.derived.get(key)
+    held = run.memo.get(key)
     if held is None or held[0] is not run.dataset:
         ds = run.dataset
         with torch.no_grad():
             logits = family_of(run.model).forward(in_float64(load_run(run.path, step).model), ds.inputs[ds.train_mask])
-        held = run.derived[key] = (run.dataset, logits)
+        held = run.memo[key] = (run.dataset, logits)
     return held[1]
 
 

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, label_doubt
 from ..core.metrics import VERDICT_BAND, accuracy_verdict, subset_metrics
-from ..families.base import Capability, family_of, heads
+from ..families.base import Capability, family_of, heads, mlp_hooks
 from .ablation import ablated_logits_at
 from .plots import _save, _subplots
 from ..training.rundir import Run
@@ -208,15 +208,6 @@ def suspect_neurons(run: Run, shares: tuple[float, ...] = SHARES, directions: in
     if family.has(model, Capability.HEADS):
         rows += _head_rows(run, doubt)
     return SuspectNeurons(final["noisy_observed_acc"], final["test_acc"], rows)
-
-
-def mlp_hooks(model) -> list[str]:
-    """The MLP neurons of each block of a TransformerLens-style stack: the `mlp.hook_post` among
-    the hooks patching walks (`Capability.POSITIONS`); none on a model without positions."""
-    family = family_of(model)
-    if not family.has(model, Capability.POSITIONS):
-        return []
-    return [hook for hook in family.patch_hooks(model) if hook.endswith("mlp.hook_post")]
 
 
 def _head_rows(run: Run, doubt: Tensor) -> list[SuspectAblation]:

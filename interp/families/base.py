@@ -441,6 +441,15 @@ def in_float64(model: nn.Module) -> nn.Module:
 # --- any model, through its family -------------------------------------------------------
 
 
+def mlp_hooks(model: nn.Module) -> list[str]:
+    """The MLP neurons of each block of a TransformerLens-style stack: the `mlp.hook_post` among
+    the hooks patching walks (`Capability.POSITIONS`); none on a model without positions."""
+    family = family_of(model)
+    if not family.has(model, Capability.POSITIONS):
+        return []
+    return [hook for hook in family.patch_hooks(model) if hook.endswith("mlp.hook_post")]
+
+
 def block_patch_hooks(n_layers: int) -> list[str]:
     """The hook points activation patching walks in a TransformerLens-style stack of `n_layers`
     attention + MLP blocks: the embedding, then each block's heads, attention output, MLP

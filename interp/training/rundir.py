@@ -180,9 +180,10 @@ class Run:
     step: int
     path: Path | None = None
     dataset: Dataset | None = None
-    #: values derived from the run's files that several analyses read (the float64 logits of a
-    #: checkpoint: `feature_edit.checkpoint_logits`), computed once; never copied to another Run
-    derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: values computed from the run's files that several analyses read (the float64 logits of a
+    #: checkpoint: `feature_edit.checkpoint_logits`), computed once; `dataclasses.replace` starts
+    #: a new one (`copy.copy` would share it)
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         family_of(self.model)  # a model no family owns is refused here, with the way in, not in an analysis
