@@ -163,3 +163,19 @@ def test_the_card_of_a_run_on_the_users_data_says_the_specs_split_and_noise_were
     assert "user labels, 20.0% of training labels wrong" in card  # 8 of the 40 training labels, as given
     own = interp.get_preset("digits-40").spec.with_overrides(["model.widths=8", "train.steps=2"])
     assert "not applied" not in model_card(interp.train(own, progress=False), "own", "", None)
+
+
+def test_a_report_on_a_small_test_set_says_how_few_examples_its_verdicts_rest_on():
+    """Where one test example is a point of accuracy or more, the headline says so (20 test
+    examples: one is 5 points, the 2-point band 0.4 of an example); on more than 100 it is silent."""
+    from interp.reporting.report import _sample_claims
+
+    x, observed, train, truth = user_tensors()
+    spec = interp.get_preset("digits-40").spec.with_overrides(["task.data=mine", "task.p=3", "model.d_in=5"])
+    run = interp.Run(spec, interp.families.build_model(spec.model, 3), [], 0, None,
+                     Dataset.from_tensors(USER, x, observed, train, truth))
+    (claim,) = _sample_claims(run)
+    assert claim["text"].startswith("20 test examples: one is 5.0 points of accuracy, so a 2-point verdict band is "
+                                    "0.4 examples, and 8 noisy training examples")
+    big = Dataset.from_tensors(USER, *user_tensors(n=300)[:3], user_tensors(n=300)[3])
+    assert _sample_claims(interp.Run(spec, run.model, [], 0, None, big)) == []

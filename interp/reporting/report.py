@@ -112,8 +112,28 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         "noise_auroc": auroc, "noise_method": noise_method, "noise_control": noise_control, "rows": rows,
         "components": results["localize"].counts() if "localize" in results else {},
         "neuron_parts": results["localize"].parts_counts() if "localize" in results else {},
-        "claims": rule_claims + claims(results.get("localize"), results.get("edit")) + _error_claims(results.get("errors")),
+        "claims": rule_claims + claims(results.get("localize"), results.get("edit")) + _error_claims(results.get("errors"))
+        + _sample_claims(run),
     }
+
+
+#: a test set this small or smaller gets a caution: one example is at least a point of accuracy
+SMALL_TEST = 100
+
+
+def _sample_claims(run: Run) -> list[dict[str, str]]:
+    """A caution where one test example is worth a point or more: the verdicts' 2-point band is
+    then two examples or fewer, and the counts of noisy examples are as small."""
+    from ..core.metrics import VERDICT_BAND
+
+    ds = run.dataset
+    tests, noisy = int(ds.test_mask.sum()), int(ds.noisy_mask.sum())
+    if tests > SMALL_TEST:
+        return []
+    return [{"topic": "Sample size", "text": (
+        f"{tests} test examples: one is {100 / tests:.1f} points of accuracy, so a {VERDICT_BAND * 100:g}-point "
+        f"verdict band is {VERDICT_BAND * tests:.1f} examples, and {noisy} noisy training examples; read every "
+        "verdict here as resting on a few examples.")}]
 
 
 def headline_rows(headline: dict[str, Any]) -> list[tuple[str, float | None]]:
