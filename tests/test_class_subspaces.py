@@ -77,6 +77,34 @@ def test_the_analysis_runs_through_the_registry_with_ten_directions(planted):
         INPUT, "blocks.0.hook_post", "blocks.1.hook_post"]
 
 
+def test_a_place_with_no_more_units_than_directions_has_no_readout():
+    """Ten directions per class fill 5 features (or 8 units): every class's subspace is the whole
+    space and the readout would decide by rounding (iris' 4 features read "35.6%"). Such a place
+    is undefined, not a control; the layer is compared with the controls that exist."""
+    import json
+
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.arange(90) % 3
+    x = torch.randn(90, 5, generator=gen) + 3 * torch.eye(5)[truth]
+    train = torch.arange(90) < 60
+    observed = torch.where(train & (torch.arange(90) % 10 == 0), (truth + 1) % 3, truth)
+    task = interp.TaskSpec(op="classify", data="mine", p=3)
+    data = interp.Dataset.from_tensors(task, x, observed, train, truth)
+    spec = interp.get_preset("digits-40").spec.with_overrides(["task.data=mine", "task.p=3", "model.d_in=5",
+                                                              "model.widths=32,8"])
+    run = interp.Run(spec, interp.families.build_model(spec.model, 3), [], 0, None, data)
+    result = class_subspace_readout(run)
+    inputs, first, second = result.layers
+    assert (inputs.width, inputs.test_acc, inputs.noise_auroc) == (5, None, None) and not inputs.defined
+    assert second.width == 8 and not second.defined and first.defined and first.width == 32
+    json.dumps(result.to_dict(), allow_nan=False)
+    assert "on the raw inputs (control) undefined: 10 directions per class fill its 5 features" in result.summary()
+    assert "blocks.1.hook_post undefined: 10 directions per class fill its 8 units" in result.summary()
+    assert "against the raw inputs' readout undefined" in result.claim()
+    assert result.controls(first) == [first.untrained_test_acc]  # the untrained net alone
+    assert result.best() is first
+
+
 def test_the_claim_names_a_larger_layer_that_forgets_more_without_a_control():
     """mnist1d-tt-40's numbers: the readout rewound forgets 14 points against random's 0.6 (the
     memory's verdict), but the embedding with the block, 99% of the weights and so without a
@@ -88,6 +116,7 @@ def test_the_claim_names_a_larger_layer_that_forgets_more_without_a_control():
     claim = LayerRewind(1.0, 0.519, [block, readout]).claim()
     assert readout.verdict == "memorising" and block.verdict.startswith("no control")
     assert "unembed to step 150 takes memorised 100.0% → 85.9%" in claim
+    assert "a part of the memory sits there, checked against random weights — most of it stays (85.9% still" in claim
     assert ("More of it goes with embed + blocks.0 (99% of the weights) rewound to step 150: memorised 7.1%, test 55.5%"
             in claim)
     weaker = Rewind("embed + blocks.0", 150, 0.9, 0.555, 0.9, 0.557, 0.5, 0.987)  # forgets less: not named
@@ -107,6 +136,11 @@ def test_a_run_with_no_wrong_label_is_read_and_written_without_nan(tmp_path):
     json.dumps(result.to_dict(), allow_nan=False)
     assert "memorisation not scored" in result.summary() and "none known wrong: no ceiling" in result.claim()
     assert result.tables()[0].rows[0][2] == "–"
+    # the spec's own clean split: the true labels are known, and the readout with them is the ceiling
+    spec = interp.get_preset("digits-40").spec.with_overrides(["noise.rate=0", "model.widths=16"])
+    clean = interp.Run(spec, interp.families.build_model(spec.model, 10), [], 0)
+    known = class_subspace_readout(clean, directions=1)
+    assert known.truth_known and known.model_memorised_acc is None and "ceiling with the true labels" in known.claim()
 
 
 def test_rewinding_the_lookup_layer_removes_the_memory_beyond_random(tmp_path):

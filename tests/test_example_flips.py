@@ -85,7 +85,7 @@ def test_a_count_is_none_where_the_whole_layer_does_not_flip(planted_run):
 def test_it_is_skipped_without_noisy_labels(planted_run, tmp_path):
     dataset, model, memory = planted_feature_mlp(spread=1.0, noise_rate=0.0)
     run = interp.load_run(write_planted_feature_run(tmp_path / "clean", dataset, model, memory))
-    with pytest.raises(ValueError, match="no noisy labels"):
+    with pytest.raises(ValueError, match="no training label is known to be wrong"):
         interp.analyze(run, "example_flips")
 
 
@@ -114,6 +114,9 @@ def test_maini_et_al_s_contrast_is_read_against_the_random_order():
     assert "no fewer for the memorised" in contrast(flips([4, 4, 4], [4, 4, 4], [8, 8, 8], [8, 8, 8]))
     assert "no comparison" in contrast(flips([2], [], [8], []))
     assert "no comparison" in contrast(flips([None, None, 2], [4], [8], [8]))
+    # a random order that needs the whole layer is the same intervention as the push's there
+    assert "the random order cannot tell" in contrast(flips([2, 2, 2], [4, 4, 4], [10, 10, 10], [10, 10, 10]))
+    assert "the random order cannot tell" in contrast(flips([2, 2, 2], [4, 4, 4], [5, 5, 5], [None, None, None]))
 
 
 def test_flip_counts_run_on_the_model_in_its_own_type(planted_run):

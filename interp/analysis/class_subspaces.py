@@ -46,12 +46,19 @@ class LayerReadout:
     """The readout at one place (`where`: a hook, or `input`)."""
 
     where: str
-    test_acc: float  # label-free: subspaces from the observed labels
+    #: each readout below is None where the place has no more units than the directions per class:
+    #: every class's subspace is then the whole space and the readout decides by rounding
+    test_acc: float | None  # label-free: subspaces from the observed labels
     recovered_acc: float | None  # noisy training examples against their true labels (None: none known)
     untrained_test_acc: float | None  # the same readout on an untrained net (None on the inputs)
-    shuffled_test_acc: float  # subspaces from the observed labels shuffled: chance expected
-    ceiling_test_acc: float  # subspaces from the true labels (the observed ones where none is known wrong)
+    shuffled_test_acc: float | None  # subspaces from the observed labels shuffled: chance expected
+    ceiling_test_acc: float | None  # subspaces from the true labels (the observed ones where none is known wrong)
     noise_auroc: float | None  # label doubt vs the true noise mask (None: no noisy example)
+    width: int = 0  # the place's units (features, for the inputs)
+
+    @property
+    def defined(self) -> bool:
+        return self.test_acc is not None
 
 
 @dataclass(repr=False)
@@ -68,6 +75,9 @@ class ClassSubspaces(Result):
     noise_score_missing: str | None = None
     #: its control with no network: the raw inputs' class-subspace doubt plus the neighbour vote
     noise_control_auroc: float | None = None
+    #: whether the true labels are known (the spec drew the noise, or some given label differs
+    #: from its true one): where not, the "true labels" are the observed ones, no ceiling
+    truth_known: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,39 +109,59 @@ class ClassSubspaces(Result):
         return "label doubt at the raw inputs", self.control().noise_auroc
 
     def best(self) -> LayerReadout:
-        """The hidden layer whose readout scores best on test (the input side first on a tie)."""
-        return max(self.hidden(), key=lambda row: (row.test_acc, -self.layers.index(row)))
+        """The hidden layer whose readout scores best on test (the input side first on a tie; a
+        layer whose readout is undefined last)."""
+        return max(self.hidden(), key=lambda row: (row.defined, row.test_acc or 0.0, -self.layers.index(row)))
+
+    def controls(self, row: LayerReadout) -> list[float]:
+        """The controls' readouts that exist for `row`: the raw inputs' (undefined with no more
+        features than directions per class) and the untrained net's."""
+        return [acc for acc in (self.control().test_acc, row.untrained_test_acc) if acc is not None]
 
     def beyond_controls(self, row: LayerReadout) -> bool:
-        """Whether the layer's readout beats both controls — the raw inputs and an untrained net
-        of the same shape — by more than the verdict band: only then did training put there
-        the class structure it reads (the check that can contradict "the layer holds the rule")."""
-        return row.where != INPUT and row.test_acc - max(self.control().test_acc, row.untrained_test_acc) > VERDICT_BAND
+        """Whether the layer's readout beats its controls — the raw inputs and an untrained net
+        of the same shape, those whose readout exists — by more than the verdict band: only then
+        did training put there the class structure it reads (the check that can contradict "the
+        layer holds the rule")."""
+        controls = self.controls(row)
+        return row.where != INPUT and row.defined and bool(controls) and row.test_acc - max(controls) > VERDICT_BAND
+
+    def _undefined(self, row: LayerReadout) -> str:
+        return (f"undefined: {self.directions} directions per class fill its {row.width} "
+                f"{'features' if row.where == INPUT else 'units'}")
 
     def claim(self) -> str:
         """The rule in one sentence, its controls beside it."""
         row, control = self.label_free(), self.control()
-        verdict = (f"holds the rule beyond its inputs and an untrained net (by more than {VERDICT_BAND * 100:g} points)"
-                   if self.beyond_controls(row)
-                   else "holds no more of the rule than its inputs or an untrained net of the same shape")
+        if not row.defined:
+            return f"read out without labels (class subspaces of the observed labels), {row.where}'s readout is {self._undefined(row)}."
+        inputs = (f"{control.test_acc:.1%} for the raw inputs" if control.defined
+                  else f"the raw inputs' readout {self._undefined(control)}")
+        if self.beyond_controls(row):
+            verdict = (f"holds the rule beyond {'its inputs and ' if control.defined else ''}an untrained net (by "
+                       f"more than {VERDICT_BAND * 100:g} points)")
+        else:
+            verdict = (f"holds no more of the rule than {'its inputs or ' if control.defined else ''}an untrained net "
+                       "of the same shape")
         return (f"read out without labels (class subspaces of the observed labels), {row.where} scores "
-                f"{row.test_acc:.1%} on test against {control.test_acc:.1%} for the raw inputs, "
-                f"{row.untrained_test_acc:.1%} for an untrained net and {row.shuffled_test_acc:.1%} with shuffled "
-                f"labels ({self._ceiling()} {row.ceiling_test_acc:.1%}; the model "
+                f"{row.test_acc:.1%} on test against {inputs}, "
+                f"{_pct(row.untrained_test_acc)} for an untrained net and {_pct(row.shuffled_test_acc)} with shuffled "
+                f"labels ({self._ceiling()} {_pct(row.ceiling_test_acc)}; the model "
                 f"{self.model_test_acc:.1%}): "
                 f"the layer {verdict}.")
 
     def _ceiling(self) -> str:
         # where no label is known wrong the "true" labels are the observed ones: not a ceiling
-        return ("ceiling with the true labels" if self.model_memorised_acc is not None else
+        return ("ceiling with the true labels" if self.truth_known else
                 "with the labels as given (none known wrong: no ceiling)")
 
     def summary(self) -> str:
         control = self.control()
-        parts = ", ".join(f"{row.where} {row.test_acc:.1%} (untrained net {row.untrained_test_acc:.1%})"
-                          for row in self.hidden())
+        parts = ", ".join(f"{row.where} {row.test_acc:.1%} (untrained net {_pct(row.untrained_test_acc)})"
+                          if row.defined else f"{row.where} {self._undefined(row)}" for row in self.hidden())
         line = (f"Label-free class-subspace readout ({self.directions} directions per class from the observed "
-                f"labels), test accuracy: {parts}; on the raw inputs (control) {control.test_acc:.1%}; the model "
+                f"labels), test accuracy: {parts}; on the raw inputs (control) "
+                f"{_pct(control.test_acc) if control.defined else self._undefined(control)}; the model "
                 f"itself {self.model_test_acc:.1%} ("
                 + (f"memorised {self.model_memorised_acc:.1%})." if self.model_memorised_acc is not None else
                    "no training label is known to be wrong: memorisation not scored)."))
@@ -140,7 +170,8 @@ class ClassSubspaces(Result):
                  f" No layer beats both the raw inputs and the untrained net by more than {VERDICT_BAND * 100:g} points: the "
                  "class structure it reads is the inputs' geometry, not something training put there.")
         best = self.best()
-        line += f" At {best.where}: shuffled labels {best.shuffled_test_acc:.1%}; {self._ceiling()} {best.ceiling_test_acc:.1%}."
+        if best.defined:
+            line += f" At {best.where}: shuffled labels {best.shuffled_test_acc:.1%}; {self._ceiling()} {best.ceiling_test_acc:.1%}."
         scored = [row for row in self.layers if row.noise_auroc is not None]
         if scored:
             line += " Noise detection AUROC: " + ", ".join(f"{row.where} {row.noise_auroc:.3f}" for row in scored) + "."
@@ -191,6 +222,10 @@ def plot_class_subspaces(result: ClassSubspaces, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
 def _accuracy(predicted: Tensor, labels: Tensor, mask: Tensor) -> float | None:
     """The share of `mask`'s examples predicted as their label (None where the mask is empty:
     a run with no noisy example has no memorisation to score)."""
@@ -217,6 +252,10 @@ def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Cl
 
     rows, doubts = [], {}
     for where, values in acts.items():
+        if values.shape[-1] <= directions:  # every class's subspace would be the whole space
+            rows.append(LayerReadout(where, None, None, None, None, None, None, values.shape[-1]))
+            doubts[where] = None
+            continue
         predicted, bases = score(values, ds.labels[train])
         doubt = doubts[where] = label_doubt(values[train], ds.labels[train], bases)
         untrained_acc = None if where == INPUT else _accuracy(score(fresh[where], ds.labels[train])[0], ds.true_labels,
@@ -224,15 +263,20 @@ def class_subspace_readout(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Cl
         rows.append(LayerReadout(
             where, _accuracy(predicted, ds.true_labels, test), _accuracy(predicted, ds.true_labels, noisy),
             untrained_acc, _accuracy(score(values, shuffled)[0], ds.true_labels, test),
-            _accuracy(score(values, ds.true_labels[train])[0], ds.true_labels, test), auroc(doubt, noisy[train])))
+            _accuracy(score(values, ds.true_labels[train])[0], ds.true_labels, test), auroc(doubt, noisy[train]),
+            values.shape[-1]))
     predicted = family.forward(run.model, ds.inputs).argmax(-1)  # the model's own answers, in its own type
-    missing = why_not(run)
+    missing = why_not(run) or (None if doubts[hooks[0]] is not None else
+                               f"its first hidden layer has {acts[hooks[0]].shape[-1]} units, no more than the "
+                               f"{directions} directions per class")
     noise = None if missing else noise_score(run, directions, doubts[hooks[0]])  # the first layer's, computed above
     return ClassSubspaces(directions, _accuracy(predicted, ds.true_labels, test),
                           _accuracy(predicted, ds.labels, noisy), rows,
                           None if noise is None else auroc(noise.score, noisy[train]),
                           [] if noise is None else noise.steps, missing,
-                          None if noise is None else auroc(doubts[INPUT] + noise.votes, noisy[train]))
+                          None if noise is None or doubts[INPUT] is None else auroc(doubts[INPUT] + noise.votes,
+                                                                                    noisy[train]),
+                          ds.noise is not None or bool(noisy.any()))
 
 
 CLASS_SUBSPACES: Analysis[ClassSubspaces] = register_analysis(

@@ -104,8 +104,8 @@ class ExampleFlips(Result):
         parts = []
         for r in self.layers:
             parts.append(f"{r.layer}: a memorised example flips after a median {_count(r.median('memorised'))} of "
-                         f"{r.width} units (in random order {_count(r.median('memorised', 'random'))}; "
-                         f"{pct(r.share_flipped('memorised'))} flip within the layer), a clean one after "
+                         f"{r.width} units ({pct(r.share_flipped('memorised'))} flip within the layer; in random "
+                         f"order {_count(r.median('memorised', 'random'))}), a clean one after "
                          f"{_count(r.median('clean'))} (random {_count(r.median('clean', 'random'))})")
         line = (f"Units zeroed until a training example's prediction flips (Maini et al. 2023), units taken by their "
                 f"push toward the prediction, over {self.examples['memorised']} memorised and {self.examples['clean']} "
@@ -177,7 +177,11 @@ def contrast(layer: LayerFlips) -> str:
     if clean is not None and memorised >= clean:
         return "no fewer for the memorised, unlike Maini et al.'s networks"
     random_memorised, random_clean = layer.median("memorised", "random"), layer.median("clean", "random")
-    if random_memorised is not None and (random_clean is None or random_memorised < random_clean):
+    if any(value is None or value >= layer.width for value in (random_memorised, random_clean)):
+        # the whole layer zeroed is the same intervention in either order: the control cannot tell
+        return (f"fewer for the memorised by push; the random order cannot tell (its medians "
+                f"{_count(random_memorised)} and {_count(random_clean)} of {layer.width} reach the whole layer)")
+    if random_memorised < random_clean:
         return (f"fewer for the memorised, but so in random order ({_count(random_memorised)} against "
                 f"{_count(random_clean)}): memorised predictions move more easily, not only by a few units of their own")
     return "fewer for the memorised, and not in random order, as Maini et al. found"
@@ -270,7 +274,7 @@ def example_flips(run: Run) -> ExampleFlips:
 
 
 def _nothing_to_memorise(run: Run) -> str | None:
-    return None if run.dataset.noisy_mask.any() else "the run has no noisy labels: nothing to memorise"
+    return None if run.dataset.noisy_mask.any() else "no training label is known to be wrong (clean labels, or no true labels given): no memory to locate"
 
 
 EXAMPLE_FLIPS: Analysis[ExampleFlips] = register_analysis(

@@ -93,10 +93,15 @@ class LayerRewind(Result):
         line = ("rewinding " + "; ".join(
             f"{layer} to step {r.step} takes memorised {self.final_memorised:.1%} → {r.memorised:.1%} (as many random "
             f"weights: {r.random_memorised:.1%}) with test {self.final_test:.1%} → {r.test:.1%} (random "
-            f"{r.random_test:.1%})" for layer, r in held) + ": the memory sits there, checked against random weights.")
+            f"{r.random_test:.1%})" for layer, r in held))
+        # "the memory sits there" only where a rewind takes at least half of it: a verdict can rest
+        # on a few examples' worth of memorisation (three of 27 noisy ones passed it)
+        least = min(r.memorised for _, r in held)
+        line += (": the memory sits there, checked against random weights." if least <= self.final_memorised / 2 else
+                 f": a part of the memory sits there, checked against random weights — most of it stays "
+                 f"({least:.1%} still memorised).")
         # a layer too large for the control that forgets more must not go unsaid: the sentence above
         # would place the memory where less of it is
-        least = min(r.memorised for _, r in held)
         larger = [(layer, r) for layer, r in strongest.items() if r.share > MAX_SHARE and r.memorised < least]
         if larger:
             line += " More of it goes with " + "; ".join(
@@ -226,7 +231,7 @@ def _needs_trajectory(run: Run) -> str | None:
     if not earlier_steps(run):
         return f"rewinding needs {EARLIER_CHECKPOINT}"
     if not run.dataset.noisy_mask.any():
-        return "the run has no noisy labels: nothing to memorise"
+        return "no training label is known to be wrong (clean labels, or no true labels given): no memory to locate"
     return None
 
 

@@ -258,7 +258,7 @@ def _head_rows(run: Run, doubt: Tensor) -> list[SuspectAblation]:
 
 
 def _nothing_to_memorise(run: Run) -> str | None:
-    return None if run.dataset.noisy_mask.any() else "the run has no noisy labels: nothing to memorise"
+    return None if run.dataset.noisy_mask.any() else "no training label is known to be wrong (clean labels, or no true labels given): no memory to locate"
 
 
 SUSPECT_NEURONS: Analysis[SuspectNeurons] = register_analysis(

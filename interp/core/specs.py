@@ -175,7 +175,8 @@ class TaskSpec:
         if self.data in FEATURE_SETS:
             classes = FEATURE_SETS[self.data][1]
             if self.p is not _P_NOT_GIVEN and self.p != classes:
-                raise SpecError(f"task.p={self.p!r} but {self.data} has {classes} classes (leave p out)")
+                raise SpecError(f"task.p={self.p!r} but {self.data} has {classes} classes (leave p out, or name "
+                                "your own data set: task.data=NAME)")
             object.__setattr__(self, "p", classes)
         elif self.p is _P_NOT_GIVEN:
             raise SpecError(f"task.data={self.data!r} is no built-in data set ({', '.join(FEATURE_SETS)}): give its "

@@ -207,7 +207,7 @@ def _write_report(run: Run, out_dir: Path, progress: bool) -> dict[str, Any]:
              f"Noise detection from {headline['noise_method']}: AUROC {headline['noise_auroc']:.4f}"
              + (f" (control, {headline['noise_control'][0]}: {headline['noise_control'][1]:.4f})."
                 if headline["noise_control"] and headline["noise_control"][1] is not None else ".")
-             if headline["noise_auroc"] is not None else "The run has no noisy labels: nothing to memorise."),
+             if headline["noise_auroc"] is not None else "No training label is known to be wrong (clean labels, or no true labels given): no memory to locate."),
         ]),
         Section("Training", [
             Table(["subset", "accuracy", "loss"], [[s, pct(final.get(f"{s}_acc")),
