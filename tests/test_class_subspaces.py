@@ -105,6 +105,19 @@ def test_a_place_with_no_more_units_than_directions_has_no_readout():
     assert result.best() is first
 
 
+def test_an_inverted_noise_score_is_said_to_be_inverted():
+    """Binary labels 60% flipped: the noise score reads 0.22, a signal the wrong way round."""
+    from interp.analysis.class_subspaces import ClassSubspaces, LayerReadout
+
+    rows = [LayerReadout(INPUT, 0.5, 0.4, None, 0.5, 0.9, 0.3, 30), LayerReadout("blocks.0.hook_post", 0.2, 0.3, 0.5,
+                                                                                 0.5, 0.9, 0.3, 64)]
+    result = ClassSubspaces(10, 0.3, 1.0, rows, noise_score_auroc=0.2152, noise_score_steps=[25],
+                            noise_control_auroc=0.3)
+    assert "AUROC 0.215; with no network" in result.summary() and "Below 0.5, the score ranks" in result.summary()
+    assert "Below 0.5" not in ClassSubspaces(10, 0.3, 1.0, rows, noise_score_auroc=0.9, noise_score_steps=[25],
+                                             noise_control_auroc=0.8).summary()
+
+
 def test_the_claim_names_a_larger_layer_that_forgets_more_without_a_control():
     """mnist1d-tt-40's numbers: the readout rewound forgets 14 points against random's 0.6 (the
     memory's verdict), but the embedding with the block, 99% of the weights and so without a

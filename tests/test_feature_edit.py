@@ -376,6 +376,7 @@ def test_interp_edit_takes_the_edit_that_the_run_supports(planted_run, capsys):
                      "the forgetting (the new labels forget 0.6 points more)."),
     ((0.001, 0.950), "(the new labels forget 0.5 points less)."),
     ((0.012, 0.940), "left out instead, 1.2%, 94.0%."),  # worse on test: no reading of where the forgetting is
+    ((0.028, 0.974), "leaving them out does better on test, so the teacher's flags"),  # 3 points, beyond the band
 ])
 def test_the_edit_claim_reads_its_flagged_control_both_ways(flagged, words):
     from interp.analysis.feature_edit import EDIT, FLAGGED, OBSERVED, RAW, RELABELLED, FeatureEdit, Scores
@@ -384,4 +385,18 @@ def test_the_edit_claim_reads_its_flagged_control_both_ways(flagged, words):
             Scores(OBSERVED, 0.078, 0.8, 0.979, 0.883, True), Scores(FLAGGED, *flagged[:1], 0.9, 0.983, flagged[1], True),
             Scores(RELABELLED, 0.078, 0.7, 0.922, 0.814, True)]
     claim = FeatureEdit(50, [25, 50], 0.9, 0.41, 0.006, 0.9, 32, rows).claim()
-    assert claim.endswith(words)
+    assert words in claim and claim.endswith(".")
+
+
+def test_the_edit_claim_without_a_known_wrong_label_gives_the_controls_test_and_a_lowered_test():
+    """A clean-label ceiling run, or a user's data without true labels: memorisation is not scored,
+    but the controls' test is given, and an edit that lowers test says there may be no noise."""
+    from interp.analysis.feature_edit import EDIT, FLAGGED, OBSERVED, RAW, RELABELLED, FeatureEdit, Scores
+
+    rows = [Scores(RAW, None, None, 1.0, 0.978, True), Scores(EDIT, None, None, 0.97, 0.955, True),
+            Scores(OBSERVED, None, None, 0.99, 0.970, True), Scores(FLAGGED, None, None, 0.99, 0.957, True),
+            Scores(RELABELLED, None, None, 0.92, 0.900, True)]
+    claim = FeatureEdit(50, [25, 50], 0.9, 0.03, None, None, 12, rows).claim()
+    assert "on the observed labels, test 97.0%; with the examples the teacher relabels left out instead, 95.7%" in claim
+    assert claim.endswith("the edit lowers test (97.8% → 95.5%): with no label known wrong there may be no noise to "
+                          "forget.")

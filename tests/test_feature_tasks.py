@@ -161,6 +161,7 @@ def test_the_card_of_a_run_on_the_users_data_says_the_specs_split_and_noise_were
     card = model_card(interp.train(spec, dataset=dataset, progress=False), "mine", "", None)
     assert "the split and label noise below are the spec's, not applied" in card
     assert "user labels, 20.0% of training labels wrong" in card  # 8 of the 40 training labels, as given
+    assert "40 for training (8 of them known to carry a wrong label), 20 for test." in card
     own = interp.get_preset("digits-40").spec.with_overrides(["model.widths=8", "train.steps=2"])
     assert "not applied" not in model_card(interp.train(own, progress=False), "own", "", None)
 

@@ -180,7 +180,10 @@ class ClassSubspaces(Result):
         elif self.noise_score_auroc is not None:
             line += (f" The label-free noise score ({PARTS}; checkpoints up to step {self.noise_score_steps[-1]}): "
                      f"AUROC {self.noise_score_auroc:.3f}; with no network ({NO_NETWORK}): "
-                     f"{self.noise_control_auroc:.3f}.")
+                     f"{_auroc(self.noise_control_auroc)}.")
+            if self.noise_score_auroc < 0.5:  # inverted: a signal, but the wrong way round
+                line += (" Below 0.5, the score ranks the clean examples as the noisier: where most of a class's "
+                         "observed labels are wrong, the class structure they draw is the noise's.")
         return line
 
     def tables(self) -> list[Table]:
@@ -220,6 +223,10 @@ def plot_class_subspaces(result: ClassSubspaces, path: Path) -> Path:
     ax.set(ylabel="test accuracy", ylim=(0, 1.02), title="class-subspace readout per layer")
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def _auroc(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
 
 
 def _pct(x: float | None) -> str:

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from ..core.metrics import subset_metrics
+from ..core.metrics import VERDICT_BAND, subset_metrics
 from ..families.base import Capability, family_of, in_float64, replaced_parameters
 from ..training.rundir import EARLIER_CHECKPOINT, Run, earlier_steps, load_run
 from .registry import Analysis, Result, register_analysis
@@ -129,18 +129,24 @@ class FeatureEdit(Result):
         """The headline's sentence: the edit, and beside it the controls that take the same steps
         from the same checkpoint, with what they say about where the forgetting comes from."""
         line = self.edit_line()
-        if not self.scored:
-            return line
         edit, control, flagged, relabelled = self.row(EDIT), self.row(OBSERVED), self.row(FLAGGED), self.row(RELABELLED)
+        raw = self.row(RAW)
+        if not self.scored:  # test alone: against the model, and against the same steps without the teacher
+            return line + (f" Beside it, the same steps from the same checkpoint: on the observed labels, test "
+                           f"{control.test:.1%}; with the examples the teacher relabels left out instead, "
+                           f"{flagged.test:.1%}" + (f"; the edit lowers test ({raw.test:.1%} → {edit.test:.1%}): "
+                                                    "with no label known wrong there may be no noise to forget."
+                                                    if edit.test < raw.test else "."))
         line += (f" Beside it, the same steps from the same checkpoint: on the observed labels, memorised "
                  f"{control.memorised:.1%}, test {control.test:.1%}; with as many examples relabelled at random, "
                  f"{relabelled.memorised:.1%}, {relabelled.test:.1%}; with the examples the teacher relabels left out "
                  f"instead, {flagged.memorised:.1%}, {flagged.test:.1%}")
         if flagged.test >= edit.test:
             more = (flagged.memorised - edit.memorised) * 100
-            return line + (": leaving them out does as well on test, so the teacher's flags, more than its new "
-                           f"labels, carry the forgetting (the new labels forget {abs(more):.1f} points "
-                           f"{'more' if more >= 0 else 'less'}).")
+            better = flagged.test - edit.test > VERDICT_BAND
+            return line + (f": leaving them out does {'better' if better else 'as well'} on test, so the teacher's "
+                           f"flags, more than its new labels, carry the forgetting (the new labels forget "
+                           f"{abs(more):.1f} points {'more' if more >= 0 else 'less'}).")
         return line + "."
 
     def summary(self) -> str:

@@ -181,8 +181,11 @@ def model_card(run: Run, name: str, command: str, extraction: dict | None, check
         n, d = run.dataset.inputs.shape
         source = (f"{FEATURE_SETS[spec.task.data][3]}, scaled as `interp.core.features` loads them"
                   if spec.task.data in FEATURE_SETS else "the user's own features, as the user gave them")
+        ds = run.dataset
         lines += [f"Inputs: `inputs` in `dataset.safetensors`, {n:,} feature vectors of {d} features ({source}); "
-                  f"labels are class indices 0–{spec.task.p - 1}.", ""]
+                  f"labels are class indices 0–{spec.task.p - 1}; {int(ds.train_mask.sum()):,} for training "
+                  f"({int(ds.noisy_mask.sum()):,} of them known to carry a wrong label), {int(ds.test_mask.sum()):,} "
+                  "for test.", ""]
     if command:
         lines += ["Trained with:", "", "```bash", command, "```", ""]
     lines += ["## Accuracy at the end of training" if origin is None else
