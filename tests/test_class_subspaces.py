@@ -103,6 +103,14 @@ def test_a_place_with_no_more_units_than_directions_has_no_readout():
     assert "against the raw inputs' readout undefined" in result.claim()
     assert result.controls(first) == [first.untrained_test_acc]  # the untrained net alone
     assert result.best() is first
+    # the verdict against the one control that exists, in the words of that case
+    assert result.beyond_controls(first) == (first.test_acc - first.untrained_test_acc > 0.02)
+    assert ("Beyond the untrained net (the raw inputs' readout undefined)" in result.summary()
+            or "No layer beats the untrained net by more than 2 points (the raw inputs' readout undefined)"
+            in result.summary())
+    # exactly as many units as directions per class is already the whole space
+    assert not class_subspace_readout(run, directions=8).layers[2].defined
+    assert class_subspace_readout(run, directions=7).layers[2].defined
 
 
 def test_an_inverted_noise_score_is_said_to_be_inverted():
@@ -114,8 +122,9 @@ def test_an_inverted_noise_score_is_said_to_be_inverted():
     result = ClassSubspaces(10, 0.3, 1.0, rows, noise_score_auroc=0.2152, noise_score_steps=[25],
                             noise_control_auroc=0.3)
     assert "AUROC 0.215; with no network" in result.summary() and "Below 0.5, the score ranks" in result.summary()
-    assert "Below 0.5" not in ClassSubspaces(10, 0.3, 1.0, rows, noise_score_auroc=0.9, noise_score_steps=[25],
-                                             noise_control_auroc=0.8).summary()
+    for near_chance in (0.9, 0.47):  # a good score, and one within the margin of chance: no note
+        assert "Below 0.5" not in ClassSubspaces(10, 0.3, 1.0, rows, noise_score_auroc=near_chance,
+                                                 noise_score_steps=[25], noise_control_auroc=0.8).summary()
 
 
 def test_the_claim_names_a_larger_layer_that_forgets_more_without_a_control():

@@ -114,9 +114,11 @@ def test_maini_et_al_s_contrast_is_read_against_the_random_order():
     assert "no fewer for the memorised" in contrast(flips([4, 4, 4], [4, 4, 4], [8, 8, 8], [8, 8, 8]))
     assert "no comparison" in contrast(flips([2], [], [8], []))
     assert "no comparison" in contrast(flips([None, None, 2], [4], [8], [8]))
-    # a random order that needs the whole layer is the same intervention as the push's there
-    assert "the random order cannot tell" in contrast(flips([2, 2, 2], [4, 4, 4], [10, 10, 10], [10, 10, 10]))
-    assert "the random order cannot tell" in contrast(flips([2, 2, 2], [4, 4, 4], [5, 5, 5], [None, None, None]))
+    # a random order where both need the whole layer cannot tell them apart; one where the clean never flip can
+    assert "cannot tell them apart" in contrast(flips([2, 2, 2], [4, 4, 4], [10, 10, 10], [10, 10, 10]))
+    assert "but so in random order (5 against never)" in contrast(flips([2, 2, 2], [4, 4, 4], [5, 5, 5], [None] * 3))
+    assert "but so in random order (3 against never)" in contrast(flips([2, 2, 2], [None] * 3, [3, 3, 3], [None] * 3))
+    assert "no comparison" in contrast(flips([10, 10, 10], [None] * 3, [3, 3, 3], [None] * 3))  # the whole layer
 
 
 def test_flip_counts_run_on_the_model_in_its_own_type(planted_run):

@@ -176,7 +176,10 @@ def test_a_report_on_a_small_test_set_says_how_few_examples_its_verdicts_rest_on
     run = interp.Run(spec, interp.families.build_model(spec.model, 3), [], 0, None,
                      Dataset.from_tensors(USER, x, observed, train, truth))
     (claim,) = _sample_claims(run)
-    assert claim["text"].startswith("20 test examples: one is 5.0 points of accuracy, so a 2-point verdict band is "
-                                    "0.4 examples, and 8 noisy training examples")
+    assert claim["text"].startswith("20 test examples: one is 5.0 points of accuracy, so the 2-point verdict band is "
+                                    "0.4 of an example; 8 training examples are known to carry a wrong label.")
+    unknown = Dataset.from_tensors(USER, x, observed, train)  # no true labels: none known wrong
+    assert "no training label is known to be wrong" in _sample_claims(interp.Run(spec, run.model, [], 0, None,
+                                                                                  unknown))[0]["text"]
     big = Dataset.from_tensors(USER, *user_tensors(n=300)[:3], user_tensors(n=300)[3])
     assert _sample_claims(interp.Run(spec, run.model, [], 0, None, big)) == []

@@ -87,7 +87,9 @@ def test_a_trajectory_comes_in_with_the_model_and_the_edits_read_it(tmp_path, ca
     assert [row["step"] for row in run.history] == [10, 20, 30]
     origin = json.loads((tmp_path / "run" / "config.json").read_text())["imported_from"]
     assert sorted(origin["checkpoints"]) == ["10", "20"] and origin["checkpoints"]["10"]["file"] == "early1.pt"
-    assert ANALYSES["layer_rewind"].skip_reason(run) is None
+    # the trajectory is there (not "rewinding needs a checkpoint"); this MLP's 8-unit first layer is too narrow
+    # for the label-free choice's class subspaces
+    assert "(blocks.0.hook_post) has 8 units, no more than the 10 directions" in ANALYSES["layer_rewind"].skip_reason(run)
     assert main(["edit", str(tmp_path / "run"), "--out", str(tmp_path / "edited")]) == 0
     edited = json.loads((tmp_path / "edited" / "config.json").read_text())
     assert edited["imported_from"] == origin and "steps" not in edited["spec"]["train"]
@@ -101,6 +103,11 @@ def test_a_trajectory_comes_in_with_the_model_and_the_edits_read_it(tmp_path, ca
     assert "not the imported weights but `edited_from` them" in card and "## Accuracy of the edited model" in card
     assert f"`{edited['edited_from']['model_sha256']}`" in card and "as the step" not in card
     assert "## Accuracy of the imported model" in model_card(interp.load_run(tmp_path / "run"), "run", "", None)
+    # its report: the layer too narrow for class subspaces reads no noise score, but the wrong labels are known
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report"), "--no-progress"]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "**Memorised:**" in report and "Noise detection: no score could be read from this run." in report
+    assert "no training label is known to be wrong" not in report.lower()
     other = plain_mlp(sizes=(6, 8, 3), seed=1)  # another architecture is no checkpoint of this model
     torch.save(other.state_dict(), tmp_path / "other.pt")
     with pytest.raises(CheckpointImportError, match="one architecture"):

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 #: the noise score's control: its parts that read no network
 NO_NETWORK = "the raw inputs' class-subspace doubt + the neighbour vote"
+#: how far under 0.5 a noise score's AUROC must be to be called inverted (not chance)
+INVERTED_MARGIN = 0.05
 #: the shuffled-label control's seed (any fixed one: the permutation must not depend on the run)
 SHUFFLE_SEED = 0
 
@@ -166,9 +168,17 @@ class ClassSubspaces(Result):
                 + (f"memorised {self.model_memorised_acc:.1%})." if self.model_memorised_acc is not None else
                    "no training label is known to be wrong: memorisation not scored)."))
         beyond = [row.where for row in self.hidden() if self.beyond_controls(row)]
-        line += (f" Beyond both controls by more than {VERDICT_BAND * 100:g} points: {', '.join(beyond)}." if beyond else
-                 f" No layer beats both the raw inputs and the untrained net by more than {VERDICT_BAND * 100:g} points: the "
-                 "class structure it reads is the inputs' geometry, not something training put there.")
+        band = f"by more than {VERDICT_BAND * 100:g} points"
+        if not any(row.defined for row in self.hidden()):
+            line += " No layer's readout is defined: nothing is compared."
+        elif control.defined:
+            line += (f" Beyond both controls {band}: {', '.join(beyond)}." if beyond else
+                     f" No layer beats both the raw inputs and the untrained net {band}: the class structure it reads "
+                     "is the inputs' geometry, not something training put there.")
+        else:  # the raw inputs unreadable: the untrained net is the one control
+            line += (f" Beyond the untrained net (the raw inputs' readout undefined) {band}: {', '.join(beyond)}."
+                     if beyond else f" No layer beats the untrained net {band} (the raw inputs' readout undefined): "
+                     "it reads no more class structure than a random net of the same shape.")
         best = self.best()
         if best.defined:
             line += f" At {best.where}: shuffled labels {best.shuffled_test_acc:.1%}; {self._ceiling()} {best.ceiling_test_acc:.1%}."
@@ -181,7 +191,7 @@ class ClassSubspaces(Result):
             line += (f" The label-free noise score ({PARTS}; checkpoints up to step {self.noise_score_steps[-1]}): "
                      f"AUROC {self.noise_score_auroc:.3f}; with no network ({NO_NETWORK}): "
                      f"{_auroc(self.noise_control_auroc)}.")
-            if self.noise_score_auroc < 0.5:  # inverted: a signal, but the wrong way round
+            if self.noise_score_auroc < 0.5 - INVERTED_MARGIN:  # inverted: a signal, but the wrong way round
                 line += (" Below 0.5, the score ranks the clean examples as the noisier: where most of a class's "
                          "observed labels are wrong, the class structure they draw is the noise's.")
         return line

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ..core.document import pct
+from ..core.metrics import NO_KNOWN_WRONG
 from ..families.base import Capability, family_of, in_float64, mlp_hooks
 from ..training.rundir import Run
 from .plots import _save, _subplots
@@ -131,7 +132,7 @@ class ExampleFlips(Result):
                       "units zeroed in order of their push toward the prediction (random order: the control) until "
                       f"the prediction changes; counts on the sizes {', '.join(map(str, grid(64)[:8]))}, … (×1.25); "
                       "'never': more than half do not flip on the grid; flipping need not grow with the units "
-                      "zeroed, so the random order's share flipped is a lower bound")]
+                      "zeroed, so each share flipped is a lower bound")]
 
     def figures(self, out_dir: Path, stem: str) -> list[Figure]:
         from ..core.document import Figure
@@ -169,21 +170,25 @@ def _units(value: float | None) -> str:
 def contrast(layer: LayerFlips) -> str:
     """Maini et al.'s contrast on one layer, read against the random order: whether memorised
     examples flip after fewer units than clean ones by push, and whether the random order shows
-    the same (then it says that memorised predictions move more easily, not that a few units of
-    their own hold them)."""
+    the same (then memorised predictions move more easily, not only by a few units of their own).
+    A median of the whole layer, or "never", is the same intervention in either order."""
+    width = layer.width
+
+    def top(value: int | None) -> int:  # "never" above every size
+        return width + 1 if value is None else value
+
     memorised, clean = layer.median("memorised"), layer.median("clean")
-    if memorised is None or not layer.counts["clean"]["ranked"]:
-        return "no comparison (no clean example counted, or most memorised ones never flip)"
-    if clean is not None and memorised >= clean:
+    if memorised is None or memorised >= width or not layer.counts["clean"]["ranked"]:
+        return "no comparison (no clean example counted, or most memorised ones need the whole layer or never flip)"
+    if top(clean) <= memorised:
         return "no fewer for the memorised, unlike Maini et al.'s networks"
     random_memorised, random_clean = layer.median("memorised", "random"), layer.median("clean", "random")
-    if any(value is None or value >= layer.width for value in (random_memorised, random_clean)):
-        # the whole layer zeroed is the same intervention in either order: the control cannot tell
-        return (f"fewer for the memorised by push; the random order cannot tell (its medians "
-                f"{_count(random_memorised)} and {_count(random_clean)} of {layer.width} reach the whole layer)")
-    if random_memorised < random_clean:
+    if top(random_memorised) < top(random_clean):
         return (f"fewer for the memorised, but so in random order ({_count(random_memorised)} against "
                 f"{_count(random_clean)}): memorised predictions move more easily, not only by a few units of their own")
+    if top(random_memorised) >= width:  # both need the whole layer in random order: it cannot tell them apart
+        return (f"fewer for the memorised by push; in random order both need the whole layer ({_count(random_memorised)} "
+                f"and {_count(random_clean)} of {width}), which cannot tell them apart")
     return "fewer for the memorised, and not in random order, as Maini et al. found"
 
 
@@ -274,7 +279,7 @@ def example_flips(run: Run) -> ExampleFlips:
 
 
 def _nothing_to_memorise(run: Run) -> str | None:
-    return None if run.dataset.noisy_mask.any() else "no training label is known to be wrong (clean labels, or no true labels given): no memory to locate"
+    return None if run.dataset.noisy_mask.any() else f"{NO_KNOWN_WRONG}: no memory to locate"
 
 
 EXAMPLE_FLIPS: Analysis[ExampleFlips] = register_analysis(

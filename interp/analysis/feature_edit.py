@@ -136,17 +136,19 @@ class FeatureEdit(Result):
                            f"{control.test:.1%}; with the examples the teacher relabels left out instead, "
                            f"{flagged.test:.1%}" + (f"; the edit lowers test ({raw.test:.1%} → {edit.test:.1%}): "
                                                     "with no label known wrong there may be no noise to forget."
-                                                    if edit.test < raw.test else "."))
+                                                    if raw.test - edit.test > VERDICT_BAND else "."))
         line += (f" Beside it, the same steps from the same checkpoint: on the observed labels, memorised "
                  f"{control.memorised:.1%}, test {control.test:.1%}; with as many examples relabelled at random, "
                  f"{relabelled.memorised:.1%}, {relabelled.test:.1%}; with the examples the teacher relabels left out "
                  f"instead, {flagged.memorised:.1%}, {flagged.test:.1%}")
         if flagged.test >= edit.test:
             more = (flagged.memorised - edit.memorised) * 100
-            better = flagged.test - edit.test > VERDICT_BAND
-            return line + (f": leaving them out does {'better' if better else 'as well'} on test, so the teacher's "
-                           f"flags, more than its new labels, carry the forgetting (the new labels forget "
-                           f"{abs(more):.1f} points {'more' if more >= 0 else 'less'}).")
+            better = f"does {'better' if flagged.test - edit.test > VERDICT_BAND else 'as well'} on test"
+            if more > VERDICT_BAND * 100:  # it keeps more of the memory: the flags alone do not forget as much
+                return line + f": leaving them out {better} but keeps {more:.1f} points more of the memory."
+            return line + (f": leaving them out {better}, so the teacher's flags, more than its new labels, carry "
+                           f"the forgetting (the new labels forget {abs(more):.1f} points "
+                           f"{'more' if more >= 0 else 'less'}).")
         return line + "."
 
     def summary(self) -> str:

@@ -27,9 +27,10 @@ import torch
 from torch import Tensor
 
 from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, readout
-from ..core.metrics import VERDICT_BAND, accuracy_verdict, subset_metrics
+from ..core.metrics import NO_KNOWN_WRONG, VERDICT_BAND, accuracy_verdict, subset_metrics
 from ..families.base import Capability, family_of, replaced_parameters
 from ..training.rundir import EARLIER_CHECKPOINT, Run, earlier_steps, load_run
+from .noise_scores import narrow_first_layer
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -231,8 +232,9 @@ def _needs_trajectory(run: Run) -> str | None:
     if not earlier_steps(run):
         return f"rewinding needs {EARLIER_CHECKPOINT}"
     if not run.dataset.noisy_mask.any():
-        return "no training label is known to be wrong (clean labels, or no true labels given): no memory to locate"
-    return None
+        return f"{NO_KNOWN_WRONG}: no memory to locate"
+    narrow = narrow_first_layer(run)  # its label-free choice reads the first layer's class subspaces
+    return f"the label-free choice reads class subspaces: {narrow}" if narrow else None
 
 
 LAYER_REWIND: Analysis[LayerRewind] = register_analysis(

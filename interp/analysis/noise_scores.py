@@ -72,8 +72,24 @@ def first_layer_doubt(run: Run, directions: int = DEFAULT_DIRECTIONS) -> Float[T
     return label_doubt(acts, observed, class_subspaces(acts, observed, ds.p, directions))
 
 
+def narrow_first_layer(run: Run, directions: int = DEFAULT_DIRECTIONS) -> str | None:
+    """Why the first hidden layer's class subspaces cannot be read — it has no more units than
+    `directions` per class, so every class's subspace would be the whole layer and a readout or a
+    doubt would be decided by rounding — or None."""
+    family = family_of(run.model)
+    first = family.layer_hooks(run.model)[0]
+    with torch.no_grad():
+        _, cache = family.run_with_cache(in_float64(run.model), run.dataset.inputs[:1],
+                                         names_filter=lambda name: name == first)
+    width = cache[first].shape[-1]
+    return None if width > directions else (f"its first hidden layer ({first}) has {width} units, no more than the "
+                                            f"{directions} directions per class of its class subspaces")
+
+
 def why_not(run: Run) -> str | None:
     """Why the score cannot be read from `run` (what it needs is missing), or None."""
+    if narrow_first_layer(run):
+        return narrow_first_layer(run)
     if not earlier_steps(run):
         return f"it reads the early trajectory: it needs {EARLIER_CHECKPOINT}"
     if int(run.dataset.train_mask.sum()) <= NEIGHBOURS:

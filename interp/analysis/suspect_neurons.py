@@ -35,11 +35,12 @@ import torch
 from torch import Tensor
 
 from ..core.class_structure import DEFAULT_DIRECTIONS, class_subspaces, label_doubt
-from ..core.metrics import VERDICT_BAND, accuracy_verdict, subset_metrics
+from ..core.metrics import NO_KNOWN_WRONG, VERDICT_BAND, accuracy_verdict, subset_metrics
 from ..families.base import Capability, family_of, heads, mlp_hooks
 from .ablation import ablated_logits_at
 from .plots import _save, _subplots
 from ..training.rundir import Run
+from .noise_scores import narrow_first_layer
 from .registry import Analysis, Result, register_analysis
 
 if TYPE_CHECKING:
@@ -258,7 +259,10 @@ def _head_rows(run: Run, doubt: Tensor) -> list[SuspectAblation]:
 
 
 def _nothing_to_memorise(run: Run) -> str | None:
-    return None if run.dataset.noisy_mask.any() else "no training label is known to be wrong (clean labels, or no true labels given): no memory to locate"
+    if not run.dataset.noisy_mask.any():
+        return f"{NO_KNOWN_WRONG}: no memory to locate"
+    narrow = narrow_first_layer(run)  # units are ranked by the first layer's class-subspace doubt
+    return f"the ranking reads class subspaces: {narrow}" if narrow else None
 
 
 SUSPECT_NEURONS: Analysis[SuspectNeurons] = register_analysis(

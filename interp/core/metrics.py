@@ -164,6 +164,8 @@ def phase(metrics: dict[str, float | None]) -> str:
 
 #: an intervention must beat its random control by more than this (accuracy) to earn a verdict
 VERDICT_BAND = 0.02
+#: what a run with no noisy example may be: the one phrase every analysis and the report use
+NO_KNOWN_WRONG = "no training label is known to be wrong (clean labels, or no true labels given)"
 #: where the accuracies tie (within the band), the margins (in logits) decide beyond this
 MARGIN_TIE = 1e-6
 VERDICTS = ("memorising", "generalising", "shared", "inert")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.feature_edit import EDIT, FLAGGED
+from ..core.metrics import NO_KNOWN_WRONG
 from ..analysis.registry import ANALYSES, Result, analyze, in_report_order
 from ..training import rundir
 from ..training.rundir import CheckpointError, Run, write_json
@@ -130,10 +131,11 @@ def _sample_claims(run: Run) -> list[dict[str, str]]:
     tests, noisy = int(ds.test_mask.sum()), int(ds.noisy_mask.sum())
     if tests > SMALL_TEST:
         return []
+    known = f"{noisy} training examples are known to carry a wrong label" if noisy else NO_KNOWN_WRONG
     return [{"topic": "Sample size", "text": (
-        f"{tests} test examples: one is {100 / tests:.1f} points of accuracy, so a {VERDICT_BAND * 100:g}-point "
-        f"verdict band is {VERDICT_BAND * tests:.1f} examples, and {noisy} noisy training examples; read every "
-        "verdict here as resting on a few examples.")}]
+        f"{tests} test examples: one is {100 / tests:.1f} points of accuracy, so the {VERDICT_BAND * 100:g}-point "
+        f"verdict band is {VERDICT_BAND * tests:.1f} of an example; {known}. Read every verdict here as resting on a "
+        "few examples.")}]
 
 
 def headline_rows(headline: dict[str, Any]) -> list[tuple[str, float | None]]:
@@ -204,10 +206,12 @@ def _write_report(run: Run, out_dir: Path, progress: bool) -> dict[str, Any]:
             *(f"**{claim['topic']}:** {claim['text']}" for claim in headline["claims"]),
             Table(["", "test accuracy"], [[name, pct(acc)] for name, acc in headline_rows(headline)]),
             (f"**Memorised:** {pct(final['noisy_observed_acc'])} of the noisy training labels are fitted. "
-             f"Noise detection from {headline['noise_method']}: AUROC {headline['noise_auroc']:.4f}"
-             + (f" (control, {headline['noise_control'][0]}: {headline['noise_control'][1]:.4f})."
-                if headline["noise_control"] and headline["noise_control"][1] is not None else ".")
-             if headline["noise_auroc"] is not None else "No training label is known to be wrong (clean labels, or no true labels given): no memory to locate."),
+             + (f"Noise detection from {headline['noise_method']}: AUROC {headline['noise_auroc']:.4f}"
+                + (f" (control, {headline['noise_control'][0]}: {headline['noise_control'][1]:.4f})."
+                   if headline["noise_control"] and headline["noise_control"][1] is not None else ".")
+                if headline["noise_auroc"] is not None else "Noise detection: no score could be read from this run.")
+             if final.get("noisy_observed_acc") is not None else f"{NO_KNOWN_WRONG[0].upper()}{NO_KNOWN_WRONG[1:]}: no "
+             "memory to locate."),
         ]),
         Section("Training", [
             Table(["subset", "accuracy", "loss"], [[s, pct(final.get(f"{s}_acc")),
