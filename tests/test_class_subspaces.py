@@ -141,6 +141,8 @@ def test_the_claim_names_a_larger_layer_that_forgets_more_without_a_control():
     assert "a part of the memory sits there, checked against random weights — most of it stays (85.9% still" in claim
     assert ("More of it goes with embed + blocks.0 (99% of the weights) rewound to step 150: memorised 7.1%, test 55.5%"
             in claim)
+    half = Rewind("unembed", 150, 0.5, 0.510, 0.994, 0.516, 0.5, 0.013)  # takes exactly half: the memory's place
+    assert ": the memory sits there, checked against random weights." in LayerRewind(1.0, 0.519, [half]).claim()
     weaker = Rewind("embed + blocks.0", 150, 0.9, 0.555, 0.9, 0.557, 0.5, 0.987)  # forgets less: not named
     assert "More of it" not in LayerRewind(1.0, 0.519, [weaker, readout]).claim()
 

@@ -183,3 +183,6 @@ def test_a_report_on_a_small_test_set_says_how_few_examples_its_verdicts_rest_on
                                                                                   unknown))[0]["text"]
     big = Dataset.from_tensors(USER, *user_tensors(n=300)[:3], user_tensors(n=300)[3])
     assert _sample_claims(interp.Run(spec, run.model, [], 0, None, big)) == []
+    for n, cautioned in ((140, True), (141, False)):  # 100 test examples: a point each; 101: silent
+        edge = Dataset.from_tensors(USER, *user_tensors(n=n)[:3], user_tensors(n=n)[3])
+        assert bool(_sample_claims(interp.Run(spec, run.model, [], 0, None, edge))) == cautioned
