@@ -186,3 +186,19 @@ def test_a_report_on_a_small_test_set_says_how_few_examples_its_verdicts_rest_on
     for n, cautioned in ((140, True), (141, False)):  # 100 test examples: a point each; 101: silent
         edge = Dataset.from_tensors(USER, *user_tensors(n=n)[:3], user_tensors(n=n)[3])
         assert bool(_sample_claims(interp.Run(spec, run.model, [], 0, None, edge))) == cautioned
+
+
+def test_a_report_says_where_the_wrong_labels_outnumber_the_true_one():
+    """Binary labels 60% flipped: each class's training examples mostly carry the other label, and
+    every label-free method that reads the observed labels' majority sides with the noise."""
+    from interp.reporting.report import _majority_claims
+
+    x, observed, train, truth = user_tensors()  # 8 of 40 training labels moved to the next class
+    spec = interp.get_preset("digits-40").spec.with_overrides(["task.data=mine", "task.p=3", "model.d_in=5"])
+    model = interp.families.build_model(spec.model, 3)
+    assert _majority_claims(interp.Run(spec, model, [], 0, None, Dataset.from_tensors(USER, x, observed, train,
+                                                                                      truth))) == []
+    flipped = torch.where(train & (torch.arange(60) % 3 == 0) & (torch.arange(60) < 30), (truth + 1) % 3, observed)
+    (claim,) = _majority_claims(interp.Run(spec, model, [], 0, None, Dataset.from_tensors(USER, x, flipped, train,
+                                                                                             truth)))
+    assert claim["text"].startswith("for 1 of 3 classes (0) another observed label is at least as common")

@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..analysis.feature_edit import EDIT, FLAGGED
 from ..core.metrics import NO_KNOWN_WRONG
 from ..analysis.registry import ANALYSES, Result, analyze, in_report_order
@@ -114,8 +116,32 @@ def _headline(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         "components": results["localize"].counts() if "localize" in results else {},
         "neuron_parts": results["localize"].parts_counts() if "localize" in results else {},
         "claims": rule_claims + claims(results.get("localize"), results.get("edit")) + _error_claims(results.get("errors"))
-        + _sample_claims(run),
+        + _sample_claims(run) + _majority_claims(run),
     }
+
+
+def _majority_claims(run: Run) -> list[dict[str, str]]:
+    """A caution where, for some class, another observed label is at least as common among its
+    training examples as the true one: every label-free method here reads the observed labels'
+    majority (class subspaces, neighbour votes, the early trajectory) and there it sides with the
+    noise. Read from the truth, so only where labels are known wrong."""
+    ds = run.dataset
+    train = ds.train_mask
+    if not ds.noisy_mask[train].any():
+        return []
+    lost = []
+    for c in range(ds.p):
+        observed = ds.labels[train][ds.true_labels[train] == c]
+        if len(observed):
+            counts = torch.bincount(observed, minlength=ds.p)
+            if int(counts.max()) > 0 and int(counts[c]) <= int(torch.cat([counts[:c], counts[c + 1:]]).max()):
+                lost.append(c)
+    if not lost:
+        return []
+    return [{"topic": "Majority", "text": (
+        f"for {len(lost)} of {ds.p} classes ({', '.join(map(str, lost[:10]))}{', …' if len(lost) > 10 else ''}) another "
+        "observed label is at least as common among the class's training examples as its own: the label-free "
+        "readouts, votes and scores here read the observed labels' majority and side with the noise there.")}]
 
 
 #: a test set this small or smaller gets a caution: one example is at least a point of accuracy
