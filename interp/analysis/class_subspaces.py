@@ -199,11 +199,8 @@ class ClassSubspaces(Result):
     def tables(self) -> list[Table]:
         from ..core.document import Table
 
-        def pct(x: float | None) -> str:
-            return "–" if x is None else f"{x:.1%}"
-
-        rows = [[row.where, pct(row.test_acc), pct(row.recovered_acc), pct(row.untrained_test_acc),
-                 pct(row.shuffled_test_acc), pct(row.ceiling_test_acc),
+        rows = [[row.where, _pct(row.test_acc), _pct(row.recovered_acc), _pct(row.untrained_test_acc),
+                 _pct(row.shuffled_test_acc), _pct(row.ceiling_test_acc),
                  "–" if row.noise_auroc is None else f"{row.noise_auroc:.3f}"] for row in self.layers]
         return [Table(["where", "readout test (label-free)", "noisy train vs true", "untrained net", "shuffled labels",
                        "true labels (ceiling)", "noise AUROC"], rows,

@@ -88,8 +88,9 @@ def narrow_first_layer(run: Run, directions: int = DEFAULT_DIRECTIONS) -> str | 
 
 def why_not(run: Run) -> str | None:
     """Why the score cannot be read from `run` (what it needs is missing), or None."""
-    if narrow_first_layer(run):
-        return narrow_first_layer(run)
+    narrow = narrow_first_layer(run)
+    if narrow:
+        return narrow
     if not earlier_steps(run):
         return f"it reads the early trajectory: it needs {EARLIER_CHECKPOINT}"
     if int(run.dataset.train_mask.sum()) <= NEIGHBOURS:
