@@ -1,6 +1,6 @@
 """The same answer on every CPU. The decisions a CPU's summation order could move — the edit's
 choice on a group (its irreps' basis included), the feature edit's checkpoint, teacher and
-fine-tune, the class-subspace readout — are recomputed in a fresh process with other kernels
+fine-tune, the class-subspace readout, the flip counts' push ranking — are recomputed in a fresh process with other kernels
 (`interp.testing.NARROW_KERNELS`) and one torch thread, and compared with this process's value
 for value (`result_differences`). Mutations it catches: the fine-tune in float32, the irrep basis
 as LAPACK returns it. The readout, the trajectory, the checkpoint choice, the layer doubt and the
@@ -32,7 +32,7 @@ def decisions(run_path: str) -> dict:
     from interp.training.rundir import load_run
 
     run = load_run(run_path)
-    out = {name: analyze(run, name).to_dict() for name in ("feature_edit", "class_subspaces")}
+    out = {name: analyze(run, name).to_dict() for name in ("feature_edit", "class_subspaces", "example_flips")}
     ds = make_dataset(TaskSpec(group="S3", train_fraction=0.6), NoiseSpec(kind="wrong", rate=0.2, seed=1))
     search = edit_search(planted_group_net(ds).model, ds)
     out["edit_search"] = {"chosen": search.chosen, "keep": search.keep.tolist(), "metrics": search.edit.metrics}
@@ -60,6 +60,7 @@ def test_the_analyses_decide_the_same_on_a_cpu_with_other_kernels(digits_run):
     assert done.returncode == 0, done.stderr[-2000:]
     there = json.loads(done.stdout.strip().splitlines()[-1])
     assert here["feature_edit"]["rows"] and here["edit_search"]["keep"]  # something was decided
+    assert here["example_flips"]["examples"]["memorised"] > 0
     found = result_differences(here, there)
     assert found == [], "\n".join(found)
 
@@ -102,6 +103,11 @@ def test_the_rankings_and_the_searches_read_a_float64_forward(digits_run, monkey
     first_layer_doubt(digits_run)  # the noise score's own, where no readout hands it over
     assert ("run_with_cache", torch.float64) in seen and ("forward", torch.float64) in seen
     assert [call for call in seen if call[1] != torch.float64] == [("forward", torch.float32)]  # the model's own
+    seen.clear()
+    from interp.analysis.example_flips import example_flips
+
+    example_flips(digits_run)  # its pushes rank units and its flips are argmaxes: every forward float64
+    assert seen and all(dtype == torch.float64 for _, dtype in seen)
 
     reads = []
     for name in ("edit_space", "teacher"):
